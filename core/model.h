@@ -1,0 +1,87 @@
+/* A GPT-NeoX model bound to a target: config, memory plan, weights and the
+ * KV cache, and the forward pass. */
+#ifndef RK_MODEL_H
+#define RK_MODEL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "ops.h"
+#include "plan.h"
+
+/* What the memory plan is sized for. Asking for more is an RK_ELIMIT error. */
+typedef struct {
+    int max_prompt;     /* longest prompt (or scored window) */
+    int max_new_tokens; /* tokens generated after the prompt */
+    int prefill_chunk;  /* tokens per forward call */
+    int logits_rows;    /* 1 for generation; prefill_chunk to score every position */
+    rk_dtype kv_dtype;
+} rk_limits;
+
+/* Offsets of one layer's tensors inside the weights block. */
+typedef struct {
+    size_t ln1_w, ln1_b, qkv_w, qkv_b, dense_w, dense_b;
+    size_t ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;
+} rk_layer_weights;
+
+typedef struct {
+    rk_config cfg;
+    rk_limits lim;
+    int cap; /* cache positions per layer: max_prompt + max_new_tokens */
+    const rk_ops *ops;
+    void *ctx;
+
+    rk_plan wplan; /* weights block */
+    rk_plan plan;  /* the arena */
+    void *wbase;
+    void *base;
+
+    size_t w_embed, w_lnf_w, w_lnf_b, w_unembed;
+    rk_layer_weights w_layer[RK_MAX_LAYERS];
+
+    /* Arena offsets. */
+    size_t a_step, a_rope, a_x, a_h, a_qkv, a_q, a_att, a_attn_out, a_mlp_h, a_mlp_out;
+    size_t a_scratch, a_logits, a_k, a_v;
+    size_t kv_layer_bytes; /* one layer's K (or V) cache */
+
+    /* Host staging, allocated with the model: logits_rows × vocab logits,
+     * and pos0 plus the chunk's token ids on their way in. */
+    float *host_logits;
+    int32_t *host_step;
+    int n_logits;       /* rows valid after the last forward */
+    int n_past;         /* positions in the cache */
+    int decode_recorded; /* the target holds a recording of the one-token step */
+} rk_model;
+
+/* Validates LIM against CFG and the target, and computes both plans without
+ * allocating anything. */
+rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim,
+                        rk_model *m);
+
+/* Reads DIR/config.json and the safetensors in DIR, plans, makes the two
+ * allocations and uploads the weights. After this nothing allocates. */
+rk_status rk_model_load(const char *dir, const rk_ops *ops, const rk_limits *lim,
+                        rk_model **out);
+void rk_model_free(rk_model *m);
+
+void rk_model_print_plan(const rk_model *m, FILE *f);
+
+/* Forgets the cache (a new sequence starts). */
+void rk_model_reset(rk_model *m);
+
+/* Runs N ≤ prefill_chunk tokens at the next positions, appending their K/V
+ * to the cache; afterwards rk_model_logits holds the last min(N, logits_rows)
+ * rows of logits. */
+rk_status rk_model_forward(rk_model *m, const int32_t *tokens, int n);
+
+/* Runs a prompt of any length ≤ max_prompt in chunks. */
+rk_status rk_model_prefill(rk_model *m, const int32_t *tokens, int n);
+
+/* Row R (0 = first row kept) of the logits of the last forward. */
+const float *rk_model_logits(const rk_model *m, int r);
+
+/* Negative log-likelihood of TARGET under the logits ROW (log-softmax in double). */
+double rk_nll(const float *row, int vocab, int target);
+
+#endif

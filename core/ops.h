@@ -1,0 +1,88 @@
+/* The op interface between core and a target. Core owns every decision
+ * (shapes, memory plan, order of operations, sampling); a target owns only
+ * how each op runs on its hardware. Buffers are addresses inside the one
+ * arena (or the weights block) that the target allocated, so on an
+ * accelerator they are device addresses that core never dereferences.
+ *
+ * Element types: weights and activations use the target's compute type
+ * (act_bytes per element); the rotary table and logits are always fp32. */
+#ifndef RK_OPS_H
+#define RK_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "rk_error.h"
+#include "safetensors.h"
+
+typedef struct rk_ops {
+    const char *name;
+    size_t act_bytes;
+    rk_dtype kv_dtype; /* the element type its KV cache holds */
+
+    /* Start-up: detect the device; ctx is the target's private state. */
+    rk_status (*init)(void **ctx);
+    void (*shutdown)(void *ctx);
+    /* A human-readable name of the device, for benchmark records. */
+    void (*device_name)(void *ctx, char *buf, size_t len);
+    /* The only allocations a target makes: the weights block and the arena. */
+    rk_status (*alloc)(void *ctx, size_t bytes, void **base);
+    void (*release)(void *ctx, void *base);
+    /* Arena bytes the target needs for its own work (attention scores or
+     * partial results, GEMM workspace) for CHUNK queries against up to CTX
+     * cached positions; after allocation, bind_scratch hands it the region. */
+    size_t (*scratch_bytes)(const rk_config *cfg, int chunk, int ctx);
+    void (*bind_scratch)(void *ctx, void *scratch, size_t bytes);
+
+    /* Host to buffer: converts COUNT elements of SRC_DTYPE to the compute type. */
+    rk_status (*upload)(void *ctx, void *dst, const void *src, rk_dtype src_dtype, size_t count);
+    /* Host to buffer, raw bytes (fp32 tables, token ids). */
+    rk_status (*copy_in)(void *ctx, void *dst, const void *src, size_t bytes);
+    /* Buffer of fp32 to host. */
+    rk_status (*copy_out)(void *ctx, float *dst, const void *src, size_t count);
+    /* Waits for queued work; reports an asynchronous device error. */
+    rk_status (*sync)(void *ctx);
+
+    /* x[i, :] = table[tokens[i], :]; tokens is an int32 buffer in the arena. */
+    void (*embed)(void *ctx, void *x, const void *table, const void *tokens, int n, int dim);
+    /* y = LayerNorm(x) * w + b over rows of DIM, statistics in fp32. */
+    void (*layernorm)(void *ctx, void *y, const void *x, const void *w, const void *b,
+                      int n, int dim, float eps);
+    /* y[n, out] = x[n, in] · W[out, in]ᵀ + bias (bias may be NULL); GELU
+     * (exact, erf) applied after the bias when gelu is set. */
+    void (*linear)(void *ctx, void *y, const void *x, const void *w, const void *bias,
+                   int n, int in, int out, int gelu);
+    /* Same as linear but y is fp32 whatever the compute type (logits). */
+    void (*linear_f32out)(void *ctx, float *y, const void *x, const void *w,
+                          int n, int in, int out);
+    /* The first position of the current tokens, pos0, is read from the
+     * int32 at POS in the arena rather than passed by value, so that a
+     * captured sequence of ops (a CUDA graph) replays at any position. */
+
+    /* Splits fused qkv rows ([n, heads, 3, head_dim], per head [q|k|v]),
+     * applies rotary (rotate_half layout on the first rot_dims dims) at
+     * positions pos0.., writes q as [heads, n, head_dim] and appends k, v to
+     * the layer's caches laid out [heads, cap, head_dim] at rows pos0... */
+    void (*qkv_rotary)(void *ctx, void *q, void *k_cache, void *v_cache, const void *qkv,
+                       const float *rope, const void *pos, int n, int heads, int head_dim,
+                       int rot_dims, int cap);
+    /* Causal attention of n queries at positions pos0.. over cache rows
+     * 0..pos0+n-1; out is [n, heads * head_dim]. */
+    void (*attention)(void *ctx, void *out, const void *q, const void *k_cache,
+                      const void *v_cache, const void *pos, int n, int heads, int head_dim,
+                      int cap);
+    /* x += a (+ b when b is not NULL), elementwise over COUNT elements. */
+    void (*residual)(void *ctx, void *x, const void *a, const void *b, size_t count);
+
+    /* Optional (NULL where the target has no graphs): the ops issued between
+     * capture_begin and capture_end are recorded, not run, and replay runs
+     * the recording. Core records the one-token decode step once. */
+    rk_status (*capture_begin)(void *ctx);
+    rk_status (*capture_end)(void *ctx);
+    rk_status (*replay)(void *ctx);
+    /* Optional: bytes of device memory in use, for memory reports. */
+    size_t (*device_used_bytes)(void *ctx);
+} rk_ops;
+
+#endif

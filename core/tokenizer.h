@@ -1,0 +1,38 @@
+/* Byte-level BPE tokenizer read from a Hugging Face tokenizer.json
+ * (NFC normaliser, GPT-2/NeoX ByteLevel pre-tokenizer, merge ranks, added
+ * tokens). Produces exactly the ids of HF tokenizers. */
+#ifndef RK_TOKENIZER_H
+#define RK_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rk_error.h"
+
+typedef struct rk_tokenizer rk_tokenizer;
+
+rk_status rk_tok_load(const char *path, rk_tokenizer **out);
+rk_status rk_tok_load_memory(const char *json, size_t len, rk_tokenizer **out);
+void rk_tok_free(rk_tokenizer *tok);
+
+/* Encodes LEN bytes of UTF-8 TEXT. *IDS is malloc'd (caller frees).
+ * Invalid UTF-8 is refused with RK_EINVAL. */
+rk_status rk_tok_encode(const rk_tokenizer *tok, const char *text, size_t len,
+                        int32_t **ids, size_t *n_ids);
+
+/* Decodes ids to text as HF's decode(skip_special_tokens=False) does.
+ * *TEXT is malloc'd and NUL-terminated (caller frees). */
+rk_status rk_tok_decode(const rk_tokenizer *tok, const int32_t *ids, size_t n,
+                        char **text, size_t *len);
+
+/* The raw bytes one token stands for (byte-level alphabet undone), for
+ * streaming output without allocating. Returns 0 bytes for unknown ids. */
+size_t rk_tok_token_bytes(const rk_tokenizer *tok, int32_t id, const char **bytes);
+
+/* Number of ids (largest id + 1 over the vocabulary and added tokens). */
+int rk_tok_vocab_size(const rk_tokenizer *tok);
+
+/* Id of an added/special token by its content, or -1. */
+int32_t rk_tok_special_id(const rk_tokenizer *tok, const char *content);
+
+#endif

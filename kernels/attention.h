@@ -1,0 +1,48 @@
+/* Causal multi-head attention of the CUDA target over a layer's fp16 KV cache.
+ *
+ * Layouts (all fp16): q is [heads, n, head_dim] (already rotated); the caches
+ * are [heads, cap, head_dim] with rows 0..pos0+n-1 valid; out is
+ * [n, heads * head_dim], head h at columns h*head_dim... Query i sits at
+ * position pos0+i and attends to cache rows 0..pos0+i, scaled by
+ * 1/sqrt(head_dim), with softmax statistics and sums in fp32.
+ *
+ * pos0 is the int32 at POS in device memory, read by the kernels: grids and
+ * arguments depend only on n, heads, head_dim and cap, so a captured call
+ * (a CUDA graph) replays correctly at any position with pos0+n <= cap.
+ *
+ * Launchers return nothing; the caller reads cudaGetLastError. They launch
+ * nothing for a head_dim that rk_attention_supports rejects, so check it once
+ * when the model is loaded. */
+#ifndef RK_ATTENTION_H
+#define RK_ATTENTION_H
+
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Nonzero for the head sizes the kernels are built for: 64, 80, 128, 256. */
+int rk_attention_supports(int head_dim);
+
+/* Causal prefill attention for a chunk of n queries (n >= 1). */
+void rk_attention_prefill(cudaStream_t s, void *out, const void *q, const void *k_cache,
+                          const void *v_cache, const int *pos, int n, int heads, int head_dim,
+                          int cap);
+
+/* Attention for a few queries (decode: n = 1; any n works, meant for n <= 16)
+ * over a long context: the context is split across thread blocks whose
+ * partial results go to SCRATCH, then combined. SCRATCH is a device buffer of
+ * rk_attention_decode_scratch_bytes(n, ...) bytes (or more), 16-byte aligned,
+ * that needs no initialisation and may be reused by the next call. */
+size_t rk_attention_decode_scratch_bytes(int n, int heads, int head_dim, int cap);
+void rk_attention_decode(cudaStream_t s, void *out, const void *q, const void *k_cache,
+                         const void *v_cache, void *scratch, const int *pos, int n, int heads,
+                         int head_dim, int cap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,322 @@
+/* The fp32 reference target: plain C loops for the elementwise ops and
+ * OpenBLAS for every matrix product, attention included. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "plan.h"
+#include "pool.h"
+#include "targets.h"
+
+typedef struct {
+    float *scratch; /* attention scores: one [n, ctx] matrix per head */
+} cpu_ctx;
+
+/* Models share the worker pool; it lives while any of them does. */
+static int live_models;
+
+static rk_status cpu_init(void **ctx)
+{
+    /* OpenBLAS's threaded GEMM mallocs job descriptors on every call, which
+     * would break the no-allocation guarantee: OpenBLAS runs serially and
+     * the target splits work across cores itself. */
+    openblas_set_num_threads(1);
+    long threads = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *env = getenv("RANKKV_THREADS");
+    if (env && atoi(env) > 0)
+        threads = atoi(env);
+    cpu_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return rk_fail(RK_ENOMEM, "out of memory for the CPU target");
+    rk_status st = pool_start((int)threads);
+    if (st != RK_OK) {
+        free(c);
+        return st;
+    }
+    live_models++;
+    *ctx = c;
+    return RK_OK;
+}
+
+static void cpu_shutdown(void *ctx)
+{
+    free(ctx);
+    if (--live_models == 0)
+        pool_stop();
+}
+
+static void cpu_device_name(void *ctx, char *buf, size_t len)
+{
+    snprintf(buf, len, "cpu");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon) {
+            line[strcspn(line, "\n")] = '\0';
+            snprintf(buf, len, "%s (%ld cores)", colon + 2, sysconf(_SC_NPROCESSORS_ONLN));
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static rk_status cpu_alloc(void *ctx, size_t bytes, void **base)
+{
+    size_t size = (bytes + RK_PLAN_ALIGN - 1) / RK_PLAN_ALIGN * RK_PLAN_ALIGN;
+    *base = aligned_alloc(RK_PLAN_ALIGN, size ? size : RK_PLAN_ALIGN);
+    if (!*base)
+        return rk_fail(RK_ENOMEM, "cannot allocate %zu bytes for the CPU arena", size);
+    /* Touch every page now so that first use inside the timed loop does not
+     * fault memory in, and so that no byte is ever read uninitialised. */
+    memset(*base, 0, size);
+    return RK_OK;
+}
+
+static void cpu_release(void *ctx, void *base) { free(base); }
+
+static size_t cpu_scratch_bytes(const rk_config *cfg, int chunk, int ctx_len)
+{
+    return (size_t)cfg->n_heads * (size_t)chunk * (size_t)ctx_len * sizeof(float);
+}
+
+static void cpu_bind_scratch(void *ctx, void *scratch, size_t bytes)
+{
+    ((cpu_ctx *)ctx)->scratch = scratch;
+}
+
+static rk_status cpu_upload(void *ctx, void *dst, const void *src, rk_dtype dt, size_t count)
+{
+    float *d = dst;
+    const unsigned char *s = src;
+    switch (dt) {
+    case RK_F32:
+        memcpy(d, s, count * sizeof(float));
+        return RK_OK;
+    case RK_F16:
+    case RK_BF16:
+        for (size_t i = 0; i < count; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            d[i] = dt == RK_F16 ? rk_f16_to_f32(h) : rk_bf16_to_f32(h);
+        }
+        return RK_OK;
+    default:
+        return rk_fail(RK_EDTYPE, "cannot convert dtype %s to F32", rk_dtype_name(dt));
+    }
+}
+
+static rk_status cpu_copy_in(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    memcpy(dst, src, bytes);
+    return RK_OK;
+}
+
+static rk_status cpu_copy_out(void *ctx, float *dst, const void *src, size_t count)
+{
+    memcpy(dst, src, count * sizeof(float));
+    return RK_OK;
+}
+
+static rk_status cpu_sync(void *ctx) { return RK_OK; }
+
+static void cpu_embed(void *ctx, void *x, const void *table, const void *tokens, int n, int dim)
+{
+    const int32_t *tok = tokens;
+    for (int i = 0; i < n; i++)
+        memcpy((float *)x + (size_t)i * dim, (const float *)table + (size_t)tok[i] * dim,
+               (size_t)dim * sizeof(float));
+}
+
+static void cpu_layernorm(void *ctx, void *y, const void *x, const void *w, const void *b, int n,
+                          int dim, float eps)
+{
+    const float *wf = w, *bf = b;
+    for (int i = 0; i < n; i++) {
+        const float *xr = (const float *)x + (size_t)i * dim;
+        float *yr = (float *)y + (size_t)i * dim;
+        double mean = 0, var = 0;
+        for (int j = 0; j < dim; j++)
+            mean += xr[j];
+        mean /= dim;
+        for (int j = 0; j < dim; j++)
+            var += (xr[j] - mean) * (xr[j] - mean);
+        var /= dim;
+        float rstd = (float)(1.0 / sqrt(var + eps));
+        for (int j = 0; j < dim; j++)
+            yr[j] = (float)(xr[j] - mean) * rstd * wf[j] + bf[j];
+    }
+}
+
+typedef struct {
+    float *y;
+    const float *x, *w, *bias;
+    int n, in, out, gelu;
+} linear_job;
+
+/* Output features [lo, hi) of y = x Wᵀ + b: each thread owns whole columns,
+ * so the result does not depend on the number of threads. */
+static void linear_part(void *arg, int lo, int hi)
+{
+    const linear_job *j = arg;
+    const int cols = hi - lo;
+    const float *w = j->w + (size_t)lo * j->in;
+    if (j->n == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, cols, j->in, 1.0f, w, j->in, j->x, 1, 0.0f,
+                    j->y + lo, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, cols, j->in, 1.0f, j->x, j->in,
+                    w, j->in, 0.0f, j->y + lo, j->out);
+    for (int i = 0; i < j->n; i++) {
+        float *yr = j->y + (size_t)i * j->out;
+        for (int c = lo; c < hi; c++) {
+            float v = yr[c] + (j->bias ? j->bias[c] : 0.0f);
+            yr[c] = j->gelu ? 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)) : v;
+        }
+    }
+}
+
+/* Below this many multiply-adds a split costs more than it saves. */
+enum { PARALLEL_MIN_WORK = 1 << 17 };
+
+static void cpu_linear(void *ctx, void *y, const void *x, const void *w, const void *bias, int n,
+                       int in, int out, int gelu)
+{
+    linear_job j = {y, x, w, bias, n, in, out, gelu};
+    if ((long)n * in * out < PARALLEL_MIN_WORK)
+        linear_part(&j, 0, out);
+    else
+        pool_run(linear_part, &j, out, 64);
+}
+
+static void cpu_linear_f32out(void *ctx, float *y, const void *x, const void *w, int n, int in,
+                              int out)
+{
+    cpu_linear(ctx, y, x, w, NULL, n, in, out, 0);
+}
+
+static void rotate(float *dst, const float *src, const float *rope, int head_dim, int rot_dims)
+{
+    const int half = rot_dims / 2;
+    for (int j = 0; j < half; j++) {
+        float c = rope[2 * j], s = rope[2 * j + 1];
+        dst[j] = src[j] * c - src[j + half] * s;
+        dst[j + half] = src[j + half] * c + src[j] * s;
+    }
+    memcpy(dst + rot_dims, src + rot_dims, (size_t)(head_dim - rot_dims) * sizeof(float));
+}
+
+static void cpu_qkv_rotary(void *ctx, void *q, void *k_cache, void *v_cache, const void *qkv,
+                           const float *rope, const void *pos, int n, int heads, int head_dim,
+                           int rot_dims, int cap)
+{
+    const int pos0 = *(const int32_t *)pos;
+    for (int i = 0; i < n; i++) {
+        const float *r = rope + (size_t)(pos0 + i) * rot_dims;
+        for (int h = 0; h < heads; h++) {
+            const float *src = (const float *)qkv + ((size_t)i * heads + h) * 3 * head_dim;
+            size_t row = (size_t)h * cap + pos0 + i;
+            rotate((float *)q + ((size_t)h * n + i) * head_dim, src, r, head_dim, rot_dims);
+            rotate((float *)k_cache + row * head_dim, src + head_dim, r, head_dim, rot_dims);
+            memcpy((float *)v_cache + row * head_dim, src + 2 * head_dim,
+                   (size_t)head_dim * sizeof(float));
+        }
+    }
+}
+
+typedef struct {
+    float *out;
+    const float *q, *k, *v;
+    float *scratch;
+    int n, heads, head_dim, cap, pos0;
+} attention_job;
+
+/* Heads [lo, hi): scores with one GEMM, causal softmax, values with another.
+ * Each thread uses its own slice of the scratch, one score matrix per head. */
+static void attention_part(void *arg, int lo, int hi)
+{
+    const attention_job *j = arg;
+    const int n = j->n, hd = j->head_dim, len = j->pos0 + n;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int h = lo; h < hi; h++) {
+        float *s = j->scratch + (size_t)h * n * len;
+        const float *qh = j->q + (size_t)h * n * hd;
+        const float *kh = j->k + (size_t)h * j->cap * hd;
+        const float *vh = j->v + (size_t)h * j->cap * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, len, hd, scale, qh, hd, kh, hd,
+                    0.0f, s, len);
+        for (int i = 0; i < n; i++) {
+            float *row = s + (size_t)i * len;
+            const int visible = j->pos0 + i + 1;
+            float mx = row[0];
+            for (int c = 1; c < visible; c++)
+                mx = row[c] > mx ? row[c] : mx;
+            double sum = 0;
+            for (int c = 0; c < visible; c++) {
+                row[c] = expf(row[c] - mx);
+                sum += row[c];
+            }
+            const float inv = (float)(1.0 / sum);
+            for (int c = 0; c < visible; c++)
+                row[c] *= inv;
+            memset(row + visible, 0, (size_t)(len - visible) * sizeof(float));
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, len, 1.0f, s, len, vh, hd,
+                    0.0f, j->out + (size_t)h * hd, j->heads * hd);
+    }
+}
+
+static void cpu_attention(void *ctx, void *out, const void *q, const void *k_cache,
+                          const void *v_cache, const void *pos, int n, int heads, int head_dim,
+                          int cap)
+{
+    attention_job j = {out, q, k_cache, v_cache, ((cpu_ctx *)ctx)->scratch, n, heads, head_dim, cap,
+                       *(const int32_t *)pos};
+    if ((long)n * (j.pos0 + n) * head_dim * heads < PARALLEL_MIN_WORK)
+        attention_part(&j, 0, heads);
+    else
+        pool_run(attention_part, &j, heads, 1);
+}
+
+static void cpu_residual(void *ctx, void *x, const void *a, const void *b, size_t count)
+{
+    float *xf = x;
+    const float *af = a, *bf = b;
+    if (bf)
+        for (size_t i = 0; i < count; i++)
+            xf[i] += af[i] + bf[i];
+    else
+        for (size_t i = 0; i < count; i++)
+            xf[i] += af[i];
+}
+
+static const rk_ops cpu_ops = {
+    .name = "cpu",
+    .act_bytes = sizeof(float),
+    .kv_dtype = RK_F32,
+    .init = cpu_init,
+    .shutdown = cpu_shutdown,
+    .device_name = cpu_device_name,
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .scratch_bytes = cpu_scratch_bytes,
+    .bind_scratch = cpu_bind_scratch,
+    .upload = cpu_upload,
+    .copy_in = cpu_copy_in,
+    .copy_out = cpu_copy_out,
+    .sync = cpu_sync,
+    .embed = cpu_embed,
+    .layernorm = cpu_layernorm,
+    .linear = cpu_linear,
+    .linear_f32out = cpu_linear_f32out,
+    .qkv_rotary = cpu_qkv_rotary,
+    .attention = cpu_attention,
+    .residual = cpu_residual,
+};
+
+const rk_ops *rk_cpu_ops(void) { return &cpu_ops; }

@@ -1,0 +1,369 @@
+/* The CUDA target: fp16 weights and activations with fp32 accumulation,
+ * GEMMs through cuBLASLt, the rest in kernels/. All device memory is the
+ * weights block and the arena that core plans; the target's own needs (GEMM
+ * workspace, attention partials) are a region of that arena. */
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention.h"
+#include "elementwise.h"
+#include "targets.h"
+
+/* cuBLASLt on Hopper wants a 32 MiB workspace for its best kernels. */
+#define GEMM_WORKSPACE ((size_t)32 << 20)
+#define GEMM_CACHE 64
+/* Up to this many queries attention runs as split-context decode. */
+#define DECODE_MAX_QUERIES 16
+
+typedef struct {
+    int m, n, k, f32out, bias;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+} gemm_plan;
+
+typedef struct {
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *workspace;
+    void *attn_scratch;
+    gemm_plan gemms[GEMM_CACHE];
+    int n_gemms;
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    rk_status error; /* the first failure of an op that cannot return one */
+    char error_msg[256];
+} cuda_ctx;
+
+static rk_status cuda_check(cudaError_t e, const char *what)
+{
+    if (e == cudaSuccess)
+        return RK_OK;
+    return rk_fail(RK_EDEVICE, "CUDA error in %s: %s", what, cudaGetErrorString(e));
+}
+
+/* Ops return void so the forward pass stays readable; a failure inside one
+ * is kept and reported by the next sync. */
+static void remember(cuda_ctx *c, rk_status st)
+{
+    if (st != RK_OK && c->error == RK_OK) {
+        c->error = st;
+        snprintf(c->error_msg, sizeof c->error_msg, "%s", rk_last_error());
+    }
+}
+
+static rk_status cuda_init(void **ctx)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0)
+        return rk_fail(RK_EDEVICE, "no CUDA device is available (%s); use --target cpu",
+                       e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    cuda_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return rk_fail(RK_ENOMEM, "out of host memory for the CUDA target");
+    rk_status st = cuda_check(cudaSetDevice(0), "cudaSetDevice");
+    if (st == RK_OK)
+        st = cuda_check(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking),
+                        "cudaStreamCreate");
+    if (st == RK_OK && cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
+        st = rk_fail(RK_EDEVICE, "cublasLtCreate failed");
+    if (st != RK_OK) {
+        free(c);
+        return st;
+    }
+    *ctx = c;
+    return RK_OK;
+}
+
+static void cuda_shutdown(void *ctx)
+{
+    cuda_ctx *c = ctx;
+    for (int i = 0; i < c->n_gemms; i++) {
+        cublasLtMatmulDescDestroy(c->gemms[i].desc);
+        cublasLtMatrixLayoutDestroy(c->gemms[i].a);
+        cublasLtMatrixLayoutDestroy(c->gemms[i].b);
+        cublasLtMatrixLayoutDestroy(c->gemms[i].c);
+    }
+    if (c->exec)
+        cudaGraphExecDestroy(c->exec);
+    if (c->graph)
+        cudaGraphDestroy(c->graph);
+    cublasLtDestroy(c->lt);
+    cudaStreamDestroy(c->stream);
+    free(c);
+}
+
+static void cuda_device_name(void *ctx, char *buf, size_t len)
+{
+    struct cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, 0) == cudaSuccess)
+        snprintf(buf, len, "%s", p.name);
+    else
+        snprintf(buf, len, "cuda");
+}
+
+static rk_status cuda_alloc(void *ctx, size_t bytes, void **base)
+{
+    rk_status st = cuda_check(cudaMalloc(base, bytes ? bytes : 256), "cudaMalloc");
+    if (st != RK_OK)
+        return rk_fail(RK_ENOMEM, "cannot allocate %zu bytes of device memory: %s", bytes,
+                       rk_last_error());
+    return cuda_check(cudaMemset(*base, 0, bytes), "cudaMemset");
+}
+
+static void cuda_release(void *ctx, void *base) { cudaFree(base); }
+
+static size_t cuda_scratch_bytes(const rk_config *cfg, int chunk, int cap)
+{
+    int q = chunk < DECODE_MAX_QUERIES ? chunk : DECODE_MAX_QUERIES;
+    size_t attn = rk_attention_decode_scratch_bytes(q, cfg->n_heads, cfg->head_dim, cap);
+    return GEMM_WORKSPACE + (attn + 255) / 256 * 256;
+}
+
+static void cuda_bind_scratch(void *ctx, void *scratch, size_t bytes)
+{
+    cuda_ctx *c = ctx;
+    c->workspace = scratch;
+    c->attn_scratch = (char *)scratch + GEMM_WORKSPACE;
+}
+
+static rk_status cuda_upload(void *ctx, void *dst, const void *src, rk_dtype dt, size_t count)
+{
+    if (dt == RK_F16)
+        return cuda_check(cudaMemcpy(dst, src, count * 2, cudaMemcpyHostToDevice), "upload");
+    if (dt != RK_F32 && dt != RK_BF16)
+        return rk_fail(RK_EDTYPE, "cannot convert dtype %s to F16", rk_dtype_name(dt));
+    /* Loading is start-up: a host staging buffer for the conversion is fine. */
+    uint16_t *tmp = malloc(count * 2 + 2);
+    if (!tmp)
+        return rk_fail(RK_ENOMEM, "out of host memory converting a tensor to F16");
+    const unsigned char *s = src;
+    for (size_t i = 0; i < count; i++) {
+        float f;
+        if (dt == RK_F32) {
+            memcpy(&f, s + 4 * i, 4);
+        } else {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            f = rk_bf16_to_f32(h);
+        }
+        tmp[i] = rk_f32_to_f16(f);
+    }
+    rk_status st = cuda_check(cudaMemcpy(dst, tmp, count * 2, cudaMemcpyHostToDevice), "upload");
+    free(tmp);
+    return st;
+}
+
+static rk_status cuda_copy_in(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    cuda_ctx *c = ctx;
+    return cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream),
+                      "copy in");
+}
+
+static rk_status cuda_copy_out(void *ctx, float *dst, const void *src, size_t count)
+{
+    cuda_ctx *c = ctx;
+    return cuda_check(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDeviceToHost,
+                                      c->stream),
+                      "copy out");
+}
+
+static rk_status cuda_sync(void *ctx)
+{
+    cuda_ctx *c = ctx;
+    rk_status st = cuda_check(cudaStreamSynchronize(c->stream), "a kernel");
+    if (st == RK_OK)
+        st = cuda_check(cudaGetLastError(), "a kernel launch");
+    if (st == RK_OK && c->error != RK_OK) {
+        st = rk_fail(c->error, "%s", c->error_msg);
+        c->error = RK_OK;
+    }
+    return st;
+}
+
+static void cuda_embed(void *ctx, void *x, const void *table, const void *tokens, int n, int dim)
+{
+    rk_k_embed(((cuda_ctx *)ctx)->stream, x, table, tokens, n, dim);
+}
+
+static void cuda_layernorm(void *ctx, void *y, const void *x, const void *w, const void *b, int n,
+                           int dim, float eps)
+{
+    rk_k_layernorm(((cuda_ctx *)ctx)->stream, y, x, w, b, n, dim, eps);
+}
+
+/* Row-major y[n, out] = x[n, in] · W[out, in]ᵀ is, seen column-major,
+ * y[out, n] = Wᵀ · x with W stored as [in, out]: op(A) = T on W, op(B) = N
+ * on x. The plan per shape (descriptors and heuristic algorithm) is made on
+ * first use and kept. */
+static gemm_plan *gemm_for(cuda_ctx *c, int m, int n, int k, int f32out, int bias)
+{
+    for (int i = 0; i < c->n_gemms; i++) {
+        gemm_plan *g = &c->gemms[i];
+        if (g->m == m && g->n == n && g->k == k && g->f32out == f32out && g->bias == bias)
+            return g;
+    }
+    if (c->n_gemms == GEMM_CACHE) {
+        remember(c, rk_fail(RK_ELIMIT, "more than %d GEMM shapes", GEMM_CACHE));
+        return NULL;
+    }
+    gemm_plan *g = &c->gemms[c->n_gemms];
+    *g = (gemm_plan){.m = m, .n = n, .k = k, .f32out = f32out, .bias = bias};
+    const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+    const cudaDataType_t out_type = f32out ? CUDA_R_32F : CUDA_R_16F;
+    cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t result;
+    int found = 0;
+    size_t ws = GEMM_WORKSPACE;
+    int ok = cublasLtMatmulDescCreate(&g->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == 0 &&
+             cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT,
+                                            sizeof opT) == 0 &&
+             cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN,
+                                            sizeof opN) == 0 &&
+             cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
+                                            sizeof epi) == 0 &&
+             cublasLtMatrixLayoutCreate(&g->a, CUDA_R_16F, k, m, k) == 0 &&
+             cublasLtMatrixLayoutCreate(&g->b, CUDA_R_16F, k, n, k) == 0 &&
+             cublasLtMatrixLayoutCreate(&g->c, out_type, m, n, m) == 0 &&
+             cublasLtMatmulPreferenceCreate(&pref) == 0 &&
+             cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                  &ws, sizeof ws) == 0 &&
+             cublasLtMatmulAlgoGetHeuristic(c->lt, g->desc, g->a, g->b, g->c, g->c, pref, 1,
+                                            &result, &found) == 0 &&
+             found > 0;
+    if (pref)
+        cublasLtMatmulPreferenceDestroy(pref);
+    if (!ok) {
+        remember(c, rk_fail(RK_EDEVICE, "cuBLASLt has no algorithm for a %dx%dx%d GEMM", m, n, k));
+        return NULL;
+    }
+    g->algo = result.algo;
+    c->n_gemms++;
+    return g;
+}
+
+static void gemm(cuda_ctx *c, void *y, const void *x, const void *w, const void *bias, int n,
+                 int in, int out, int f32out)
+{
+    gemm_plan *g = gemm_for(c, out, n, in, f32out, bias != NULL);
+    if (!g)
+        return;
+    const float one = 1.0f, zero = 0.0f;
+    if (bias)
+        cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                       sizeof bias);
+    cublasStatus_t s = cublasLtMatmul(c->lt, g->desc, &one, w, g->a, x, g->b, &zero, y, g->c, y,
+                                      g->c, &g->algo, c->workspace, GEMM_WORKSPACE, c->stream);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        remember(c, rk_fail(RK_EDEVICE, "cublasLtMatmul failed (%d) for %dx%dx%d", (int)s, out, n,
+                            in));
+}
+
+static void cuda_linear(void *ctx, void *y, const void *x, const void *w, const void *bias, int n,
+                        int in, int out, int gelu)
+{
+    cuda_ctx *c = ctx;
+    gemm(c, y, x, w, bias, n, in, out, 0);
+    /* cuBLASLt's GELU epilogue is the tanh approximation; GPT-NeoX uses erf. */
+    if (gelu)
+        rk_k_gelu(c->stream, y, (size_t)n * out);
+}
+
+static void cuda_linear_f32out(void *ctx, float *y, const void *x, const void *w, int n, int in,
+                               int out)
+{
+    gemm(ctx, y, x, w, NULL, n, in, out, 1);
+}
+
+static void cuda_qkv_rotary(void *ctx, void *q, void *k_cache, void *v_cache, const void *qkv,
+                            const float *rope, const void *pos, int n, int heads, int head_dim,
+                            int rot_dims, int cap)
+{
+    rk_k_qkv_rotary(((cuda_ctx *)ctx)->stream, q, k_cache, v_cache, qkv, rope, pos, n, heads,
+                    head_dim, rot_dims, cap);
+}
+
+static void cuda_attention(void *ctx, void *out, const void *q, const void *k_cache,
+                           const void *v_cache, const void *pos, int n, int heads, int head_dim,
+                           int cap)
+{
+    cuda_ctx *c = ctx;
+    if (n <= DECODE_MAX_QUERIES)
+        rk_attention_decode(c->stream, out, q, k_cache, v_cache, c->attn_scratch, pos, n, heads,
+                            head_dim, cap);
+    else
+        rk_attention_prefill(c->stream, out, q, k_cache, v_cache, pos, n, heads, head_dim, cap);
+}
+
+static void cuda_residual(void *ctx, void *x, const void *a, const void *b, size_t count)
+{
+    rk_k_residual(((cuda_ctx *)ctx)->stream, x, a, b, count);
+}
+
+static rk_status cuda_capture_begin(void *ctx)
+{
+    cuda_ctx *c = ctx;
+    return cuda_check(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal),
+                      "cudaStreamBeginCapture");
+}
+
+static rk_status cuda_capture_end(void *ctx)
+{
+    cuda_ctx *c = ctx;
+    rk_status st = cuda_check(cudaStreamEndCapture(c->stream, &c->graph), "cudaStreamEndCapture");
+    if (st == RK_OK && c->error != RK_OK)
+        st = rk_fail(c->error, "%s", c->error_msg);
+    if (st == RK_OK)
+        st = cuda_check(cudaGraphInstantiate(&c->exec, c->graph, 0), "cudaGraphInstantiate");
+    return st;
+}
+
+static rk_status cuda_replay(void *ctx)
+{
+    cuda_ctx *c = ctx;
+    return cuda_check(cudaGraphLaunch(c->exec, c->stream), "cudaGraphLaunch");
+}
+
+static size_t cuda_device_used_bytes(void *ctx)
+{
+    size_t free_b = 0, total = 0;
+    if (cudaMemGetInfo(&free_b, &total) != cudaSuccess)
+        return 0;
+    return total - free_b;
+}
+
+static const rk_ops cuda_ops = {
+    .name = "cuda",
+    .act_bytes = 2,
+    .kv_dtype = RK_F16,
+    .init = cuda_init,
+    .shutdown = cuda_shutdown,
+    .device_name = cuda_device_name,
+    .alloc = cuda_alloc,
+    .release = cuda_release,
+    .scratch_bytes = cuda_scratch_bytes,
+    .bind_scratch = cuda_bind_scratch,
+    .upload = cuda_upload,
+    .copy_in = cuda_copy_in,
+    .copy_out = cuda_copy_out,
+    .sync = cuda_sync,
+    .embed = cuda_embed,
+    .layernorm = cuda_layernorm,
+    .linear = cuda_linear,
+    .linear_f32out = cuda_linear_f32out,
+    .qkv_rotary = cuda_qkv_rotary,
+    .attention = cuda_attention,
+    .residual = cuda_residual,
+    .capture_begin = cuda_capture_begin,
+    .capture_end = cuda_capture_end,
+    .replay = cuda_replay,
+    .device_used_bytes = cuda_device_used_bytes,
+};
+
+const rk_ops *rk_cuda_ops(void) { return &cuda_ops; }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The command-line tools as a user meets them: --help, the bundled default,
+# and bad input answered by a message and a non-zero exit, never a crash.
+# usage: cli_test.sh BIN_DIR NANO_DIR
+set -u
+bin=$1 nano=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+
+ok()  { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# expect CODE PATTERN -- COMMAND...: exit status CODE and PATTERN in stderr.
+expect() {
+    local code=$1 pattern=$2
+    shift 3
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    local rc=$?
+    if [ "$rc" -ge 128 ]; then bad "crashed (status $rc): $*"; cat "$tmp/err"; return; fi
+    if [ "$rc" -ne "$code" ]; then bad "status $rc, want $code: $*"; cat "$tmp/err"; return; fi
+    if [ -n "$pattern" ] && ! grep -q -- "$pattern" "$tmp/err"; then bad "stderr lacks '$pattern': $*"; cat "$tmp/err"; return; fi
+    ok
+}
+
+for tool in rankkv-generate rankkv-ppl rankkv-bench; do
+    if "$bin/$tool" --help | grep -q '^usage:'; then ok; else bad "$tool --help"; fi
+done
+
+gen="$bin/rankkv-generate"
+expect 0 'decode' -- "$gen" --max-new-tokens 8 --ignore-eos --json
+if tail -n 1 "$tmp/out" | grep -q '"output_ids":\[[0-9]*\(,[0-9]*\)\{7\}\]'; then ok; else bad "generate --json: 8 output ids"; cat "$tmp/out"; fi
+expect 0 '' -- "$gen" --print-plan
+for region in kv_cache_k kv_cache_v target_scratch residual total 'KV cache'; do
+    if grep -q "$region" "$tmp/out"; then ok; else bad "--print-plan lacks $region"; fi
+done
+expect 0 'decode' -- "$gen" --temperature 0.8 --top-k 40 --top-p 0.9 --seed 7 --max-new-tokens 4
+
+expect 1 'UTF-8' -- "$gen" --prompt $'bad \xff\xfe bytes'
+expect 1 'plan allows' -- "$gen" --max-context 16 --max-new-tokens 8 \
+    --prompt "a prompt that is certainly longer than eight tokens of this small vocabulary"
+expect 1 'max_position_embeddings' -- "$gen" --max-context 4096
+expect 1 'cannot open' -- "$gen" --model "$tmp/no-such-model"
+expect 1 'cuda\|CUDA' -- "$gen" --target cuda
+expect 1 'unknown target' -- "$gen" --target tpu
+expect 2 'temperature' -- "$gen" --temperature -1
+expect 2 'top-p' -- "$gen" --top-p 0
+expect 2 'max-new-tokens' -- "$gen" --max-new-tokens abc
+expect 2 'unknown option' -- "$gen" --no-such-flag
+expect 2 'empty' -- "$gen" --prompt ''
+
+mkdir -p "$tmp/broken"
+cp "$nano/config.json" "$nano/model.safetensors" "$tmp/broken/"
+printf '{"model": {"type": "BPE", "vocab": 5}}' >"$tmp/broken/tokenizer.json"
+expect 1 'tokenizer' -- "$gen" --model "$tmp/broken"
+cp "$nano/tokenizer.json" "$tmp/broken/"
+head -c 100 "$nano/model.safetensors" >"$tmp/broken/model.safetensors"
+expect 1 'safetensors' -- "$gen" --model "$tmp/broken"
+printf '{"model_type": "llama"}' >"$tmp/broken/config.json"
+expect 1 'llama' -- "$gen" --model "$tmp/broken"
+
+ppl="$bin/rankkv-ppl"
+expect 2 'text' -- "$ppl"
+printf 'Too short.' >"$tmp/short.txt"
+expect 1 'fewer than one window' -- "$ppl" --text "$tmp/short.txt"
+expect 1 'cannot open' -- "$ppl" --text "$tmp/missing.txt"
+for i in $(seq 40); do echo "The ship sailed out of the harbour on the morning tide, line $i."; done >"$tmp/text.txt"
+expect 0 'window 2/2' -- "$ppl" --text "$tmp/text.txt" --window 64 --max-windows 2 --json
+if tail -n 1 "$tmp/out" | grep -q '"ppl":[0-9.]*,.*"tokens_scored":128,.*"window":64'; then ok; else bad "ppl --json"; cat "$tmp/out"; fi
+
+echo "cli_test: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,456 @@
+/* The CUDA attention kernels against a float64 host reference: prefill and
+ * split-context decode for every supported head size, chunks that start past
+ * earlier cached rows, caches exactly as long as the context, a decode step
+ * replayed from a CUDA graph at several positions, then timings at the
+ * Pythia-2.8B shape (printed, never checked).
+ *
+ * Cache rows past the context hold NaN, and the output and scratch start as
+ * NaN, so a kernel that reads an invalid row or leaves an output unwritten
+ * fails the error bound.
+ *
+ * Usage: test_cuda_attention [--quick]   (--quick: a few small cases, no
+ * timings; for the sanitizers) */
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "attention.h"
+#include "rk_test.h"
+
+#define CUDA_OK(call)                                                                      \
+    do {                                                                                   \
+        cudaError_t err_ = (call);                                                         \
+        if (err_ != cudaSuccess) {                                                         \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                  \
+                    cudaGetErrorString(err_));                                             \
+            exit(1);                                                                       \
+        }                                                                                  \
+    } while (0)
+
+static const double kTolerance = 2e-3;
+static const uint16_t kHalfNaN = 0x7e00;
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static double uniform01(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+static double normal(void)
+{
+    const double u = uniform01() + 1e-12, v = uniform01();
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static uint16_t to_half_bits(double x)
+{
+    __half h = __float2half_rn((float)x);
+    uint16_t b;
+    memcpy(&b, &h, 2);
+    return b;
+}
+
+/* Every fp16 value as a double, so that the reference's inner loops are
+ * table reads. */
+static double half_value[65536];
+
+static void fill_half_values(void)
+{
+    for (int b = 0; b < 65536; b++) {
+        const uint16_t bits = (uint16_t)b;
+        __half h;
+        memcpy(&h, &bits, 2);
+        half_value[b] = (double)__half2float(h);
+    }
+}
+
+static double from_half_bits(uint16_t b)
+{
+    return half_value[b];
+}
+
+struct Problem {
+    int head_dim, heads, n, pos0, cap;
+    std::vector<uint16_t> q, k, v;
+};
+
+/* Queries with a spread of 1.5 make the softmax peaked enough that a wrong
+ * scale or mask shows; cache rows past pos0+n are NaN. */
+static Problem make_problem(int head_dim, int heads, int n, int pos0, int cap)
+{
+    Problem p{head_dim, heads, n, pos0, cap, {}, {}, {}};
+    const int kv_len = pos0 + n;
+    p.q.resize((size_t)heads * n * head_dim);
+    for (auto &x : p.q)
+        x = to_half_bits(1.5 * normal());
+    p.k.assign((size_t)heads * cap * head_dim, kHalfNaN);
+    p.v.assign((size_t)heads * cap * head_dim, kHalfNaN);
+    for (int h = 0; h < heads; h++)
+        for (size_t i = 0; i < (size_t)kv_len * head_dim; i++) {
+            p.k[(size_t)h * cap * head_dim + i] = to_half_bits(normal());
+            p.v[(size_t)h * cap * head_dim + i] = to_half_bits(2.0 * uniform01() - 1.0);
+        }
+    return p;
+}
+
+/* Heads and rows compared against the reference: all of a small problem; in
+ * a large one the first, middle and last heads, and every fifth row plus the
+ * first and last 64, where tiles start and end. Every output is still
+ * checked to be finite (written). */
+static bool head_checked(const Problem &p, int h)
+{
+    return p.heads <= 4 || h == 0 || h == p.heads / 2 || h == p.heads - 1;
+}
+
+static bool row_checked(const Problem &p, int i)
+{
+    if ((double)p.n * (p.pos0 + p.n) <= 2e6)
+        return true;
+    return i % 5 == 0 || i < 64 || i >= p.n - 64;
+}
+
+/* Max |gpu - reference| over the checked rows; NaN anywhere gives +inf. */
+static double max_error(const Problem &p, const std::vector<uint16_t> &out)
+{
+    const int D = p.head_dim, width = p.heads * D;
+    double worst = 0.0;
+    for (size_t i = 0; i < out.size(); i++)
+        if (!isfinite(from_half_bits(out[i])))
+            return INFINITY;
+    std::vector<double> w(p.pos0 + p.n), acc(D);
+    const double scale = 1.0 / sqrt((double)D);
+    for (int h = 0; h < p.heads; h++) {
+        if (!head_checked(p, h))
+            continue;
+        const uint16_t *kh = &p.k[(size_t)h * p.cap * D], *vh = &p.v[(size_t)h * p.cap * D];
+        for (int i = 0; i < p.n; i++) {
+            if (!row_checked(p, i))
+                continue;
+            const uint16_t *qi = &p.q[((size_t)h * p.n + i) * D];
+            const int visible = p.pos0 + i + 1;
+            double mx = -INFINITY;
+            for (int j = 0; j < visible; j++) {
+                double s = 0.0;
+                for (int d = 0; d < D; d++)
+                    s += from_half_bits(qi[d]) * from_half_bits(kh[(size_t)j * D + d]);
+                w[j] = s * scale;
+                mx = std::max(mx, w[j]);
+            }
+            double sum = 0.0;
+            std::fill(acc.begin(), acc.end(), 0.0);
+            for (int j = 0; j < visible; j++) {
+                const double e = exp(w[j] - mx);
+                sum += e;
+                for (int d = 0; d < D; d++)
+                    acc[d] += e * from_half_bits(vh[(size_t)j * D + d]);
+            }
+            for (int d = 0; d < D; d++) {
+                const double got = from_half_bits(out[(size_t)i * width + h * D + d]);
+                worst = std::max(worst, fabs(got - acc[d] / sum));
+            }
+        }
+    }
+    return worst;
+}
+
+struct DeviceProblem {
+    void *q, *k, *v, *out, *scratch;
+    int *pos;
+    size_t out_bytes, scratch_bytes;
+};
+
+static DeviceProblem upload(const Problem &p)
+{
+    DeviceProblem d;
+    const size_t cache = p.k.size() * 2;
+    d.out_bytes = (size_t)p.n * p.heads * p.head_dim * 2;
+    d.scratch_bytes = rk_attention_decode_scratch_bytes(p.n, p.heads, p.head_dim, p.cap);
+    CUDA_OK(cudaMalloc(&d.q, p.q.size() * 2));
+    CUDA_OK(cudaMalloc(&d.k, cache));
+    CUDA_OK(cudaMalloc(&d.v, cache));
+    CUDA_OK(cudaMalloc(&d.out, d.out_bytes));
+    CUDA_OK(cudaMalloc(&d.scratch, d.scratch_bytes));
+    CUDA_OK(cudaMalloc(&d.pos, sizeof(int)));
+    CUDA_OK(cudaMemcpy(d.q, p.q.data(), p.q.size() * 2, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(d.k, p.k.data(), cache, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(d.v, p.v.data(), cache, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(d.pos, &p.pos0, sizeof(int), cudaMemcpyHostToDevice));
+    return d;
+}
+
+static void release(DeviceProblem &d)
+{
+    cudaFree(d.q);
+    cudaFree(d.k);
+    cudaFree(d.v);
+    cudaFree(d.out);
+    cudaFree(d.scratch);
+    cudaFree(d.pos);
+}
+
+static void poison(const DeviceProblem &d)
+{
+    CUDA_OK(cudaMemset(d.out, 0xff, d.out_bytes));
+    CUDA_OK(cudaMemset(d.scratch, 0xff, d.scratch_bytes));
+}
+
+static std::vector<uint16_t> fetch_out(const Problem &p, const DeviceProblem &d)
+{
+    CUDA_OK(cudaGetLastError());
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<uint16_t> out((size_t)p.n * p.heads * p.head_dim);
+    CUDA_OK(cudaMemcpy(out.data(), d.out, d.out_bytes, cudaMemcpyDeviceToHost));
+    return out;
+}
+
+static double worst_by_dim[4];
+
+static void record(int head_dim, double err)
+{
+    const int slot = head_dim == 64 ? 0 : head_dim == 80 ? 1 : head_dim == 128 ? 2 : 3;
+    worst_by_dim[slot] = std::max(worst_by_dim[slot], err);
+}
+
+static void run_case(int head_dim, int heads, int n, int pos0, int cap, bool prefill, bool decode)
+{
+    Problem p = make_problem(head_dim, heads, n, pos0, cap);
+    DeviceProblem d = upload(p);
+    if (prefill) {
+        poison(d);
+        rk_attention_prefill(0, d.out, d.q, d.k, d.v, d.pos, n, heads, head_dim, cap);
+        const double err = max_error(p, fetch_out(p, d));
+        printf("prefill D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d max abs err %.2e\n", head_dim,
+               heads, n, pos0, cap, err);
+        CHECKF(err <= kTolerance, "prefill D=%d n=%d pos0=%d: %g", head_dim, n, pos0, err);
+        record(head_dim, err);
+    }
+    if (decode) {
+        poison(d);
+        rk_attention_decode(0, d.out, d.q, d.k, d.v, d.scratch, d.pos, n, heads, head_dim, cap);
+        const double err = max_error(p, fetch_out(p, d));
+        printf("decode  D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d max abs err %.2e\n", head_dim,
+               heads, n, pos0, cap, err);
+        CHECKF(err <= kTolerance, "decode D=%d n=%d pos0=%d: %g", head_dim, n, pos0, err);
+        record(head_dim, err);
+    }
+    release(d);
+}
+
+/* One decode step captured once and replayed with pos0 changed in device
+ * memory, as the model's decode graph does. */
+static void graph_replay_case(int head_dim, int heads, int cap, const int *positions, int count)
+{
+    Problem p = make_problem(head_dim, heads, 1, positions[count - 1], cap);
+    DeviceProblem d = upload(p);
+    cudaStream_t s;
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CUDA_OK(cudaStreamCreate(&s));
+    CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    rk_attention_decode(s, d.out, d.q, d.k, d.v, d.scratch, d.pos, 1, heads, head_dim, cap);
+    CUDA_OK(cudaStreamEndCapture(s, &graph));
+    CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int i = 0; i < count; i++) {
+        Problem at = p;
+        at.pos0 = positions[i];
+        CUDA_OK(cudaMemcpy(d.pos, &at.pos0, sizeof(int), cudaMemcpyHostToDevice));
+        poison(d);
+        CUDA_OK(cudaGraphLaunch(exec, s));
+        /* Rows between this position and the last one hold data, not NaN, so
+         * this also checks that they are ignored. */
+        const double err = max_error(at, fetch_out(at, d));
+        printf("graph   D=%-3d heads=%d n=1    pos0=%-4d cap=%-4d max abs err %.2e\n", head_dim,
+               heads, at.pos0, cap, err);
+        CHECKF(err <= kTolerance, "graph replay D=%d pos0=%d: %g", head_dim, at.pos0, err);
+        record(head_dim, err);
+    }
+    CUDA_OK(cudaGraphExecDestroy(exec));
+    CUDA_OK(cudaGraphDestroy(graph));
+    CUDA_OK(cudaStreamDestroy(s));
+    release(d);
+}
+
+__global__ void fill_random(__half *p, size_t count, uint32_t seed, float scale)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count;
+         i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t x = (uint32_t)i * 0x9e3779b9u ^ seed;
+        x ^= x >> 16;
+        x *= 0x7feb352du;
+        x ^= x >> 15;
+        x *= 0x846ca68bu;
+        x ^= x >> 16;
+        p[i] = __float2half(scale * ((float)(x >> 8) * (2.0f / 16777216.0f) - 1.0f));
+    }
+}
+
+static double median(std::vector<float> v)
+{
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+/* Pythia-2.8B: 32 heads of 80, a 2048-row cache per layer, 32 layers, so
+ * that the decode reads come from memory and not from the 50 MB L2. */
+static void timings(void)
+{
+    const int heads = 32, D = 80, cap = 2048, layers = 32, n_prefill = 1920, reps = 20;
+    const size_t cache = (size_t)heads * cap * D;
+    __half *k, *v, *q, *out;
+    void *scratch;
+    int *pos;
+    CUDA_OK(cudaMalloc(&k, cache * layers * 2));
+    CUDA_OK(cudaMalloc(&v, cache * layers * 2));
+    CUDA_OK(cudaMalloc(&q, (size_t)heads * n_prefill * D * 2));
+    CUDA_OK(cudaMalloc(&out, (size_t)heads * n_prefill * D * 2));
+    CUDA_OK(cudaMalloc(&scratch, rk_attention_decode_scratch_bytes(1, heads, D, cap)));
+    CUDA_OK(cudaMalloc(&pos, sizeof(int)));
+    fill_random<<<1024, 256>>>(k, cache * layers, 1, 1.0f);
+    fill_random<<<1024, 256>>>(v, cache * layers, 2, 1.0f);
+    fill_random<<<1024, 256>>>(q, (size_t)heads * n_prefill * D, 3, 1.5f);
+    CUDA_OK(cudaGetLastError());
+
+    cudaEvent_t t0, t1;
+    CUDA_OK(cudaEventCreate(&t0));
+    CUDA_OK(cudaEventCreate(&t1));
+    std::vector<float> ms;
+    float elapsed;
+
+    const int zero = 0;
+    CUDA_OK(cudaMemcpy(pos, &zero, sizeof(int), cudaMemcpyHostToDevice));
+    for (int i = 0; i < 3; i++)
+        rk_attention_prefill(0, out, q, k, v, pos, n_prefill, heads, D, cap);
+    for (int i = 0; i < reps; i++) {
+        const size_t layer = (size_t)(i % layers) * cache;
+        CUDA_OK(cudaEventRecord(t0));
+        rk_attention_prefill(0, out, q, k + layer, v + layer, pos, n_prefill, heads, D, cap);
+        CUDA_OK(cudaEventRecord(t1));
+        CUDA_OK(cudaEventSynchronize(t1));
+        CUDA_OK(cudaEventElapsedTime(&elapsed, t0, t1));
+        ms.push_back(elapsed);
+    }
+    CUDA_OK(cudaGetLastError());
+    const double prefill_us = median(ms) * 1e3;
+    const double pairs = (double)n_prefill * (n_prefill + 1) / 2;
+    printf("timing prefill n=%d pos0=0 (32x80): %.1f us per layer, %.0f TFLOP/s causal\n",
+           n_prefill, prefill_us, 4.0 * pairs * D * heads / (prefill_us * 1e-6) / 1e12);
+
+    const int last = 1919;
+    CUDA_OK(cudaMemcpy(pos, &last, sizeof(int), cudaMemcpyHostToDevice));
+    const double bytes = 2.0 * heads * (last + 1) * D * 2;
+    for (int i = 0; i < 3; i++)
+        rk_attention_decode(0, out, q, k, v, scratch, pos, 1, heads, D, cap);
+    ms.clear();
+    for (int i = 0; i < reps; i++) {
+        const size_t layer = (size_t)(i % layers) * cache;
+        CUDA_OK(cudaEventRecord(t0));
+        rk_attention_decode(0, out, q, k + layer, v + layer, scratch, pos, 1, heads, D, cap);
+        CUDA_OK(cudaEventRecord(t1));
+        CUDA_OK(cudaEventSynchronize(t1));
+        CUDA_OK(cudaEventElapsedTime(&elapsed, t0, t1));
+        ms.push_back(elapsed);
+    }
+    CUDA_OK(cudaGetLastError());
+    double us = median(ms) * 1e3;
+    printf("timing decode n=1 pos0=%d (32x80), one call: %.2f us per layer, %.0f GB/s\n", last, us,
+           bytes / (us * 1e-6) / 1e9);
+
+    cudaStream_t s;
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CUDA_OK(cudaStreamCreate(&s));
+    CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    for (int l = 0; l < layers; l++)
+        rk_attention_decode(s, out, q, k + l * cache, v + l * cache, scratch, pos, 1, heads, D,
+                            cap);
+    CUDA_OK(cudaStreamEndCapture(s, &graph));
+    CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int i = 0; i < 3; i++)
+        CUDA_OK(cudaGraphLaunch(exec, s));
+    ms.clear();
+    for (int i = 0; i < reps; i++) {
+        CUDA_OK(cudaEventRecord(t0, s));
+        CUDA_OK(cudaGraphLaunch(exec, s));
+        CUDA_OK(cudaEventRecord(t1, s));
+        CUDA_OK(cudaEventSynchronize(t1));
+        CUDA_OK(cudaEventElapsedTime(&elapsed, t0, t1));
+        ms.push_back(elapsed);
+    }
+    us = median(ms) * 1e3 / layers;
+    printf("timing decode n=1 pos0=%d (32x80), graph of %d layers: %.2f us per layer, %.0f GB/s\n",
+           last, layers, us, bytes / (us * 1e-6) / 1e9);
+
+    CUDA_OK(cudaGraphExecDestroy(exec));
+    CUDA_OK(cudaGraphDestroy(graph));
+    CUDA_OK(cudaStreamDestroy(s));
+    CUDA_OK(cudaEventDestroy(t0));
+    CUDA_OK(cudaEventDestroy(t1));
+    cudaFree(k);
+    cudaFree(v);
+    cudaFree(q);
+    cudaFree(out);
+    cudaFree(scratch);
+    cudaFree(pos);
+}
+
+int main(int argc, char **argv)
+{
+    const bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+        printf("SKIP: no CUDA device\n");
+        return RK_SKIP;
+    }
+    fill_half_values();
+    static const int dims[] = {64, 80, 128, 256};
+    for (int di = 0; di < 4; di++) {
+        const int D = dims[di];
+        CHECK(rk_attention_supports(D));
+        if (quick) {
+            run_case(D, 2, 1, 0, 1, true, true);
+            run_case(D, 2, 1, 127, 130, true, true);
+            run_case(D, 2, 16, 40, 56, true, true);
+            run_case(D, 1, 130, 0, 130, true, false);
+            run_case(D, 1, 70, 100, 175, true, false);
+            continue;
+        }
+        /* Decode at the positions of the brief; caches exactly full (pos0 0
+         * and 127), or with room left. */
+        run_case(D, 3, 1, 0, 1, true, true);
+        run_case(D, 3, 1, 1, 200, true, true);
+        run_case(D, 3, 1, 127, 128, true, true);
+        run_case(D, 3, 1, 1919, 2048, true, true);
+        /* A few queries, up to two groups of 16. */
+        run_case(D, 3, 5, 63, 68, true, true);
+        run_case(D, 3, 16, 1000, 1100, true, true);
+        run_case(D, 2, 20, 300, 333, true, true);
+        static const int ns[] = {1, 7, 64, 300, 1920};
+        static const int starts[] = {0, 256};
+        for (int n : ns)
+            for (int pos0 : starts) {
+                const int heads = n >= 1920 ? 2 : 3;
+                const int cap = pos0 + n + (n % 2 ? 0 : 9);
+                run_case(D, heads, n, pos0, cap, true, n <= 16);
+            }
+        /* The model's own shape, enough blocks for the kernel variant with
+         * two row tiles per warp. */
+        run_case(D, 32, 1920, 0, 2048, true, false);
+        run_case(D, 32, 1664, 128, 2048, true, false);
+    }
+    static const int positions[] = {0, 700, 1919};
+    graph_replay_case(80, 4, 2048, positions, 3);
+    if (!quick)
+        timings();
+    for (int di = 0; di < 4; di++)
+        printf("head_dim %3d: max abs err %.2e\n", dims[di], worst_by_dim[di]);
+    return rk_test_finish("test_cuda_attention");
+}

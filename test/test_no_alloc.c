@@ -1,0 +1,98 @@
+/* After start-up the runtime must not allocate: this test interposes the
+ * malloc family and mmap for the whole process (OpenBLAS included), runs a
+ * prefill and a decode loop, and counts the calls made meanwhile. */
+#define _GNU_SOURCE
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "model.h"
+#include "rk_test.h"
+#include "sampler.h"
+#include "targets.h"
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+
+static atomic_int counting;
+static atomic_long calls;
+
+static void note(void)
+{
+    if (atomic_load(&counting))
+        atomic_fetch_add(&calls, 1);
+}
+
+void *malloc(size_t n) { note(); return __libc_malloc(n); }
+void *calloc(size_t a, size_t b) { note(); return __libc_calloc(a, b); }
+void *realloc(void *p, size_t n) { note(); return __libc_realloc(p, n); }
+void *aligned_alloc(size_t al, size_t n) { note(); return __libc_memalign(al, n); }
+void *memalign(size_t al, size_t n) { note(); return __libc_memalign(al, n); }
+int posix_memalign(void **p, size_t al, size_t n)
+{
+    note();
+    *p = __libc_memalign(al, n);
+    return *p ? 0 : 12;
+}
+void free(void *p) { __libc_free(p); }
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    note();
+    return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+static int run(rk_model *m, rk_sampler *s, const int32_t *prompt, int n, int steps)
+{
+    rk_model_reset(m);
+    if (rk_model_prefill(m, prompt, n) != RK_OK)
+        return 0;
+    int32_t next = rk_sample(s, rk_model_logits(m, 0));
+    for (int i = 0; i < steps; i++) {
+        if (rk_model_forward(m, &next, 1) != RK_OK)
+            return 0;
+        next = rk_sample(s, rk_model_logits(m, 0));
+    }
+    return 1;
+}
+
+int main(void)
+{
+    atomic_store(&counting, 1);
+    free(malloc(16));
+    atomic_store(&counting, 0);
+    CHECKF(atomic_load(&calls) == 1, "the malloc hook is not active (%ld calls)", atomic_load(&calls));
+    atomic_store(&calls, 0);
+
+    rk_limits lim = {.max_prompt = 200, .max_new_tokens = 40, .prefill_chunk = 64,
+                     .logits_rows = 1, .kv_dtype = RK_F32};
+    rk_model *m;
+    rk_status st = rk_model_load(RK_MODELS_DIR "/pythia-nano", rk_cpu_ops(), &lim, &m);
+    CHECKF(st == RK_OK, "%s", rk_last_error());
+    if (st != RK_OK)
+        return rk_test_finish("test_no_alloc");
+    rk_sampler s;
+    rk_sampling cfg = {.temperature = 0.8f, .top_k = 40, .top_p = 0.9f, .seed = 1};
+    CHECK(rk_sampler_init(&s, &cfg, m->cfg.vocab) == RK_OK);
+
+    int32_t prompt[200];
+    for (int i = 0; i < 200; i++)
+        prompt[i] = (int32_t)((i * 7919) % m->cfg.vocab);
+    /* A warm-up lets the BLAS library set up its thread pool and buffers. */
+    CHECK(run(m, &s, prompt, 200, 40));
+
+    atomic_store(&counting, 1);
+    int ok = run(m, &s, prompt, 200, 40) && run(m, &s, prompt, 17, 40);
+    atomic_store(&counting, 0);
+    CHECK(ok);
+    printf("allocations during 2 prefills + 80 decode steps: %ld\n", atomic_load(&calls));
+    CHECK(atomic_load(&calls) == 0);
+
+    rk_sampler_free(&s);
+    rk_model_free(m);
+    return rk_test_finish("test_no_alloc");
+}

@@ -1,0 +1,117 @@
+/* Parity of the CPU target with HF transformers (goldens.json): per-token
+ * NLL, argmax, first/last logits on three sequences, and the greedy
+ * continuations of three prompts. argv[1] is the model directory. */
+#include <math.h>
+#include <string.h>
+
+#include "golden.h"
+#include "model.h"
+#include "rk_test.h"
+#include "sampler.h"
+#include "targets.h"
+
+enum { CHUNK = 128 };
+
+static void check_sequence(rk_model *m, const cJSON *g, const char *name)
+{
+    int n, nn, na, nf, nl;
+    const cJSON *seq = golden_path(g, "sequences", name, NULL);
+    int32_t *ids = golden_ints(cJSON_GetObjectItem(seq, "input_ids"), &n);
+    double *nll = golden_doubles(cJSON_GetObjectItem(seq, "next_token_nll"), &nn);
+    int32_t *arg = golden_ints(cJSON_GetObjectItem(seq, "argmax"), &na);
+    double *first = golden_doubles(cJSON_GetObjectItem(seq, "logits_first"), &nf);
+    double *last = golden_doubles(cJSON_GetObjectItem(seq, "logits_last"), &nl);
+    const int V = m->cfg.vocab;
+    CHECK(nn == n - 1 && na == n && nf == V && nl == V);
+
+    double max_dnll = 0, max_dfirst = 0, max_dlast = 0;
+    int argmax_equal = 0;
+    rk_model_reset(m);
+    for (int i = 0; i < n; i += CHUNK) {
+        int k = n - i < CHUNK ? n - i : CHUNK;
+        rk_status st = rk_model_forward(m, ids + i, k);
+        CHECKF(st == RK_OK, "%s", rk_last_error());
+        if (st != RK_OK)
+            break;
+        for (int r = 0; r < k; r++) {
+            const float *row = rk_model_logits(m, r);
+            int p = i + r;
+            argmax_equal += rk_argmax(row, V) == arg[p];
+            if (p + 1 < n)
+                max_dnll = fmax(max_dnll, fabs(rk_nll(row, V, ids[p + 1]) - nll[p]));
+            for (int v = 0; p == 0 && v < V; v++)
+                max_dfirst = fmax(max_dfirst, fabs(row[v] - first[v]));
+            for (int v = 0; p == n - 1 && v < V; v++)
+                max_dlast = fmax(max_dlast, fabs(row[v] - last[v]));
+        }
+    }
+    printf("  %-6s %3d tokens: max|dNLL| %.2e  argmax %d/%d  max|dlogit| first %.2e last %.2e\n",
+           name, n, max_dnll, argmax_equal, n, max_dfirst, max_dlast);
+    CHECKF(max_dnll <= 1e-4, "%s: max |dNLL| %g", name, max_dnll);
+    CHECKF(argmax_equal == n, "%s: argmax %d/%d", name, argmax_equal, n);
+    CHECKF(max_dfirst <= 1e-3 && max_dlast <= 1e-3, "%s: logits %g %g", name, max_dfirst,
+           max_dlast);
+    free(ids), free(nll), free(arg), free(first), free(last);
+}
+
+static void check_greedy(rk_model *m, const cJSON *g)
+{
+    const cJSON *e;
+    int cases = 0;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(g, "greedy"))
+    {
+        int np, no;
+        int32_t *prompt = golden_ints(cJSON_GetObjectItem(e, "prompt_ids"), &np);
+        int32_t *want = golden_ints(cJSON_GetObjectItem(e, "output_ids"), &no);
+        rk_model_reset(m);
+        rk_status st = rk_model_prefill(m, prompt, np);
+        int same = 0;
+        for (int t = 0; st == RK_OK && t < no; t++) {
+            /* The prefill keeps its last rows; the next token is the final one. */
+            int32_t next = rk_argmax(rk_model_logits(m, m->n_logits - 1), m->cfg.vocab);
+            if (next != want[t])
+                break;
+            same++;
+            if (t + 1 < no)
+                st = rk_model_forward(m, &next, 1);
+        }
+        printf("  greedy '%s': %d/%d tokens identical\n",
+               cJSON_GetObjectItem(e, "prompt")->valuestring, same, no);
+        CHECKF(st == RK_OK, "%s", rk_last_error());
+        CHECK(same == no && no == 48);
+        cases++;
+        free(prompt), free(want);
+    }
+    CHECK(cases == 3);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_parity MODEL_DIR\n");
+        return 2;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/goldens.json", argv[1]);
+    rk_test_require_path(path);
+    cJSON *g = golden_load(argv[1]);
+    CHECK(g != NULL);
+    if (!g)
+        return rk_test_finish("test_parity");
+
+    rk_limits lim = {.max_prompt = 512, .max_new_tokens = 64, .prefill_chunk = CHUNK,
+                     .logits_rows = CHUNK, .kv_dtype = RK_F32};
+    rk_model *m = NULL;
+    rk_status st = rk_model_load(argv[1], rk_cpu_ops(), &lim, &m);
+    CHECKF(st == RK_OK, "load %s: %s", argv[1], rk_last_error());
+    if (m) {
+        printf("%s\n", argv[1]);
+        check_sequence(m, g, "wiki");
+        check_sequence(m, g, "moby");
+        check_sequence(m, g, "prompt");
+        check_greedy(m, g);
+        rk_model_free(m);
+    }
+    cJSON_Delete(g);
+    return rk_test_finish("test_parity");
+}

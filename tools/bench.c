@@ -1,0 +1,218 @@
+/* rankkv-bench: prefill and decode speed of one or more models, written as a
+ * JSON record (device, commit, command, runs) for bench/results/. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli.h"
+#include "model.h"
+#include "sampler.h"
+#include "targets.h"
+#include "textio.h"
+
+static const char usage[] =
+    "usage: rankkv-bench --model DIR [--model DIR ...] [options]\n"
+    "Times prefill (time to first token) and decode (time per output token) on a\n"
+    "synthetic prompt of fixed token ids, after one warm-up run; reports medians.\n"
+    "\n"
+    "  --model DIR          model directory (repeatable; up to 8)\n"
+    "  --prompt-tokens N    prompt length (default 512)\n"
+    "  --new-tokens N       generated tokens per run (default 64)\n"
+    "  --chunk N            prefill chunk (default 512)\n"
+    "  --repeats N          timed runs per model (default 3)\n"
+    "  --target cpu|cuda    where to run (default cpu)\n"
+    "  --out FILE           write the JSON record to FILE (default: stdout only)\n"
+    "  -h, --help           this text\n";
+
+enum { MAX_MODELS = 8, MAX_REPEATS = 50 };
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* The commit the numbers belong to; "-dirty" marks uncommitted changes. */
+static void git_commit(char *buf, size_t len)
+{
+    snprintf(buf, len, "unknown");
+    FILE *p = popen("git -C " RK_SOURCE_DIR " rev-parse HEAD 2>/dev/null", "r");
+    if (!p)
+        return;
+    if (fgets(buf, (int)len, p))
+        buf[strcspn(buf, "\n")] = '\0';
+    pclose(p);
+    p = popen("git -C " RK_SOURCE_DIR " status --porcelain --untracked-files=no 2>/dev/null", "r");
+    if (p) {
+        char line[8];
+        if (fgets(line, sizeof line, p) && strlen(buf) + 7 < len)
+            strcat(buf, "-dirty");
+        pclose(p);
+    }
+}
+
+/* One timed generation: returns TTFT (prefill + first token) and the mean
+ * time of the decode steps that follow, in seconds. */
+static void timed_run(rk_model *m, const int32_t *prompt, int n, int new_tokens, double *ttft,
+                      double *tpot)
+{
+    rk_model_reset(m);
+    double t0 = rk_now();
+    if (rk_model_prefill(m, prompt, n) != RK_OK)
+        cli_die();
+    int32_t next = rk_argmax(rk_model_logits(m, 0), m->cfg.vocab);
+    double t1 = rk_now();
+    for (int i = 1; i < new_tokens; i++) {
+        if (rk_model_forward(m, &next, 1) != RK_OK)
+            cli_die();
+        next = rk_argmax(rk_model_logits(m, 0), m->cfg.vocab);
+    }
+    double t2 = rk_now();
+    *ttft = t1 - t0;
+    *tpot = new_tokens > 1 ? (t2 - t1) / (new_tokens - 1) : 0.0;
+}
+
+static const char *base_name(const char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    const char *s = path + n;
+    while (s > path && s[-1] != '/')
+        s--;
+    static char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)(path + n - s), s);
+    return name;
+}
+
+int main(int argc, char **argv)
+{
+    cli_init("rankkv-bench");
+    const char *models[MAX_MODELS], *target = "cpu", *out = NULL;
+    int n_models = 0, prompt_tokens = 512, new_tokens = 64, chunk = 512, repeats = 3;
+    enum { MODEL = 256, PROMPT, NEW, CHUNK, REPEATS, TARGET, OUT };
+    static const struct option longopts[] = {{"model", required_argument, 0, MODEL},
+                                             {"prompt-tokens", required_argument, 0, PROMPT},
+                                             {"new-tokens", required_argument, 0, NEW},
+                                             {"chunk", required_argument, 0, CHUNK},
+                                             {"repeats", required_argument, 0, REPEATS},
+                                             {"target", required_argument, 0, TARGET},
+                                             {"out", required_argument, 0, OUT},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case MODEL:
+            if (n_models == MAX_MODELS)
+                cli_usage_error("at most %d --model options", MAX_MODELS);
+            models[n_models++] = optarg;
+            break;
+        case PROMPT: prompt_tokens = (int)cli_int("--prompt-tokens", optarg, 1, 1 << 20); break;
+        case NEW: new_tokens = (int)cli_int("--new-tokens", optarg, 1, 1 << 20); break;
+        case CHUNK: chunk = (int)cli_int("--chunk", optarg, 1, 1 << 16); break;
+        case REPEATS: repeats = (int)cli_int("--repeats", optarg, 1, MAX_REPEATS); break;
+        case TARGET: target = optarg; break;
+        case OUT: out = optarg; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: cli_usage_error("unknown option");
+        }
+    }
+    if (optind < argc)
+        cli_usage_error("unexpected argument '%s'", argv[optind]);
+    if (n_models == 0)
+        cli_usage_error("give at least one --model DIR");
+    const rk_ops *ops = rk_target_find(target);
+    if (!ops)
+        cli_die();
+
+    cJSON *record = cJSON_CreateObject(), *runs = cJSON_CreateArray();
+    char device[256] = "unknown", commit[96], command[2048] = "";
+    git_commit(commit, sizeof commit);
+    for (int i = 0; i < argc; i++) {
+        size_t used = strlen(command);
+        snprintf(command + used, sizeof command - used, "%s%s", i ? " " : "", argv[i]);
+    }
+    printf("%-14s %7s %7s %10s %10s %11s %11s %9s\n", "model", "prompt", "context", "ttft_ms",
+           "tpot_ms", "prefill_t/s", "decode_t/s", "arena_MB");
+    for (int k = 0; k < n_models; k++) {
+        rk_limits lim = {.max_prompt = prompt_tokens, .max_new_tokens = new_tokens,
+                         .prefill_chunk = chunk < prompt_tokens ? chunk : prompt_tokens,
+                         .logits_rows = 1, .kv_dtype = ops->kv_dtype};
+        rk_model *m;
+        fprintf(stderr, "[bench] loading %s\n", models[k]);
+        if (rk_model_load(models[k], ops, &lim, &m) != RK_OK)
+            cli_die();
+        ops->device_name(m->ctx, device, sizeof device);
+        int32_t *prompt = malloc((size_t)prompt_tokens * sizeof *prompt);
+        for (int i = 0; i < prompt_tokens; i++)
+            prompt[i] = (int32_t)((i * 7919 + 13) % m->cfg.vocab);
+        double ttft[MAX_REPEATS], tpot[MAX_REPEATS];
+        timed_run(m, prompt, prompt_tokens, new_tokens, &ttft[0], &tpot[0]);
+        for (int r = 0; r < repeats; r++) {
+            fprintf(stderr, "\r[bench] %s run %d/%d", base_name(models[k]), r + 1, repeats);
+            timed_run(m, prompt, prompt_tokens, new_tokens, &ttft[r], &tpot[r]);
+        }
+        fputc('\n', stderr);
+        double t_first = median(ttft, repeats), t_tok = median(tpot, repeats);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double arena_mb = m->plan.total / 1048576.0, weights_mb = m->wplan.total / 1048576.0;
+        printf("%-14s %7d %7d %10.2f %10.3f %11.1f %11.1f %9.1f\n", base_name(models[k]),
+               prompt_tokens, prompt_tokens + new_tokens, 1e3 * t_first, 1e3 * t_tok,
+               prompt_tokens / t_first, t_tok > 0 ? 1.0 / t_tok : 0.0, arena_mb);
+
+        cJSON *run = cJSON_CreateObject();
+        cJSON_AddStringToObject(run, "model", base_name(models[k]));
+        cJSON_AddNumberToObject(run, "layers", m->cfg.n_layers);
+        cJSON_AddNumberToObject(run, "hidden", m->cfg.hidden);
+        cJSON_AddNumberToObject(run, "prompt_tokens", prompt_tokens);
+        cJSON_AddNumberToObject(run, "new_tokens", new_tokens);
+        cJSON_AddNumberToObject(run, "context", prompt_tokens + new_tokens);
+        cJSON_AddNumberToObject(run, "prefill_chunk", lim.prefill_chunk);
+        cJSON_AddNumberToObject(run, "ttft_ms", 1e3 * t_first);
+        cJSON_AddNumberToObject(run, "tpot_ms", 1e3 * t_tok);
+        cJSON_AddNumberToObject(run, "prefill_tok_s", prompt_tokens / t_first);
+        cJSON_AddNumberToObject(run, "decode_tok_s", t_tok > 0 ? 1.0 / t_tok : 0.0);
+        cJSON_AddNumberToObject(run, "weights_mb", weights_mb);
+        cJSON_AddNumberToObject(run, "arena_mb", arena_mb);
+        cJSON_AddNumberToObject(run, "peak_rss_mb", ru.ru_maxrss / 1024.0);
+        cJSON_AddNumberToObject(run, "repeats", repeats);
+        cJSON_AddItemToArray(runs, run);
+        free(prompt);
+        rk_model_free(m);
+    }
+
+    char date[32];
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cJSON_AddStringToObject(record, "device", device);
+    cJSON_AddStringToObject(record, "target", ops->name);
+    cJSON_AddStringToObject(record, "commit", commit);
+    cJSON_AddStringToObject(record, "command", command);
+    cJSON_AddStringToObject(record, "date", date);
+    cJSON_AddItemToObject(record, "runs", runs);
+    char *text = cJSON_Print(record);
+    if (out) {
+        FILE *f = fopen(out, "w");
+        if (!f || fprintf(f, "%s\n", text) < 0) {
+            rk_fail(RK_EIO, "cannot write %s", out);
+            cli_die();
+        }
+        fclose(f);
+        fprintf(stderr, "[bench] wrote %s\n", out);
+    }
+    free(text);
+    cJSON_Delete(record);
+    return 0;
+}

@@ -1,0 +1,234 @@
+/* rankkv-make-random-model: writes a GPT-NeoX checkpoint of any shape with
+ * deterministic random fp16 weights (config.json + model.safetensors), so
+ * that speed and memory of models whose weights cannot be had here (such as
+ * Pythia-2.8B) can be measured. Its outputs mean nothing as language. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "config.h"
+#include "safetensors.h"
+#include "weights.h"
+
+static const char usage[] =
+    "usage: rankkv-make-random-model --out DIR [--preset pythia-2.8b] [shape options]\n"
+    "Writes DIR/config.json (Pythia key style) and DIR/model.safetensors (F16),\n"
+    "with weights drawn from a seeded generator: the same options give the same bytes.\n"
+    "\n"
+    "  --out DIR            output directory (created if missing)\n"
+    "  --preset NAME        pythia-2.8b (default), pythia-nano-shape or pythia-mini-shape\n"
+    "  --layers N --hidden N --heads N --ffn N --vocab N --max-pos N\n"
+    "  --rotary-pct P       override the preset's shape\n"
+    "  --seed S             generator seed (default 1)\n"
+    "  -h, --help           this text\n";
+
+typedef struct {
+    int layers, hidden, heads, ffn, vocab, max_pos;
+    double rotary_pct;
+} shape;
+
+static const struct {
+    const char *name;
+    shape s;
+} presets[] = {
+    {"pythia-2.8b", {32, 2560, 32, 10240, 50304, 2048, 0.25}},
+    {"pythia-nano-shape", {4, 160, 2, 640, 8192, 2048, 0.25}},
+    {"pythia-mini-shape", {24, 256, 4, 1024, 8192, 2048, 0.25}},
+};
+
+typedef struct {
+    cJSON *header;
+    size_t offset;
+} header_state;
+
+static void add_to_header(const char *name, int ndim, const int64_t *shp, void *arg)
+{
+    header_state *h = arg;
+    size_t n = 1;
+    cJSON *t = cJSON_CreateObject(), *dims = cJSON_CreateArray(), *offs = cJSON_CreateArray();
+    for (int d = 0; d < ndim; d++) {
+        cJSON_AddItemToArray(dims, cJSON_CreateNumber((double)shp[d]));
+        n *= (size_t)shp[d];
+    }
+    cJSON_AddStringToObject(t, "dtype", "F16");
+    cJSON_AddItemToObject(t, "shape", dims);
+    cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)h->offset));
+    cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(h->offset + 2 * n)));
+    cJSON_AddItemToObject(t, "data_offsets", offs);
+    cJSON_AddItemToObject(h->header, name, t);
+    h->offset += 2 * n;
+}
+
+typedef struct {
+    FILE *f;
+    uint64_t rng;
+    size_t written, total;
+    int shown; /* last percentage printed */
+    uint16_t buf[1 << 16];
+    int failed;
+} data_state;
+
+static uint64_t next_u64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform values with the standard deviation of HF's initialisation (0.02)
+ * for matrices; LayerNorm weights near 1 and small biases keep activations
+ * in the range a trained model has. */
+static void write_tensor(const char *name, int ndim, const int64_t *shp, void *arg)
+{
+    data_state *d = arg;
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= (size_t)shp[i];
+    const int is_ln = strstr(name, "layernorm") || strstr(name, "layer_norm");
+    const int is_bias = strstr(name, ".bias") != NULL;
+    const float center = is_ln && !is_bias ? 1.0f : 0.0f;
+    const float half_width = is_ln ? 0.1f : is_bias ? 0.02f : 0.0346f; /* 0.02 * sqrt(3) */
+    for (size_t done = 0; done < n && !d->failed;) {
+        size_t k = n - done < (sizeof d->buf / 2) ? n - done : sizeof d->buf / 2;
+        for (size_t i = 0; i < k; i++) {
+            float u = (float)(next_u64(&d->rng) >> 40) * (1.0f / 16777216.0f);
+            d->buf[i] = rk_f32_to_f16(center + half_width * (2.0f * u - 1.0f));
+        }
+        if (fwrite(d->buf, 2, k, d->f) != k)
+            d->failed = 1;
+        done += k;
+        d->written += 2 * k;
+    }
+    int pct = (int)(100.0 * d->written / d->total);
+    if (pct != d->shown) {
+        fprintf(stderr, "\r[random-model] %3d%%", pct);
+        d->shown = pct;
+    }
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+        rk_fail(RK_EIO, "cannot write %s: %s", path, strerror(errno));
+        cli_die();
+    }
+}
+
+int main(int argc, char **argv)
+{
+    cli_init("rankkv-make-random-model");
+    const char *out = NULL, *preset = "pythia-2.8b";
+    shape s = {0};
+    uint64_t seed = 1;
+    int have_preset = 0;
+    enum { OUT = 256, PRESET, LAYERS, HIDDEN, HEADS, FFN, VOCAB, MAXPOS, ROT, SEED };
+    static const struct option longopts[] = {
+        {"out", required_argument, 0, OUT},       {"preset", required_argument, 0, PRESET},
+        {"layers", required_argument, 0, LAYERS}, {"hidden", required_argument, 0, HIDDEN},
+        {"heads", required_argument, 0, HEADS},   {"ffn", required_argument, 0, FFN},
+        {"vocab", required_argument, 0, VOCAB},   {"max-pos", required_argument, 0, MAXPOS},
+        {"rotary-pct", required_argument, 0, ROT}, {"seed", required_argument, 0, SEED},
+        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+    shape over = {0};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OUT: out = optarg; break;
+        case PRESET: preset = optarg; break;
+        case LAYERS: over.layers = (int)cli_int("--layers", optarg, 1, RK_MAX_LAYERS); break;
+        case HIDDEN: over.hidden = (int)cli_int("--hidden", optarg, 2, 65536); break;
+        case HEADS: over.heads = (int)cli_int("--heads", optarg, 1, 1024); break;
+        case FFN: over.ffn = (int)cli_int("--ffn", optarg, 1, 1 << 20); break;
+        case VOCAB: over.vocab = (int)cli_int("--vocab", optarg, 1, 1 << 22); break;
+        case MAXPOS: over.max_pos = (int)cli_int("--max-pos", optarg, 1, 1 << 20); break;
+        case ROT: over.rotary_pct = cli_double("--rotary-pct", optarg, 0, 1); break;
+        case SEED: seed = (uint64_t)cli_int("--seed", optarg, 0, 0x7fffffffL); break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: cli_usage_error("unknown option");
+        }
+    }
+    if (optind < argc)
+        cli_usage_error("unexpected argument '%s'", argv[optind]);
+    if (!out)
+        cli_usage_error("--out DIR is required");
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (strcmp(presets[i].name, preset) == 0)
+            s = presets[i].s, have_preset = 1;
+    if (!have_preset)
+        cli_usage_error("unknown preset '%s'", preset);
+    if (over.layers) s.layers = over.layers;
+    if (over.hidden) s.hidden = over.hidden;
+    if (over.heads) s.heads = over.heads;
+    if (over.ffn) s.ffn = over.ffn;
+    if (over.vocab) s.vocab = over.vocab;
+    if (over.max_pos) s.max_pos = over.max_pos;
+    if (over.rotary_pct > 0) s.rotary_pct = over.rotary_pct;
+
+    /* The config goes through the same parser a user's checkpoint does, so
+     * an impossible shape is refused before gigabytes are written. */
+    char cfg_text[1024];
+    snprintf(cfg_text, sizeof cfg_text,
+             "{\n  \"architectures\": [\"GPTNeoXForCausalLM\"],\n  \"model_type\": \"gpt_neox\",\n"
+             "  \"bos_token_id\": 0,\n  \"eos_token_id\": 0,\n  \"hidden_act\": \"gelu\",\n"
+             "  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n  \"layer_norm_eps\": 1e-05,\n"
+             "  \"max_position_embeddings\": %d,\n  \"num_attention_heads\": %d,\n"
+             "  \"num_hidden_layers\": %d,\n  \"rotary_emb_base\": 10000,\n  \"rotary_pct\": %g,\n"
+             "  \"tie_word_embeddings\": false,\n  \"torch_dtype\": \"float16\",\n"
+             "  \"use_parallel_residual\": true,\n  \"vocab_size\": %d,\n"
+             "  \"rankkv_random_weights_seed\": %llu\n}\n",
+             s.hidden, s.ffn, s.max_pos, s.heads, s.layers, s.rotary_pct, s.vocab,
+             (unsigned long long)seed);
+    rk_config cfg;
+    if (rk_config_parse(cfg_text, strlen(cfg_text), &cfg) != RK_OK)
+        cli_die();
+    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
+        rk_fail(RK_EIO, "cannot create %s: %s", out, strerror(errno));
+        cli_die();
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", out);
+    write_text(path, cfg_text);
+
+    header_state h = {cJSON_CreateObject(), 0};
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "format", "pt");
+    cJSON_AddStringToObject(meta, "rankkv", "random weights, not a trained model");
+    cJSON_AddItemToObject(h.header, "__metadata__", meta);
+    if (rk_weights_foreach(&cfg, add_to_header, &h) != RK_OK)
+        cli_die();
+    char *json = cJSON_PrintUnformatted(h.header);
+    size_t hlen = strlen(json), padded = (hlen + 7) / 8 * 8;
+    uint64_t le = padded;
+
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    data_state *d = calloc(1, sizeof *d);
+    d->f = fopen(path, "wb");
+    d->rng = seed;
+    d->total = h.offset;
+    if (!d->f) {
+        rk_fail(RK_EIO, "cannot write %s: %s", path, strerror(errno));
+        cli_die();
+    }
+    fwrite(&le, 8, 1, d->f);
+    fwrite(json, 1, hlen, d->f);
+    for (size_t i = hlen; i < padded; i++)
+        fputc(' ', d->f);
+    rk_weights_foreach(&cfg, write_tensor, d);
+    if (d->failed || fclose(d->f) != 0) {
+        rk_fail(RK_EIO, "writing %s failed: %s", path, strerror(errno));
+        cli_die();
+    }
+    fprintf(stderr, "\n[random-model] wrote %s: %d layers, hidden %d, %.2f GB of F16 weights\n", out,
+            cfg.n_layers, cfg.hidden, h.offset / 1e9);
+    free(json);
+    free(d);
+    cJSON_Delete(h.header);
+    return 0;
+}

@@ -1,0 +1,145 @@
+/* rankkv-ppl: perplexity of a text file over non-overlapping windows. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "model.h"
+#include "targets.h"
+#include "textio.h"
+#include "tokenizer.h"
+
+static const char usage[] =
+    "usage: rankkv-ppl --text FILE [options]\n"
+    "Perplexity of FILE: the whole file is tokenized and cut into non-overlapping\n"
+    "windows; each window of W tokens predicts the W tokens that follow each of\n"
+    "its positions (as goldens.json's ppl_full_cache does). Line ends are read\n"
+    "as Python's text mode reads them: CRLF and CR become LF.\n"
+    "\n"
+    "  --model DIR         model directory (default: " RK_DEFAULT_MODEL ")\n"
+    "  --text FILE         text to score (required)\n"
+    "  --window W          tokens per window (default 1024)\n"
+    "  --max-windows N     score at most N windows (default: all)\n"
+    "  --chunk N           prefill chunk (default 256)\n"
+    "  --target cpu|cuda   where to run (default cpu)\n"
+    "  --json              last stdout line is one JSON object\n"
+    "  -h, --help          this text\n"
+    "Progress goes to stderr.\n";
+
+int main(int argc, char **argv)
+{
+    cli_init("rankkv-ppl");
+    const char *model = RK_DEFAULT_MODEL, *text = NULL, *target = "cpu";
+    int window = 1024, max_windows = 0, chunk = 256, json = 0;
+    enum { MODEL = 256, TEXT, WINDOW, MAXW, CHUNK, TARGET, JSON };
+    static const struct option longopts[] = {{"model", required_argument, 0, MODEL},
+                                             {"text", required_argument, 0, TEXT},
+                                             {"window", required_argument, 0, WINDOW},
+                                             {"max-windows", required_argument, 0, MAXW},
+                                             {"chunk", required_argument, 0, CHUNK},
+                                             {"target", required_argument, 0, TARGET},
+                                             {"json", no_argument, 0, JSON},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case MODEL: model = optarg; break;
+        case TEXT: text = optarg; break;
+        case WINDOW: window = (int)cli_int("--window", optarg, 1, 1 << 20); break;
+        case MAXW: max_windows = (int)cli_int("--max-windows", optarg, 1, 1 << 30); break;
+        case CHUNK: chunk = (int)cli_int("--chunk", optarg, 1, 1 << 16); break;
+        case TARGET: target = optarg; break;
+        case JSON: json = 1; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: cli_usage_error("unknown option");
+        }
+    }
+    if (optind < argc)
+        cli_usage_error("unexpected argument '%s'", argv[optind]);
+    if (!text)
+        cli_usage_error("--text FILE is required");
+    const rk_ops *ops = rk_target_find(target);
+    if (!ops)
+        cli_die();
+
+    char path[4096];
+    rk_tokenizer *tok;
+    snprintf(path, sizeof path, "%s/tokenizer.json", model);
+    if (rk_tok_load(path, &tok) != RK_OK)
+        cli_die();
+    char *data;
+    size_t len;
+    if (rk_read_file(text, SIZE_MAX, &data, &len) != RK_OK)
+        cli_die();
+    int32_t *ids;
+    size_t n_ids;
+    len = rk_text_universal_newlines(data, len);
+    fprintf(stderr, "[ppl] tokenizing %s (%zu bytes)\n", text, len);
+    if (rk_tok_encode(tok, data, len, &ids, &n_ids) != RK_OK)
+        cli_die();
+    free(data);
+
+    /* A window needs one token past its end for its last target. */
+    long windows = n_ids > 1 ? (long)((n_ids - 1) / (size_t)window) : 0;
+    if (max_windows && windows > max_windows)
+        windows = max_windows;
+    if (windows == 0) {
+        rk_fail(RK_EINVAL, "%s has %zu tokens, fewer than one window of %d plus one", text, n_ids,
+                window);
+        cli_die();
+    }
+    rk_limits lim = {.max_prompt = window, .max_new_tokens = 0,
+                     .prefill_chunk = chunk < window ? chunk : window, .kv_dtype = ops->kv_dtype};
+    lim.logits_rows = lim.prefill_chunk;
+    rk_model *m;
+    if (rk_model_load(model, ops, &lim, &m) != RK_OK)
+        cli_die();
+
+    double nll = 0, t0 = rk_now();
+    long scored = 0;
+    for (long w = 0; w < windows; w++) {
+        const int32_t *win = ids + (size_t)w * window;
+        rk_model_reset(m);
+        for (int i = 0; i < window; i += lim.prefill_chunk) {
+            int k = window - i < lim.prefill_chunk ? window - i : lim.prefill_chunk;
+            if (rk_model_forward(m, win + i, k) != RK_OK)
+                cli_die();
+            for (int r = 0; r < k; r++)
+                nll += rk_nll(rk_model_logits(m, r), m->cfg.vocab, win[i + r + 1]);
+            scored += k;
+        }
+        double dt = rk_now() - t0;
+        fprintf(stderr, "\r[ppl] window %ld/%ld  ppl %.4f  %.0f tok/s", w + 1, windows,
+                exp(nll / scored), scored / dt);
+    }
+    fputc('\n', stderr);
+    double ppl = exp(nll / scored), secs = rk_now() - t0;
+    printf("ppl %.4f over %ld tokens (%ld windows of %d) in %.1f s\n", ppl, scored, windows,
+           window, secs);
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "ppl", ppl);
+        cJSON_AddNumberToObject(j, "mean_nll", nll / scored);
+        cJSON_AddNumberToObject(j, "tokens_scored", (double)scored);
+        cJSON_AddNumberToObject(j, "window", window);
+        cJSON_AddNumberToObject(j, "windows", (double)windows);
+        cJSON_AddNumberToObject(j, "text_tokens", (double)n_ids);
+        cJSON_AddStringToObject(j, "model", model);
+        cJSON_AddStringToObject(j, "text", text);
+        cJSON_AddStringToObject(j, "target", ops->name);
+        cJSON_AddNumberToObject(j, "seconds", secs);
+        char *s = cJSON_PrintUnformatted(j);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(j);
+    }
+    rk_model_free(m);
+    rk_tok_free(tok);
+    free(ids);
+    return 0;
+}
