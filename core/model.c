@@ -33,6 +33,10 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
         return rk_fail(RK_EDTYPE, "the %s target keeps the KV cache in %s (asked for %s)",
                        ops->name, rk_dtype_name(ops->kv_dtype), rk_dtype_name(lim->kv_dtype));
 
+    rk_status st;
+    if (ops->supports && (st = ops->supports(cfg)) != RK_OK)
+        return st;
+
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->lim = *lim;
@@ -49,6 +53,7 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     m->a_rope = rk_plan_add(p, "rope_table", (size_t)m->cap * (size_t)cfg->rotary_dims * sizeof(float));
     m->a_x = rk_plan_add(p, "residual", C * D * a);
     m->a_h = rk_plan_add(p, "norm_out", C * D * a);
+    m->a_h2 = rk_plan_add(p, "norm2_out", C * D * a);
     m->a_qkv = rk_plan_add(p, "qkv", C * 3 * D * a);
     m->a_q = rk_plan_add(p, "q_rotated", C * D * a);
     m->a_att = rk_plan_add(p, "attn_heads", C * D * a);
@@ -86,6 +91,8 @@ static rk_status bind(rk_model *m, const char *dir)
         return st;
     if ((st = rk_st_open(dir, &sf)) != RK_OK)
         return st;
+    if (m->ops->device_used_bytes)
+        m->device_used_before = m->ops->device_used_bytes(m->ctx);
     if ((st = m->ops->alloc(m->ctx, m->wplan.total, &m->wbase)) == RK_OK &&
         (st = m->ops->alloc(m->ctx, m->plan.total, &m->base)) == RK_OK)
         st = rk_weights_load(m, sf);
@@ -93,6 +100,9 @@ static rk_status bind(rk_model *m, const char *dir)
     if (st != RK_OK)
         return st;
     m->ops->bind_scratch(m->ctx, AT(m, m->a_scratch), rk_plan_find(&m->plan, "target_scratch")->size);
+    if (m->ops->prepare && (st = m->ops->prepare(m->ctx, &m->cfg, m->lim.prefill_chunk,
+                                                 m->lim.logits_rows)) != RK_OK)
+        return st;
 
     size_t rope_floats = (size_t)m->cap * (size_t)m->cfg.rotary_dims;
     float *rope = malloc(rope_floats * sizeof(float) + 1);
@@ -110,6 +120,8 @@ static rk_status bind(rk_model *m, const char *dir)
     return st;
 }
 
+static rk_status record_decode_step(rk_model *m);
+
 rk_status rk_model_load(const char *dir, const rk_ops *ops, const rk_limits *lim,
                         rk_model **out)
 {
@@ -123,7 +135,8 @@ rk_status rk_model_load(const char *dir, const rk_ops *ops, const rk_limits *lim
     rk_model *m = calloc(1, sizeof *m);
     if (!m)
         return rk_fail(RK_ENOMEM, "out of host memory for the model");
-    if ((st = rk_model_plan(&cfg, ops, lim, m)) != RK_OK || (st = bind(m, dir)) != RK_OK) {
+    if ((st = rk_model_plan(&cfg, ops, lim, m)) != RK_OK || (st = bind(m, dir)) != RK_OK ||
+        (st = record_decode_step(m)) != RK_OK) {
         rk_model_free(m);
         return st;
     }
@@ -178,61 +191,77 @@ static void forward_ops(rk_model *m, int n)
 {
     const rk_config *c = &m->cfg;
     const rk_ops *o = m->ops;
-    const int D = c->hidden, H = c->n_heads, hd = c->head_dim;
+    const int D = c->hidden, H = c->n_heads, hd = c->head_dim, L = c->n_layers;
+    const int par = c->parallel_residual;
     void *ctx = m->ctx;
-    void *resid = AT(m, m->a_x), *h = AT(m, m->a_h), *qkv = AT(m, m->a_qkv);
+    void *resid = AT(m, m->a_x), *h = AT(m, m->a_h), *h2 = AT(m, m->a_h2), *qkv = AT(m, m->a_qkv);
     void *q = AT(m, m->a_q), *att = AT(m, m->a_att), *attn_out = AT(m, m->a_attn_out);
     void *mlp_h = AT(m, m->a_mlp_h), *mlp_out = AT(m, m->a_mlp_out);
     const float *rope = AT(m, m->a_rope);
     const void *pos = AT(m, m->a_step);
+    const rk_norm_out none = {0};
+#define NORM(y, w, b) ((rk_norm_out){(y), WT(m, w), WT(m, b)})
 
     o->embed(ctx, resid, WT(m, m->w_embed), (int32_t *)AT(m, m->a_step) + 1, n, D);
-    for (int l = 0; l < c->n_layers; l++) {
+    /* Pythia: x + attn(ln1(x)) + mlp(ln2(x)), both norms of the same x; the
+     * sequential variant normalises x + attn for the MLP instead. */
+    const rk_layer_weights *w0 = &m->w_layer[0];
+    o->add_layernorm(ctx, resid, NULL, NULL, NORM(h, w0->ln1_w, w0->ln1_b),
+                     par ? NORM(h2, w0->ln2_w, w0->ln2_b) : none, n, D, c->ln_eps);
+    for (int l = 0; l < L; l++) {
         const rk_layer_weights *w = &m->w_layer[l];
         void *kc = AT(m, m->a_k + (size_t)l * m->kv_layer_bytes);
         void *vc = AT(m, m->a_v + (size_t)l * m->kv_layer_bytes);
 
-        o->layernorm(ctx, h, resid, WT(m, w->ln1_w), WT(m, w->ln1_b), n, D, c->ln_eps);
         o->linear(ctx, qkv, h, WT(m, w->qkv_w), WT(m, w->qkv_b), n, D, 3 * D, 0);
         o->qkv_rotary(ctx, q, kc, vc, qkv, rope, pos, n, H, hd, c->rotary_dims, m->cap);
         o->attention(ctx, att, q, kc, vc, pos, n, H, hd, m->cap);
         o->linear(ctx, attn_out, att, WT(m, w->dense_w), WT(m, w->dense_b), n, D, D, 0);
+        if (!par)
+            o->add_layernorm(ctx, resid, attn_out, NULL, NORM(h2, w->ln2_w, w->ln2_b), none, n,
+                             D, c->ln_eps);
 
-        /* Pythia: x + attn(ln1(x)) + mlp(ln2(x)); the sequential variant
-         * feeds the MLP the updated residual instead. */
-        if (!c->parallel_residual)
-            o->residual(ctx, resid, attn_out, NULL, (size_t)n * D);
-        o->layernorm(ctx, h, resid, WT(m, w->ln2_w), WT(m, w->ln2_b), n, D, c->ln_eps);
-        o->linear(ctx, mlp_h, h, WT(m, w->fc1_w), WT(m, w->fc1_b), n, D, c->ffn, 1);
+        o->linear(ctx, mlp_h, h2, WT(m, w->fc1_w), WT(m, w->fc1_b), n, D, c->ffn, 1);
         o->linear(ctx, mlp_out, mlp_h, WT(m, w->fc2_w), WT(m, w->fc2_b), n, c->ffn, D, 0);
-        o->residual(ctx, resid, mlp_out, c->parallel_residual ? attn_out : NULL, (size_t)n * D);
+
+        /* x += mlp (+ attn), normalised for the next layer or, after the
+         * last, by the final LayerNorm. */
+        const rk_layer_weights *nx = l + 1 < L ? &m->w_layer[l + 1] : NULL;
+        o->add_layernorm(ctx, resid, mlp_out, par ? attn_out : NULL,
+                         nx ? NORM(h, nx->ln1_w, nx->ln1_b) : NORM(h, m->w_lnf_w, m->w_lnf_b),
+                         nx && par ? NORM(h2, nx->ln2_w, nx->ln2_b) : none, n, D, c->ln_eps);
     }
+#undef NORM
 
     const int rows = n < m->lim.logits_rows ? n : m->lim.logits_rows;
-    const void *last = (const char *)resid + (size_t)(n - rows) * D * o->act_bytes;
-    o->layernorm(ctx, h, last, WT(m, m->w_lnf_w), WT(m, m->w_lnf_b), rows, D, c->ln_eps);
-    o->linear_f32out(ctx, AT(m, m->a_logits), h, WT(m, m->w_unembed), rows, D, c->vocab);
+    const void *last = (const char *)h + (size_t)(n - rows) * D * o->act_bytes;
+    o->linear_f32out(ctx, AT(m, m->a_logits), last, WT(m, m->w_unembed), rows, D, c->vocab);
 }
 
-/* The one-token step is recorded on first use and replayed afterwards, where
- * the target can; launch overhead would otherwise dominate decode. */
+/* Where the target can record, the one-token step is recorded once at
+ * start-up (recording runs nothing) and replayed for every generated token;
+ * launch overhead would otherwise dominate decode. */
+static rk_status record_decode_step(rk_model *m)
+{
+    rk_status st;
+    if (!m->ops->replay || m->lim.max_new_tokens == 0 || m->lim.logits_rows != 1)
+        return RK_OK;
+    if ((st = m->ops->capture_begin(m->ctx)) != RK_OK)
+        return st;
+    forward_ops(m, 1);
+    if ((st = m->ops->capture_end(m->ctx)) != RK_OK)
+        return st;
+    m->decode_recorded = 1;
+    return RK_OK;
+}
+
 static rk_status decode_step(rk_model *m)
 {
-    const rk_ops *o = m->ops;
-    rk_status st;
-    if (!o->replay) {
+    if (!m->decode_recorded) {
         forward_ops(m, 1);
         return RK_OK;
     }
-    if (!m->decode_recorded) {
-        if ((st = o->capture_begin(m->ctx)) != RK_OK)
-            return st;
-        forward_ops(m, 1);
-        if ((st = o->capture_end(m->ctx)) != RK_OK)
-            return st;
-        m->decode_recorded = 1;
-    }
-    return o->replay(m->ctx);
+    return m->ops->replay(m->ctx);
 }
 
 rk_status rk_model_forward(rk_model *m, const int32_t *tokens, int n)

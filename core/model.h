@@ -41,7 +41,7 @@ typedef struct {
     rk_layer_weights w_layer[RK_MAX_LAYERS];
 
     /* Arena offsets. */
-    size_t a_step, a_rope, a_x, a_h, a_qkv, a_q, a_att, a_attn_out, a_mlp_h, a_mlp_out;
+    size_t a_step, a_rope, a_x, a_h, a_h2, a_qkv, a_q, a_att, a_attn_out, a_mlp_h, a_mlp_out;
     size_t a_scratch, a_logits, a_k, a_v;
     size_t kv_layer_bytes; /* one layer's K (or V) cache */
 
@@ -52,6 +52,8 @@ typedef struct {
     int n_logits;       /* rows valid after the last forward */
     int n_past;         /* positions in the cache */
     int decode_recorded; /* the target holds a recording of the one-token step */
+    size_t device_used_before; /* device bytes in use before the two allocations
+                                  (targets that report it), for memory reports */
 } rk_model;
 
 /* Validates LIM against CFG and the target, and computes both plans without

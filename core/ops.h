@@ -16,11 +16,20 @@
 #include "rk_error.h"
 #include "safetensors.h"
 
+/* Where a LayerNorm writes, with its weight and bias: y = LN(x) * w + b. */
+typedef struct {
+    void *y;
+    const void *w, *b;
+} rk_norm_out;
+
 typedef struct rk_ops {
     const char *name;
     size_t act_bytes;
     rk_dtype kv_dtype; /* the element type its KV cache holds */
 
+    /* Optional: refuses a model shape the target's kernels are not built for
+     * (checked when the memory plan is made, before anything is allocated). */
+    rk_status (*supports)(const rk_config *cfg);
     /* Start-up: detect the device; ctx is the target's private state. */
     rk_status (*init)(void **ctx);
     void (*shutdown)(void *ctx);
@@ -34,6 +43,10 @@ typedef struct rk_ops {
      * cached positions; after allocation, bind_scratch hands it the region. */
     size_t (*scratch_bytes)(const rk_config *cfg, int chunk, int ctx);
     void (*bind_scratch)(void *ctx, void *scratch, size_t bytes);
+    /* Optional: start-up work for every op shape the plan can produce (a
+     * linear has 1..CHUNK rows, the logits 1..LOGITS_ROWS), such as choosing
+     * GEMM algorithms, so that none is chosen while generating. */
+    rk_status (*prepare)(void *ctx, const rk_config *cfg, int chunk, int logits_rows);
 
     /* Host to buffer: converts COUNT elements of SRC_DTYPE to the compute type. */
     rk_status (*upload)(void *ctx, void *dst, const void *src, rk_dtype src_dtype, size_t count);
@@ -46,9 +59,13 @@ typedef struct rk_ops {
 
     /* x[i, :] = table[tokens[i], :]; tokens is an int32 buffer in the arena. */
     void (*embed)(void *ctx, void *x, const void *table, const void *tokens, int n, int dim);
-    /* y = LayerNorm(x) * w + b over rows of DIM, statistics in fp32. */
-    void (*layernorm)(void *ctx, void *y, const void *x, const void *w, const void *b,
-                      int n, int dim, float eps);
+    /* The residual stream's step between sublayers, over N rows of DIM:
+     * x += a (+ b) when a is not NULL; then out1 = LayerNorm(x) and, when
+     * out2.y is not NULL, out2 = LayerNorm(x) with its own weights (a
+     * parallel-residual block normalises the same x twice). Statistics in
+     * fp32. One op so that a target can do it in one pass over x. */
+    void (*add_layernorm)(void *ctx, void *x, const void *a, const void *b, rk_norm_out out1,
+                          rk_norm_out out2, int n, int dim, float eps);
     /* y[n, out] = x[n, in] · W[out, in]ᵀ + bias (bias may be NULL); GELU
      * (exact, erf) applied after the bias when gelu is set. */
     void (*linear)(void *ctx, void *y, const void *x, const void *w, const void *bias,
@@ -72,9 +89,6 @@ typedef struct rk_ops {
     void (*attention)(void *ctx, void *out, const void *q, const void *k_cache,
                       const void *v_cache, const void *pos, int n, int heads, int head_dim,
                       int cap);
-    /* x += a (+ b when b is not NULL), elementwise over COUNT elements. */
-    void (*residual)(void *ctx, void *x, const void *a, const void *b, size_t count);
-
     /* Optional (NULL where the target has no graphs): the ops issued between
      * capture_begin and capture_end are recorded, not run, and replay runs
      * the recording. Core records the one-token decode step once. */

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "attention.h"
+#include "launch.cuh"
 
 namespace {
 
@@ -643,27 +644,6 @@ template <int D> size_t decode_scratch(int n, int heads, int cap)
 {
     return (size_t)heads * decode_slices<DecodeShape<D>::kKeys>(cap) * n * (D + 2) *
            sizeof(float);
-}
-
-/* A launch that may begin while the previous kernel in the stream is still
- * running (programmatic dependent launch); the kernel's griddepcontrol.wait
- * marks where that kernel's results are needed. The overlap hides the
- * launch latency, which is a large part of a decode step's few microseconds. */
-template <typename... Params, typename... Args>
-void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                      cudaStream_t s, Args... args)
-{
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
 }
 
 template <int D, int KW, int WARPS>

@@ -1,17 +1,53 @@
 #include <cuda_fp16.h>
 
 #include "elementwise.h"
+#include "launch.cuh"
 
+/* Rows move as uint4 (8 halves): the CUDA target requires hidden, ffn and
+ * head_dim to be multiples of 8 (cuda_ops.c checks it at load). Every kernel
+ * is launched as a programmatic dependent and waits before touching
+ * activations; it then lets the next kernel launch, which only prefetches
+ * weights until this one is done. */
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kMaxChunks = 4; /* per thread: rows of up to 8192 halves */
+
+struct half8 {
+    float v[8];
+};
+
+__device__ __forceinline__ half8 unpack(uint4 u)
+{
+    half8 r;
+    const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 f = __half22float2(h[i]);
+        r.v[2 * i] = f.x;
+        r.v[2 * i + 1] = f.y;
+    }
+    return r;
+}
+
+__device__ __forceinline__ uint4 pack(const half8 &r)
+{
+    uint4 u;
+    __half2 *h = reinterpret_cast<__half2 *>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        h[i] = __floats2half2_rn(r.v[2 * i], r.v[2 * i + 1]);
+    return u;
+}
 
 __global__ void embed_kernel(__half *x, const __half *table, const int *tokens, int dim)
 {
-    const __half *src = table + (size_t)tokens[blockIdx.x] * dim;
-    __half *dst = x + (size_t)blockIdx.x * dim;
-    for (int j = threadIdx.x; j < dim; j += blockDim.x)
-        dst[j] = src[j];
+    rk_wait_previous();
+    rk_allow_next();
+    const uint4 *src = reinterpret_cast<const uint4 *>(table + (size_t)tokens[blockIdx.x] * dim);
+    uint4 *dst = reinterpret_cast<uint4 *>(x + (size_t)blockIdx.x * dim);
+    for (int c = threadIdx.x; c < dim / 8; c += blockDim.x)
+        dst[c] = src[c];
 }
 
 __device__ float block_sum(float v, float *shared)
@@ -29,71 +65,130 @@ __device__ float block_sum(float v, float *shared)
     return total;
 }
 
-/* Two passes over the row (mean, then squared deviations) keep the variance
- * accurate in fp32; the second read hits L1/L2. */
-__global__ void layernorm_kernel(__half *y, const __half *x, const __half *w, const __half *b,
-                                 int dim, float eps)
+template <int CHUNKS>
+__device__ __forceinline__ void norm_store(__half *y, const __half *w, const __half *b,
+                                           const half8 (&v)[CHUNKS], int mine, int stride,
+                                           float mean, float rstd)
 {
-    __shared__ float shared[kThreads / 32];
-    const __half *xr = x + (size_t)blockIdx.x * dim;
-    __half *yr = y + (size_t)blockIdx.x * dim;
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < dim; j += blockDim.x)
-        s += __half2float(xr[j]);
-    const float mean = block_sum(s, shared) / dim;
-    float v = 0.0f;
-    for (int j = threadIdx.x; j < dim; j += blockDim.x) {
-        float d = __half2float(xr[j]) - mean;
-        v += d * d;
+#pragma unroll
+    for (int i = 0; i < CHUNKS; i++) {
+        if (i >= mine)
+            break;
+        const int c = threadIdx.x + i * stride;
+        const half8 wv = unpack(reinterpret_cast<const uint4 *>(w)[c]);
+        const half8 bv = unpack(reinterpret_cast<const uint4 *>(b)[c]);
+        half8 o;
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            o.v[k] = (v[i].v[k] - mean) * rstd * wv.v[k] + bv.v[k];
+        reinterpret_cast<uint4 *>(y)[c] = pack(o);
     }
-    const float rstd = rsqrtf(block_sum(v, shared) / dim + eps);
-    for (int j = threadIdx.x; j < dim; j += blockDim.x)
-        yr[j] = __float2half((__half2float(xr[j]) - mean) * rstd * __half2float(w[j]) +
-                             __half2float(b[j]));
 }
 
-/* One block per (token, head), one thread per dimension. */
+/* One block per row; the row stays in registers between the residual add,
+ * the two statistics passes (mean, then squared deviations, for an accurate
+ * fp32 variance) and the one or two normalised outputs. */
+template <int CHUNKS>
+__global__ void add_layernorm_kernel(__half *x, const __half *a, const __half *b, __half *y1,
+                                     const __half *w1, const __half *b1, __half *y2,
+                                     const __half *w2, const __half *b2, int dim, float eps)
+{
+    __shared__ float shared[kThreads / 32];
+    rk_wait_previous();
+    rk_allow_next();
+    const size_t off = (size_t)blockIdx.x * dim;
+    uint4 *xr = reinterpret_cast<uint4 *>(x + off);
+    const int nc = dim / 8, stride = blockDim.x;
+    const int mine = threadIdx.x < nc ? (nc - 1 - threadIdx.x) / stride + 1 : 0;
+    half8 v[CHUNKS];
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < CHUNKS; i++) {
+        if (i >= mine)
+            break;
+        const int c = threadIdx.x + i * stride;
+        v[i] = unpack(xr[c]);
+        if (a) {
+            /* The residual stream is stored in fp16 (as in HF); the sum is
+             * rounded once and normalised as stored. */
+            const half8 av = unpack(reinterpret_cast<const uint4 *>(a + off)[c]);
+            half8 bv = {};
+            if (b)
+                bv = unpack(reinterpret_cast<const uint4 *>(b + off)[c]);
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+                v[i].v[k] = (av.v[k] + bv.v[k]) + v[i].v[k];
+            const uint4 stored = pack(v[i]);
+            xr[c] = stored;
+            v[i] = unpack(stored);
+        }
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            s += v[i].v[k];
+    }
+    const float mean = block_sum(s, shared) / dim;
+    float q = 0.0f;
+#pragma unroll
+    for (int i = 0; i < CHUNKS; i++) {
+        if (i >= mine)
+            break;
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            q += (v[i].v[k] - mean) * (v[i].v[k] - mean);
+    }
+    const float rstd = rsqrtf(block_sum(q, shared) / dim + eps);
+    norm_store(y1 + off, w1, b1, v, mine, stride, mean, rstd);
+    if (y2)
+        norm_store(y2 + off, w2, b2, v, mine, stride, mean, rstd);
+}
+
+/* One thread per 8 dims of a head's q, k or v; blockIdx.x is the token. A
+ * chunk that holds rotary dims fetches its rotate_half partners one by one. */
 __global__ void qkv_rotary_kernel(__half *q, __half *kc, __half *vc, const __half *qkv,
                                   const float *rope, const int *pos, int n, int heads,
                                   int head_dim, int rot, int cap)
 {
-    const int i = blockIdx.x, h = blockIdx.y, j = threadIdx.x;
-    if (j >= head_dim)
+    rk_wait_previous();
+    rk_allow_next();
+    const int chunks = head_dim / 8, t = blockIdx.y * blockDim.x + threadIdx.x;
+    if (t >= heads * 3 * chunks)
         return;
+    const int i = blockIdx.x, h = t / (3 * chunks), part = t / chunks % 3, c = t % chunks;
     const int p = *pos + i;
-    const __half *src = qkv + ((size_t)i * heads + h) * 3 * head_dim;
-    float qv = __half2float(src[j]), kv = __half2float(src[head_dim + j]);
-    if (j < rot) {
-        const int half = rot / 2, jj = j < half ? j : j - half;
-        const float c = rope[(size_t)p * rot + 2 * jj], sn = rope[(size_t)p * rot + 2 * jj + 1];
-        const int partner = j < half ? j + half : j - half;
-        const float sign = j < half ? -1.0f : 1.0f;
-        qv = qv * c + sign * __half2float(src[partner]) * sn;
-        kv = kv * c + sign * __half2float(src[head_dim + partner]) * sn;
+    const __half *src = qkv + ((size_t)i * heads + h) * 3 * head_dim + (size_t)part * head_dim;
+    uint4 raw = reinterpret_cast<const uint4 *>(src)[c];
+    if (part < 2 && c * 8 < rot) {
+        half8 v = unpack(raw);
+        const int half = rot / 2;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const int j = c * 8 + k;
+            if (j >= rot)
+                break;
+            const int jj = j < half ? j : j - half;
+            const float cs = rope[(size_t)p * rot + 2 * jj], sn = rope[(size_t)p * rot + 2 * jj + 1];
+            const float other = __half2float(src[j < half ? j + half : j - half]);
+            v.v[k] = v.v[k] * cs + (j < half ? -other : other) * sn;
+        }
+        raw = pack(v);
     }
-    q[((size_t)h * n + i) * head_dim + j] = __float2half(qv);
-    const size_t row = ((size_t)h * cap + p) * head_dim + j;
-    kc[row] = __float2half(kv);
-    vc[row] = src[2 * head_dim + j];
+    __half *dst = part == 0 ? q + ((size_t)h * n + i) * head_dim
+                            : (part == 1 ? kc : vc) + ((size_t)h * cap + p) * head_dim;
+    reinterpret_cast<uint4 *>(dst)[c] = raw;
 }
 
-__global__ void residual_kernel(__half *x, const __half *a, const __half *b, size_t count)
+__global__ void gelu_kernel(__half *x, size_t chunks)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count;
+    rk_wait_previous();
+    rk_allow_next();
+    uint4 *xv = reinterpret_cast<uint4 *>(x);
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < chunks;
          i += (size_t)gridDim.x * blockDim.x) {
-        float v = __half2float(x[i]) + __half2float(a[i]);
-        if (b)
-            v += __half2float(b[i]);
-        x[i] = __float2half(v);
-    }
-}
-
-__global__ void gelu_kernel(__half *x, size_t count)
-{
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count;
-         i += (size_t)gridDim.x * blockDim.x) {
-        float v = __half2float(x[i]);
-        x[i] = __float2half(0.5f * v * (1.0f + erff(v * 0.70710678118654752f)));
+        half8 v = unpack(xv[i]);
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            v.v[k] = 0.5f * v.v[k] * (1.0f + erff(v.v[k] * 0.70710678118654752f));
+        xv[i] = pack(v);
     }
 }
 
@@ -107,37 +202,44 @@ unsigned grid_for(size_t count)
 
 extern "C" {
 
+int rk_k_supports_dim(int dim) { return dim % 8 == 0 && dim / 8 <= kThreads * kMaxChunks; }
+
 void rk_k_embed(cudaStream_t s, void *x, const void *table, const int *tokens, int n, int dim)
 {
-    embed_kernel<<<n, kThreads, 0, s>>>((__half *)x, (const __half *)table, tokens, dim);
+    launch_dependent(embed_kernel, dim3(n), dim3(kThreads), 0, s, (__half *)x,
+                     (const __half *)table, tokens, dim);
 }
 
-void rk_k_layernorm(cudaStream_t s, void *y, const void *x, const void *w, const void *b, int n,
-                    int dim, float eps)
+void rk_k_add_layernorm(cudaStream_t s, void *x, const void *a, const void *b, void *y1,
+                        const void *w1, const void *b1, void *y2, const void *w2, const void *b2,
+                        int n, int dim, float eps)
 {
-    layernorm_kernel<<<n, kThreads, 0, s>>>((__half *)y, (const __half *)x, (const __half *)w,
-                                            (const __half *)b, dim, eps);
+    const int nc = dim / 8;
+    const int threads = nc < kThreads ? (nc + 31) / 32 * 32 : kThreads;
+    const int chunks = (nc + threads - 1) / threads;
+    auto kernel = chunks <= 1 ? add_layernorm_kernel<1>
+                  : chunks <= 2 ? add_layernorm_kernel<2>
+                                : add_layernorm_kernel<kMaxChunks>;
+    launch_dependent(kernel, dim3(n), dim3(threads), 0, s, (__half *)x, (const __half *)a,
+                     (const __half *)b, (__half *)y1, (const __half *)w1, (const __half *)b1,
+                     (__half *)y2, (const __half *)w2, (const __half *)b2, dim, eps);
 }
 
 void rk_k_qkv_rotary(cudaStream_t s, void *q, void *k_cache, void *v_cache, const void *qkv,
                      const float *rope, const int *pos, int n, int heads, int head_dim,
                      int rot_dims, int cap)
 {
-    const int threads = (head_dim + 31) / 32 * 32;
-    qkv_rotary_kernel<<<dim3(n, heads), threads, 0, s>>>(
-        (__half *)q, (__half *)k_cache, (__half *)v_cache, (const __half *)qkv, rope, pos, n,
-        heads, head_dim, rot_dims, cap);
-}
-
-void rk_k_residual(cudaStream_t s, void *x, const void *a, const void *b, size_t count)
-{
-    residual_kernel<<<grid_for(count), kThreads, 0, s>>>((__half *)x, (const __half *)a,
-                                                        (const __half *)b, count);
+    const int per_token = heads * 3 * head_dim / 8;
+    launch_dependent(qkv_rotary_kernel, dim3(n, (per_token + kThreads - 1) / kThreads),
+                     dim3(kThreads), 0, s, (__half *)q,
+                     (__half *)k_cache, (__half *)v_cache, (const __half *)qkv, rope, pos, n,
+                     heads, head_dim, rot_dims, cap);
 }
 
 void rk_k_gelu(cudaStream_t s, void *x, size_t count)
 {
-    gelu_kernel<<<grid_for(count), kThreads, 0, s>>>((__half *)x, count);
+    launch_dependent(gelu_kernel, dim3(grid_for(count / 8)), dim3(kThreads), 0, s, (__half *)x,
+                     count / 8);
 }
 
 } // extern "C"

@@ -1,6 +1,6 @@
 /* The CUDA target's small kernels: everything in the forward pass that is
  * not a GEMM or attention. fp16 storage, fp32 arithmetic. Launchers are
- * asynchronous on the given stream. */
+ * asynchronous on the given stream. Row lengths must pass rk_k_supports_dim. */
 #ifndef RK_ELEMENTWISE_H
 #define RK_ELEMENTWISE_H
 
@@ -11,15 +11,19 @@
 extern "C" {
 #endif
 
+/* Nonzero when rows of DIM halves can go through these kernels. */
+int rk_k_supports_dim(int dim);
+
 void rk_k_embed(cudaStream_t s, void *x, const void *table, const int *tokens, int n, int dim);
-void rk_k_layernorm(cudaStream_t s, void *y, const void *x, const void *w, const void *b, int n,
-                    int dim, float eps);
+/* x += a (+ b) when a is not NULL; y1 = LayerNorm(x)·w1 + b1, and y2 likewise
+ * when y2 is not NULL. */
+void rk_k_add_layernorm(cudaStream_t s, void *x, const void *a, const void *b, void *y1,
+                        const void *w1, const void *b1, void *y2, const void *w2, const void *b2,
+                        int n, int dim, float eps);
 void rk_k_qkv_rotary(cudaStream_t s, void *q, void *k_cache, void *v_cache, const void *qkv,
                      const float *rope, const int *pos, int n, int heads, int head_dim,
                      int rot_dims, int cap);
-/* x += a (+ b). */
-void rk_k_residual(cudaStream_t s, void *x, const void *a, const void *b, size_t count);
-/* x = GELU(x), exact (erf). */
+/* x = GELU(x), exact (erf); COUNT is a multiple of 8. */
 void rk_k_gelu(cudaStream_t s, void *x, size_t count);
 
 #ifdef __cplusplus

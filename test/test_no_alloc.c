@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "generate_loop.h"
 #include "model.h"
 #include "rk_test.h"
 #include "sampler.h"
@@ -46,20 +47,6 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
 }
 
-static int run(rk_model *m, rk_sampler *s, const int32_t *prompt, int n, int steps)
-{
-    rk_model_reset(m);
-    if (rk_model_prefill(m, prompt, n) != RK_OK)
-        return 0;
-    int32_t next = rk_sample(s, rk_model_logits(m, 0));
-    for (int i = 0; i < steps; i++) {
-        if (rk_model_forward(m, &next, 1) != RK_OK)
-            return 0;
-        next = rk_sample(s, rk_model_logits(m, 0));
-    }
-    return 1;
-}
-
 int main(void)
 {
     atomic_store(&counting, 1);
@@ -83,10 +70,10 @@ int main(void)
     for (int i = 0; i < 200; i++)
         prompt[i] = (int32_t)((i * 7919) % m->cfg.vocab);
     /* A warm-up lets the BLAS library set up its thread pool and buffers. */
-    CHECK(run(m, &s, prompt, 200, 40));
+    CHECK(rk_test_generate(m, &s, prompt, 200, 40));
 
     atomic_store(&counting, 1);
-    int ok = run(m, &s, prompt, 200, 40) && run(m, &s, prompt, 17, 40);
+    int ok = rk_test_generate(m, &s, prompt, 200, 40) && rk_test_generate(m, &s, prompt, 17, 40);
     atomic_store(&counting, 0);
     CHECK(ok);
     printf("allocations during 2 prefills + 80 decode steps: %ld\n", atomic_load(&calls));

@@ -1,6 +1,11 @@
-/* Parity of the CPU target with HF transformers (goldens.json): per-token
- * NLL, argmax, first/last logits on three sequences, and the greedy
- * continuations of three prompts. argv[1] is the model directory. */
+/* Parity of a target with HF transformers (goldens.json): per-token NLL,
+ * argmax, first/last logits on three sequences, and the greedy continuations
+ * of three prompts. usage: test_parity MODEL_DIR [cpu|cuda]
+ *
+ * The CPU target computes in fp32 like the reference and must match it
+ * closely. The CUDA target computes in fp16 (fp32 accumulation), so its
+ * bounds are those of a half-precision run: mean and max |dNLL|, argmax
+ * agreement; its logits and greedy runs are reported, not required equal. */
 #include <math.h>
 #include <string.h>
 
@@ -8,9 +13,16 @@
 #include "model.h"
 #include "rk_test.h"
 #include "sampler.h"
-#include "targets.h"
+#include "target_test.h"
 
 enum { CHUNK = 128 };
+
+typedef struct {
+    int exact; /* fp32 target: every bound below is the strict one */
+    double max_dnll, mean_dnll, min_argmax;
+} bounds;
+
+static bounds B;
 
 static void check_sequence(rk_model *m, const cJSON *g, const char *name)
 {
@@ -24,7 +36,7 @@ static void check_sequence(rk_model *m, const cJSON *g, const char *name)
     const int V = m->cfg.vocab;
     CHECK(nn == n - 1 && na == n && nf == V && nl == V);
 
-    double max_dnll = 0, max_dfirst = 0, max_dlast = 0;
+    double max_dnll = 0, sum_dnll = 0, max_dfirst = 0, max_dlast = 0;
     int argmax_equal = 0;
     rk_model_reset(m);
     for (int i = 0; i < n; i += CHUNK) {
@@ -37,20 +49,27 @@ static void check_sequence(rk_model *m, const cJSON *g, const char *name)
             const float *row = rk_model_logits(m, r);
             int p = i + r;
             argmax_equal += rk_argmax(row, V) == arg[p];
-            if (p + 1 < n)
-                max_dnll = fmax(max_dnll, fabs(rk_nll(row, V, ids[p + 1]) - nll[p]));
+            if (p + 1 < n) {
+                double d = fabs(rk_nll(row, V, ids[p + 1]) - nll[p]);
+                max_dnll = fmax(max_dnll, d);
+                sum_dnll += d;
+            }
             for (int v = 0; p == 0 && v < V; v++)
                 max_dfirst = fmax(max_dfirst, fabs(row[v] - first[v]));
             for (int v = 0; p == n - 1 && v < V; v++)
                 max_dlast = fmax(max_dlast, fabs(row[v] - last[v]));
         }
     }
-    printf("  %-6s %3d tokens: max|dNLL| %.2e  argmax %d/%d  max|dlogit| first %.2e last %.2e\n",
-           name, n, max_dnll, argmax_equal, n, max_dfirst, max_dlast);
-    CHECKF(max_dnll <= 1e-4, "%s: max |dNLL| %g", name, max_dnll);
-    CHECKF(argmax_equal == n, "%s: argmax %d/%d", name, argmax_equal, n);
-    CHECKF(max_dfirst <= 1e-3 && max_dlast <= 1e-3, "%s: logits %g %g", name, max_dfirst,
-           max_dlast);
+    double mean_dnll = sum_dnll / (n - 1);
+    printf("  %-6s %3d tokens: mean|dNLL| %.2e max|dNLL| %.2e  argmax %d/%d  "
+           "max|dlogit| first %.2e last %.2e\n",
+           name, n, mean_dnll, max_dnll, argmax_equal, n, max_dfirst, max_dlast);
+    CHECKF(max_dnll <= B.max_dnll, "%s: max |dNLL| %g", name, max_dnll);
+    CHECKF(mean_dnll <= B.mean_dnll, "%s: mean |dNLL| %g", name, mean_dnll);
+    CHECKF(argmax_equal >= B.min_argmax * n, "%s: argmax %d/%d", name, argmax_equal, n);
+    if (B.exact)
+        CHECKF(max_dfirst <= 1e-3 && max_dlast <= 1e-3, "%s: logits %g %g", name, max_dfirst,
+               max_dlast);
     free(ids), free(nll), free(arg), free(first), free(last);
 }
 
@@ -78,7 +97,9 @@ static void check_greedy(rk_model *m, const cJSON *g)
         printf("  greedy '%s': %d/%d tokens identical\n",
                cJSON_GetObjectItem(e, "prompt")->valuestring, same, no);
         CHECKF(st == RK_OK, "%s", rk_last_error());
-        CHECK(same == no && no == 48);
+        CHECK(no == 48);
+        if (B.exact)
+            CHECK(same == no);
         cases++;
         free(prompt), free(want);
     }
@@ -87,25 +108,28 @@ static void check_greedy(rk_model *m, const cJSON *g)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: test_parity MODEL_DIR\n");
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: test_parity MODEL_DIR [cpu|cuda]\n");
         return 2;
     }
+    const char *target = argc == 3 ? argv[2] : "cpu";
     char path[4096];
     snprintf(path, sizeof path, "%s/goldens.json", argv[1]);
     rk_test_require_path(path);
+    const rk_ops *ops = rk_test_require_target(target);
+    B = ops->act_bytes == 4 ? (bounds){1, 1e-4, 1e-4, 1.0} : (bounds){0, 5e-2, 5e-3, 0.99};
     cJSON *g = golden_load(argv[1]);
     CHECK(g != NULL);
     if (!g)
         return rk_test_finish("test_parity");
 
     rk_limits lim = {.max_prompt = 512, .max_new_tokens = 64, .prefill_chunk = CHUNK,
-                     .logits_rows = CHUNK, .kv_dtype = RK_F32};
+                     .logits_rows = CHUNK, .kv_dtype = ops->kv_dtype};
     rk_model *m = NULL;
-    rk_status st = rk_model_load(argv[1], rk_cpu_ops(), &lim, &m);
+    rk_status st = rk_model_load(argv[1], ops, &lim, &m);
     CHECKF(st == RK_OK, "load %s: %s", argv[1], rk_last_error());
     if (m) {
-        printf("%s\n", argv[1]);
+        printf("%s on %s\n", argv[1], ops->name);
         check_sequence(m, g, "wiki");
         check_sequence(m, g, "moby");
         check_sequence(m, g, "prompt");

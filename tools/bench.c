@@ -18,17 +18,18 @@ static const char usage[] =
     "usage: rankkv-bench --model DIR [--model DIR ...] [options]\n"
     "Times prefill (time to first token) and decode (time per output token) on a\n"
     "synthetic prompt of fixed token ids, after one warm-up run; reports medians.\n"
+    "A run's context is its prompt length: decode is timed from there on.\n"
     "\n"
     "  --model DIR          model directory (repeatable; up to 8)\n"
-    "  --prompt-tokens N    prompt length (default 512)\n"
+    "  --prompt-tokens N[,N...]  prompt lengths (default 512)\n"
     "  --new-tokens N       generated tokens per run (default 64)\n"
-    "  --chunk N            prefill chunk (default 512)\n"
+    "  --chunk N            prefill chunk (default: the longest prompt, one chunk)\n"
     "  --repeats N          timed runs per model (default 3)\n"
     "  --target cpu|cuda    where to run (default cpu)\n"
     "  --out FILE           write the JSON record to FILE (default: stdout only)\n"
     "  -h, --help           this text\n";
 
-enum { MAX_MODELS = 8, MAX_REPEATS = 50 };
+enum { MAX_MODELS = 8, MAX_REPEATS = 50, MAX_PROMPTS = 16 };
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -99,7 +100,8 @@ int main(int argc, char **argv)
 {
     cli_init("rankkv-bench");
     const char *models[MAX_MODELS], *target = "cpu", *out = NULL;
-    int n_models = 0, prompt_tokens = 512, new_tokens = 64, chunk = 512, repeats = 3;
+    int n_models = 0, new_tokens = 64, chunk = 0, repeats = 3;
+    int prompts[MAX_PROMPTS] = {512}, n_prompts = 1, longest = 0;
     enum { MODEL = 256, PROMPT, NEW, CHUNK, REPEATS, TARGET, OUT };
     static const struct option longopts[] = {{"model", required_argument, 0, MODEL},
                                              {"prompt-tokens", required_argument, 0, PROMPT},
@@ -118,7 +120,16 @@ int main(int argc, char **argv)
                 cli_usage_error("at most %d --model options", MAX_MODELS);
             models[n_models++] = optarg;
             break;
-        case PROMPT: prompt_tokens = (int)cli_int("--prompt-tokens", optarg, 1, 1 << 20); break;
+        case PROMPT:
+            n_prompts = 0;
+            for (char *tok = strtok(optarg, ","); tok; tok = strtok(NULL, ",")) {
+                if (n_prompts == MAX_PROMPTS)
+                    cli_usage_error("at most %d prompt lengths", MAX_PROMPTS);
+                prompts[n_prompts++] = (int)cli_int("--prompt-tokens", tok, 1, 1 << 20);
+            }
+            if (n_prompts == 0)
+                cli_usage_error("--prompt-tokens needs at least one length");
+            break;
         case NEW: new_tokens = (int)cli_int("--new-tokens", optarg, 1, 1 << 20); break;
         case CHUNK: chunk = (int)cli_int("--chunk", optarg, 1, 1 << 16); break;
         case REPEATS: repeats = (int)cli_int("--repeats", optarg, 1, MAX_REPEATS); break;
@@ -143,52 +154,82 @@ int main(int argc, char **argv)
         size_t used = strlen(command);
         snprintf(command + used, sizeof command - used, "%s%s", i ? " " : "", argv[i]);
     }
-    printf("%-14s %7s %7s %10s %10s %11s %11s %9s\n", "model", "prompt", "context", "ttft_ms",
-           "tpot_ms", "prefill_t/s", "decode_t/s", "arena_MB");
+    for (int i = 0; i < n_prompts; i++)
+        longest = prompts[i] > longest ? prompts[i] : longest;
+    printf("%-20s %7s %10s %10s %11s %11s %10s %10s\n", "model", "context", "ttft_ms", "tpot_ms",
+           "prefill_t/s", "decode_t/s", "arena_MB", "device_MB");
     for (int k = 0; k < n_models; k++) {
-        rk_limits lim = {.max_prompt = prompt_tokens, .max_new_tokens = new_tokens,
-                         .prefill_chunk = chunk < prompt_tokens ? chunk : prompt_tokens,
+        rk_limits lim = {.max_prompt = longest, .max_new_tokens = new_tokens,
+                         .prefill_chunk = chunk && chunk < longest ? chunk : longest,
                          .logits_rows = 1, .kv_dtype = ops->kv_dtype};
         rk_model *m;
         fprintf(stderr, "[bench] loading %s\n", models[k]);
         if (rk_model_load(models[k], ops, &lim, &m) != RK_OK)
             cli_die();
+        rk_model_print_plan(m, stderr);
         ops->device_name(m->ctx, device, sizeof device);
-        int32_t *prompt = malloc((size_t)prompt_tokens * sizeof *prompt);
-        for (int i = 0; i < prompt_tokens; i++)
+        int32_t *prompt = malloc((size_t)longest * sizeof *prompt);
+        if (!prompt)
+            cli_die();
+        for (int i = 0; i < longest; i++)
             prompt[i] = (int32_t)((i * 7919 + 13) % m->cfg.vocab);
-        double ttft[MAX_REPEATS], tpot[MAX_REPEATS];
-        timed_run(m, prompt, prompt_tokens, new_tokens, &ttft[0], &tpot[0]);
-        for (int r = 0; r < repeats; r++) {
-            fprintf(stderr, "\r[bench] %s run %d/%d", base_name(models[k]), r + 1, repeats);
-            timed_run(m, prompt, prompt_tokens, new_tokens, &ttft[r], &tpot[r]);
-        }
-        fputc('\n', stderr);
-        double t_first = median(ttft, repeats), t_tok = median(tpot, repeats);
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        double arena_mb = m->plan.total / 1048576.0, weights_mb = m->wplan.total / 1048576.0;
-        printf("%-14s %7d %7d %10.2f %10.3f %11.1f %11.1f %9.1f\n", base_name(models[k]),
-               prompt_tokens, prompt_tokens + new_tokens, 1e3 * t_first, 1e3 * t_tok,
-               prompt_tokens / t_first, t_tok > 0 ? 1.0 / t_tok : 0.0, arena_mb);
+        for (int p = 0; p < n_prompts; p++) {
+            const int n = prompts[p];
+            double ttft[MAX_REPEATS], tpot[MAX_REPEATS];
+            timed_run(m, prompt, n, new_tokens, &ttft[0], &tpot[0]);
+            for (int r = 0; r < repeats; r++) {
+                fprintf(stderr, "\r[bench] %s prompt %d run %d/%d", base_name(models[k]), n,
+                        r + 1, repeats);
+                timed_run(m, prompt, n, new_tokens, &ttft[r], &tpot[r]);
+            }
+            fputc('\n', stderr);
+            double t_first = median(ttft, repeats), t_tok = median(tpot, repeats);
+            struct rusage ru;
+            getrusage(RUSAGE_SELF, &ru);
+            double arena_mb = m->plan.total / 1048576.0, weights_mb = m->wplan.total / 1048576.0;
+            /* What the device itself reports: its memory in use now less what
+             * was in use before the weights and arena were allocated. */
+            double device_mb = ops->device_used_bytes
+                                   ? (double)(ops->device_used_bytes(m->ctx) -
+                                              m->device_used_before) / 1048576.0
+                                   : 0.0;
+            char device_col[32] = "-";
+            if (ops->device_used_bytes)
+                snprintf(device_col, sizeof device_col, "%.1f", device_mb);
+            printf("%-20s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10s\n", base_name(models[k]), n,
+                   1e3 * t_first, 1e3 * t_tok, n / t_first, t_tok > 0 ? 1.0 / t_tok : 0.0,
+                   arena_mb, device_col);
 
-        cJSON *run = cJSON_CreateObject();
-        cJSON_AddStringToObject(run, "model", base_name(models[k]));
-        cJSON_AddNumberToObject(run, "layers", m->cfg.n_layers);
-        cJSON_AddNumberToObject(run, "hidden", m->cfg.hidden);
-        cJSON_AddNumberToObject(run, "prompt_tokens", prompt_tokens);
-        cJSON_AddNumberToObject(run, "new_tokens", new_tokens);
-        cJSON_AddNumberToObject(run, "context", prompt_tokens + new_tokens);
-        cJSON_AddNumberToObject(run, "prefill_chunk", lim.prefill_chunk);
-        cJSON_AddNumberToObject(run, "ttft_ms", 1e3 * t_first);
-        cJSON_AddNumberToObject(run, "tpot_ms", 1e3 * t_tok);
-        cJSON_AddNumberToObject(run, "prefill_tok_s", prompt_tokens / t_first);
-        cJSON_AddNumberToObject(run, "decode_tok_s", t_tok > 0 ? 1.0 / t_tok : 0.0);
-        cJSON_AddNumberToObject(run, "weights_mb", weights_mb);
-        cJSON_AddNumberToObject(run, "arena_mb", arena_mb);
-        cJSON_AddNumberToObject(run, "peak_rss_mb", ru.ru_maxrss / 1024.0);
-        cJSON_AddNumberToObject(run, "repeats", repeats);
-        cJSON_AddItemToArray(runs, run);
+            cJSON *run = cJSON_CreateObject();
+            cJSON_AddStringToObject(run, "model", base_name(models[k]));
+            cJSON_AddNumberToObject(run, "layers", m->cfg.n_layers);
+            cJSON_AddNumberToObject(run, "hidden", m->cfg.hidden);
+            cJSON_AddNumberToObject(run, "prompt_tokens", n);
+            cJSON_AddNumberToObject(run, "new_tokens", new_tokens);
+            cJSON_AddNumberToObject(run, "context", n);
+            cJSON_AddNumberToObject(run, "prefill_chunk", lim.prefill_chunk);
+            cJSON_AddNumberToObject(run, "ttft_ms", 1e3 * t_first);
+            cJSON_AddNumberToObject(run, "tpot_ms", 1e3 * t_tok);
+            cJSON_AddNumberToObject(run, "prefill_tok_s", n / t_first);
+            cJSON_AddNumberToObject(run, "decode_tok_s", t_tok > 0 ? 1.0 / t_tok : 0.0);
+            cJSON_AddNumberToObject(run, "weights_mb", weights_mb);
+            cJSON_AddNumberToObject(run, "arena_mb", arena_mb);
+            if (ops->device_used_bytes) {
+                cJSON_AddNumberToObject(run, "peak_device_mb", device_mb);
+                cJSON_AddNumberToObject(run, "device_process_mb",
+                                        ops->device_used_bytes(m->ctx) / 1048576.0);
+            }
+            cJSON_AddNumberToObject(run, "peak_rss_mb", ru.ru_maxrss / 1024.0);
+            cJSON_AddNumberToObject(run, "repeats", repeats);
+            cJSON *regions = cJSON_AddArrayToObject(run, "arena_plan");
+            for (int i = 0; i < m->plan.n_regions; i++) {
+                cJSON *r = cJSON_CreateObject();
+                cJSON_AddStringToObject(r, "region", m->plan.regions[i].name);
+                cJSON_AddNumberToObject(r, "bytes", (double)m->plan.regions[i].size);
+                cJSON_AddItemToArray(regions, r);
+            }
+            cJSON_AddItemToArray(runs, run);
+        }
         free(prompt);
         rk_model_free(m);
     }

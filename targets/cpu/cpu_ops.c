@@ -133,8 +133,8 @@ static void cpu_embed(void *ctx, void *x, const void *table, const void *tokens,
                (size_t)dim * sizeof(float));
 }
 
-static void cpu_layernorm(void *ctx, void *y, const void *x, const void *w, const void *b, int n,
-                          int dim, float eps)
+static void layernorm(void *y, const void *x, const void *w, const void *b, int n, int dim,
+                      float eps)
 {
     const float *wf = w, *bf = b;
     for (int i = 0; i < n; i++) {
@@ -151,6 +151,24 @@ static void cpu_layernorm(void *ctx, void *y, const void *x, const void *w, cons
         for (int j = 0; j < dim; j++)
             yr[j] = (float)(xr[j] - mean) * rstd * wf[j] + bf[j];
     }
+}
+
+static void cpu_add_layernorm(void *ctx, void *x, const void *a, const void *b, rk_norm_out out1,
+                              rk_norm_out out2, int n, int dim, float eps)
+{
+    float *xf = x;
+    const float *af = a, *bf = b;
+    const size_t count = (size_t)n * dim;
+    /* The order of HF's sum, (mlp + attn) + x, for bit-level parity. */
+    if (af && bf)
+        for (size_t i = 0; i < count; i++)
+            xf[i] += af[i] + bf[i];
+    else if (af)
+        for (size_t i = 0; i < count; i++)
+            xf[i] += af[i];
+    layernorm(out1.y, x, out1.w, out1.b, n, dim, eps);
+    if (out2.y)
+        layernorm(out2.y, x, out2.w, out2.b, n, dim, eps);
 }
 
 typedef struct {
@@ -283,18 +301,6 @@ static void cpu_attention(void *ctx, void *out, const void *q, const void *k_cac
         pool_run(attention_part, &j, heads, 1);
 }
 
-static void cpu_residual(void *ctx, void *x, const void *a, const void *b, size_t count)
-{
-    float *xf = x;
-    const float *af = a, *bf = b;
-    if (bf)
-        for (size_t i = 0; i < count; i++)
-            xf[i] += af[i] + bf[i];
-    else
-        for (size_t i = 0; i < count; i++)
-            xf[i] += af[i];
-}
-
 static const rk_ops cpu_ops = {
     .name = "cpu",
     .act_bytes = sizeof(float),
@@ -311,12 +317,11 @@ static const rk_ops cpu_ops = {
     .copy_out = cpu_copy_out,
     .sync = cpu_sync,
     .embed = cpu_embed,
-    .layernorm = cpu_layernorm,
+    .add_layernorm = cpu_add_layernorm,
     .linear = cpu_linear,
     .linear_f32out = cpu_linear_f32out,
     .qkv_rotary = cpu_qkv_rotary,
     .attention = cpu_attention,
-    .residual = cpu_residual,
 };
 
 const rk_ops *rk_cpu_ops(void) { return &cpu_ops; }

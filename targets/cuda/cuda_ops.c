@@ -10,11 +10,18 @@
 
 #include "attention.h"
 #include "elementwise.h"
+#include "gemv.h"
 #include "targets.h"
 
 /* cuBLASLt on Hopper wants a 32 MiB workspace for its best kernels. */
 #define GEMM_WORKSPACE ((size_t)32 << 20)
-#define GEMM_CACHE 64
+/* GEMMs run at a few row counts (buckets) whose algorithms are chosen at
+ * start-up: 1, 2, 4, .. 64, then multiples of 64 up to the prefill chunk. A
+ * call with n rows runs the plan of the smallest bucket >= n over rows that
+ * the arena has anyway (activations are sized for the chunk); the extra rows'
+ * results are never read. */
+#define GEMM_ROW_STEP 64
+#define GEMM_CACHE 1024
 /* Up to this many queries attention runs as split-context decode. */
 #define DECODE_MAX_QUERIES 16
 
@@ -32,6 +39,7 @@ typedef struct {
     void *attn_scratch;
     gemm_plan gemms[GEMM_CACHE];
     int n_gemms;
+    int chunk, logits_rows; /* row capacity of the activations and the logits */
     cudaGraph_t graph;
     cudaGraphExec_t exec;
     rk_status error; /* the first failure of an op that cannot return one */
@@ -53,6 +61,22 @@ static void remember(cuda_ctx *c, rk_status st)
         c->error = st;
         snprintf(c->error_msg, sizeof c->error_msg, "%s", rk_last_error());
     }
+}
+
+static rk_status cuda_supports(const rk_config *cfg)
+{
+    if (!rk_attention_supports(cfg->head_dim))
+        return rk_fail(RK_ECONFIG,
+                       "the CUDA attention kernels are built for head_dim 64, 80, 128 and 256; "
+                       "this model has %d (use --target cpu)",
+                       cfg->head_dim);
+    if (!rk_k_supports_dim(cfg->hidden) || cfg->ffn % 8 != 0)
+        return rk_fail(RK_ECONFIG,
+                       "the CUDA kernels need a hidden size that is a multiple of 8 up to 8192 "
+                       "and an intermediate size that is a multiple of 8 (this model: %d, %d; "
+                       "use --target cpu)",
+                       cfg->hidden, cfg->ffn);
+    return RK_OK;
 }
 
 static rk_status cuda_init(void **ctx)
@@ -191,27 +215,42 @@ static void cuda_embed(void *ctx, void *x, const void *table, const void *tokens
     rk_k_embed(((cuda_ctx *)ctx)->stream, x, table, tokens, n, dim);
 }
 
-static void cuda_layernorm(void *ctx, void *y, const void *x, const void *w, const void *b, int n,
-                           int dim, float eps)
+static void cuda_add_layernorm(void *ctx, void *x, const void *a, const void *b, rk_norm_out o1,
+                               rk_norm_out o2, int n, int dim, float eps)
 {
-    rk_k_layernorm(((cuda_ctx *)ctx)->stream, y, x, w, b, n, dim, eps);
+    rk_k_add_layernorm(((cuda_ctx *)ctx)->stream, x, a, b, o1.y, o1.w, o1.b, o2.y, o2.w, o2.b, n,
+                       dim, eps);
 }
 
-/* Row-major y[n, out] = x[n, in] · W[out, in]ᵀ is, seen column-major,
- * y[out, n] = Wᵀ · x with W stored as [in, out]: op(A) = T on W, op(B) = N
- * on x. The plan per shape (descriptors and heuristic algorithm) is made on
- * first use and kept. */
-static gemm_plan *gemm_for(cuda_ctx *c, int m, int n, int k, int f32out, int bias)
+static int gemm_bucket(int n, int cap)
+{
+    int b = 1;
+    while (b < n && b < GEMM_ROW_STEP)
+        b *= 2;
+    if (n > GEMM_ROW_STEP)
+        b = (n + GEMM_ROW_STEP - 1) / GEMM_ROW_STEP * GEMM_ROW_STEP;
+    return b < cap ? b : cap;
+}
+
+static gemm_plan *gemm_find(cuda_ctx *c, int m, int n, int k, int f32out, int bias)
 {
     for (int i = 0; i < c->n_gemms; i++) {
         gemm_plan *g = &c->gemms[i];
         if (g->m == m && g->n == n && g->k == k && g->f32out == f32out && g->bias == bias)
             return g;
     }
-    if (c->n_gemms == GEMM_CACHE) {
-        remember(c, rk_fail(RK_ELIMIT, "more than %d GEMM shapes", GEMM_CACHE));
-        return NULL;
-    }
+    return NULL;
+}
+
+/* Row-major y[n, out] = x[n, in] · W[out, in]ᵀ is, seen column-major,
+ * y[out, n] = Wᵀ · x with W stored as [in, out]: op(A) = T on W, op(B) = N
+ * on x. A plan holds the descriptors and the heuristic's algorithm. */
+static rk_status gemm_plan_make(cuda_ctx *c, int m, int n, int k, int f32out, int bias)
+{
+    if (gemm_find(c, m, n, k, f32out, bias))
+        return RK_OK;
+    if (c->n_gemms == GEMM_CACHE)
+        return rk_fail(RK_ELIMIT, "more than %d GEMM plans", GEMM_CACHE);
     gemm_plan *g = &c->gemms[c->n_gemms];
     *g = (gemm_plan){.m = m, .n = n, .k = k, .f32out = f32out, .bias = bias};
     const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
@@ -239,21 +278,40 @@ static gemm_plan *gemm_for(cuda_ctx *c, int m, int n, int k, int f32out, int bia
              found > 0;
     if (pref)
         cublasLtMatmulPreferenceDestroy(pref);
-    if (!ok) {
-        remember(c, rk_fail(RK_EDEVICE, "cuBLASLt has no algorithm for a %dx%dx%d GEMM", m, n, k));
-        return NULL;
-    }
+    c->n_gemms++; /* kept even when incomplete, so that shutdown frees it */
+    if (!ok)
+        return rk_fail(RK_EDEVICE, "cuBLASLt has no algorithm for a %dx%dx%d GEMM", m, n, k);
     g->algo = result.algo;
-    c->n_gemms++;
-    return g;
+    return RK_OK;
+}
+
+static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int logits_rows)
+{
+    cuda_ctx *c = ctx;
+    const int D = cfg->hidden, F = cfg->ffn;
+    const int shapes[4][2] = {{3 * D, D}, {D, D}, {F, D}, {D, F}}; /* out, in */
+    rk_status st = RK_OK;
+    c->chunk = chunk;
+    c->logits_rows = logits_rows;
+    /* One row runs as a matrix-vector product (kernels/gemv.cu). */
+    for (int n = 2; n <= chunk && st == RK_OK; n = n == chunk ? n + 1 : gemm_bucket(n + 1, chunk))
+        for (int s = 0; s < 4 && st == RK_OK; s++)
+            st = gemm_plan_make(c, shapes[s][0], n, shapes[s][1], 0, 1);
+    for (int n = 2; n <= logits_rows && st == RK_OK;
+         n = n == logits_rows ? n + 1 : gemm_bucket(n + 1, logits_rows))
+        st = gemm_plan_make(c, cfg->vocab, n, D, 1, 0);
+    return st;
 }
 
 static void gemm(cuda_ctx *c, void *y, const void *x, const void *w, const void *bias, int n,
                  int in, int out, int f32out)
 {
-    gemm_plan *g = gemm_for(c, out, n, in, f32out, bias != NULL);
-    if (!g)
+    const int rows = gemm_bucket(n, f32out ? c->logits_rows : c->chunk);
+    gemm_plan *g = gemm_find(c, out, rows, in, f32out, bias != NULL);
+    if (!g) {
+        remember(c, rk_fail(RK_EDEVICE, "no GEMM plan for %dx%dx%d (not prepared)", out, rows, in));
         return;
+    }
     const float one = 1.0f, zero = 0.0f;
     if (bias)
         cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
@@ -261,14 +319,18 @@ static void gemm(cuda_ctx *c, void *y, const void *x, const void *w, const void 
     cublasStatus_t s = cublasLtMatmul(c->lt, g->desc, &one, w, g->a, x, g->b, &zero, y, g->c, y,
                                       g->c, &g->algo, c->workspace, GEMM_WORKSPACE, c->stream);
     if (s != CUBLAS_STATUS_SUCCESS)
-        remember(c, rk_fail(RK_EDEVICE, "cublasLtMatmul failed (%d) for %dx%dx%d", (int)s, out, n,
-                            in));
+        remember(c, rk_fail(RK_EDEVICE, "cublasLtMatmul failed (%d) for %dx%dx%d", (int)s, out,
+                            rows, in));
 }
 
 static void cuda_linear(void *ctx, void *y, const void *x, const void *w, const void *bias, int n,
                         int in, int out, int gelu)
 {
     cuda_ctx *c = ctx;
+    if (n == 1) {
+        rk_k_gemv(c->stream, y, w, x, bias, in, out, gelu, 0);
+        return;
+    }
     gemm(c, y, x, w, bias, n, in, out, 0);
     /* cuBLASLt's GELU epilogue is the tanh approximation; GPT-NeoX uses erf. */
     if (gelu)
@@ -278,7 +340,10 @@ static void cuda_linear(void *ctx, void *y, const void *x, const void *w, const 
 static void cuda_linear_f32out(void *ctx, float *y, const void *x, const void *w, int n, int in,
                                int out)
 {
-    gemm(ctx, y, x, w, NULL, n, in, out, 1);
+    if (n == 1)
+        rk_k_gemv(((cuda_ctx *)ctx)->stream, y, w, x, NULL, in, out, 0, 1);
+    else
+        gemm(ctx, y, x, w, NULL, n, in, out, 1);
 }
 
 static void cuda_qkv_rotary(void *ctx, void *q, void *k_cache, void *v_cache, const void *qkv,
@@ -299,11 +364,6 @@ static void cuda_attention(void *ctx, void *out, const void *q, const void *k_ca
                             head_dim, cap);
     else
         rk_attention_prefill(c->stream, out, q, k_cache, v_cache, pos, n, heads, head_dim, cap);
-}
-
-static void cuda_residual(void *ctx, void *x, const void *a, const void *b, size_t count)
-{
-    rk_k_residual(((cuda_ctx *)ctx)->stream, x, a, b, count);
 }
 
 static rk_status cuda_capture_begin(void *ctx)
@@ -342,6 +402,7 @@ static const rk_ops cuda_ops = {
     .name = "cuda",
     .act_bytes = 2,
     .kv_dtype = RK_F16,
+    .supports = cuda_supports,
     .init = cuda_init,
     .shutdown = cuda_shutdown,
     .device_name = cuda_device_name,
@@ -349,17 +410,17 @@ static const rk_ops cuda_ops = {
     .release = cuda_release,
     .scratch_bytes = cuda_scratch_bytes,
     .bind_scratch = cuda_bind_scratch,
+    .prepare = cuda_prepare,
     .upload = cuda_upload,
     .copy_in = cuda_copy_in,
     .copy_out = cuda_copy_out,
     .sync = cuda_sync,
     .embed = cuda_embed,
-    .layernorm = cuda_layernorm,
+    .add_layernorm = cuda_add_layernorm,
     .linear = cuda_linear,
     .linear_f32out = cuda_linear_f32out,
     .qkv_rotary = cuda_qkv_rotary,
     .attention = cuda_attention,
-    .residual = cuda_residual,
     .capture_begin = cuda_capture_begin,
     .capture_end = cuda_capture_end,
     .replay = cuda_replay,

@@ -1,0 +1,40 @@
+/* Programmatic dependent launch, shared by the kernels of the decode step. */
+#ifndef RK_LAUNCH_CUH
+#define RK_LAUNCH_CUH
+
+#include <cuda_runtime.h>
+
+/* A launch that may begin while the previous kernel in the stream is still
+ * running; the kernel's griddepcontrol.wait (rk_wait_previous) marks where
+ * that kernel's results are needed, and everything before it may only read
+ * data no earlier kernel writes, such as weights. The overlap hides the
+ * launch latency, a large part of a decode step's few microseconds. */
+template <typename... Params, typename... Args>
+static void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                             cudaStream_t s, Args... args)
+{
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
+}
+
+/* No-ops for a kernel launched the ordinary way. */
+__device__ __forceinline__ void rk_wait_previous()
+{
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void rk_allow_next()
+{
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
+
+#endif
