@@ -43,19 +43,27 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* The commit the numbers belong to; "-dirty" marks uncommitted changes. */
+/* The commit the numbers belong to; "-dirty" marks uncommitted changes. A
+ * copy of the tree without its history (a benchmark machine) names it in
+ * RANKKV_COMMIT. */
 static void git_commit(char *buf, size_t len)
 {
-    snprintf(buf, len, "unknown");
-    FILE *p = popen("git -C " RK_SOURCE_DIR " rev-parse HEAD 2>/dev/null", "r");
+    const char *given = getenv("RANKKV_COMMIT");
+    snprintf(buf, len, "%s", given && *given ? given : "unknown");
+    if (given && *given)
+        return;
+    FILE *p = popen("git -C " RK_SOURCE_DIR " rev-parse --verify -q HEAD 2>/dev/null", "r");
     if (!p)
         return;
-    if (fgets(buf, (int)len, p))
-        buf[strcspn(buf, "\n")] = '\0';
-    pclose(p);
+    char line[96];
+    if (fgets(line, sizeof line, p) && strspn(line, "0123456789abcdef") == 40) {
+        line[40] = '\0';
+        snprintf(buf, len, "%s", line);
+    }
+    if (pclose(p) != 0 || strcmp(buf, "unknown") == 0)
+        return;
     p = popen("git -C " RK_SOURCE_DIR " status --porcelain --untracked-files=no 2>/dev/null", "r");
     if (p) {
-        char line[8];
         if (fgets(line, sizeof line, p) && strlen(buf) + 7 < len)
             strcat(buf, "-dirty");
         pclose(p);
@@ -102,6 +110,7 @@ int main(int argc, char **argv)
     const char *models[MAX_MODELS], *target = "cpu", *out = NULL;
     int n_models = 0, new_tokens = 64, chunk = 0, repeats = 3;
     int prompts[MAX_PROMPTS] = {512}, n_prompts = 1, longest = 0;
+    char list[256];
     enum { MODEL = 256, PROMPT, NEW, CHUNK, REPEATS, TARGET, OUT };
     static const struct option longopts[] = {{"model", required_argument, 0, MODEL},
                                              {"prompt-tokens", required_argument, 0, PROMPT},
@@ -121,8 +130,10 @@ int main(int argc, char **argv)
             models[n_models++] = optarg;
             break;
         case PROMPT:
+            /* A copy, so that the command recorded below keeps its commas. */
+            snprintf(list, sizeof list, "%s", optarg);
             n_prompts = 0;
-            for (char *tok = strtok(optarg, ","); tok; tok = strtok(NULL, ",")) {
+            for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
                 if (n_prompts == MAX_PROMPTS)
                     cli_usage_error("at most %d prompt lengths", MAX_PROMPTS);
                 prompts[n_prompts++] = (int)cli_int("--prompt-tokens", tok, 1, 1 << 20);
