@@ -18,6 +18,33 @@ typedef struct {
 /* Models share the worker pool; it lives while any of them does. */
 static int live_models;
 
+/* OpenBLAS's buffer pool (memory.c): a BLAS call takes a work buffer from it
+ * and maps a new one when all are in use, so the first time more calls than
+ * ever before overlap (which depends on timing) would allocate. The pool is
+ * filled here, at start-up, with more buffers than the threads can use at
+ * once: on the calling thread for the shared pool, and on every thread for
+ * builds that keep one pool per thread. */
+extern void *blas_memory_alloc(int procpos);
+extern void blas_memory_free(void *buffer);
+
+enum { BLAS_BUFFERS_PER_THREAD = 2 };
+
+static void fill_blas_pool(int threads)
+{
+    void *held[2 * BLAS_BUFFERS_PER_THREAD * 64];
+    int n = 2 * BLAS_BUFFERS_PER_THREAD * (threads < 63 ? threads + 1 : 64);
+    for (int i = 0; i < n; i++)
+        held[i] = blas_memory_alloc(0);
+    for (int i = 0; i < n; i++)
+        blas_memory_free(held[i]);
+}
+
+static void fill_thread_pool_part(void *arg, int lo, int hi)
+{
+    for (int t = lo; t < hi; t++)
+        fill_blas_pool(0);
+}
+
 static rk_status cpu_init(void **ctx)
 {
     /* OpenBLAS's threaded GEMM mallocs job descriptors on every call, which
@@ -36,6 +63,8 @@ static rk_status cpu_init(void **ctx)
         free(c);
         return st;
     }
+    fill_blas_pool((int)threads);
+    pool_run(fill_thread_pool_part, NULL, (int)threads, 1);
     live_models++;
     *ctx = c;
     return RK_OK;
