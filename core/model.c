@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "safetensors.h"
+#include "sampler.h"
 #include "weights.h"
 
 #define AT(m, off) ((void *)((char *)(m)->base + (off)))
@@ -62,6 +63,7 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     m->a_mlp_out = rk_plan_add(p, "mlp_out", C * D * a);
     m->a_scratch = rk_plan_add(p, "target_scratch", ops->scratch_bytes(cfg, (int)C, m->cap));
     m->a_logits = rk_plan_add(p, "logits", (size_t)lim->logits_rows * (size_t)cfg->vocab * sizeof(float));
+    m->a_argmax = rk_plan_add(p, "argmax_out", sizeof(int32_t));
     m->kv_layer_bytes = (size_t)m->cap * D * rk_dtype_size(lim->kv_dtype);
     m->a_k = rk_plan_add(p, "kv_cache_k", (size_t)cfg->n_layers * m->kv_layer_bytes);
     m->a_v = rk_plan_add(p, "kv_cache_v", (size_t)cfg->n_layers * m->kv_layer_bytes);
@@ -264,7 +266,9 @@ static rk_status decode_step(rk_model *m)
     return m->ops->replay(m->ctx);
 }
 
-rk_status rk_model_forward(rk_model *m, const int32_t *tokens, int n)
+/* Runs the ops of one forward call; the logits stay where the target keeps
+ * them. */
+static rk_status run_forward(rk_model *m, const int32_t *tokens, int n)
 {
     const rk_config *c = &m->cfg;
     const rk_ops *o = m->ops;
@@ -287,18 +291,49 @@ rk_status rk_model_forward(rk_model *m, const int32_t *tokens, int n)
     if (st != RK_OK)
         return st;
     if (n == 1 && m->lim.logits_rows == 1)
-        st = decode_step(m);
-    else
-        forward_ops(m, n);
+        return decode_step(m);
+    forward_ops(m, n);
+    return RK_OK;
+}
+
+rk_status rk_model_forward(rk_model *m, const int32_t *tokens, int n)
+{
     const int rows = n < m->lim.logits_rows ? n : m->lim.logits_rows;
+    rk_status st = run_forward(m, tokens, n);
     if (st == RK_OK)
-        st = o->copy_out(m->ctx, m->host_logits, AT(m, m->a_logits), (size_t)rows * c->vocab);
+        st = m->ops->copy_out(m->ctx, m->host_logits, AT(m, m->a_logits),
+                              (size_t)rows * m->cfg.vocab * sizeof(float));
+    if (st == RK_OK)
+        st = m->ops->sync(m->ctx);
+    if (st != RK_OK)
+        return st;
+    m->n_past += n;
+    m->n_logits = rows;
+    return RK_OK;
+}
+
+rk_status rk_model_forward_argmax(rk_model *m, const int32_t *tokens, int n, int32_t *next)
+{
+    const rk_ops *o = m->ops;
+    if (!o->argmax) {
+        rk_status st = rk_model_forward(m, tokens, n);
+        if (st == RK_OK)
+            *next = rk_argmax(rk_model_logits(m, m->n_logits - 1), m->cfg.vocab);
+        return st;
+    }
+    const int rows = n < m->lim.logits_rows ? n : m->lim.logits_rows;
+    rk_status st = run_forward(m, tokens, n);
+    if (st == RK_OK) {
+        const float *last = (const float *)AT(m, m->a_logits) + (size_t)(rows - 1) * m->cfg.vocab;
+        o->argmax(m->ctx, AT(m, m->a_argmax), last, m->cfg.vocab);
+        st = o->copy_out(m->ctx, next, AT(m, m->a_argmax), sizeof(int32_t));
+    }
     if (st == RK_OK)
         st = o->sync(m->ctx);
     if (st != RK_OK)
         return st;
     m->n_past += n;
-    m->n_logits = rows;
+    m->n_logits = 0; /* the logits stayed on the device */
     return RK_OK;
 }
 

@@ -42,7 +42,7 @@ typedef struct {
 
     /* Arena offsets. */
     size_t a_step, a_rope, a_x, a_h, a_h2, a_qkv, a_q, a_att, a_attn_out, a_mlp_h, a_mlp_out;
-    size_t a_scratch, a_logits, a_k, a_v;
+    size_t a_scratch, a_logits, a_argmax, a_k, a_v;
     size_t kv_layer_bytes; /* one layer's K (or V) cache */
 
     /* Host staging, allocated with the model: logits_rows × vocab logits,
@@ -76,6 +76,11 @@ void rk_model_reset(rk_model *m);
  * to the cache; afterwards rk_model_logits holds the last min(N, logits_rows)
  * rows of logits. */
 rk_status rk_model_forward(rk_model *m, const int32_t *tokens, int n);
+
+/* rk_model_forward for greedy decoding: *NEXT gets the argmax of the last
+ * row. Targets with a device argmax copy back only that token, and
+ * rk_model_logits has no rows afterwards. */
+rk_status rk_model_forward_argmax(rk_model *m, const int32_t *tokens, int n, int32_t *next);
 
 /* Runs a prompt of any length ≤ max_prompt in chunks. */
 rk_status rk_model_prefill(rk_model *m, const int32_t *tokens, int n);

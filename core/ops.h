@@ -52,8 +52,8 @@ typedef struct rk_ops {
     rk_status (*upload)(void *ctx, void *dst, const void *src, rk_dtype src_dtype, size_t count);
     /* Host to buffer, raw bytes (fp32 tables, token ids). */
     rk_status (*copy_in)(void *ctx, void *dst, const void *src, size_t bytes);
-    /* Buffer of fp32 to host. */
-    rk_status (*copy_out)(void *ctx, float *dst, const void *src, size_t count);
+    /* Buffer to host, raw bytes (fp32 logits, token ids). */
+    rk_status (*copy_out)(void *ctx, void *dst, const void *src, size_t bytes);
     /* Waits for queued work; reports an asynchronous device error. */
     rk_status (*sync)(void *ctx);
 
@@ -89,6 +89,11 @@ typedef struct rk_ops {
     void (*attention)(void *ctx, void *out, const void *q, const void *k_cache,
                       const void *v_cache, const void *pos, int n, int heads, int head_dim,
                       int cap);
+    /* Optional: *out (an int32 in the arena) = the index of the largest of
+     * the VOCAB fp32 logits, the first one on ties, so that greedy decoding
+     * copies 4 bytes back instead of the logits. */
+    void (*argmax)(void *ctx, int32_t *out, const float *logits, int vocab);
+
     /* Optional (NULL where the target has no graphs): the ops issued between
      * capture_begin and capture_end are recorded, not run, and replay runs
      * the recording. Core records the one-token decode step once. */

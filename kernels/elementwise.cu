@@ -192,6 +192,48 @@ __global__ void gelu_kernel(__half *x, size_t chunks)
     }
 }
 
+/* One block: each thread scans a strided slice, then a tree of (value,
+ * index) pairs keeps the larger value and, on ties, the smaller index. */
+constexpr int kArgmaxThreads = 1024;
+
+__global__ void argmax_kernel(int *out, const float *logits, int vocab)
+{
+    __shared__ float best_v[kArgmaxThreads / 32];
+    __shared__ int best_i[kArgmaxThreads / 32];
+    rk_wait_previous();
+    float v = -INFINITY;
+    int idx = vocab;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+        const float x = logits[i];
+        if (x > v) {
+            v = x;
+            idx = i;
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+        if (ov > v || (ov == v && oi < idx)) {
+            v = ov;
+            idx = oi;
+        }
+    }
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) {
+        best_v[warp] = v;
+        best_i[warp] = idx;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)blockDim.x / 32; w++)
+            if (best_v[w] > v || (best_v[w] == v && best_i[w] < idx)) {
+                v = best_v[w];
+                idx = best_i[w];
+            }
+        *out = idx < vocab ? idx : 0;
+    }
+}
+
 unsigned grid_for(size_t count)
 {
     size_t blocks = (count + kThreads - 1) / kThreads;
@@ -234,6 +276,11 @@ void rk_k_qkv_rotary(cudaStream_t s, void *q, void *k_cache, void *v_cache, cons
                      dim3(kThreads), 0, s, (__half *)q,
                      (__half *)k_cache, (__half *)v_cache, (const __half *)qkv, rope, pos, n,
                      heads, head_dim, rot_dims, cap);
+}
+
+void rk_k_argmax(cudaStream_t s, int *out, const float *logits, int vocab)
+{
+    launch_dependent(argmax_kernel, dim3(1), dim3(kArgmaxThreads), 0, s, out, logits, vocab);
 }
 
 void rk_k_gelu(cudaStream_t s, void *x, size_t count)

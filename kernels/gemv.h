@@ -11,6 +11,9 @@
 extern "C" {
 #endif
 
+/* Sizes the launches for the current device; call once before rk_k_gemv,
+ * outside any stream capture. */
+void rk_k_gemv_init(void);
 void rk_k_gemv(cudaStream_t s, void *y, const void *w, const void *x, const void *bias, int in,
                int out, int gelu, int f32out);
 

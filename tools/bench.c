@@ -70,8 +70,8 @@ static void git_commit(char *buf, size_t len)
     }
 }
 
-/* One timed generation: returns TTFT (prefill + first token) and the mean
- * time of the decode steps that follow, in seconds. */
+/* One timed greedy generation: returns TTFT (prefill + first token) and the
+ * mean time of the decode steps that follow, in seconds. */
 static void timed_run(rk_model *m, const int32_t *prompt, int n, int new_tokens, double *ttft,
                       double *tpot)
 {
@@ -81,11 +81,9 @@ static void timed_run(rk_model *m, const int32_t *prompt, int n, int new_tokens,
         cli_die();
     int32_t next = rk_argmax(rk_model_logits(m, 0), m->cfg.vocab);
     double t1 = rk_now();
-    for (int i = 1; i < new_tokens; i++) {
-        if (rk_model_forward(m, &next, 1) != RK_OK)
+    for (int i = 1; i < new_tokens; i++)
+        if (rk_model_forward_argmax(m, &next, 1, &next) != RK_OK)
             cli_die();
-        next = rk_argmax(rk_model_logits(m, 0), m->cfg.vocab);
-    }
     double t2 = rk_now();
     *ttft = t1 - t0;
     *tpot = new_tokens > 1 ? (t2 - t1) / (new_tokens - 1) : 0.0;

@@ -214,9 +214,16 @@ int main(int argc, char **argv)
         }
         if (n_out == o.max_new || (next == cfg.eos_id && !o.ignore_eos))
             break;
-        if (rk_model_forward(m, &next, 1) != RK_OK)
-            cli_die();
-        next = rk_sample(&sampler, rk_model_logits(m, 0));
+        /* Greedy decoding needs only the argmax, which a target may find
+         * without copying the logits back. */
+        if (o.sampling.temperature == 0.0f) {
+            if (rk_model_forward_argmax(m, &next, 1, &next) != RK_OK)
+                cli_die();
+        } else {
+            if (rk_model_forward(m, &next, 1) != RK_OK)
+                cli_die();
+            next = rk_sample(&sampler, rk_model_logits(m, 0));
+        }
     }
     double t2 = rk_now();
     if (!o.quiet)

@@ -146,9 +146,9 @@ static rk_status cpu_copy_in(void *ctx, void *dst, const void *src, size_t bytes
     return RK_OK;
 }
 
-static rk_status cpu_copy_out(void *ctx, float *dst, const void *src, size_t count)
+static rk_status cpu_copy_out(void *ctx, void *dst, const void *src, size_t bytes)
 {
-    memcpy(dst, src, count * sizeof(float));
+    memcpy(dst, src, bytes);
     return RK_OK;
 }
 

@@ -189,11 +189,10 @@ static rk_status cuda_copy_in(void *ctx, void *dst, const void *src, size_t byte
                       "copy in");
 }
 
-static rk_status cuda_copy_out(void *ctx, float *dst, const void *src, size_t count)
+static rk_status cuda_copy_out(void *ctx, void *dst, const void *src, size_t bytes)
 {
     cuda_ctx *c = ctx;
-    return cuda_check(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDeviceToHost,
-                                      c->stream),
+    return cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
                       "copy out");
 }
 
@@ -289,6 +288,7 @@ static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int lo
 {
     cuda_ctx *c = ctx;
     const int D = cfg->hidden, F = cfg->ffn;
+    rk_k_gemv_init();
     const int shapes[4][2] = {{3 * D, D}, {D, D}, {F, D}, {D, F}}; /* out, in */
     rk_status st = RK_OK;
     c->chunk = chunk;
@@ -366,6 +366,11 @@ static void cuda_attention(void *ctx, void *out, const void *q, const void *k_ca
         rk_attention_prefill(c->stream, out, q, k_cache, v_cache, pos, n, heads, head_dim, cap);
 }
 
+static void cuda_argmax(void *ctx, int32_t *out, const float *logits, int vocab)
+{
+    rk_k_argmax(((cuda_ctx *)ctx)->stream, out, logits, vocab);
+}
+
 static rk_status cuda_capture_begin(void *ctx)
 {
     cuda_ctx *c = ctx;
@@ -421,6 +426,7 @@ static const rk_ops cuda_ops = {
     .linear_f32out = cuda_linear_f32out,
     .qkv_rotary = cuda_qkv_rotary,
     .attention = cuda_attention,
+    .argmax = cuda_argmax,
     .capture_begin = cuda_capture_begin,
     .capture_end = cuda_capture_end,
     .replay = cuda_replay,
