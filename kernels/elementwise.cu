@@ -192,45 +192,64 @@ __global__ void gelu_kernel(__half *x, size_t chunks)
     }
 }
 
-/* One block: each thread scans a strided slice, then a tree of (value,
- * index) pairs keeps the larger value and, on ties, the smaller index. */
-constexpr int kArgmaxThreads = 1024;
+/* Many blocks each reduce a strided share of the logits to (value, index);
+ * the last block to finish (a counter in the scratch, which it resets for
+ * the next call) reduces those. Ties keep the smaller index. */
+constexpr int kArgmaxThreads = 256, kArgmaxBlocks = 128;
 
-__global__ void argmax_kernel(int *out, const float *logits, int vocab)
+struct arg_best {
+    float v;
+    int i;
+};
+
+__device__ __forceinline__ void keep_better(float &v, int &i, float ov, int oi)
 {
-    __shared__ float best_v[kArgmaxThreads / 32];
-    __shared__ int best_i[kArgmaxThreads / 32];
+    if (ov > v || (ov == v && oi < i)) {
+        v = ov;
+        i = oi;
+    }
+}
+
+__device__ void block_best(float &v, int &i)
+{
+    __shared__ arg_best warp_best[kArgmaxThreads / 32];
+    for (int o = 16; o > 0; o >>= 1)
+        keep_better(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
+    if (threadIdx.x % 32 == 0)
+        warp_best[threadIdx.x / 32] = {v, i};
+    __syncthreads();
+    if (threadIdx.x == 0)
+        for (int w = 1; w < kArgmaxThreads / 32; w++)
+            keep_better(v, i, warp_best[w].v, warp_best[w].i);
+}
+
+__global__ void argmax_kernel(int *out, const float *logits, int vocab, arg_best *partial,
+                              unsigned *done)
+{
+    __shared__ bool last;
     rk_wait_previous();
     float v = -INFINITY;
     int idx = vocab;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-        const float x = logits[i];
-        if (x > v) {
-            v = x;
-            idx = i;
-        }
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-        if (ov > v || (ov == v && oi < idx)) {
-            v = ov;
-            idx = oi;
-        }
-    }
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (lane == 0) {
-        best_v[warp] = v;
-        best_i[warp] = idx;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < vocab; i += gridDim.x * blockDim.x)
+        keep_better(v, idx, logits[i], i);
+    block_best(v, idx);
+    if (threadIdx.x == 0) {
+        partial[blockIdx.x] = {v, idx};
+        __threadfence();
+        last = atomicAdd(done, 1u) == gridDim.x - 1;
     }
     __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    v = -INFINITY;
+    idx = vocab;
+    for (int b = threadIdx.x; b < (int)gridDim.x; b += blockDim.x)
+        keep_better(v, idx, partial[b].v, partial[b].i);
+    block_best(v, idx);
     if (threadIdx.x == 0) {
-        for (int w = 1; w < (int)blockDim.x / 32; w++)
-            if (best_v[w] > v || (best_v[w] == v && best_i[w] < idx)) {
-                v = best_v[w];
-                idx = best_i[w];
-            }
         *out = idx < vocab ? idx : 0;
+        *done = 0;
     }
 }
 
@@ -278,9 +297,13 @@ void rk_k_qkv_rotary(cudaStream_t s, void *q, void *k_cache, void *v_cache, cons
                      heads, head_dim, rot_dims, cap);
 }
 
-void rk_k_argmax(cudaStream_t s, int *out, const float *logits, int vocab)
+size_t rk_k_argmax_scratch_bytes(void) { return kArgmaxBlocks * sizeof(arg_best) + 16; }
+
+void rk_k_argmax(cudaStream_t s, int *out, const float *logits, int vocab, void *scratch)
 {
-    launch_dependent(argmax_kernel, dim3(1), dim3(kArgmaxThreads), 0, s, out, logits, vocab);
+    arg_best *partial = static_cast<arg_best *>(scratch);
+    launch_dependent(argmax_kernel, dim3(kArgmaxBlocks), dim3(kArgmaxThreads), 0, s, out, logits,
+                     vocab, partial, reinterpret_cast<unsigned *>(partial + kArgmaxBlocks));
 }
 
 void rk_k_gelu(cudaStream_t s, void *x, size_t count)
