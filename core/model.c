@@ -63,7 +63,8 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     m->a_mlp_out = rk_plan_add(p, "mlp_out", C * D * a);
     m->a_scratch = rk_plan_add(p, "target_scratch", ops->scratch_bytes(cfg, (int)C, m->cap));
     m->a_logits = rk_plan_add(p, "logits", (size_t)lim->logits_rows * (size_t)cfg->vocab * sizeof(float));
-    m->a_argmax = rk_plan_add(p, "argmax_out", sizeof(int32_t));
+    m->a_top_vals = rk_plan_add(p, "top_k_values", RK_TOP_K_MAX * sizeof(float));
+    m->a_top_ids = rk_plan_add(p, "top_k_ids", RK_TOP_K_MAX * sizeof(int32_t));
     m->kv_layer_bytes = (size_t)m->cap * D * rk_dtype_size(lim->kv_dtype);
     m->a_k = rk_plan_add(p, "kv_cache_k", (size_t)cfg->n_layers * m->kv_layer_bytes);
     m->a_v = rk_plan_add(p, "kv_cache_v", (size_t)cfg->n_layers * m->kv_layer_bytes);
@@ -312,29 +313,41 @@ rk_status rk_model_forward(rk_model *m, const int32_t *tokens, int n)
     return RK_OK;
 }
 
-rk_status rk_model_forward_argmax(rk_model *m, const int32_t *tokens, int n, int32_t *next)
+rk_status rk_model_forward_top_k(rk_model *m, const int32_t *tokens, int n, int k, float *vals,
+                                int32_t *ids)
 {
     const rk_ops *o = m->ops;
-    if (!o->argmax) {
-        rk_status st = rk_model_forward(m, tokens, n);
-        if (st == RK_OK)
-            *next = rk_argmax(rk_model_logits(m, m->n_logits - 1), m->cfg.vocab);
-        return st;
-    }
+    if (k < 1 || k > RK_TOP_K_MAX || k > m->cfg.vocab || !o->top_k)
+        return rk_fail(RK_EINVAL, "top-k of %d on the %s target (1..%d where it has one)", k,
+                       o->name, o->top_k ? RK_TOP_K_MAX : 0);
     const int rows = n < m->lim.logits_rows ? n : m->lim.logits_rows;
     rk_status st = run_forward(m, tokens, n);
     if (st == RK_OK) {
         const float *last = (const float *)AT(m, m->a_logits) + (size_t)(rows - 1) * m->cfg.vocab;
-        o->argmax(m->ctx, AT(m, m->a_argmax), last, m->cfg.vocab);
-        st = o->copy_out(m->ctx, next, AT(m, m->a_argmax), sizeof(int32_t));
+        o->top_k(m->ctx, AT(m, m->a_top_vals), AT(m, m->a_top_ids), last, m->cfg.vocab, k);
+        st = o->copy_out(m->ctx, ids, AT(m, m->a_top_ids), (size_t)k * sizeof(int32_t));
     }
+    if (st == RK_OK)
+        st = o->copy_out(m->ctx, vals, AT(m, m->a_top_vals), (size_t)k * sizeof(float));
     if (st == RK_OK)
         st = o->sync(m->ctx);
     if (st != RK_OK)
         return st;
     m->n_past += n;
-    m->n_logits = 0; /* the logits stayed on the device */
+    m->n_logits = 0; /* the logits stayed where the target keeps them */
     return RK_OK;
+}
+
+rk_status rk_model_forward_argmax(rk_model *m, const int32_t *tokens, int n, int32_t *next)
+{
+    if (m->ops->top_k) {
+        float val;
+        return rk_model_forward_top_k(m, tokens, n, 1, &val, next);
+    }
+    rk_status st = rk_model_forward(m, tokens, n);
+    if (st == RK_OK)
+        *next = rk_argmax(rk_model_logits(m, m->n_logits - 1), m->cfg.vocab);
+    return st;
 }
 
 rk_status rk_model_prefill(rk_model *m, const int32_t *tokens, int n)

@@ -42,7 +42,7 @@ typedef struct {
 
     /* Arena offsets. */
     size_t a_step, a_rope, a_x, a_h, a_h2, a_qkv, a_q, a_att, a_attn_out, a_mlp_h, a_mlp_out;
-    size_t a_scratch, a_logits, a_argmax, a_k, a_v;
+    size_t a_scratch, a_logits, a_top_vals, a_top_ids, a_k, a_v;
     size_t kv_layer_bytes; /* one layer's K (or V) cache */
 
     /* Host staging, allocated with the model: logits_rows × vocab logits,
@@ -78,9 +78,15 @@ void rk_model_reset(rk_model *m);
 rk_status rk_model_forward(rk_model *m, const int32_t *tokens, int n);
 
 /* rk_model_forward for greedy decoding: *NEXT gets the argmax of the last
- * row. Targets with a device argmax copy back only that token, and
+ * row. Targets with a device top-k copy back only that token, and
  * rk_model_logits has no rows afterwards. */
 rk_status rk_model_forward_argmax(rk_model *m, const int32_t *tokens, int n, int32_t *next);
+
+/* rk_model_forward for top-k sampling on targets with a device top-k
+ * (ops->top_k): only the K (≤ RK_TOP_K_MAX) largest logits of the last row
+ * come back, in any order, for rk_sample_top_k. */
+rk_status rk_model_forward_top_k(rk_model *m, const int32_t *tokens, int n, int k, float *vals,
+                                 int32_t *ids);
 
 /* Runs a prompt of any length ≤ max_prompt in chunks. */
 rk_status rk_model_prefill(rk_model *m, const int32_t *tokens, int n);

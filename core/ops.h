@@ -22,6 +22,8 @@ typedef struct {
     const void *w, *b;
 } rk_norm_out;
 
+#define RK_TOP_K_MAX 64
+
 typedef struct rk_ops {
     const char *name;
     size_t act_bytes;
@@ -89,10 +91,11 @@ typedef struct rk_ops {
     void (*attention)(void *ctx, void *out, const void *q, const void *k_cache,
                       const void *v_cache, const void *pos, int n, int heads, int head_dim,
                       int cap);
-    /* Optional: *out (an int32 in the arena) = the index of the largest of
-     * the VOCAB fp32 logits, the first one on ties, so that greedy decoding
-     * copies 4 bytes back instead of the logits. */
-    void (*argmax)(void *ctx, int32_t *out, const float *logits, int vocab);
+    /* Optional: the K (1..RK_TOP_K_MAX) largest of the VOCAB fp32 logits,
+     * their values to VALS and ids to IDS (arena buffers), in any order; for
+     * K = 1 the first id on ties, as argmax. Decoding then copies a few bytes
+     * back instead of the logits. */
+    void (*top_k)(void *ctx, float *vals, int32_t *ids, const float *logits, int vocab, int k);
 
     /* Optional (NULL where the target has no graphs): the ops issued between
      * capture_begin and capture_end are recorded, not run, and replay runs

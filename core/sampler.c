@@ -82,6 +82,35 @@ static void sort_desc(const float *p, int32_t *idx, int n)
     }
 }
 
+/* Top-p over idx[0..n) sorted by descending prob, then the seeded draw. */
+static int32_t draw(rk_sampler *s, int n)
+{
+    const float top_p = s->cfg.top_p;
+    if (top_p < 1.0f) {
+        double total = 0, acc = 0;
+        for (int i = 0; i < n; i++)
+            total += s->prob[s->idx[i]];
+        /* Keep the smallest prefix whose mass reaches top_p (at least one). */
+        for (int i = 0; i < n; i++) {
+            acc += s->prob[s->idx[i]];
+            if (acc >= top_p * total) {
+                n = i + 1;
+                break;
+            }
+        }
+    }
+    double total = 0;
+    for (int i = 0; i < n; i++)
+        total += s->prob[s->idx[i]];
+    double u = next_uniform(s) * total, acc = 0;
+    for (int i = 0; i < n; i++) {
+        acc += s->prob[s->idx[i]];
+        if (u < acc)
+            return s->idx[i];
+    }
+    return s->idx[n - 1];
+}
+
 int32_t rk_sample(rk_sampler *s, const float *logits)
 {
     const rk_sampling *c = &s->cfg;
@@ -99,28 +128,19 @@ int32_t rk_sample(rk_sampler *s, const float *logits)
         sort_desc(s->prob, s->idx, V);
         if (c->top_k > 0 && c->top_k < n)
             n = c->top_k;
-        if (c->top_p < 1.0f) {
-            double total = 0, acc = 0;
-            for (int i = 0; i < n; i++)
-                total += s->prob[s->idx[i]];
-            /* Keep the smallest prefix whose mass reaches top_p (at least one). */
-            for (int i = 0; i < n; i++) {
-                acc += s->prob[s->idx[i]];
-                if (acc >= c->top_p * total) {
-                    n = i + 1;
-                    break;
-                }
-            }
-        }
     }
-    double total = 0;
-    for (int i = 0; i < n; i++)
-        total += s->prob[s->idx[i]];
-    double u = next_uniform(s) * total, acc = 0;
+    return draw(s, n);
+}
+
+int32_t rk_sample_top_k(rk_sampler *s, const float *vals, const int32_t *ids, int n)
+{
+    float mx = vals[0];
+    for (int i = 1; i < n; i++)
+        mx = vals[i] > mx ? vals[i] : mx;
     for (int i = 0; i < n; i++) {
-        acc += s->prob[s->idx[i]];
-        if (u < acc)
-            return s->idx[i];
+        s->prob[ids[i]] = expf((vals[i] - mx) / s->cfg.temperature);
+        s->idx[i] = ids[i];
     }
-    return s->idx[n - 1];
+    sort_desc(s->prob, s->idx, n);
+    return draw(s, n);
 }

@@ -31,6 +31,11 @@ void rk_sampler_free(rk_sampler *s);
  * lowest id, as torch.argmax does. */
 int32_t rk_sample(rk_sampler *s, const float *logits);
 
+/* The same choice made from the top_k largest logits alone (VALS, with their
+ * token IDS, in any order; N = the sampler's top_k), as a target that finds
+ * them on the device returns them. Needs temperature > 0. */
+int32_t rk_sample_top_k(rk_sampler *s, const float *vals, const int32_t *ids, int n);
+
 int32_t rk_argmax(const float *logits, int vocab);
 
 #endif

@@ -223,8 +223,8 @@ __device__ void block_best(float &v, int &i)
             keep_better(v, i, warp_best[w].v, warp_best[w].i);
 }
 
-__global__ void argmax_kernel(int *out, const float *logits, int vocab, arg_best *partial,
-                              unsigned *done)
+__global__ void argmax_kernel(float *out_val, int *out, const float *logits, int vocab,
+                              arg_best *partial, unsigned *done)
 {
     __shared__ bool last;
     rk_wait_previous();
@@ -249,7 +249,79 @@ __global__ void argmax_kernel(int *out, const float *logits, int vocab, arg_best
     block_best(v, idx);
     if (threadIdx.x == 0) {
         *out = idx < vocab ? idx : 0;
+        *out_val = logits[*out];
         *done = 0;
+    }
+}
+
+/* Logits as unsigned keys that order like the floats. */
+__device__ __forceinline__ unsigned order_key(float f)
+{
+    const unsigned b = __float_as_uint(f);
+    return b & 0x80000000u ? ~b : b | 0x80000000u;
+}
+
+/* The K largest by radix select: four passes over the logits each fix
+ * eight more bits of the K-th largest key (a histogram of the next digit
+ * among the keys that share the bits fixed so far); then every larger key
+ * and as many keys equal to it as are needed are written out. One block:
+ * the vocabulary is read from L2 a few times, a few microseconds. */
+constexpr int kTopKThreads = 1024;
+
+__global__ void top_k_kernel(float *vals, int *ids, const float *logits, int vocab, int k)
+{
+    __shared__ unsigned hist[256];
+    __shared__ unsigned prefix, mask;
+    __shared__ int need, n_greater, n_equal;
+    rk_wait_previous();
+    const int tid = threadIdx.x;
+    if (tid == 0) {
+        prefix = 0;
+        mask = 0;
+        need = k;
+        n_greater = 0;
+        n_equal = 0;
+    }
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        for (int d = tid; d < 256; d += blockDim.x)
+            hist[d] = 0;
+        __syncthreads();
+        for (int i = tid; i < vocab; i += blockDim.x) {
+            const unsigned key = order_key(logits[i]);
+            if ((key & mask) == prefix)
+                atomicAdd(&hist[(key >> shift) & 255u], 1u);
+        }
+        __syncthreads();
+        if (tid == 0) {
+            int above = 0;
+            for (int d = 255; d >= 0; d--) {
+                if (above + (int)hist[d] >= need) {
+                    prefix |= (unsigned)d << shift;
+                    mask |= 255u << shift;
+                    need -= above;
+                    break;
+                }
+                above += hist[d];
+            }
+        }
+        __syncthreads();
+    }
+    /* k - need keys are larger than the K-th; need of the equal ones fill
+     * the last slots. */
+    for (int i = tid; i < vocab; i += blockDim.x) {
+        const unsigned key = order_key(logits[i]);
+        int slot = -1;
+        if (key > prefix) {
+            slot = atomicAdd(&n_greater, 1);
+        } else if (key == prefix) {
+            const int e = atomicAdd(&n_equal, 1);
+            if (e < need)
+                slot = k - need + e;
+        }
+        if (slot >= 0) {
+            vals[slot] = logits[i];
+            ids[slot] = i;
+        }
     }
 }
 
@@ -297,13 +369,20 @@ void rk_k_qkv_rotary(cudaStream_t s, void *q, void *k_cache, void *v_cache, cons
                      heads, head_dim, rot_dims, cap);
 }
 
-size_t rk_k_argmax_scratch_bytes(void) { return kArgmaxBlocks * sizeof(arg_best) + 16; }
+size_t rk_k_top_k_scratch_bytes(void) { return kArgmaxBlocks * sizeof(arg_best) + 16; }
 
-void rk_k_argmax(cudaStream_t s, int *out, const float *logits, int vocab, void *scratch)
+void rk_k_top_k(cudaStream_t s, float *vals, int *ids, const float *logits, int vocab, int k,
+                void *scratch)
 {
-    arg_best *partial = static_cast<arg_best *>(scratch);
-    launch_dependent(argmax_kernel, dim3(kArgmaxBlocks), dim3(kArgmaxThreads), 0, s, out, logits,
-                     vocab, partial, reinterpret_cast<unsigned *>(partial + kArgmaxBlocks));
+    if (k == 1) {
+        arg_best *partial = static_cast<arg_best *>(scratch);
+        launch_dependent(argmax_kernel, dim3(kArgmaxBlocks), dim3(kArgmaxThreads), 0, s, vals,
+                         ids, logits, vocab, partial,
+                         reinterpret_cast<unsigned *>(partial + kArgmaxBlocks));
+    } else {
+        launch_dependent(top_k_kernel, dim3(1), dim3(kTopKThreads), 0, s, vals, ids, logits,
+                         vocab, k);
+    }
 }
 
 void rk_k_gelu(cudaStream_t s, void *x, size_t count)

@@ -23,11 +23,13 @@ void rk_k_add_layernorm(cudaStream_t s, void *x, const void *a, const void *b, v
 void rk_k_qkv_rotary(cudaStream_t s, void *q, void *k_cache, void *v_cache, const void *qkv,
                      const float *rope, const int *pos, int n, int heads, int head_dim,
                      int rot_dims, int cap);
-/* *out = the index of the largest of VOCAB floats (the first on ties).
- * SCRATCH: rk_k_argmax_scratch_bytes() of device memory, zeroed before the
- * first call (the kernel leaves it zeroed again). */
-size_t rk_k_argmax_scratch_bytes(void);
-void rk_k_argmax(cudaStream_t s, int *out, const float *logits, int vocab, void *scratch);
+/* The K largest of VOCAB floats, values and indices, in any order; K = 1 is
+ * the argmax with ties to the lowest index. SCRATCH:
+ * rk_k_top_k_scratch_bytes() of device memory, zeroed before the first call
+ * (the kernels leave it zeroed again). */
+size_t rk_k_top_k_scratch_bytes(void);
+void rk_k_top_k(cudaStream_t s, float *vals, int *ids, const float *logits, int vocab, int k,
+                void *scratch);
 /* x = GELU(x), exact (erf); COUNT is a multiple of 8. */
 void rk_k_gelu(cudaStream_t s, void *x, size_t count);
 

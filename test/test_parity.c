@@ -107,6 +107,53 @@ static void check_greedy(rk_model *m, const cJSON *g)
     CHECK(cases == 3);
 }
 
+static const float *sort_logits;
+
+static int cmp_desc(const void *a, const void *b)
+{
+    float x = sort_logits[*(const int32_t *)a], y = sort_logits[*(const int32_t *)b];
+    return (x < y) - (x > y);
+}
+
+/* A target's device top-k against the same logits copied back: the same set
+ * of ids (ties at the K-th value aside) with the same values. */
+static void check_top_k(rk_model *m, const cJSON *g)
+{
+    int n;
+    int32_t *ids = golden_ints(cJSON_GetObjectItem(golden_path(g, "sequences", "prompt", NULL),
+                                                   "input_ids"), &n);
+    const int V = m->cfg.vocab, ks[] = {1, 2, 5, 40, RK_TOP_K_MAX};
+    int32_t *order = malloc((size_t)V * sizeof *order);
+    float *logits = malloc((size_t)V * sizeof *logits);
+    for (int t = 0; t < 5; t++) {
+        const int k = ks[t];
+        float vals[RK_TOP_K_MAX];
+        int32_t got[RK_TOP_K_MAX];
+        rk_model_reset(m);
+        CHECK(rk_model_prefill(m, ids, n) == RK_OK);
+        memcpy(logits, rk_model_logits(m, 0), (size_t)V * sizeof *logits);
+        rk_model_reset(m);
+        CHECK(rk_model_prefill(m, ids, n - 1) == RK_OK);
+        CHECK(rk_model_forward_top_k(m, ids + n - 1, 1, k, vals, got) == RK_OK);
+        for (int i = 0; i < V; i++)
+            order[i] = i;
+        sort_logits = logits;
+        qsort(order, (size_t)V, sizeof *order, cmp_desc);
+        int same = 0;
+        for (int i = 0; i < k; i++) {
+            int found = 0;
+            for (int j = 0; j < k; j++)
+                found |= got[i] == order[j];
+            same += found && vals[i] == logits[got[i]];
+        }
+        printf("  device top-%d: %d/%d ids and values as in the copied logits\n", k, same, k);
+        CHECK(same == k || logits[order[k - 1]] == logits[order[k]]);
+        if (k == 1)
+            CHECK(got[0] == rk_argmax(logits, V));
+    }
+    free(order), free(logits), free(ids);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2 && argc != 3) {
@@ -142,6 +189,8 @@ int main(int argc, char **argv)
     CHECKF(st == RK_OK, "load %s: %s", argv[1], rk_last_error());
     if (st == RK_OK) {
         check_greedy(m, g);
+        if (ops->top_k)
+            check_top_k(m, g);
         rk_model_free(m);
     }
     cJSON_Delete(g);

@@ -203,6 +203,10 @@ int main(int argc, char **argv)
         cli_die();
     double t1 = rk_now();
     int n_out = 0;
+    float top_vals[RK_TOP_K_MAX];
+    int32_t top_ids[RK_TOP_K_MAX];
+    const int device_top_k = ops->top_k && o.sampling.top_k >= 1 &&
+                             o.sampling.top_k <= RK_TOP_K_MAX && o.sampling.top_k <= cfg.vocab;
     int32_t next = rk_sample(&sampler, rk_model_logits(m, 0));
     for (;;) {
         out[n_out++] = next;
@@ -214,11 +218,15 @@ int main(int argc, char **argv)
         }
         if (n_out == o.max_new || (next == cfg.eos_id && !o.ignore_eos))
             break;
-        /* Greedy decoding needs only the argmax, which a target may find
-         * without copying the logits back. */
+        /* Greedy and top-k decoding need only the largest logits, which a
+         * target may find without copying the logits back. */
         if (o.sampling.temperature == 0.0f) {
             if (rk_model_forward_argmax(m, &next, 1, &next) != RK_OK)
                 cli_die();
+        } else if (device_top_k) {
+            if (rk_model_forward_top_k(m, &next, 1, o.sampling.top_k, top_vals, top_ids) != RK_OK)
+                cli_die();
+            next = rk_sample_top_k(&sampler, top_vals, top_ids, o.sampling.top_k);
         } else {
             if (rk_model_forward(m, &next, 1) != RK_OK)
                 cli_die();

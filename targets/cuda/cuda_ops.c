@@ -37,7 +37,7 @@ typedef struct {
     cublasLtHandle_t lt;
     void *workspace;
     void *attn_scratch;
-    void *argmax_scratch; /* zeroed with the arena */
+    void *top_k_scratch; /* zeroed with the arena */
     gemm_plan gemms[GEMM_CACHE];
     int n_gemms;
     int chunk, logits_rows; /* row capacity of the activations and the logits */
@@ -146,7 +146,7 @@ static size_t cuda_scratch_bytes(const rk_config *cfg, int chunk, int cap)
 {
     int q = chunk < DECODE_MAX_QUERIES ? chunk : DECODE_MAX_QUERIES;
     size_t attn = rk_attention_decode_scratch_bytes(q, cfg->n_heads, cfg->head_dim, cap);
-    return GEMM_WORKSPACE + (attn + 255) / 256 * 256 + rk_k_argmax_scratch_bytes();
+    return GEMM_WORKSPACE + (attn + 255) / 256 * 256 + rk_k_top_k_scratch_bytes();
 }
 
 static void cuda_bind_scratch(void *ctx, void *scratch, size_t bytes)
@@ -154,7 +154,7 @@ static void cuda_bind_scratch(void *ctx, void *scratch, size_t bytes)
     cuda_ctx *c = ctx;
     c->workspace = scratch;
     c->attn_scratch = (char *)scratch + GEMM_WORKSPACE;
-    c->argmax_scratch = (char *)scratch + bytes - rk_k_argmax_scratch_bytes();
+    c->top_k_scratch = (char *)scratch + bytes - rk_k_top_k_scratch_bytes();
 }
 
 static rk_status cuda_upload(void *ctx, void *dst, const void *src, rk_dtype dt, size_t count)
@@ -368,10 +368,11 @@ static void cuda_attention(void *ctx, void *out, const void *q, const void *k_ca
         rk_attention_prefill(c->stream, out, q, k_cache, v_cache, pos, n, heads, head_dim, cap);
 }
 
-static void cuda_argmax(void *ctx, int32_t *out, const float *logits, int vocab)
+static void cuda_top_k(void *ctx, float *vals, int32_t *ids, const float *logits, int vocab,
+                       int k)
 {
     cuda_ctx *c = ctx;
-    rk_k_argmax(c->stream, out, logits, vocab, c->argmax_scratch);
+    rk_k_top_k(c->stream, vals, ids, logits, vocab, k, c->top_k_scratch);
 }
 
 static rk_status cuda_capture_begin(void *ctx)
@@ -429,7 +430,7 @@ static const rk_ops cuda_ops = {
     .linear_f32out = cuda_linear_f32out,
     .qkv_rotary = cuda_qkv_rotary,
     .attention = cuda_attention,
-    .argmax = cuda_argmax,
+    .top_k = cuda_top_k,
     .capture_begin = cuda_capture_begin,
     .capture_end = cuda_capture_end,
     .replay = cuda_replay,
