@@ -1,0 +1,95 @@
+#include "kv_budget.h"
+
+#include <math.h>
+
+/* Layer counts are bounded by the config (RK_MAX_LAYERS); remainders of up to
+ * this many layers are ranked on the stack. */
+#define MAX_LAYERS 256
+
+rk_status rk_budget_from_weights(const double *weight, int layers, int average, int min_budget,
+                                 int *budget)
+{
+    if (layers < 1 || layers > MAX_LAYERS)
+        return rk_fail(RK_EINVAL, "budgets for %d layers (1..%d)", layers, MAX_LAYERS);
+    if (average < 1 || min_budget < 0 || min_budget > average)
+        return rk_fail(RK_EINVAL,
+                       "average budget %d must be at least 1 and at least the minimum %d",
+                       average, min_budget);
+    double sum = 0;
+    for (int l = 0; l < layers; l++) {
+        if (!(weight[l] > 0) || !isfinite(weight[l]))
+            return rk_fail(RK_EINVAL, "budget weight of layer %d is %g; weights must be > 0", l,
+                           weight[l]);
+        sum += weight[l];
+    }
+    /* Each layer first gets min_budget; the rest is shared by weight. */
+    const long long total = (long long)layers * average;
+    const long long spare = total - (long long)layers * min_budget;
+    double rem[MAX_LAYERS];
+    long long given = 0;
+    for (int l = 0; l < layers; l++) {
+        const double share = (double)spare * weight[l] / sum;
+        const double fl = floor(share);
+        budget[l] = min_budget + (int)fl;
+        rem[l] = share - fl;
+        given += budget[l];
+    }
+    for (long long left = total - given; left > 0; left--) {
+        int best = 0;
+        for (int l = 1; l < layers; l++)
+            if (rem[l] > rem[best])
+                best = l;
+        budget[best]++;
+        rem[best] = -1.0;
+    }
+    return RK_OK;
+}
+
+rk_status rk_budget_uniform(int layers, int average, int min_budget, int *budget)
+{
+    double w[MAX_LAYERS];
+    for (int l = 0; l < layers && l < MAX_LAYERS; l++)
+        w[l] = 1.0;
+    return rk_budget_from_weights(w, layers, average, min_budget, budget);
+}
+
+rk_status rk_budget_pyramid(int layers, int average, int window, double beta, int *budget)
+{
+    if (window < 0 || window >= average)
+        return rk_fail(RK_EINVAL, "average budget %d must exceed the observation window %d",
+                       average, window);
+    if (!(beta >= 1.0))
+        return rk_fail(RK_EINVAL, "pyramid beta %g must be >= 1", beta);
+    if (layers < 1 || layers > MAX_LAYERS)
+        return rk_fail(RK_EINVAL, "budgets for %d layers (1..%d)", layers, MAX_LAYERS);
+    const double s = average - window, top = s / beta, bottom = 2.0 * s - top;
+    double w[MAX_LAYERS];
+    for (int l = 0; l < layers; l++)
+        w[l] = layers == 1 ? s : bottom + (top - bottom) * l / (layers - 1);
+    rk_status st = rk_budget_from_weights(w, layers, average - window, 0, budget);
+    for (int l = 0; st == RK_OK && l < layers; l++)
+        budget[l] += window;
+    return st;
+}
+
+rk_status rk_budget_check(const int *budget, int n, int layers, int average, int min_budget,
+                          int max_budget)
+{
+    if (n != layers)
+        return rk_fail(RK_EINVAL, "budget array has %d entries; the model has %d layers", n,
+                       layers);
+    long long sum = 0;
+    for (int l = 0; l < n; l++) {
+        if (budget[l] < min_budget)
+            return rk_fail(RK_EINVAL, "layer %d budget %d is below the minimum %d (the window)", l,
+                           budget[l], min_budget);
+        if (budget[l] > max_budget)
+            return rk_fail(RK_ELIMIT, "layer %d budget %d is more than the plan allows (%d)", l,
+                           budget[l], max_budget);
+        sum += budget[l];
+    }
+    if (sum != (long long)layers * average)
+        return rk_fail(RK_EINVAL, "budgets sum to %lld; %d layers x average %d is %lld", sum,
+                       layers, average, (long long)layers * average);
+    return RK_OK;
+}

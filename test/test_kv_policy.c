@@ -1,0 +1,115 @@
+/* The KV-compression building blocks that every target shares: per-layer
+ * budget allocation (exact totals, pyramid shape, validation) and the
+ * per-head selection rules of SnapKV, StreamingLLM and H2O. */
+#include <string.h>
+
+#include "kv_budget.h"
+#include "kv_select.h"
+#include "rk_test.h"
+
+static long long sum(const int *b, int n)
+{
+    long long s = 0;
+    for (int i = 0; i < n; i++)
+        s += b[i];
+    return s;
+}
+
+static void test_budgets(void)
+{
+    int b[64];
+    const int layers[] = {1, 4, 7, 24, 32}, averages[] = {33, 128, 256, 512, 1024};
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 5; j++) {
+            const int L = layers[i], avg = averages[j];
+            CHECK(rk_budget_uniform(L, avg, 32, b) == RK_OK);
+            CHECKF(sum(b, L) == (long long)L * avg, "uniform %d x %d", L, avg);
+            CHECK(b[0] == avg && b[L - 1] == avg);
+            CHECK(rk_budget_pyramid(L, avg, 32, 20.0, b) == RK_OK);
+            CHECKF(sum(b, L) == (long long)L * avg, "pyramid %d x %d sums to %lld", L, avg,
+                   sum(b, L));
+            int mono = 1, floor_ok = 1;
+            for (int l = 0; l < L; l++) {
+                mono &= l == 0 || b[l] <= b[l - 1];
+                floor_ok &= b[l] >= 32;
+            }
+            CHECKF(mono && floor_ok, "pyramid %d x %d not decreasing or under the window", L, avg);
+            CHECK(rk_budget_check(b, L, L, avg, 32, 1 << 20) == RK_OK);
+        }
+    /* PyramidKV's shape at 32 layers, average 512, window 32, beta 20: the
+     * bottom layer gets about (2 - 1/20) * 480 + 32, the top 480 / 20 + 32. */
+    CHECK(rk_budget_pyramid(32, 512, 32, 20.0, b) == RK_OK);
+    printf("pyramid 32 x 512: bottom %d, top %d\n", b[0], b[31]);
+    CHECK(b[0] >= 966 && b[0] <= 969 && b[31] >= 55 && b[31] <= 57);
+    CHECK(rk_budget_pyramid(8, 100, 4, 1.0, b) == RK_OK && b[0] == 100 && b[7] == 100);
+
+    /* Weights: proportional shares, the remainder to the largest fractions. */
+    const double w[3] = {1.0, 2.0, 1.0};
+    CHECK(rk_budget_from_weights(w, 3, 10, 0, b) == RK_OK);
+    CHECKF(b[0] == 8 && b[1] == 15 && b[2] == 7, "%d %d %d", b[0], b[1], b[2]);
+    CHECK(rk_budget_from_weights(w, 3, 10, 9, b) == RK_OK && sum(b, 3) == 30 && b[2] >= 9);
+
+    /* Refusals. */
+    const double bad[2] = {1.0, 0.0};
+    CHECK(rk_budget_from_weights(bad, 2, 10, 0, b) == RK_EINVAL);
+    CHECK(rk_budget_pyramid(4, 32, 32, 20.0, b) == RK_EINVAL);
+    CHECK(rk_budget_pyramid(4, 64, 32, 0.5, b) == RK_EINVAL);
+    int arr[4] = {100, 100, 100, 100};
+    CHECK(rk_budget_check(arr, 3, 4, 100, 32, 2048) == RK_EINVAL);
+    CHECK(strstr(rk_last_error(), "3 entries") != NULL);
+    arr[0] = 10, arr[1] = 190;
+    CHECK(rk_budget_check(arr, 4, 4, 100, 32, 2048) == RK_EINVAL);
+    CHECK(strstr(rk_last_error(), "below the minimum") != NULL);
+    arr[0] = 3000, arr[1] = -2800;
+    CHECK(rk_budget_check(arr, 4, 4, 100, -5000, 2048) == RK_ELIMIT);
+    arr[0] = 100, arr[1] = 101;
+    CHECK(rk_budget_check(arr, 4, 4, 100, 32, 2048) == RK_EINVAL);
+    CHECK(strstr(rk_last_error(), "sum") != NULL);
+}
+
+static void test_selection(void)
+{
+    int32_t keep[64], heap[64];
+    float pooled[64];
+
+    const float s[8] = {0.1f, 0.9f, 0.3f, 0.9f, 0.2f, 0.8f, 0.0f, 0.5f};
+    CHECK(rk_select_top(s, 8, 3, keep, heap) == 3);
+    CHECK(keep[0] == 1 && keep[1] == 3 && keep[2] == 5);
+    CHECK(rk_select_top(s, 8, 1, keep, heap) == 1 && keep[0] == 1); /* tie: earlier */
+    CHECK(rk_select_top(s, 8, 20, keep, heap) == 8 && keep[7] == 7);
+
+    const float m[7] = {0, 5, 0, 0, 0, 0, 7};
+    float out[7];
+    rk_maxpool1d(m, 7, 3, out);
+    CHECK(out[0] == 5 && out[1] == 5 && out[2] == 5 && out[3] == 0 && out[4] == 0 &&
+          out[5] == 7 && out[6] == 7);
+
+    /* SnapKV: 20 positions, window 4, budget 8: the 4 best pooled prefix
+     * positions plus 16..19. A spike at 9 pools over 8..10 (kernel 3). */
+    float score[20] = {0};
+    score[9] = 1.0f;
+    score[2] = 0.5f;
+    int got = rk_snapkv_select(score, 20, 4, 8, 3, keep, pooled, heap);
+    CHECK(got == 8);
+    const int32_t want[8] = {1, 8, 9, 10, 16, 17, 18, 19};
+    CHECKF(memcmp(keep, want, sizeof want) == 0, "%d %d %d %d %d %d %d %d", keep[0], keep[1],
+           keep[2], keep[3], keep[4], keep[5], keep[6], keep[7]);
+    CHECK(rk_snapkv_select(score, 6, 4, 8, 3, keep, pooled, heap) == 6 && keep[5] == 5);
+
+    got = rk_streaming_select(100, 10, 4, keep);
+    CHECK(got == 10 && keep[0] == 0 && keep[3] == 3 && keep[4] == 94 && keep[9] == 99);
+    CHECK(rk_streaming_select(5, 10, 4, keep) == 5 && keep[4] == 4);
+
+    float acc[12] = {0};
+    acc[0] = 3.0f, acc[5] = 2.0f, acc[7] = 1.0f;
+    got = rk_h2o_select(acc, 12, 5, 2, keep, heap);
+    CHECK(got == 5 && keep[0] == 0 && keep[1] == 5 && keep[2] == 7 && keep[3] == 10 &&
+          keep[4] == 11);
+}
+
+int main(void)
+{
+    test_budgets();
+    test_selection();
+    return rk_test_finish("test_kv_policy");
+}
