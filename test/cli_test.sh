@@ -64,6 +64,8 @@ expect 1 'llama' -- "$gen" --model "$tmp/broken"
 
 ppl="$bin/rankkv-ppl"
 expect 2 'text' -- "$ppl"
+expect 0 '' -- "$ppl" --print-plan --window 256
+if grep -q 'logits rows 256' "$tmp/out" && grep -q 'total' "$tmp/out"; then ok; else bad "ppl --print-plan"; cat "$tmp/out"; fi
 printf 'Too short.' >"$tmp/short.txt"
 expect 1 'fewer than one window' -- "$ppl" --text "$tmp/short.txt"
 expect 1 'cannot open' -- "$ppl" --text "$tmp/missing.txt"

@@ -46,3 +46,16 @@ _Noreturn void cli_usage_error(const char *fmt, ...)
     fprintf(stderr, "\ntry '%s --help'\n", tool_name);
     exit(2);
 }
+
+void cli_print_plan(const char *model, const rk_ops *ops, const rk_limits *lim)
+{
+    char path[4096];
+    rk_config cfg;
+    snprintf(path, sizeof path, "%s/config.json", model);
+    rk_model *plan = malloc(sizeof *plan);
+    if (!plan || rk_config_load(path, &cfg) != RK_OK || rk_model_plan(&cfg, ops, lim, plan) != RK_OK)
+        cli_die();
+    rk_model_print_plan(plan, stdout);
+    free(plan);
+    exit(0);
+}

@@ -3,6 +3,7 @@
 #ifndef RK_CLI_H
 #define RK_CLI_H
 
+#include "model.h"
 #include "rk_error.h"
 
 /* Names the tool in every message that follows. */
@@ -17,5 +18,9 @@ _Noreturn void cli_die(void);
 
 /* Prints "TOOL: <message>" and a pointer to --help, exits 2. */
 _Noreturn void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* --print-plan: reads MODEL/config.json only, prints the memory plan for LIM
+ * on OPS to stdout and exits 0 (1 with a message when the plan is refused). */
+_Noreturn void cli_print_plan(const char *model, const rk_ops *ops, const rk_limits *lim);
 
 #endif

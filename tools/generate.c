@@ -154,14 +154,8 @@ int main(int argc, char **argv)
     if (rk_config_load(path, &cfg) != RK_OK)
         cli_die();
     rk_limits lim = limits_for(&o, &cfg, ops);
-    if (o.print_plan) {
-        rk_model *plan = malloc(sizeof *plan);
-        if (!plan || rk_model_plan(&cfg, ops, &lim, plan) != RK_OK)
-            cli_die();
-        rk_model_print_plan(plan, stdout);
-        free(plan);
-        return 0;
-    }
+    if (o.print_plan)
+        cli_print_plan(o.model, ops, &lim);
 
     rk_tokenizer *tok;
     snprintf(path, sizeof path, "%s/tokenizer.json", o.model);

@@ -27,6 +27,7 @@ static const char usage[] =
     "  --chunk N           prefill chunk (default 256)\n"
     "  --target cpu|cuda   where to run (default cpu)\n"
     "  --json              last stdout line is one JSON object\n"
+    "  --print-plan        print the memory plan and exit (reads only config.json)\n"
     "  -h, --help          this text\n"
     "Progress goes to stderr.\n";
 
@@ -34,8 +35,8 @@ int main(int argc, char **argv)
 {
     cli_init("rankkv-ppl");
     const char *model = RK_DEFAULT_MODEL, *text = NULL, *target = "cpu";
-    int window = 1024, max_windows = 0, chunk = 256, json = 0;
-    enum { MODEL = 256, TEXT, WINDOW, MAXW, CHUNK, TARGET, JSON };
+    int window = 1024, max_windows = 0, chunk = 256, json = 0, print_plan = 0;
+    enum { MODEL = 256, TEXT, WINDOW, MAXW, CHUNK, TARGET, JSON, PLAN };
     static const struct option longopts[] = {{"model", required_argument, 0, MODEL},
                                              {"text", required_argument, 0, TEXT},
                                              {"window", required_argument, 0, WINDOW},
@@ -43,6 +44,7 @@ int main(int argc, char **argv)
                                              {"chunk", required_argument, 0, CHUNK},
                                              {"target", required_argument, 0, TARGET},
                                              {"json", no_argument, 0, JSON},
+                                             {"print-plan", no_argument, 0, PLAN},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     int c;
@@ -55,17 +57,24 @@ int main(int argc, char **argv)
         case CHUNK: chunk = (int)cli_int("--chunk", optarg, 1, 1 << 16); break;
         case TARGET: target = optarg; break;
         case JSON: json = 1; break;
+        case PLAN: print_plan = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: cli_usage_error("unknown option");
         }
     }
     if (optind < argc)
         cli_usage_error("unexpected argument '%s'", argv[optind]);
-    if (!text)
-        cli_usage_error("--text FILE is required");
     const rk_ops *ops = rk_target_find(target);
     if (!ops)
         cli_die();
+    /* Every position of a window is scored, so every row keeps its logits. */
+    rk_limits lim = {.max_prompt = window, .max_new_tokens = 0,
+                     .prefill_chunk = chunk < window ? chunk : window, .kv_dtype = ops->kv_dtype};
+    lim.logits_rows = lim.prefill_chunk;
+    if (print_plan)
+        cli_print_plan(model, ops, &lim);
+    if (!text)
+        cli_usage_error("--text FILE is required");
 
     char path[4096];
     rk_tokenizer *tok;
@@ -93,9 +102,6 @@ int main(int argc, char **argv)
                 window);
         cli_die();
     }
-    rk_limits lim = {.max_prompt = window, .max_new_tokens = 0,
-                     .prefill_chunk = chunk < window ? chunk : window, .kv_dtype = ops->kv_dtype};
-    lim.logits_rows = lim.prefill_chunk;
     rk_model *m;
     if (rk_model_load(model, ops, &lim, &m) != RK_OK)
         cli_die();
