@@ -522,6 +522,9 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
     const int count = (*pos + row) / KW + 1;
     const size_t first = (size_t)h * decode_slices<KW>(cap) * n + row;
     asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    /* The next kernel (the output projection) prefetches its weights while
+     * the partials are merged. */
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 
     float m = -INFINITY, l = 0.0f, acc[DL];
 #pragma unroll

@@ -56,6 +56,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int first = part * per < all ? part * per : all;
     const int chunks = all - first < per ? all - first : per;
     const uint4 *xv = reinterpret_cast<const uint4 *>(x) + first;
+    /* The next kernel may launch at once: its blocks only take what this
+     * wave leaves free, and prefetch their weights while it drains. */
+    rk_allow_next();
     bool waited = false;
     for (int g = blockIdx.x; g < groups; g += gridDim.x) {
         const int row = g * kRows + warp / SPLIT;
@@ -72,8 +75,6 @@ __global__ void __launch_bounds__(kWarps * 32)
             rk_wait_previous();
             waited = true;
         }
-        if (g + (int)gridDim.x >= groups)
-            rk_allow_next();
         float acc = 0.0f;
         for (int base = 0;;) {
 #pragma unroll

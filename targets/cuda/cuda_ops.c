@@ -15,8 +15,9 @@
 
 /* cuBLASLt on Hopper wants a 32 MiB workspace for its best kernels. */
 #define GEMM_WORKSPACE ((size_t)32 << 20)
-/* GEMMs run at a few row counts (buckets) whose algorithms are chosen at
- * start-up: 1, 2, 4, .. 64, then multiples of 64 up to the prefill chunk. A
+/* One row is a matrix-vector product (kernels/gemv.cu). More rows run as
+ * GEMMs at a few row counts (buckets) whose algorithms are chosen at
+ * start-up: 2, 4, .. 64, then multiples of 64 up to the prefill chunk. A
  * call with n rows runs the plan of the smallest bucket >= n over rows that
  * the arena has anyway (activations are sized for the chunk); the extra rows'
  * results are never read. */
