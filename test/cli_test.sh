@@ -23,7 +23,7 @@ expect() {
     ok
 }
 
-for tool in rankkv-generate rankkv-ppl rankkv-bench; do
+for tool in rankkv-generate rankkv-ppl rankkv-bench rankkv-eval rankkv-make-random-model; do
     if "$bin/$tool" --help | grep -q '^usage:'; then ok; else bad "$tool --help"; fi
 done
 
@@ -72,6 +72,15 @@ expect 1 'cannot open' -- "$ppl" --text "$tmp/missing.txt"
 for i in $(seq 40); do echo "The ship sailed out of the harbour on the morning tide, line $i."; done >"$tmp/text.txt"
 expect 0 'window 2/2' -- "$ppl" --text "$tmp/text.txt" --window 64 --max-windows 2 --json
 if tail -n 1 "$tmp/out" | grep -q '"ppl":[0-9.]*,.*"tokens_scored":128,.*"window":64'; then ok; else bad "ppl --json"; cat "$tmp/out"; fi
+
+ev="$bin/rankkv-eval"
+expect 2 'dataset' -- "$ev"
+expect 2 'NAME=PATH' -- "$ev" --dataset nothing
+expect 2 'shorter than' -- "$ev" --dataset t="$tmp/text.txt" --context 64 --tail 64
+expect 2 'unknown --method' -- "$ev" --dataset t="$tmp/text.txt" --method magic
+expect 1 'no document of' -- "$ev" --dataset t="$tmp/text.txt" --context 1024 --tail 256
+expect 1 'max_position_embeddings' -- "$ev" --dataset t="$tmp/text.txt" --context 4096 --tail 256
+expect 0 'window 1/1' -- "$ev" --dataset t="$tmp/text.txt" --context 128 --tail 32 --max-windows 1
 
 echo "cli_test: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -43,33 +43,6 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* The commit the numbers belong to; "-dirty" marks uncommitted changes. A
- * copy of the tree without its history (a benchmark machine) names it in
- * RANKKV_COMMIT. */
-static void git_commit(char *buf, size_t len)
-{
-    const char *given = getenv("RANKKV_COMMIT");
-    snprintf(buf, len, "%s", given && *given ? given : "unknown");
-    if (given && *given)
-        return;
-    FILE *p = popen("git -C " RK_SOURCE_DIR " rev-parse --verify -q HEAD 2>/dev/null", "r");
-    if (!p)
-        return;
-    char line[96];
-    if (fgets(line, sizeof line, p) && strspn(line, "0123456789abcdef") == 40) {
-        line[40] = '\0';
-        snprintf(buf, len, "%s", line);
-    }
-    if (pclose(p) != 0 || strcmp(buf, "unknown") == 0)
-        return;
-    p = popen("git -C " RK_SOURCE_DIR " status --porcelain --untracked-files=no 2>/dev/null", "r");
-    if (p) {
-        if (fgets(line, sizeof line, p) && strlen(buf) + 7 < len)
-            strcat(buf, "-dirty");
-        pclose(p);
-    }
-}
-
 /* One timed greedy generation: returns TTFT (prefill + first token) and the
  * mean time of the decode steps that follow, in seconds. */
 static void timed_run(rk_model *m, const int32_t *prompt, int n, int new_tokens, double *ttft,
@@ -89,18 +62,6 @@ static void timed_run(rk_model *m, const int32_t *prompt, int n, int new_tokens,
     *tpot = new_tokens > 1 ? (t2 - t1) / (new_tokens - 1) : 0.0;
 }
 
-static const char *base_name(const char *path)
-{
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/')
-        n--;
-    const char *s = path + n;
-    while (s > path && s[-1] != '/')
-        s--;
-    static char name[256];
-    snprintf(name, sizeof name, "%.*s", (int)(path + n - s), s);
-    return name;
-}
 
 int main(int argc, char **argv)
 {
@@ -158,11 +119,8 @@ int main(int argc, char **argv)
 
     cJSON *record = cJSON_CreateObject(), *runs = cJSON_CreateArray();
     char device[256] = "unknown", commit[96], command[2048] = "";
-    git_commit(commit, sizeof commit);
-    for (int i = 0; i < argc; i++) {
-        size_t used = strlen(command);
-        snprintf(command + used, sizeof command - used, "%s%s", i ? " " : "", argv[i]);
-    }
+    cli_git_commit(commit, sizeof commit);
+    cli_command_line(argc, argv, command, sizeof command);
     for (int i = 0; i < n_prompts; i++)
         longest = prompts[i] > longest ? prompts[i] : longest;
     printf("%-20s %7s %10s %10s %11s %11s %10s %10s\n", "model", "context", "ttft_ms", "tpot_ms",
@@ -187,7 +145,7 @@ int main(int argc, char **argv)
             double ttft[MAX_REPEATS], tpot[MAX_REPEATS];
             timed_run(m, prompt, n, new_tokens, &ttft[0], &tpot[0]);
             for (int r = 0; r < repeats; r++) {
-                fprintf(stderr, "\r[bench] %s prompt %d run %d/%d", base_name(models[k]), n,
+                fprintf(stderr, "\r[bench] %s prompt %d run %d/%d", cli_base_name(models[k]), n,
                         r + 1, repeats);
                 timed_run(m, prompt, n, new_tokens, &ttft[r], &tpot[r]);
             }
@@ -205,12 +163,12 @@ int main(int argc, char **argv)
             char device_col[32] = "-";
             if (ops->device_used_bytes)
                 snprintf(device_col, sizeof device_col, "%.1f", device_mb);
-            printf("%-20s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10s\n", base_name(models[k]), n,
+            printf("%-20s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10s\n", cli_base_name(models[k]), n,
                    1e3 * t_first, 1e3 * t_tok, n / t_first, t_tok > 0 ? 1.0 / t_tok : 0.0,
                    arena_mb, device_col);
 
             cJSON *run = cJSON_CreateObject();
-            cJSON_AddStringToObject(run, "model", base_name(models[k]));
+            cJSON_AddStringToObject(run, "model", cli_base_name(models[k]));
             cJSON_AddNumberToObject(run, "layers", m->cfg.n_layers);
             cJSON_AddNumberToObject(run, "hidden", m->cfg.hidden);
             cJSON_AddNumberToObject(run, "prompt_tokens", n);

@@ -1,10 +1,13 @@
 #include "cli.h"
 
+#include "textio.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *tool_name = "rankkv";
 
@@ -58,4 +61,67 @@ void cli_print_plan(const char *model, const rk_ops *ops, const rk_limits *lim)
     rk_model_print_plan(plan, stdout);
     free(plan);
     exit(0);
+}
+
+/* The commit the numbers belong to; "-dirty" marks uncommitted changes. A
+ * copy of the tree without its history (a benchmark machine) names it in
+ * RANKKV_COMMIT. */
+void cli_git_commit(char *buf, size_t len)
+{
+    const char *given = getenv("RANKKV_COMMIT");
+    snprintf(buf, len, "%s", given && *given ? given : "unknown");
+    if (given && *given)
+        return;
+    FILE *p = popen("git -C " RK_SOURCE_DIR " rev-parse --verify -q HEAD 2>/dev/null", "r");
+    if (!p)
+        return;
+    char line[96];
+    if (fgets(line, sizeof line, p) && strspn(line, "0123456789abcdef") == 40) {
+        line[40] = '\0';
+        snprintf(buf, len, "%s", line);
+    }
+    if (pclose(p) != 0 || strcmp(buf, "unknown") == 0)
+        return;
+    p = popen("git -C " RK_SOURCE_DIR " status --porcelain --untracked-files=no 2>/dev/null", "r");
+    if (p) {
+        if (fgets(line, sizeof line, p) && strlen(buf) + 7 < len)
+            strcat(buf, "-dirty");
+        pclose(p);
+    }
+}
+
+const char *cli_base_name(const char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    const char *s = path + n;
+    while (s > path && s[-1] != '/')
+        s--;
+    static char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)(path + n - s), s);
+    return name;
+}
+
+void cli_command_line(int argc, char **argv, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < argc; i++) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, len - used, "%s%s", i ? " " : "", argv[i]);
+    }
+}
+
+rk_status cli_tokenize_file(const rk_tokenizer *tok, const char *path, int32_t **ids, size_t *n)
+{
+    char *data;
+    size_t len;
+    rk_status st = rk_read_file(path, SIZE_MAX, &data, &len);
+    if (st != RK_OK)
+        return st;
+    len = rk_text_universal_newlines(data, len);
+    fprintf(stderr, "[tokenize] %s (%zu bytes)\n", path, len);
+    st = rk_tok_encode(tok, data, len, ids, n);
+    free(data);
+    return st;
 }

@@ -81,17 +81,10 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/tokenizer.json", model);
     if (rk_tok_load(path, &tok) != RK_OK)
         cli_die();
-    char *data;
-    size_t len;
-    if (rk_read_file(text, SIZE_MAX, &data, &len) != RK_OK)
-        cli_die();
     int32_t *ids;
     size_t n_ids;
-    len = rk_text_universal_newlines(data, len);
-    fprintf(stderr, "[ppl] tokenizing %s (%zu bytes)\n", text, len);
-    if (rk_tok_encode(tok, data, len, &ids, &n_ids) != RK_OK)
+    if (cli_tokenize_file(tok, text, &ids, &n_ids) != RK_OK)
         cli_die();
-    free(data);
 
     /* A window needs one token past its end for its last target. */
     long windows = n_ids > 1 ? (long)((n_ids - 1) / (size_t)window) : 0;
