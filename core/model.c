@@ -7,6 +7,7 @@
 
 #include "safetensors.h"
 #include "sampler.h"
+#include "kv_select.h"
 #include "weights.h"
 
 #define AT(m, off) ((void *)((char *)(m)->base + (off)))
@@ -37,6 +38,21 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     rk_status st;
     if (ops->supports && (st = ops->supports(cfg)) != RK_OK)
         return st;
+    const rk_kv_policy *kv = &lim->kv;
+    const int compress = kv->method != RK_KV_FULL;
+    if (compress) {
+        if (!ops->attention_mass || !ops->kv_keep || !ops->kv_gather || !ops->kv_evict)
+            return rk_fail(RK_EINVAL, "the %s target has no KV-compression ops", ops->name);
+        if ((st = rk_kv_policy_check(kv, cfg->n_layers, (int)cap)) != RK_OK)
+            return st;
+        /* Compression happens layer by layer as the prompt passes, so the
+         * prompt must pass in one call. */
+        if (lim->prefill_chunk != lim->max_prompt)
+            return rk_fail(RK_ELIMIT,
+                           "KV compression prefills the whole prompt at once: the chunk (%d) "
+                           "must equal the prompt limit (%d)",
+                           lim->prefill_chunk, lim->max_prompt);
+    }
 
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
@@ -45,12 +61,36 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     m->ops = ops;
     rk_weights_plan(m);
 
-    const size_t a = ops->act_bytes, C = (size_t)lim->prefill_chunk;
-    const size_t D = (size_t)cfg->hidden, F = (size_t)cfg->ffn;
+    const size_t a = ops->act_bytes, C = (size_t)lim->prefill_chunk, P = (size_t)lim->max_prompt;
+    const size_t D = (size_t)cfg->hidden, F = (size_t)cfg->ffn, H = (size_t)cfg->n_heads;
+    const size_t L = (size_t)cfg->n_layers, row_bytes = D * rk_dtype_size(lim->kv_dtype);
+    size_t rows_total = 0;
+    int max_rows = 0, max_budget = 0;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const int b = kv->budget[l];
+        switch (kv->method) {
+        case RK_KV_FULL: m->layer_cap[l] = m->cap; break;
+        case RK_KV_SNAPKV:
+            m->layer_cap[l] = (b < lim->max_prompt ? b : lim->max_prompt) + lim->max_new_tokens;
+            break;
+        case RK_KV_H2O:
+        case RK_KV_STREAMING: m->layer_cap[l] = b + 1 < m->cap ? b + 1 : m->cap; break;
+        }
+        m->row_off[l] = rows_total;
+        rows_total += (size_t)m->layer_cap[l];
+        max_rows = m->layer_cap[l] > max_rows ? m->layer_cap[l] : max_rows;
+        max_budget = b > max_budget ? b : max_budget;
+    }
+    m->kv_bytes = 2 * rows_total * row_bytes;
+    /* Attention reads up to the longest layer cache, or the prompt's
+     * full-length K/V while compressing. */
+    const int attn_ctx = compress && (int)P > max_rows ? (int)P : max_rows;
+
     rk_plan *p = &m->plan;
     rk_plan_init(p, "arena");
-    /* pos0 followed by the chunk's token ids: one copy in per forward. */
-    m->a_step = rk_plan_add(p, "step_input", (C + 1) * sizeof(int32_t));
+    /* pos0, row0 of every layer, then the chunk's token ids: one copy in
+     * per forward. */
+    m->a_step = rk_plan_add(p, "step_input", (1 + L + C) * sizeof(int32_t));
     m->a_rope = rk_plan_add(p, "rope_table", (size_t)m->cap * (size_t)cfg->rotary_dims * sizeof(float));
     m->a_x = rk_plan_add(p, "residual", C * D * a);
     m->a_h = rk_plan_add(p, "norm_out", C * D * a);
@@ -61,13 +101,21 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     m->a_attn_out = rk_plan_add(p, "attn_out", C * D * a);
     m->a_mlp_h = rk_plan_add(p, "mlp_hidden", C * F * a);
     m->a_mlp_out = rk_plan_add(p, "mlp_out", C * D * a);
-    m->a_scratch = rk_plan_add(p, "target_scratch", ops->scratch_bytes(cfg, (int)C, m->cap));
+    m->a_scratch = rk_plan_add(p, "target_scratch", ops->scratch_bytes(cfg, (int)C, attn_ctx));
     m->a_logits = rk_plan_add(p, "logits", (size_t)lim->logits_rows * (size_t)cfg->vocab * sizeof(float));
     m->a_top_vals = rk_plan_add(p, "top_k_values", RK_TOP_K_MAX * sizeof(float));
     m->a_top_ids = rk_plan_add(p, "top_k_ids", RK_TOP_K_MAX * sizeof(int32_t));
-    m->kv_layer_bytes = (size_t)m->cap * D * rk_dtype_size(lim->kv_dtype);
-    m->a_k = rk_plan_add(p, "kv_cache_k", (size_t)cfg->n_layers * m->kv_layer_bytes);
-    m->a_v = rk_plan_add(p, "kv_cache_v", (size_t)cfg->n_layers * m->kv_layer_bytes);
+    m->a_k = rk_plan_add(p, "kv_cache_k", m->kv_bytes / 2);
+    m->a_v = rk_plan_add(p, "kv_cache_v", m->kv_bytes / 2);
+    if (compress) {
+        m->a_prefill_k = rk_plan_add(p, "prefill_layer_k", P * row_bytes);
+        m->a_prefill_v = rk_plan_add(p, "prefill_layer_v", P * row_bytes);
+        m->a_mass = rk_plan_add(p, "prefill_layer_mass", H * P * sizeof(float));
+        m->a_keep = rk_plan_add(p, "kept_rows", H * (size_t)max_budget * sizeof(int32_t));
+        m->a_row_pos = rk_plan_add(p, "kv_row_positions", H * rows_total * sizeof(int32_t));
+        if (kv->method == RK_KV_H2O)
+            m->a_row_score = rk_plan_add(p, "kv_row_attention", H * rows_total * sizeof(float));
+    }
     return RK_OK;
 }
 
@@ -110,8 +158,10 @@ static rk_status bind(rk_model *m, const char *dir)
     size_t rope_floats = (size_t)m->cap * (size_t)m->cfg.rotary_dims;
     float *rope = malloc(rope_floats * sizeof(float) + 1);
     m->host_logits = malloc((size_t)m->lim.logits_rows * (size_t)m->cfg.vocab * sizeof(float));
-    m->host_step = malloc((size_t)(m->lim.prefill_chunk + 1) * sizeof(int32_t));
-    if (!rope || !m->host_logits || !m->host_step) {
+    m->host_step = malloc((size_t)(1 + m->cfg.n_layers + m->lim.prefill_chunk) * sizeof(int32_t));
+    const rk_region *keep = rk_plan_find(&m->plan, "kept_rows");
+    m->host_keep = malloc(keep ? keep->size : 1);
+    if (!rope || !m->host_logits || !m->host_step || !m->host_keep) {
         free(rope);
         return rk_fail(RK_ENOMEM, "out of host memory for the rotary table and logits");
     }
@@ -160,6 +210,7 @@ void rk_model_free(rk_model *m)
     }
     free(m->host_logits);
     free(m->host_step);
+    free(m->host_keep);
     free(m);
 }
 
@@ -174,9 +225,21 @@ void rk_model_print_plan(const rk_model *m, FILE *f)
             m->lim.logits_rows, rk_dtype_name(m->lim.kv_dtype), m->ops->name, m->ops->act_bytes);
     rk_plan_print(&m->wplan, f);
     rk_plan_print(&m->plan, f);
-    fprintf(f, "KV cache: %zu bytes (%d layers x 2 x %d positions x %d heads x %d dims x %zu B)\n",
-            2 * (size_t)c->n_layers * m->kv_layer_bytes, c->n_layers, m->cap, c->n_heads,
-            c->head_dim, rk_dtype_size(m->lim.kv_dtype));
+    const rk_kv_policy *kv = &m->lim.kv;
+    size_t rows = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        rows += (size_t)m->layer_cap[l];
+    if (kv->method == RK_KV_FULL)
+        fprintf(f, "KV policy: full cache\n");
+    else
+        fprintf(f, "KV policy: %s, average budget %d, per layer (%s):", rk_kv_method_name(kv->method),
+                kv->average, kv->method == RK_KV_SNAPKV ? "min(budget, prompt) + new" : "budget + 1");
+    for (int l = 0; kv->method != RK_KV_FULL && l < c->n_layers; l++)
+        fprintf(f, " %d", kv->budget[l]);
+    if (kv->method != RK_KV_FULL)
+        fputc('\n', f);
+    fprintf(f, "KV cache: %zu bytes (2 x %zu positions x %d heads x %d dims x %zu B)\n", m->kv_bytes,
+            rows, c->n_heads, c->head_dim, rk_dtype_size(m->lim.kv_dtype));
     fprintf(f, "device total: %zu bytes (weights %zu + arena %zu)\n",
             m->wplan.total + m->plan.total, m->wplan.total, m->plan.total);
 }
@@ -185,27 +248,33 @@ void rk_model_reset(rk_model *m)
 {
     m->n_past = 0;
     m->n_logits = 0;
+    memset(m->rows, 0, sizeof m->rows);
 }
 
-/* The forward pass proper: the step input (pos0 and token ids) is already in
- * the arena. Reads positions only from there, so that a recording of it
- * replays correctly at any position. */
+static void compress_layer(rk_model *m, int l, int n, const void *q);
+
+/* The forward pass proper: the step input (pos0, rows, token ids) is
+ * already in the arena. Reads positions and rows only from there, so that a
+ * recording of it replays correctly at any step. */
 static void forward_ops(rk_model *m, int n)
 {
     const rk_config *c = &m->cfg;
+    const rk_kv_policy *kv = &m->lim.kv;
     const rk_ops *o = m->ops;
     const int D = c->hidden, H = c->n_heads, hd = c->head_dim, L = c->n_layers;
-    const int par = c->parallel_residual;
+    const int P = m->lim.max_prompt, par = c->parallel_residual;
+    const size_t row_bytes = (size_t)D * rk_dtype_size(m->lim.kv_dtype);
     void *ctx = m->ctx;
     void *resid = AT(m, m->a_x), *h = AT(m, m->a_h), *h2 = AT(m, m->a_h2), *qkv = AT(m, m->a_qkv);
     void *q = AT(m, m->a_q), *att = AT(m, m->a_att), *attn_out = AT(m, m->a_attn_out);
     void *mlp_h = AT(m, m->a_mlp_h), *mlp_out = AT(m, m->a_mlp_out);
     const float *rope = AT(m, m->a_rope);
-    const void *pos = AT(m, m->a_step);
+    const int32_t *step = AT(m, m->a_step);
+    const void *pos = step;
     const rk_norm_out none = {0};
 #define NORM(y, w, b) ((rk_norm_out){(y), WT(m, w), WT(m, b)})
 
-    o->embed(ctx, resid, WT(m, m->w_embed), (int32_t *)AT(m, m->a_step) + 1, n, D);
+    o->embed(ctx, resid, WT(m, m->w_embed), step + 1 + L, n, D);
     /* Pythia: x + attn(ln1(x)) + mlp(ln2(x)), both norms of the same x; the
      * sequential variant normalises x + attn for the MLP instead. */
     const rk_layer_weights *w0 = &m->w_layer[0];
@@ -213,12 +282,36 @@ static void forward_ops(rk_model *m, int n)
                      par ? NORM(h2, w0->ln2_w, w0->ln2_b) : none, n, D, c->ln_eps);
     for (int l = 0; l < L; l++) {
         const rk_layer_weights *w = &m->w_layer[l];
-        void *kc = AT(m, m->a_k + (size_t)l * m->kv_layer_bytes);
-        void *vc = AT(m, m->a_v + (size_t)l * m->kv_layer_bytes);
+        const int cap = m->layer_cap[l];
+        void *kc = AT(m, m->a_k + m->row_off[l] * row_bytes);
+        void *vc = AT(m, m->a_v + m->row_off[l] * row_bytes);
+        const void *row = step + 1 + l;
 
         o->linear(ctx, qkv, h, WT(m, w->qkv_w), WT(m, w->qkv_b), n, D, 3 * D, 0);
-        o->qkv_rotary(ctx, q, kc, vc, qkv, rope, pos, n, H, hd, c->rotary_dims, m->cap);
-        o->attention(ctx, att, q, kc, vc, pos, n, H, hd, m->cap);
+        if (m->compressing) {
+            /* The prompt's K/V, all of it, exist for one layer at a time:
+             * attention reads them from the prefill region (rows = positions
+             * from 0), then only the kept rows move to the layer's cache. */
+            void *pk = AT(m, m->a_prefill_k), *pv = AT(m, m->a_prefill_v);
+            o->qkv_rotary(ctx, q, pk, pv, qkv, rope, pos, pos, n, H, hd, c->rotary_dims, P);
+            o->attention(ctx, att, q, pk, pv, pos, n, H, hd, P);
+            compress_layer(m, l, n, q);
+        } else {
+            o->qkv_rotary(ctx, q, kc, vc, qkv, rope, pos, row, n, H, hd, c->rotary_dims, cap);
+            o->attention(ctx, att, q, kc, vc, row, n, H, hd, cap);
+            if (kv->method == RK_KV_H2O || kv->method == RK_KV_STREAMING) {
+                int32_t *row_pos = (int32_t *)AT(m, m->a_row_pos) + (size_t)H * m->row_off[l];
+                float *score = NULL;
+                if (kv->method == RK_KV_H2O) {
+                    score = (float *)AT(m, m->a_row_score) + (size_t)H * m->row_off[l];
+                    o->attention_mass(ctx, score, q, kc, row, n, 0, H, hd, cap, cap, 1);
+                }
+                const int b = kv->budget[l];
+                o->kv_evict(ctx, kc, vc, row_pos, score, pos, row, H, hd, cap, b,
+                            kv->method == RK_KV_STREAMING ? kv->sinks : 0,
+                            kv->method == RK_KV_H2O ? rk_kv_recent(kv, b) : 0);
+            }
+        }
         o->linear(ctx, attn_out, att, WT(m, w->dense_w), WT(m, w->dense_b), n, D, D, 0);
         if (!par)
             o->add_layernorm(ctx, resid, attn_out, NULL, NORM(h2, w->ln2_w, w->ln2_b), none, n,
@@ -239,6 +332,49 @@ static void forward_ops(rk_model *m, int n)
     const int rows = n < m->lim.logits_rows ? n : m->lim.logits_rows;
     const void *last = (const char *)h + (size_t)(n - rows) * D * o->act_bytes;
     o->linear_f32out(ctx, AT(m, m->a_logits), last, WT(m, m->w_unembed), rows, D, c->vocab);
+}
+
+/* After layer L has attended over the whole prompt (N rows in the prefill
+ * region): each head's rows to keep, by the policy's rule, gathered into
+ * the layer's cache with their positions. */
+static void compress_layer(rk_model *m, int l, int n, const void *q)
+{
+    const rk_kv_policy *kv = &m->lim.kv;
+    const rk_ops *o = m->ops;
+    void *ctx = m->ctx;
+    const int H = m->cfg.n_heads, hd = m->cfg.head_dim, P = m->lim.max_prompt;
+    const int b = kv->budget[l], keep = b < n ? b : n, cap = m->layer_cap[l];
+    const size_t row_bytes = (size_t)m->cfg.hidden * rk_dtype_size(m->lim.kv_dtype);
+    const void *pk = AT(m, m->a_prefill_k), *pv = AT(m, m->a_prefill_v);
+    const void *zero = AT(m, m->a_step); /* pos0 = row0 = 0 */
+    float *mass = AT(m, m->a_mass), *score = NULL;
+    int32_t *idx = AT(m, m->a_keep);
+    switch (kv->method) {
+    case RK_KV_SNAPKV: {
+        const int window = kv->window < n ? kv->window : n;
+        o->attention_mass(ctx, mass, q, pk, zero, n, n - window, H, hd, P, P, 0);
+        o->kv_keep(ctx, idx, mass, n, H, P, kv->pool, b, window);
+        break;
+    }
+    case RK_KV_H2O: {
+        const int recent = rk_kv_recent(kv, b) < n ? rk_kv_recent(kv, b) : n;
+        o->attention_mass(ctx, mass, q, pk, zero, n, 0, H, hd, P, P, 0);
+        o->kv_keep(ctx, idx, mass, n, H, P, 1, b, recent);
+        score = (float *)AT(m, m->a_row_score) + (size_t)H * m->row_off[l];
+        break;
+    }
+    case RK_KV_STREAMING:
+        /* Positions only: the same rows for every head, chosen here. */
+        for (int h = 0; h < H; h++)
+            rk_streaming_select(n, b, kv->sinks, m->host_keep + (size_t)h * keep);
+        o->copy_in(ctx, idx, m->host_keep, (size_t)H * keep * sizeof(int32_t));
+        break;
+    case RK_KV_FULL: return;
+    }
+    o->kv_gather(ctx, AT(m, m->a_k + m->row_off[l] * row_bytes),
+                 AT(m, m->a_v + m->row_off[l] * row_bytes),
+                 (int32_t *)AT(m, m->a_row_pos) + (size_t)H * m->row_off[l], score, pk, pv,
+                 score ? mass : NULL, idx, keep, H, hd, cap, P, P);
 }
 
 /* Where the target can record, the one-token step is recorded once at
@@ -285,15 +421,41 @@ static rk_status run_forward(rk_model *m, const int32_t *tokens, int n)
             return rk_fail(RK_EINVAL, "token id %d is outside the vocabulary [0, %d)", tokens[i],
                            c->vocab);
 
+    const rk_kv_method method = m->lim.kv.method;
+    const int evicting = method == RK_KV_H2O || method == RK_KV_STREAMING;
+    const int compressing = method != RK_KV_FULL && m->n_past == 0;
+    if (evicting && !compressing && n != 1)
+        return rk_fail(RK_ELIMIT, "%s evicts one token per step: after the prompt, forward one "
+                                  "token at a time (got %d)", rk_kv_method_name(method), n);
+    for (int l = 0; !compressing && l < c->n_layers; l++)
+        if (m->rows[l] + n > m->layer_cap[l])
+            return rk_fail(RK_ELIMIT, "layer %d's cache would reach %d rows; the plan holds %d",
+                           l, m->rows[l] + n, m->layer_cap[l]);
+
     int32_t *step = m->host_step;
+    const int L = c->n_layers;
     step[0] = m->n_past;
-    memcpy(step + 1, tokens, (size_t)n * sizeof(int32_t));
-    rk_status st = o->copy_in(m->ctx, AT(m, m->a_step), step, (size_t)(n + 1) * sizeof(int32_t));
+    for (int l = 0; l < L; l++)
+        step[1 + l] = compressing ? 0 : m->rows[l];
+    memcpy(step + 1 + L, tokens, (size_t)n * sizeof(int32_t));
+    rk_status st =
+        o->copy_in(m->ctx, AT(m, m->a_step), step, (size_t)(1 + L + n) * sizeof(int32_t));
     if (st != RK_OK)
         return st;
-    if (n == 1 && m->lim.logits_rows == 1)
+    for (int l = 0; l < L; l++) {
+        const int b = m->lim.kv.budget[l];
+        if (compressing)
+            m->rows[l] = b < n ? b : n;
+        else if (evicting)
+            m->rows[l] = m->rows[l] + n < b ? m->rows[l] + n : b;
+        else
+            m->rows[l] += n;
+    }
+    if (n == 1 && m->lim.logits_rows == 1 && !compressing)
         return decode_step(m);
+    m->compressing = compressing;
     forward_ops(m, n);
+    m->compressing = 0;
     return RK_OK;
 }
 
@@ -363,6 +525,20 @@ rk_status rk_model_prefill(rk_model *m, const int32_t *tokens, int n)
         i += k;
     }
     return RK_OK;
+}
+
+rk_status rk_model_kept_positions(rk_model *m, int layer, int32_t *out)
+{
+    if (m->lim.kv.method == RK_KV_FULL || layer < 0 || layer >= m->cfg.n_layers)
+        return rk_fail(RK_EINVAL, "kept positions of layer %d: the model compresses %s", layer,
+                       m->lim.kv.method == RK_KV_FULL ? "nothing" : "fewer layers");
+    const int H = m->cfg.n_heads, rows = m->rows[layer], cap = m->layer_cap[layer];
+    const int32_t *pos = (const int32_t *)AT(m, m->a_row_pos) + (size_t)H * m->row_off[layer];
+    rk_status st = RK_OK;
+    for (int h = 0; h < H && st == RK_OK; h++)
+        st = m->ops->copy_out(m->ctx, out + (size_t)h * rows, pos + (size_t)h * cap,
+                              (size_t)rows * sizeof(int32_t));
+    return st == RK_OK ? m->ops->sync(m->ctx) : st;
 }
 
 const float *rk_model_logits(const rk_model *m, int r)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "kv_policy.h"
 #include "ops.h"
 #include "plan.h"
 
@@ -17,6 +18,7 @@ typedef struct {
     int prefill_chunk;  /* tokens per forward call */
     int logits_rows;    /* 1 for generation; prefill_chunk to score every position */
     rk_dtype kv_dtype;
+    rk_kv_policy kv;    /* zero: the full cache */
 } rk_limits;
 
 /* Offsets of one layer's tensors inside the weights block. */
@@ -28,7 +30,13 @@ typedef struct {
 typedef struct {
     rk_config cfg;
     rk_limits lim;
-    int cap; /* cache positions per layer: max_prompt + max_new_tokens */
+    int cap; /* positions in a sequence: max_prompt + max_new_tokens */
+    /* Cache rows per layer: cap for the full cache; min(budget, max_prompt)
+     * + max_new_tokens for SnapKV; budget + 1 for the evicting methods,
+     * whose new token takes the extra row until one is evicted. */
+    int layer_cap[RK_MAX_LAYERS];
+    size_t row_off[RK_MAX_LAYERS]; /* rows per head before layer l's cache */
+    size_t kv_bytes;              /* K and V of all layers */
     const rk_ops *ops;
     void *ctx;
 
@@ -43,14 +51,21 @@ typedef struct {
     /* Arena offsets. */
     size_t a_step, a_rope, a_x, a_h, a_h2, a_qkv, a_q, a_att, a_attn_out, a_mlp_h, a_mlp_out;
     size_t a_scratch, a_logits, a_top_vals, a_top_ids, a_k, a_v;
-    size_t kv_layer_bytes; /* one layer's K (or V) cache */
+    /* Compression: one layer's full-length K and V during prefill, its
+     * attention mass, the kept rows, and per cached row its position (and,
+     * for H2O, its accumulated attention). Absent (0) for the full cache. */
+    size_t a_prefill_k, a_prefill_v, a_mass, a_keep, a_row_pos, a_row_score;
 
-    /* Host staging, allocated with the model: logits_rows × vocab logits,
-     * and pos0 plus the chunk's token ids on their way in. */
+    /* Host staging, allocated with the model: logits_rows × vocab logits;
+     * the step input (pos0, each layer's row0, the chunk's token ids); kept
+     * rows computed on the host. */
     float *host_logits;
     int32_t *host_step;
+    int32_t *host_keep;
     int n_logits;       /* rows valid after the last forward */
-    int n_past;         /* positions in the cache */
+    int n_past;         /* positions seen in this sequence */
+    int rows[RK_MAX_LAYERS]; /* cache rows in use per layer */
+    int compressing;    /* the current forward compresses after each layer */
     int decode_recorded; /* the target holds a recording of the one-token step */
     size_t device_used_before; /* device bytes in use before the two allocations
                                   (targets that report it), for memory reports */
@@ -90,6 +105,12 @@ rk_status rk_model_forward_top_k(rk_model *m, const int32_t *tokens, int n, int 
 
 /* Runs a prompt of any length ≤ max_prompt in chunks. */
 rk_status rk_model_prefill(rk_model *m, const int32_t *tokens, int n);
+
+/* The positions of the rows layer LAYER keeps, head after head, into OUT
+ * (n_heads × rows[layer] int32), for compressing policies. Evicting
+ * policies keep them current; SnapKV records the prompt's rows, so call it
+ * right after the prefill. */
+rk_status rk_model_kept_positions(rk_model *m, int layer, int32_t *out);
 
 /* Row R (0 = first row kept) of the logits of the last forward. */
 const float *rk_model_logits(const rk_model *m, int r);

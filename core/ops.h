@@ -75,22 +75,63 @@ typedef struct rk_ops {
     /* Same as linear but y is fp32 whatever the compute type (logits). */
     void (*linear_f32out)(void *ctx, float *y, const void *x, const void *w,
                           int n, int in, int out);
-    /* The first position of the current tokens, pos0, is read from the
-     * int32 at POS in the arena rather than passed by value, so that a
-     * captured sequence of ops (a CUDA graph) replays at any position. */
+    /* Positions and cache rows are int32s in the arena, read by the ops
+     * rather than passed by value, so that a captured sequence of ops (a CUDA
+     * graph) replays at any step: POS holds pos0, the position of the first
+     * current token (for rotary), ROW holds row0, the cache row it goes to.
+     * They differ once a compressed cache keeps fewer rows than positions;
+     * cached keys carry their rotation, so rows need not be in order. */
 
     /* Splits fused qkv rows ([n, heads, 3, head_dim], per head [q|k|v]),
      * applies rotary (rotate_half layout on the first rot_dims dims) at
-     * positions pos0.., writes q as [heads, n, head_dim] and appends k, v to
-     * the layer's caches laid out [heads, cap, head_dim] at rows pos0... */
+     * positions pos0.., writes q as [heads, n, head_dim] and the k, v rows to
+     * the layer's caches laid out [heads, cap, head_dim] at rows row0... */
     void (*qkv_rotary)(void *ctx, void *q, void *k_cache, void *v_cache, const void *qkv,
-                       const float *rope, const void *pos, int n, int heads, int head_dim,
-                       int rot_dims, int cap);
-    /* Causal attention of n queries at positions pos0.. over cache rows
-     * 0..pos0+n-1; out is [n, heads * head_dim]. */
+                       const float *rope, const void *pos, const void *row, int n, int heads,
+                       int head_dim, int rot_dims, int cap);
+    /* Causal attention of n queries over cache rows 0..row0+n-1, query i
+     * seeing rows 0..row0+i; out is [n, heads * head_dim]. */
     void (*attention)(void *ctx, void *out, const void *q, const void *k_cache,
-                      const void *v_cache, const void *pos, int n, int heads, int head_dim,
+                      const void *v_cache, const void *row, int n, int heads, int head_dim,
                       int cap);
+
+    /* KV compression (optional: without them a target refuses compressing
+     * policies when the plan is made). Scores are fp32 [heads, stride]. */
+
+    /* The attention mass each cached row receives from queries FROM..n-1 of
+     * the same call to attention: score[h, c] = sum over those queries of
+     * their softmax probability of row c (rows 0..row0+n-1). With ADD the
+     * sums are added to the scores of rows before row0 (this call's own rows
+     * start from zero), otherwise they replace them. */
+    void (*attention_mass)(void *ctx, float *score, const void *q, const void *k_cache,
+                           const void *row, int n, int from, int heads, int head_dim, int cap,
+                           int stride, int add);
+    /* Per head, the rows to keep of a layer of N rows: the last TAIL, and the
+     * BUDGET - TAIL best of the others by score max-pooled over POOL
+     * neighbours (1: as is), ties to the earlier row; all N when N <= BUDGET.
+     * Writes keep = min(budget, n) rows ascending to idx[h, 0..keep), head
+     * after head (stride keep).
+     * The rule is rk_snapkv_select's (kv_select.h). */
+    void (*kv_keep)(void *ctx, int32_t *idx, const float *score, int n, int heads, int stride,
+                    int pool, int budget, int tail);
+    /* Copies rows idx[h, 0..keep) (stride KEEP) of the source caches (SCAP
+     * rows per head) to rows 0..keep of the destination caches (DCAP rows),
+     * sets pos[h, j] = idx[h, j] ([heads, dcap]), and when SSCORE is set,
+     * gathers score rows (stride SSTRIDE) into dscore (stride DCAP). */
+    void (*kv_gather)(void *ctx, void *dk, void *dv, int32_t *pos, float *dscore,
+                      const void *sk, const void *sv, const float *sscore, const int32_t *idx,
+                      int keep, int heads, int head_dim, int dcap, int scap, int sstride);
+    /* A decode step of an evicting policy, after its attention: the token
+     * just written to row row0 gets pos[h, row0] = pos0; then, when row0 has
+     * reached BUDGET (the cache holds budget + 1 rows, cap), each head evicts
+     * one row and moves the new one into its place. Candidates are rows
+     * whose position is at least SINKS and at most pos0 - RECENT; the victim
+     * has the lowest score ([heads, cap]), or the lowest position when SCORE
+     * is NULL; ties to the lower row. */
+    void (*kv_evict)(void *ctx, void *k_cache, void *v_cache, int32_t *pos_rows, float *score,
+                     const void *pos, const void *row, int heads, int head_dim, int cap,
+                     int budget, int sinks, int recent);
+
     /* Optional: the K (1..RK_TOP_K_MAX) largest of the VOCAB fp32 logits,
      * their values to VALS and ids to IDS (arena buffers), in any order; for
      * K = 1 the first id on ties, as argmax. Decoding then copies a few bytes

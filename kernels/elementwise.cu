@@ -145,8 +145,8 @@ __global__ void add_layernorm_kernel(__half *x, const __half *a, const __half *b
 /* One thread per 8 dims of a head's q, k or v; blockIdx.x is the token. A
  * chunk that holds rotary dims fetches its rotate_half partners one by one. */
 __global__ void qkv_rotary_kernel(__half *q, __half *kc, __half *vc, const __half *qkv,
-                                  const float *rope, const int *pos, int n, int heads,
-                                  int head_dim, int rot, int cap)
+                                  const float *rope, const int *pos, const int *row, int n,
+                                  int heads, int head_dim, int rot, int cap)
 {
     rk_wait_previous();
     rk_allow_next();
@@ -154,7 +154,7 @@ __global__ void qkv_rotary_kernel(__half *q, __half *kc, __half *vc, const __hal
     if (t >= heads * 3 * chunks)
         return;
     const int i = blockIdx.x, h = t / (3 * chunks), part = t / chunks % 3, c = t % chunks;
-    const int p = *pos + i;
+    const int p = *pos + i, r = *row + i;
     const __half *src = qkv + ((size_t)i * heads + h) * 3 * head_dim + (size_t)part * head_dim;
     uint4 raw = reinterpret_cast<const uint4 *>(src)[c];
     if (part < 2 && c * 8 < rot) {
@@ -173,7 +173,7 @@ __global__ void qkv_rotary_kernel(__half *q, __half *kc, __half *vc, const __hal
         raw = pack(v);
     }
     __half *dst = part == 0 ? q + ((size_t)h * n + i) * head_dim
-                            : (part == 1 ? kc : vc) + ((size_t)h * cap + p) * head_dim;
+                            : (part == 1 ? kc : vc) + ((size_t)h * cap + r) * head_dim;
     reinterpret_cast<uint4 *>(dst)[c] = raw;
 }
 
@@ -359,14 +359,14 @@ void rk_k_add_layernorm(cudaStream_t s, void *x, const void *a, const void *b, v
 }
 
 void rk_k_qkv_rotary(cudaStream_t s, void *q, void *k_cache, void *v_cache, const void *qkv,
-                     const float *rope, const int *pos, int n, int heads, int head_dim,
-                     int rot_dims, int cap)
+                     const float *rope, const int *pos, const int *row, int n, int heads,
+                     int head_dim, int rot_dims, int cap)
 {
     const int per_token = heads * 3 * head_dim / 8;
     launch_dependent(qkv_rotary_kernel, dim3(n, (per_token + kThreads - 1) / kThreads),
                      dim3(kThreads), 0, s, (__half *)q,
-                     (__half *)k_cache, (__half *)v_cache, (const __half *)qkv, rope, pos, n,
-                     heads, head_dim, rot_dims, cap);
+                     (__half *)k_cache, (__half *)v_cache, (const __half *)qkv, rope, pos, row,
+                     n, heads, head_dim, rot_dims, cap);
 }
 
 size_t rk_k_top_k_scratch_bytes(void) { return kArgmaxBlocks * sizeof(arg_best) + 16; }

@@ -77,10 +77,28 @@ ev="$bin/rankkv-eval"
 expect 2 'dataset' -- "$ev"
 expect 2 'NAME=PATH' -- "$ev" --dataset nothing
 expect 2 'shorter than' -- "$ev" --dataset t="$tmp/text.txt" --context 64 --tail 64
-expect 2 'unknown --method' -- "$ev" --dataset t="$tmp/text.txt" --method magic
+expect 2 'unknown KV method' -- "$ev" --dataset t="$tmp/text.txt" --method magic
 expect 1 'no document of' -- "$ev" --dataset t="$tmp/text.txt" --context 1024 --tail 256
 expect 1 'max_position_embeddings' -- "$ev" --dataset t="$tmp/text.txt" --context 4096 --tail 256
 expect 0 'window 1/1' -- "$ev" --dataset t="$tmp/text.txt" --context 128 --tail 32 --max-windows 1
+expect 0 'streamingllm' -- "$ev" --dataset t="$tmp/text.txt" --context 128 --tail 32 --max-windows 1 \
+    --method full,snapkv,pyramidkv,h2o,streamingllm --budget 48,64 --kv-window 8
+expect 2 'must exceed the observation window' -- "$ev" --dataset t="$tmp/text.txt" --context 128 \
+    --tail 32 --method pyramidkv --budget 32
+
+# KV budgets: wrong length, below the window, more than the plan holds.
+echo "64 64 64" >"$tmp/budgets3.txt"
+expect 2 '3 entries' -- "$gen" --kv snapkv --kv-budget 64 --kv-budgets "$tmp/budgets3.txt"
+echo "100 100 20 36" >"$tmp/budgets_low.txt"
+expect 2 'below the minimum' -- "$gen" --kv snapkv --kv-budget 64 --kv-budgets "$tmp/budgets_low.txt"
+echo "64 x 64 64" >"$tmp/budgets_bad.txt"
+expect 2 "'x', not a budget" -- "$gen" --kv snapkv --kv-budget 64 --kv-budgets "$tmp/budgets_bad.txt"
+expect 1 'more than the plan allows' -- "$gen" --kv h2o --kv-budget 4000 --max-context 512
+expect 2 'needs an average budget' -- "$gen" --kv snapkv
+expect 0 '' -- "$gen" --kv snapkv --kv-budget 40 --max-new-tokens 24 --print-plan
+# 4 layers x (40 kept + 24 new) positions x 2 (K, V) x 160 dims x 4 B
+if grep -q 'KV cache: 327680 bytes' "$tmp/out"; then ok; else bad "KV bytes in the plan"; cat "$tmp/out"; fi
+expect 0 '' -- "$gen" --kv pyramidkv --kv-budget 64 --max-new-tokens 8 --prompt "$(cat "$tmp/text.txt")"
 
 echo "cli_test: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

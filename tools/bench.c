@@ -25,11 +25,13 @@ static const char usage[] =
     "  --new-tokens N       generated tokens per run (default 64)\n"
     "  --chunk N            prefill chunk (default: the longest prompt, one chunk)\n"
     "  --repeats N          timed runs per model (default 3)\n"
+    CLI_KV_HELP
+    "                       (--kv takes a comma-separated list here: one run per method)\n"
     "  --target cpu|cuda    where to run (default cpu)\n"
     "  --out FILE           write the JSON record to FILE (default: stdout only)\n"
     "  -h, --help           this text\n";
 
-enum { MAX_MODELS = 8, MAX_REPEATS = 50, MAX_PROMPTS = 16 };
+enum { MAX_MODELS = 8, MAX_REPEATS = 50, MAX_PROMPTS = 16, MAX_METHODS = 8 };
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -79,7 +81,12 @@ int main(int argc, char **argv)
                                              {"target", required_argument, 0, TARGET},
                                              {"out", required_argument, 0, OUT},
                                              {"help", no_argument, 0, 'h'},
+                                             CLI_KV_LONGOPTS,
                                              {0, 0, 0, 0}};
+    cli_kv kv = {0};
+    char method_list[256] = "full";
+    char *methods[MAX_METHODS];
+    int n_methods = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -106,9 +113,19 @@ int main(int argc, char **argv)
         case TARGET: target = optarg; break;
         case OUT: out = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
-        default: cli_usage_error("unknown option");
+        case CLI_KV_METHOD: snprintf(method_list, sizeof method_list, "%s", optarg); break;
+        default:
+            if (!cli_kv_option(&kv, c, optarg))
+                cli_usage_error("unknown option");
         }
     }
+    for (char *w = strtok(method_list, ","); w; w = strtok(NULL, ",")) {
+        if (n_methods == MAX_METHODS)
+            cli_usage_error("at most %d methods in --kv", MAX_METHODS);
+        methods[n_methods++] = w;
+    }
+    if (n_methods == 0)
+        cli_usage_error("--kv needs at least one method");
     if (optind < argc)
         cli_usage_error("unexpected argument '%s'", argv[optind]);
     if (n_models == 0)
@@ -123,14 +140,28 @@ int main(int argc, char **argv)
     cli_command_line(argc, argv, command, sizeof command);
     for (int i = 0; i < n_prompts; i++)
         longest = prompts[i] > longest ? prompts[i] : longest;
-    printf("%-20s %7s %10s %10s %11s %11s %10s %10s\n", "model", "context", "ttft_ms", "tpot_ms",
-           "prefill_t/s", "decode_t/s", "arena_MB", "device_MB");
-    for (int k = 0; k < n_models; k++) {
+    printf("%-20s %-13s %7s %10s %10s %11s %11s %10s %10s %10s\n", "model", "kv", "context",
+           "ttft_ms", "tpot_ms", "prefill_t/s", "decode_t/s", "kv_MB", "arena_MB", "device_MB");
+    for (int run_i = 0; run_i < n_models * n_methods; run_i++) {
+        const int k = run_i / n_methods;
+        const char *method = methods[run_i % n_methods];
+        char cfg_path[4096];
+        rk_config cfg;
+        snprintf(cfg_path, sizeof cfg_path, "%s/config.json", models[k]);
+        if (rk_config_load(cfg_path, &cfg) != RK_OK)
+            cli_die();
+        cli_kv one = kv;
+        one.opt.method = method;
+        if (strcmp(method, "full") == 0)
+            one.opt.average = 0;
         rk_limits lim = {.max_prompt = longest, .max_new_tokens = new_tokens,
                          .prefill_chunk = chunk && chunk < longest ? chunk : longest,
-                         .logits_rows = 1, .kv_dtype = ops->kv_dtype};
+                         .logits_rows = 1, .kv_dtype = ops->kv_dtype,
+                         .kv = cli_kv_policy(&one, cfg.n_layers)};
+        if (lim.kv.method != RK_KV_FULL)
+            lim.prefill_chunk = longest;
         rk_model *m;
-        fprintf(stderr, "[bench] loading %s\n", models[k]);
+        fprintf(stderr, "[bench] loading %s (kv %s)\n", models[k], method);
         if (rk_model_load(models[k], ops, &lim, &m) != RK_OK)
             cli_die();
         rk_model_print_plan(m, stderr);
@@ -163,9 +194,10 @@ int main(int argc, char **argv)
             char device_col[32] = "-";
             if (ops->device_used_bytes)
                 snprintf(device_col, sizeof device_col, "%.1f", device_mb);
-            printf("%-20s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10s\n", cli_base_name(models[k]), n,
-                   1e3 * t_first, 1e3 * t_tok, n / t_first, t_tok > 0 ? 1.0 / t_tok : 0.0,
-                   arena_mb, device_col);
+            const double kv_mb = (double)m->kv_bytes / 1048576.0;
+            printf("%-20s %-13s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10.1f %10s\n",
+                   cli_base_name(models[k]), method, n, 1e3 * t_first, 1e3 * t_tok, n / t_first,
+                   t_tok > 0 ? 1.0 / t_tok : 0.0, kv_mb, arena_mb, device_col);
 
             cJSON *run = cJSON_CreateObject();
             cJSON_AddStringToObject(run, "model", cli_base_name(models[k]));
@@ -175,6 +207,10 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(run, "new_tokens", new_tokens);
             cJSON_AddNumberToObject(run, "context", n);
             cJSON_AddNumberToObject(run, "prefill_chunk", lim.prefill_chunk);
+            cJSON_AddStringToObject(run, "kv_method", method);
+            if (lim.kv.method != RK_KV_FULL)
+                cJSON_AddNumberToObject(run, "kv_budget", lim.kv.average);
+            cJSON_AddNumberToObject(run, "kv_cache_mb", kv_mb);
             cJSON_AddNumberToObject(run, "ttft_ms", 1e3 * t_first);
             cJSON_AddNumberToObject(run, "tpot_ms", 1e3 * t_tok);
             cJSON_AddNumberToObject(run, "prefill_tok_s", n / t_first);

@@ -125,3 +125,60 @@ rk_status cli_tokenize_file(const rk_tokenizer *tok, const char *path, int32_t *
     free(data);
     return st;
 }
+
+/* Reads up to RK_MAX_LAYERS integers from PATH. */
+static int read_budgets(const char *path, int *out)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        cli_usage_error("--kv-budgets: cannot open %s", path);
+    int n = 0;
+    char word[64];
+    while (fscanf(f, "%63s", word) == 1) {
+        if (n == RK_MAX_LAYERS) {
+            fclose(f);
+            cli_usage_error("--kv-budgets: %s has more than %d entries", path, RK_MAX_LAYERS);
+        }
+        char *end;
+        errno = 0;
+        long v = strtol(word, &end, 10);
+        if (errno || *end || v < 0 || v > (1 << 24)) {
+            fclose(f);
+            cli_usage_error("--kv-budgets: entry %d of %s is '%s', not a budget", n + 1, path,
+                            word);
+        }
+        out[n++] = (int)v;
+    }
+    fclose(f);
+    if (n == 0)
+        cli_usage_error("--kv-budgets: %s holds no budgets", path);
+    return n;
+}
+
+int cli_kv_option(cli_kv *kv, int code, const char *arg)
+{
+    rk_kv_options *o = &kv->opt;
+    switch (code) {
+    case CLI_KV_METHOD: o->method = arg; break;
+    case CLI_KV_BUDGET: o->average = (int)cli_int("--kv-budget", arg, 1, 1 << 24); break;
+    case CLI_KV_BUDGETS:
+        o->n_budgets = read_budgets(arg, kv->budgets);
+        o->budgets = kv->budgets;
+        break;
+    case CLI_KV_WINDOW: o->window = (int)cli_int("--kv-window", arg, 1, 1 << 20); break;
+    case CLI_KV_POOL: o->pool = (int)cli_int("--kv-pool", arg, 1, 1023); break;
+    case CLI_KV_SINKS: o->sinks = (int)cli_int("--kv-sinks", arg, 1, 1 << 20); break;
+    case CLI_KV_RECENT: o->recent = (int)cli_int("--kv-recent", arg, 1, 1 << 20); break;
+    case CLI_KV_BETA: o->beta = cli_double("--pyramid-beta", arg, 1, 1e6); break;
+    default: return 0;
+    }
+    return 1;
+}
+
+rk_kv_policy cli_kv_policy(const cli_kv *kv, int layers)
+{
+    rk_kv_policy p;
+    if (rk_kv_policy_make(&kv->opt, layers, &p) != RK_OK)
+        cli_usage_error("%s", rk_last_error());
+    return p;
+}

@@ -41,4 +41,41 @@ void cli_command_line(int argc, char **argv, char *buf, size_t len);
  * reads them: CRLF and CR become LF) and tokenizes it. */
 rk_status cli_tokenize_file(const rk_tokenizer *tok, const char *path, int32_t **ids, size_t *n);
 
+/* The KV-policy options every tool takes. A tool lists CLI_KV_LONGOPTS in
+ * its getopt table and hands the codes it does not know to cli_kv_option. */
+enum { CLI_KV_FIRST = 1024, CLI_KV_METHOD = CLI_KV_FIRST, CLI_KV_BUDGET, CLI_KV_BUDGETS,
+       CLI_KV_WINDOW, CLI_KV_POOL, CLI_KV_SINKS, CLI_KV_RECENT, CLI_KV_BETA };
+#define CLI_KV_LONGOPTS                                                                        \
+    {"kv", required_argument, 0, CLI_KV_METHOD},                                               \
+        {"kv-budget", required_argument, 0, CLI_KV_BUDGET},                                    \
+        {"kv-budgets", required_argument, 0, CLI_KV_BUDGETS},                                  \
+        {"kv-window", required_argument, 0, CLI_KV_WINDOW},                                    \
+        {"kv-pool", required_argument, 0, CLI_KV_POOL},                                        \
+        {"kv-sinks", required_argument, 0, CLI_KV_SINKS},                                      \
+        {"kv-recent", required_argument, 0, CLI_KV_RECENT},                                    \
+        {"pyramid-beta", required_argument, 0, CLI_KV_BETA}
+#define CLI_KV_HELP                                                                            \
+    "  --kv METHOD           KV cache: " RK_KV_METHODS " (default full)\n"          \
+    "  --kv-budget N         average positions kept per layer after the prompt\n"              \
+    "  --kv-budgets FILE     explicit per-layer budgets (whitespace-separated; they must\n"     \
+    "                        sum to layers x --kv-budget)\n"                                   \
+    "  --kv-window N         SnapKV/PyramidKV observation window (default 32)\n"               \
+    "  --kv-pool N           SnapKV max-pool kernel, odd (default 7)\n"                        \
+    "  --kv-sinks N          StreamingLLM attention sinks (default 4)\n"                       \
+    "  --kv-recent N         H2O recent window (default: half of each layer's budget)\n"      \
+    "  --pyramid-beta X      PyramidKV schedule: top layer gets 1/X of the average\n"          \
+    "                        share above the window (default 20)\n"
+
+typedef struct {
+    rk_kv_options opt;
+    int budgets[RK_MAX_LAYERS];
+} cli_kv;
+
+/* Takes one KV option with its argument; 0 when CODE is not one. */
+int cli_kv_option(cli_kv *kv, int code, const char *arg);
+
+/* The policy for a model of LAYERS layers; a usage error when it is
+ * inconsistent. */
+rk_kv_policy cli_kv_policy(const cli_kv *kv, int layers);
+
 #endif

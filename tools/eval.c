@@ -21,26 +21,34 @@
 static const char usage[] =
     "usage: rankkv-eval --dataset NAME=PATH [--dataset ...] [options]\n"
     "Perplexity of the last T tokens of each C-token window, scored one token at\n"
-    "a time through the decode step after a prefill of the first C - T. PATH is a\n"
-    "text file or a directory whose *.txt files are the documents; each document\n"
-    "is cut into non-overlapping windows.\n"
+    "a time through the decode step after a prefill of the first C - T, which\n"
+    "the KV method compresses to its budget. PATH is a text file or a directory\n"
+    "whose *.txt files are the documents; each document is cut into\n"
+    "non-overlapping windows, taken evenly from the documents (at most\n"
+    "ceil(N / documents) each, in file-name order). One row per dataset x\n"
+    "method x budget.\n"
     "\n"
     "  --model DIR          model directory (default: " RK_DEFAULT_MODEL ")\n"
     "  --dataset NAME=PATH  a dataset (repeatable, up to 8)\n"
     "  --context C          window length (default 2048)\n"
     "  --tail T             scored tokens at the end of each window (default 256)\n"
     "  --max-windows N      windows per dataset (default 16)\n"
-    "  --method full        KV-cache policy (default full; the compression methods\n"
-    "                       of issue #5 plug in here)\n"
+    "  --method LIST        comma-separated KV methods: " RK_KV_METHODS "\n"
+    "                       (default full)\n"
+    "  --budget LIST        comma-separated average budgets (default 128,256,512,1024);\n"
+    "                       the full cache runs once\n"
+    CLI_KV_HELP
     "  --target cpu|cuda    where to run (default cpu)\n"
     "  --json FILE          also write the results as JSON\n"
     "  -h, --help           this text\n"
     "Progress goes to stderr; the table to stdout.\n";
 
-enum { MAX_DATASETS = 8, MAX_DOCS = 256 };
+enum { MAX_DATASETS = 8, MAX_DOCS = 256, MAX_LIST = 16 };
 
 typedef struct {
     const char *name, *path;
+    int32_t *windows; /* n_windows × context token ids */
+    int n_windows;
 } dataset;
 
 typedef struct {
@@ -92,22 +100,78 @@ static void score_window(rk_model *m, const int32_t *win, int context, int tail,
     t->windows++;
 }
 
+/* Cuts the dataset's documents into windows of CONTEXT tokens, up to MAX. */
+static void load_windows(rk_tokenizer *tok, dataset *set, int context, int max)
+{
+    static char docs[MAX_DOCS][4096];
+    const int n_docs = list_documents(set->path, docs);
+    if (n_docs == 0) {
+        rk_fail(RK_EIO, "dataset %s: no .txt documents in %s", set->name, set->path);
+        cli_die();
+    }
+    set->windows = malloc((size_t)max * context * sizeof(int32_t));
+    if (!set->windows) {
+        rk_fail(RK_ENOMEM, "out of memory for %d windows", max);
+        cli_die();
+    }
+    set->n_windows = 0;
+    /* Windows come evenly from the documents, so that one long book does
+     * not stand for the whole set. */
+    const int per_doc = (max + n_docs - 1) / n_docs;
+    for (int d = 0; d < n_docs && set->n_windows < max; d++) {
+        int32_t *ids;
+        size_t n;
+        if (cli_tokenize_file(tok, docs[d], &ids, &n) != RK_OK)
+            cli_die();
+        const int first = set->n_windows;
+        for (size_t w = 0; w + (size_t)context <= n && set->n_windows < max &&
+                           set->n_windows - first < per_doc;
+             w += context)
+            memcpy(set->windows + (size_t)set->n_windows++ * context, ids + w,
+                   (size_t)context * sizeof(int32_t));
+        free(ids);
+    }
+    if (set->n_windows == 0) {
+        rk_fail(RK_EINVAL, "dataset %s has no document of %d tokens", set->name, context);
+        cli_die();
+    }
+}
+
+/* Splits a comma-separated LIST into at most MAX_LIST words (LIST is
+ * modified). */
+static int split_list(const char *flag, char *list, char **out)
+{
+    int n = 0;
+    for (char *w = strtok(list, ","); w; w = strtok(NULL, ",")) {
+        if (n == MAX_LIST)
+            cli_usage_error("%s takes at most %d entries", flag, MAX_LIST);
+        out[n++] = w;
+    }
+    if (n == 0)
+        cli_usage_error("%s is empty", flag);
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     cli_init("rankkv-eval");
-    const char *model = RK_DEFAULT_MODEL, *target = "cpu", *json_path = NULL, *method = "full";
+    const char *model = RK_DEFAULT_MODEL, *target = "cpu", *json_path = NULL;
+    char method_arg[1024] = "full", budget_arg[1024] = "128,256,512,1024";
     int context = 2048, tail = 256, max_windows = 16, n_sets = 0;
     dataset sets[MAX_DATASETS];
-    enum { MODEL = 256, DATASET, CONTEXT, TAIL, MAXW, METHOD, TARGET, JSON };
+    cli_kv kv = {0};
+    enum { MODEL = 256, DATASET, CONTEXT, TAIL, MAXW, METHOD, BUDGET, TARGET, JSON };
     static const struct option longopts[] = {{"model", required_argument, 0, MODEL},
                                              {"dataset", required_argument, 0, DATASET},
                                              {"context", required_argument, 0, CONTEXT},
                                              {"tail", required_argument, 0, TAIL},
                                              {"max-windows", required_argument, 0, MAXW},
                                              {"method", required_argument, 0, METHOD},
+                                             {"budget", required_argument, 0, BUDGET},
                                              {"target", required_argument, 0, TARGET},
                                              {"json", required_argument, 0, JSON},
                                              {"help", no_argument, 0, 'h'},
+                                             CLI_KV_LONGOPTS,
                                              {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -120,17 +184,20 @@ int main(int argc, char **argv)
             if (n_sets == MAX_DATASETS)
                 cli_usage_error("at most %d datasets", MAX_DATASETS);
             *eq = '\0';
-            sets[n_sets++] = (dataset){optarg, eq + 1};
+            sets[n_sets++] = (dataset){optarg, eq + 1, NULL, 0};
             break;
         }
         case CONTEXT: context = (int)cli_int("--context", optarg, 2, 1 << 20); break;
         case TAIL: tail = (int)cli_int("--tail", optarg, 1, 1 << 20); break;
         case MAXW: max_windows = (int)cli_int("--max-windows", optarg, 1, 1 << 20); break;
-        case METHOD: method = optarg; break;
+        case METHOD: snprintf(method_arg, sizeof method_arg, "%s", optarg); break;
+        case BUDGET: snprintf(budget_arg, sizeof budget_arg, "%s", optarg); break;
         case TARGET: target = optarg; break;
         case JSON: json_path = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
-        default: cli_usage_error("unknown option");
+        default:
+            if (!cli_kv_option(&kv, c, optarg))
+                cli_usage_error("unknown option");
         }
     }
     if (optind < argc)
@@ -139,69 +206,95 @@ int main(int argc, char **argv)
         cli_usage_error("give at least one --dataset NAME=PATH");
     if (tail >= context)
         cli_usage_error("--tail %d must be shorter than --context %d", tail, context);
-    if (strcmp(method, "full") != 0)
-        cli_usage_error("unknown --method '%s' (this build has: full)", method);
+    if (kv.opt.method || kv.opt.average)
+        cli_usage_error("rankkv-eval takes --method and --budget lists, not --kv/--kv-budget");
+    char *methods[MAX_LIST], *budget_words[MAX_LIST];
+    int budgets[MAX_LIST];
+    const int n_methods = split_list("--method", method_arg, methods);
+    const int n_budgets = split_list("--budget", budget_arg, budget_words);
+    for (int i = 0; i < n_budgets; i++)
+        budgets[i] = (int)cli_int("--budget", budget_words[i], 1, 1 << 20);
     const rk_ops *ops = rk_target_find(target);
     if (!ops)
         cli_die();
 
     char path[4096];
+    rk_config cfg;
     rk_tokenizer *tok;
+    snprintf(path, sizeof path, "%s/config.json", model);
+    if (rk_config_load(path, &cfg) != RK_OK)
+        cli_die();
+    if (context > cfg.max_pos) {
+        rk_fail(RK_ELIMIT, "a context of %d exceeds the model's max_position_embeddings %d",
+                context, cfg.max_pos);
+        cli_die();
+    }
+    /* Every policy is checked before the first window runs. */
+    rk_kv_policy policies[MAX_LIST * MAX_LIST];
+    const char *row_method[MAX_LIST * MAX_LIST];
+    int n_rows = 0;
+    for (int i = 0; i < n_methods; i++)
+        for (int b = 0; b < n_budgets; b++) {
+            cli_kv one = kv;
+            one.opt.method = methods[i];
+            if (strcmp(methods[i], "full") != 0)
+                one.opt.average = budgets[b];
+            else if (b > 0)
+                break;
+            row_method[n_rows] = methods[i];
+            policies[n_rows++] = cli_kv_policy(&one, cfg.n_layers);
+        }
     snprintf(path, sizeof path, "%s/tokenizer.json", model);
     if (rk_tok_load(path, &tok) != RK_OK)
         cli_die();
-    rk_limits lim = {.max_prompt = context - tail, .max_new_tokens = tail,
-                     .prefill_chunk = context - tail < 512 ? context - tail : 512,
-                     .logits_rows = 1, .kv_dtype = ops->kv_dtype};
-    rk_model *m;
-    if (rk_model_load(model, ops, &lim, &m) != RK_OK)
-        cli_die();
-    const rk_region *k = rk_plan_find(&m->plan, "kv_cache_k");
-    const double kv_mb = 2.0 * (double)k->size / 1048576.0;
+    for (int s = 0; s < n_sets; s++)
+        load_windows(tok, &sets[s], context, max_windows);
 
-    static char docs[MAX_DOCS][4096];
     cJSON *results = cJSON_CreateArray();
-    printf("%-12s %-8s %8s %8s %9s %9s %9s %9s\n", "dataset", "method", "windows", "tokens",
-           "ppl", "kv_MB", "ttft_ms", "tpot_ms");
-    for (int s = 0; s < n_sets; s++) {
-        tally t = {0};
-        const int n_docs = list_documents(sets[s].path, docs);
-        if (n_docs == 0) {
-            rk_fail(RK_EIO, "dataset %s: no .txt documents in %s", sets[s].name, sets[s].path);
+    char device[256] = "";
+    printf("%-12s %-13s %7s %8s %8s %9s %9s %9s %9s\n", "dataset", "method", "budget", "windows",
+           "tokens", "ppl", "kv_MB", "ttft_ms", "tpot_ms");
+    for (int r = 0; r < n_rows; r++) {
+        const rk_kv_policy *pol = &policies[r];
+        rk_limits lim = {.max_prompt = context - tail, .max_new_tokens = tail,
+                         .prefill_chunk = context - tail, .logits_rows = 1,
+                         .kv_dtype = ops->kv_dtype, .kv = *pol};
+        rk_model *m;
+        if (rk_model_load(model, ops, &lim, &m) != RK_OK)
             cli_die();
-        }
-        for (int d = 0; d < n_docs && t.windows < max_windows; d++) {
-            int32_t *ids;
-            size_t n;
-            if (cli_tokenize_file(tok, docs[d], &ids, &n) != RK_OK)
-                cli_die();
-            for (size_t w = 0; w + (size_t)context <= n && t.windows < max_windows; w += context) {
-                score_window(m, ids + w, context, tail, &t);
-                fprintf(stderr, "\r[eval] %s window %ld/%d  ppl %.4f", sets[s].name, t.windows,
-                        max_windows, exp(t.nll / t.scored));
+        ops->device_name(m->ctx, device, sizeof device);
+        const double kv_mb = (double)m->kv_bytes / 1048576.0;
+        for (int s = 0; s < n_sets; s++) {
+            tally t = {0};
+            for (int w = 0; w < sets[s].n_windows; w++) {
+                score_window(m, sets[s].windows + (size_t)w * context, context, tail, &t);
+                fprintf(stderr, "\r[eval %d/%d] %s %s %d window %ld/%d  ppl %.4f", r + 1, n_rows,
+                        sets[s].name, row_method[r], pol->average, t.windows, sets[s].n_windows,
+                        exp(t.nll / t.scored));
             }
-            free(ids);
+            fputc('\n', stderr);
+            const double ppl = exp(t.nll / t.scored), ttft = 1e3 * t.prefill_s / t.windows,
+                         tpot = 1e3 * t.decode_s / (t.steps ? t.steps : 1);
+            printf("%-12s %-13s %7d %8ld %8ld %9.4f %9.3f %9.2f %9.3f\n", sets[s].name,
+                   row_method[r], pol->average, t.windows, t.scored, ppl, kv_mb, ttft, tpot);
+            fflush(stdout);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "dataset", sets[s].name);
+            cJSON_AddStringToObject(o, "method", row_method[r]);
+            cJSON_AddNumberToObject(o, "budget", pol->average);
+            if (pol->method != RK_KV_FULL)
+                cJSON_AddItemToObject(o, "layer_budgets",
+                                      cJSON_CreateIntArray(pol->budget, cfg.n_layers));
+            cJSON_AddNumberToObject(o, "ppl", ppl);
+            cJSON_AddNumberToObject(o, "mean_nll", t.nll / t.scored);
+            cJSON_AddNumberToObject(o, "tokens_scored", (double)t.scored);
+            cJSON_AddNumberToObject(o, "windows", (double)t.windows);
+            cJSON_AddNumberToObject(o, "kv_cache_mb", kv_mb);
+            cJSON_AddNumberToObject(o, "ttft_ms", ttft);
+            cJSON_AddNumberToObject(o, "tpot_ms", tpot);
+            cJSON_AddItemToArray(results, o);
         }
-        fputc('\n', stderr);
-        if (t.windows == 0) {
-            rk_fail(RK_EINVAL, "dataset %s has no document of %d tokens", sets[s].name, context);
-            cli_die();
-        }
-        const double ppl = exp(t.nll / t.scored), ttft = 1e3 * t.prefill_s / t.windows,
-                     tpot = 1e3 * t.decode_s / (t.steps ? t.steps : 1);
-        printf("%-12s %-8s %8ld %8ld %9.4f %9.2f %9.2f %9.3f\n", sets[s].name, method, t.windows,
-               t.scored, ppl, kv_mb, ttft, tpot);
-        cJSON *r = cJSON_CreateObject();
-        cJSON_AddStringToObject(r, "dataset", sets[s].name);
-        cJSON_AddStringToObject(r, "method", method);
-        cJSON_AddNumberToObject(r, "ppl", ppl);
-        cJSON_AddNumberToObject(r, "mean_nll", t.nll / t.scored);
-        cJSON_AddNumberToObject(r, "tokens_scored", (double)t.scored);
-        cJSON_AddNumberToObject(r, "windows", (double)t.windows);
-        cJSON_AddNumberToObject(r, "kv_cache_mb", kv_mb);
-        cJSON_AddNumberToObject(r, "ttft_ms", ttft);
-        cJSON_AddNumberToObject(r, "tpot_ms", tpot);
-        cJSON_AddItemToArray(results, r);
+        rk_model_free(m);
     }
 
     if (json_path) {
@@ -210,8 +303,6 @@ int main(int argc, char **argv)
         cli_command_line(argc, argv, command, sizeof command);
         time_t now = time(NULL);
         strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-        char device[256];
-        ops->device_name(m->ctx, device, sizeof device);
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "model", cli_base_name(model));
         cJSON_AddStringToObject(j, "device", device);
@@ -233,7 +324,8 @@ int main(int argc, char **argv)
     } else {
         cJSON_Delete(results);
     }
-    rk_model_free(m);
+    for (int s = 0; s < n_sets; s++)
+        free(sets[s].windows);
     rk_tok_free(tok);
     return 0;
 }

@@ -27,13 +27,15 @@ static const char usage[] =
     "  --max-new-tokens N    tokens to generate (default 64)\n"
     "  --max-context N       cache positions planned: prompt + new tokens (default:\n"
     "                        min(2048, max_position_embeddings))\n"
-    "  --chunk N             prefill chunk (default 256)\n"
+    "  --chunk N             prefill chunk (default 256; with --kv other than full the\n"
+    "                        whole prompt is one chunk)\n"
     "  --temperature T       0 = greedy (default 0)\n"
     "  --top-k K             keep the K most likely tokens (default 0 = off)\n"
     "  --top-p P             nucleus sampling mass (default 1 = off)\n"
     "  --seed S              RNG seed (default 0)\n"
     "  --ignore-eos          keep generating after the end-of-text token\n"
     "  --target cpu|cuda     where to run (default cpu)\n"
+    CLI_KV_HELP
     "  --print-plan          print the memory plan and exit (no weights are read)\n"
     "  --json                end stdout with one JSON object (ids, text, speeds)\n"
     "  --quiet               do not stream text (with --json)\n"
@@ -43,6 +45,7 @@ typedef struct {
     const char *model, *prompt, *prompt_file, *target;
     int max_new, max_context, chunk, ignore_eos, print_plan, json, quiet;
     rk_sampling sampling;
+    cli_kv kv;
 } options;
 
 static options parse(int argc, char **argv)
@@ -58,6 +61,7 @@ static options parse(int argc, char **argv)
     static const struct option longopts[] = {
         {"model", required_argument, 0, MODEL},
         {"prompt", required_argument, 0, PROMPT},
+        CLI_KV_LONGOPTS,
         {"prompt-file", required_argument, 0, PROMPT_FILE},
         {"max-new-tokens", required_argument, 0, MAX_NEW},
         {"max-context", required_argument, 0, MAX_CTX},
@@ -92,7 +96,9 @@ static options parse(int argc, char **argv)
         case JSON: o.json = 1; break;
         case QUIET: o.quiet = 1; break;
         case 'h': fputs(usage, stdout); exit(0);
-        default: cli_usage_error("unknown option");
+        default:
+            if (!cli_kv_option(&o.kv, c, optarg))
+                cli_usage_error("unknown option");
         }
     }
     if (optind < argc)
@@ -111,6 +117,9 @@ static rk_limits limits_for(const options *o, const rk_config *cfg, const rk_ops
     rk_limits lim = {.max_prompt = ctx - o->max_new, .max_new_tokens = o->max_new,
                      .logits_rows = 1, .kv_dtype = ops->kv_dtype};
     lim.prefill_chunk = o->chunk < lim.max_prompt ? o->chunk : lim.max_prompt;
+    lim.kv = cli_kv_policy(&o->kv, cfg->n_layers);
+    if (lim.kv.method != RK_KV_FULL)
+        lim.prefill_chunk = lim.max_prompt;
     return lim;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kv_select.h"
 #include "plan.h"
 #include "pool.h"
 #include "targets.h"
@@ -259,18 +260,18 @@ static void rotate(float *dst, const float *src, const float *rope, int head_dim
 }
 
 static void cpu_qkv_rotary(void *ctx, void *q, void *k_cache, void *v_cache, const void *qkv,
-                           const float *rope, const void *pos, int n, int heads, int head_dim,
-                           int rot_dims, int cap)
+                           const float *rope, const void *pos, const void *row, int n, int heads,
+                           int head_dim, int rot_dims, int cap)
 {
-    const int pos0 = *(const int32_t *)pos;
+    const int pos0 = *(const int32_t *)pos, row0 = *(const int32_t *)row;
     for (int i = 0; i < n; i++) {
         const float *r = rope + (size_t)(pos0 + i) * rot_dims;
         for (int h = 0; h < heads; h++) {
             const float *src = (const float *)qkv + ((size_t)i * heads + h) * 3 * head_dim;
-            size_t row = (size_t)h * cap + pos0 + i;
+            size_t dst = (size_t)h * cap + row0 + i;
             rotate((float *)q + ((size_t)h * n + i) * head_dim, src, r, head_dim, rot_dims);
-            rotate((float *)k_cache + row * head_dim, src + head_dim, r, head_dim, rot_dims);
-            memcpy((float *)v_cache + row * head_dim, src + 2 * head_dim,
+            rotate((float *)k_cache + dst * head_dim, src + head_dim, r, head_dim, rot_dims);
+            memcpy((float *)v_cache + dst * head_dim, src + 2 * head_dim,
                    (size_t)head_dim * sizeof(float));
         }
     }
@@ -280,54 +281,155 @@ typedef struct {
     float *out;
     const float *q, *k, *v;
     float *scratch;
-    int n, heads, head_dim, cap, pos0;
+    int n, heads, head_dim, cap, row0;
+    float *mass; /* attention_mass: [heads, stride] */
+    int from, stride, add;
 } attention_job;
+
+/* The causal softmax of queries FROM..n-1 of head H against rows
+ * 0..row0+n-1, into S ([n - from, len]); masked entries are 0. */
+static void softmax_scores(const attention_job *j, int h, float *s)
+{
+    const int n = j->n, hd = j->head_dim, len = j->row0 + n, rows = n - j->from;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const float *qh = j->q + ((size_t)h * n + j->from) * hd;
+    const float *kh = j->k + (size_t)h * j->cap * hd;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, len, hd, scale, qh, hd, kh, hd,
+                0.0f, s, len);
+    for (int i = 0; i < rows; i++) {
+        float *row = s + (size_t)i * len;
+        const int visible = j->row0 + j->from + i + 1;
+        float mx = row[0];
+        for (int c = 1; c < visible; c++)
+            mx = row[c] > mx ? row[c] : mx;
+        double sum = 0;
+        for (int c = 0; c < visible; c++) {
+            row[c] = expf(row[c] - mx);
+            sum += row[c];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int c = 0; c < visible; c++)
+            row[c] *= inv;
+        memset(row + visible, 0, (size_t)(len - visible) * sizeof(float));
+    }
+}
 
 /* Heads [lo, hi): scores with one GEMM, causal softmax, values with another.
  * Each thread uses its own slice of the scratch, one score matrix per head. */
 static void attention_part(void *arg, int lo, int hi)
 {
     const attention_job *j = arg;
-    const int n = j->n, hd = j->head_dim, len = j->pos0 + n;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const int n = j->n, hd = j->head_dim, len = j->row0 + n;
     for (int h = lo; h < hi; h++) {
         float *s = j->scratch + (size_t)h * n * len;
-        const float *qh = j->q + (size_t)h * n * hd;
-        const float *kh = j->k + (size_t)h * j->cap * hd;
         const float *vh = j->v + (size_t)h * j->cap * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, len, hd, scale, qh, hd, kh, hd,
-                    0.0f, s, len);
-        for (int i = 0; i < n; i++) {
-            float *row = s + (size_t)i * len;
-            const int visible = j->pos0 + i + 1;
-            float mx = row[0];
-            for (int c = 1; c < visible; c++)
-                mx = row[c] > mx ? row[c] : mx;
-            double sum = 0;
-            for (int c = 0; c < visible; c++) {
-                row[c] = expf(row[c] - mx);
-                sum += row[c];
-            }
-            const float inv = (float)(1.0 / sum);
-            for (int c = 0; c < visible; c++)
-                row[c] *= inv;
-            memset(row + visible, 0, (size_t)(len - visible) * sizeof(float));
-        }
+        softmax_scores(j, h, s);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, len, 1.0f, s, len, vh, hd,
                     0.0f, j->out + (size_t)h * hd, j->heads * hd);
     }
 }
 
 static void cpu_attention(void *ctx, void *out, const void *q, const void *k_cache,
-                          const void *v_cache, const void *pos, int n, int heads, int head_dim,
+                          const void *v_cache, const void *row, int n, int heads, int head_dim,
                           int cap)
 {
-    attention_job j = {out, q, k_cache, v_cache, ((cpu_ctx *)ctx)->scratch, n, heads, head_dim, cap,
-                       *(const int32_t *)pos};
-    if ((long)n * (j.pos0 + n) * head_dim * heads < PARALLEL_MIN_WORK)
+    attention_job j = {.out = out, .q = q, .k = k_cache, .v = v_cache,
+                       .scratch = ((cpu_ctx *)ctx)->scratch, .n = n, .heads = heads,
+                       .head_dim = head_dim, .cap = cap, .row0 = *(const int32_t *)row};
+    if ((long)n * (j.row0 + n) * head_dim * heads < PARALLEL_MIN_WORK)
         attention_part(&j, 0, heads);
     else
         pool_run(attention_part, &j, heads, 1);
+}
+
+/* Heads [lo, hi) of attention_mass: the window's probabilities, summed over
+ * its queries in double so that the order of the sum does not matter. */
+static void mass_part(void *arg, int lo, int hi)
+{
+    const attention_job *j = arg;
+    const int len = j->row0 + j->n, rows = j->n - j->from;
+    for (int h = lo; h < hi; h++) {
+        float *s = j->scratch + (size_t)h * rows * len;
+        float *dst = j->mass + (size_t)h * j->stride;
+        softmax_scores(j, h, s);
+        for (int c = 0; c < len; c++) {
+            double sum = j->add && c < j->row0 ? dst[c] : 0.0;
+            for (int i = 0; i < rows; i++)
+                sum += s[(size_t)i * len + c];
+            dst[c] = (float)sum;
+        }
+    }
+}
+
+static void cpu_attention_mass(void *ctx, float *score, const void *q, const void *k_cache,
+                               const void *row, int n, int from, int heads, int head_dim, int cap,
+                               int stride, int add)
+{
+    attention_job j = {NULL, q, k_cache, NULL, ((cpu_ctx *)ctx)->scratch, n, heads, head_dim, cap,
+                       *(const int32_t *)row, score, from, stride, add};
+    if ((long)(n - from) * (j.row0 + n) * head_dim * heads < PARALLEL_MIN_WORK)
+        mass_part(&j, 0, heads);
+    else
+        pool_run(mass_part, &j, heads, 1);
+}
+
+static void cpu_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int heads, int stride,
+                        int pool, int budget, int tail)
+{
+    /* The attention scores in the scratch are spent by now. */
+    float *pooled = ((cpu_ctx *)ctx)->scratch;
+    int32_t *heap = (int32_t *)(pooled + n);
+    const int keep = budget < n ? budget : n;
+    for (int h = 0; h < heads; h++)
+        rk_snapkv_select(score + (size_t)h * stride, n, tail, budget, pool,
+                         idx + (size_t)h * keep, pooled, heap);
+}
+
+static void cpu_kv_gather(void *ctx, void *dk, void *dv, int32_t *pos, float *dscore,
+                          const void *sk, const void *sv, const float *sscore, const int32_t *idx,
+                          int keep, int heads, int head_dim, int dcap, int scap, int sstride)
+{
+    const size_t row = (size_t)head_dim * sizeof(float);
+    for (int h = 0; h < heads; h++)
+        for (int j = 0; j < keep; j++) {
+            const int32_t r = idx[(size_t)h * keep + j];
+            const size_t d = (size_t)h * dcap + j, src = (size_t)h * scap + r;
+            memcpy((float *)dk + d * head_dim, (const float *)sk + src * head_dim, row);
+            memcpy((float *)dv + d * head_dim, (const float *)sv + src * head_dim, row);
+            pos[d] = r;
+            if (sscore)
+                dscore[d] = sscore[(size_t)h * sstride + r];
+        }
+}
+
+static void cpu_kv_evict(void *ctx, void *k_cache, void *v_cache, int32_t *pos_rows, float *score,
+                         const void *pos, const void *row, int heads, int head_dim, int cap,
+                         int budget, int sinks, int recent)
+{
+    const int pos0 = *(const int32_t *)pos, row0 = *(const int32_t *)row;
+    const size_t bytes = (size_t)head_dim * sizeof(float);
+    for (int h = 0; h < heads; h++) {
+        int32_t *p = pos_rows + (size_t)h * cap;
+        float *sc = score ? score + (size_t)h * cap : NULL;
+        p[row0] = pos0;
+        if (row0 < budget)
+            continue;
+        int victim = -1;
+        for (int r = 0; r < row0; r++) {
+            if (p[r] < sinks || p[r] > pos0 - recent)
+                continue;
+            if (victim < 0 || (sc ? sc[r] < sc[victim] : p[r] < p[victim]))
+                victim = r;
+        }
+        if (victim < 0)
+            continue; /* nothing old enough: the new row is overwritten next step */
+        const size_t from = (size_t)h * cap + row0, to = (size_t)h * cap + victim;
+        memcpy((float *)k_cache + to * head_dim, (float *)k_cache + from * head_dim, bytes);
+        memcpy((float *)v_cache + to * head_dim, (float *)v_cache + from * head_dim, bytes);
+        p[victim] = p[row0];
+        if (sc)
+            sc[victim] = sc[row0];
+    }
 }
 
 static const rk_ops cpu_ops = {
@@ -351,6 +453,10 @@ static const rk_ops cpu_ops = {
     .linear_f32out = cpu_linear_f32out,
     .qkv_rotary = cpu_qkv_rotary,
     .attention = cpu_attention,
+    .attention_mass = cpu_attention_mass,
+    .kv_keep = cpu_kv_keep,
+    .kv_gather = cpu_kv_gather,
+    .kv_evict = cpu_kv_evict,
 };
 
 const rk_ops *rk_cpu_ops(void) { return &cpu_ops; }

@@ -11,6 +11,7 @@
 #include "attention.h"
 #include "elementwise.h"
 #include "gemv.h"
+#include "kv_compress.h"
 #include "targets.h"
 
 /* cuBLASLt on Hopper wants a 32 MiB workspace for its best kernels. */
@@ -296,6 +297,10 @@ static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int lo
     rk_status st = RK_OK;
     c->chunk = chunk;
     c->logits_rows = logits_rows;
+    /* attention_mass keeps its scores in the GEMM workspace, which no GEMM
+     * uses while it runs (one stream). */
+    if (rk_k_mass_scratch_bytes() > GEMM_WORKSPACE)
+        return rk_fail(RK_EINVAL, "the GEMM workspace is smaller than the KV scoring scratch");
     /* One row runs as a matrix-vector product (kernels/gemv.cu). */
     for (int n = 2; n <= chunk && st == RK_OK; n = n == chunk ? n + 1 : gemm_bucket(n + 1, chunk))
         for (int s = 0; s < 4 && st == RK_OK; s++)
@@ -350,23 +355,61 @@ static void cuda_linear_f32out(void *ctx, float *y, const void *x, const void *w
 }
 
 static void cuda_qkv_rotary(void *ctx, void *q, void *k_cache, void *v_cache, const void *qkv,
-                            const float *rope, const void *pos, int n, int heads, int head_dim,
-                            int rot_dims, int cap)
+                            const float *rope, const void *pos, const void *row, int n, int heads,
+                            int head_dim, int rot_dims, int cap)
 {
-    rk_k_qkv_rotary(((cuda_ctx *)ctx)->stream, q, k_cache, v_cache, qkv, rope, pos, n, heads,
+    rk_k_qkv_rotary(((cuda_ctx *)ctx)->stream, q, k_cache, v_cache, qkv, rope, pos, row, n, heads,
                     head_dim, rot_dims, cap);
 }
 
 static void cuda_attention(void *ctx, void *out, const void *q, const void *k_cache,
-                           const void *v_cache, const void *pos, int n, int heads, int head_dim,
+                           const void *v_cache, const void *row, int n, int heads, int head_dim,
                            int cap)
 {
     cuda_ctx *c = ctx;
     if (n <= DECODE_MAX_QUERIES)
-        rk_attention_decode(c->stream, out, q, k_cache, v_cache, c->attn_scratch, pos, n, heads,
+        rk_attention_decode(c->stream, out, q, k_cache, v_cache, c->attn_scratch, row, n, heads,
                             head_dim, cap);
     else
-        rk_attention_prefill(c->stream, out, q, k_cache, v_cache, pos, n, heads, head_dim, cap);
+        rk_attention_prefill(c->stream, out, q, k_cache, v_cache, row, n, heads, head_dim, cap);
+}
+
+static void cuda_attention_mass(void *ctx, float *score, const void *q, const void *k_cache,
+                                const void *row, int n, int from, int heads, int head_dim,
+                                int cap, int stride, int add)
+{
+    cuda_ctx *c = ctx;
+    rk_k_attention_mass(c->stream, score, q, k_cache, row, n, from, heads, head_dim, cap, stride,
+                        add, c->workspace);
+}
+
+static void cuda_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int heads,
+                         int stride, int pool, int budget, int tail)
+{
+    cuda_ctx *c = ctx;
+    if (n > RK_K_KEEP_MAX) {
+        remember(c, rk_fail(RK_ELIMIT, "the CUDA target compresses prompts of up to %d tokens "
+                                       "(got %d)", RK_K_KEEP_MAX, n));
+        return;
+    }
+    rk_k_kv_keep(c->stream, idx, score, n, heads, stride, pool, budget, tail);
+}
+
+static void cuda_kv_gather(void *ctx, void *dk, void *dv, int32_t *pos, float *dscore,
+                           const void *sk, const void *sv, const float *sscore,
+                           const int32_t *idx, int keep, int heads, int head_dim, int dcap,
+                           int scap, int sstride)
+{
+    rk_k_kv_gather(((cuda_ctx *)ctx)->stream, dk, dv, pos, dscore, sk, sv, sscore, idx, keep,
+                   heads, head_dim, dcap, scap, sstride);
+}
+
+static void cuda_kv_evict(void *ctx, void *k_cache, void *v_cache, int32_t *pos_rows,
+                          float *score, const void *pos, const void *row, int heads,
+                          int head_dim, int cap, int budget, int sinks, int recent)
+{
+    rk_k_kv_evict(((cuda_ctx *)ctx)->stream, k_cache, v_cache, pos_rows, score, pos, row, heads,
+                  head_dim, cap, budget, sinks, recent);
 }
 
 static void cuda_top_k(void *ctx, float *vals, int32_t *ids, const float *logits, int vocab,
@@ -431,6 +474,10 @@ static const rk_ops cuda_ops = {
     .linear_f32out = cuda_linear_f32out,
     .qkv_rotary = cuda_qkv_rotary,
     .attention = cuda_attention,
+    .attention_mass = cuda_attention_mass,
+    .kv_keep = cuda_kv_keep,
+    .kv_gather = cuda_kv_gather,
+    .kv_evict = cuda_kv_evict,
     .top_k = cuda_top_k,
     .capture_begin = cuda_capture_begin,
     .capture_end = cuda_capture_end,

@@ -1,0 +1,62 @@
+/* A KV-cache policy: which method compresses the cache and how many
+ * positions each layer keeps. The plan sizes every layer's cache from it,
+ * and the forward pass follows it; the same policy drives every target. */
+#ifndef RK_KV_POLICY_H
+#define RK_KV_POLICY_H
+
+#include "config.h"
+#include "rk_error.h"
+
+typedef enum {
+    RK_KV_FULL,      /* no compression */
+    RK_KV_SNAPKV,    /* compress once after prefill by window scores */
+    RK_KV_H2O,       /* heavy hitters + recent, evicting while decoding */
+    RK_KV_STREAMING, /* attention sinks + recent, evicting while decoding */
+} rk_kv_method;
+
+#define RK_KV_WINDOW 32 /* SnapKV's observation window */
+#define RK_KV_POOL 7    /* SnapKV's max-pool kernel */
+#define RK_KV_SINKS 4   /* StreamingLLM's attention sinks */
+#define RK_KV_BETA 20.0 /* PyramidKV's schedule parameter */
+
+typedef struct {
+    rk_kv_method method;
+    int average;               /* layers × average positions in all */
+    int budget[RK_MAX_LAYERS]; /* positions each layer keeps after prefill */
+    int window, pool;          /* SnapKV */
+    int sinks;                 /* StreamingLLM */
+    int recent;                /* H2O's recent window; 0: half of each layer's budget */
+} rk_kv_policy;
+
+/* Options as users give them; zero fields take the defaults above. */
+typedef struct {
+    const char *method; /* full, snapkv, pyramidkv, h2o, streamingllm */
+    int average;
+    const int *budgets; /* explicit per-layer array, or NULL */
+    int n_budgets;
+    int window, pool, sinks, recent;
+    double beta;
+} rk_kv_options;
+
+/* The method names users can give, for help texts. */
+#define RK_KV_METHODS "full, snapkv, pyramidkv, h2o, streamingllm"
+
+/* Builds the policy for a model of LAYERS layers: the method, then uniform
+ * budgets (snapkv, h2o, streamingllm), PyramidKV's schedule (pyramidkv) or
+ * the explicit array, which must sum to layers × average. */
+rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *out);
+
+/* The smallest budget a layer may have: SnapKV keeps at least its window;
+ * the evicting methods need a row outside their sinks or recent window. */
+int rk_kv_min_budget(const rk_kv_policy *p);
+
+/* H2O's recent window for a layer's budget. */
+int rk_kv_recent(const rk_kv_policy *p, int budget);
+
+/* Checks a policy against a plan whose caches hold up to MAX_CONTEXT
+ * positions. */
+rk_status rk_kv_policy_check(const rk_kv_policy *p, int layers, int max_context);
+
+const char *rk_kv_method_name(rk_kv_method m);
+
+#endif

@@ -1,0 +1,440 @@
+/* KV compression on a target (argument: cpu or cuda; cuda skips without a
+ * GPU). First the target's compression ops against plain references on
+ * random data: the attention mass in double, the kept rows against
+ * kv_select.c's rule (identical on every target when the scores are), the
+ * gather, and a sequence of evictions. Then the model on the committed
+ * pythia-nano: a budget at least the context equals the full cache; small
+ * budgets keep what each method promises, before and while decoding; the KV
+ * bytes match the per-layer formula; bad budgets are refused. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_select.h"
+#include "model.h"
+#include "rk_test.h"
+#include "safetensors.h"
+#include "target_test.h"
+
+#define NANO RK_MODELS_DIR "/pythia-nano"
+
+static const rk_ops *ops;
+static void *ctx;
+static char *arena;
+static size_t arena_used;
+
+static unsigned long long rng = 88172645463325252ULL;
+static float frand(void)
+{
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static void *take(size_t bytes)
+{
+    void *p = arena + arena_used;
+    arena_used += (bytes + 255) / 256 * 256;
+    return p;
+}
+
+/* The value a target holds for X: fp16-rounded on 2-byte targets. */
+static float held(float x) { return ops->act_bytes == 2 ? rk_f16_to_f32(rk_f32_to_f16(x)) : x; }
+
+static void put_i32(void *dst, int32_t v) { ops->copy_in(ctx, dst, &v, sizeof v); }
+
+enum { H = 3, HD = 64, CAP = 80 };
+
+static void test_attention_mass(void)
+{
+    static float q[H * CAP * HD], k[H * CAP * HD], prior[H * CAP], got[H * CAP];
+    void *dq = take(sizeof q / 4 * ops->act_bytes), *dk = take(sizeof k / 4 * ops->act_bytes);
+    float *dscore = take(sizeof got);
+    int32_t *drow = take(sizeof(int32_t));
+    const struct {
+        int n, from, row0, add;
+    } cases[] = {{40, 0, 0, 0}, {40, 30, 0, 0}, {1, 0, 37, 1}, {5, 2, 60, 1}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const int n = cases[t].n, from = cases[t].from, row0 = cases[t].row0, len = row0 + n;
+        for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
+            q[i] = 2.0f * frand(), k[i] = 2.0f * frand();
+        for (int i = 0; i < H * CAP; i++)
+            prior[i] = (float)i;
+        ops->upload(ctx, dq, q, RK_F32, (size_t)H * n * HD);
+        ops->upload(ctx, dk, k, RK_F32, (size_t)H * CAP * HD);
+        ops->copy_in(ctx, dscore, prior, sizeof prior);
+        put_i32(drow, row0);
+        ops->attention_mass(ctx, dscore, dq, dk, drow, n, from, H, HD, CAP, CAP, cases[t].add);
+        ops->copy_out(ctx, got, dscore, sizeof got);
+        CHECK(ops->sync(ctx) == RK_OK);
+        double worst = 0;
+        for (int h = 0; h < H; h++) {
+            double want[CAP] = {0};
+            for (int i = from; i < n; i++) {
+                double s[CAP], mx = -1e300, sum = 0;
+                for (int c = 0; c <= row0 + i; c++) {
+                    s[c] = 0;
+                    for (int d = 0; d < HD; d++)
+                        s[c] += (double)held(q[((size_t)h * n + i) * HD + d]) *
+                                held(k[((size_t)h * CAP + c) * HD + d]);
+                    s[c] /= sqrt(HD);
+                    mx = s[c] > mx ? s[c] : mx;
+                }
+                for (int c = 0; c <= row0 + i; c++)
+                    sum += exp(s[c] - mx);
+                for (int c = 0; c <= row0 + i; c++)
+                    want[c] += exp(s[c] - mx) / sum;
+            }
+            for (int c = 0; c < len; c++) {
+                const double w = want[c] + (cases[t].add && c < row0 ? prior[h * CAP + c] : 0);
+                const double err = fabs(got[h * CAP + c] - w) / (1e-3 + fabs(w));
+                worst = err > worst ? err : worst;
+            }
+        }
+        const double tol = ops->act_bytes == 2 ? 2e-3 : 1e-5;
+        CHECKF(worst < tol, "case %zu: relative error %.3g", t, worst);
+    }
+}
+
+static void test_keep_gather(void)
+{
+    enum { N = 300, STRIDE = 320 };
+    static float score[H * STRIDE], pooled[N];
+    static int32_t want[H * N], got[H * N], heap[N];
+    float *dscore = take(sizeof score);
+    int32_t *didx = take(sizeof got);
+    /* Few distinct values, so ties decide many places. */
+    for (int i = 0; i < H * STRIDE; i++)
+        score[i] = floorf((frand() + 1.0f) * 4.0f) * 0.25f;
+    ops->copy_in(ctx, dscore, score, sizeof score);
+    const struct {
+        int n, budget, tail, pool;
+    } cases[] = {{N, 100, 16, 7}, {N, 100, 16, 1}, {N, 16, 16, 7}, {200, 250, 16, 7},
+                 {N, 299, 1, 3}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const int n = cases[t].n, b = cases[t].budget, keep = b < n ? b : n;
+        for (int h = 0; h < H; h++)
+            CHECK(rk_snapkv_select(score + h * STRIDE, n, cases[t].tail, b, cases[t].pool,
+                                   want + h * keep, pooled, heap) == keep);
+        ops->kv_keep(ctx, didx, dscore, n, H, STRIDE, cases[t].pool, b, cases[t].tail);
+        ops->copy_out(ctx, got, didx, (size_t)H * keep * sizeof(int32_t));
+        CHECK(ops->sync(ctx) == RK_OK);
+        CHECKF(memcmp(got, want, (size_t)H * keep * sizeof(int32_t)) == 0,
+               "case %zu: kept rows differ from kv_select.c", t);
+    }
+
+    /* Gather the last case's rows: K/V rows, positions and scores. */
+    const int keep = 299, scap = N, dcap = 310;
+    const size_t row = (size_t)HD * ops->act_bytes;
+    static float src[H * N * HD];
+    for (size_t i = 0; i < sizeof src / sizeof src[0]; i++)
+        src[i] = frand();
+    void *sk = take(H * N * row), *sv = take(H * N * row), *dk = take(H * dcap * row),
+         *dv = take(H * dcap * row);
+    int32_t *dpos = take(H * dcap * sizeof(int32_t));
+    float *dsc = take(H * dcap * sizeof(float));
+    ops->upload(ctx, sk, src, RK_F32, (size_t)H * N * HD);
+    ops->upload(ctx, sv, src, RK_F32, (size_t)H * N * HD);
+    ops->kv_gather(ctx, dk, dv, dpos, dsc, sk, sv, dscore, didx, keep, H, HD, dcap, scap, STRIDE);
+    static char sbytes[H * N * HD * 4], dbytes[H * 310 * HD * 4];
+    static int32_t pos[H * 310];
+    static float sc[H * 310];
+    ops->copy_out(ctx, sbytes, sv, H * N * row);
+    ops->copy_out(ctx, dbytes, dv, H * dcap * row);
+    ops->copy_out(ctx, pos, dpos, sizeof pos);
+    ops->copy_out(ctx, sc, dsc, sizeof sc);
+    CHECK(ops->sync(ctx) == RK_OK);
+    int bad = 0;
+    for (int h = 0; h < H; h++)
+        for (int j = 0; j < keep; j++) {
+            const int r = got[h * keep + j];
+            bad += memcmp(dbytes + ((size_t)h * dcap + j) * row,
+                          sbytes + ((size_t)h * scap + r) * row, row) != 0;
+            bad += pos[h * dcap + j] != r;
+            bad += sc[h * dcap + j] != score[h * STRIDE + r];
+        }
+    CHECKF(bad == 0, "%d gathered entries differ", bad);
+}
+
+/* Evictions over 40 steps against a host model of the same rule. Each
+ * row's first K element is a tag (an integer, exact in fp16) naming the
+ * position it came from. */
+static void test_evict(int with_score)
+{
+    enum { B = 8, C = B + 1, STEPS = 40, SINKS = 2, RECENT = 3 };
+    const size_t row = (size_t)HD * ops->act_bytes;
+    void *dk = take(H * C * row), *dv = take(H * C * row);
+    int32_t *dpos = take(H * C * sizeof(int32_t)), *dp = take(4), *dr = take(4);
+    float *dsc = take(H * C * sizeof(float));
+    int32_t pos[H * C];
+    float sc[H * C], rowv[HD];
+    int rows = 0, bad = 0;
+    for (int t = 0; t < STEPS; t++) {
+        const int row0 = rows;
+        for (int h = 0; h < H; h++) {
+            rowv[0] = (float)t;
+            for (int d = 1; d < HD; d++)
+                rowv[d] = frand();
+            ops->upload(ctx, (char *)dk + ((size_t)h * C + row0) * row, rowv, RK_F32, HD);
+            ops->upload(ctx, (char *)dv + ((size_t)h * C + row0) * row, rowv, RK_F32, HD);
+            sc[h * C + row0] = (float)((t * 7 + h * 3) % 11);
+        }
+        ops->copy_in(ctx, dsc, sc, sizeof sc);
+        put_i32(dp, t);
+        put_i32(dr, row0);
+        ops->kv_evict(ctx, dk, dv, dpos, with_score ? dsc : NULL, dp, dr, H, HD, C, B,
+                      with_score ? 0 : SINKS, with_score ? RECENT : 0);
+        /* The host's model of the step. */
+        const int sinks = with_score ? 0 : SINKS, recent = with_score ? RECENT : 0;
+        for (int h = 0; h < H; h++) {
+            int32_t *p = pos + h * C;
+            float *s = sc + h * C;
+            p[row0] = t;
+            if (row0 < B)
+                continue;
+            int v = -1;
+            for (int r = 0; r < row0; r++)
+                if (p[r] >= sinks && p[r] <= t - recent &&
+                    (v < 0 || (with_score ? s[r] < s[v] : p[r] < p[v])))
+                    v = r;
+            p[v] = p[row0];
+            s[v] = s[row0];
+        }
+        rows = rows + 1 < B ? rows + 1 : B;
+        int32_t got_pos[H * C];
+        float got_sc[H * C];
+        ops->copy_out(ctx, got_pos, dpos, sizeof got_pos);
+        ops->copy_out(ctx, got_sc, dsc, sizeof got_sc);
+        static char kb[H * C * HD * 4];
+        ops->copy_out(ctx, kb, dk, H * C * row);
+        CHECK(ops->sync(ctx) == RK_OK);
+        for (int h = 0; h < H; h++)
+            for (int r = 0; r < rows; r++) {
+                float tag;
+                const char *e = kb + ((size_t)h * C + r) * row;
+                if (ops->act_bytes == 2) {
+                    uint16_t u;
+                    memcpy(&u, e, 2);
+                    tag = rk_f16_to_f32(u);
+                } else {
+                    memcpy(&tag, e, 4);
+                }
+                bad += got_pos[h * C + r] != pos[h * C + r] || tag != (float)pos[h * C + r];
+                if (with_score)
+                    bad += got_sc[h * C + r] != sc[h * C + r];
+            }
+    }
+    CHECKF(bad == 0, "evictions (%s): %d entries differ from the host's", with_score ? "h2o" : "streaming", bad);
+}
+
+static void test_ops(void)
+{
+    rk_config cfg = {.n_heads = H, .head_dim = HD, .hidden = H * HD};
+    CHECK(ops->init(&ctx) == RK_OK);
+    const size_t scratch = ops->scratch_bytes(&cfg, CAP, 512), bytes = scratch + (8u << 20);
+    CHECK(ops->alloc(ctx, bytes, (void **)&arena) == RK_OK);
+    ops->bind_scratch(ctx, arena, scratch);
+    arena_used = scratch;
+    test_attention_mass();
+    test_keep_gather();
+    test_evict(1);
+    test_evict(0);
+    CHECK(arena_used <= bytes);
+    ops->release(ctx, arena);
+    ops->shutdown(ctx);
+}
+
+/* Model tests on pythia-nano. */
+enum { PROMPT = 200, NEW = 24 };
+
+static rk_kv_policy policy(const char *method, int average, int window)
+{
+    rk_kv_options o = {.method = method, .average = average, .window = window};
+    rk_kv_policy p;
+    CHECKF(rk_kv_policy_make(&o, 4, &p) == RK_OK, "%s", rk_last_error());
+    return p;
+}
+
+static rk_model *load(rk_kv_policy p)
+{
+    rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = NEW, .prefill_chunk = PROMPT,
+                     .logits_rows = 1, .kv_dtype = ops->kv_dtype, .kv = p};
+    rk_model *m = NULL;
+    CHECKF(rk_model_load(NANO, ops, &lim, &m) == RK_OK, "%s", rk_last_error());
+    return m;
+}
+
+static int32_t tokens[PROMPT + NEW];
+
+/* Logits of the prompt and of NEW teacher-forced steps, V floats each. */
+static void run(rk_model *m, float *out)
+{
+    const int V = m->cfg.vocab;
+    rk_model_reset(m);
+    CHECK(rk_model_prefill(m, tokens, PROMPT) == RK_OK);
+    memcpy(out, rk_model_logits(m, 0), V * sizeof(float));
+    for (int i = 0; i < NEW - 1; i++) {
+        CHECK(rk_model_forward(m, &tokens[PROMPT + i], 1) == RK_OK);
+        memcpy(out + (size_t)(i + 1) * V, rk_model_logits(m, 0), V * sizeof(float));
+    }
+}
+
+static void test_large_budget_is_full(void)
+{
+    rk_model *full = load(policy("full", 0, 0));
+    if (!full)
+        return;
+    const size_t count = (size_t)NEW * full->cfg.vocab;
+    float *want = malloc(count * sizeof(float)), *got = malloc(count * sizeof(float));
+    run(full, want);
+    const char *methods[] = {"snapkv", "h2o", "streamingllm"};
+    for (int i = 0; i < 3; i++) {
+        rk_model *m = load(policy(methods[i], PROMPT + NEW, 0));
+        if (!m)
+            continue;
+        run(m, got);
+        double worst = 0;
+        for (size_t j = 0; j < count; j++) {
+            const double d = fabs(got[j] - want[j]);
+            worst = d > worst ? d : worst;
+        }
+        printf("%s, budget = context: max |logit difference| from the full cache %.3g\n",
+               methods[i], worst);
+        /* The CPU moves the same rows through the same arithmetic; the CUDA
+         * decode kernel splits the rows by the cache's capacity, which
+         * differs, so it only rounds differently. */
+        CHECKF(worst <= (ops->act_bytes == 2 ? 2e-2 : 0.0), "%s: %g", methods[i], worst);
+        rk_model_free(m);
+    }
+    free(want);
+    free(got);
+    rk_model_free(full);
+}
+
+static int ascending_distinct(const int32_t *p, int n)
+{
+    for (int i = 1; i < n; i++)
+        if (p[i] <= p[i - 1])
+            return 0;
+    return 1;
+}
+
+static int contains(const int32_t *p, int n, int32_t v)
+{
+    for (int i = 0; i < n; i++)
+        if (p[i] == v)
+            return 1;
+    return 0;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    return *(const int32_t *)a - *(const int32_t *)b;
+}
+
+static void test_small_budgets(void)
+{
+    enum { BUDGET = 48, WINDOW = 8 };
+    const char *methods[] = {"snapkv", "pyramidkv", "h2o", "streamingllm"};
+    int32_t pos[8 * (BUDGET * 4 + NEW)];
+    for (int i = 0; i < 4; i++) {
+        rk_kv_policy p = policy(methods[i], BUDGET, WINDOW);
+        rk_model *m = load(p);
+        if (!m)
+            continue;
+        const int H_ = m->cfg.n_heads, L = m->cfg.n_layers;
+        size_t rows = 0;
+        for (int l = 0; l < L; l++)
+            rows += (size_t)m->layer_cap[l];
+        CHECK(m->kv_bytes == 2 * rows * m->cfg.hidden * rk_dtype_size(ops->kv_dtype));
+        CHECK(rk_plan_find(&m->plan, "kv_cache_k")->size * 2 == m->kv_bytes);
+        rk_model_reset(m);
+        CHECK(rk_model_prefill(m, tokens, PROMPT) == RK_OK);
+        int bad = 0;
+        for (int l = 0; l < L; l++) {
+            const int b = p.budget[l];
+            bad += m->rows[l] != b;
+            bad += m->layer_cap[l] != (p.method == RK_KV_SNAPKV ? b + NEW : b + 1);
+            CHECK(rk_model_kept_positions(m, l, pos) == RK_OK);
+            for (int h = 0; h < H_; h++) {
+                const int32_t *ph = pos + (size_t)h * b;
+                bad += !ascending_distinct(ph, b) || ph[0] < 0 || ph[b - 1] != PROMPT - 1;
+                if (p.method == RK_KV_SNAPKV)
+                    bad += ph[b - WINDOW] != PROMPT - WINDOW;
+                if (p.method == RK_KV_H2O)
+                    bad += ph[b - b / 2] != PROMPT - b / 2;
+                if (p.method == RK_KV_STREAMING)
+                    bad += ph[RK_KV_SINKS - 1] != RK_KV_SINKS - 1 ||
+                           ph[RK_KV_SINKS] != PROMPT - (b - RK_KV_SINKS);
+            }
+        }
+        CHECKF(bad == 0, "%s after the prompt: %d broken promises", methods[i], bad);
+        for (int t = 0; t < NEW - 1; t++)
+            CHECK(rk_model_forward(m, &tokens[PROMPT + t], 1) == RK_OK);
+        const int newest = PROMPT + NEW - 2;
+        bad = 0;
+        for (int l = 0; p.method != RK_KV_SNAPKV && l < L; l++) {
+            const int b = p.budget[l];
+            bad += m->rows[l] != b;
+            CHECK(rk_model_kept_positions(m, l, pos) == RK_OK);
+            for (int h = 0; h < H_; h++) {
+                int32_t *ph = pos + (size_t)h * b;
+                qsort(ph, (size_t)b, sizeof *ph, by_value);
+                bad += !ascending_distinct(ph, b) || ph[b - 1] != newest;
+                if (p.method == RK_KV_STREAMING)
+                    bad += ph[RK_KV_SINKS - 1] != RK_KV_SINKS - 1 ||
+                           ph[RK_KV_SINKS] != newest - (b - RK_KV_SINKS) + 1;
+                else
+                    for (int r = newest - b / 2 + 1; r <= newest; r++)
+                        bad += !contains(ph, b, r);
+            }
+        }
+        for (int l = 0; p.method == RK_KV_SNAPKV && l < L; l++)
+            bad += m->rows[l] != p.budget[l] + NEW - 1;
+        CHECKF(bad == 0, "%s while decoding: %d broken promises", methods[i], bad);
+        if (p.method == RK_KV_H2O || p.method == RK_KV_STREAMING)
+            CHECK(rk_model_forward(m, tokens, 2) == RK_ELIMIT);
+        rk_model_free(m);
+    }
+}
+
+static void test_refusals(void)
+{
+    rk_config cfg;
+    CHECK(rk_config_load(NANO "/config.json", &cfg) == RK_OK);
+    rk_kv_policy p;
+    const int three[3] = {64, 64, 64}, low[4] = {100, 100, 20, 36}, ok[4] = {64, 64, 64, 64};
+    rk_kv_options o = {.method = "snapkv", .average = 64, .budgets = three, .n_budgets = 3};
+    CHECK(rk_kv_policy_make(&o, 4, &p) != RK_OK && strstr(rk_last_error(), "3 entries"));
+    o.budgets = low, o.n_budgets = 4;
+    CHECK(rk_kv_policy_make(&o, 4, &p) != RK_OK && strstr(rk_last_error(), "below"));
+    o.budgets = ok;
+    CHECK(rk_kv_policy_make(&o, 4, &p) == RK_OK);
+    o.budgets = NULL, o.average = 16;
+    CHECK(rk_kv_policy_make(&o, 4, &p) != RK_OK && strstr(rk_last_error(), "always keeps"));
+    o.method = "nonsense";
+    CHECK(rk_kv_policy_make(&o, 4, &p) != RK_OK && strstr(rk_last_error(), "unknown"));
+
+    rk_model *m = malloc(sizeof *m);
+    rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = NEW, .prefill_chunk = PROMPT,
+                     .logits_rows = 1, .kv_dtype = ops->kv_dtype, .kv = policy("snapkv", 5000, 0)};
+    CHECK(rk_model_plan(&cfg, ops, &lim, m) == RK_ELIMIT &&
+          strstr(rk_last_error(), "more than the plan allows"));
+    lim.kv = policy("h2o", 64, 0);
+    lim.prefill_chunk = 64;
+    CHECK(rk_model_plan(&cfg, ops, &lim, m) == RK_ELIMIT && strstr(rk_last_error(), "chunk"));
+    lim.prefill_chunk = PROMPT;
+    CHECK(rk_model_plan(&cfg, ops, &lim, m) == RK_OK);
+    free(m);
+}
+
+int main(int argc, char **argv)
+{
+    ops = rk_test_require_target(argc > 1 ? argv[1] : "cpu");
+    test_ops();
+    for (int i = 0; i < PROMPT + NEW; i++)
+        tokens[i] = (int32_t)((i * 7919 + 13) % 2000) + (i % 3 == 0 ? 50 : 0);
+    test_large_budget_is_full();
+    test_small_budgets();
+    test_refusals();
+    return rk_test_finish("test_kv_compress");
+}
