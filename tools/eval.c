@@ -43,12 +43,13 @@ static const char usage[] =
     "  -h, --help           this text\n"
     "Progress goes to stderr; the table to stdout.\n";
 
-enum { MAX_DATASETS = 8, MAX_DOCS = 256, MAX_LIST = 16 };
+enum { MAX_DATASETS = 8, MAX_DOCS = 256, MAX_LIST = 16, MAX_WINDOWS_KEPT = 1 << 16 };
 
 typedef struct {
     const char *name, *path;
     int32_t *windows; /* n_windows × context token ids */
     int n_windows;
+    double *full_nll; /* per window, from the full-cache row when it ran */
 } dataset;
 
 typedef struct {
@@ -80,7 +81,8 @@ static int list_documents(const char *path, char docs[][4096])
 
 /* One window: prefill C - T tokens, then score T tokens one decode step at a
  * time (the prefill's last logits predict the first of them). */
-static void score_window(rk_model *m, const int32_t *win, int context, int tail, tally *t)
+/* Returns the window's summed NLL. */
+static double score_window(rk_model *m, const int32_t *win, int context, int tail, tally *t)
 {
     const int prompt = context - tail, V = m->cfg.vocab;
     rk_model_reset(m);
@@ -88,16 +90,35 @@ static void score_window(rk_model *m, const int32_t *win, int context, int tail,
     if (rk_model_prefill(m, win, prompt) != RK_OK)
         cli_die();
     double t1 = rk_now();
+    double nll = 0;
     for (int i = 0; i < tail; i++) {
-        t->nll += rk_nll(rk_model_logits(m, 0), V, win[prompt + i]);
+        nll += rk_nll(rk_model_logits(m, 0), V, win[prompt + i]);
         if (i + 1 < tail && rk_model_forward(m, &win[prompt + i], 1) != RK_OK)
             cli_die();
     }
     t->prefill_s += t1 - t0;
     t->decode_s += rk_now() - t1;
+    t->nll += nll;
     t->scored += tail;
     t->steps += tail - 1;
     t->windows++;
+    return nll;
+}
+
+/* Mean and standard error over N windows of the paired difference in mean
+ * NLL per token between A and B: the noise of comparing two rows on the
+ * same windows. */
+static void paired(const double *a, const double *b, int n, int tail, double *mean, double *se)
+{
+    double s = 0, ss = 0;
+    for (int i = 0; i < n; i++)
+        s += (a[i] - b[i]) / tail;
+    *mean = s / n;
+    for (int i = 0; i < n; i++) {
+        const double d = (a[i] - b[i]) / tail - *mean;
+        ss += d * d;
+    }
+    *se = n > 1 ? sqrt(ss / (n - 1) / n) : 0.0;
 }
 
 /* Cuts the dataset's documents into windows of CONTEXT tokens, up to MAX. */
@@ -184,7 +205,7 @@ int main(int argc, char **argv)
             if (n_sets == MAX_DATASETS)
                 cli_usage_error("at most %d datasets", MAX_DATASETS);
             *eq = '\0';
-            sets[n_sets++] = (dataset){optarg, eq + 1, NULL, 0};
+            sets[n_sets++] = (dataset){.name = optarg, .path = eq + 1};
             break;
         }
         case CONTEXT: context = (int)cli_int("--context", optarg, 2, 1 << 20); break;
@@ -247,13 +268,23 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/tokenizer.json", model);
     if (rk_tok_load(path, &tok) != RK_OK)
         cli_die();
-    for (int s = 0; s < n_sets; s++)
+    static double row_nll[MAX_WINDOWS_KEPT];
+    for (int s = 0; s < n_sets; s++) {
         load_windows(tok, &sets[s], context, max_windows);
+        sets[s].full_nll = calloc((size_t)sets[s].n_windows, sizeof(double));
+        if (!sets[s].full_nll || sets[s].n_windows > MAX_WINDOWS_KEPT) {
+            rk_fail(RK_ELIMIT, "at most %d windows per dataset", MAX_WINDOWS_KEPT);
+            cli_die();
+        }
+    }
+    int have_full = 0;
 
     cJSON *results = cJSON_CreateArray();
     char device[256] = "";
-    printf("%-12s %-13s %7s %8s %8s %9s %9s %9s %9s\n", "dataset", "method", "budget", "windows",
-           "tokens", "ppl", "kv_MB", "ttft_ms", "tpot_ms");
+    /* dNLL: mean NLL per token minus the full cache's on the same windows,
+     * with its standard error over windows. */
+    printf("%-12s %-13s %7s %8s %8s %9s %17s %9s %9s %9s\n", "dataset", "method", "budget",
+           "windows", "tokens", "ppl", "dNLL_vs_full", "kv_MB", "ttft_ms", "tpot_ms");
     for (int r = 0; r < n_rows; r++) {
         const rk_kv_policy *pol = &policies[r];
         rk_limits lim = {.max_prompt = context - tail, .max_new_tokens = tail,
@@ -267,7 +298,8 @@ int main(int argc, char **argv)
         for (int s = 0; s < n_sets; s++) {
             tally t = {0};
             for (int w = 0; w < sets[s].n_windows; w++) {
-                score_window(m, sets[s].windows + (size_t)w * context, context, tail, &t);
+                row_nll[w] = score_window(m, sets[s].windows + (size_t)w * context, context, tail,
+                                          &t);
                 fprintf(stderr, "\r[eval %d/%d] %s %s %d window %ld/%d  ppl %.4f", r + 1, n_rows,
                         sets[s].name, row_method[r], pol->average, t.windows, sets[s].n_windows,
                         exp(t.nll / t.scored));
@@ -275,8 +307,16 @@ int main(int argc, char **argv)
             fputc('\n', stderr);
             const double ppl = exp(t.nll / t.scored), ttft = 1e3 * t.prefill_s / t.windows,
                          tpot = 1e3 * t.decode_s / (t.steps ? t.steps : 1);
-            printf("%-12s %-13s %7d %8ld %8ld %9.4f %9.3f %9.2f %9.3f\n", sets[s].name,
-                   row_method[r], pol->average, t.windows, t.scored, ppl, kv_mb, ttft, tpot);
+            double d_mean = 0, d_se = 0;
+            if (pol->method == RK_KV_FULL)
+                memcpy(sets[s].full_nll, row_nll, (size_t)t.windows * sizeof(double));
+            else if (have_full)
+                paired(row_nll, sets[s].full_nll, (int)t.windows, tail, &d_mean, &d_se);
+            char dcol[40] = "-";
+            if (pol->method != RK_KV_FULL && have_full)
+                snprintf(dcol, sizeof dcol, "%+.4f±%.4f", d_mean, d_se);
+            printf("%-12s %-13s %7d %8ld %8ld %9.4f %17s %9.3f %9.2f %9.3f\n", sets[s].name,
+                   row_method[r], pol->average, t.windows, t.scored, ppl, dcol, kv_mb, ttft, tpot);
             fflush(stdout);
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "dataset", sets[s].name);
@@ -287,6 +327,13 @@ int main(int argc, char **argv)
                                       cJSON_CreateIntArray(pol->budget, cfg.n_layers));
             cJSON_AddNumberToObject(o, "ppl", ppl);
             cJSON_AddNumberToObject(o, "mean_nll", t.nll / t.scored);
+            if (pol->method != RK_KV_FULL && have_full) {
+                cJSON_AddNumberToObject(o, "nll_minus_full", d_mean);
+                cJSON_AddNumberToObject(o, "nll_minus_full_se", d_se);
+            }
+            cJSON *per_window = cJSON_AddArrayToObject(o, "window_mean_nll");
+            for (int w = 0; w < t.windows; w++)
+                cJSON_AddItemToArray(per_window, cJSON_CreateNumber(row_nll[w] / tail));
             cJSON_AddNumberToObject(o, "tokens_scored", (double)t.scored);
             cJSON_AddNumberToObject(o, "windows", (double)t.windows);
             cJSON_AddNumberToObject(o, "kv_cache_mb", kv_mb);
@@ -294,6 +341,8 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(o, "tpot_ms", tpot);
             cJSON_AddItemToArray(results, o);
         }
+        if (pol->method == RK_KV_FULL)
+            have_full = 1;
         rk_model_free(m);
     }
 
@@ -324,8 +373,10 @@ int main(int argc, char **argv)
     } else {
         cJSON_Delete(results);
     }
-    for (int s = 0; s < n_sets; s++)
+    for (int s = 0; s < n_sets; s++) {
         free(sets[s].windows);
+        free(sets[s].full_nll);
+    }
     rk_tok_free(tok);
     return 0;
 }
