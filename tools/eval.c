@@ -204,8 +204,9 @@ int main(int argc, char **argv)
                 cli_usage_error("--dataset wants NAME=PATH, got '%s'", optarg);
             if (n_sets == MAX_DATASETS)
                 cli_usage_error("at most %d datasets", MAX_DATASETS);
-            *eq = '\0';
-            sets[n_sets++] = (dataset){.name = optarg, .path = eq + 1};
+            /* A copy of the name: argv is recorded with the results as given. */
+            sets[n_sets++] = (dataset){.name = strndup(optarg, (size_t)(eq - optarg)),
+                                       .path = eq + 1};
             break;
         }
         case CONTEXT: context = (int)cli_int("--context", optarg, 2, 1 << 20); break;
@@ -376,6 +377,7 @@ int main(int argc, char **argv)
     for (int s = 0; s < n_sets; s++) {
         free(sets[s].windows);
         free(sets[s].full_nll);
+        free((char *)sets[s].name);
     }
     rk_tok_free(tok);
     return 0;
