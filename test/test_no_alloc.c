@@ -78,8 +78,30 @@ int main(void)
     CHECK(ok);
     printf("allocations during 2 prefills + 80 decode steps: %ld\n", atomic_load(&calls));
     CHECK(atomic_load(&calls) == 0);
-
-    rk_sampler_free(&s);
     rk_model_free(m);
+
+    /* The compressing policies: scoring, selection, gather and eviction
+     * work in the arena too. */
+    const char *methods[] = {"snapkv", "h2o", "streamingllm"};
+    for (int i = 0; i < 3; i++) {
+        rk_kv_options o = {.method = methods[i], .average = 48, .window = 8};
+        lim.prefill_chunk = lim.max_prompt;
+        CHECK(rk_kv_policy_make(&o, 4, &lim.kv) == RK_OK);
+        st = rk_model_load(RK_MODELS_DIR "/pythia-nano", rk_cpu_ops(), &lim, &m);
+        CHECKF(st == RK_OK, "%s", rk_last_error());
+        if (st != RK_OK)
+            continue;
+        CHECK(rk_test_generate(m, &s, prompt, 200, 40));
+        atomic_store(&calls, 0);
+        atomic_store(&counting, 1);
+        ok = rk_test_generate(m, &s, prompt, 200, 40) && rk_test_generate(m, &s, prompt, 17, 40);
+        atomic_store(&counting, 0);
+        CHECK(ok);
+        printf("%s: allocations during 2 prefills + 80 decode steps: %ld\n", methods[i],
+               atomic_load(&calls));
+        CHECK(atomic_load(&calls) == 0);
+        rk_model_free(m);
+    }
+    rk_sampler_free(&s);
     return rk_test_finish("test_no_alloc");
 }
