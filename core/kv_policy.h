@@ -50,6 +50,9 @@ rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *
  * the evicting methods need a row outside their sinks or recent window. */
 int rk_kv_min_budget(const rk_kv_policy *p);
 
+/* Whether the method evicts while decoding (its caches stay at the budget). */
+static inline int rk_kv_evicts(rk_kv_method m) { return m == RK_KV_H2O || m == RK_KV_STREAMING; }
+
 /* H2O's recent window for a layer's budget. */
 int rk_kv_recent(const rk_kv_policy *p, int budget);
 

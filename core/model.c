@@ -5,13 +5,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv_select.h"
 #include "safetensors.h"
 #include "sampler.h"
-#include "kv_select.h"
 #include "weights.h"
 
 #define AT(m, off) ((void *)((char *)(m)->base + (off)))
 #define WT(m, off) ((const void *)((const char *)(m)->wbase + (off)))
+
+static size_t kv_row_bytes(const rk_model *m)
+{
+    return (size_t)m->cfg.hidden * rk_dtype_size(m->lim.kv_dtype);
+}
+
+/* Layer L's cache: K and V rows [heads, layer_cap], and per row its
+ * position and (H2O) accumulated attention. */
+static void *layer_k(const rk_model *m, int l)
+{
+    return AT(m, m->a_k + m->row_off[l] * kv_row_bytes(m));
+}
+static void *layer_v(const rk_model *m, int l)
+{
+    return AT(m, m->a_v + m->row_off[l] * kv_row_bytes(m));
+}
+static int32_t *layer_pos(const rk_model *m, int l)
+{
+    return (int32_t *)AT(m, m->a_row_pos) + (size_t)m->cfg.n_heads * m->row_off[l];
+}
+static float *layer_score(const rk_model *m, int l)
+{
+    return (float *)AT(m, m->a_row_score) + (size_t)m->cfg.n_heads * m->row_off[l];
+}
 
 rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim,
                         rk_model *m)
@@ -63,7 +87,7 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
 
     const size_t a = ops->act_bytes, C = (size_t)lim->prefill_chunk, P = (size_t)lim->max_prompt;
     const size_t D = (size_t)cfg->hidden, F = (size_t)cfg->ffn, H = (size_t)cfg->n_heads;
-    const size_t L = (size_t)cfg->n_layers, row_bytes = D * rk_dtype_size(lim->kv_dtype);
+    const size_t L = (size_t)cfg->n_layers, row_bytes = kv_row_bytes(m);
     size_t rows_total = 0;
     int max_rows = 0, max_budget = 0;
     for (int l = 0; l < cfg->n_layers; l++) {
@@ -226,9 +250,7 @@ void rk_model_print_plan(const rk_model *m, FILE *f)
     rk_plan_print(&m->wplan, f);
     rk_plan_print(&m->plan, f);
     const rk_kv_policy *kv = &m->lim.kv;
-    size_t rows = 0;
-    for (int l = 0; l < c->n_layers; l++)
-        rows += (size_t)m->layer_cap[l];
+    const size_t rows = m->kv_bytes / (2 * kv_row_bytes(m));
     if (kv->method == RK_KV_FULL)
         fprintf(f, "KV policy: full cache\n");
     else
@@ -263,7 +285,6 @@ static void forward_ops(rk_model *m, int n)
     const rk_ops *o = m->ops;
     const int D = c->hidden, H = c->n_heads, hd = c->head_dim, L = c->n_layers;
     const int P = m->lim.max_prompt, par = c->parallel_residual;
-    const size_t row_bytes = (size_t)D * rk_dtype_size(m->lim.kv_dtype);
     void *ctx = m->ctx;
     void *resid = AT(m, m->a_x), *h = AT(m, m->a_h), *h2 = AT(m, m->a_h2), *qkv = AT(m, m->a_qkv);
     void *q = AT(m, m->a_q), *att = AT(m, m->a_att), *attn_out = AT(m, m->a_attn_out);
@@ -283,8 +304,7 @@ static void forward_ops(rk_model *m, int n)
     for (int l = 0; l < L; l++) {
         const rk_layer_weights *w = &m->w_layer[l];
         const int cap = m->layer_cap[l];
-        void *kc = AT(m, m->a_k + m->row_off[l] * row_bytes);
-        void *vc = AT(m, m->a_v + m->row_off[l] * row_bytes);
+        void *kc = layer_k(m, l), *vc = layer_v(m, l);
         const void *row = step + 1 + l;
 
         o->linear(ctx, qkv, h, WT(m, w->qkv_w), WT(m, w->qkv_b), n, D, 3 * D, 0);
@@ -299,15 +319,12 @@ static void forward_ops(rk_model *m, int n)
         } else {
             o->qkv_rotary(ctx, q, kc, vc, qkv, rope, pos, row, n, H, hd, c->rotary_dims, cap);
             o->attention(ctx, att, q, kc, vc, row, n, H, hd, cap);
-            if (kv->method == RK_KV_H2O || kv->method == RK_KV_STREAMING) {
-                int32_t *row_pos = (int32_t *)AT(m, m->a_row_pos) + (size_t)H * m->row_off[l];
-                float *score = NULL;
-                if (kv->method == RK_KV_H2O) {
-                    score = (float *)AT(m, m->a_row_score) + (size_t)H * m->row_off[l];
+            if (rk_kv_evicts(kv->method)) {
+                float *score = kv->method == RK_KV_H2O ? layer_score(m, l) : NULL;
+                if (score)
                     o->attention_mass(ctx, score, q, kc, row, n, 0, H, hd, cap, cap, 1);
-                }
                 const int b = kv->budget[l];
-                o->kv_evict(ctx, kc, vc, row_pos, score, pos, row, H, hd, cap, b,
+                o->kv_evict(ctx, kc, vc, layer_pos(m, l), score, pos, row, H, hd, cap, b,
                             kv->method == RK_KV_STREAMING ? kv->sinks : 0,
                             kv->method == RK_KV_H2O ? rk_kv_recent(kv, b) : 0);
             }
@@ -343,8 +360,7 @@ static void compress_layer(rk_model *m, int l, int n, const void *q)
     const rk_ops *o = m->ops;
     void *ctx = m->ctx;
     const int H = m->cfg.n_heads, hd = m->cfg.head_dim, P = m->lim.max_prompt;
-    const int b = kv->budget[l], keep = b < n ? b : n, cap = m->layer_cap[l];
-    const size_t row_bytes = (size_t)m->cfg.hidden * rk_dtype_size(m->lim.kv_dtype);
+    const int b = kv->budget[l], keep = b < n ? b : n;
     const void *pk = AT(m, m->a_prefill_k), *pv = AT(m, m->a_prefill_v);
     const void *zero = AT(m, m->a_step); /* pos0 = row0 = 0 */
     float *mass = AT(m, m->a_mass), *score = NULL;
@@ -357,24 +373,23 @@ static void compress_layer(rk_model *m, int l, int n, const void *q)
         break;
     }
     case RK_KV_H2O: {
-        const int recent = rk_kv_recent(kv, b) < n ? rk_kv_recent(kv, b) : n;
+        const int recent = rk_kv_recent(kv, b);
         o->attention_mass(ctx, mass, q, pk, zero, n, 0, H, hd, P, P, 0);
-        o->kv_keep(ctx, idx, mass, n, H, P, 1, b, recent);
-        score = (float *)AT(m, m->a_row_score) + (size_t)H * m->row_off[l];
+        o->kv_keep(ctx, idx, mass, n, H, P, 1, b, recent < n ? recent : n);
+        score = layer_score(m, l);
         break;
     }
     case RK_KV_STREAMING:
         /* Positions only: the same rows for every head, chosen here. */
-        for (int h = 0; h < H; h++)
-            rk_streaming_select(n, b, kv->sinks, m->host_keep + (size_t)h * keep);
+        rk_streaming_select(n, b, kv->sinks, m->host_keep);
+        for (int h = 1; h < H; h++)
+            memcpy(m->host_keep + (size_t)h * keep, m->host_keep, (size_t)keep * sizeof(int32_t));
         o->copy_in(ctx, idx, m->host_keep, (size_t)H * keep * sizeof(int32_t));
         break;
     case RK_KV_FULL: return;
     }
-    o->kv_gather(ctx, AT(m, m->a_k + m->row_off[l] * row_bytes),
-                 AT(m, m->a_v + m->row_off[l] * row_bytes),
-                 (int32_t *)AT(m, m->a_row_pos) + (size_t)H * m->row_off[l], score, pk, pv,
-                 score ? mass : NULL, idx, keep, H, hd, cap, P, P);
+    o->kv_gather(ctx, layer_k(m, l), layer_v(m, l), layer_pos(m, l), score, pk, pv,
+                 score ? mass : NULL, idx, keep, H, hd, m->layer_cap[l], P, P);
 }
 
 /* Where the target can record, the one-token step is recorded once at
@@ -422,7 +437,7 @@ static rk_status run_forward(rk_model *m, const int32_t *tokens, int n)
                            c->vocab);
 
     const rk_kv_method method = m->lim.kv.method;
-    const int evicting = method == RK_KV_H2O || method == RK_KV_STREAMING;
+    const int evicting = rk_kv_evicts(method);
     const int compressing = method != RK_KV_FULL && m->n_past == 0;
     if (evicting && !compressing && n != 1)
         return rk_fail(RK_ELIMIT, "%s evicts one token per step: after the prompt, forward one "
@@ -533,7 +548,7 @@ rk_status rk_model_kept_positions(rk_model *m, int layer, int32_t *out)
         return rk_fail(RK_EINVAL, "kept positions of layer %d: the model compresses %s", layer,
                        m->lim.kv.method == RK_KV_FULL ? "nothing" : "fewer layers");
     const int H = m->cfg.n_heads, rows = m->rows[layer], cap = m->layer_cap[layer];
-    const int32_t *pos = (const int32_t *)AT(m, m->a_row_pos) + (size_t)H * m->row_off[layer];
+    const int32_t *pos = layer_pos(m, layer);
     rk_status st = RK_OK;
     for (int h = 0; h < H && st == RK_OK; h++)
         st = m->ops->copy_out(m->ctx, out + (size_t)h * rows, pos + (size_t)h * cap,

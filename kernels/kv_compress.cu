@@ -64,6 +64,17 @@ __global__ void group_scores_kernel(float *s, const __half *q, const __half *k, 
     }
 }
 
+/* Folds (om, ol) into the running softmax statistics (m, l): max and sum of
+ * exp(score - max). -inf scores (rows a query does not see) add nothing. */
+__device__ __forceinline__ void merge_ml(float &m, float &l, float om, float ol)
+{
+    const float nm = fmaxf(m, om);
+    if (nm == -INFINITY)
+        return;
+    l = l * __expf(m - nm) + ol * __expf(om - nm);
+    m = nm;
+}
+
 /* Softmax statistics (max, 1 / sum) of each of the group's score rows.
  * grid (g, heads); many blocks, so that loads from L2 overlap. */
 __global__ void group_stats_kernel(float2 *stats, const float *s, const int *row, int n, int g,
@@ -73,34 +84,16 @@ __global__ void group_stats_kernel(float2 *stats, const float *s, const int *row
     const int i = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, len = *row + n;
     const float *si = s + ((size_t)h * g + i) * cap;
     float m = -INFINITY, l = 0.0f;
-    for (int c = tid; c < len; c += blockDim.x) {
-        const float v = si[c];
-        if (v == -INFINITY)
-            continue;
-        const float nm = fmaxf(m, v);
-        l = l * __expf(m - nm) + __expf(v - nm);
-        m = nm;
-    }
-    for (int off = 16; off > 0; off >>= 1) {
-        const float om = __shfl_xor_sync(0xffffffffu, m, off);
-        const float ol = __shfl_xor_sync(0xffffffffu, l, off);
-        const float nm = fmaxf(m, om);
-        if (nm != -INFINITY) {
-            l = l * __expf(m - nm) + ol * __expf(om - nm);
-            m = nm;
-        }
-    }
+    for (int c = tid; c < len; c += blockDim.x)
+        merge_ml(m, l, si[c], 1.0f);
+    for (int off = 16; off > 0; off >>= 1)
+        merge_ml(m, l, __shfl_xor_sync(0xffffffffu, m, off), __shfl_xor_sync(0xffffffffu, l, off));
     if (tid % 32 == 0)
         red_m[tid / 32] = m, red_l[tid / 32] = l;
     __syncthreads();
     if (tid == 0) {
-        for (int w = 1; w < (int)blockDim.x / 32; w++) {
-            const float nm = fmaxf(m, red_m[w]);
-            if (nm != -INFINITY) {
-                l = l * __expf(m - nm) + red_l[w] * __expf(red_m[w] - nm);
-                m = nm;
-            }
-        }
+        for (int w = 1; w < (int)blockDim.x / 32; w++)
+            merge_ml(m, l, red_m[w], red_l[w]);
         stats[(size_t)h * g + i] = make_float2(m, 1.0f / l);
     }
 }
@@ -234,6 +227,17 @@ __global__ void keep_kernel(int *idx, const float *score, int n, int stride, int
     }
 }
 
+/* Chunk C (8 halves) of cache row FROM to row TO, in K and V. */
+__device__ __forceinline__ void copy_kv_chunk(__half *dk, __half *dv, const __half *sk,
+                                              const __half *sv, size_t to, size_t from,
+                                              int head_dim, int c)
+{
+    reinterpret_cast<uint4 *>(dk + to * head_dim)[c] =
+        reinterpret_cast<const uint4 *>(sk + from * head_dim)[c];
+    reinterpret_cast<uint4 *>(dv + to * head_dim)[c] =
+        reinterpret_cast<const uint4 *>(sv + from * head_dim)[c];
+}
+
 /* grid (row blocks, heads): thread t moves 8 halves of row t / chunks. */
 __global__ void gather_kernel(__half *dk, __half *dv, int *pos, float *dscore, const __half *sk,
                               const __half *sv, const float *sscore, const int *idx, int keep,
@@ -244,16 +248,20 @@ __global__ void gather_kernel(__half *dk, __half *dv, int *pos, float *dscore, c
     if (j >= keep)
         return;
     const int r = idx[(size_t)h * keep + j];
-    const size_t d = (size_t)h * dcap + j, s = (size_t)h * scap + r;
-    reinterpret_cast<uint4 *>(dk + d * head_dim)[c] =
-        reinterpret_cast<const uint4 *>(sk + s * head_dim)[c];
-    reinterpret_cast<uint4 *>(dv + d * head_dim)[c] =
-        reinterpret_cast<const uint4 *>(sv + s * head_dim)[c];
+    const size_t d = (size_t)h * dcap + j;
+    copy_kv_chunk(dk, dv, sk, sv, d, (size_t)h * scap + r, head_dim, c);
     if (c == 0) {
         pos[d] = r;
         if (sscore)
             dscore[d] = sscore[(size_t)h * sstride + r];
     }
+}
+
+/* Whether candidate (v, r) beats (bv, br): a lower value, or an equal one in
+ * a lower row; r < 0 is no candidate. */
+__device__ __forceinline__ bool better(float v, int r, float bv, int br)
+{
+    return r >= 0 && (br < 0 || v < bv || (v == bv && r < br));
 }
 
 /* One block per head: the lowest-scoring candidate (lowest position when
@@ -278,13 +286,13 @@ __global__ void evict_kernel(__half *k, __half *v, int *pos_rows, float *score, 
         if (p[r] < sinks || p[r] > pos0 - recent)
             continue;
         const float val = sc ? sc[r] : (float)p[r];
-        if (br < 0 || val < bv)
+        if (better(val, r, bv, br))
             bv = val, br = r;
     }
     for (int off = 16; off > 0; off >>= 1) {
         const float ov = __shfl_xor_sync(0xffffffffu, bv, off);
         const int orr = __shfl_xor_sync(0xffffffffu, br, off);
-        if (orr >= 0 && (br < 0 || ov < bv || (ov == bv && orr < br)))
+        if (better(ov, orr, bv, br))
             bv = ov, br = orr;
     }
     if (tid % 32 == 0)
@@ -292,8 +300,7 @@ __global__ void evict_kernel(__half *k, __half *v, int *pos_rows, float *score, 
     __syncthreads();
     if (tid == 0) {
         for (int w = 1; w < (int)blockDim.x / 32; w++)
-            if (best_r[w] >= 0 && (best_r[0] < 0 || best_v[w] < best_v[0] ||
-                                   (best_v[w] == best_v[0] && best_r[w] < best_r[0])))
+            if (better(best_v[w], best_r[w], best_v[0], best_r[0]))
                 best_v[0] = best_v[w], best_r[0] = best_r[w];
     }
     __syncthreads();
@@ -304,12 +311,8 @@ __global__ void evict_kernel(__half *k, __half *v, int *pos_rows, float *score, 
         return;
     }
     const size_t from = (size_t)h * cap + row0, to = (size_t)h * cap + victim;
-    for (int c = tid; c < head_dim / 8; c += blockDim.x) {
-        reinterpret_cast<uint4 *>(k + to * head_dim)[c] =
-            reinterpret_cast<const uint4 *>(k + from * head_dim)[c];
-        reinterpret_cast<uint4 *>(v + to * head_dim)[c] =
-            reinterpret_cast<const uint4 *>(v + from * head_dim)[c];
-    }
+    for (int c = tid; c < head_dim / 8; c += blockDim.x)
+        copy_kv_chunk(k, v, k, v, to, from, head_dim, c);
     if (tid == 0) {
         p[victim] = pos0;
         if (sc)
