@@ -37,7 +37,7 @@ rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *
 {
     memset(out, 0, sizeof *out);
     const char *name = opt->method ? opt->method : "full";
-    int pyramid = 0;
+    int pyramid = 0, rankkv = 0;
     if (strcmp(name, "full") == 0)
         out->method = RK_KV_FULL;
     else if (strcmp(name, "snapkv") == 0)
@@ -48,6 +48,10 @@ rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *
         out->method = RK_KV_H2O;
     else if (strcmp(name, "streamingllm") == 0)
         out->method = RK_KV_STREAMING;
+    else if (strcmp(name, "rankkv") == 0)
+        out->method = RK_KV_SNAPKV, rankkv = 1;
+    else if (strcmp(name, "rankkv-dynamic") == 0)
+        out->method = RK_KV_SNAPKV, out->dynamic = 1;
     else
         return rk_fail(RK_EINVAL, "unknown KV method '%s' (have: " RK_KV_METHODS ")", name);
     if (opt->window < 0 || opt->pool < 0 || opt->sinks < 0 || opt->recent < 0)
@@ -70,9 +74,9 @@ rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *
     out->average = opt->average;
     const int min_budget = rk_kv_min_budget(out);
     if (opt->budgets) {
-        if (pyramid)
-            return rk_fail(RK_EINVAL, "pyramidkv makes its own budgets; give explicit budgets "
-                                      "with snapkv");
+        if (pyramid || rankkv || out->dynamic)
+            return rk_fail(RK_EINVAL, "%s makes its own budgets; give explicit budgets with "
+                                      "snapkv", name);
         rk_status st = rk_budget_check(opt->budgets, opt->n_budgets, layers, opt->average,
                                        min_budget, 1 << 30);
         if (st == RK_OK)
@@ -83,10 +87,35 @@ rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *
         return rk_fail(RK_EINVAL,
                        "average budget %d is below the %d positions %s always keeps",
                        opt->average, min_budget, name);
+    if (rankkv || out->dynamic) {
+        out->rank = opt->rank;
+        if (out->rank.strategy < 0 || out->rank.strategy >= RK_RANK_N_STRATEGIES)
+            return rk_fail(RK_EINVAL, "unknown rank strategy %d", (int)out->rank.strategy);
+    }
+    if (rankkv) {
+        if (!opt->profile)
+            return rk_fail(RK_EINVAL, "rankkv takes its budgets from a compiled profile of the "
+                                      "model, and none was given");
+        if (opt->profile->layers != layers)
+            return rk_fail(RK_EINVAL, "the RankKV profile '%s' has %d layers; the model has %d",
+                           opt->profile->name, opt->profile->layers, layers);
+        out->profile = opt->profile;
+        return rk_profile_budgets(opt->profile, &out->rank, opt->average, min_budget,
+                                  out->budget);
+    }
     if (pyramid)
         return rk_budget_pyramid(layers, opt->average, out->window,
                                  opt->beta > 0 ? opt->beta : RK_KV_BETA, out->budget);
     return rk_budget_uniform(layers, opt->average, min_budget, out->budget);
+}
+
+const char *rk_kv_policy_name(const rk_kv_policy *p)
+{
+    if (p->dynamic)
+        return "rankkv-dynamic";
+    if (p->profile)
+        return "rankkv";
+    return rk_kv_method_name(p->method);
 }
 
 rk_status rk_kv_policy_check(const rk_kv_policy *p, int layers, int max_context)

@@ -5,6 +5,8 @@
 #define RK_KV_POLICY_H
 
 #include "config.h"
+#include "profile.h"
+#include "rank_budget.h"
 #include "rk_error.h"
 
 typedef enum {
@@ -18,6 +20,10 @@ typedef enum {
 #define RK_KV_POOL 7    /* SnapKV's max-pool kernel */
 #define RK_KV_SINKS 4   /* StreamingLLM's attention sinks */
 #define RK_KV_BETA 20.0 /* PyramidKV's schedule parameter */
+/* rankkv-dynamic measures the ranks of a prompt's first tokens up to this
+ * many, the calibration length: the attention of a longer prompt's prefix
+ * is the attention of that prefix alone, and SVDs grow as n³. */
+#define RK_KV_DYNAMIC_RANK_LEN 1024
 
 typedef struct {
     rk_kv_method method;
@@ -26,6 +32,12 @@ typedef struct {
     int window, pool;          /* SnapKV */
     int sinks;                 /* StreamingLLM */
     int recent;                /* H2O's recent window; 0: half of each layer's budget */
+    /* RankKV (SnapKV's selection with rank-driven budgets): the compiled
+     * profile the budgets came from (static), or DYNAMIC, whose budgets are
+     * made from the ranks of each prompt by the same strategy. */
+    const rk_profile *profile;
+    int dynamic;
+    rk_rank_allocation rank;
 } rk_kv_policy;
 
 /* Options as users give them; zero fields take the defaults above. */
@@ -36,14 +48,18 @@ typedef struct {
     int n_budgets;
     int window, pool, sinks, recent;
     double beta;
+    const rk_profile *profile; /* rankkv: the compiled profile of the model */
+    rk_rank_allocation rank;   /* rankkv, rankkv-dynamic */
 } rk_kv_options;
 
 /* The method names users can give, for help texts. */
-#define RK_KV_METHODS "full, snapkv, pyramidkv, h2o, streamingllm"
+#define RK_KV_METHODS "full, snapkv, pyramidkv, h2o, streamingllm, rankkv, rankkv-dynamic"
 
 /* Builds the policy for a model of LAYERS layers: the method, then uniform
- * budgets (snapkv, h2o, streamingllm), PyramidKV's schedule (pyramidkv) or
- * the explicit array, which must sum to layers × average. */
+ * budgets (snapkv, h2o, streamingllm), PyramidKV's schedule (pyramidkv), the
+ * profile's (rankkv), uniform until a prompt's ranks are known
+ * (rankkv-dynamic) or the explicit array, which must sum to layers ×
+ * average. */
 rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *out);
 
 /* The smallest budget a layer may have: SnapKV keeps at least its window;
@@ -61,5 +77,8 @@ int rk_kv_recent(const rk_kv_policy *p, int budget);
 rk_status rk_kv_policy_check(const rk_kv_policy *p, int layers, int max_context);
 
 const char *rk_kv_method_name(rk_kv_method m);
+
+/* The name users know the policy by: its method, rankkv or rankkv-dynamic. */
+const char *rk_kv_policy_name(const rk_kv_policy *p);
 
 #endif

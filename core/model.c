@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "kv_select.h"
+#include "profile.h"
+#include "rank_budget.h"
 #include "safetensors.h"
 #include "sampler.h"
 #include "weights.h"
@@ -62,6 +64,12 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     rk_status st;
     if (ops->supports && (st = ops->supports(cfg)) != RK_OK)
         return st;
+    if (lim->rank && (strcmp(lim->rank->name, ops->name) != 0 || lim->rank_len < 1 ||
+                      lim->rank_len > lim->prefill_chunk))
+        return rk_fail(RK_ELIMIT,
+                       "rank measurement on %s for sequences of %d tokens: it must run on the "
+                       "model's target (%s), for 1..prefill chunk (%d) tokens",
+                       lim->rank->name, lim->rank_len, ops->name, lim->prefill_chunk);
     const rk_kv_policy *kv = &lim->kv;
     const int compress = kv->method != RK_KV_FULL;
     if (compress) {
@@ -69,6 +77,10 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
             return rk_fail(RK_EINVAL, "the %s target has no KV-compression ops", ops->name);
         if ((st = rk_kv_policy_check(kv, cfg->n_layers, (int)cap)) != RK_OK)
             return st;
+        if (kv->dynamic && !lim->rank)
+            return rk_fail(RK_EINVAL, "rankkv-dynamic measures the ranks of every prompt, and "
+                                      "this build has no rank measurement (configure with "
+                                      "-DRANKKV_DYNAMIC=ON)");
         /* Compression happens layer by layer as the prompt passes, so the
          * prompt must pass in one call. */
         if (lim->prefill_chunk != lim->max_prompt)
@@ -95,7 +107,10 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
         switch (kv->method) {
         case RK_KV_FULL: m->layer_cap[l] = m->cap; break;
         case RK_KV_SNAPKV:
-            m->layer_cap[l] = (b < lim->max_prompt ? b : lim->max_prompt) + lim->max_new_tokens;
+            /* Dynamic budgets are known only once a prompt has run: every
+             * layer reserves the whole prompt. */
+            m->layer_cap[l] = (b < lim->max_prompt && !kv->dynamic ? b : lim->max_prompt) +
+                              lim->max_new_tokens;
             break;
         case RK_KV_H2O:
         case RK_KV_STREAMING: m->layer_cap[l] = b + 1 < m->cap ? b + 1 : m->cap; break;
@@ -105,6 +120,8 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
         max_rows = m->layer_cap[l] > max_rows ? m->layer_cap[l] : max_rows;
         max_budget = b > max_budget ? b : max_budget;
     }
+    if (kv->dynamic)
+        max_budget = lim->max_prompt;
     m->kv_bytes = 2 * rows_total * row_bytes;
     /* Attention reads up to the longest layer cache, or the prompt's
      * full-length K/V while compressing. */
@@ -140,6 +157,9 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
         if (kv->method == RK_KV_H2O)
             m->a_row_score = rk_plan_add(p, "kv_row_attention", H * rows_total * sizeof(float));
     }
+    if (lim->rank)
+        m->a_rank_scratch = rk_plan_add(p, "rank_scratch",
+                                        lim->rank->scratch_bytes(cfg, lim->rank_len));
     return RK_OK;
 }
 
@@ -185,9 +205,15 @@ static rk_status bind(rk_model *m, const char *dir)
     m->host_step = malloc((size_t)(1 + m->cfg.n_layers + m->lim.prefill_chunk) * sizeof(int32_t));
     const rk_region *keep = rk_plan_find(&m->plan, "kept_rows");
     m->host_keep = malloc(keep ? keep->size : 1);
-    if (!rope || !m->host_logits || !m->host_step || !m->host_keep) {
+    m->host_ranks = malloc((size_t)m->cfg.n_layers * m->cfg.n_heads * sizeof(double));
+    if (!rope || !m->host_logits || !m->host_step || !m->host_keep || !m->host_ranks) {
         free(rope);
         return rk_fail(RK_ENOMEM, "out of host memory for the rotary table and logits");
+    }
+    if (m->lim.rank &&
+        (st = m->lim.rank->init(m->ctx, &m->cfg, m->lim.rank_len, &m->rank_ctx)) != RK_OK) {
+        free(rope);
+        return st;
     }
     fill_rope(&m->cfg, m->cap, rope);
     st = m->ops->copy_in(m->ctx, AT(m, m->a_rope), rope, rope_floats * sizeof(float));
@@ -209,6 +235,13 @@ rk_status rk_model_load(const char *dir, const rk_ops *ops, const rk_limits *lim
     snprintf(path, sizeof path, "%s/config.json", dir);
     if ((st = rk_config_load(path, &cfg)) != RK_OK)
         return st;
+    /* A static profile holds budgets for one model: refuse any other. */
+    if (lim->kv.profile) {
+        rk_identity id;
+        if ((st = rk_identity_of(dir, &id)) != RK_OK ||
+            (st = rk_profile_check(lim->kv.profile, &id)) != RK_OK)
+            return st;
+    }
     rk_model *m = calloc(1, sizeof *m);
     if (!m)
         return rk_fail(RK_ENOMEM, "out of host memory for the model");
@@ -225,6 +258,8 @@ void rk_model_free(rk_model *m)
 {
     if (!m)
         return;
+    if (m->rank_ctx)
+        m->lim.rank->shutdown(m->rank_ctx);
     if (m->ctx) {
         if (m->base)
             m->ops->release(m->ctx, m->base);
@@ -235,6 +270,7 @@ void rk_model_free(rk_model *m)
     free(m->host_logits);
     free(m->host_step);
     free(m->host_keep);
+    free(m->host_ranks);
     free(m);
 }
 
@@ -253,13 +289,21 @@ void rk_model_print_plan(const rk_model *m, FILE *f)
     const size_t rows = m->kv_bytes / (2 * kv_row_bytes(m));
     if (kv->method == RK_KV_FULL)
         fprintf(f, "KV policy: full cache\n");
+    else if (kv->dynamic)
+        fprintf(f, "KV policy: rankkv-dynamic (%s budgets from each prompt's ranks of its first "
+                   "%d tokens), average budget %d; every layer reserves the whole prompt + new\n",
+                rk_rank_strategy_name(kv->rank.strategy), m->lim.rank_len, kv->average);
     else
-        fprintf(f, "KV policy: %s, average budget %d, per layer (%s):", rk_kv_method_name(kv->method),
+        fprintf(f, "KV policy: %s, average budget %d, per layer (%s):", rk_kv_policy_name(kv),
                 kv->average, kv->method == RK_KV_SNAPKV ? "min(budget, prompt) + new" : "budget + 1");
-    for (int l = 0; kv->method != RK_KV_FULL && l < c->n_layers; l++)
+    for (int l = 0; kv->method != RK_KV_FULL && !kv->dynamic && l < c->n_layers; l++)
         fprintf(f, " %d", kv->budget[l]);
-    if (kv->method != RK_KV_FULL)
+    if (kv->method != RK_KV_FULL && !kv->dynamic)
         fputc('\n', f);
+    if (kv->profile)
+        fprintf(f, "RankKV profile: %s (%s budgets; ranks of %d x %d-token samples)\n",
+                kv->profile->name, rk_rank_strategy_name(kv->rank.strategy), kv->profile->samples,
+                kv->profile->seq_len);
     fprintf(f, "KV cache: %zu bytes (2 x %zu positions x %d heads x %d dims x %zu B)\n", m->kv_bytes,
             rows, c->n_heads, c->head_dim, rk_dtype_size(m->lim.kv_dtype));
     fprintf(f, "device total: %zu bytes (weights %zu + arena %zu)\n",
@@ -274,6 +318,18 @@ void rk_model_reset(rk_model *m)
 }
 
 static void compress_layer(rk_model *m, int l, int n, const void *q);
+
+/* A measuring forward: layer L's per-head effective ranks, from the
+ * queries and keys its attention just used. */
+static void measure_layer(rk_model *m, int l, int n, const void *q, const void *k, int k_cap)
+{
+    const int H = m->cfg.n_heads;
+    if (m->rank_status != RK_OK)
+        return;
+    m->rank_status = m->lim.rank->attention_erank(
+        m->rank_ctx, m->ctx, m->ranks + (size_t)l * H, q, k, m->rank_n, n, k_cap, H,
+        m->cfg.head_dim, AT(m, m->a_rank_scratch), rk_plan_find(&m->plan, "rank_scratch")->size);
+}
 
 /* The forward pass proper: the step input (pos0, rows, token ids) is
  * already in the arena. Reads positions and rows only from there, so that a
@@ -315,10 +371,15 @@ static void forward_ops(rk_model *m, int n)
             void *pk = AT(m, m->a_prefill_k), *pv = AT(m, m->a_prefill_v);
             o->qkv_rotary(ctx, q, pk, pv, qkv, rope, pos, pos, n, H, hd, c->rotary_dims, P);
             o->attention(ctx, att, q, pk, pv, pos, n, H, hd, P);
-            compress_layer(m, l, n, q);
+            if (m->ranks)
+                measure_layer(m, l, n, q, pk, P);
+            else
+                compress_layer(m, l, n, q);
         } else {
             o->qkv_rotary(ctx, q, kc, vc, qkv, rope, pos, row, n, H, hd, c->rotary_dims, cap);
             o->attention(ctx, att, q, kc, vc, row, n, H, hd, cap);
+            if (m->ranks)
+                measure_layer(m, l, n, q, kc, cap);
             if (rk_kv_evicts(kv->method)) {
                 float *score = kv->method == RK_KV_H2O ? layer_score(m, l) : NULL;
                 if (score)
@@ -418,6 +479,27 @@ static rk_status decode_step(rk_model *m)
     return m->ops->replay(m->ctx);
 }
 
+/* rankkv-dynamic: the prompt's own ranks (of its first rank_len tokens,
+ * the calibration length), averaged per layer, make this prompt's budgets
+ * by the same strategy a static profile uses. */
+static rk_status dynamic_budgets(rk_model *m, const int32_t *tokens, int n)
+{
+    const int L = m->cfg.n_layers, H = m->cfg.n_heads;
+    const int len = n < m->lim.rank_len ? n : m->lim.rank_len;
+    rk_status st = rk_model_measure_ranks(m, tokens, len, m->host_ranks);
+    if (st != RK_OK)
+        return st;
+    double mean[RK_MAX_LAYERS];
+    for (int l = 0; l < L; l++) {
+        mean[l] = 0;
+        for (int h = 0; h < H; h++)
+            mean[l] += m->host_ranks[(size_t)l * H + h] / H;
+    }
+    rk_kv_policy *kv = &m->lim.kv;
+    return rk_budget_from_ranks(&kv->rank, mean, L, kv->average, rk_kv_min_budget(kv),
+                                kv->budget);
+}
+
 /* Runs the ops of one forward call; the logits stay where the target keeps
  * them. */
 static rk_status run_forward(rk_model *m, const int32_t *tokens, int n)
@@ -439,6 +521,11 @@ static rk_status run_forward(rk_model *m, const int32_t *tokens, int n)
     const rk_kv_method method = m->lim.kv.method;
     const int evicting = rk_kv_evicts(method);
     const int compressing = method != RK_KV_FULL && m->n_past == 0;
+    if (compressing && m->lim.kv.dynamic) {
+        rk_status st = dynamic_budgets(m, tokens, n);
+        if (st != RK_OK)
+            return st;
+    }
     if (evicting && !compressing && n != 1)
         return rk_fail(RK_ELIMIT, "%s evicts one token per step: after the prompt, forward one "
                                   "token at a time (got %d)", rk_kv_method_name(method), n);
@@ -540,6 +627,39 @@ rk_status rk_model_prefill(rk_model *m, const int32_t *tokens, int n)
         i += k;
     }
     return RK_OK;
+}
+
+rk_status rk_model_measure_ranks(rk_model *m, const int32_t *tokens, int n, double *ranks)
+{
+    const rk_config *c = &m->cfg;
+    if (!m->lim.rank)
+        return rk_fail(RK_EINVAL, "this model was loaded without rank measurement");
+    if (n < 1 || n > m->lim.rank_len)
+        return rk_fail(RK_ELIMIT, "rank of a %d-token sequence; the plan measures 1..%d", n,
+                       m->lim.rank_len);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab)
+            return rk_fail(RK_EINVAL, "token id %d is outside the vocabulary [0, %d)", tokens[i],
+                           c->vocab);
+    int32_t *step = m->host_step;
+    memset(step, 0, (size_t)(1 + c->n_layers) * sizeof(int32_t));
+    memcpy(step + 1 + c->n_layers, tokens, (size_t)n * sizeof(int32_t));
+    rk_status st = m->ops->copy_in(m->ctx, AT(m, m->a_step), step,
+                                   (size_t)(1 + c->n_layers + n) * sizeof(int32_t));
+    if (st != RK_OK)
+        return st;
+    /* Compressing policies run the layer over the prefill region, where the
+     * measurement takes the place of compression. */
+    m->compressing = m->lim.kv.method != RK_KV_FULL;
+    m->ranks = ranks;
+    m->rank_n = n;
+    m->rank_status = RK_OK;
+    forward_ops(m, n);
+    m->ranks = NULL;
+    m->compressing = 0;
+    st = m->ops->sync(m->ctx);
+    rk_model_reset(m);
+    return m->rank_status != RK_OK ? m->rank_status : st;
 }
 
 rk_status rk_model_kept_positions(rk_model *m, int layer, int32_t *out)

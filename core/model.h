@@ -10,6 +10,7 @@
 #include "kv_policy.h"
 #include "ops.h"
 #include "plan.h"
+#include "rank_ops.h"
 
 /* What the memory plan is sized for. Asking for more is an RK_ELIMIT error. */
 typedef struct {
@@ -19,6 +20,10 @@ typedef struct {
     int logits_rows;    /* 1 for generation; prefill_chunk to score every position */
     rk_dtype kv_dtype;
     rk_kv_policy kv;    /* zero: the full cache */
+    /* Rank measurement (calibrate, tests, the dynamic build): the ops and
+     * the longest sequence measured; NULL in the static runtime. */
+    const rk_rank_ops *rank;
+    int rank_len;
 } rk_limits;
 
 /* Offsets of one layer's tensors inside the weights block. */
@@ -55,6 +60,7 @@ typedef struct {
      * attention mass, the kept rows, and per cached row its position (and,
      * for H2O, its accumulated attention). Absent (0) for the full cache. */
     size_t a_prefill_k, a_prefill_v, a_mass, a_keep, a_row_pos, a_row_score;
+    size_t a_rank_scratch; /* rank measurement, when the limits ask for it */
 
     /* Host staging, allocated with the model: logits_rows × vocab logits;
      * the step input (pos0, each layer's row0, the chunk's token ids); kept
@@ -62,10 +68,15 @@ typedef struct {
     float *host_logits;
     int32_t *host_step;
     int32_t *host_keep;
+    double *host_ranks; /* L × heads, for the dynamic budgets */
     int n_logits;       /* rows valid after the last forward */
     int n_past;         /* positions seen in this sequence */
     int rows[RK_MAX_LAYERS]; /* cache rows in use per layer */
     int compressing;    /* the current forward compresses after each layer */
+    double *ranks;      /* measuring forward: L × heads effective ranks go here */
+    int rank_n;         /* ... of the attention of its first rank_n tokens */
+    rk_status rank_status; /* the first failure of a measurement */
+    void *rank_ctx;
     int decode_recorded; /* the target holds a recording of the one-token step */
     size_t device_used_before; /* device bytes in use before the two allocations
                                   (targets that report it), for memory reports */
@@ -105,6 +116,12 @@ rk_status rk_model_forward_top_k(rk_model *m, const int32_t *tokens, int n, int 
 
 /* Runs a prompt of any length ≤ max_prompt in chunks. */
 rk_status rk_model_prefill(rk_model *m, const int32_t *tokens, int n);
+
+/* Effective ranks of the attention of TOKENS[0..n) (a sequence from
+ * position 0, n ≤ rank_len and ≤ prefill_chunk): RANKS[l × heads + h] for
+ * every layer and head. Needs rank ops in the limits; the model is reset
+ * afterwards. */
+rk_status rk_model_measure_ranks(rk_model *m, const int32_t *tokens, int n, double *ranks);
 
 /* The positions of the rows layer LAYER keeps, head after head, into OUT
  * (n_heads × rows[layer] int32), for compressing policies. Evicting

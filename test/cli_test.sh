@@ -23,7 +23,8 @@ expect() {
     ok
 }
 
-for tool in rankkv-generate rankkv-ppl rankkv-bench rankkv-eval rankkv-make-random-model; do
+for tool in rankkv-generate rankkv-ppl rankkv-bench rankkv-eval rankkv-compare rankkv-calibrate \
+    rankkv-make-random-model; do
     if "$bin/$tool" --help | grep -q '^usage:'; then ok; else bad "$tool --help"; fi
 done
 
@@ -99,6 +100,49 @@ expect 0 '' -- "$gen" --kv snapkv --kv-budget 40 --max-new-tokens 24 --print-pla
 # 4 layers x (40 kept + 24 new) positions x 2 (K, V) x 160 dims x 4 B
 if grep -q 'KV cache: 327680 bytes' "$tmp/out"; then ok; else bad "KV bytes in the plan"; cat "$tmp/out"; fi
 expect 0 '' -- "$gen" --kv pyramidkv --kv-budget 64 --max-new-tokens 8 --prompt "$(cat "$tmp/text.txt")"
+
+# RankKV: the compiled-in profile of the bundled model, its refusals.
+expect 0 '' -- "$gen" --kv rankkv --kv-budget 64 --max-new-tokens 8 --print-plan
+if grep -q 'RankKV profile: pythia-nano' "$tmp/out"; then ok; else bad "rankkv plan names its profile"; cat "$tmp/out"; fi
+expect 0 'decode' -- "$gen" --kv rankkv --kv-budget 64 --rank-strategy inverse --max-new-tokens 8 \
+    --prompt "$(cat "$tmp/text.txt")"
+expect 2 'unknown rank strategy' -- "$gen" --kv rankkv --kv-budget 64 --rank-strategy uniform
+expect 2 'makes its own budgets' -- "$gen" --kv rankkv --kv-budget 64 --kv-budgets "$tmp/budgets3.txt"
+if "$bin/rankkv-compare" --help | grep -q 'rankkv,rankkv-dynamic'; then
+    expect 0 '' -- "$gen" --kv rankkv-dynamic --kv-budget 64 --max-new-tokens 8 --print-plan
+else
+    expect 1 'RANKKV_DYNAMIC=ON' -- "$gen" --kv rankkv-dynamic --kv-budget 64 --max-new-tokens 8
+fi
+"$bin/rankkv-make-random-model" --preset pythia-nano-shape --out "$tmp/random-nano" >/dev/null 2>&1
+cp "$nano/tokenizer.json" "$tmp/random-nano/"
+expect 1 'no RankKV profile in this build matches the model random-nano' -- \
+    "$gen" --model "$tmp/random-nano" --kv rankkv --kv-budget 64 --max-new-tokens 4
+expect 0 '' -- "$gen" --model "$tmp/random-nano" --kv snapkv --kv-budget 64 --max-new-tokens 4
+
+# calibrate on a small text: a header that compiles on its own, regenerated
+# exactly from its JSON; the profile runs once compiled in (test_rank_budget).
+cal="$bin/rankkv-calibrate"
+root=$(cd "$(dirname "$0")/.." && pwd)
+expect 2 'give --out' -- "$cal"
+expect 1 'need' -- "$cal" --data "$tmp/text.txt" --samples 64 --seq-len 256 --out "$tmp/p.h"
+expect 0 'wrote' -- "$cal" --data "$root/README.md" --samples 2 --seq-len 128 \
+    --out "$tmp/profile_tiny-test.h" --json "$tmp/tiny.json"
+if cc -std=c11 -Wall -Wextra -Werror -fsyntax-only -I"$root/core" -x c "$tmp/profile_tiny-test.h" 2>"$tmp/cc"; then ok
+else bad "generated header does not compile"; cat "$tmp/cc"; fi
+if grep -q 'static const rk_profile rk_profile_tiny_test' "$tmp/profile_tiny-test.h"; then ok; else bad "header symbol"; fi
+mkdir -p "$tmp/again"
+expect 0 'wrote' -- "$cal" --from-json "$tmp/tiny.json" --out "$tmp/again/profile_tiny-test.h"
+if cmp -s "$tmp/profile_tiny-test.h" "$tmp/again/profile_tiny-test.h"; then ok; else bad "--from-json differs"; fi
+printf '{"model": "x"}' >"$tmp/bad.json"
+expect 1 'layers' -- "$cal" --from-json "$tmp/bad.json" --out "$tmp/x.h"
+expect 2 'holdout' -- "$cal" --data "$tmp/text.txt" --out "$tmp/p.h" --report "$tmp/r.json"
+
+# The static-vs-dynamic bench, timing only, and its records.
+expect 0 '' -- "$bin/rankkv-compare" --rows full,snapkv,rankkv,rankkv-random --budget 64 \
+    --context 256 --tail 32 --new-tokens 8 --repeats 1 --json "$tmp/cmp.json" --markdown "$tmp/cmp.md"
+if [ "$(grep -c '^| rankkv' "$tmp/cmp.md")" -eq 2 ] && grep -q '"row":\s*"rankkv-random"' "$tmp/cmp.json"; then ok
+else bad "compare records"; cat "$tmp/cmp.md"; fi
+expect 2 'unknown rank strategy' -- "$bin/rankkv-compare" --rows rankkv-best --budget 64
 
 echo "cli_test: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include "generate_loop.h"
 #include "model.h"
 #include "rk_test.h"
+#include "rank.h"
 #include "sampler.h"
 #include "targets.h"
 
@@ -81,11 +83,17 @@ int main(void)
     rk_model_free(m);
 
     /* The compressing policies: scoring, selection, gather and eviction
-     * work in the arena too. */
-    const char *methods[] = {"snapkv", "h2o", "streamingllm"};
-    for (int i = 0; i < 3; i++) {
-        rk_kv_options o = {.method = methods[i], .average = 48, .window = 8};
+     * work in the arena too, and so does the dynamic build's SVD of every
+     * prompt (LAPACK with its workspace planned). */
+    const char *methods[] = {"snapkv", "h2o", "streamingllm", "rankkv", "rankkv-dynamic"};
+    rk_identity nano;
+    CHECK(rk_identity_of(RK_MODELS_DIR "/pythia-nano", &nano) == RK_OK);
+    for (int i = 0; i < 5; i++) {
+        rk_kv_options o = {.method = methods[i], .average = 48, .window = 8,
+                           .profile = rk_profile_find(&nano)};
         lim.prefill_chunk = lim.max_prompt;
+        lim.rank = strcmp(methods[i], "rankkv-dynamic") == 0 ? rk_cpu_rank_ops() : NULL;
+        lim.rank_len = lim.max_prompt;
         CHECK(rk_kv_policy_make(&o, 4, &lim.kv) == RK_OK);
         st = rk_model_load(RK_MODELS_DIR "/pythia-nano", rk_cpu_ops(), &lim, &m);
         CHECKF(st == RK_OK, "%s", rk_last_error());

@@ -9,8 +9,8 @@
 #include <time.h>
 
 #include "cli.h"
+#include "harness.h"
 #include "model.h"
-#include "sampler.h"
 #include "targets.h"
 #include "textio.h"
 
@@ -32,38 +32,6 @@ static const char usage[] =
     "  -h, --help           this text\n";
 
 enum { MAX_MODELS = 8, MAX_REPEATS = 50, MAX_PROMPTS = 16, MAX_METHODS = 8 };
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-/* One timed greedy generation: returns TTFT (prefill + first token) and the
- * mean time of the decode steps that follow, in seconds. */
-static void timed_run(rk_model *m, const int32_t *prompt, int n, int new_tokens, double *ttft,
-                      double *tpot)
-{
-    rk_model_reset(m);
-    double t0 = rk_now();
-    if (rk_model_prefill(m, prompt, n) != RK_OK)
-        cli_die();
-    int32_t next = rk_argmax(rk_model_logits(m, 0), m->cfg.vocab);
-    double t1 = rk_now();
-    for (int i = 1; i < new_tokens; i++)
-        if (rk_model_forward_argmax(m, &next, 1, &next) != RK_OK)
-            cli_die();
-    double t2 = rk_now();
-    *ttft = t1 - t0;
-    *tpot = new_tokens > 1 ? (t2 - t1) / (new_tokens - 1) : 0.0;
-}
-
 
 int main(int argc, char **argv)
 {
@@ -156,10 +124,8 @@ int main(int argc, char **argv)
             one.opt.average = 0;
         rk_limits lim = {.max_prompt = longest, .max_new_tokens = new_tokens,
                          .prefill_chunk = chunk && chunk < longest ? chunk : longest,
-                         .logits_rows = 1, .kv_dtype = ops->kv_dtype,
-                         .kv = cli_kv_policy(&one, cfg.n_layers)};
-        if (lim.kv.method != RK_KV_FULL)
-            lim.prefill_chunk = longest;
+                         .logits_rows = 1, .kv_dtype = ops->kv_dtype};
+        cli_kv_limits(&one, models[k], &cfg, ops, &lim);
         rk_model *m;
         fprintf(stderr, "[bench] loading %s (kv %s)\n", models[k], method);
         if (rk_model_load(models[k], ops, &lim, &m) != RK_OK)
@@ -174,14 +140,15 @@ int main(int argc, char **argv)
         for (int p = 0; p < n_prompts; p++) {
             const int n = prompts[p];
             double ttft[MAX_REPEATS], tpot[MAX_REPEATS];
-            timed_run(m, prompt, n, new_tokens, &ttft[0], &tpot[0]);
+            harness_timed_run(m, prompt, n, new_tokens, &ttft[0], &tpot[0]);
             for (int r = 0; r < repeats; r++) {
                 fprintf(stderr, "\r[bench] %s prompt %d run %d/%d", cli_base_name(models[k]), n,
                         r + 1, repeats);
-                timed_run(m, prompt, n, new_tokens, &ttft[r], &tpot[r]);
+                harness_timed_run(m, prompt, n, new_tokens, &ttft[r], &tpot[r]);
             }
             fputc('\n', stderr);
-            double t_first = median(ttft, repeats), t_tok = median(tpot, repeats);
+            double t_first = harness_median(ttft, repeats);
+            double t_tok = harness_median(tpot, repeats);
             struct rusage ru;
             getrusage(RUSAGE_SELF, &ru);
             double arena_mb = m->plan.total / 1048576.0, weights_mb = m->wplan.total / 1048576.0;

@@ -1,6 +1,9 @@
 #include "cli.h"
 
 #include "textio.h"
+#ifdef RANKKV_DYNAMIC
+#include "rank.h"
+#endif
 
 #include <errno.h>
 #include <math.h>
@@ -170,15 +173,47 @@ int cli_kv_option(cli_kv *kv, int code, const char *arg)
     case CLI_KV_SINKS: o->sinks = (int)cli_int("--kv-sinks", arg, 1, 1 << 20); break;
     case CLI_KV_RECENT: o->recent = (int)cli_int("--kv-recent", arg, 1, 1 << 20); break;
     case CLI_KV_BETA: o->beta = cli_double("--pyramid-beta", arg, 1, 1e6); break;
+    case CLI_KV_STRATEGY:
+        if (rk_rank_strategy_parse(arg, &o->rank.strategy) != RK_OK)
+            cli_usage_error("--rank-strategy: %s", rk_last_error());
+        break;
+    case CLI_KV_TEMPERATURE:
+        o->rank.temperature = cli_double("--rank-temperature", arg, 1e-6, 1e9);
+        break;
+    case CLI_KV_POWER: o->rank.power = cli_double("--rank-power", arg, 1e-3, 64); break;
+    case CLI_KV_TIERS: o->rank.tiers = (int)cli_int("--rank-tiers", arg, 1, RK_MAX_LAYERS); break;
+    case CLI_KV_SEED: o->rank.seed = (unsigned)cli_int("--rank-seed", arg, 1, 0x7fffffff); break;
     default: return 0;
     }
     return 1;
 }
 
-rk_kv_policy cli_kv_policy(const cli_kv *kv, int layers)
+rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers)
 {
     rk_kv_policy p;
-    if (rk_kv_policy_make(&kv->opt, layers, &p) != RK_OK)
+    rk_kv_options opt = kv->opt;
+    if (opt.method && strcmp(opt.method, "rankkv") == 0) {
+        rk_identity id;
+        if (rk_identity_of(model, &id) != RK_OK || !(opt.profile = rk_profile_find(&id)))
+            cli_die();
+    }
+    if (rk_kv_policy_make(&opt, layers, &p) != RK_OK)
         cli_usage_error("%s", rk_last_error());
     return p;
+}
+
+void cli_kv_limits(const cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
+                   rk_limits *lim)
+{
+    lim->kv = cli_kv_policy(kv, model, cfg->n_layers);
+    if (lim->kv.method != RK_KV_FULL)
+        lim->prefill_chunk = lim->max_prompt;
+#ifdef RANKKV_DYNAMIC
+    if (lim->kv.dynamic) {
+        if (!(lim->rank = rk_rank_find(ops->name)))
+            cli_die();
+        lim->rank_len = lim->max_prompt < RK_KV_DYNAMIC_RANK_LEN ? lim->max_prompt
+                                                                 : RK_KV_DYNAMIC_RANK_LEN;
+    }
+#endif
 }

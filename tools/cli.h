@@ -44,7 +44,8 @@ rk_status cli_tokenize_file(const rk_tokenizer *tok, const char *path, int32_t *
 /* The KV-policy options every tool takes. A tool lists CLI_KV_LONGOPTS in
  * its getopt table and hands the codes it does not know to cli_kv_option. */
 enum { CLI_KV_FIRST = 1024, CLI_KV_METHOD = CLI_KV_FIRST, CLI_KV_BUDGET, CLI_KV_BUDGETS,
-       CLI_KV_WINDOW, CLI_KV_POOL, CLI_KV_SINKS, CLI_KV_RECENT, CLI_KV_BETA };
+       CLI_KV_WINDOW, CLI_KV_POOL, CLI_KV_SINKS, CLI_KV_RECENT, CLI_KV_BETA,
+       CLI_KV_STRATEGY, CLI_KV_TEMPERATURE, CLI_KV_POWER, CLI_KV_TIERS, CLI_KV_SEED };
 #define CLI_KV_LONGOPTS                                                                        \
     {"kv", required_argument, 0, CLI_KV_METHOD},                                               \
         {"kv-budget", required_argument, 0, CLI_KV_BUDGET},                                    \
@@ -53,7 +54,12 @@ enum { CLI_KV_FIRST = 1024, CLI_KV_METHOD = CLI_KV_FIRST, CLI_KV_BUDGET, CLI_KV_
         {"kv-pool", required_argument, 0, CLI_KV_POOL},                                        \
         {"kv-sinks", required_argument, 0, CLI_KV_SINKS},                                      \
         {"kv-recent", required_argument, 0, CLI_KV_RECENT},                                    \
-        {"pyramid-beta", required_argument, 0, CLI_KV_BETA}
+        {"pyramid-beta", required_argument, 0, CLI_KV_BETA},                                   \
+        {"rank-strategy", required_argument, 0, CLI_KV_STRATEGY},                              \
+        {"rank-temperature", required_argument, 0, CLI_KV_TEMPERATURE},                        \
+        {"rank-power", required_argument, 0, CLI_KV_POWER},                                    \
+        {"rank-tiers", required_argument, 0, CLI_KV_TIERS},                                    \
+        {"rank-seed", required_argument, 0, CLI_KV_SEED}
 #define CLI_KV_HELP                                                                            \
     "  --kv METHOD           KV cache: " RK_KV_METHODS " (default full)\n"          \
     "  --kv-budget N         average positions kept per layer after the prompt\n"              \
@@ -64,7 +70,15 @@ enum { CLI_KV_FIRST = 1024, CLI_KV_METHOD = CLI_KV_FIRST, CLI_KV_BUDGET, CLI_KV_
     "  --kv-sinks N          StreamingLLM attention sinks (default 4)\n"                       \
     "  --kv-recent N         H2O recent window (default: half of each layer's budget)\n"      \
     "  --pyramid-beta X      PyramidKV schedule: top layer gets 1/X of the average\n"          \
-    "                        share above the window (default 20)\n"
+    "                        share above the window (default 20)\n"                          \
+    "  --rank-strategy S     rankkv budgets from effective ranks: " RK_RANK_STRATEGIES "\n"   \
+    "                        (default proportional; random and inverse are ablations)\n"     \
+    "  --rank-temperature T  softmax strategy (default: the mean rank)\n"                     \
+    "  --rank-power P        power strategy (default 2)\n"                                    \
+    "  --rank-tiers N        adaptive strategy: rank-quantile tiers (default 4)\n"            \
+    "  --rank-seed N         random strategy's shuffle (default 1)\n"                         \
+    "rankkv takes its ranks from the profile compiled in for the model (profiles/);\n"        \
+    "rankkv-dynamic measures each prompt's (builds with -DRANKKV_DYNAMIC=ON only).\n"
 
 typedef struct {
     rk_kv_options opt;
@@ -74,8 +88,15 @@ typedef struct {
 /* Takes one KV option with its argument; 0 when CODE is not one. */
 int cli_kv_option(cli_kv *kv, int code, const char *arg);
 
-/* The policy for a model of LAYERS layers; a usage error when it is
- * inconsistent. */
-rk_kv_policy cli_kv_policy(const cli_kv *kv, int layers);
+/* The policy for the model in MODEL of LAYERS layers; a usage error when it
+ * is inconsistent, an error when rankkv finds no profile for the model. */
+rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers);
+
+/* Sets LIM's policy for the model and what it implies: a compressing policy
+ * prefills the whole prompt at once; rankkv-dynamic measures ranks on OPS's
+ * target in dynamic builds (static builds leave that out, and the plan
+ * refuses the policy with a message). */
+void cli_kv_limits(const cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
+                   rk_limits *lim);
 
 #endif

@@ -4,7 +4,6 @@
  * scored: the cache the decode steps read is the one a compression method
  * leaves behind after prefill. */
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "harness.h"
 #include "model.h"
 #include "targets.h"
 #include "textio.h"
@@ -44,135 +44,7 @@ static const char usage[] =
     "  -h, --help           this text\n"
     "Progress goes to stderr; the table to stdout.\n";
 
-enum { MAX_DATASETS = 8, MAX_DOCS = 256, MAX_LIST = 16 };
-
-typedef struct {
-    const char *name, *path;
-    int32_t *windows; /* n_windows × context token ids */
-    int n_windows;
-    double *full_nll; /* per window, from the full-cache row when it ran */
-} dataset;
-
-typedef struct {
-    double nll, prefill_s, decode_s;
-    long scored, windows, steps;
-} tally;
-
-static int by_name(const void *a, const void *b) { return strcmp(a, b); }
-
-/* The documents of a dataset: PATH itself, or the sorted *.txt files in it. */
-static int list_documents(const char *path, char docs[][4096])
-{
-    DIR *d = opendir(path);
-    if (!d) {
-        snprintf(docs[0], 4096, "%s", path);
-        return 1;
-    }
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < MAX_DOCS) {
-        size_t len = strlen(e->d_name);
-        if (len > 4 && strcmp(e->d_name + len - 4, ".txt") == 0)
-            snprintf(docs[n++], 4096, "%s/%s", path, e->d_name);
-    }
-    closedir(d);
-    qsort(docs, (size_t)n, sizeof docs[0], by_name);
-    return n;
-}
-
-/* One window: prefill C - T tokens, then score T tokens one decode step at a
- * time (the prefill's last logits predict the first of them). */
-/* Returns the window's summed NLL. */
-static double score_window(rk_model *m, const int32_t *win, int context, int tail, tally *t)
-{
-    const int prompt = context - tail, V = m->cfg.vocab;
-    rk_model_reset(m);
-    double t0 = rk_now();
-    if (rk_model_prefill(m, win, prompt) != RK_OK)
-        cli_die();
-    double t1 = rk_now();
-    double nll = 0;
-    for (int i = 0; i < tail; i++) {
-        nll += rk_nll(rk_model_logits(m, 0), V, win[prompt + i]);
-        if (i + 1 < tail && rk_model_forward(m, &win[prompt + i], 1) != RK_OK)
-            cli_die();
-    }
-    t->prefill_s += t1 - t0;
-    t->decode_s += rk_now() - t1;
-    t->nll += nll;
-    t->scored += tail;
-    t->steps += tail - 1;
-    t->windows++;
-    return nll;
-}
-
-/* Mean and standard error over N windows of the paired difference in mean
- * NLL per token between A and B: the noise of comparing two rows on the
- * same windows. */
-static void paired(const double *a, const double *b, int n, int tail, double *mean, double *se)
-{
-    double s = 0, ss = 0;
-    for (int i = 0; i < n; i++)
-        s += (a[i] - b[i]) / tail;
-    *mean = s / n;
-    for (int i = 0; i < n; i++) {
-        const double d = (a[i] - b[i]) / tail - *mean;
-        ss += d * d;
-    }
-    *se = n > 1 ? sqrt(ss / (n - 1) / n) : 0.0;
-}
-
-/* Cuts the dataset's documents into windows of CONTEXT tokens, up to MAX. */
-static void load_windows(rk_tokenizer *tok, dataset *set, int context, int max)
-{
-    static char docs[MAX_DOCS][4096];
-    const int n_docs = list_documents(set->path, docs);
-    if (n_docs == 0) {
-        rk_fail(RK_EIO, "dataset %s: no .txt documents in %s", set->name, set->path);
-        cli_die();
-    }
-    set->windows = malloc((size_t)max * context * sizeof(int32_t));
-    if (!set->windows) {
-        rk_fail(RK_ENOMEM, "out of memory for %d windows", max);
-        cli_die();
-    }
-    set->n_windows = 0;
-    /* Windows come evenly from the documents, so that one long book does
-     * not stand for the whole set. */
-    const int per_doc = (max + n_docs - 1) / n_docs;
-    for (int d = 0; d < n_docs && set->n_windows < max; d++) {
-        int32_t *ids;
-        size_t n;
-        if (cli_tokenize_file(tok, docs[d], &ids, &n) != RK_OK)
-            cli_die();
-        const int first = set->n_windows;
-        for (size_t w = 0; w + (size_t)context <= n && set->n_windows < max &&
-                           set->n_windows - first < per_doc;
-             w += context)
-            memcpy(set->windows + (size_t)set->n_windows++ * context, ids + w,
-                   (size_t)context * sizeof(int32_t));
-        free(ids);
-    }
-    if (set->n_windows == 0) {
-        rk_fail(RK_EINVAL, "dataset %s has no document of %d tokens", set->name, context);
-        cli_die();
-    }
-}
-
-/* Splits a comma-separated LIST into at most MAX_LIST words (LIST is
- * modified). */
-static int split_list(const char *flag, char *list, char **out)
-{
-    int n = 0;
-    for (char *w = strtok(list, ","); w; w = strtok(NULL, ",")) {
-        if (n == MAX_LIST)
-            cli_usage_error("%s takes at most %d entries", flag, MAX_LIST);
-        out[n++] = w;
-    }
-    if (n == 0)
-        cli_usage_error("%s is empty", flag);
-    return n;
-}
+enum { MAX_DATASETS = 8, MAX_LIST = 16 };
 
 int main(int argc, char **argv)
 {
@@ -180,7 +52,7 @@ int main(int argc, char **argv)
     const char *model = RK_DEFAULT_MODEL, *target = "cpu", *json_path = NULL;
     char method_arg[1024] = "full", budget_arg[1024] = "128,256,512,1024";
     int context = 2048, tail = 256, max_windows = 16, n_sets = 0;
-    dataset sets[MAX_DATASETS];
+    harness_dataset sets[MAX_DATASETS];
     cli_kv kv = {0};
     enum { MODEL = 256, DATASET, CONTEXT, TAIL, MAXW, METHOD, BUDGET, TARGET, JSON };
     static const struct option longopts[] = {{"model", required_argument, 0, MODEL},
@@ -199,17 +71,11 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case MODEL: model = optarg; break;
-        case DATASET: {
-            char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg || !eq[1])
-                cli_usage_error("--dataset wants NAME=PATH, got '%s'", optarg);
+        case DATASET:
             if (n_sets == MAX_DATASETS)
                 cli_usage_error("at most %d datasets", MAX_DATASETS);
-            /* A copy of the name: argv is recorded with the results as given. */
-            sets[n_sets++] = (dataset){.name = strndup(optarg, (size_t)(eq - optarg)),
-                                       .path = eq + 1};
+            sets[n_sets++] = harness_dataset_arg(optarg);
             break;
-        }
         case CONTEXT: context = (int)cli_int("--context", optarg, 2, 1 << 20); break;
         case TAIL: tail = (int)cli_int("--tail", optarg, 1, 1 << 20); break;
         case MAXW: max_windows = (int)cli_int("--max-windows", optarg, 1, 1 << 20); break;
@@ -233,8 +99,8 @@ int main(int argc, char **argv)
         cli_usage_error("rankkv-eval takes --method and --budget lists, not --kv/--kv-budget");
     char *methods[MAX_LIST], *budget_words[MAX_LIST];
     int budgets[MAX_LIST];
-    const int n_methods = split_list("--method", method_arg, methods);
-    const int n_budgets = split_list("--budget", budget_arg, budget_words);
+    const int n_methods = harness_split_list("--method", method_arg, methods, MAX_LIST);
+    const int n_budgets = harness_split_list("--budget", budget_arg, budget_words, MAX_LIST);
     for (int i = 0; i < n_budgets; i++)
         budgets[i] = (int)cli_int("--budget", budget_words[i], 1, 1 << 20);
     const rk_ops *ops = rk_target_find(target);
@@ -253,7 +119,7 @@ int main(int argc, char **argv)
         cli_die();
     }
     /* Every policy is checked before the first window runs. */
-    rk_kv_policy policies[MAX_LIST * MAX_LIST];
+    rk_limits limits[MAX_LIST * MAX_LIST];
     const char *row_method[MAX_LIST * MAX_LIST];
     int n_rows = 0;
     for (int i = 0; i < n_methods; i++)
@@ -265,16 +131,18 @@ int main(int argc, char **argv)
             else if (b > 0)
                 break;
             row_method[n_rows] = methods[i];
-            policies[n_rows++] = cli_kv_policy(&one, cfg.n_layers);
+            limits[n_rows] = (rk_limits){.max_prompt = context - tail, .max_new_tokens = tail,
+                                         .prefill_chunk = context - tail, .logits_rows = 1,
+                                         .kv_dtype = ops->kv_dtype};
+            cli_kv_limits(&one, model, &cfg, ops, &limits[n_rows++]);
         }
     snprintf(path, sizeof path, "%s/tokenizer.json", model);
     if (rk_tok_load(path, &tok) != RK_OK)
         cli_die();
     double *row_nll = malloc((size_t)max_windows * sizeof(double));
     for (int s = 0; s < n_sets; s++) {
-        load_windows(tok, &sets[s], context, max_windows);
-        sets[s].full_nll = calloc((size_t)sets[s].n_windows, sizeof(double));
-        if (!sets[s].full_nll || !row_nll) {
+        harness_load_windows(tok, &sets[s], context, max_windows);
+        if (!row_nll) {
             rk_fail(RK_ENOMEM, "out of memory for %d windows", max_windows);
             cli_die();
         }
@@ -288,20 +156,21 @@ int main(int argc, char **argv)
     printf("%-12s %-13s %7s %8s %8s %9s %17s %9s %9s %9s\n", "dataset", "method", "budget",
            "windows", "tokens", "ppl", "dNLL_vs_full", "kv_MB", "ttft_ms", "tpot_ms");
     for (int r = 0; r < n_rows; r++) {
-        const rk_kv_policy *pol = &policies[r];
-        rk_limits lim = {.max_prompt = context - tail, .max_new_tokens = tail,
-                         .prefill_chunk = context - tail, .logits_rows = 1,
-                         .kv_dtype = ops->kv_dtype, .kv = *pol};
         rk_model *m;
-        if (rk_model_load(model, ops, &lim, &m) != RK_OK)
+        if (rk_model_load(model, ops, &limits[r], &m) != RK_OK)
             cli_die();
+        const rk_kv_policy *pol = &m->lim.kv;
         ops->device_name(m->ctx, device, sizeof device);
         const double kv_mb = (double)m->kv_bytes / 1048576.0;
         for (int s = 0; s < n_sets; s++) {
-            tally t = {0};
+            harness_tally t = {0};
+            /* Dynamic budgets change with every window: their mean is kept. */
+            double budget_sum[RK_MAX_LAYERS] = {0};
             for (int w = 0; w < sets[s].n_windows; w++) {
-                row_nll[w] = score_window(m, sets[s].windows + (size_t)w * context, context, tail,
-                                          &t);
+                row_nll[w] = harness_score_window(m, sets[s].windows + (size_t)w * context,
+                                                  context, tail, &t);
+                for (int l = 0; l < cfg.n_layers; l++)
+                    budget_sum[l] += pol->budget[l];
                 fprintf(stderr, "\r[eval %d/%d] %s %s %d window %ld/%d  ppl %.4f", r + 1, n_rows,
                         sets[s].name, row_method[r], pol->average, t.windows, sets[s].n_windows,
                         exp(t.nll / t.scored));
@@ -315,7 +184,8 @@ int main(int argc, char **argv)
             if (pol->method == RK_KV_FULL)
                 memcpy(sets[s].full_nll, row_nll, (size_t)t.windows * sizeof(double));
             if (vs_full) {
-                paired(row_nll, sets[s].full_nll, (int)t.windows, tail, &d_mean, &d_se);
+                harness_paired(row_nll, sets[s].full_nll, (int)t.windows, tail, &d_mean,
+                               &d_se);
                 snprintf(dcol, sizeof dcol, "%+.4f±%.4f", d_mean, d_se);
             }
             printf("%-12s %-13s %7d %8ld %8ld %9.4f %17s %9.3f %9.2f %9.3f\n", sets[s].name,
@@ -325,9 +195,14 @@ int main(int argc, char **argv)
             cJSON_AddStringToObject(o, "dataset", sets[s].name);
             cJSON_AddStringToObject(o, "method", row_method[r]);
             cJSON_AddNumberToObject(o, "budget", pol->average);
-            if (pol->method != RK_KV_FULL)
+            if (pol->method != RK_KV_FULL && !pol->dynamic)
                 cJSON_AddItemToObject(o, "layer_budgets",
                                       cJSON_CreateIntArray(pol->budget, cfg.n_layers));
+            if (pol->dynamic) {
+                cJSON *mean = cJSON_AddArrayToObject(o, "mean_layer_budgets");
+                for (int l = 0; l < cfg.n_layers; l++)
+                    cJSON_AddItemToArray(mean, cJSON_CreateNumber(budget_sum[l] / t.windows));
+            }
             cJSON_AddNumberToObject(o, "ppl", ppl);
             cJSON_AddNumberToObject(o, "mean_nll", t.nll / t.scored);
             if (vs_full) {

@@ -117,9 +117,7 @@ static rk_limits limits_for(const options *o, const rk_config *cfg, const rk_ops
     rk_limits lim = {.max_prompt = ctx - o->max_new, .max_new_tokens = o->max_new,
                      .logits_rows = 1, .kv_dtype = ops->kv_dtype};
     lim.prefill_chunk = o->chunk < lim.max_prompt ? o->chunk : lim.max_prompt;
-    lim.kv = cli_kv_policy(&o->kv, cfg->n_layers);
-    if (lim.kv.method != RK_KV_FULL)
-        lim.prefill_chunk = lim.max_prompt;
+    cli_kv_limits(&o->kv, o->model, cfg, ops, &lim);
     return lim;
 }
 

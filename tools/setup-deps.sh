@@ -3,7 +3,7 @@
 # Needs root (or sudo) only when something has to be installed.
 set -euo pipefail
 pkgs=(cmake gcc make pkg-config libcjson-dev libutf8proc-dev libpcre2-dev libopenblas-dev
-      valgrind)
+      liblapacke-dev valgrind gnuplot-nox)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

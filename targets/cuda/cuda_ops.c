@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "cuda_target.h"
 #include "elementwise.h"
 #include "gemv.h"
 #include "kv_compress.h"
@@ -105,6 +106,8 @@ static rk_status cuda_init(void **ctx)
     *ctx = c;
     return RK_OK;
 }
+
+cudaStream_t rk_cuda_stream(void *ctx) { return ((cuda_ctx *)ctx)->stream; }
 
 static void cuda_shutdown(void *ctx)
 {

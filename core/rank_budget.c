@@ -1,0 +1,139 @@
+#include "rank_budget.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kv_budget.h"
+
+#define MAX_LAYERS 256
+
+static const char *const names[RK_RANK_N_STRATEGIES] = {
+    "proportional", "softmax", "adaptive", "power", "random", "inverse"};
+
+rk_status rk_rank_strategy_parse(const char *name, rk_rank_strategy *out)
+{
+    for (int i = 0; i < RK_RANK_N_STRATEGIES; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *out = (rk_rank_strategy)i;
+            return RK_OK;
+        }
+    return rk_fail(RK_EINVAL, "unknown rank strategy '%s' (have: " RK_RANK_STRATEGIES ")", name);
+}
+
+const char *rk_rank_strategy_name(rk_rank_strategy s)
+{
+    return s >= 0 && s < RK_RANK_N_STRATEGIES ? names[s] : "?";
+}
+
+int rk_rank_allocation_is_default(const rk_rank_allocation *a)
+{
+    return a->temperature == 0 && (a->power == 0 || a->power == RK_RANK_POWER_DEFAULT) &&
+           (a->tiers == 0 || a->tiers == RK_RANK_TIERS_DEFAULT) &&
+           (a->seed == 0 || a->seed == RK_RANK_SEED_DEFAULT);
+}
+
+/* Layer indices ordered by rank, ascending; equal ranks by index. */
+static void order_by_rank(const double *rank, int layers, int *order)
+{
+    for (int i = 0; i < layers; i++) {
+        int j = i;
+        while (j > 0 && rank[order[j - 1]] > rank[i]) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = i;
+    }
+}
+
+/* splitmix64: a seed gives the same shuffle on every machine. */
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+rk_status rk_budget_from_ranks(const rk_rank_allocation *a, const double *rank, int layers,
+                               int average, int min_budget, int *budget)
+{
+    if (layers < 1 || layers > MAX_LAYERS)
+        return rk_fail(RK_EINVAL, "budgets for %d layers (1..%d)", layers, MAX_LAYERS);
+    double mean = 0, mx = rank[0];
+    for (int l = 0; l < layers; l++) {
+        if (!(rank[l] > 0) || !isfinite(rank[l]))
+            return rk_fail(RK_EINVAL, "effective rank of layer %d is %g; ranks must be > 0", l,
+                           rank[l]);
+        mean += rank[l] / layers;
+        mx = rank[l] > mx ? rank[l] : mx;
+    }
+    double w[MAX_LAYERS];
+    int order[MAX_LAYERS];
+    switch (a->strategy) {
+    case RK_RANK_PROPORTIONAL:
+    case RK_RANK_RANDOM:
+    case RK_RANK_INVERSE: memcpy(w, rank, (size_t)layers * sizeof(double)); break;
+    case RK_RANK_SOFTMAX: {
+        const double t = a->temperature > 0 ? a->temperature : mean;
+        /* Shifted by the largest rank: the same softmax, without overflow. */
+        for (int l = 0; l < layers; l++)
+            w[l] = exp((rank[l] - mx) / t);
+        break;
+    }
+    case RK_RANK_POWER: {
+        const double p = a->power > 0 ? a->power : RK_RANK_POWER_DEFAULT;
+        for (int l = 0; l < layers; l++)
+            w[l] = pow(rank[l], p);
+        break;
+    }
+    case RK_RANK_ADAPTIVE: {
+        const int tiers = a->tiers > 0 ? (a->tiers < layers ? a->tiers : layers)
+                                       : (RK_RANK_TIERS_DEFAULT < layers ? RK_RANK_TIERS_DEFAULT
+                                                                         : layers);
+        order_by_rank(rank, layers, order);
+        for (int t = 0; t < tiers; t++) {
+            const int lo = t * layers / tiers, hi = (t + 1) * layers / tiers;
+            double tier_mean = 0;
+            for (int i = lo; i < hi; i++)
+                tier_mean += rank[order[i]] / (hi - lo);
+            for (int i = lo; i < hi; i++)
+                w[order[i]] = tier_mean;
+        }
+        break;
+    }
+    default: return rk_fail(RK_EINVAL, "unknown rank strategy %d", (int)a->strategy);
+    }
+    for (int l = 0; l < layers; l++)
+        if (!(w[l] > 0))
+            return rk_fail(RK_EINVAL,
+                           "%s budgets: layer %d's weight underflows (rank %g; raise the "
+                           "temperature)",
+                           rk_rank_strategy_name(a->strategy), l, rank[l]);
+    rk_status st = rk_budget_from_weights(w, layers, average, min_budget, budget);
+    if (st != RK_OK)
+        return st;
+    if (a->strategy == RK_RANK_RANDOM) {
+        uint64_t state = a->seed ? a->seed : RK_RANK_SEED_DEFAULT;
+        for (int i = layers - 1; i > 0; i--) {
+            const int j = (int)(next_random(&state) % (uint64_t)(i + 1));
+            const int t = budget[i];
+            budget[i] = budget[j];
+            budget[j] = t;
+        }
+    } else if (a->strategy == RK_RANK_INVERSE) {
+        /* The k-th lowest rank gets the k-th largest budget. */
+        int sorted[MAX_LAYERS];
+        memcpy(sorted, budget, (size_t)layers * sizeof(int));
+        for (int i = 1; i < layers; i++)
+            for (int j = i; j > 0 && sorted[j - 1] < sorted[j]; j--) {
+                const int t = sorted[j];
+                sorted[j] = sorted[j - 1];
+                sorted[j - 1] = t;
+            }
+        order_by_rank(rank, layers, order);
+        for (int i = 0; i < layers; i++)
+            budget[order[i]] = sorted[i];
+    }
+    return RK_OK;
+}

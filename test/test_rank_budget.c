@@ -1,0 +1,260 @@
+/* RankKV's budget strategies (core/rank_budget.c), the compiled profiles'
+ * tables against them, and model identity: a profile refuses a model it
+ * was not calibrated on. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kv_policy.h"
+#include "model.h"
+#include "profile.h"
+#include "rank_budget.h"
+#include "rk_test.h"
+#include "targets.h"
+#include "textio.h"
+
+static long sum_of(const int *b, int n)
+{
+    long s = 0;
+    for (int i = 0; i < n; i++)
+        s += b[i];
+    return s;
+}
+
+static int min_of(const int *b, int n)
+{
+    int m = b[0];
+    for (int i = 1; i < n; i++)
+        m = b[i] < m ? b[i] : m;
+    return m;
+}
+
+static int by_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+/* Whether A and B hold the same budgets in some order. */
+static int same_multiset(const int *a, const int *b, int n)
+{
+    int x[RK_MAX_LAYERS], y[RK_MAX_LAYERS];
+    memcpy(x, a, (size_t)n * sizeof(int));
+    memcpy(y, b, (size_t)n * sizeof(int));
+    qsort(x, (size_t)n, sizeof(int), by_int);
+    qsort(y, (size_t)n, sizeof(int), by_int);
+    return memcmp(x, y, (size_t)n * sizeof(int)) == 0;
+}
+
+static void strategies(void)
+{
+    enum { L = 24 };
+    double rank[L];
+    /* A hump like a real model's: ranks rise to the middle layers. */
+    for (int l = 0; l < L; l++)
+        rank[l] = 100 + 300 * sin(3.14159 * (l + 0.5) / L) + 7 * (l % 3);
+    const int averages[] = {40, 128, 512, 1024};
+    int prop[L], b[L];
+    for (size_t a = 0; a < sizeof averages / sizeof averages[0]; a++) {
+        const int avg = averages[a];
+        for (int s = 0; s < RK_RANK_N_STRATEGIES; s++) {
+            const rk_rank_allocation alloc = {.strategy = (rk_rank_strategy)s};
+            CHECKF(rk_budget_from_ranks(&alloc, rank, L, avg, 32, b) == RK_OK, "%s: %s",
+                   rk_rank_strategy_name((rk_rank_strategy)s), rk_last_error());
+            CHECKF(sum_of(b, L) == (long)L * avg, "%s avg %d: sum %ld",
+                   rk_rank_strategy_name((rk_rank_strategy)s), avg, sum_of(b, L));
+            CHECK(min_of(b, L) >= 32);
+        }
+        const rk_rank_allocation p = {.strategy = RK_RANK_PROPORTIONAL};
+        CHECK(rk_budget_from_ranks(&p, rank, L, avg, 32, prop) == RK_OK);
+        /* Higher rank, no smaller budget; the spare positions in proportion. */
+        for (int i = 0; i < L; i++)
+            for (int j = 0; j < L; j++)
+                if (rank[i] > rank[j])
+                    CHECK(prop[i] >= prop[j]);
+        double rsum = 0;
+        for (int l = 0; l < L; l++)
+            rsum += rank[l];
+        for (int l = 0; l < L; l++)
+            CHECK(fabs((prop[l] - 32) - (double)L * (avg - 32) * rank[l] / rsum) < 1.0);
+
+        const rk_rank_allocation pw1 = {.strategy = RK_RANK_POWER, .power = 1.0};
+        CHECK(rk_budget_from_ranks(&pw1, rank, L, avg, 32, b) == RK_OK);
+        CHECK(memcmp(b, prop, sizeof prop) == 0);
+
+        const rk_rank_allocation inv = {.strategy = RK_RANK_INVERSE};
+        CHECK(rk_budget_from_ranks(&inv, rank, L, avg, 32, b) == RK_OK);
+        CHECK(same_multiset(b, prop, L));
+        for (int i = 0; i < L; i++)
+            for (int j = 0; j < L; j++)
+                if (rank[i] > rank[j])
+                    CHECK(b[i] <= b[j]);
+
+        const rk_rank_allocation r1 = {.strategy = RK_RANK_RANDOM, .seed = 5};
+        int b2[L];
+        CHECK(rk_budget_from_ranks(&r1, rank, L, avg, 32, b) == RK_OK);
+        CHECK(rk_budget_from_ranks(&r1, rank, L, avg, 32, b2) == RK_OK);
+        CHECK(same_multiset(b, prop, L));
+        CHECK(memcmp(b, b2, sizeof b) == 0);
+        const rk_rank_allocation r2 = {.strategy = RK_RANK_RANDOM, .seed = 6};
+        CHECK(rk_budget_from_ranks(&r2, rank, L, avg, 32, b2) == RK_OK);
+        if (avg > 40)
+            CHECK(memcmp(b, b2, sizeof b) != 0);
+    }
+
+    /* Softmax: a huge temperature is uniform; a small one puts the spare
+     * positions on the highest-rank layers. */
+    const rk_rank_allocation hot = {.strategy = RK_RANK_SOFTMAX, .temperature = 1e9};
+    CHECK(rk_budget_from_ranks(&hot, rank, L, 256, 32, b) == RK_OK);
+    for (int l = 0; l < L; l++)
+        CHECK(b[l] == 256);
+    const rk_rank_allocation cold = {.strategy = RK_RANK_SOFTMAX, .temperature = 5};
+    CHECK(rk_budget_from_ranks(&cold, rank, L, 256, 32, b) == RK_OK);
+    int top = 0;
+    for (int l = 1; l < L; l++)
+        top = rank[l] > rank[top] ? l : top;
+    CHECKF(b[top] > 256 * 4, "coldest softmax gives the top layer %d", b[top]);
+
+    /* Adaptive: the layers of a quartile share one budget (±1 of rounding),
+     * and a higher tier gets more. */
+    const rk_rank_allocation ad = {.strategy = RK_RANK_ADAPTIVE};
+    CHECK(rk_budget_from_ranks(&ad, rank, L, 256, 32, b) == RK_OK);
+    int distinct = 0, seen[RK_MAX_LAYERS];
+    for (int l = 0; l < L; l++) {
+        int dup = 0;
+        for (int k = 0; k < distinct; k++)
+            dup |= abs(seen[k] - b[l]) <= 1;
+        if (!dup)
+            seen[distinct++] = b[l];
+    }
+    CHECKF(distinct == 4, "adaptive made %d budget levels", distinct);
+
+    /* Refusals. */
+    double bad[3] = {100, 0, 50};
+    const rk_rank_allocation p = {.strategy = RK_RANK_PROPORTIONAL};
+    CHECK(rk_budget_from_ranks(&p, bad, 3, 64, 32, b) != RK_OK);
+    bad[1] = NAN;
+    CHECK(rk_budget_from_ranks(&p, bad, 3, 64, 32, b) != RK_OK);
+    rk_rank_strategy s;
+    CHECK(rk_rank_strategy_parse("inverse", &s) == RK_OK && s == RK_RANK_INVERSE);
+    CHECK(rk_rank_strategy_parse("uniform", &s) != RK_OK);
+    CHECK(strstr(rk_last_error(), "proportional") != NULL);
+}
+
+/* Each compiled profile's tables are what the strategy code makes of its
+ * ranks, so the header and the runtime cannot disagree. */
+static void profiles(void)
+{
+    static const int averages[] = RK_PROFILE_AVERAGES;
+    CHECK(rk_n_compiled_profiles >= 1);
+    for (int i = 0; i < rk_n_compiled_profiles; i++) {
+        const rk_profile *p = rk_compiled_profiles[i];
+        int want[RK_MAX_LAYERS], got[RK_MAX_LAYERS];
+        CHECK(p->layers >= 1 && p->layers <= RK_MAX_LAYERS && p->samples >= 1);
+        for (int l = 0; l < p->layers; l++) {
+            CHECK(p->rank_mean[l] >= 1 && p->rank_mean[l] <= p->seq_len);
+            double hm = 0;
+            for (int h = 0; h < p->heads; h++)
+                hm += p->head_rank[l * p->heads + h] / p->heads;
+            CHECKF(fabs(hm - p->rank_mean[l]) < 1e-9 * p->rank_mean[l],
+                   "%s layer %d: head mean %g, layer mean %g", p->name, l, hm, p->rank_mean[l]);
+        }
+        for (int s = 0; s < RK_RANK_N_STRATEGIES; s++)
+            for (int a = 0; a < RK_PROFILE_N_AVERAGES; a++) {
+                const rk_rank_allocation alloc = {.strategy = (rk_rank_strategy)s};
+                CHECK(rk_budget_from_ranks(&alloc, p->rank_mean, p->layers, averages[a],
+                                           p->min_budget, want) == RK_OK);
+                const int *table =
+                    p->budgets + ((size_t)s * RK_PROFILE_N_AVERAGES + a) * p->layers;
+                CHECKF(memcmp(want, table, (size_t)p->layers * sizeof(int)) == 0,
+                       "%s: table %s/%d differs from the strategy code", p->name,
+                       rk_rank_strategy_name((rk_rank_strategy)s), averages[a]);
+                CHECK(rk_profile_budgets(p, &alloc, averages[a], p->min_budget, got) == RK_OK);
+                CHECK(memcmp(want, got, (size_t)p->layers * sizeof(int)) == 0);
+            }
+        /* Off the table: the same code on the profile's ranks. */
+        const rk_rank_allocation pw = {.strategy = RK_RANK_POWER, .power = 3};
+        CHECK(rk_profile_budgets(p, &pw, 300, 16, got) == RK_OK);
+        CHECK(rk_budget_from_ranks(&pw, p->rank_mean, p->layers, 300, 16, want) == RK_OK);
+        CHECK(memcmp(want, got, (size_t)p->layers * sizeof(int)) == 0);
+    }
+}
+
+/* pythia-nano's identity finds its profile; the same files under a config
+ * that marks random weights are another model, which the profile refuses
+ * at load. */
+static void identity(void)
+{
+    const char *nano = RK_MODELS_DIR "/pythia-nano";
+    rk_identity id;
+    CHECKF(rk_identity_of(nano, &id) == RK_OK, "%s", rk_last_error());
+    CHECK(strcmp(id.name, "pythia-nano") == 0 && id.layers == 4 && id.heads == 2);
+    const rk_profile *p = rk_profile_find(&id);
+    CHECKF(p != NULL, "%s", rk_last_error());
+    if (!p)
+        return;
+    rk_identity again;
+    CHECK(rk_identity_of(RK_MODELS_DIR "/pythia-nano/", &again) == RK_OK && again.hash == id.hash);
+
+    char dir[] = "/tmp/rankkv-identity-XXXXXX", path[4096], src[4096];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(src, sizeof src, "%s/model.safetensors", nano);
+    CHECK(symlink(src, path) == 0);
+    char *cfg;
+    size_t len;
+    snprintf(src, sizeof src, "%s/config.json", nano);
+    CHECK(rk_read_file(src, 1 << 20, &cfg, &len) == RK_OK);
+    char *brace = strrchr(cfg, '}');
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "%.*s,\n  \"rankkv_random_weights_seed\": 7\n}\n", (int)(brace - cfg), cfg);
+    fclose(f);
+    free(cfg);
+
+    rk_identity other;
+    CHECK(rk_identity_of(dir, &other) == RK_OK);
+    CHECK(other.hash != id.hash);
+    CHECK(rk_profile_find(&other) == NULL);
+    CHECK(strstr(rk_last_error(), "no RankKV profile") != NULL);
+
+    const rk_ops *ops = rk_cpu_ops();
+    rk_kv_options opt = {.method = "rankkv", .average = 64, .profile = p};
+    rk_limits lim = {.max_prompt = 256, .max_new_tokens = 8, .prefill_chunk = 256,
+                     .logits_rows = 1, .kv_dtype = ops->kv_dtype};
+    CHECKF(rk_kv_policy_make(&opt, 4, &lim.kv) == RK_OK, "%s", rk_last_error());
+    rk_model *m = NULL;
+    CHECK(rk_model_load(dir, ops, &lim, &m) != RK_OK && m == NULL);
+    CHECKF(strstr(rk_last_error(), "calibrated on another model") != NULL, "%s",
+           rk_last_error());
+    CHECKF(rk_model_load(nano, ops, &lim, &m) == RK_OK, "%s", rk_last_error());
+    rk_model_free(m);
+
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+
+    /* Policy refusals: rankkv without a profile, with another layer count,
+     * with explicit budgets; the dynamic policy without rank measurement. */
+    rk_kv_policy pol;
+    rk_kv_options none = {.method = "rankkv", .average = 64};
+    CHECK(rk_kv_policy_make(&none, 4, &pol) != RK_OK);
+    CHECK(rk_kv_policy_make(&opt, 6, &pol) != RK_OK);
+    int budgets[4] = {64, 64, 64, 64};
+    rk_kv_options expl = opt;
+    expl.budgets = budgets;
+    expl.n_budgets = 4;
+    CHECK(rk_kv_policy_make(&expl, 4, &pol) != RK_OK);
+    rk_kv_options dyn = {.method = "rankkv-dynamic", .average = 64};
+    CHECK(rk_kv_policy_make(&dyn, 4, &lim.kv) == RK_OK);
+    CHECK(rk_model_load(nano, ops, &lim, &m) != RK_OK);
+    CHECK(strstr(rk_last_error(), "RANKKV_DYNAMIC") != NULL);
+}
+
+int main(void)
+{
+    strategies();
+    profiles();
+    identity();
+    printf("%d checks, %d failed\n", rk_test_checks, rk_test_failures);
+    return rk_test_failures ? 1 : 0;
+}

@@ -1,0 +1,549 @@
+/* rankkv-calibrate: the offline half of RankKV. Measures the effective rank
+ * of every head's attention over calibration samples, averages it into a
+ * static profile and has codegen write the profile as a C header. With
+ * --holdout it also tests how well that profile stands for unseen text
+ * (the static consistency experiment). */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "model.h"
+#include "profile.h"
+#include "profile_codegen.h"
+#include "rank.h"
+#include "targets.h"
+#include "textio.h"
+#include "tokenizer.h"
+
+static const char usage[] =
+    "usage: rankkv-calibrate --data FILE --out profiles/profile_<name>.h [options]\n"
+    "Runs the model over SAMPLES evenly spaced sequences of SEQ_LEN tokens of FILE,\n"
+    "measures the effective rank of each head's causal attention matrix (SVD: LAPACK\n"
+    "on the CPU, cuSOLVER on CUDA), and writes the profile header that builds\n"
+    "compile in (-DRANKKV_PROFILES): identity, per-layer mean/std and per-head\n"
+    "ranks, budget tables for averages 128/256/512/1024 x every strategy.\n"
+    "\n"
+    "  --model DIR            model directory (default: " RK_DEFAULT_MODEL ")\n"
+    "  --data FILE            calibration text (e.g. wikitext-2/wiki.valid.tokens)\n"
+    "  --samples N            calibration sequences (default 32)\n"
+    "  --seq-len N            tokens per sequence (default 1024)\n"
+    "  --out FILE             the header to write (its name gives the C symbol:\n"
+    "                         profile_<model>.h defines rk_profile_<model>)\n"
+    "  --json FILE            also write every sample's per-head ranks as JSON\n"
+    "  --from-json FILE       write the header from an earlier run's --json instead of\n"
+    "                         measuring (after a change to the strategies, say)\n"
+    "  --min-budget N         smallest layer budget in the tables (default 32, SnapKV's\n"
+    "                         window)\n"
+    "  --tokenizer FILE       tokenizer.json to read the text with (default: the model's)\n"
+    "  --target cpu|cuda      where to run (default cpu)\n"
+    "Static consistency (optional):\n"
+    "  --holdout FILE         held-out text (e.g. wikitext-2/wiki.test.raw)\n"
+    "  --holdout-samples N    held-out sequences (default 50)\n"
+    "  --report FILE          the experiment as JSON: Pearson correlation and cosine\n"
+    "                         similarity of each held-out sample's per-layer ranks with\n"
+    "                         the profile, their mean and minimum\n"
+    "  --plot FILE.png        plot of the profile against the held-out ranks per layer\n"
+    "                         (needs gnuplot; FILE.dat and FILE.gp are written beside it)\n"
+    "  -h, --help             this text\n"
+    "Progress goes to stderr.\n";
+
+typedef struct {
+    const char *model, *data, *out, *json, *from_json, *target, *holdout, *report, *plot;
+    const char *tokenizer;
+    int samples, seq_len, holdout_samples, min_budget;
+} options;
+
+static options parse(int argc, char **argv)
+{
+    options o = {.model = RK_DEFAULT_MODEL, .target = "cpu", .samples = 32, .seq_len = 1024,
+                 .holdout_samples = 50, .min_budget = RK_KV_WINDOW};
+    enum { MODEL = 256, DATA, SAMPLES, SEQ, OUT, JSON, FROM_JSON, MINB, TARGET, HOLDOUT, HSAMPLES,
+           REPORT, PLOT, TOKENIZER };
+    static const struct option longopts[] = {{"model", required_argument, 0, MODEL},
+                                             {"data", required_argument, 0, DATA},
+                                             {"samples", required_argument, 0, SAMPLES},
+                                             {"seq-len", required_argument, 0, SEQ},
+                                             {"out", required_argument, 0, OUT},
+                                             {"json", required_argument, 0, JSON},
+                                             {"from-json", required_argument, 0, FROM_JSON},
+                                             {"min-budget", required_argument, 0, MINB},
+                                             {"target", required_argument, 0, TARGET},
+                                             {"holdout", required_argument, 0, HOLDOUT},
+                                             {"holdout-samples", required_argument, 0, HSAMPLES},
+                                             {"report", required_argument, 0, REPORT},
+                                             {"plot", required_argument, 0, PLOT},
+                                             {"tokenizer", required_argument, 0, TOKENIZER},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case MODEL: o.model = optarg; break;
+        case DATA: o.data = optarg; break;
+        case SAMPLES: o.samples = (int)cli_int("--samples", optarg, 1, 100000); break;
+        case SEQ: o.seq_len = (int)cli_int("--seq-len", optarg, 2, 1 << 16); break;
+        case OUT: o.out = optarg; break;
+        case JSON: o.json = optarg; break;
+        case FROM_JSON: o.from_json = optarg; break;
+        case MINB: o.min_budget = (int)cli_int("--min-budget", optarg, 0, 128); break;
+        case TARGET: o.target = optarg; break;
+        case HOLDOUT: o.holdout = optarg; break;
+        case HSAMPLES:
+            o.holdout_samples = (int)cli_int("--holdout-samples", optarg, 2, 100000);
+            break;
+        case REPORT: o.report = optarg; break;
+        case PLOT: o.plot = optarg; break;
+        case TOKENIZER: o.tokenizer = optarg; break;
+        case 'h': fputs(usage, stdout); exit(0);
+        default: cli_usage_error("unknown option");
+        }
+    }
+    if (optind < argc)
+        cli_usage_error("unexpected argument '%s'", argv[optind]);
+    if (!o.out || (!o.data && !o.from_json))
+        cli_usage_error("give --out HEADER and --data FILE (or --from-json FILE)");
+    if (o.from_json && (o.data || o.json))
+        cli_usage_error("--from-json takes the samples, data and command of the earlier run; "
+                        "leave out --data and --json");
+    if ((o.report || o.plot) && !o.holdout)
+        cli_usage_error("--report and --plot belong to the consistency experiment: give "
+                        "--holdout FILE");
+    return o;
+}
+
+/* Per-sample ranks: L × H per sample. */
+typedef struct {
+    double *ranks;
+    int n;
+} measured;
+
+static void progress(const char *what, int done, int total, double t0)
+{
+    const int width = 30, fill = total ? done * width / total : width;
+    const double elapsed = rk_now() - t0, per = done ? elapsed / done : 0;
+    char bar[64];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "\r[%s] [%s] %d/%d samples  %.1f s/sample  eta %.0f s ", what, bar, done,
+            total, per, per * (total - done));
+    if (done == total)
+        fputc('\n', stderr);
+}
+
+/* SAMPLES sequences of SEQ_LEN tokens spread evenly over the file's tokens,
+ * each measured with the model. */
+static measured measure_file(rk_model *m, const rk_tokenizer *tok, const char *path, int samples,
+                             int seq_len, const char *what)
+{
+    int32_t *ids;
+    size_t n;
+    if (cli_tokenize_file(tok, path, &ids, &n) != RK_OK)
+        cli_die();
+    const size_t stride = n / (size_t)samples;
+    if (stride < (size_t)seq_len) {
+        rk_fail(RK_EINVAL, "%s has %zu tokens; %d samples of %d tokens need %lld", path, n,
+                samples, seq_len, (long long)samples * seq_len);
+        cli_die();
+    }
+    const int LH = m->cfg.n_layers * m->cfg.n_heads;
+    measured r = {malloc((size_t)samples * LH * sizeof(double)), samples};
+    if (!r.ranks) {
+        rk_fail(RK_ENOMEM, "out of memory for %d samples' ranks", samples);
+        cli_die();
+    }
+    const double t0 = rk_now();
+    for (int s = 0; s < samples; s++) {
+        progress(what, s, samples, t0);
+        if (rk_model_measure_ranks(m, ids + (size_t)s * stride, seq_len,
+                                   r.ranks + (size_t)s * LH) != RK_OK)
+            cli_die();
+    }
+    progress(what, samples, samples, t0);
+    free(ids);
+    return r;
+}
+
+/* An earlier run's --json: its identity, settings and every sample's
+ * per-head ranks. */
+typedef struct {
+    rk_identity id;
+    int samples, seq_len;
+    char data[4096], command[4096];
+    measured ranks;
+} earlier_run;
+
+static int json_int(const cJSON *j, const char *key, const char *path)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 1e6) {
+        rk_fail(RK_EINVAL, "%s: \"%s\" is missing or not a positive count", path, key);
+        cli_die();
+    }
+    return (int)v->valuedouble;
+}
+
+static const char *json_str(const cJSON *j, const char *key, const char *path)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsString(v)) {
+        rk_fail(RK_EINVAL, "%s: \"%s\" is missing or not a string", path, key);
+        cli_die();
+    }
+    return v->valuestring;
+}
+
+static earlier_run read_earlier(const char *path)
+{
+    char *text;
+    size_t len;
+    if (rk_read_file(path, (size_t)1 << 30, &text, &len) != RK_OK)
+        cli_die();
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!j) {
+        rk_fail(RK_EINVAL, "%s is not JSON", path);
+        cli_die();
+    }
+    earlier_run r = {0};
+    snprintf(r.id.name, sizeof r.id.name, "%s", json_str(j, "model", path));
+    r.id.layers = json_int(j, "layers", path);
+    r.id.heads = json_int(j, "heads", path);
+    r.id.hidden = json_int(j, "hidden", path);
+    r.samples = json_int(j, "samples", path);
+    r.seq_len = json_int(j, "seq_len", path);
+    snprintf(r.data, sizeof r.data, "%s", json_str(j, "data", path));
+    snprintf(r.command, sizeof r.command, "%s", json_str(j, "command", path));
+    char *end;
+    const char *hash = json_str(j, "identity", path);
+    r.id.hash = strtoull(hash, &end, 16);
+    const cJSON *per = cJSON_GetObjectItemCaseSensitive(j, "sample_layer_head_ranks");
+    const int LH = r.id.layers * r.id.heads;
+    if (*end || r.id.layers > RK_MAX_LAYERS || cJSON_GetArraySize(per) != r.samples) {
+        rk_fail(RK_EINVAL, "%s: bad identity, layer count or sample_layer_head_ranks", path);
+        cli_die();
+    }
+    r.ranks = (measured){malloc((size_t)r.samples * LH * sizeof(double)), r.samples};
+    if (!r.ranks.ranks)
+        cli_die();
+    for (int s = 0; s < r.samples; s++) {
+        const cJSON *row = cJSON_GetArrayItem(per, s);
+        if (cJSON_GetArraySize(row) != LH) {
+            rk_fail(RK_EINVAL, "%s: sample %d has %d ranks; layers x heads is %d", path, s,
+                    cJSON_GetArraySize(row), LH);
+            cli_die();
+        }
+        for (int i = 0; i < LH; i++) {
+            const cJSON *v = cJSON_GetArrayItem(row, i);
+            if (!cJSON_IsNumber(v) || !(v->valuedouble > 0)) {
+                rk_fail(RK_EINVAL, "%s: sample %d rank %d is not a positive number", path, s, i);
+                cli_die();
+            }
+            r.ranks.ranks[(size_t)s * LH + i] = v->valuedouble;
+        }
+    }
+    cJSON_Delete(j);
+    return r;
+}
+
+/* Sample S's layer ranks (mean over heads). */
+static void layer_ranks(const measured *r, int s, int L, int H, double *out)
+{
+    for (int l = 0; l < L; l++) {
+        out[l] = 0;
+        for (int h = 0; h < H; h++)
+            out[l] += r->ranks[((size_t)s * L + l) * H + h] / H;
+    }
+}
+
+/* Mean and sample standard deviation over samples of each layer's rank. */
+static void layer_stats(const measured *r, int L, int H, double *mean, double *std)
+{
+    double v[RK_MAX_LAYERS];
+    for (int l = 0; l < L; l++)
+        mean[l] = std[l] = 0;
+    for (int s = 0; s < r->n; s++) {
+        layer_ranks(r, s, L, H, v);
+        for (int l = 0; l < L; l++)
+            mean[l] += v[l] / r->n;
+    }
+    for (int s = 0; s < r->n; s++) {
+        layer_ranks(r, s, L, H, v);
+        for (int l = 0; l < L; l++)
+            std[l] += (v[l] - mean[l]) * (v[l] - mean[l]);
+    }
+    for (int l = 0; l < L; l++)
+        std[l] = r->n > 1 ? sqrt(std[l] / (r->n - 1)) : 0;
+}
+
+static double pearson(const double *a, const double *b, int n)
+{
+    double ma = 0, mb = 0, sab = 0, saa = 0, sbb = 0;
+    for (int i = 0; i < n; i++)
+        ma += a[i] / n, mb += b[i] / n;
+    for (int i = 0; i < n; i++) {
+        sab += (a[i] - ma) * (b[i] - mb);
+        saa += (a[i] - ma) * (a[i] - ma);
+        sbb += (b[i] - mb) * (b[i] - mb);
+    }
+    return saa > 0 && sbb > 0 ? sab / sqrt(saa * sbb) : 0;
+}
+
+static double cosine(const double *a, const double *b, int n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (int i = 0; i < n; i++) {
+        ab += a[i] * b[i];
+        aa += a[i] * a[i];
+        bb += b[i] * b[i];
+    }
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0;
+}
+
+static void write_json_file(const char *path, cJSON *j)
+{
+    char *text = cJSON_Print(j);
+    FILE *f = fopen(path, "w");
+    if (!text || !f || fprintf(f, "%s\n", text) < 0 || fclose(f) != 0) {
+        rk_fail(RK_EIO, "cannot write %s", path);
+        cli_die();
+    }
+    free(text);
+    fprintf(stderr, "[calibrate] wrote %s\n", path);
+}
+
+/* Numbers at 17 significant digits (cJSON's own printing may drop the last
+ * bit), so that --from-json regenerates the header exactly. */
+static cJSON *array_of(const double *v, int n)
+{
+    cJSON *a = cJSON_CreateArray();
+    char buf[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(buf, sizeof buf, "%.17g", v[i]);
+        cJSON_AddItemToArray(a, cJSON_CreateRaw(buf));
+    }
+    return a;
+}
+
+/* The experiment's plot: the profile's per-layer mean ± std against the
+ * held-out samples' mean ± std, drawn by gnuplot from a data file. */
+static void plot(const char *png, const char *model, int L, const double *pm, const double *ps,
+                 const double *hm, const double *hs, double corr, double cos_sim)
+{
+    char dat[4096], gp[4096];
+    snprintf(dat, sizeof dat, "%s.dat", png);
+    snprintf(gp, sizeof gp, "%s.gp", png);
+    FILE *f = fopen(dat, "w");
+    if (!f) {
+        rk_fail(RK_EIO, "cannot write %s", dat);
+        cli_die();
+    }
+    fprintf(f, "# layer profile_mean profile_std holdout_mean holdout_std\n");
+    for (int l = 0; l < L; l++)
+        fprintf(f, "%d %.6f %.6f %.6f %.6f\n", l, pm[l], ps[l], hm[l], hs[l]);
+    fclose(f);
+    if (!(f = fopen(gp, "w"))) {
+        rk_fail(RK_EIO, "cannot write %s", gp);
+        cli_die();
+    }
+    fprintf(f,
+            "set terminal pngcairo size 900,540 noenhanced\n"
+            "set output '%s'\n"
+            "set title 'Effective rank per layer: %s (held-out Pearson %.3f, cosine %.4f)'\n"
+            "set xlabel 'layer'\nset ylabel 'effective rank (mean over heads)'\n"
+            "set key top right\nset grid\n"
+            "plot '%s' using 1:($4-$5):($4+$5) with filledcurves fc rgb '#c6dbef' fs solid 0.6 "
+            "title 'held-out mean +- std', \\\n"
+            "     '' using 1:4 with lines lw 2 lc rgb '#2171b5' title 'held-out mean', \\\n"
+            "     '' using 1:2:3 with yerrorlines lw 2 pt 7 ps 0.8 lc rgb '#cb181d' "
+            "title 'static profile (calibration mean +- std)'\n",
+            png, model, corr, cos_sim, dat);
+    fclose(f);
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "gnuplot '%s'", gp);
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
+        fprintf(stderr, "[calibrate] gnuplot is not installed: wrote %s and %s; run '%s' "
+                        "where it is (tools/setup-deps.sh installs gnuplot-nox)\n",
+                dat, gp, cmd);
+    else if (system(cmd) != 0) {
+        rk_fail(RK_EIO, "gnuplot failed on %s", gp);
+        cli_die();
+    } else
+        fprintf(stderr, "[calibrate] wrote %s\n", png);
+}
+
+int main(int argc, char **argv)
+{
+    cli_init("rankkv-calibrate");
+    const options o = parse(argc, argv);
+    char path[4096], command[4096], symbol[256];
+    cli_command_line(argc, argv, command, sizeof command);
+    rk_codegen_symbol(o.out, symbol, sizeof symbol);
+    earlier_run run = {0};
+    rk_model *m = NULL;
+    rk_tokenizer *tok = NULL;
+    const rk_ops *ops = NULL;
+    char device[256] = "";
+
+    /* The model is needed to measure: the calibration samples, unless an
+     * earlier run's are given, and the held-out ones. */
+    if (o.from_json) {
+        run = read_earlier(o.from_json);
+    } else {
+        if (rk_identity_of(o.model, &run.id) != RK_OK)
+            cli_die();
+        run.samples = o.samples;
+        run.seq_len = o.seq_len;
+        snprintf(run.data, sizeof run.data, "%s", cli_base_name(o.data));
+        snprintf(run.command, sizeof run.command, "%s", command);
+    }
+    if (!o.from_json || o.holdout) {
+        ops = rk_target_find(o.target);
+        const rk_rank_ops *rank = ops ? rk_rank_find(o.target) : NULL;
+        if (!rank)
+            cli_die();
+        rk_identity id;
+        if (rk_identity_of(o.model, &id) != RK_OK)
+            cli_die();
+        if (id.hash != run.id.hash) {
+            rk_fail(RK_EINVAL, "%s was calibrated on %s, not on the model in %s", o.from_json,
+                    run.id.name, o.model);
+            cli_die();
+        }
+        snprintf(path, sizeof path, "%s/tokenizer.json", o.model);
+        if (rk_tok_load(o.tokenizer ? o.tokenizer : path, &tok) != RK_OK)
+            cli_die();
+        rk_limits lim = {.max_prompt = run.seq_len, .max_new_tokens = 0,
+                         .prefill_chunk = run.seq_len, .logits_rows = 1,
+                         .kv_dtype = ops->kv_dtype, .rank = rank, .rank_len = run.seq_len};
+        if (rk_model_load(o.model, ops, &lim, &m) != RK_OK)
+            cli_die();
+        ops->device_name(m->ctx, device, sizeof device);
+    }
+    if (!o.from_json) {
+        fprintf(stderr, "[calibrate] %s on %s (%s): %d samples x %d tokens of %s\n",
+                run.id.name, ops->name, device, o.samples, o.seq_len, o.data);
+        run.ranks = measure_file(m, tok, o.data, o.samples, o.seq_len, "calibrate");
+    }
+    const measured cal = run.ranks;
+    const int L = run.id.layers, H = run.id.heads;
+    double mean[RK_MAX_LAYERS], std[RK_MAX_LAYERS];
+    double *head = calloc((size_t)L * H, sizeof *head);
+    if (!head)
+        cli_die();
+    layer_stats(&cal, L, H, mean, std);
+    for (int s = 0; s < cal.n; s++)
+        for (int i = 0; i < L * H; i++)
+            head[i] += cal.ranks[(size_t)s * L * H + i] / cal.n;
+
+    const rk_calibration c = {.id = run.id, .samples = run.samples, .seq_len = run.seq_len,
+                              .data = run.data, .command = run.command, .rank_mean = mean,
+                              .rank_std = std, .head_rank = head, .min_budget = o.min_budget};
+    FILE *f = fopen(o.out, "w");
+    if (!f) {
+        rk_fail(RK_EIO, "cannot write %s", o.out);
+        cli_die();
+    }
+    if (rk_codegen_profile(&c, symbol, f) != RK_OK)
+        cli_die();
+    if (fclose(f) != 0) {
+        rk_fail(RK_EIO, "cannot write %s", o.out);
+        cli_die();
+    }
+    fprintf(stderr, "[calibrate] wrote %s (%s)\n", o.out, symbol);
+    for (int l = 0; l < L; l++)
+        printf("layer %2d  rank %8.3f +- %.3f\n", l, mean[l], std[l]);
+
+    if (o.json) {
+        cJSON *j = cJSON_CreateObject();
+        char hash[32];
+        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)run.id.hash);
+        cJSON_AddStringToObject(j, "model", run.id.name);
+        cJSON_AddStringToObject(j, "identity", hash);
+        cJSON_AddNumberToObject(j, "layers", L);
+        cJSON_AddNumberToObject(j, "heads", H);
+        cJSON_AddNumberToObject(j, "hidden", run.id.hidden);
+        cJSON_AddStringToObject(j, "device", device);
+        cJSON_AddStringToObject(j, "command", command);
+        cJSON_AddStringToObject(j, "data", run.data);
+        cJSON_AddNumberToObject(j, "samples", run.samples);
+        cJSON_AddNumberToObject(j, "seq_len", run.seq_len);
+        cJSON_AddItemToObject(j, "layer_rank_mean", array_of(mean, L));
+        cJSON_AddItemToObject(j, "layer_rank_std", array_of(std, L));
+        cJSON *per = cJSON_AddArrayToObject(j, "sample_layer_head_ranks");
+        for (int s = 0; s < cal.n; s++)
+            cJSON_AddItemToArray(per, array_of(cal.ranks + (size_t)s * L * H, L * H));
+        write_json_file(o.json, j);
+        cJSON_Delete(j);
+    }
+
+    if (o.holdout) {
+        measured test =
+            measure_file(m, tok, o.holdout, o.holdout_samples, run.seq_len, "holdout");
+        double v[RK_MAX_LAYERS], hmean[RK_MAX_LAYERS], hstd[RK_MAX_LAYERS];
+        double corr_sum = 0, cos_sum = 0, corr_min = 2, cos_min = 2;
+        cJSON *rows = cJSON_CreateArray();
+        for (int s = 0; s < test.n; s++) {
+            layer_ranks(&test, s, L, H, v);
+            const double r = pearson(v, mean, L), cs = cosine(v, mean, L);
+            corr_sum += r, cos_sum += cs;
+            corr_min = r < corr_min ? r : corr_min;
+            cos_min = cs < cos_min ? cs : cos_min;
+            cJSON *row = cJSON_CreateObject();
+            cJSON_AddNumberToObject(row, "pearson", r);
+            cJSON_AddNumberToObject(row, "cosine", cs);
+            cJSON_AddItemToObject(row, "layer_ranks", array_of(v, L));
+            cJSON_AddItemToArray(rows, row);
+        }
+        layer_stats(&test, L, H, hmean, hstd);
+        const double corr = corr_sum / test.n, cos_sim = cos_sum / test.n;
+        printf("static consistency over %d held-out samples of %s: Pearson mean %.4f min %.4f, "
+               "cosine mean %.5f min %.5f\n",
+               test.n, cli_base_name(o.holdout), corr, corr_min, cos_sim, cos_min);
+        if (o.report) {
+            char commit[96], date[32];
+            cli_git_commit(commit, sizeof commit);
+            time_t now = time(NULL);
+            strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "model", run.id.name);
+            cJSON_AddStringToObject(j, "device", device);
+            cJSON_AddStringToObject(j, "target", ops->name);
+            cJSON_AddStringToObject(j, "commit", commit);
+            cJSON_AddStringToObject(j, "command", command);
+            cJSON_AddStringToObject(j, "date", date);
+            cJSON_AddStringToObject(j, "calibration_data", run.data);
+            cJSON_AddNumberToObject(j, "calibration_samples", run.samples);
+            cJSON_AddStringToObject(j, "holdout_data", o.holdout);
+            cJSON_AddNumberToObject(j, "holdout_samples", test.n);
+            cJSON_AddNumberToObject(j, "seq_len", run.seq_len);
+            cJSON_AddNumberToObject(j, "pearson_mean", corr);
+            cJSON_AddNumberToObject(j, "pearson_min", corr_min);
+            cJSON_AddNumberToObject(j, "cosine_mean", cos_sim);
+            cJSON_AddNumberToObject(j, "cosine_min", cos_min);
+            cJSON_AddItemToObject(j, "profile_layer_rank_mean", array_of(mean, L));
+            cJSON_AddItemToObject(j, "profile_layer_rank_std", array_of(std, L));
+            cJSON_AddItemToObject(j, "holdout_layer_rank_mean", array_of(hmean, L));
+            cJSON_AddItemToObject(j, "holdout_layer_rank_std", array_of(hstd, L));
+            cJSON_AddItemToObject(j, "holdout", rows);
+            write_json_file(o.report, j);
+            cJSON_Delete(j);
+        } else {
+            cJSON_Delete(rows);
+        }
+        if (o.plot)
+            plot(o.plot, run.id.name, L, mean, std, hmean, hstd, corr, cos_sim);
+        free(test.ranks);
+    }
+    free(cal.ranks);
+    free(head);
+    rk_model_free(m);
+    if (tok)
+        rk_tok_free(tok);
+    return 0;
+}

@@ -1,0 +1,158 @@
+#include "harness.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "sampler.h"
+#include "textio.h"
+
+harness_dataset harness_dataset_arg(const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !eq[1])
+        cli_usage_error("--dataset wants NAME=PATH, got '%s'", arg);
+    /* A copy of the name: argv is recorded with the results as given. */
+    return (harness_dataset){.name = strndup(arg, (size_t)(eq - arg)), .path = eq + 1};
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(a, b); }
+
+/* The documents of a dataset: PATH itself, or the sorted *.txt files in it. */
+static int list_documents(const char *path, char docs[][4096])
+{
+    DIR *d = opendir(path);
+    if (!d) {
+        snprintf(docs[0], 4096, "%s", path);
+        return 1;
+    }
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < HARNESS_MAX_DOCS) {
+        size_t len = strlen(e->d_name);
+        if (len > 4 && strcmp(e->d_name + len - 4, ".txt") == 0)
+            snprintf(docs[n++], 4096, "%s/%s", path, e->d_name);
+    }
+    closedir(d);
+    qsort(docs, (size_t)n, sizeof docs[0], by_name);
+    return n;
+}
+
+void harness_load_windows(const rk_tokenizer *tok, harness_dataset *set, int context, int max)
+{
+    static char docs[HARNESS_MAX_DOCS][4096];
+    const int n_docs = list_documents(set->path, docs);
+    if (n_docs == 0) {
+        rk_fail(RK_EIO, "dataset %s: no .txt documents in %s", set->name, set->path);
+        cli_die();
+    }
+    set->windows = malloc((size_t)max * context * sizeof(int32_t));
+    set->full_nll = calloc((size_t)max, sizeof(double));
+    if (!set->windows || !set->full_nll) {
+        rk_fail(RK_ENOMEM, "out of memory for %d windows", max);
+        cli_die();
+    }
+    set->n_windows = 0;
+    /* Windows come evenly from the documents, so that one long book does
+     * not stand for the whole set. */
+    const int per_doc = (max + n_docs - 1) / n_docs;
+    for (int d = 0; d < n_docs && set->n_windows < max; d++) {
+        int32_t *ids;
+        size_t n;
+        if (cli_tokenize_file(tok, docs[d], &ids, &n) != RK_OK)
+            cli_die();
+        const int first = set->n_windows;
+        for (size_t w = 0; w + (size_t)context <= n && set->n_windows < max &&
+                           set->n_windows - first < per_doc;
+             w += context)
+            memcpy(set->windows + (size_t)set->n_windows++ * context, ids + w,
+                   (size_t)context * sizeof(int32_t));
+        free(ids);
+    }
+    if (set->n_windows == 0) {
+        rk_fail(RK_EINVAL, "dataset %s has no document of %d tokens", set->name, context);
+        cli_die();
+    }
+}
+
+double harness_score_window(rk_model *m, const int32_t *win, int context, int tail,
+                            harness_tally *t)
+{
+    const int prompt = context - tail, V = m->cfg.vocab;
+    rk_model_reset(m);
+    double t0 = rk_now();
+    if (rk_model_prefill(m, win, prompt) != RK_OK)
+        cli_die();
+    double t1 = rk_now();
+    double nll = 0;
+    for (int i = 0; i < tail; i++) {
+        nll += rk_nll(rk_model_logits(m, 0), V, win[prompt + i]);
+        if (i + 1 < tail && rk_model_forward(m, &win[prompt + i], 1) != RK_OK)
+            cli_die();
+    }
+    t->prefill_s += t1 - t0;
+    t->decode_s += rk_now() - t1;
+    t->nll += nll;
+    t->scored += tail;
+    t->steps += tail - 1;
+    t->windows++;
+    return nll;
+}
+
+void harness_paired(const double *a, const double *b, int n, int tail, double *mean, double *se)
+{
+    double s = 0, ss = 0;
+    for (int i = 0; i < n; i++)
+        s += (a[i] - b[i]) / tail;
+    *mean = s / n;
+    for (int i = 0; i < n; i++) {
+        const double d = (a[i] - b[i]) / tail - *mean;
+        ss += d * d;
+    }
+    *se = n > 1 ? sqrt(ss / (n - 1) / n) : 0.0;
+}
+
+int harness_split_list(const char *flag, char *list, char **out, int max)
+{
+    int n = 0;
+    for (char *w = strtok(list, ","); w; w = strtok(NULL, ",")) {
+        if (n == max)
+            cli_usage_error("%s takes at most %d entries", flag, max);
+        out[n++] = w;
+    }
+    if (n == 0)
+        cli_usage_error("%s is empty", flag);
+    return n;
+}
+
+void harness_timed_run(rk_model *m, const int32_t *prompt, int n, int new_tokens, double *ttft,
+                       double *tpot)
+{
+    rk_model_reset(m);
+    double t0 = rk_now();
+    if (rk_model_prefill(m, prompt, n) != RK_OK)
+        cli_die();
+    int32_t next = rk_argmax(rk_model_logits(m, 0), m->cfg.vocab);
+    double t1 = rk_now();
+    for (int i = 1; i < new_tokens; i++)
+        if (rk_model_forward_argmax(m, &next, 1, &next) != RK_OK)
+            cli_die();
+    double t2 = rk_now();
+    *ttft = t1 - t0;
+    *tpot = new_tokens > 1 ? (t2 - t1) / (new_tokens - 1) : 0.0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double harness_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
