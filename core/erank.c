@@ -2,37 +2,29 @@
 
 #include "rank_ops.h"
 
-double rk_erank_from_singular(const double *sigma, int n)
+/* exp(entropy of v / Σv) over the positive values, each first square-rooted
+ * when ROOT is set (eigenvalues of A·Aᵀ are squared singular values). */
+static double entropy_rank(const double *v, int n, int root)
 {
     double sum = 0;
     for (int i = 0; i < n; i++)
-        sum += sigma[i] > 0 ? sigma[i] : 0;
+        if (v[i] > 0)
+            sum += root ? sqrt(v[i]) : v[i];
     if (!(sum > 0))
         return 0;
     double h = 0;
     for (int i = 0; i < n; i++) {
-        if (!(sigma[i] > 0))
+        if (!(v[i] > 0))
             continue;
-        const double p = sigma[i] / sum;
+        const double p = (root ? sqrt(v[i]) : v[i]) / sum;
         h -= p * log(p);
     }
     return exp(h);
 }
 
+double rk_erank_from_singular(const double *sigma, int n) { return entropy_rank(sigma, n, 0); }
+
 double rk_erank_from_gram_eigen(const double *lambda, int n)
 {
-    /* σ_i = sqrt(λ_i) without a copy: the entropy needs Σσ first. */
-    double sum = 0;
-    for (int i = 0; i < n; i++)
-        sum += lambda[i] > 0 ? sqrt(lambda[i]) : 0;
-    if (!(sum > 0))
-        return 0;
-    double h = 0;
-    for (int i = 0; i < n; i++) {
-        if (!(lambda[i] > 0))
-            continue;
-        const double p = sqrt(lambda[i]) / sum;
-        h -= p * log(p);
-    }
-    return exp(h);
+    return entropy_rank(lambda, n, 1);
 }

@@ -1,7 +1,7 @@
 /* Per-layer KV-cache budgets: how many positions each layer keeps after
  * compression. Every allocation here hands out exactly layers × average
  * positions in integers, so methods compared at one average use the same
- * memory. The same code serves uniform, pyramid, explicit and (issue #4)
+ * memory. The same code serves uniform, pyramid, explicit and
  * rank-driven allocations. */
 #ifndef RK_KV_BUDGET_H
 #define RK_KV_BUDGET_H

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "cli.h"
 #include "harness.h"
@@ -102,10 +101,8 @@ int main(int argc, char **argv)
     if (!ops)
         cli_die();
 
-    cJSON *record = cJSON_CreateObject(), *runs = cJSON_CreateArray();
-    char device[256] = "unknown", commit[96], command[2048] = "";
-    cli_git_commit(commit, sizeof commit);
-    cli_command_line(argc, argv, command, sizeof command);
+    cJSON *runs = cJSON_CreateArray();
+    char device[256] = "unknown";
     for (int i = 0; i < n_prompts; i++)
         longest = prompts[i] > longest ? prompts[i] : longest;
     printf("%-20s %-13s %7s %10s %10s %11s %11s %10s %10s %10s\n", "model", "kv", "context",
@@ -204,26 +201,10 @@ int main(int argc, char **argv)
         rk_model_free(m);
     }
 
-    char date[32];
-    time_t now = time(NULL);
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    cJSON_AddStringToObject(record, "device", device);
-    cJSON_AddStringToObject(record, "target", ops->name);
-    cJSON_AddStringToObject(record, "commit", commit);
-    cJSON_AddStringToObject(record, "command", command);
-    cJSON_AddStringToObject(record, "date", date);
+    cJSON *record = cli_record_new(argc, argv, NULL, device, ops->name);
     cJSON_AddItemToObject(record, "runs", runs);
-    char *text = cJSON_Print(record);
-    if (out) {
-        FILE *f = fopen(out, "w");
-        if (!f || fprintf(f, "%s\n", text) < 0) {
-            rk_fail(RK_EIO, "cannot write %s", out);
-            cli_die();
-        }
-        fclose(f);
-        fprintf(stderr, "[bench] wrote %s\n", out);
-    }
-    free(text);
+    if (out)
+        cli_write_json(out, record);
     cJSON_Delete(record);
     return 0;
 }

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "model.h"
@@ -48,7 +47,8 @@ static const char usage[] =
     "                         similarity of each held-out sample's per-layer ranks with\n"
     "                         the profile, their mean and minimum\n"
     "  --plot FILE.png        plot of the profile against the held-out ranks per layer\n"
-    "                         (needs gnuplot; FILE.dat and FILE.gp are written beside it)\n"
+    "                         (needs gnuplot; FILE.png.dat and FILE.png.gp, its data and\n"
+    "                         script, are written beside it)\n"
     "  -h, --help             this text\n"
     "Progress goes to stderr.\n";
 
@@ -305,18 +305,6 @@ static double cosine(const double *a, const double *b, int n)
     return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0;
 }
 
-static void write_json_file(const char *path, cJSON *j)
-{
-    char *text = cJSON_Print(j);
-    FILE *f = fopen(path, "w");
-    if (!text || !f || fprintf(f, "%s\n", text) < 0 || fclose(f) != 0) {
-        rk_fail(RK_EIO, "cannot write %s", path);
-        cli_die();
-    }
-    free(text);
-    fprintf(stderr, "[calibrate] wrote %s\n", path);
-}
-
 /* Numbers at 17 significant digits (cJSON's own printing may drop the last
  * bit), so that --from-json regenerates the header exactly. */
 static cJSON *array_of(const double *v, int n)
@@ -478,7 +466,7 @@ int main(int argc, char **argv)
         cJSON *per = cJSON_AddArrayToObject(j, "sample_layer_head_ranks");
         for (int s = 0; s < cal.n; s++)
             cJSON_AddItemToArray(per, array_of(cal.ranks + (size_t)s * L * H, L * H));
-        write_json_file(o.json, j);
+        cli_write_json(o.json, j);
         cJSON_Delete(j);
     }
 
@@ -506,17 +494,7 @@ int main(int argc, char **argv)
                "cosine mean %.5f min %.5f\n",
                test.n, cli_base_name(o.holdout), corr, corr_min, cos_sim, cos_min);
         if (o.report) {
-            char commit[96], date[32];
-            cli_git_commit(commit, sizeof commit);
-            time_t now = time(NULL);
-            strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-            cJSON *j = cJSON_CreateObject();
-            cJSON_AddStringToObject(j, "model", run.id.name);
-            cJSON_AddStringToObject(j, "device", device);
-            cJSON_AddStringToObject(j, "target", ops->name);
-            cJSON_AddStringToObject(j, "commit", commit);
-            cJSON_AddStringToObject(j, "command", command);
-            cJSON_AddStringToObject(j, "date", date);
+            cJSON *j = cli_record_new(argc, argv, run.id.name, device, ops->name);
             cJSON_AddStringToObject(j, "calibration_data", run.data);
             cJSON_AddNumberToObject(j, "calibration_samples", run.samples);
             cJSON_AddStringToObject(j, "holdout_data", o.holdout);
@@ -531,7 +509,7 @@ int main(int argc, char **argv)
             cJSON_AddItemToObject(j, "holdout_layer_rank_mean", array_of(hmean, L));
             cJSON_AddItemToObject(j, "holdout_layer_rank_std", array_of(hstd, L));
             cJSON_AddItemToObject(j, "holdout", rows);
-            write_json_file(o.report, j);
+            cli_write_json(o.report, j);
             cJSON_Delete(j);
         } else {
             cJSON_Delete(rows);

@@ -5,12 +5,14 @@
 #include "rank.h"
 #endif
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *tool_name = "rankkv";
 
@@ -91,6 +93,37 @@ void cli_git_commit(char *buf, size_t len)
             strcat(buf, "-dirty");
         pclose(p);
     }
+}
+
+cJSON *cli_record_new(int argc, char **argv, const char *model, const char *device,
+                      const char *target)
+{
+    char commit[96], command[4096], date[32];
+    cli_git_commit(commit, sizeof commit);
+    cli_command_line(argc, argv, command, sizeof command);
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cJSON *j = cJSON_CreateObject();
+    if (model)
+        cJSON_AddStringToObject(j, "model", model);
+    cJSON_AddStringToObject(j, "device", device);
+    cJSON_AddStringToObject(j, "target", target);
+    cJSON_AddStringToObject(j, "commit", commit);
+    cJSON_AddStringToObject(j, "command", command);
+    cJSON_AddStringToObject(j, "date", date);
+    return j;
+}
+
+void cli_write_json(const char *path, const cJSON *j)
+{
+    char *text = cJSON_Print(j);
+    FILE *f = fopen(path, "w");
+    if (!text || !f || fprintf(f, "%s\n", text) < 0 || fclose(f) != 0) {
+        rk_fail(RK_EIO, "cannot write %s", path);
+        cli_die();
+    }
+    free(text);
+    fprintf(stderr, "wrote %s\n", path);
 }
 
 const char *cli_base_name(const char *path)

@@ -31,6 +31,16 @@ _Noreturn void cli_print_plan(const char *model, const rk_ops *ops, const rk_lim
  * copy of the tree without its history names it in RANKKV_COMMIT. */
 void cli_git_commit(char *buf, size_t len);
 
+/* A new benchmark record with the fields every one in bench/results/
+ * starts with: model (left out when NULL), device, target, the commit, the
+ * command (ARGV) and the date (UTC). */
+struct cJSON *cli_record_new(int argc, char **argv, const char *model, const char *device,
+                             const char *target);
+
+/* Writes J, indented, to PATH and says so on stderr; exits 1 when it
+ * cannot. */
+void cli_write_json(const char *path, const struct cJSON *j);
+
 /* The last component of PATH (a model's directory name). */
 const char *cli_base_name(const char *path);
 

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "harness.h"
@@ -225,28 +224,11 @@ int main(int argc, char **argv)
     }
 
     if (json_path) {
-        char commit[96], command[4096], date[32];
-        cli_git_commit(commit, sizeof commit);
-        cli_command_line(argc, argv, command, sizeof command);
-        time_t now = time(NULL);
-        strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", cli_base_name(model));
-        cJSON_AddStringToObject(j, "device", device);
-        cJSON_AddStringToObject(j, "target", ops->name);
-        cJSON_AddStringToObject(j, "commit", commit);
-        cJSON_AddStringToObject(j, "command", command);
-        cJSON_AddStringToObject(j, "date", date);
+        cJSON *j = cli_record_new(argc, argv, cli_base_name(model), device, ops->name);
         cJSON_AddNumberToObject(j, "context", context);
         cJSON_AddNumberToObject(j, "tail", tail);
         cJSON_AddItemToObject(j, "results", results);
-        char *text = cJSON_Print(j);
-        FILE *f = fopen(json_path, "w");
-        if (!f || fprintf(f, "%s\n", text) < 0 || fclose(f) != 0) {
-            rk_fail(RK_EIO, "cannot write %s", json_path);
-            cli_die();
-        }
-        free(text);
+        cli_write_json(json_path, j);
         cJSON_Delete(j);
     } else {
         cJSON_Delete(results);
