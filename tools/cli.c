@@ -197,10 +197,7 @@ int cli_kv_option(cli_kv *kv, int code, const char *arg)
     switch (code) {
     case CLI_KV_METHOD: o->method = arg; break;
     case CLI_KV_BUDGET: o->average = (int)cli_int("--kv-budget", arg, 1, 1 << 24); break;
-    case CLI_KV_BUDGETS:
-        o->n_budgets = read_budgets(arg, kv->budgets);
-        o->budgets = kv->budgets;
-        break;
+    case CLI_KV_BUDGETS: o->n_budgets = read_budgets(arg, kv->budgets); break;
     case CLI_KV_WINDOW: o->window = (int)cli_int("--kv-window", arg, 1, 1 << 20); break;
     case CLI_KV_POOL: o->pool = (int)cli_int("--kv-pool", arg, 1, 1023); break;
     case CLI_KV_SINKS: o->sinks = (int)cli_int("--kv-sinks", arg, 1, 1 << 20); break;
@@ -225,6 +222,9 @@ rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers)
 {
     rk_kv_policy p;
     rk_kv_options opt = kv->opt;
+    /* Set here, not when parsing: tools copy their options around, and the
+     * array must be this copy's. */
+    opt.budgets = opt.n_budgets ? kv->budgets : NULL;
     if (opt.method && strcmp(opt.method, "rankkv") == 0) {
         rk_identity id;
         if (rk_identity_of(model, &id) != RK_OK || !(opt.profile = rk_profile_find(&id)))
