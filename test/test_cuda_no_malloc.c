@@ -12,6 +12,7 @@
 
 #include "generate_loop.h"
 #include "model.h"
+#include "rank.h"
 #include "sampler.h"
 #include "target_test.h"
 
@@ -109,8 +110,36 @@ int main(void)
     CHECK(atomic_load(&allocs) == 0 && atomic_load(&frees) == 0);
     CHECK(before == after);
 
-    rk_sampler_free(&s);
     rk_model_free(m);
     CHECK(atomic_load(&frees) == 2);
+
+    /* rankkv-dynamic (the dynamic build's prefill): the rank measurement's
+     * device buffers are arena slices and its cuSOLVER and cuBLAS handles
+     * are made at load, so measuring every prompt allocates nothing either. */
+    rk_kv_options dyn = {.method = "rankkv-dynamic", .average = 64};
+    lim.prefill_chunk = lim.max_prompt;
+    lim.rank = rk_rank_find("cuda");
+    lim.rank_len = lim.max_prompt;
+    CHECK(lim.rank != NULL && rk_kv_policy_make(&dyn, 4, &lim.kv) == RK_OK);
+    atomic_store(&allocs, 0);
+    st = rk_model_load(RK_MODELS_DIR "/pythia-nano", ops, &lim, &m);
+    CHECKF(st == RK_OK, "%s", rk_last_error());
+    if (st != RK_OK)
+        return rk_test_finish("test_cuda_no_malloc");
+    printf("rankkv-dynamic: device allocations during load: %ld\n", atomic_load(&allocs));
+    atomic_store(&allocs, 0);
+    atomic_store(&frees, 0);
+    before = device_free();
+    ok = rk_test_generate(m, &s, prompt, 300, 48) && rk_test_generate(m, &s, prompt, 17, 40);
+    after = device_free();
+    CHECK(ok);
+    printf("rankkv-dynamic: during 2 measured prefills + 88 decode steps: %ld allocations, %ld "
+           "frees, device free memory %zu -> %zu bytes\n",
+           atomic_load(&allocs), atomic_load(&frees), before, after);
+    CHECK(atomic_load(&allocs) == 0 && atomic_load(&frees) == 0);
+    CHECK(before == after);
+    rk_model_free(m);
+
+    rk_sampler_free(&s);
     return rk_test_finish("test_cuda_no_malloc");
 }
