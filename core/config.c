@@ -315,6 +315,11 @@ static rk_status parse_root(const cJSON *root, rk_config *c)
         (st = read_token_id(root, "bos_token_id", c->vocab, &c->bos_id)) != RK_OK ||
         (st = read_token_id(root, "eos_token_id", c->vocab, &c->eos_id)) != RK_OK)
         return st;
+    const cJSON *seed = optional(root, "rankkv_random_weights_seed");
+    if (cJSON_IsNumber(seed)) {
+        c->random_weights = 1;
+        c->random_seed = seed->valuedouble;
+    }
     return RK_OK;
 }
 

@@ -23,6 +23,10 @@ typedef struct {
     int parallel_residual;
     int bos_id;
     int eos_id;
+    /* rankkv_random_weights_seed, written by rankkv-make-random-model: the
+     * checkpoint holds seeded random weights, not a trained model. */
+    int random_weights;
+    double random_seed;
 } rk_config;
 
 /* Parses config.json text. Accepts the key style of the published Pythia

@@ -28,3 +28,12 @@ double rk_erank_from_gram_eigen(const double *lambda, int n)
 {
     return entropy_rank(lambda, n, 1);
 }
+
+void rk_erank_layer_means(const double *ranks, int layers, int heads, double *out)
+{
+    for (int l = 0; l < layers; l++) {
+        out[l] = 0;
+        for (int h = 0; h < heads; h++)
+            out[l] += ranks[(size_t)l * heads + h] / heads;
+    }
+}

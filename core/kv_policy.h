@@ -42,7 +42,7 @@ typedef struct {
 
 /* Options as users give them; zero fields take the defaults above. */
 typedef struct {
-    const char *method; /* full, snapkv, pyramidkv, h2o, streamingllm */
+    const char *method; /* one of RK_KV_METHODS */
     int average;
     const int *budgets; /* explicit per-layer array, or NULL */
     int n_budgets;

@@ -157,9 +157,10 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
         if (kv->method == RK_KV_H2O)
             m->a_row_score = rk_plan_add(p, "kv_row_attention", H * rows_total * sizeof(float));
     }
-    if (lim->rank)
-        m->a_rank_scratch = rk_plan_add(p, "rank_scratch",
-                                        lim->rank->scratch_bytes(cfg, lim->rank_len));
+    if (lim->rank) {
+        m->rank_scratch_bytes = lim->rank->scratch_bytes(cfg, lim->rank_len);
+        m->a_rank_scratch = rk_plan_add(p, "rank_scratch", m->rank_scratch_bytes);
+    }
     return RK_OK;
 }
 
@@ -328,7 +329,7 @@ static void measure_layer(rk_model *m, int l, int n, const void *q, const void *
         return;
     m->rank_status = m->lim.rank->attention_erank(
         m->rank_ctx, m->ctx, m->ranks + (size_t)l * H, q, k, m->rank_n, n, k_cap, H,
-        m->cfg.head_dim, AT(m, m->a_rank_scratch), rk_plan_find(&m->plan, "rank_scratch")->size);
+        m->cfg.head_dim, AT(m, m->a_rank_scratch), m->rank_scratch_bytes);
 }
 
 /* The forward pass proper: the step input (pos0, rows, token ids) is
@@ -479,6 +480,24 @@ static rk_status decode_step(rk_model *m)
     return m->ops->replay(m->ctx);
 }
 
+/* Checks the chunk's token ids and copies the step input in: pos0, each
+ * layer's row0 (0 for a prompt that is compressed or measured as it
+ * passes), the ids. */
+static rk_status stage_input(rk_model *m, const int32_t *tokens, int n, int from_row0)
+{
+    const int L = m->cfg.n_layers;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab)
+            return rk_fail(RK_EINVAL, "token id %d is outside the vocabulary [0, %d)", tokens[i],
+                           m->cfg.vocab);
+    int32_t *step = m->host_step;
+    step[0] = m->n_past;
+    for (int l = 0; l < L; l++)
+        step[1 + l] = from_row0 ? 0 : m->rows[l];
+    memcpy(step + 1 + L, tokens, (size_t)n * sizeof(int32_t));
+    return m->ops->copy_in(m->ctx, AT(m, m->a_step), step, (size_t)(1 + L + n) * sizeof(int32_t));
+}
+
 /* rankkv-dynamic: the prompt's own ranks (of its first rank_len tokens,
  * the calibration length), averaged per layer, make this prompt's budgets
  * by the same strategy a static profile uses. */
@@ -490,11 +509,7 @@ static rk_status dynamic_budgets(rk_model *m, const int32_t *tokens, int n)
     if (st != RK_OK)
         return st;
     double mean[RK_MAX_LAYERS];
-    for (int l = 0; l < L; l++) {
-        mean[l] = 0;
-        for (int h = 0; h < H; h++)
-            mean[l] += m->host_ranks[(size_t)l * H + h] / H;
-    }
+    rk_erank_layer_means(m->host_ranks, L, H, mean);
     rk_kv_policy *kv = &m->lim.kv;
     return rk_budget_from_ranks(&kv->rank, mean, L, kv->average, rk_kv_min_budget(kv),
                                 kv->budget);
@@ -505,7 +520,6 @@ static rk_status dynamic_budgets(rk_model *m, const int32_t *tokens, int n)
 static rk_status run_forward(rk_model *m, const int32_t *tokens, int n)
 {
     const rk_config *c = &m->cfg;
-    const rk_ops *o = m->ops;
     if (n < 1 || n > m->lim.prefill_chunk)
         return rk_fail(RK_ELIMIT, "forward of %d tokens; the plan allows 1..%d per call", n,
                        m->lim.prefill_chunk);
@@ -513,11 +527,6 @@ static rk_status run_forward(rk_model *m, const int32_t *tokens, int n)
         return rk_fail(RK_ELIMIT,
                        "context would reach %d positions; the plan holds %d (prompt %d + new %d)",
                        m->n_past + n, m->cap, m->lim.max_prompt, m->lim.max_new_tokens);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab)
-            return rk_fail(RK_EINVAL, "token id %d is outside the vocabulary [0, %d)", tokens[i],
-                           c->vocab);
-
     const rk_kv_method method = m->lim.kv.method;
     const int evicting = rk_kv_evicts(method);
     const int compressing = method != RK_KV_FULL && m->n_past == 0;
@@ -534,17 +543,10 @@ static rk_status run_forward(rk_model *m, const int32_t *tokens, int n)
             return rk_fail(RK_ELIMIT, "layer %d's cache would reach %d rows; the plan holds %d",
                            l, m->rows[l] + n, m->layer_cap[l]);
 
-    int32_t *step = m->host_step;
-    const int L = c->n_layers;
-    step[0] = m->n_past;
-    for (int l = 0; l < L; l++)
-        step[1 + l] = compressing ? 0 : m->rows[l];
-    memcpy(step + 1 + L, tokens, (size_t)n * sizeof(int32_t));
-    rk_status st =
-        o->copy_in(m->ctx, AT(m, m->a_step), step, (size_t)(1 + L + n) * sizeof(int32_t));
+    rk_status st = stage_input(m, tokens, n, compressing);
     if (st != RK_OK)
         return st;
-    for (int l = 0; l < L; l++) {
+    for (int l = 0; l < c->n_layers; l++) {
         const int b = m->lim.kv.budget[l];
         if (compressing)
             m->rows[l] = b < n ? b : n;
@@ -631,21 +633,13 @@ rk_status rk_model_prefill(rk_model *m, const int32_t *tokens, int n)
 
 rk_status rk_model_measure_ranks(rk_model *m, const int32_t *tokens, int n, double *ranks)
 {
-    const rk_config *c = &m->cfg;
     if (!m->lim.rank)
         return rk_fail(RK_EINVAL, "this model was loaded without rank measurement");
     if (n < 1 || n > m->lim.rank_len)
         return rk_fail(RK_ELIMIT, "rank of a %d-token sequence; the plan measures 1..%d", n,
                        m->lim.rank_len);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab)
-            return rk_fail(RK_EINVAL, "token id %d is outside the vocabulary [0, %d)", tokens[i],
-                           c->vocab);
-    int32_t *step = m->host_step;
-    memset(step, 0, (size_t)(1 + c->n_layers) * sizeof(int32_t));
-    memcpy(step + 1 + c->n_layers, tokens, (size_t)n * sizeof(int32_t));
-    rk_status st = m->ops->copy_in(m->ctx, AT(m, m->a_step), step,
-                                   (size_t)(1 + c->n_layers + n) * sizeof(int32_t));
+    rk_model_reset(m);
+    rk_status st = stage_input(m, tokens, n, 1);
     if (st != RK_OK)
         return st;
     /* Compressing policies run the layer over the prefill region, where the

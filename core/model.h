@@ -61,6 +61,7 @@ typedef struct {
      * for H2O, its accumulated attention). Absent (0) for the full cache. */
     size_t a_prefill_k, a_prefill_v, a_mass, a_keep, a_row_pos, a_row_score;
     size_t a_rank_scratch; /* rank measurement, when the limits ask for it */
+    size_t rank_scratch_bytes;
 
     /* Host staging, allocated with the model: logits_rows × vocab logits;
      * the step input (pos0, each layer's row0, the chunk's token ids); kept

@@ -1,6 +1,5 @@
 #include "profile.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,20 +44,12 @@ static int by_tensor_name(const void *a, const void *b)
 rk_status rk_identity_of(const char *dir, rk_identity *out)
 {
     char path[4096];
-    char *json;
-    size_t len;
     rk_config cfg;
     memset(out, 0, sizeof *out);
     snprintf(path, sizeof path, "%s/config.json", dir);
-    rk_status st = rk_read_file(path, 1 << 20, &json, &len);
+    rk_status st = rk_config_load(path, &cfg);
     if (st != RK_OK)
         return st;
-    if ((st = rk_config_parse(json, len, &cfg)) != RK_OK) {
-        free(json);
-        return st;
-    }
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(root, "rankkv_random_weights_seed");
     uint64_t h = 0xcbf29ce484222325ull;
     mix_str(&h, "gpt_neox");
     mix_i64(&h, cfg.n_layers);
@@ -71,11 +62,9 @@ rk_status rk_identity_of(const char *dir, rk_identity *out)
     mix_f(&h, cfg.rope_base);
     mix_f(&h, cfg.ln_eps);
     mix_i64(&h, cfg.parallel_residual);
-    mix_str(&h, cJSON_IsNumber(seed) ? "random-weights" : "trained");
-    if (cJSON_IsNumber(seed))
-        mix_f(&h, seed->valuedouble);
-    cJSON_Delete(root);
-    free(json);
+    mix_str(&h, cfg.random_weights ? "random-weights" : "trained");
+    if (cfg.random_weights)
+        mix_f(&h, cfg.random_seed);
 
     rk_safetensors *sf;
     if ((st = rk_st_open(dir, &sf)) != RK_OK)
@@ -98,13 +87,7 @@ rk_status rk_identity_of(const char *dir, rk_identity *out)
     free(t);
     rk_st_close(sf);
 
-    size_t end = strlen(dir);
-    while (end > 1 && dir[end - 1] == '/')
-        end--;
-    size_t start = end;
-    while (start > 0 && dir[start - 1] != '/')
-        start--;
-    snprintf(out->name, sizeof out->name, "%.*s", (int)(end - start), dir + start);
+    rk_base_name(dir, out->name, sizeof out->name);
     out->layers = cfg.n_layers;
     out->heads = cfg.n_heads;
     out->hidden = cfg.hidden;

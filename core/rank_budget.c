@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kv_budget.h"
@@ -44,6 +45,12 @@ static void order_by_rank(const double *rank, int layers, int *order)
         }
         order[j] = i;
     }
+}
+
+static int descending(const void *a, const void *b)
+{
+    const int x = *(const int *)a, y = *(const int *)b;
+    return (x < y) - (x > y);
 }
 
 /* splitmix64: a seed gives the same shuffle on every machine. */
@@ -125,12 +132,7 @@ rk_status rk_budget_from_ranks(const rk_rank_allocation *a, const double *rank, 
         /* The k-th lowest rank gets the k-th largest budget. */
         int sorted[MAX_LAYERS];
         memcpy(sorted, budget, (size_t)layers * sizeof(int));
-        for (int i = 1; i < layers; i++)
-            for (int j = i; j > 0 && sorted[j - 1] < sorted[j]; j--) {
-                const int t = sorted[j];
-                sorted[j] = sorted[j - 1];
-                sorted[j - 1] = t;
-            }
+        qsort(sorted, (size_t)layers, sizeof(int), descending);
         order_by_rank(rank, layers, order);
         for (int i = 0; i < layers; i++)
             budget[order[i]] = sorted[i];

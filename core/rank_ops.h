@@ -37,4 +37,7 @@ double rk_erank_from_singular(const double *sigma, int n);
 /* The same from the eigenvalues of A·Aᵀ (σ = sqrt(λ)). */
 double rk_erank_from_gram_eigen(const double *lambda, int n);
 
+/* A layer's rank is the mean of its heads': OUT[l] from RANKS[l × heads + h]. */
+void rk_erank_layer_means(const double *ranks, int layers, int heads, double *out);
+
 #endif

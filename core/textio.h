@@ -14,6 +14,10 @@ rk_status rk_read_file(const char *path, size_t max_bytes, char **data, size_t *
  * (how the HF reference read its evaluation texts); returns the new length. */
 size_t rk_text_universal_newlines(char *s, size_t len);
 
+/* The last component of PATH, trailing slashes ignored (a model's
+ * directory name), into BUF. */
+void rk_base_name(const char *path, char *buf, size_t len);
+
 /* Monotonic seconds. */
 double rk_now(void);
 

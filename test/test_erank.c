@@ -84,11 +84,7 @@ int main(int argc, char **argv)
     CHECKF(rk_model_prefill(m, ids, n) == RK_OK, "%s", rk_last_error());
     double mean[RK_MAX_LAYERS];
     int expect[RK_MAX_LAYERS];
-    for (int l = 0; l < L; l++) {
-        mean[l] = 0;
-        for (int h = 0; h < H; h++)
-            mean[l] += ranks[l * H + h] / H;
-    }
+    rk_erank_layer_means(ranks, L, H, mean);
     const rk_rank_allocation prop = {.strategy = RK_RANK_PROPORTIONAL};
     CHECK(rk_budget_from_ranks(&prop, mean, L, 64, m->lim.kv.window, expect) == RK_OK);
     for (int l = 0; l < L; l++) {

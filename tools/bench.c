@@ -30,7 +30,7 @@ static const char usage[] =
     "  --out FILE           write the JSON record to FILE (default: stdout only)\n"
     "  -h, --help           this text\n";
 
-enum { MAX_MODELS = 8, MAX_REPEATS = 50, MAX_PROMPTS = 16, MAX_METHODS = 8 };
+enum { MAX_MODELS = 8, MAX_PROMPTS = 16, MAX_METHODS = 8 };
 
 int main(int argc, char **argv)
 {
@@ -76,7 +76,7 @@ int main(int argc, char **argv)
             break;
         case NEW: new_tokens = (int)cli_int("--new-tokens", optarg, 1, 1 << 20); break;
         case CHUNK: chunk = (int)cli_int("--chunk", optarg, 1, 1 << 16); break;
-        case REPEATS: repeats = (int)cli_int("--repeats", optarg, 1, MAX_REPEATS); break;
+        case REPEATS: repeats = (int)cli_int("--repeats", optarg, 1, HARNESS_MAX_REPEATS); break;
         case TARGET: target = optarg; break;
         case OUT: out = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
@@ -136,16 +136,10 @@ int main(int argc, char **argv)
             prompt[i] = (int32_t)((i * 7919 + 13) % m->cfg.vocab);
         for (int p = 0; p < n_prompts; p++) {
             const int n = prompts[p];
-            double ttft[MAX_REPEATS], tpot[MAX_REPEATS];
-            harness_timed_run(m, prompt, n, new_tokens, &ttft[0], &tpot[0]);
-            for (int r = 0; r < repeats; r++) {
-                fprintf(stderr, "\r[bench] %s prompt %d run %d/%d", cli_base_name(models[k]), n,
-                        r + 1, repeats);
-                harness_timed_run(m, prompt, n, new_tokens, &ttft[r], &tpot[r]);
-            }
-            fputc('\n', stderr);
-            double t_first = harness_median(ttft, repeats);
-            double t_tok = harness_median(tpot, repeats);
+            char label[320];
+            snprintf(label, sizeof label, "[bench] %s prompt %d", cli_base_name(models[k]), n);
+            double t_first, t_tok;
+            harness_time(m, prompt, n, new_tokens, repeats, label, &t_first, &t_tok);
             struct rusage ru;
             getrusage(RUSAGE_SELF, &ru);
             double arena_mb = m->plan.total / 1048576.0, weights_mb = m->wplan.total / 1048576.0;

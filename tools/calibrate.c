@@ -229,8 +229,10 @@ static earlier_run read_earlier(const char *path)
         cli_die();
     }
     r.ranks = (measured){malloc((size_t)r.samples * LH * sizeof(double)), r.samples};
-    if (!r.ranks.ranks)
+    if (!r.ranks.ranks) {
+        rk_fail(RK_ENOMEM, "out of memory for %d samples' ranks", r.samples);
         cli_die();
+    }
     for (int s = 0; s < r.samples; s++) {
         const cJSON *row = cJSON_GetArrayItem(per, s);
         if (cJSON_GetArraySize(row) != LH) {
@@ -254,11 +256,7 @@ static earlier_run read_earlier(const char *path)
 /* Sample S's layer ranks (mean over heads). */
 static void layer_ranks(const measured *r, int s, int L, int H, double *out)
 {
-    for (int l = 0; l < L; l++) {
-        out[l] = 0;
-        for (int h = 0; h < H; h++)
-            out[l] += r->ranks[((size_t)s * L + l) * H + h] / H;
-    }
+    rk_erank_layer_means(r->ranks + (size_t)s * L * H, L, H, out);
 }
 
 /* Mean and sample standard deviation over samples of each layer's rank. */
@@ -422,8 +420,10 @@ int main(int argc, char **argv)
     const int L = run.id.layers, H = run.id.heads;
     double mean[RK_MAX_LAYERS], std[RK_MAX_LAYERS];
     double *head = calloc((size_t)L * H, sizeof *head);
-    if (!head)
+    if (!head) {
+        rk_fail(RK_ENOMEM, "out of memory for %d head ranks", L * H);
         cli_die();
+    }
     layer_stats(&cal, L, H, mean, std);
     for (int s = 0; s < cal.n; s++)
         for (int i = 0; i < L * H; i++)

@@ -128,14 +128,8 @@ void cli_write_json(const char *path, const cJSON *j)
 
 const char *cli_base_name(const char *path)
 {
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/')
-        n--;
-    const char *s = path + n;
-    while (s > path && s[-1] != '/')
-        s--;
     static char name[256];
-    snprintf(name, sizeof name, "%.*s", (int)(path + n - s), s);
+    rk_base_name(path, name, sizeof name);
     return name;
 }
 

@@ -54,7 +54,7 @@ static const char usage[] =
     "KV tuning options of every tool (--kv-window, --rank-temperature, ...) apply to\n"
     "every row; --kv and --kv-budget are --rows and --budget here.\n";
 
-enum { MAX_DATASETS = 8, MAX_ROWS = 16, MAX_BUDGETS = 8, MAX_REPEATS = 50 };
+enum { MAX_DATASETS = 8, MAX_ROWS = 16, MAX_BUDGETS = 8 };
 
 typedef struct {
     char name[64];
@@ -138,7 +138,7 @@ int main(int argc, char **argv)
         case MAXW: max_windows = (int)cli_int("--max-windows", optarg, 1, 1 << 20); break;
         case PROMPT: prompt_tokens = (int)cli_int("--prompt-tokens", optarg, 1, 1 << 20); break;
         case NEW: new_tokens = (int)cli_int("--new-tokens", optarg, 2, 1 << 20); break;
-        case REPEATS: repeats = (int)cli_int("--repeats", optarg, 1, MAX_REPEATS); break;
+        case REPEATS: repeats = (int)cli_int("--repeats", optarg, 1, HARNESS_MAX_REPEATS); break;
         case TARGET: target = optarg; break;
         case JSON: json_path = optarg; break;
         case MD: md_path = optarg; break;
@@ -215,7 +215,6 @@ int main(int argc, char **argv)
     for (int i = 0; i < max_prompt; i++)
         prompt[i] = n_sets && i < context ? sets[0].windows[i]
                                           : (int32_t)((i * 7919 + 13) % cfg.vocab);
-    int have_full = 0;
     char device[256] = "";
 
     for (int r = 0; r < n_rows; r++) {
@@ -225,43 +224,21 @@ int main(int argc, char **argv)
         if (rk_model_load(model, ops, &limits[r], &m) != RK_OK)
             cli_die();
         ops->device_name(m->ctx, device, sizeof device);
+        char label[128];
+        snprintf(label, sizeof label, "[compare %d/%d] %.63s %d", r + 1, n_rows, o->name,
+                 o->budget);
         for (int s = 0; s < n_sets; s++) {
-            harness_tally t = {0};
-            double budget_sum[RK_MAX_LAYERS] = {0};
-            for (int w = 0; w < sets[s].n_windows; w++) {
-                row_nll[w] = harness_score_window(m, sets[s].windows + (size_t)w * context,
-                                                  context, tail, &t);
-                for (int l = 0; l < cfg.n_layers; l++)
-                    budget_sum[l] += m->lim.kv.budget[l];
-                fprintf(stderr, "\r[compare %d/%d] %s %d %s window %ld/%d ppl %.4f", r + 1,
-                        n_rows, o->name, o->budget, sets[s].name, t.windows, sets[s].n_windows,
-                        exp(t.nll / t.scored));
-            }
-            fputc('\n', stderr);
-            o->ppl[s] = exp(t.nll / t.scored);
-            if (o->full)
-                memcpy(sets[s].full_nll, row_nll, (size_t)t.windows * sizeof(double));
-            else if (have_full) {
-                harness_paired(row_nll, sets[s].full_nll, (int)t.windows, tail, &o->dnll[s],
-                               &o->dnll_se[s]);
-                o->have_dnll[s] = 1;
-            }
+            harness_row row;
+            harness_run_dataset(m, &sets[s], context, tail, label, row_nll, &row);
+            o->ppl[s] = exp(row.t.nll / row.t.scored);
+            o->have_dnll[s] = row.have_diff;
+            o->dnll[s] = row.d_mean;
+            o->dnll_se[s] = row.d_se;
             if (s == 0)
-                for (int l = 0; l < cfg.n_layers; l++)
-                    o->mean_budget[l] = budget_sum[l] / t.windows;
+                memcpy(o->mean_budget, row.mean_budget, sizeof o->mean_budget);
         }
-        have_full |= o->full;
-
-        double ttft[MAX_REPEATS], tpot[MAX_REPEATS];
-        harness_timed_run(m, prompt, prompt_tokens, new_tokens, &ttft[0], &tpot[0]);
-        for (int i = 0; i < repeats; i++) {
-            fprintf(stderr, "\r[compare %d/%d] %s %d timing %d/%d", r + 1, n_rows, o->name,
-                    o->budget, i + 1, repeats);
-            harness_timed_run(m, prompt, prompt_tokens, new_tokens, &ttft[i], &tpot[i]);
-        }
-        fputc('\n', stderr);
-        const double t_first = harness_median(ttft, repeats);
-        const double t_tok = harness_median(tpot, repeats);
+        double t_first, t_tok;
+        harness_time(m, prompt, prompt_tokens, new_tokens, repeats, label, &t_first, &t_tok);
         o->ttft_ms = 1e3 * t_first;
         o->tpot_ms = 1e3 * t_tok;
         o->prefill_tok_s = prompt_tokens / t_first;

@@ -139,14 +139,12 @@ int main(int argc, char **argv)
     if (rk_tok_load(path, &tok) != RK_OK)
         cli_die();
     double *row_nll = malloc((size_t)max_windows * sizeof(double));
-    for (int s = 0; s < n_sets; s++) {
-        harness_load_windows(tok, &sets[s], context, max_windows);
-        if (!row_nll) {
-            rk_fail(RK_ENOMEM, "out of memory for %d windows", max_windows);
-            cli_die();
-        }
+    if (!row_nll) {
+        rk_fail(RK_ENOMEM, "out of memory for %d windows", max_windows);
+        cli_die();
     }
-    int have_full = 0;
+    for (int s = 0; s < n_sets; s++)
+        harness_load_windows(tok, &sets[s], context, max_windows);
 
     cJSON *results = cJSON_CreateArray();
     char device[256] = "";
@@ -161,32 +159,18 @@ int main(int argc, char **argv)
         const rk_kv_policy *pol = &m->lim.kv;
         ops->device_name(m->ctx, device, sizeof device);
         const double kv_mb = (double)m->kv_bytes / 1048576.0;
+        char label[160];
+        snprintf(label, sizeof label, "[eval %d/%d] %s %d", r + 1, n_rows, row_method[r],
+                 pol->average);
         for (int s = 0; s < n_sets; s++) {
-            harness_tally t = {0};
-            /* Dynamic budgets change with every window: their mean is kept. */
-            double budget_sum[RK_MAX_LAYERS] = {0};
-            for (int w = 0; w < sets[s].n_windows; w++) {
-                row_nll[w] = harness_score_window(m, sets[s].windows + (size_t)w * context,
-                                                  context, tail, &t);
-                for (int l = 0; l < cfg.n_layers; l++)
-                    budget_sum[l] += pol->budget[l];
-                fprintf(stderr, "\r[eval %d/%d] %s %s %d window %ld/%d  ppl %.4f", r + 1, n_rows,
-                        sets[s].name, row_method[r], pol->average, t.windows, sets[s].n_windows,
-                        exp(t.nll / t.scored));
-            }
-            fputc('\n', stderr);
+            harness_row row;
+            harness_run_dataset(m, &sets[s], context, tail, label, row_nll, &row);
+            const harness_tally t = row.t;
             const double ppl = exp(t.nll / t.scored), ttft = 1e3 * t.prefill_s / t.windows,
                          tpot = 1e3 * t.decode_s / (t.steps ? t.steps : 1);
-            const int vs_full = pol->method != RK_KV_FULL && have_full;
-            double d_mean = 0, d_se = 0;
             char dcol[40] = "-";
-            if (pol->method == RK_KV_FULL)
-                memcpy(sets[s].full_nll, row_nll, (size_t)t.windows * sizeof(double));
-            if (vs_full) {
-                harness_paired(row_nll, sets[s].full_nll, (int)t.windows, tail, &d_mean,
-                               &d_se);
-                snprintf(dcol, sizeof dcol, "%+.4f±%.4f", d_mean, d_se);
-            }
+            if (row.have_diff)
+                snprintf(dcol, sizeof dcol, "%+.4f±%.4f", row.d_mean, row.d_se);
             printf("%-12s %-13s %7d %8ld %8ld %9.4f %17s %9.3f %9.2f %9.3f\n", sets[s].name,
                    row_method[r], pol->average, t.windows, t.scored, ppl, dcol, kv_mb, ttft, tpot);
             fflush(stdout);
@@ -200,13 +184,13 @@ int main(int argc, char **argv)
             if (pol->dynamic) {
                 cJSON *mean = cJSON_AddArrayToObject(o, "mean_layer_budgets");
                 for (int l = 0; l < cfg.n_layers; l++)
-                    cJSON_AddItemToArray(mean, cJSON_CreateNumber(budget_sum[l] / t.windows));
+                    cJSON_AddItemToArray(mean, cJSON_CreateNumber(row.mean_budget[l]));
             }
             cJSON_AddNumberToObject(o, "ppl", ppl);
             cJSON_AddNumberToObject(o, "mean_nll", t.nll / t.scored);
-            if (vs_full) {
-                cJSON_AddNumberToObject(o, "nll_minus_full", d_mean);
-                cJSON_AddNumberToObject(o, "nll_minus_full_se", d_se);
+            if (row.have_diff) {
+                cJSON_AddNumberToObject(o, "nll_minus_full", row.d_mean);
+                cJSON_AddNumberToObject(o, "nll_minus_full_se", row.d_se);
             }
             cJSON *per_window = cJSON_AddArrayToObject(o, "window_mean_nll");
             for (int w = 0; w < t.windows; w++)
@@ -218,8 +202,6 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(o, "tpot_ms", tpot);
             cJSON_AddItemToArray(results, o);
         }
-        if (pol->method == RK_KV_FULL)
-            have_full = 1;
         rk_model_free(m);
     }
 

@@ -78,8 +78,11 @@ void harness_load_windows(const rk_tokenizer *tok, harness_dataset *set, int con
     }
 }
 
-double harness_score_window(rk_model *m, const int32_t *win, int context, int tail,
-                            harness_tally *t)
+/* One window: prefill CONTEXT − TAIL tokens, then score TAIL tokens one
+ * decode step at a time (the prefill's last logits predict the first).
+ * Returns the window's summed NLL and adds to T. */
+static double score_window(rk_model *m, const int32_t *win, int context, int tail,
+                           harness_tally *t)
 {
     const int prompt = context - tail, V = m->cfg.vocab;
     rk_model_reset(m);
@@ -102,7 +105,10 @@ double harness_score_window(rk_model *m, const int32_t *win, int context, int ta
     return nll;
 }
 
-void harness_paired(const double *a, const double *b, int n, int tail, double *mean, double *se)
+/* Mean and standard error over N windows of the paired difference in mean
+ * NLL per token between A and B: the noise of comparing two rows on the
+ * same windows. */
+static void paired(const double *a, const double *b, int n, int tail, double *mean, double *se)
 {
     double s = 0, ss = 0;
     for (int i = 0; i < n; i++)
@@ -113,6 +119,31 @@ void harness_paired(const double *a, const double *b, int n, int tail, double *m
         ss += d * d;
     }
     *se = n > 1 ? sqrt(ss / (n - 1) / n) : 0.0;
+}
+
+void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tail,
+                         const char *label, double *row_nll, harness_row *out)
+{
+    const int L = m->cfg.n_layers;
+    memset(out, 0, sizeof *out);
+    harness_tally *t = &out->t;
+    for (int w = 0; w < set->n_windows; w++) {
+        row_nll[w] = score_window(m, set->windows + (size_t)w * context, context, tail, t);
+        for (int l = 0; l < L; l++)
+            out->mean_budget[l] += m->lim.kv.budget[l];
+        fprintf(stderr, "\r%s %s window %ld/%d ppl %.4f", label, set->name, t->windows,
+                set->n_windows, exp(t->nll / t->scored));
+    }
+    fputc('\n', stderr);
+    for (int l = 0; l < L; l++)
+        out->mean_budget[l] /= set->n_windows;
+    if (m->lim.kv.method == RK_KV_FULL) {
+        memcpy(set->full_nll, row_nll, (size_t)set->n_windows * sizeof(double));
+        set->have_full = 1;
+    } else if (set->have_full) {
+        paired(row_nll, set->full_nll, set->n_windows, tail, &out->d_mean, &out->d_se);
+        out->have_diff = 1;
+    }
 }
 
 int harness_split_list(const char *flag, char *list, char **out, int max)
@@ -128,8 +159,9 @@ int harness_split_list(const char *flag, char *list, char **out, int max)
     return n;
 }
 
-void harness_timed_run(rk_model *m, const int32_t *prompt, int n, int new_tokens, double *ttft,
-                       double *tpot)
+/* One timed greedy generation: TTFT and the mean decode-step time. */
+static void timed_run(rk_model *m, const int32_t *prompt, int n, int new_tokens, double *ttft,
+                      double *tpot)
 {
     rk_model_reset(m);
     double t0 = rk_now();
@@ -151,8 +183,22 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-double harness_median(double *v, int n)
+static double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void harness_time(rk_model *m, const int32_t *prompt, int n, int new_tokens, int repeats,
+                  const char *label, double *ttft, double *tpot)
+{
+    double first[HARNESS_MAX_REPEATS], step[HARNESS_MAX_REPEATS];
+    timed_run(m, prompt, n, new_tokens, &first[0], &step[0]);
+    for (int r = 0; r < repeats; r++) {
+        fprintf(stderr, "\r%s run %d/%d", label, r + 1, repeats);
+        timed_run(m, prompt, n, new_tokens, &first[r], &step[r]);
+    }
+    fputc('\n', stderr);
+    *ttft = median(first, repeats);
+    *tpot = median(step, repeats);
 }

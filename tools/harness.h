@@ -10,19 +10,28 @@
 #include "model.h"
 #include "tokenizer.h"
 
-enum { HARNESS_MAX_DOCS = 256 };
+enum { HARNESS_MAX_DOCS = 256, HARNESS_MAX_REPEATS = 50 };
 
 typedef struct {
     const char *name, *path;
     int32_t *windows; /* n_windows × context token ids */
     int n_windows;
-    double *full_nll; /* per window, from the full-cache row when it ran */
+    double *full_nll; /* per window, from the full-cache row ... */
+    int have_full;    /* ... once it has run */
 } harness_dataset;
 
 typedef struct {
     double nll, prefill_s, decode_s;
     long scored, windows, steps;
 } harness_tally;
+
+/* One row's result on one dataset. */
+typedef struct {
+    harness_tally t;
+    double mean_budget[RK_MAX_LAYERS]; /* each layer's, over the windows */
+    int have_diff;                     /* d_mean ± d_se: NLL per token minus the full cache's */
+    double d_mean, d_se;
+} harness_row;
 
 /* Parses NAME=PATH (a text file, or a directory whose *.txt files are the
  * documents); a usage error otherwise. */
@@ -33,26 +42,23 @@ harness_dataset harness_dataset_arg(const char *arg);
  * ceil(MAX / documents) each, in file-name order). */
 void harness_load_windows(const rk_tokenizer *tok, harness_dataset *set, int context, int max);
 
-/* One window: prefill CONTEXT − TAIL tokens, then score TAIL tokens one
- * decode step at a time (the prefill's last logits predict the first).
- * Returns the window's summed NLL and adds to T. */
-double harness_score_window(rk_model *m, const int32_t *win, int context, int tail,
-                            harness_tally *t);
-
-/* Mean and standard error over N windows of the paired difference in mean
- * NLL per token between A and B: the noise of comparing two rows on the
- * same windows. */
-void harness_paired(const double *a, const double *b, int n, int tail, double *mean, double *se);
+/* Every window of SET through harness_score_window on M, progress on
+ * stderr after LABEL; per-window NLLs to ROW_NLL. Dynamic budgets change
+ * with every window, so each layer's is averaged. A full-cache row becomes
+ * the dataset's reference; other rows get their paired difference from it
+ * (mean and standard error over windows) once it has run. */
+void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tail,
+                         const char *label, double *row_nll, harness_row *out);
 
 /* Splits a comma-separated LIST (modified) into at most MAX words; a usage
  * error naming FLAG when it is empty or longer. */
 int harness_split_list(const char *flag, char *list, char **out, int max);
 
-/* One timed greedy generation: TTFT (prefill + first token) and the mean
- * time of the decode steps that follow, in seconds. */
-void harness_timed_run(rk_model *m, const int32_t *prompt, int n, int new_tokens, double *ttft,
-                       double *tpot);
-
-double harness_median(double *v, int n);
+/* Greedy generation of NEW_TOKENS after PROMPT[0..n), one warm-up run and
+ * REPEATS (≤ HARNESS_MAX_REPEATS) timed ones, progress after LABEL: the
+ * median TTFT (prefill + first token) and the median of each run's mean
+ * decode-step time, in seconds. */
+void harness_time(rk_model *m, const int32_t *prompt, int n, int new_tokens, int repeats,
+                  const char *label, double *ttft, double *tpot);
 
 #endif
