@@ -55,17 +55,36 @@ _Noreturn void cli_usage_error(const char *fmt, ...)
     exit(2);
 }
 
+/* The plan for LIM, made without allocating the model; exits with the
+ * message when it is refused. */
+static rk_model *plan_or_die(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim)
+{
+    rk_model *plan = malloc(sizeof *plan);
+    if (!plan) {
+        rk_fail(RK_ENOMEM, "out of memory for a plan");
+        cli_die();
+    }
+    if (rk_model_plan(cfg, ops, lim, plan) != RK_OK)
+        cli_die();
+    return plan;
+}
+
 void cli_print_plan(const char *model, const rk_ops *ops, const rk_limits *lim)
 {
     char path[4096];
     rk_config cfg;
     snprintf(path, sizeof path, "%s/config.json", model);
-    rk_model *plan = malloc(sizeof *plan);
-    if (!plan || rk_config_load(path, &cfg) != RK_OK || rk_model_plan(&cfg, ops, lim, plan) != RK_OK)
+    if (rk_config_load(path, &cfg) != RK_OK)
         cli_die();
+    rk_model *plan = plan_or_die(&cfg, ops, lim);
     rk_model_print_plan(plan, stdout);
     free(plan);
     exit(0);
+}
+
+void cli_check_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim)
+{
+    free(plan_or_die(cfg, ops, lim));
 }
 
 /* The commit the numbers belong to; "-dirty" marks uncommitted changes. A

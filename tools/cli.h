@@ -27,6 +27,10 @@ _Noreturn void cli_usage_error(const char *fmt, ...) __attribute__((format(print
  * on OPS to stdout and exits 0 (1 with a message when the plan is refused). */
 _Noreturn void cli_print_plan(const char *model, const rk_ops *ops, const rk_limits *lim);
 
+/* Exits with the plan's message when LIM is refused for CFG on OPS; tools
+ * that run many configurations check them all before the first runs. */
+void cli_check_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim);
+
 /* The commit the numbers belong to ("-dirty" for uncommitted changes); a
  * copy of the tree without its history names it in RANKKV_COMMIT. */
 void cli_git_commit(char *buf, size_t len);

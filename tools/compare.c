@@ -192,6 +192,7 @@ int main(int argc, char **argv)
                                          .prefill_chunk = max_prompt, .logits_rows = 1,
                                          .kv_dtype = ops->kv_dtype};
             cli_kv_limits(&one, model, &cfg, ops, &limits[n_rows]);
+            cli_check_plan(&cfg, ops, &limits[n_rows]);
             snprintf(res[n_rows].name, sizeof res[n_rows].name, "%s", row_names[i]);
             res[n_rows].budget = full ? 0 : budgets[b];
             res[n_rows].full = full;

@@ -133,7 +133,8 @@ int main(int argc, char **argv)
             limits[n_rows] = (rk_limits){.max_prompt = context - tail, .max_new_tokens = tail,
                                          .prefill_chunk = context - tail, .logits_rows = 1,
                                          .kv_dtype = ops->kv_dtype};
-            cli_kv_limits(&one, model, &cfg, ops, &limits[n_rows++]);
+            cli_kv_limits(&one, model, &cfg, ops, &limits[n_rows]);
+            cli_check_plan(&cfg, ops, &limits[n_rows++]);
         }
     snprintf(path, sizeof path, "%s/tokenizer.json", model);
     if (rk_tok_load(path, &tok) != RK_OK)
