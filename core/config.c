@@ -277,6 +277,59 @@ static rk_status read_token_id(const cJSON *root, const char *name, int vocab, i
     return int_value(v, name, 0, vocab - 1, out);
 }
 
+static int by_key(const void *a, const void *b)
+{
+    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+/* Fails when the object OBJ (at WHERE, "" for the top level) holds a key
+ * twice; sorted, so that a config of many keys costs n log n. */
+static rk_status unique_keys(const cJSON *obj, const char *where)
+{
+    const int n = cJSON_GetArraySize(obj);
+    const cJSON **keys = malloc((size_t)(n ? n : 1) * sizeof *keys);
+    const cJSON *c;
+    rk_status st = RK_OK;
+    int i = 0;
+
+    if (!keys)
+        return rk_fail(RK_ENOMEM, "config: out of memory checking %d keys", n);
+    cJSON_ArrayForEach(c, obj)
+        keys[i++] = c;
+    qsort(keys, (size_t)n, sizeof *keys, by_key);
+    for (i = 1; i < n && st == RK_OK; i++)
+        if (strcmp(keys[i - 1]->string, keys[i]->string) == 0)
+            st = rk_fail(RK_EFORMAT,
+                         "config has the key '%.60s' twice (%s%s): Hugging Face reads the last, so "
+                         "the file is ambiguous",
+                         keys[i]->string, *where ? "in " : "at the top level", where);
+    free(keys);
+    return st;
+}
+
+/* Hugging Face reads config.json with json.load, which keeps the last of two
+ * equal keys, and cJSON keeps the first: a duplicate anywhere in the file
+ * could make rankkv run another model than the one the file describes. */
+static rk_status no_duplicate_keys(const cJSON *v, const char *where)
+{
+    char inner[128];
+    const cJSON *c;
+    int i = 0;
+    rk_status st;
+
+    if (cJSON_IsObject(v) && (st = unique_keys(v, where)) != RK_OK)
+        return st;
+    cJSON_ArrayForEach(c, v) {
+        if (cJSON_IsObject(v))
+            snprintf(inner, sizeof inner, "%s%s%s", where, *where ? "." : "", c->string);
+        else
+            snprintf(inner, sizeof inner, "%s[%d]", where, i++);
+        if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && (st = no_duplicate_keys(c, inner)) != RK_OK)
+            return st;
+    }
+    return RK_OK;
+}
+
 static rk_status parse_root(const cJSON *root, rk_config *c)
 {
     const cJSON *eps = optional(root, "layer_norm_eps");
@@ -363,7 +416,8 @@ rk_status rk_config_parse(const char *json, size_t len, rk_config *cfg)
         return rk_fail(RK_EFORMAT, "config is not a JSON object");
     }
     memset(&c, 0, sizeof c);
-    st = parse_root(root, &c);
+    if ((st = no_duplicate_keys(root, "")) == RK_OK)
+        st = parse_root(root, &c);
     cJSON_Delete(root);
     free(text);
     if (st == RK_OK)

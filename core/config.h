@@ -32,7 +32,8 @@ typedef struct {
 /* Parses config.json text. Accepts the key style of the published Pythia
  * checkpoints (rotary_pct, rotary_emb_base) and the newer one
  * (partial_rotary_factor, rope_theta, rope_parameters). Refuses anything that
- * is not gpt_neox, and values that are missing or absurd, with a message. */
+ * is not gpt_neox, values that are missing or absurd, and a key that appears
+ * twice in any object of the file, with a message. */
 rk_status rk_config_parse(const char *json, size_t len, rk_config *cfg);
 
 /* Reads and parses a config.json file. */

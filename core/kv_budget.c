@@ -1,5 +1,7 @@
 #include "kv_budget.h"
 
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 
 /* Layer counts are bounded by the config (RK_MAX_LAYERS); remainders of up to
@@ -15,16 +17,29 @@ rk_status rk_budget_from_weights(const double *weight, int layers, int average, 
         return rk_fail(RK_EINVAL,
                        "average budget %d must be at least 1 and at least the minimum %d",
                        average, min_budget);
+    /* Every budget, and callers' sums of them, must fit an int. */
+    const long long total = (long long)layers * average;
+    if (total > INT_MAX)
+        return rk_fail(RK_EINVAL, "%d layers x average budget %d is more than %d positions",
+                       layers, average, INT_MAX);
     double sum = 0;
     for (int l = 0; l < layers; l++) {
         if (!(weight[l] > 0) || !isfinite(weight[l]))
-            return rk_fail(RK_EINVAL, "budget weight of layer %d is %g; weights must be > 0", l,
+            return rk_fail(RK_EINVAL,
+                           "budget weight of layer %d is %g; weights must be finite and > 0", l,
                            weight[l]);
         sum += weight[l];
     }
-    /* Each layer first gets min_budget; the rest is shared by weight. */
-    const long long total = (long long)layers * average;
+    /* Each layer first gets min_budget; the rest is shared by weight. A
+     * share is spare × weight / sum: with spare × sum finite, so is every
+     * spare × weight (weight <= sum), each share lies in [0, spare] and the
+     * int casts below cannot overflow. */
     const long long spare = total - (long long)layers * min_budget;
+    if (!isfinite(sum * (double)spare))
+        return rk_fail(RK_EINVAL,
+                       "budget weights of %d layers sum to %g; sharing %lld positions needs a "
+                       "sum below %g",
+                       layers, sum, spare, DBL_MAX / (double)(spare > 1 ? spare : 1));
     double rem[MAX_LAYERS];
     long long given = 0;
     for (int l = 0; l < layers; l++) {
@@ -58,10 +73,15 @@ rk_status rk_budget_pyramid(int layers, int average, int window, double beta, in
     if (window < 0 || window >= average)
         return rk_fail(RK_EINVAL, "average budget %d must exceed the observation window %d",
                        average, window);
-    if (!(beta >= 1.0))
-        return rk_fail(RK_EINVAL, "pyramid beta %g must be >= 1", beta);
+    if (!(beta >= 1.0) || !isfinite(beta))
+        return rk_fail(RK_EINVAL, "pyramid beta %g must be finite and >= 1", beta);
     if (layers < 1 || layers > MAX_LAYERS)
         return rk_fail(RK_EINVAL, "budgets for %d layers (1..%d)", layers, MAX_LAYERS);
+    /* The shares above the window are checked by rk_budget_from_weights; the
+     * window added back must not take a budget past an int. */
+    if ((long long)layers * average > INT_MAX)
+        return rk_fail(RK_EINVAL, "%d layers x average budget %d is more than %d positions",
+                       layers, average, INT_MAX);
     const double s = average - window, top = s / beta, bottom = 2.0 * s - top;
     double w[MAX_LAYERS];
     for (int l = 0; l < layers; l++)

@@ -8,10 +8,12 @@
 
 #include "rk_error.h"
 
-/* Integer budgets proportional to WEIGHT[0..layers) (all > 0, any scale)
- * whose sum is exactly layers × average and each at least min_budget:
- * the floor of every share, then the leftover positions to the largest
- * remainders (the earlier layer on ties). */
+/* Integer budgets proportional to WEIGHT[0..layers) (all finite and > 0,
+ * any scale) whose sum is exactly layers × average and each at least
+ * min_budget: the floor of every share, then the leftover positions to the
+ * largest remainders (the earlier layer on ties). Refused: layers × average
+ * above INT_MAX, and weights whose sum times the positions to share
+ * overflows a double. */
 rk_status rk_budget_from_weights(const double *weight, int layers, int average, int min_budget,
                                  int *budget);
 
@@ -21,7 +23,8 @@ rk_status rk_budget_uniform(int layers, int average, int min_budget, int *budget
 /* PyramidKV's schedule: budgets fall linearly from the bottom layer to the
  * top around the same total. Above the observation window each layer gets a
  * share on a line from (2 − 1/beta)·s at layer 0 down to s/beta at the top,
- * s = average − window (beta ≥ 1; PyramidKV uses 20; beta = 1 is uniform). */
+ * s = average − window (beta finite and ≥ 1; PyramidKV uses 20; beta = 1 is
+ * uniform). */
 rk_status rk_budget_pyramid(int layers, int average, int window, double beta, int *budget);
 
 /* Checks an explicit array (from a file or a compiled-in profile): LAYERS

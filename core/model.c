@@ -183,15 +183,18 @@ static rk_status bind(rk_model *m, const char *dir)
 {
     rk_status st;
     rk_safetensors *sf = NULL;
-    if ((st = m->ops->init(&m->ctx)) != RK_OK)
-        return st;
     if ((st = rk_st_open(dir, &sf)) != RK_OK)
         return st;
-    if (m->ops->device_used_bytes)
-        m->device_used_before = m->ops->device_used_bytes(m->ctx);
-    if ((st = m->ops->alloc(m->ctx, m->wplan.total, &m->wbase)) == RK_OK &&
-        (st = m->ops->alloc(m->ctx, m->plan.total, &m->base)) == RK_OK)
-        st = rk_weights_load(m, sf);
+    /* All that the headers can refuse is refused before the device is
+     * touched: a config.json that disagrees with the checkpoint must not
+     * first allocate (and page in) a weights block sized by its numbers. */
+    if ((st = rk_weights_check(m, sf)) == RK_OK && (st = m->ops->init(&m->ctx)) == RK_OK) {
+        if (m->ops->device_used_bytes)
+            m->device_used_before = m->ops->device_used_bytes(m->ctx);
+        if ((st = m->ops->alloc(m->ctx, m->wplan.total, &m->wbase)) == RK_OK &&
+            (st = m->ops->alloc(m->ctx, m->plan.total, &m->base)) == RK_OK)
+            st = rk_weights_load(m, sf);
+    }
     rk_st_close(sf);
     if (st != RK_OK)
         return st;
@@ -675,14 +678,24 @@ const float *rk_model_logits(const rk_model *m, int r)
     return m->host_logits + (size_t)r * m->cfg.vocab;
 }
 
-double rk_nll(const float *row, int vocab, int target)
+rk_status rk_nll(const float *row, int vocab, int target, double *nll)
 {
-    double mx = row[0];
-    for (int i = 1; i < vocab; i++)
+    /* The scored token is never fed to the model, so nothing upstream has
+     * checked it against the vocabulary. */
+    if (target < 0 || target >= vocab)
+        return rk_fail(RK_EINVAL, "scored token id %d is outside the vocabulary [0, %d)", target,
+                       vocab);
+    double mx = -INFINITY;
+    for (int i = 0; i < vocab; i++) {
+        if (!isfinite(row[i]))
+            return rk_fail(RK_EINVAL, "the logits are not finite (%g at vocabulary index %d)",
+                           (double)row[i], i);
         if (row[i] > mx)
             mx = row[i];
+    }
     double s = 0;
     for (int i = 0; i < vocab; i++)
         s += exp((double)row[i] - mx);
-    return log(s) + mx - (double)row[target];
+    *nll = log(s) + mx - (double)row[target];
+    return RK_OK;
 }

@@ -133,7 +133,9 @@ rk_status rk_model_kept_positions(rk_model *m, int layer, int32_t *out);
 /* Row R (0 = first row kept) of the logits of the last forward. */
 const float *rk_model_logits(const rk_model *m, int r);
 
-/* Negative log-likelihood of TARGET under the logits ROW (log-softmax in double). */
-double rk_nll(const float *row, int vocab, int target);
+/* Negative log-likelihood of TARGET under the logits ROW (log-softmax in
+ * double) into *NLL; RK_EINVAL when TARGET is outside [0, VOCAB) or a logit
+ * is not finite. */
+rk_status rk_nll(const float *row, int vocab, int target, double *nll);
 
 #endif

@@ -36,6 +36,43 @@ static void mix_f(uint64_t *h, double v)
     mix_str(h, buf);
 }
 
+/* Elements hashed at the start, the middle and the end of each tensor:
+ * enough to tell two trainings of one shape apart (or a copy with a damaged
+ * weight, where it falls in a sample), while reading a few KiB per tensor of
+ * a multi-GB checkpoint. */
+#define RK_ID_SAMPLE 2048
+
+static void mix_values(uint64_t *h, const rk_tensor *t, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        float f = rk_tensor_value(t, i);
+        uint32_t bits;
+        unsigned char le[4];
+        memcpy(&bits, &f, sizeof bits);
+        for (int b = 0; b < 4; b++)
+            le[b] = (unsigned char)(bits >> (8 * b));
+        mix(h, le, sizeof le);
+    }
+}
+
+/* A fingerprint of T's values, hashed as exact float32 so that a lossless
+ * F32 copy of an F16 or BF16 checkpoint is the same model; buffers of other
+ * dtypes are known by name and shape alone. Only the sampled pages of the
+ * mapping are read. */
+static void mix_content(uint64_t *h, const rk_tensor *t)
+{
+    if (t->dtype == RK_DTYPE_OTHER)
+        return;
+    const size_t n = t->nbytes / rk_dtype_size(t->dtype), s = RK_ID_SAMPLE;
+    if (n <= 3 * s) {
+        mix_values(h, t, 0, n);
+        return;
+    }
+    mix_values(h, t, 0, s);
+    mix_values(h, t, n / 2 - s / 2, n / 2 + s / 2);
+    mix_values(h, t, n - s, n);
+}
+
 static int by_tensor_name(const void *a, const void *b)
 {
     return strcmp((*(const rk_tensor *const *)a)->name, (*(const rk_tensor *const *)b)->name);
@@ -83,6 +120,7 @@ rk_status rk_identity_of(const char *dir, rk_identity *out)
         mix_str(&h, t[i]->name);
         for (int d = 0; d < t[i]->ndim; d++)
             mix_i64(&h, t[i]->shape[d]);
+        mix_content(&h, t[i]);
     }
     free(t);
     rk_st_close(sf);
@@ -129,6 +167,26 @@ const rk_profile *rk_profile_find(const rk_identity *id)
     return NULL;
 }
 
+/* A table row as the strategy code would have made it: every layer at
+ * least the minimum and exactly layers × average in all. A header is
+ * generated, but it is C that anyone can edit. */
+static rk_status table_row(const rk_profile *p, const int *row, int average, int *budget)
+{
+    long long sum = 0;
+    for (int l = 0; l < p->layers; l++) {
+        if (row[l] < p->min_budget || row[l] > RK_RANK_MAX)
+            return rk_fail(RK_ECONFIG,
+                           "profile %s: layer %d's budget %d for average %d is outside [%d, %d]",
+                           p->name, l, row[l], average, p->min_budget, RK_RANK_MAX);
+        sum += row[l];
+    }
+    if (sum != (long long)p->layers * average)
+        return rk_fail(RK_ECONFIG, "profile %s: the budgets for average %d sum to %lld, not %lld",
+                       p->name, average, sum, (long long)p->layers * average);
+    memcpy(budget, row, (size_t)p->layers * sizeof(int));
+    return RK_OK;
+}
+
 rk_status rk_profile_budgets(const rk_profile *p, const rk_rank_allocation *alloc, int average,
                              int min_budget, int *budget)
 {
@@ -138,8 +196,7 @@ rk_status rk_profile_budgets(const rk_profile *p, const rk_rank_allocation *allo
             if (averages[a] == average) {
                 const int *row =
                     p->budgets + ((size_t)alloc->strategy * RK_PROFILE_N_AVERAGES + a) * p->layers;
-                memcpy(budget, row, (size_t)p->layers * sizeof(int));
-                return RK_OK;
+                return table_row(p, row, average, budget);
             }
     return rk_budget_from_ranks(alloc, p->rank_mean, p->layers, average, min_budget, budget);
 }

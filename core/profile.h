@@ -16,9 +16,12 @@
 
 /* What makes two checkpoints "the same model" for a profile: the shape and
  * a hash of the architecture fields of config.json, whether its weights are
- * the random ones of rankkv-make-random-model (with their seed), and every
- * tensor's name and shape. Dtypes are left out: an F16 and a BF16 copy of
- * a checkpoint share their ranks. */
+ * the random ones of rankkv-make-random-model (with their seed), every
+ * tensor's name and shape, and a sample of its values (the first, middle and
+ * last 2048 elements), so that two trainings of one shape (pythia-2.8b and
+ * pythia-2.8b-deduped) do not share a profile. Values are hashed as exact
+ * float32: an F32 copy of an F16 checkpoint keeps its identity, while an
+ * F16 to BF16 conversion rounds them and is another model to a profile. */
 typedef struct {
     char name[128]; /* the model directory's name, for messages */
     int layers, heads, hidden;
@@ -39,7 +42,8 @@ typedef struct {
     const int *budgets;      /* [RK_RANK_N_STRATEGIES][RK_PROFILE_N_AVERAGES][layers] */
 } rk_profile;
 
-/* Reads DIR's config.json and safetensors headers (no weights). */
+/* Reads DIR's config.json, its safetensors headers and the sampled
+ * elements of each tensor (a few KiB each, never whole files). */
 rk_status rk_identity_of(const char *dir, rk_identity *out);
 
 /* The compiled-in profile for ID; NULL, with a message naming the model and

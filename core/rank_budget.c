@@ -67,11 +67,21 @@ rk_status rk_budget_from_ranks(const rk_rank_allocation *a, const double *rank, 
 {
     if (layers < 1 || layers > MAX_LAYERS)
         return rk_fail(RK_EINVAL, "budgets for %d layers (1..%d)", layers, MAX_LAYERS);
+    /* 0 picks the default; a NaN or a negative value is an error, not a
+     * silent default. */
+    if (!isfinite(a->temperature) || a->temperature < 0)
+        return rk_fail(RK_EINVAL,
+                       "softmax temperature %g must be finite and > 0 (0: the mean rank)",
+                       a->temperature);
+    if (!isfinite(a->power) || a->power < 0)
+        return rk_fail(RK_EINVAL, "rank power %g must be finite and > 0 (0: %g)", a->power,
+                       RK_RANK_POWER_DEFAULT);
     double mean = 0, mx = rank[0];
     for (int l = 0; l < layers; l++) {
-        if (!(rank[l] > 0) || !isfinite(rank[l]))
-            return rk_fail(RK_EINVAL, "effective rank of layer %d is %g; ranks must be > 0", l,
-                           rank[l]);
+        if (!(rank[l] > 0 && rank[l] <= RK_RANK_MAX))
+            return rk_fail(RK_EINVAL,
+                           "effective rank of layer %d is %g; ranks must be > 0 and at most %d",
+                           l, rank[l], RK_RANK_MAX);
         mean += rank[l] / layers;
         mx = rank[l] > mx ? rank[l] : mx;
     }
@@ -111,12 +121,17 @@ rk_status rk_budget_from_ranks(const rk_rank_allocation *a, const double *rank, 
     }
     default: return rk_fail(RK_EINVAL, "unknown rank strategy %d", (int)a->strategy);
     }
-    for (int l = 0; l < layers; l++)
+    for (int l = 0; l < layers; l++) {
         if (!(w[l] > 0))
+            return rk_fail(RK_EINVAL, "%s budgets: layer %d's weight underflows (rank %g; %s)",
+                           rk_rank_strategy_name(a->strategy), l, rank[l],
+                           a->strategy == RK_RANK_SOFTMAX ? "raise the temperature"
+                                                          : "lower the power");
+        if (!isfinite(w[l]))
             return rk_fail(RK_EINVAL,
-                           "%s budgets: layer %d's weight underflows (rank %g; raise the "
-                           "temperature)",
+                           "%s budgets: layer %d's weight overflows (rank %g; lower the power)",
                            rk_rank_strategy_name(a->strategy), l, rank[l]);
+    }
     rk_status st = rk_budget_from_weights(w, layers, average, min_budget, budget);
     if (st != RK_OK)
         return st;

@@ -27,10 +27,15 @@ typedef enum {
 #define RK_RANK_TIERS_DEFAULT 4
 #define RK_RANK_SEED_DEFAULT 1u
 
+/* The largest effective rank a strategy takes: a rank is at most the
+ * length of the sequence it was measured on, and no model the runtime
+ * loads has more positions (config.c's max_position_embeddings limit). */
+#define RK_RANK_MAX (1 << 20)
+
 typedef struct {
     rk_rank_strategy strategy;
-    double temperature; /* softmax; 0: the mean rank */
-    double power;       /* power; 0: RK_RANK_POWER_DEFAULT */
+    double temperature; /* softmax; 0: the mean rank; finite, never negative */
+    double power;       /* power; 0: RK_RANK_POWER_DEFAULT; finite, never negative */
     int tiers;          /* adaptive; 0: RK_RANK_TIERS_DEFAULT */
     unsigned seed;      /* random; 0: RK_RANK_SEED_DEFAULT */
 } rk_rank_allocation;
@@ -41,7 +46,10 @@ const char *rk_rank_strategy_name(rk_rank_strategy s);
 /* Whether A uses every default (the profile tables are made with them). */
 int rk_rank_allocation_is_default(const rk_rank_allocation *a);
 
-/* Budgets for LAYERS layers from their mean effective ranks (all > 0). */
+/* Budgets for LAYERS layers from their mean effective ranks (each in
+ * (0, RK_RANK_MAX]). Errors, never NaN shares: a rank out of range, a
+ * parameter that is not finite or is negative, a weight that underflows to
+ * 0 or overflows (softmax, power), and what rk_budget_from_weights refuses. */
 rk_status rk_budget_from_ranks(const rk_rank_allocation *a, const double *rank, int layers,
                                int average, int min_budget, int *budget);
 

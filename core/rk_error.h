@@ -18,7 +18,8 @@ typedef enum {
     RK_EDEVICE   /* accelerator missing or failing */
 } rk_status;
 
-/* Records a printf-style message for the calling thread and returns st. */
+/* Records a printf-style message for the calling thread and returns st.
+ * The arguments may include rk_last_error(), to add context to a failure. */
 rk_status rk_fail(rk_status st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

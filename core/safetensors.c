@@ -25,8 +25,9 @@
 #define RK_ST_MAX_INT 9007199254740992.0
 
 typedef struct {
-    rk_tensor t;
-    int shard; /* index into rk_safetensors.labels, for messages */
+    rk_tensor t; /* first, so that a tensor handed out is its entry */
+    int shard;   /* index into rk_safetensors.labels, for messages */
+    uint64_t begin, end; /* data_offsets, within its file's data section */
 } rk_st_entry;
 
 typedef struct {
@@ -66,22 +67,24 @@ const char *rk_dtype_name(rk_dtype dt)
     return "OTHER";
 }
 
-/* Element sizes of the safetensors dtypes the runtime does not compute with.
- * Knowing them still lets the size check catch a corrupt entry; dtypes not
- * listed here (sub-byte or future ones) are accepted without that check. */
-static size_t other_dtype_size(const char *name)
+/* Element widths in bits of every dtype of the safetensors spec; 0 for a
+ * name outside it. The runtime computes only with F32, F16 and BF16, but
+ * knowing the others keeps the size check and the tiling of the data section
+ * exact for the buffers checkpoints carry (BOOL attention masks). */
+static unsigned spec_dtype_bits(const char *name)
 {
     static const struct {
         const char *name;
-        size_t size;
-    } sizes[] = {
-        {"BOOL", 1}, {"U8", 1}, {"I8", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1},
-        {"I16", 2}, {"U16", 2}, {"I32", 4}, {"U32", 4}, {"F64", 8},
-        {"I64", 8}, {"U64", 8},
+        unsigned bits;
+    } spec[] = {
+        {"BOOL", 8}, {"F4", 4}, {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"U8", 8}, {"I8", 8},
+        {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"I16", 16}, {"U16", 16},
+        {"F16", 16}, {"BF16", 16}, {"I32", 32}, {"U32", 32}, {"F32", 32}, {"C64", 64},
+        {"F64", 64}, {"I64", 64}, {"U64", 64},
     };
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-        if (strcmp(name, sizes[i].name) == 0)
-            return sizes[i].size;
+    for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++)
+        if (strcmp(name, spec[i].name) == 0)
+            return spec[i].bits;
     return 0;
 }
 
@@ -151,6 +154,108 @@ uint16_t rk_f32_to_f16(float f)
     }
 }
 
+/* Elements scanned between two looks at the flag: no early exit inside a
+ * block, so compilers vectorize the scan; the whole checkpoint passes
+ * through it at load. */
+#define RK_ST_SCAN_BLOCK 4096
+
+/* Index of the first of the N 2-byte elements at P whose bits under EXP
+ * (the exponent field) are all set, which is NaN or infinity; N if none. */
+static size_t first_nonfinite16(const unsigned char *p, size_t n, uint16_t exp)
+{
+    for (size_t b = 0; b < n; b += RK_ST_SCAN_BLOCK) {
+        const size_t m = n - b < RK_ST_SCAN_BLOCK ? n - b : RK_ST_SCAN_BLOCK;
+        unsigned bad = 0;
+        for (size_t i = 0; i < m; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * (b + i), 2);
+            bad |= (h & exp) == exp;
+        }
+        for (size_t i = 0; bad && i < m; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * (b + i), 2);
+            if ((h & exp) == exp)
+                return b + i;
+        }
+    }
+    return n;
+}
+
+static size_t first_nonfinite32(const unsigned char *p, size_t n)
+{
+    const uint32_t exp = 0x7f800000u;
+    for (size_t b = 0; b < n; b += RK_ST_SCAN_BLOCK) {
+        const size_t m = n - b < RK_ST_SCAN_BLOCK ? n - b : RK_ST_SCAN_BLOCK;
+        unsigned bad = 0;
+        for (size_t i = 0; i < m; i++) {
+            uint32_t x;
+            memcpy(&x, p + 4 * (b + i), 4);
+            bad |= (x & exp) == exp;
+        }
+        for (size_t i = 0; bad && i < m; i++) {
+            uint32_t x;
+            memcpy(&x, p + 4 * (b + i), 4);
+            if ((x & exp) == exp)
+                return b + i;
+        }
+    }
+    return n;
+}
+
+float rk_tensor_value(const rk_tensor *t, size_t i)
+{
+    const unsigned char *p = t->data;
+    uint16_t h;
+    float f;
+    if (t->dtype == RK_F32) {
+        memcpy(&f, p + 4 * i, 4);
+        return f;
+    }
+    memcpy(&h, p + 2 * i, 2);
+    return t->dtype == RK_F16 ? rk_f16_to_f32(h) : rk_bf16_to_f32(h);
+}
+
+/* "[i, j] of [m, n]": where flat index I, of an element T has (so no
+ * dimension is 0), lies in T's shape. */
+static void place(const rk_tensor *t, size_t i, char *buf, size_t len)
+{
+    char at[RK_MAX_DIMS * 24] = "", of[RK_MAX_DIMS * 24] = "";
+    size_t a = 0, o = 0;
+    int64_t index[RK_MAX_DIMS];
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        index[d] = (int64_t)(i % (size_t)t->shape[d]);
+        i /= (size_t)t->shape[d];
+    }
+    for (int d = 0; d < t->ndim; d++) {
+        a += (size_t)snprintf(at + a, sizeof at - a, "%s%lld", d ? ", " : "", (long long)index[d]);
+        o += (size_t)snprintf(of + o, sizeof of - o, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+    }
+    snprintf(buf, len, "[%s] of [%s]", at, of);
+}
+
+rk_status rk_st_check_finite(const rk_safetensors *st, const rk_tensor *t)
+{
+    const rk_st_entry *e = (const rk_st_entry *)t;
+    size_t n, bad;
+    char where[RK_MAX_DIMS * 48 + 8];
+    float f;
+
+    if (t->dtype == RK_DTYPE_OTHER)
+        return rk_fail(RK_EDTYPE, "%s: tensor '%s' has dtype %s; only F32, F16 and BF16 are checked for "
+                       "finite values", st->labels[e->shard], t->name, t->dtype_name);
+    n = t->nbytes / rk_dtype_size(t->dtype);
+    bad = t->dtype == RK_F32 ? first_nonfinite32(t->data, n)
+                             : first_nonfinite16(t->data, n, t->dtype == RK_F16 ? 0x7c00 : 0x7f80);
+    if (bad == n)
+        return RK_OK;
+    f = rk_tensor_value(t, bad);
+    place(t, bad, where, sizeof where);
+    return rk_fail(RK_EFORMAT,
+                   "%s: tensor '%s' holds %s at element %zu (%s); a checkpoint with non-finite "
+                   "weights is damaged, or was saved after its training diverged",
+                   st->labels[e->shard], t->name, isnan(f) ? "NaN" : f > 0 ? "+Inf" : "-Inf", bad, where);
+}
+
 static rk_status add_label(rk_safetensors *st, const char *label, int *index)
 {
     char **labels = realloc(st->labels, (size_t)(st->nlabels + 1) * sizeof *labels);
@@ -188,39 +293,23 @@ static int header_uint(const cJSON *v, uint64_t *out)
     return 1;
 }
 
-static rk_status parse_entry(rk_st_entry *e, const cJSON *v, const char *label,
-                             const unsigned char *data, uint64_t dlen)
+/* The dtype of entry V: one of the spec's, whose width in bits goes to *BITS. */
+static rk_status parse_dtype(rk_st_entry *e, const cJSON *dtype, const char *label, unsigned *bits)
 {
-    const char *name = v->string;
-    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(v, "dtype");
-    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(v, "shape");
-    const cJSON *offs = cJSON_GetObjectItemCaseSensitive(v, "data_offsets");
-    const cJSON *d;
-    uint64_t begin, end, elems = 1, want, known;
-    int n;
-
-    memset(e, 0, sizeof *e);
-    if (strlen(name) >= RK_MAX_NAME)
-        return rk_fail(RK_EFORMAT, "%s: tensor name '%.60s...' is %zu bytes; at most %d are supported",
-                       label, name, strlen(name), RK_MAX_NAME - 1);
-    if (!cJSON_IsObject(v))
-        return rk_fail(RK_EFORMAT, "%s: tensor '%s': entry is not an object with dtype, shape and data_offsets",
-                       label, name);
+    const char *name = e->t.name;
     if (!dtype)
         return rk_fail(RK_EFORMAT, "%s: tensor '%s' has no dtype", label, name);
     if (!cJSON_IsString(dtype))
         return rk_fail(RK_EFORMAT, "%s: tensor '%s': dtype is not a string (expected e.g. \"F16\")", label, name);
-    if (strlen(dtype->valuestring) >= sizeof e->t.dtype_name || !dtype->valuestring[0])
-        return rk_fail(RK_EFORMAT, "%s: tensor '%s': dtype '%.20s' is not a safetensors dtype name",
+    *bits = strlen(dtype->valuestring) < sizeof e->t.dtype_name ? spec_dtype_bits(dtype->valuestring) : 0;
+    /* An unknown dtype has no known size, so its byte range could not be
+     * checked: refused, as the reference implementation does. */
+    if (!*bits)
+        return rk_fail(RK_EDTYPE,
+                       "%s: tensor '%s': dtype '%.20s' is not a safetensors dtype (BOOL, U8, I8, I16, U16, "
+                       "F16, BF16, I32, U32, F32, F64, I64, U64, C64, F4, F6_E2M3, F6_E3M2, F8_E4M3, "
+                       "F8_E5M2, F8_E8M0)",
                        label, name, dtype->valuestring);
-    if (!shape)
-        return rk_fail(RK_EFORMAT, "%s: tensor '%s' has no shape", label, name);
-    if (!cJSON_IsArray(shape))
-        return rk_fail(RK_EFORMAT, "%s: tensor '%s': shape is not an array of integers", label, name);
-    if (!offs)
-        return rk_fail(RK_EFORMAT, "%s: tensor '%s' has no data_offsets", label, name);
-
-    strcpy(e->t.name, name);
     strcpy(e->t.dtype_name, dtype->valuestring);
     if (strcmp(dtype->valuestring, "F32") == 0)
         e->t.dtype = RK_F32;
@@ -230,11 +319,24 @@ static rk_status parse_entry(rk_st_entry *e, const cJSON *v, const char *label,
         e->t.dtype = RK_BF16;
     else
         e->t.dtype = RK_DTYPE_OTHER;
+    return RK_OK;
+}
 
+/* The shape of entry V into E; its element count into *ELEMS. */
+static rk_status parse_shape(rk_st_entry *e, const cJSON *shape, const char *label, uint64_t *elems)
+{
+    const char *name = e->t.name;
+    const cJSON *d;
+    int n;
+    if (!shape)
+        return rk_fail(RK_EFORMAT, "%s: tensor '%s' has no shape", label, name);
+    if (!cJSON_IsArray(shape))
+        return rk_fail(RK_EFORMAT, "%s: tensor '%s': shape is not an array of integers", label, name);
     n = cJSON_GetArraySize(shape);
     if (n > RK_MAX_DIMS)
         return rk_fail(RK_EFORMAT, "%s: tensor '%s': shape has %d dimensions; at most %d are supported",
                        label, name, n, RK_MAX_DIMS);
+    *elems = 1;
     e->t.ndim = 0;
     cJSON_ArrayForEach(d, shape) {
         uint64_t dim;
@@ -244,41 +346,230 @@ static rk_status parse_entry(rk_st_entry *e, const cJSON *v, const char *label,
                            label, name, e->t.ndim, brief(d, got, sizeof got));
         }
         e->t.shape[e->t.ndim++] = (int64_t)dim;
-        if (__builtin_mul_overflow(elems, dim, &elems))
+        if (__builtin_mul_overflow(*elems, dim, elems))
             return rk_fail(RK_EFORMAT, "%s: tensor '%s': shape element count overflows", label, name);
     }
+    return RK_OK;
+}
 
+static rk_status parse_offsets(rk_st_entry *e, const cJSON *offs, const char *label, uint64_t dlen)
+{
+    const char *name = e->t.name;
+    if (!offs)
+        return rk_fail(RK_EFORMAT, "%s: tensor '%s' has no data_offsets", label, name);
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
-        !header_uint(cJSON_GetArrayItem(offs, 0), &begin) || !header_uint(cJSON_GetArrayItem(offs, 1), &end))
+        !header_uint(cJSON_GetArrayItem(offs, 0), &e->begin) || !header_uint(cJSON_GetArrayItem(offs, 1), &e->end))
         return rk_fail(RK_EFORMAT, "%s: tensor '%s': data_offsets is not [begin, end] with non-negative integers",
                        label, name);
-    if (begin > end)
+    if (e->begin > e->end)
         return rk_fail(RK_EFORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin",
-                       label, name, (unsigned long long)begin, (unsigned long long)end);
-    if (end > dlen)
+                       label, name, (unsigned long long)e->begin, (unsigned long long)e->end);
+    if (e->end > dlen)
         return rk_fail(RK_EFORMAT,
                        "%s: tensor '%s': data_offsets [%llu, %llu] run past the data buffer (%llu bytes)",
-                       label, name, (unsigned long long)begin, (unsigned long long)end,
+                       label, name, (unsigned long long)e->begin, (unsigned long long)e->end,
                        (unsigned long long)dlen);
-    e->t.nbytes = (size_t)(end - begin);
+    e->t.nbytes = (size_t)(e->end - e->begin);
+    return RK_OK;
+}
 
-    known = e->t.dtype == RK_DTYPE_OTHER ? other_dtype_size(e->t.dtype_name) : rk_dtype_size(e->t.dtype);
-    if (known && (__builtin_mul_overflow(elems, known, &want) || want != end - begin)) {
-        char dims[RK_MAX_DIMS * 24 + 4];
-        size_t at = 0;
-        dims[at++] = '[';
-        for (int i = 0; i < e->t.ndim; i++)
-            at += (size_t)snprintf(dims + at, sizeof dims - at, "%s%lld", i ? ", " : "",
-                                   (long long)e->t.shape[i]);
-        snprintf(dims + at, sizeof dims - at, "]");
-        return rk_fail(RK_EFORMAT,
-                       "%s: tensor '%s': data_offsets span %llu bytes but shape %s of %s needs %llu elements x %llu bytes",
-                       label, name, (unsigned long long)(end - begin), dims, e->t.dtype_name,
-                       (unsigned long long)elems, (unsigned long long)known);
-    }
+/* ELEMS elements of BITS bits each must fill the byte range exactly. */
+static rk_status check_size(const rk_st_entry *e, uint64_t elems, unsigned bits, const char *label)
+{
+    char dims[RK_MAX_DIMS * 24 + 4];
+    size_t at = 0;
+    uint64_t total;
+    const int overflows = __builtin_mul_overflow(elems, (uint64_t)bits, &total);
+
+    if (!overflows && total % 8 != 0)
+        return rk_fail(RK_EFORMAT, "%s: tensor '%s': %llu elements of %s are %llu bits, not a whole number of bytes",
+                       label, e->t.name, (unsigned long long)elems, e->t.dtype_name, (unsigned long long)total);
+    if (!overflows && total / 8 == e->t.nbytes)
+        return RK_OK;
+    dims[at++] = '[';
+    for (int i = 0; i < e->t.ndim; i++)
+        at += (size_t)snprintf(dims + at, sizeof dims - at, "%s%lld", i ? ", " : "", (long long)e->t.shape[i]);
+    snprintf(dims + at, sizeof dims - at, "]");
+    return rk_fail(RK_EFORMAT,
+                   "%s: tensor '%s': data_offsets span %zu bytes but shape %s of %s needs %llu elements x %u bits",
+                   label, e->t.name, e->t.nbytes, dims, e->t.dtype_name, (unsigned long long)elems, bits);
+}
+
+static rk_status parse_entry(rk_st_entry *e, const cJSON *v, const char *label,
+                             const unsigned char *data, uint64_t dlen)
+{
+    const char *name = v->string;
+    uint64_t elems = 1;
+    unsigned bits = 0;
+    rk_status st;
+
+    memset(e, 0, sizeof *e);
+    if (strlen(name) >= RK_MAX_NAME)
+        return rk_fail(RK_EFORMAT, "%s: tensor name '%.60s...' is %zu bytes; at most %d are supported",
+                       label, name, strlen(name), RK_MAX_NAME - 1);
+    if (!cJSON_IsObject(v))
+        return rk_fail(RK_EFORMAT, "%s: tensor '%s': entry is not an object with dtype, shape and data_offsets",
+                       label, name);
+    strcpy(e->t.name, name);
+    if ((st = parse_dtype(e, cJSON_GetObjectItemCaseSensitive(v, "dtype"), label, &bits)) != RK_OK ||
+        (st = parse_shape(e, cJSON_GetObjectItemCaseSensitive(v, "shape"), label, &elems)) != RK_OK ||
+        (st = parse_offsets(e, cJSON_GetObjectItemCaseSensitive(v, "data_offsets"), label, dlen)) != RK_OK ||
+        (st = check_size(e, elems, bits, label)) != RK_OK)
+        return st;
     /* Tensors may start at any byte offset, so DATA is not aligned for its
      * element type; readers copy elements out with memcpy. */
-    e->t.data = e->t.dtype == RK_DTYPE_OTHER ? NULL : data + begin;
+    e->t.data = e->t.dtype == RK_DTYPE_OTHER ? NULL : data + e->begin;
+    return RK_OK;
+}
+
+/* The offset of the first byte of S[0..n) that is not part of well-formed
+ * UTF-8 (overlong forms, surrogates and code points past U+10FFFF are not),
+ * or N. */
+static size_t utf8_invalid_at(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                   : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        /* The second byte's range is what rules out overlongs, surrogates
+         * and values past U+10FFFF. */
+        unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+        unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+        if (!len || len > n - i)
+            return i;
+        for (size_t k = 1; k < len; k++)
+            if (s[i + k] < (k == 1 ? lo : 0x80) || s[i + k] > (k == 1 ? hi : 0xbf))
+                return i;
+        i += len;
+    }
+    return n;
+}
+
+/* The header length stored in the first 8 bytes, checked against the image. */
+static rk_status header_length(const unsigned char *img, size_t len, const char *label, uint64_t *hlen)
+{
+    *hlen = 0;
+    if (len < 8)
+        return rk_fail(RK_EFORMAT, "%s: truncated: %zu bytes, but a safetensors file starts with an 8-byte header length",
+                       label, len);
+    for (int i = 0; i < 8; i++)
+        *hlen |= (uint64_t)img[i] << (8 * i);
+    if (*hlen > RK_ST_MAX_HEADER)
+        return rk_fail(RK_EFORMAT, "%s: header length %llu is absurd (limit %llu); not a safetensors file?",
+                       label, (unsigned long long)*hlen, RK_ST_MAX_HEADER);
+    if (*hlen > len - 8)
+        return rk_fail(RK_EFORMAT, "%s: header length %llu is larger than the %zu bytes that follow it (truncated?)",
+                       label, (unsigned long long)*hlen, len - 8);
+    return RK_OK;
+}
+
+/* The header as JSON: UTF-8 text of one object, padded with whitespace. */
+static rk_status parse_header(const unsigned char *header, uint64_t hlen, const char *label, cJSON **root)
+{
+    const size_t bad = utf8_invalid_at(header, (size_t)hlen);
+    const char *end = NULL;
+    char *text;
+
+    *root = NULL;
+    if (bad != hlen)
+        return rk_fail(RK_EFORMAT, "%s: header is not valid UTF-8 (at header byte %zu)", label, bad);
+    if (hlen && header[0] != '{')
+        return rk_fail(RK_EFORMAT, "%s: header does not start with '{': not a JSON object of tensors", label);
+    /* A terminated private copy keeps cJSON (not built with our sanitizers)
+     * from reading past the header or the end of a mapping. */
+    text = malloc((size_t)hlen + 1);
+    if (!text)
+        return rk_fail(RK_ENOMEM, "%s: out of memory copying a %llu-byte header", label, (unsigned long long)hlen);
+    memcpy(text, header, (size_t)hlen);
+    text[hlen] = '\0';
+    *root = cJSON_ParseWithLengthOpts(text, (size_t)hlen, &end, 0);
+    if (!*root) {
+        size_t at = end ? (size_t)(end - text) : 0;
+        free(text);
+        return rk_fail(RK_EFORMAT, "%s: header is not valid JSON (error near header byte %zu)", label, at);
+    }
+    /* Writers pad the header with spaces to align the data buffer. */
+    while (end < text + hlen && *end != '\0' && strchr(" \t\r\n", *end))
+        end++;
+    const size_t at = (size_t)(end - text);
+    free(text);
+    if (at != hlen)
+        return rk_fail(RK_EFORMAT, "%s: header has stray bytes after the JSON (at header byte %zu)", label, at);
+    if (!cJSON_IsObject(*root))
+        return rk_fail(RK_EFORMAT, "%s: header is not a JSON object of tensors", label);
+    return RK_OK;
+}
+
+/* Appends the tensor entries of the header ROOT. */
+static rk_status add_entries(rk_safetensors *st, const cJSON *root, const char *label, int shard,
+                             const unsigned char *data, uint64_t dlen)
+{
+    const int n = cJSON_GetArraySize(root);
+    const cJSON *v;
+    rk_status status;
+
+    if (n > INT_MAX - st->count)
+        return rk_fail(RK_ELIMIT, "%s: too many tensors", label);
+    if (st->count + n > st->cap) {
+        rk_st_entry *grown = realloc(st->entries, (size_t)(st->count + n) * sizeof *grown);
+        if (!grown)
+            return rk_fail(RK_ENOMEM, "%s: out of memory for %d tensor entries", label, n);
+        st->entries = grown;
+        st->cap = st->count + n;
+    }
+    cJSON_ArrayForEach(v, root) {
+        if (!v->string)
+            return rk_fail(RK_EFORMAT, "%s: header entry without a name", label);
+        if (strcmp(v->string, "__metadata__") == 0) {
+            if (!cJSON_IsObject(v))
+                return rk_fail(RK_EFORMAT, "%s: __metadata__ is not an object", label);
+            continue;
+        }
+        if ((status = parse_entry(&st->entries[st->count], v, label, data, dlen)) != RK_OK)
+            return status;
+        st->entries[st->count++].shard = shard;
+    }
+    return RK_OK;
+}
+
+static int by_offsets(const void *a, const void *b)
+{
+    const rk_st_entry *x = a, *y = b;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    return (x->end > y->end) - (x->end < y->end);
+}
+
+/* The tensors E[0..n) of one file, sorted by offset, must cover its DLEN
+ * data bytes exactly: a gap, an overlap or bytes after the last tensor mean
+ * a header that does not describe its data (a header length off by one
+ * shifts every tensor and leaves one byte over). */
+static rk_status check_tiling(rk_st_entry *e, int n, const char *label, uint64_t dlen)
+{
+    uint64_t at = 0;
+    if (n > 1)
+        qsort(e, (size_t)n, sizeof *e, by_offsets);
+    for (int i = 0; i < n; i++) {
+        if (e[i].begin != at && i == 0)
+            return rk_fail(RK_EFORMAT,
+                           "%s: tensor '%s' starts at data byte %llu, but the data section starts at 0 "
+                           "(the tensors must cover it exactly)",
+                           label, e[i].t.name, (unsigned long long)e[i].begin);
+        if (e[i].begin != at)
+            return rk_fail(RK_EFORMAT,
+                           "%s: tensor '%s' starts at data byte %llu, but the previous tensor '%s' ends at "
+                           "%llu (the tensors must cover the data section without %s)",
+                           label, e[i].t.name, (unsigned long long)e[i].begin, e[i - 1].t.name,
+                           (unsigned long long)at, e[i].begin > at ? "gaps" : "overlapping");
+        at = e[i].end;
+    }
+    if (at != dlen)
+        return rk_fail(RK_EFORMAT,
+                       "%s: %llu byte%s after the last tensor (the data section is %llu bytes, the tensors "
+                       "end at %llu): the header length or data_offsets are wrong",
+                       label, (unsigned long long)(dlen - at), dlen - at == 1 ? "" : "s",
+                       (unsigned long long)dlen, (unsigned long long)at);
     return RK_OK;
 }
 
@@ -287,89 +578,16 @@ static rk_status parse_entry(rk_st_entry *e, const cJSON *v, const char *label,
 static rk_status parse_image(rk_safetensors *st, const unsigned char *img, size_t len,
                              const char *label, int shard)
 {
-    uint64_t hlen = 0;
-    char *text;
-    const char *end = NULL;
-    cJSON *root;
-    const cJSON *v;
-    const unsigned char *data;
-    uint64_t dlen;
-    int n;
-    rk_status status = RK_OK;
+    const int first = st->count;
+    uint64_t hlen;
+    cJSON *root = NULL;
+    rk_status status;
 
-    if (len < 8)
-        return rk_fail(RK_EFORMAT, "%s: truncated: %zu bytes, but a safetensors file starts with an 8-byte header length",
-                       label, len);
-    for (int i = 0; i < 8; i++)
-        hlen |= (uint64_t)img[i] << (8 * i);
-    if (hlen > RK_ST_MAX_HEADER)
-        return rk_fail(RK_EFORMAT, "%s: header length %llu is absurd (limit %llu); not a safetensors file?",
-                       label, (unsigned long long)hlen, RK_ST_MAX_HEADER);
-    if (hlen > len - 8)
-        return rk_fail(RK_EFORMAT, "%s: header length %llu is larger than the %zu bytes that follow it (truncated?)",
-                       label, (unsigned long long)hlen, len - 8);
-    data = img + 8 + hlen;
-    dlen = len - 8 - hlen;
-
-    /* A terminated private copy keeps cJSON (not built with our sanitizers)
-     * from reading past the header or the end of a mapping. */
-    text = malloc((size_t)hlen + 1);
-    if (!text)
-        return rk_fail(RK_ENOMEM, "%s: out of memory copying a %llu-byte header", label, (unsigned long long)hlen);
-    memcpy(text, img + 8, (size_t)hlen);
-    text[hlen] = '\0';
-    root = cJSON_ParseWithLengthOpts(text, (size_t)hlen, &end, 0);
-    if (!root) {
-        size_t at = end ? (size_t)(end - text) : 0;
-        free(text);
-        return rk_fail(RK_EFORMAT, "%s: header is not valid JSON (error near header byte %zu)", label, at);
-    }
-    /* Writers pad the header with spaces to align the data buffer. */
-    while (end < text + hlen && *end != '\0' && strchr(" \t\r\n", *end))
-        end++;
-    if (end != text + hlen) {
-        status = rk_fail(RK_EFORMAT, "%s: header has stray bytes after the JSON (at header byte %zu)",
-                         label, (size_t)(end - text));
-        goto out;
-    }
-    if (!cJSON_IsObject(root)) {
-        status = rk_fail(RK_EFORMAT, "%s: header is not a JSON object of tensors", label);
-        goto out;
-    }
-
-    n = cJSON_GetArraySize(root);
-    if (n > INT_MAX - st->count) {
-        status = rk_fail(RK_ELIMIT, "%s: too many tensors", label);
-        goto out;
-    }
-    if (st->count + n > st->cap) {
-        rk_st_entry *grown = realloc(st->entries, (size_t)(st->count + n) * sizeof *grown);
-        if (!grown) {
-            status = rk_fail(RK_ENOMEM, "%s: out of memory for %d tensor entries", label, n);
-            goto out;
-        }
-        st->entries = grown;
-        st->cap = st->count + n;
-    }
-    cJSON_ArrayForEach(v, root) {
-        if (!v->string) {
-            status = rk_fail(RK_EFORMAT, "%s: header entry without a name", label);
-            goto out;
-        }
-        if (strcmp(v->string, "__metadata__") == 0) {
-            if (!cJSON_IsObject(v)) {
-                status = rk_fail(RK_EFORMAT, "%s: __metadata__ is not an object", label);
-                goto out;
-            }
-            continue;
-        }
-        if ((status = parse_entry(&st->entries[st->count], v, label, data, dlen)) != RK_OK)
-            goto out;
-        st->entries[st->count++].shard = shard;
-    }
-out:
+    if ((status = header_length(img, len, label, &hlen)) == RK_OK &&
+        (status = parse_header(img + 8, hlen, label, &root)) == RK_OK &&
+        (status = add_entries(st, root, label, shard, img + 8 + hlen, len - 8 - hlen)) == RK_OK)
+        status = check_tiling(st->entries + first, st->count - first, label, len - 8 - hlen);
     cJSON_Delete(root);
-    free(text);
     return status;
 }
 

@@ -1486,6 +1486,33 @@ int rk_tok_vocab_size(const rk_tokenizer *tok)
     return tok ? tok->n_ids : 0;
 }
 
+bool rk_tok_splits_at_spaces(const rk_tokenizer *tok)
+{
+    if (!tok->use_regex || tok->add_prefix_space)
+        return false;
+    /* Runs of spaces (Pythia's added tokens) cannot match across "a b";
+     * a token that mixes a space with anything else might. */
+    for (size_t i = 0; i < tok->n_added; i++) {
+        const added_token *a = &tok->added[i];
+        size_t spaces = 0;
+        for (size_t j = 0; j < a->pattern_len; j++)
+            spaces += a->pattern[j] == ' ';
+        if (spaces && spaces != a->pattern_len)
+            return false;
+    }
+    return true;
+}
+
+rk_status rk_tok_check_vocab(const rk_tokenizer *tok, int vocab)
+{
+    if (tok->n_ids > vocab)
+        return rk_fail(RK_ECONFIG,
+                       "the tokenizer has ids up to %d but the model's vocab_size is %d: "
+                       "tokenizer and model do not belong together",
+                       tok->n_ids - 1, vocab);
+    return RK_OK;
+}
+
 int32_t rk_tok_special_id(const rk_tokenizer *tok, const char *content)
 {
     if (!tok || !content)

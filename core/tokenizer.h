@@ -4,6 +4,7 @@
 #ifndef RK_TOKENIZER_H
 #define RK_TOKENIZER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,17 @@ size_t rk_tok_token_bytes(const rk_tokenizer *tok, int32_t id, const char **byte
 
 /* Number of ids (largest id + 1 over the vocabulary and added tokens). */
 int rk_tok_vocab_size(const rk_tokenizer *tok);
+
+/* Whether a text cut at a single space between two printable ASCII
+ * characters ("a b") tokenizes as its pieces do, joined: true for the
+ * GPT-2 pre-tokenizer without a prefix space and with no added token that
+ * mixes a space with other characters (Pythia's), so a long text can be
+ * tokenized a piece at a time. */
+bool rk_tok_splits_at_spaces(const rk_tokenizer *tok);
+
+/* RK_OK when every id TOK can emit is below VOCAB (a model's vocab_size):
+ * the model has an embedding and a logit for each; a message otherwise. */
+rk_status rk_tok_check_vocab(const rk_tokenizer *tok, int vocab);
 
 /* Id of an added/special token by its content, or -1. */
 int32_t rk_tok_special_id(const rk_tokenizer *tok, const char *content);

@@ -1,6 +1,7 @@
 #include "weights.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,10 +127,18 @@ rk_status rk_weights_foreach(const rk_config *cfg, rk_tensor_spec_fn fn, void *a
     return st;
 }
 
-static rk_status load_slot(rk_model *m, tensor_slot *s, size_t *field, void *arg)
+/* The checkpoint tensors the walk has matched, by address, to tell the
+ * tensors a model uses from the ones it would silently leave out. */
+typedef struct {
+    const rk_safetensors *st;
+    const rk_tensor **used;
+    int n_used;
+} check_state;
+
+static rk_status check_slot(rk_model *m, tensor_slot *s, size_t *field, void *arg)
 {
-    const rk_safetensors *st = arg;
-    const rk_tensor *t = rk_st_find(st, s->name);
+    check_state *c = arg;
+    const rk_tensor *t = rk_st_find(c->st, s->name);
     if (!t)
         return rk_fail(RK_EMISSING, "checkpoint has no tensor '%s' (a gpt_neox model needs it)",
                        s->name);
@@ -152,6 +161,76 @@ static rk_status load_slot(rk_model *m, tensor_slot *s, size_t *field, void *arg
         return rk_fail(RK_ESHAPE, "tensor '%s' has shape [%s]; config.json implies [%s]",
                        s->name, got, want);
     }
+    c->used[c->n_used++] = t;
+    return RK_OK;
+}
+
+static int by_address(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(const rk_tensor *const *)a, y = (uintptr_t)*(const rk_tensor *const *)b;
+    return (x > y) - (x < y);
+}
+
+/* Buffers of older checkpoints that HF recomputes or never reads. */
+static int ignored_buffer(const char *rest)
+{
+    return strcmp(rest, "attention.bias") == 0 || strcmp(rest, "attention.masked_bias") == 0 ||
+           strcmp(rest, "attention.rotary_emb.inv_freq") == 0;
+}
+
+/* T is a tensor the walk did not match: refused, unless it is a buffer of
+ * a layer the config has. A tensor of a layer beyond num_hidden_layers means
+ * config.json describes a smaller model than the checkpoint holds. */
+static rk_status check_unused(const rk_config *c, const rk_tensor *t)
+{
+    const char *prefix = "gpt_neox.layers.";
+    const size_t plen = strlen(prefix);
+    char *rest = NULL;
+    long layer = -1;
+    if (strncmp(t->name, prefix, plen) == 0 && t->name[plen] >= '0' && t->name[plen] <= '9') {
+        layer = strtol(t->name + plen, &rest, 10);
+        if (*rest != '.')
+            layer = -1;
+    }
+    if (layer >= c->n_layers)
+        return rk_fail(RK_ECONFIG,
+                       "checkpoint tensor '%s' belongs to layer %ld, but config.json has "
+                       "num_hidden_layers %d: the config and the checkpoint are different models",
+                       t->name, layer, c->n_layers);
+    if (layer >= 0 && ignored_buffer(rest + 1))
+        return RK_OK;
+    return rk_fail(RK_EFORMAT,
+                   "checkpoint tensor '%s' is not one a gpt_neox model of this config uses; "
+                   "refusing rather than running without it",
+                   t->name);
+}
+
+rk_status rk_weights_check(rk_model *m, const rk_safetensors *st)
+{
+    const int n = rk_st_count(st);
+    check_state c = {st, calloc((size_t)n + 1, sizeof *c.used), 0};
+    rk_status status;
+    if (!c.used)
+        return rk_fail(RK_ENOMEM, "out of memory checking %d tensors", n);
+    if ((status = walk(m, check_slot, &c)) == RK_OK) {
+        qsort(c.used, (size_t)c.n_used, sizeof *c.used, by_address);
+        for (int i = 0; i < n && status == RK_OK; i++) {
+            const rk_tensor *t = rk_st_at(st, i);
+            if (!bsearch(&t, c.used, (size_t)c.n_used, sizeof *c.used, by_address))
+                status = check_unused(&m->cfg, t);
+        }
+    }
+    free(c.used);
+    return status;
+}
+
+static rk_status load_slot(rk_model *m, tensor_slot *s, size_t *field, void *arg)
+{
+    const rk_safetensors *st = arg;
+    const rk_tensor *t = rk_st_find(st, s->name);
+    rk_status status = rk_st_check_finite(st, t);
+    if (status != RK_OK)
+        return status;
     return m->ops->upload(m->ctx, (char *)m->wbase + *field, t->data, t->dtype,
                           slot_elems(s));
 }

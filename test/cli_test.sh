@@ -4,24 +4,7 @@
 # usage: cli_test.sh BIN_DIR NANO_DIR
 set -u
 bin=$1 nano=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-
-# expect CODE PATTERN -- COMMAND...: exit status CODE and PATTERN in stderr.
-expect() {
-    local code=$1 pattern=$2
-    shift 3
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    local rc=$?
-    if [ "$rc" -ge 128 ]; then bad "crashed (status $rc): $*"; cat "$tmp/err"; return; fi
-    if [ "$rc" -ne "$code" ]; then bad "status $rc, want $code: $*"; cat "$tmp/err"; return; fi
-    if [ -n "$pattern" ] && ! grep -q -- "$pattern" "$tmp/err"; then bad "stderr lacks '$pattern': $*"; cat "$tmp/err"; return; fi
-    ok
-}
+. "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 
 for tool in rankkv-generate rankkv-ppl rankkv-bench rankkv-eval rankkv-compare rankkv-calibrate \
     rankkv-make-random-model; do
@@ -46,7 +29,7 @@ expect 1 'cannot open' -- "$gen" --model "$tmp/no-such-model"
 if "$gen" --target cuda --max-new-tokens 4 >"$tmp/out" 2>"$tmp/err"; then ok
 elif [ $? -eq 1 ] && grep -q 'CUDA\|cuda' "$tmp/err"; then ok
 else bad "--target cuda: neither output nor a clear error"; cat "$tmp/err"; fi
-expect 1 'unknown target' -- "$gen" --target tpu
+expect 2 'unknown target' -- "$gen" --target tpu
 expect 2 'temperature' -- "$gen" --temperature -1
 expect 2 'top-p' -- "$gen" --top-p 0
 expect 2 'max-new-tokens' -- "$gen" --max-new-tokens abc
@@ -144,5 +127,4 @@ if [ "$(grep -c '^| rankkv' "$tmp/cmp.md")" -eq 2 ] && grep -q '"row":\s*"rankkv
 else bad "compare records"; cat "$tmp/cmp.md"; fi
 expect 2 'unknown rank strategy' -- "$bin/rankkv-compare" --rows rankkv-best --budget 64
 
-echo "cli_test: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish cli_test

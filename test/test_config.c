@@ -268,6 +268,35 @@ static void test_refusals(void)
     }
 }
 
+/* base_json with TEXT inserted right after its opening brace. */
+static char *prefixed(const char *text)
+{
+    size_t n = strlen(base_json) + strlen(text) + 1;
+    char *out = malloc(n);
+    snprintf(out, n, "{%s%s", text, base_json + 1);
+    return out;
+}
+
+/* Hugging Face's json.load keeps the last of two equal keys and cJSON the
+ * first, so a file with a duplicate means two different models. */
+static void test_duplicate_keys(void)
+{
+    refused(prefixed("\"hidden_size\": 4096, "),
+            "config has the key 'hidden_size' twice (at the top level)");
+    refused(prefixed("\"num_hidden_layers\": 3, "), "'num_hidden_layers' twice");
+    refused(prefixed("\"rope_parameters\": {\"rope_theta\": 10000, \"rope_theta\": 500000}, "),
+            "config has the key 'rope_theta' twice (in rope_parameters)");
+    refused(prefixed("\"rope_scaling\": {\"rope_type\": \"default\", \"rope_type\": \"linear\"}, "),
+            "'rope_type' twice (in rope_scaling)");
+    refused(prefixed("\"task_specific_params\": {\"generate\": {\"top_k\": 1, \"top_k\": 2}}, "),
+            "'top_k' twice (in task_specific_params.generate)");
+    refused(prefixed("\"a\": [{\"x\": 1, \"x\": 2}], "), "'x' twice (in a[0])");
+
+    /* Equal keys in different objects are not duplicates. */
+    expect_nano(prefixed("\"rope_parameters\": {\"rotary_pct\": 0.25}, \"x\": {\"rotary_pct\": 1}, "),
+                "same key in two objects");
+}
+
 static void test_files(void)
 {
     char dir[] = "/tmp/rk_test_config_XXXXXX";
@@ -308,6 +337,7 @@ int main(void)
     test_nano();
     test_key_styles();
     test_refusals();
+    test_duplicate_keys();
     test_files();
     return rk_test_finish("test_config");
 }

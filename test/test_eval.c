@@ -41,8 +41,11 @@ static double reference_nll(void)
         const int32_t *win = ids + (size_t)w * CONTEXT;
         rk_model_reset(m);
         CHECK(rk_model_forward(m, win, CONTEXT) == RK_OK);
-        for (int p = CONTEXT - TAIL - 1; p < CONTEXT - 1; p++)
-            nll += rk_nll(rk_model_logits(m, p), m->cfg.vocab, win[p + 1]);
+        for (int p = CONTEXT - TAIL - 1; p < CONTEXT - 1; p++) {
+            double t = NAN;
+            CHECK(rk_nll(rk_model_logits(m, p), m->cfg.vocab, win[p + 1], &t) == RK_OK);
+            nll += t;
+        }
     }
     rk_model_free(m);
     rk_tok_free(tok);
@@ -51,8 +54,35 @@ static double reference_nll(void)
     return nll / (WINDOWS * TAIL);
 }
 
+/* A scored id is never fed to the model, so rk_nll itself must refuse one
+ * outside the vocabulary (it read past the row) and non-finite logits (the
+ * perplexity became NaN with exit status 0). */
+static void nll_refuses_bad_input(void)
+{
+    float row[4] = {0.5f, -1.0f, 2.0f, 0.0f};
+    double nll = NAN;
+    CHECK(rk_nll(row, 4, 2, &nll) == RK_OK);
+    const double want = log(exp(0.5) + exp(-1.0) + exp(2.0) + exp(0.0)) - 2.0;
+    CHECKF(fabs(nll - want) < 1e-12, "nll %.15g, want %.15g", nll, want);
+    CHECK(rk_nll(row, 4, 4, &nll) == RK_EINVAL && strstr(rk_last_error(), "vocabulary"));
+    CHECK(rk_nll(row, 4, -1, &nll) == RK_EINVAL);
+    CHECK(rk_nll(row, 4, 1 << 30, &nll) == RK_EINVAL);
+    row[3] = NAN;
+    CHECK(rk_nll(row, 4, 2, &nll) == RK_EINVAL && strstr(rk_last_error(), "not finite"));
+    row[3] = INFINITY;
+    CHECK(rk_nll(row, 4, 2, &nll) == RK_EINVAL);
+
+    rk_tokenizer *tok;
+    CHECK(rk_tok_load(NANO "/tokenizer.json", &tok) == RK_OK);
+    const int n = rk_tok_vocab_size(tok);
+    CHECK(rk_tok_check_vocab(tok, n) == RK_OK);
+    CHECK(rk_tok_check_vocab(tok, n - 1) == RK_ECONFIG && strstr(rk_last_error(), "vocab_size"));
+    rk_tok_free(tok);
+}
+
 int main(void)
 {
+    nll_refuses_bad_input();
     const double want = reference_nll();
     char json[] = "/tmp/rk_test_eval_XXXXXX";
     int fd = mkstemp(json);

@@ -1,6 +1,7 @@
 /* The KV-compression building blocks that every target shares: per-layer
  * budget allocation (exact totals, pyramid shape, validation) and the
  * per-head selection rules of SnapKV, StreamingLLM and H2O. */
+#include <math.h>
 #include <string.h>
 
 #include "kv_budget.h"
@@ -65,6 +66,22 @@ static void test_budgets(void)
     arr[0] = 100, arr[1] = 101;
     CHECK(rk_budget_check(arr, 4, 4, 100, 32, 2048) == RK_EINVAL);
     CHECK(strstr(rk_last_error(), "sum") != NULL);
+
+    /* Weights and sizes whose shares cannot be computed are refused, not
+     * cast from NaN or inf: 1e308 + 1e308 overflows the sum (a loop of 2^33
+     * steps followed), 1e308 × the spare positions the share, and 2 × 2^30
+     * positions an int. */
+    const double huge[2] = {1e308, 1e308};
+    CHECK(rk_budget_from_weights(huge, 2, 10, 0, b) == RK_EINVAL);
+    CHECKF(strstr(rk_last_error(), "sum") != NULL, "%s", rk_last_error());
+    CHECK(rk_budget_from_weights(huge, 1, 10, 0, b) == RK_EINVAL);
+    const double inf[2] = {1.0, INFINITY};
+    CHECK(rk_budget_from_weights(inf, 2, 10, 0, b) == RK_EINVAL);
+    CHECK(rk_budget_uniform(2, 1 << 30, 0, b) == RK_EINVAL);
+    CHECK(rk_budget_pyramid(2, 1 << 30, 32, 20.0, b) == RK_EINVAL);
+    CHECK(rk_budget_pyramid(4, 64, 32, INFINITY, b) == RK_EINVAL);
+    CHECKF(strstr(rk_last_error(), "beta") != NULL, "%s", rk_last_error());
+    CHECK(rk_budget_uniform(2, 1 << 29, 0, b) == RK_OK && b[0] == 1 << 29);
 }
 
 static void test_selection(void)

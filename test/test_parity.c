@@ -50,7 +50,9 @@ static void check_sequence(rk_model *m, const cJSON *g, const char *name)
             int p = i + r;
             argmax_equal += rk_argmax(row, V) == arg[p];
             if (p + 1 < n) {
-                double d = fabs(rk_nll(row, V, ids[p + 1]) - nll[p]);
+                double t = NAN;
+                CHECKF(rk_nll(row, V, ids[p + 1], &t) == RK_OK, "%s", rk_last_error());
+                double d = fabs(t - nll[p]);
                 max_dnll = fmax(max_dnll, d);
                 sum_dnll += d;
             }

@@ -133,6 +133,35 @@ static void strategies(void)
     CHECK(rk_budget_from_ranks(&p, bad, 3, 64, 32, b) != RK_OK);
     bad[1] = NAN;
     CHECK(rk_budget_from_ranks(&p, bad, 3, 64, 32, b) != RK_OK);
+    bad[1] = INFINITY;
+    CHECK(rk_budget_from_ranks(&p, bad, 3, 64, 32, b) != RK_OK);
+    /* Ranks whose weights overflow, and parameters that are not finite or
+     * below zero: errors, not NaN shares cast to int (ranks of 1e308 made
+     * a loop of 2^33 steps) nor a silent fall back to the defaults. */
+    const double huge[2] = {1e308, 1e308};
+    for (int s = 0; s < RK_RANK_N_STRATEGIES; s++) {
+        const rk_rank_allocation alloc = {.strategy = (rk_rank_strategy)s};
+        CHECKF(rk_budget_from_ranks(&alloc, huge, 2, 64, 32, b) != RK_OK, "%s",
+               rk_rank_strategy_name((rk_rank_strategy)s));
+    }
+    const rk_rank_allocation bad_params[] = {
+        {.strategy = RK_RANK_SOFTMAX, .temperature = NAN},
+        {.strategy = RK_RANK_SOFTMAX, .temperature = INFINITY},
+        {.strategy = RK_RANK_SOFTMAX, .temperature = -1},
+        {.strategy = RK_RANK_POWER, .power = NAN},
+        {.strategy = RK_RANK_POWER, .power = INFINITY},
+        {.strategy = RK_RANK_POWER, .power = -2},
+        {.strategy = RK_RANK_PROPORTIONAL, .power = NAN},
+    };
+    for (size_t i = 0; i < sizeof bad_params / sizeof bad_params[0]; i++) {
+        CHECKF(rk_budget_from_ranks(&bad_params[i], rank, L, 256, 32, b) == RK_EINVAL,
+               "parameters %zu accepted", i);
+        CHECKF(strstr(rk_last_error(), "temperature") || strstr(rk_last_error(), "power"),
+               "%s", rk_last_error());
+    }
+    const rk_rank_allocation steep = {.strategy = RK_RANK_POWER, .power = 200};
+    CHECK(rk_budget_from_ranks(&steep, rank, L, 256, 32, b) == RK_EINVAL);
+    CHECKF(strstr(rk_last_error(), "overflow") != NULL, "%s", rk_last_error());
     rk_rank_strategy s;
     CHECK(rk_rank_strategy_parse("inverse", &s) == RK_OK && s == RK_RANK_INVERSE);
     CHECK(rk_rank_strategy_parse("uniform", &s) != RK_OK);
@@ -141,6 +170,35 @@ static void strategies(void)
 
 /* Each compiled profile's tables are what the strategy code makes of its
  * ranks, so the header and the runtime cannot disagree. */
+/* A header is C that can be edited by hand: a table row below the minimum
+ * or off the total is refused, not handed to the plan. */
+static void edited_table(void)
+{
+    const rk_profile *p = rk_compiled_profiles[0];
+    const size_t n = (size_t)RK_RANK_N_STRATEGIES * RK_PROFILE_N_AVERAGES * p->layers;
+    int *table = malloc(n * sizeof *table), got[RK_MAX_LAYERS];
+    CHECK(table != NULL);
+    if (!table)
+        return;
+    rk_profile edited = *p;
+    edited.budgets = table;
+    const rk_rank_allocation alloc = {.strategy = RK_RANK_PROPORTIONAL};
+    memcpy(table, p->budgets, n * sizeof *table);
+    table[0] = p->min_budget - 1;
+    table[1] += 1 - p->min_budget + p->budgets[0];
+    CHECK(rk_profile_budgets(&edited, &alloc, 128, p->min_budget, got) == RK_ECONFIG);
+    memcpy(table, p->budgets, n * sizeof *table);
+    table[0] += 1;
+    CHECK(rk_profile_budgets(&edited, &alloc, 128, p->min_budget, got) == RK_ECONFIG &&
+          strstr(rk_last_error(), "sum"));
+    memcpy(table, p->budgets, n * sizeof *table);
+    table[0] = -2147483647;
+    CHECK(rk_profile_budgets(&edited, &alloc, 128, p->min_budget, got) == RK_ECONFIG);
+    memcpy(table, p->budgets, n * sizeof *table);
+    CHECK(rk_profile_budgets(&edited, &alloc, 128, p->min_budget, got) == RK_OK);
+    free(table);
+}
+
 static void profiles(void)
 {
     static const int averages[] = RK_PROFILE_AVERAGES;
@@ -176,6 +234,7 @@ static void profiles(void)
         CHECK(rk_budget_from_ranks(&pw, p->rank_mean, p->layers, 300, 16, want) == RK_OK);
         CHECK(memcmp(want, got, (size_t)p->layers * sizeof(int)) == 0);
     }
+    edited_table();
 }
 
 /* pythia-nano's identity finds its profile; the same files under a config

@@ -10,6 +10,7 @@
 
 #include "rk_test.h"
 #include "safetensors.h"
+#include "textio.h"
 
 /* A whole file image: 8-byte little-endian CLAIMED header length, the header
  * text, then DATA_LEN bytes counting up from 0. */
@@ -99,31 +100,33 @@ static void test_nano(void)
 
 static void test_synthetic_good(void)
 {
-    /* Padded with spaces as writers do; tensors at odd offsets; a BOOL buffer
-     * like Pythia's attention.bias; a scalar; an empty tensor. */
+    /* Padded with spaces as writers do; tensors at odd offsets, listed out of
+     * offset order; a BOOL buffer like Pythia's attention.bias; a scalar; an
+     * empty tensor; sub-byte and complex dtypes of the spec, kept as OTHER. */
     const char *header =
         "{\"__metadata__\": {\"format\": \"pt\"},"
+        " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [12, 20]},"
         " \"a\": {\"dtype\": \"F16\", \"shape\": [2, 3], \"data_offsets\": [0, 12]},"
-        " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [13, 21]},"
-        " \"mask\": {\"dtype\": \"BOOL\", \"shape\": [1, 1, 2, 2], \"data_offsets\": [21, 25]},"
-        " \"s\": {\"dtype\": \"BF16\", \"shape\": [], \"data_offsets\": [25, 27]},"
-        " \"z\": {\"dtype\": \"F32\", \"shape\": [0, 7], \"data_offsets\": [27, 27]},"
-        " \"q\": {\"dtype\": \"F4_FUTURE\", \"shape\": [3], \"data_offsets\": [27, 29]}}   ";
+        " \"mask\": {\"dtype\": \"BOOL\", \"shape\": [1, 1, 2, 2], \"data_offsets\": [20, 24]},"
+        " \"s\": {\"dtype\": \"BF16\", \"shape\": [], \"data_offsets\": [24, 26]},"
+        " \"z\": {\"dtype\": \"F32\", \"shape\": [0, 7], \"data_offsets\": [26, 26]},"
+        " \"q\": {\"dtype\": \"F4\", \"shape\": [4], \"data_offsets\": [26, 28]},"
+        " \"c\": {\"dtype\": \"C64\", \"shape\": [1], \"data_offsets\": [28, 36]}}   ";
     size_t len, h = strlen(header);
-    unsigned char *img = image(header, 29, &len);
+    unsigned char *img = image(header, 36, &len);
     rk_safetensors *st = NULL;
     const rk_tensor *t;
     rk_status status = rk_st_open_memory(img, len, &st);
 
     CHECKF(status == RK_OK, "synthetic: %s", rk_last_error());
     if (status == RK_OK) {
-        CHECK(rk_st_count(st) == 6);
+        CHECK(rk_st_count(st) == 7);
         CHECK(rk_st_find(st, "__metadata__") == NULL);
         t = rk_st_find(st, "a");
         CHECK(t && t->dtype == RK_F16 && t->ndim == 2 && t->shape[1] == 3 && t->nbytes == 12 &&
               t->data == img + 8 + h);
         t = rk_st_find(st, "b");
-        CHECK(t && t->dtype == RK_F32 && t->data == img + 8 + h + 13 && t->nbytes == 8);
+        CHECK(t && t->dtype == RK_F32 && t->data == img + 8 + h + 12 && t->nbytes == 8);
         t = rk_st_find(st, "mask");
         CHECK(t && t->dtype == RK_DTYPE_OTHER && strcmp(t->dtype_name, "BOOL") == 0 && t->data == NULL &&
               t->ndim == 4 && t->nbytes == 4);
@@ -132,7 +135,9 @@ static void test_synthetic_good(void)
         t = rk_st_find(st, "z");
         CHECK(t && t->nbytes == 0 && t->shape[0] == 0 && t->shape[1] == 7);
         t = rk_st_find(st, "q");
-        CHECK(t && t->dtype == RK_DTYPE_OTHER && strcmp(t->dtype_name, "F4_FUTURE") == 0);
+        CHECK(t && t->dtype == RK_DTYPE_OTHER && strcmp(t->dtype_name, "F4") == 0 && t->nbytes == 2);
+        t = rk_st_find(st, "c");
+        CHECK(t && t->dtype == RK_DTYPE_OTHER && strcmp(t->dtype_name, "C64") == 0 && t->nbytes == 8);
         rk_st_close(st);
     }
     free(img);
@@ -140,6 +145,45 @@ static void test_synthetic_good(void)
     img = image("{}", 0, &len);
     CHECK(rk_st_open_memory(img, len, &st) == RK_OK && rk_st_count(st) == 0);
     rk_st_close(st);
+    free(img);
+
+    /* Every dtype of the safetensors spec is accepted. */
+    {
+        const char *spec[] = {"BOOL", "U8", "I8", "F8_E4M3", "F8_E5M2", "F8_E8M0", "I16", "U16",
+                              "F16", "BF16", "I32", "U32", "F32", "F64", "I64", "U64", "C64",
+                              "F4", "F6_E2M3", "F6_E3M2"};
+        const int bits[] = {8, 8, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64, 4, 6, 6};
+        char one[160];
+        for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
+            snprintf(one, sizeof one, "{\"t\": {\"dtype\": \"%s\", \"shape\": [8], \"data_offsets\": [0, %d]}}",
+                     spec[i], bits[i]);
+            img = image(one, (size_t)bits[i], &len);
+            CHECKF(rk_st_open_memory(img, len, &st) == RK_OK, "%s: %s", spec[i], rk_last_error());
+            rk_st_close(st);
+            free(img);
+        }
+    }
+}
+
+/* The bundled checkpoint with its header length one short: the header's
+ * padding hides that from the JSON parser, and every tensor would then start
+ * one byte early, reading the wrong bytes as weights. */
+static void refused_header_one_short(void)
+{
+    char *img = NULL;
+    size_t len = 0;
+    uint64_t hlen = 0;
+
+    CHECK(rk_read_file(RK_MODELS_DIR "/pythia-nano/model.safetensors", SIZE_MAX, &img, &len) == RK_OK);
+    if (!img)
+        return;
+    for (int i = 0; i < 8; i++)
+        hlen |= (uint64_t)(unsigned char)img[i] << (8 * i);
+    CHECK(img[8 + hlen - 1] == ' ');
+    hlen--;
+    for (int i = 0; i < 8; i++)
+        img[i] = (char)(hlen >> (8 * i));
+    refused_image((const unsigned char *)img, len, "1 byte after the last tensor", "nano, header length - 1");
     free(img);
 }
 
@@ -205,6 +249,46 @@ static void test_synthetic_bad(void)
             " \"a\": {\"dtype\": \"F16\", \"shape\": [1], \"data_offsets\": [2, 4]}}", 4, "'a' appears twice");
     refused("{\"__metadata__\": [1]}", 0, "__metadata__");
 
+    /* The tensors must tile the data section exactly, in offset order. */
+    refused("{\"a\": {\"dtype\": \"F16\", \"shape\": [1], \"data_offsets\": [0, 2]},"
+            " \"b\": {\"dtype\": \"F16\", \"shape\": [1], \"data_offsets\": [3, 5]}}", 5,
+            "'b' starts at data byte 3, but the previous tensor 'a' ends at 2");
+    refused("{\"a\": {\"dtype\": \"F16\", \"shape\": [2], \"data_offsets\": [0, 4]},"
+            " \"b\": {\"dtype\": \"F16\", \"shape\": [2], \"data_offsets\": [2, 6]}}", 6,
+            "'b' starts at data byte 2, but the previous tensor 'a' ends at 4");
+    refused("{\"a\": {\"dtype\": \"F16\", \"shape\": [1], \"data_offsets\": [2, 4]}}", 4,
+            "'a' starts at data byte 2, but the data section starts at 0");
+    refused("{\"a\": {\"dtype\": \"F16\", \"shape\": [1], \"data_offsets\": [0, 2]},"
+            " \"b\": {\"dtype\": \"F16\", \"shape\": [0], \"data_offsets\": [1, 1]}}", 2,
+            "'b' starts at data byte 1");
+    refused("{\"a\": {\"dtype\": \"F16\", \"shape\": [1], \"data_offsets\": [0, 2]}}", 3,
+            "1 byte after the last tensor");
+    refused("{}", 8, "8 bytes after the last tensor");
+    refused_header_one_short();
+
+    /* The header is UTF-8 text that opens a JSON object. */
+    refused("{\"a\xff\": {\"dtype\": \"F16\", \"shape\": [1], \"data_offsets\": [0, 2]}}", 2,
+            "header is not valid UTF-8 (at header byte 3)");
+    refused("{\"a\xc0\xaf\": {\"dtype\": \"F16\", \"shape\": [1], \"data_offsets\": [0, 2]}}", 2,
+            "not valid UTF-8");
+    refused("{\"a\xed\xa0\x80\": {\"dtype\": \"F16\", \"shape\": [1], \"data_offsets\": [0, 2]}}", 2,
+            "not valid UTF-8");
+    refused("{\"a\": {\"dtype\": \"F16\", \"shape\": [1], \"data_offsets\": [0, 2]}}  \xe2\x82", 2,
+            "not valid UTF-8");
+    refused(" {}", 0, "does not start with '{'");
+
+    /* Dtypes outside the spec are refused, not waved through as OTHER. */
+    refused("{\"w\": {\"dtype\": \"F4_FUTURE\", \"shape\": [3], \"data_offsets\": [0, 2]}}", 2,
+            "tensor 'w': dtype 'F4_FUTURE' is not a safetensors dtype");
+    refused("{\"w\": {\"dtype\": \"f16\", \"shape\": [1], \"data_offsets\": [0, 2]}}", 2,
+            "dtype 'f16' is not a safetensors dtype");
+    refused("{\"w\": {\"dtype\": \"Q4_0\", \"shape\": [32], \"data_offsets\": [0, 18]}}", 18,
+            "dtype 'Q4_0'");
+    refused("{\"w\": {\"dtype\": \"F4\", \"shape\": [3], \"data_offsets\": [0, 2]}}", 2,
+            "3 elements of F4 are 12 bits, not a whole number of bytes");
+    refused("{\"w\": {\"dtype\": \"F6_E2M3\", \"shape\": [4], \"data_offsets\": [0, 4]}}", 4,
+            "span 4 bytes");
+
     memset(name, 'n', 200);
     name[200] = '\0';
     snprintf(header, sizeof header, "{\"%s\": {\"dtype\": \"F16\", \"shape\": [1], \"data_offsets\": [0, 2]}}", name);
@@ -213,13 +297,64 @@ static void test_synthetic_bad(void)
     /* Deep nesting must fail cleanly, not exhaust the stack. */
     {
         size_t depth = 100000;
-        char *deep = malloc(2 * depth + 1);
-        memset(deep, '[', depth);
-        memset(deep + depth, ']', depth);
-        deep[2 * depth] = '\0';
+        char *deep = malloc(2 * depth + 8);
+        memcpy(deep, "{\"a\": ", 6);
+        memset(deep + 6, '[', depth);
+        memset(deep + 6 + depth, ']', depth);
+        strcpy(deep + 6 + 2 * depth, "}");
         refused(deep, 0, "not valid JSON");
         free(deep);
     }
+}
+
+/* One tensor NAME of DTYPE holding N elements of BYTES each, all 1.0 except
+ * element AT, which gets the BYTES bytes of BAD; checked for finite values. */
+static rk_status check_one(const char *dtype, size_t n, size_t bytes, const void *one, size_t at,
+                           const void *bad)
+{
+    char header[160];
+    size_t len;
+    unsigned char *img;
+    rk_safetensors *st = NULL;
+    rk_status status;
+
+    snprintf(header, sizeof header, "{\"w\": {\"dtype\": \"%s\", \"shape\": [2, %zu], \"data_offsets\": [0, %zu]}}",
+             dtype, n / 2, n * bytes);
+    img = image(header, n * bytes, &len);
+    for (size_t i = 0; i < n; i++)
+        memcpy(img + len - n * bytes + i * bytes, i == at ? bad : one, bytes);
+    status = rk_st_open_memory(img, len, &st);
+    CHECKF(status == RK_OK, "%s: %s", dtype, rk_last_error());
+    if (status == RK_OK)
+        status = rk_st_check_finite(st, rk_st_find(st, "w"));
+    rk_st_close(st);
+    free(img);
+    return status;
+}
+
+static void test_finite(void)
+{
+    const float f32_one = 1.0f, f32_nan = NAN, f32_inf = INFINITY, f32_max = 3.4028235e38f;
+    const uint16_t f16_one = 0x3c00, f16_nan = 0x7e01, f16_ninf = 0xfc00, f16_max = 0x7bff;
+    const uint16_t bf16_one = 0x3f80, bf16_nan = 0x7fc0, bf16_inf = 0x7f80, bf16_max = 0x7f7f;
+    const size_t n = 10000; /* past one scan block */
+
+    CHECK(check_one("F32", n, 4, &f32_one, 9999, &f32_max) == RK_OK);
+    CHECK(check_one("F16", n, 2, &f16_one, 0, &f16_max) == RK_OK);
+    CHECK(check_one("BF16", n, 2, &bf16_one, 5000, &bf16_max) == RK_OK);
+    CHECK(check_one("F32", n, 4, &f32_one, 9999, &f32_nan) == RK_EFORMAT);
+    CHECKF(strstr(rk_last_error(), "<memory>: tensor 'w' holds NaN at element 9999 ([1, 4999] of [2, 5000])"),
+           "%s", rk_last_error());
+    CHECK(check_one("F32", n, 4, &f32_one, 4096, &f32_inf) == RK_EFORMAT);
+    CHECKF(strstr(rk_last_error(), "+Inf at element 4096 ([0, 4096]"), "%s", rk_last_error());
+    CHECK(check_one("F16", n, 2, &f16_one, 4095, &f16_nan) == RK_EFORMAT);
+    CHECKF(strstr(rk_last_error(), "NaN at element 4095"), "%s", rk_last_error());
+    CHECK(check_one("F16", n, 2, &f16_one, 0, &f16_ninf) == RK_EFORMAT);
+    CHECKF(strstr(rk_last_error(), "-Inf at element 0 ([0, 0]"), "%s", rk_last_error());
+    CHECK(check_one("BF16", n, 2, &bf16_one, 8191, &bf16_nan) == RK_EFORMAT);
+    CHECKF(strstr(rk_last_error(), "NaN at element 8191"), "%s", rk_last_error());
+    CHECK(check_one("BF16", n, 2, &bf16_one, 8192, &bf16_inf) == RK_EFORMAT);
+    CHECKF(strstr(rk_last_error(), "+Inf at element 8192"), "%s", rk_last_error());
 }
 
 /* Temp-directory fixtures, removed at the end. */
@@ -335,6 +470,12 @@ static void test_sharded(void)
                        "{\"weight_map\": {\"x.bias\": \"model-00001-of-00002.safetensors\","
                        " \"x.weight\": \"dup.safetensors\"}}");
     open_refused(index, "appears in both");
+
+    /* Each shard is a whole file of its own, checked as one. */
+    write_image("gap.safetensors",
+                "{\"x.bias\": {\"dtype\": \"F16\", \"shape\": [2], \"data_offsets\": [0, 4]}}", 6);
+    index = write_text("gap.index.json", "{\"weight_map\": {\"x.bias\": \"gap.safetensors\"}}");
+    open_refused(index, "gap.safetensors: 2 bytes after the last tensor");
 
     /* A malformed shard is reported with its file name. */
     write_text("short.safetensors", "abc");
@@ -455,6 +596,7 @@ int main(void)
     test_synthetic_bad();
     test_sharded();
     test_halves();
+    test_finite();
     CHECK(rk_st_open(NULL, &st) == RK_EINVAL && rk_st_count(NULL) == 0 && rk_st_find(NULL, "a") == NULL);
     rk_st_close(NULL);
     return rk_test_finish("test_safetensors");

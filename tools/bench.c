@@ -19,7 +19,8 @@ static const char usage[] =
     "synthetic prompt of fixed token ids, after one warm-up run; reports medians.\n"
     "A run's context is its prompt length: decode is timed from there on.\n"
     "\n"
-    "  --model DIR          model directory (repeatable; up to 8)\n"
+    "  --model DIR          model directory (repeatable; up to 8; every model and\n"
+    "                       --kv method is checked before the first run)\n"
     "  --prompt-tokens N[,N...]  prompt lengths (default 512)\n"
     "  --new-tokens N       generated tokens per run (default 64)\n"
     "  --chunk N            prefill chunk (default: the longest prompt, one chunk)\n"
@@ -27,7 +28,8 @@ static const char usage[] =
     CLI_KV_HELP
     "                       (--kv takes a comma-separated list here: one run per method)\n"
     "  --target cpu|cuda    where to run (default cpu)\n"
-    "  --out FILE           write the JSON record to FILE (default: stdout only)\n"
+    "  --out FILE           write the JSON record to FILE ('-': standard output, after\n"
+    "                       the table; default: the table only)\n"
     "  -h, --help           this text\n";
 
 enum { MAX_MODELS = 8, MAX_PROMPTS = 16, MAX_METHODS = 8 };
@@ -38,7 +40,6 @@ int main(int argc, char **argv)
     const char *models[MAX_MODELS], *target = "cpu", *out = NULL;
     int n_models = 0, new_tokens = 64, chunk = 0, repeats = 3;
     int prompts[MAX_PROMPTS] = {512}, n_prompts = 1, longest = 0;
-    char list[256];
     enum { MODEL = 256, PROMPT, NEW, CHUNK, REPEATS, TARGET, OUT };
     static const struct option longopts[] = {{"model", required_argument, 0, MODEL},
                                              {"prompt-tokens", required_argument, 0, PROMPT},
@@ -51,78 +52,69 @@ int main(int argc, char **argv)
                                              CLI_KV_LONGOPTS,
                                              {0, 0, 0, 0}};
     cli_kv kv = {0};
-    char method_list[256] = "full";
-    char *methods[MAX_METHODS];
-    int n_methods = 0;
+    const char *method_list = "full";
+    char *methods[MAX_METHODS], *words[MAX_PROMPTS];
     int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, longopts)) != -1) {
         switch (c) {
         case MODEL:
             if (n_models == MAX_MODELS)
                 cli_usage_error("at most %d --model options", MAX_MODELS);
-            models[n_models++] = optarg;
+            models[n_models++] = cli_model_input(optarg);
             break;
         case PROMPT:
-            /* A copy, so that the command recorded below keeps its commas. */
-            snprintf(list, sizeof list, "%s", optarg);
-            n_prompts = 0;
-            for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-                if (n_prompts == MAX_PROMPTS)
-                    cli_usage_error("at most %d prompt lengths", MAX_PROMPTS);
-                prompts[n_prompts++] = (int)cli_int("--prompt-tokens", tok, 1, 1 << 20);
-            }
-            if (n_prompts == 0)
-                cli_usage_error("--prompt-tokens needs at least one length");
+            n_prompts = harness_split_list("--prompt-tokens", optarg, words, MAX_PROMPTS);
+            for (int i = 0; i < n_prompts; i++)
+                prompts[i] = (int)cli_int("--prompt-tokens", words[i], 1, 1 << 20);
+            free(words[0]);
             break;
         case NEW: new_tokens = (int)cli_int("--new-tokens", optarg, 1, 1 << 20); break;
         case CHUNK: chunk = (int)cli_int("--chunk", optarg, 1, 1 << 16); break;
         case REPEATS: repeats = (int)cli_int("--repeats", optarg, 1, HARNESS_MAX_REPEATS); break;
         case TARGET: target = optarg; break;
-        case OUT: out = optarg; break;
+        case OUT: out = cli_output("--out", optarg, CLI_STDOUT); break;
         case 'h': fputs(usage, stdout); return 0;
-        case CLI_KV_METHOD: snprintf(method_list, sizeof method_list, "%s", optarg); break;
-        default:
-            if (!cli_kv_option(&kv, c, optarg))
-                cli_usage_error("unknown option");
+        case CLI_KV_METHOD: method_list = optarg; break;
+        default: cli_kv_option(&kv, c, optarg);
         }
     }
-    for (char *w = strtok(method_list, ","); w; w = strtok(NULL, ",")) {
-        if (n_methods == MAX_METHODS)
-            cli_usage_error("at most %d methods in --kv", MAX_METHODS);
-        methods[n_methods++] = w;
-    }
-    if (n_methods == 0)
-        cli_usage_error("--kv needs at least one method");
+    const int n_methods = harness_split_list("--kv", method_list, methods, MAX_METHODS);
     if (optind < argc)
         cli_usage_error("unexpected argument '%s'", argv[optind]);
     if (n_models == 0)
         cli_usage_error("give at least one --model DIR");
-    const rk_ops *ops = rk_target_find(target);
-    if (!ops)
-        cli_die();
+    const rk_ops *ops = cli_target(target);
+    cli_check_paths(NULL);
+    for (int i = 0; i < n_prompts; i++)
+        longest = prompts[i] > longest ? prompts[i] : longest;
+
+    /* Every model's config and every method's plan are checked before the
+     * first run, so that a bad last entry does not fail after the others. */
+    static rk_limits limits[MAX_MODELS * MAX_METHODS];
+    for (int run_i = 0; run_i < n_models * n_methods; run_i++) {
+        const int k = run_i / n_methods;
+        const char *method = methods[run_i % n_methods];
+        rk_config cfg;
+        cli_model_config(models[k], &cfg);
+        cli_kv one = kv;
+        one.opt.method = method;
+        if (strcmp(method, "full") == 0)
+            one.opt.average = 0;
+        limits[run_i] = (rk_limits){.max_prompt = longest, .max_new_tokens = new_tokens,
+                                    .prefill_chunk = chunk && chunk < longest ? chunk : longest,
+                                    .logits_rows = 1, .kv_dtype = ops->kv_dtype};
+        cli_kv_limits(&one, models[k], &cfg, ops, &limits[run_i]);
+        cli_check_plan(&cfg, ops, &limits[run_i]);
+    }
 
     cJSON *runs = cJSON_CreateArray();
     char device[256] = "unknown";
-    for (int i = 0; i < n_prompts; i++)
-        longest = prompts[i] > longest ? prompts[i] : longest;
     printf("%-20s %-13s %7s %10s %10s %11s %11s %10s %10s %10s\n", "model", "kv", "context",
            "ttft_ms", "tpot_ms", "prefill_t/s", "decode_t/s", "kv_MB", "arena_MB", "device_MB");
     for (int run_i = 0; run_i < n_models * n_methods; run_i++) {
         const int k = run_i / n_methods;
         const char *method = methods[run_i % n_methods];
-        char cfg_path[4096];
-        rk_config cfg;
-        snprintf(cfg_path, sizeof cfg_path, "%s/config.json", models[k]);
-        if (rk_config_load(cfg_path, &cfg) != RK_OK)
-            cli_die();
-        cli_kv one = kv;
-        one.opt.method = method;
-        if (strcmp(method, "full") == 0)
-            one.opt.average = 0;
-        rk_limits lim = {.max_prompt = longest, .max_new_tokens = new_tokens,
-                         .prefill_chunk = chunk && chunk < longest ? chunk : longest,
-                         .logits_rows = 1, .kv_dtype = ops->kv_dtype};
-        cli_kv_limits(&one, models[k], &cfg, ops, &lim);
+        const rk_limits lim = limits[run_i];
         rk_model *m;
         fprintf(stderr, "[bench] loading %s (kv %s)\n", models[k], method);
         if (rk_model_load(models[k], ops, &lim, &m) != RK_OK)
@@ -137,7 +129,7 @@ int main(int argc, char **argv)
         for (int p = 0; p < n_prompts; p++) {
             const int n = prompts[p];
             char label[320];
-            snprintf(label, sizeof label, "[bench] %s prompt %d", cli_base_name(models[k]), n);
+            cli_fmt(label, sizeof label, "[bench] %s prompt %d", cli_base_name(models[k]), n);
             double t_first, t_tok;
             harness_time(m, prompt, n, new_tokens, repeats, label, &t_first, &t_tok);
             struct rusage ru;
@@ -151,7 +143,7 @@ int main(int argc, char **argv)
                                    : 0.0;
             char device_col[32] = "-";
             if (ops->device_used_bytes)
-                snprintf(device_col, sizeof device_col, "%.1f", device_mb);
+                cli_fmt(device_col, sizeof device_col, "%.1f", device_mb);
             const double kv_mb = (double)m->kv_bytes / 1048576.0;
             printf("%-20s %-13s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10.1f %10s\n",
                    cli_base_name(models[k]), method, n, 1e3 * t_first, 1e3 * t_tok, n / t_first,
@@ -200,5 +192,6 @@ int main(int argc, char **argv)
     if (out)
         cli_write_json(out, record);
     cJSON_Delete(record);
+    free(methods[0]);
     return 0;
 }

@@ -4,6 +4,7 @@
  * --holdout it also tests how well that profile stands for unseen text
  * (the static consistency experiment). */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -54,9 +55,18 @@ static const char usage[] =
 
 typedef struct {
     const char *model, *data, *out, *json, *from_json, *target, *holdout, *report, *plot;
+    char *plot_data, *plot_script; /* malloc'd beside the plot */
     const char *tokenizer;
     int samples, seq_len, holdout_samples, min_budget;
 } options;
+
+/* PATH with SUFFIX appended (malloc'd). */
+static char *beside(const char *path, const char *suffix)
+{
+    cli_str s = {0};
+    cli_str_add(&s, "%s%s", path, suffix);
+    return s.s;
+}
 
 static options parse(int argc, char **argv)
 {
@@ -81,26 +91,33 @@ static options parse(int argc, char **argv)
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, longopts)) != -1) {
         switch (c) {
         case MODEL: o.model = optarg; break;
-        case DATA: o.data = optarg; break;
+        case DATA: o.data = cli_input(optarg); break;
         case SAMPLES: o.samples = (int)cli_int("--samples", optarg, 1, 100000); break;
         case SEQ: o.seq_len = (int)cli_int("--seq-len", optarg, 2, 1 << 16); break;
-        case OUT: o.out = optarg; break;
-        case JSON: o.json = optarg; break;
-        case FROM_JSON: o.from_json = optarg; break;
+        case OUT: o.out = cli_output("--out", optarg, CLI_FILE_ONLY); break;
+        case JSON: o.json = cli_output("--json", optarg, CLI_FILE_ONLY); break;
+        case FROM_JSON: o.from_json = cli_input(optarg); break;
         case MINB: o.min_budget = (int)cli_int("--min-budget", optarg, 0, 128); break;
         case TARGET: o.target = optarg; break;
-        case HOLDOUT: o.holdout = optarg; break;
+        case HOLDOUT: o.holdout = cli_input(optarg); break;
         case HSAMPLES:
             o.holdout_samples = (int)cli_int("--holdout-samples", optarg, 2, 100000);
             break;
-        case REPORT: o.report = optarg; break;
-        case PLOT: o.plot = optarg; break;
-        case TOKENIZER: o.tokenizer = optarg; break;
+        case REPORT: o.report = cli_output("--report", optarg, CLI_FILE_ONLY); break;
+        case PLOT:
+            o.plot = cli_output("--plot", optarg, CLI_FILE_ONLY);
+            free(o.plot_data);
+            free(o.plot_script);
+            o.plot_data = beside(optarg, ".dat");
+            o.plot_script = beside(optarg, ".gp");
+            cli_output("--plot's data", o.plot_data, CLI_FILE_ONLY);
+            cli_output("--plot's script", o.plot_script, CLI_FILE_ONLY);
+            break;
+        case TOKENIZER: o.tokenizer = cli_input(optarg); break;
         case 'h': fputs(usage, stdout); exit(0);
-        default: cli_usage_error("unknown option");
         }
     }
     if (optind < argc)
@@ -143,7 +160,7 @@ static measured measure_file(rk_model *m, const rk_tokenizer *tok, const char *p
 {
     int32_t *ids;
     size_t n;
-    if (cli_tokenize_file(tok, path, &ids, &n) != RK_OK)
+    if (cli_tokenize_file(tok, path, 0, &ids, &n) != RK_OK)
         cli_die();
     const size_t stride = n / (size_t)samples;
     if (stride < (size_t)seq_len) {
@@ -178,78 +195,22 @@ typedef struct {
     measured ranks;
 } earlier_run;
 
-static int json_int(const cJSON *j, const char *key, const char *path)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 1e6) {
-        rk_fail(RK_EINVAL, "%s: \"%s\" is missing or not a positive count", path, key);
-        cli_die();
-    }
-    return (int)v->valuedouble;
-}
-
-static const char *json_str(const cJSON *j, const char *key, const char *path)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsString(v)) {
-        rk_fail(RK_EINVAL, "%s: \"%s\" is missing or not a string", path, key);
-        cli_die();
-    }
-    return v->valuestring;
-}
-
+/* Parsed and checked by codegen, the code the profile-JSON fuzzer runs. */
 static earlier_run read_earlier(const char *path)
 {
     char *text;
     size_t len;
     if (rk_read_file(path, (size_t)1 << 30, &text, &len) != RK_OK)
         cli_die();
-    cJSON *j = cJSON_ParseWithLength(text, len);
+    rk_calibration_run c;
+    const rk_status st = rk_calibration_parse(text, len, path, &c);
     free(text);
-    if (!j) {
-        rk_fail(RK_EINVAL, "%s is not JSON", path);
+    if (st != RK_OK)
         cli_die();
-    }
-    earlier_run r = {0};
-    snprintf(r.id.name, sizeof r.id.name, "%s", json_str(j, "model", path));
-    r.id.layers = json_int(j, "layers", path);
-    r.id.heads = json_int(j, "heads", path);
-    r.id.hidden = json_int(j, "hidden", path);
-    r.samples = json_int(j, "samples", path);
-    r.seq_len = json_int(j, "seq_len", path);
-    snprintf(r.data, sizeof r.data, "%s", json_str(j, "data", path));
-    snprintf(r.command, sizeof r.command, "%s", json_str(j, "command", path));
-    char *end;
-    const char *hash = json_str(j, "identity", path);
-    r.id.hash = strtoull(hash, &end, 16);
-    const cJSON *per = cJSON_GetObjectItemCaseSensitive(j, "sample_layer_head_ranks");
-    const int LH = r.id.layers * r.id.heads;
-    if (*end || r.id.layers > RK_MAX_LAYERS || cJSON_GetArraySize(per) != r.samples) {
-        rk_fail(RK_EINVAL, "%s: bad identity, layer count or sample_layer_head_ranks", path);
-        cli_die();
-    }
-    r.ranks = (measured){malloc((size_t)r.samples * LH * sizeof(double)), r.samples};
-    if (!r.ranks.ranks) {
-        rk_fail(RK_ENOMEM, "out of memory for %d samples' ranks", r.samples);
-        cli_die();
-    }
-    for (int s = 0; s < r.samples; s++) {
-        const cJSON *row = cJSON_GetArrayItem(per, s);
-        if (cJSON_GetArraySize(row) != LH) {
-            rk_fail(RK_EINVAL, "%s: sample %d has %d ranks; layers x heads is %d", path, s,
-                    cJSON_GetArraySize(row), LH);
-            cli_die();
-        }
-        for (int i = 0; i < LH; i++) {
-            const cJSON *v = cJSON_GetArrayItem(row, i);
-            if (!cJSON_IsNumber(v) || !(v->valuedouble > 0)) {
-                rk_fail(RK_EINVAL, "%s: sample %d rank %d is not a positive number", path, s, i);
-                cli_die();
-            }
-            r.ranks.ranks[(size_t)s * LH + i] = v->valuedouble;
-        }
-    }
-    cJSON_Delete(j);
+    earlier_run r = {.id = c.id, .samples = c.samples, .seq_len = c.seq_len,
+                     .ranks = {c.ranks, c.samples}};
+    cli_fmt(r.data, sizeof r.data, "%s", c.data);
+    cli_fmt(r.command, sizeof r.command, "%s", c.command);
     return r;
 }
 
@@ -310,70 +271,95 @@ static cJSON *array_of(const double *v, int n)
     cJSON *a = cJSON_CreateArray();
     char buf[32];
     for (int i = 0; i < n; i++) {
-        snprintf(buf, sizeof buf, "%.17g", v[i]);
+        cli_fmt(buf, sizeof buf, "%.17g", v[i]);
         cJSON_AddItemToArray(a, cJSON_CreateRaw(buf));
     }
     return a;
 }
 
+/* S as a gnuplot string: single-quoted, a quote doubled. */
+static void gp_string(FILE *f, const char *s)
+{
+    fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputc('\'', f);
+        fputc(*s, f);
+    }
+    fputc('\'', f);
+}
+
+/* The plot's gnuplot script, drawing DAT into PNG. */
+static void plot_script(FILE *f, const char *png, const char *dat, const char *model,
+                        double corr, double cos_sim)
+{
+    fputs("set terminal pngcairo size 900,540 noenhanced\nset output ", f);
+    gp_string(f, png);
+    fputs("\nset title ", f);
+    cli_str title = {0};
+    cli_str_add(&title, "Effective rank per layer: %s (held-out Pearson %.3f, cosine %.4f)",
+                model, corr, cos_sim);
+    gp_string(f, title.s);
+    cli_str_free(&title);
+    fputs("\nset xlabel 'layer'\nset ylabel 'effective rank (mean over heads)'\n"
+          "set key top right\nset grid\nplot ", f);
+    gp_string(f, dat);
+    fputs(" using 1:($4-$5):($4+$5) with filledcurves fc rgb '#c6dbef' fs solid 0.6 "
+          "title 'held-out mean +- std', \\\n"
+          "     '' using 1:4 with lines lw 2 lc rgb '#2171b5' title 'held-out mean', \\\n"
+          "     '' using 1:2:3 with yerrorlines lw 2 pt 7 ps 0.8 lc rgb '#cb181d' "
+          "title 'static profile (calibration mean +- std)'\n",
+          f);
+}
+
 /* The experiment's plot: the profile's per-layer mean ± std against the
- * held-out samples' mean ± std, drawn by gnuplot from a data file. */
-static void plot(const char *png, const char *model, int L, const double *pm, const double *ps,
+ * held-out samples' mean ± std, drawn by gnuplot from a data file. The data
+ * and the script are written beside the PNG for a rerun elsewhere; the
+ * PNG itself, like every output, appears only once gnuplot has finished it. */
+static void plot(const options *o, const char *model, int L, const double *pm, const double *ps,
                  const double *hm, const double *hs, double corr, double cos_sim)
 {
-    char dat[4096], gp[4096];
-    snprintf(dat, sizeof dat, "%s.dat", png);
-    snprintf(gp, sizeof gp, "%s.gp", png);
-    FILE *f = fopen(dat, "w");
-    if (!f) {
-        rk_fail(RK_EIO, "cannot write %s", dat);
-        cli_die();
-    }
+    FILE *f = cli_out_open(o->plot_data);
     fprintf(f, "# layer profile_mean profile_std holdout_mean holdout_std\n");
     for (int l = 0; l < L; l++)
         fprintf(f, "%d %.6f %.6f %.6f %.6f\n", l, pm[l], ps[l], hm[l], hs[l]);
-    fclose(f);
-    if (!(f = fopen(gp, "w"))) {
-        rk_fail(RK_EIO, "cannot write %s", gp);
+    cli_out_close(f);
+    f = cli_out_open(o->plot_script);
+    plot_script(f, o->plot, o->plot_data, model, corr, cos_sim);
+    cli_out_close(f);
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "[calibrate] gnuplot is not installed: run 'gnuplot %s' where it is "
+                        "(tools/setup-deps.sh installs gnuplot-nox)\n",
+                o->plot_script);
+        return;
+    }
+    FILE *png = cli_out_open(o->plot);
+    FILE *gp = popen("gnuplot", "w");
+    if (!gp) {
+        rk_fail(RK_EIO, "cannot run gnuplot: %s", strerror(errno));
         cli_die();
     }
-    fprintf(f,
-            "set terminal pngcairo size 900,540 noenhanced\n"
-            "set output '%s'\n"
-            "set title 'Effective rank per layer: %s (held-out Pearson %.3f, cosine %.4f)'\n"
-            "set xlabel 'layer'\nset ylabel 'effective rank (mean over heads)'\n"
-            "set key top right\nset grid\n"
-            "plot '%s' using 1:($4-$5):($4+$5) with filledcurves fc rgb '#c6dbef' fs solid 0.6 "
-            "title 'held-out mean +- std', \\\n"
-            "     '' using 1:4 with lines lw 2 lc rgb '#2171b5' title 'held-out mean', \\\n"
-            "     '' using 1:2:3 with yerrorlines lw 2 pt 7 ps 0.8 lc rgb '#cb181d' "
-            "title 'static profile (calibration mean +- std)'\n",
-            png, model, corr, cos_sim, dat);
-    fclose(f);
-    char cmd[8400];
-    snprintf(cmd, sizeof cmd, "gnuplot '%s'", gp);
-    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
-        fprintf(stderr, "[calibrate] gnuplot is not installed: wrote %s and %s; run '%s' "
-                        "where it is (tools/setup-deps.sh installs gnuplot-nox)\n",
-                dat, gp, cmd);
-    else if (system(cmd) != 0) {
-        rk_fail(RK_EIO, "gnuplot failed on %s", gp);
+    plot_script(gp, cli_out_temp(png), o->plot_data, model, corr, cos_sim);
+    if (pclose(gp) != 0) {
+        rk_fail(RK_EIO, "gnuplot failed on %s", o->plot_script);
         cli_die();
-    } else
-        fprintf(stderr, "[calibrate] wrote %s\n", png);
+    }
+    cli_out_close(png);
 }
 
 int main(int argc, char **argv)
 {
     cli_init("rankkv-calibrate");
     const options o = parse(argc, argv);
-    char path[4096], command[4096], symbol[256];
-    cli_command_line(argc, argv, command, sizeof command);
+    const rk_ops *ops = cli_target(o.target);
+    cli_check_paths(o.model);
+    char path[4096], symbol[256];
+    cli_str command = {0};
+    cli_command_line(argc, argv, &command);
     rk_codegen_symbol(o.out, symbol, sizeof symbol);
     earlier_run run = {0};
     rk_model *m = NULL;
     rk_tokenizer *tok = NULL;
-    const rk_ops *ops = NULL;
     char device[256] = "";
 
     /* The model is needed to measure: the calibration samples, unless an
@@ -385,12 +371,11 @@ int main(int argc, char **argv)
             cli_die();
         run.samples = o.samples;
         run.seq_len = o.seq_len;
-        snprintf(run.data, sizeof run.data, "%s", cli_base_name(o.data));
-        snprintf(run.command, sizeof run.command, "%s", command);
+        cli_fmt(run.data, sizeof run.data, "%s", cli_base_name(o.data));
+        cli_fmt(run.command, sizeof run.command, "%s", command.s);
     }
     if (!o.from_json || o.holdout) {
-        ops = rk_target_find(o.target);
-        const rk_rank_ops *rank = ops ? rk_rank_find(o.target) : NULL;
+        const rk_rank_ops *rank = rk_rank_find(o.target);
         if (!rank)
             cli_die();
         rk_identity id;
@@ -401,13 +386,14 @@ int main(int argc, char **argv)
                     run.id.name, o.model);
             cli_die();
         }
-        snprintf(path, sizeof path, "%s/tokenizer.json", o.model);
+        cli_fmt(path, sizeof path, "%s/tokenizer.json", o.model);
         if (rk_tok_load(o.tokenizer ? o.tokenizer : path, &tok) != RK_OK)
             cli_die();
         rk_limits lim = {.max_prompt = run.seq_len, .max_new_tokens = 0,
                          .prefill_chunk = run.seq_len, .logits_rows = 1,
                          .kv_dtype = ops->kv_dtype, .rank = rank, .rank_len = run.seq_len};
-        if (rk_model_load(o.model, ops, &lim, &m) != RK_OK)
+        if (rk_model_load(o.model, ops, &lim, &m) != RK_OK ||
+            rk_tok_check_vocab(tok, m->cfg.vocab) != RK_OK)
             cli_die();
         ops->device_name(m->ctx, device, sizeof device);
     }
@@ -432,32 +418,25 @@ int main(int argc, char **argv)
     const rk_calibration c = {.id = run.id, .samples = run.samples, .seq_len = run.seq_len,
                               .data = run.data, .command = run.command, .rank_mean = mean,
                               .rank_std = std, .head_rank = head, .min_budget = o.min_budget};
-    FILE *f = fopen(o.out, "w");
-    if (!f) {
-        rk_fail(RK_EIO, "cannot write %s", o.out);
-        cli_die();
-    }
+    FILE *f = cli_out_open(o.out);
     if (rk_codegen_profile(&c, symbol, f) != RK_OK)
         cli_die();
-    if (fclose(f) != 0) {
-        rk_fail(RK_EIO, "cannot write %s", o.out);
-        cli_die();
-    }
-    fprintf(stderr, "[calibrate] wrote %s (%s)\n", o.out, symbol);
+    cli_out_close(f);
+    fprintf(stderr, "[calibrate] %s defines %s\n", o.out, symbol);
     for (int l = 0; l < L; l++)
         printf("layer %2d  rank %8.3f +- %.3f\n", l, mean[l], std[l]);
 
     if (o.json) {
         cJSON *j = cJSON_CreateObject();
         char hash[32];
-        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)run.id.hash);
+        cli_fmt(hash, sizeof hash, "%016llx", (unsigned long long)run.id.hash);
         cJSON_AddStringToObject(j, "model", run.id.name);
         cJSON_AddStringToObject(j, "identity", hash);
         cJSON_AddNumberToObject(j, "layers", L);
         cJSON_AddNumberToObject(j, "heads", H);
         cJSON_AddNumberToObject(j, "hidden", run.id.hidden);
         cJSON_AddStringToObject(j, "device", device);
-        cJSON_AddStringToObject(j, "command", command);
+        cJSON_AddStringToObject(j, "command", command.s);
         cJSON_AddStringToObject(j, "data", run.data);
         cJSON_AddNumberToObject(j, "samples", run.samples);
         cJSON_AddNumberToObject(j, "seq_len", run.seq_len);
@@ -515,11 +494,14 @@ int main(int argc, char **argv)
             cJSON_Delete(rows);
         }
         if (o.plot)
-            plot(o.plot, run.id.name, L, mean, std, hmean, hstd, corr, cos_sim);
+            plot(&o, run.id.name, L, mean, std, hmean, hstd, corr, cos_sim);
         free(test.ranks);
     }
     free(cal.ranks);
     free(head);
+    free(o.plot_data);
+    free(o.plot_script);
+    cli_str_free(&command);
     rk_model_free(m);
     if (tok)
         rk_tok_free(tok);

@@ -1,22 +1,108 @@
+/* realpath is XSI, beyond the POSIX level the build asks for. */
+#define _XOPEN_SOURCE 700
+
 #include "cli.h"
 
+#include "targets.h"
 #include "textio.h"
 #ifdef RANKKV_DYNAMIC
 #include "rank.h"
 #endif
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *tool_name = "rankkv";
+/* Set once a failed write to stdout has been reported, so that the exit
+ * check does not say it again. */
+static int stdout_reported;
 
-void cli_init(const char *tool) { tool_name = tool; }
+/* Outputs being written; an exit before they are complete removes them. */
+enum { MAX_OPEN = 8 };
+static rk_outfile open_outs[MAX_OPEN];
+
+static void abort_outputs(void)
+{
+    for (int i = 0; i < MAX_OPEN; i++)
+        if (open_outs[i].f)
+            rk_out_abort(&open_outs[i]);
+}
+
+/* Interrupted: the temporary files go (unlink is safe in a handler), then
+ * the signal does what it would have. */
+static void on_signal(int sig)
+{
+    for (int i = 0; i < MAX_OPEN; i++)
+        if (open_outs[i].temp)
+            unlink(open_outs[i].temp);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Output that never reached standard output is a failure, even when
+ * everything else went well. */
+static void check_stdout(void)
+{
+    const int flush_failed = fflush(stdout) != 0;
+    if (!stdout_reported && (flush_failed || ferror(stdout))) {
+        fprintf(stderr, "%s: error: cannot write standard output: %s\n", tool_name,
+                flush_failed ? strerror(errno) : "a write failed");
+        _exit(1);
+    }
+}
+
+void cli_init(const char *tool)
+{
+    tool_name = tool;
+    atexit(check_stdout);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal);
+}
+
+int cli_getopt(int argc, char **argv, const struct option *longopts)
+{
+    /* The leading ':' has getopt return ':' for a missing argument and print
+     * nothing itself, so that every message comes in the tool's words. */
+    const int c = getopt_long(argc, argv, ":h", longopts, NULL);
+    if (c != ':' && c != '?')
+        return c;
+    const char *given = argv[optind - 1];
+    if (c == ':') {
+        for (const struct option *o = longopts; o->name; o++)
+            if (!o->flag && o->val == optopt)
+                cli_usage_error("option --%s needs an argument", o->name);
+        cli_usage_error("option %s needs an argument", given);
+    }
+    if (strncmp(given, "--", 2) == 0)
+        for (const struct option *o = longopts; o->name; o++) {
+            const size_t len = strlen(o->name);
+            if (o->has_arg == no_argument && strncmp(given + 2, o->name, len) == 0 &&
+                given[2 + len] == '=')
+                cli_usage_error("option --%s takes no argument", o->name);
+        }
+    cli_usage_error("unknown option '%s'", given);
+}
+
+const rk_ops *cli_target(const char *name)
+{
+    if (strcmp(name, "cpu") != 0 && strcmp(name, "cuda") != 0)
+        cli_usage_error("unknown target '%s' (expected cpu or cuda)", name);
+    const rk_ops *ops = rk_target_find(name);
+    if (!ops)
+        cli_die();
+    return ops;
+}
 
 long cli_int(const char *flag, const char *s, long lo, long hi)
 {
@@ -40,6 +126,7 @@ double cli_double(const char *flag, const char *s, double lo, double hi)
 
 _Noreturn void cli_die(void)
 {
+    abort_outputs();
     fprintf(stderr, "%s: error: %s\n", tool_name, rk_last_error());
     exit(1);
 }
@@ -47,6 +134,7 @@ _Noreturn void cli_die(void)
 _Noreturn void cli_usage_error(const char *fmt, ...)
 {
     va_list ap;
+    abort_outputs();
     fprintf(stderr, "%s: ", tool_name);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -54,6 +142,297 @@ _Noreturn void cli_usage_error(const char *fmt, ...)
     fprintf(stderr, "\ntry '%s --help'\n", tool_name);
     exit(2);
 }
+
+void cli_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    const int n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len) {
+        rk_fail(RK_ELIMIT, "'%.60s...' is longer than the %zu bytes it may take", buf, len - 1);
+        cli_die();
+    }
+}
+
+void cli_str_add(cli_str *b, const char *fmt, ...)
+{
+    va_list ap, again;
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    const int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && b->len + (size_t)n + 1 > b->cap) {
+        const size_t cap = 2 * (b->len + (size_t)n + 1);
+        char *s = realloc(b->s, cap);
+        if (!s) {
+            va_end(again);
+            rk_fail(RK_ENOMEM, "out of memory for %zu bytes of text", cap);
+            cli_die();
+        }
+        b->s = s;
+        b->cap = cap;
+    }
+    if (n >= 0)
+        vsnprintf(b->s + b->len, b->cap - b->len, fmt, again);
+    va_end(again);
+    if (n < 0) {
+        rk_fail(RK_EINVAL, "cannot format '%s'", fmt);
+        cli_die();
+    }
+    b->len += (size_t)n;
+}
+
+void cli_str_clear(cli_str *b)
+{
+    b->len = 0;
+    if (b->s)
+        b->s[0] = '\0';
+}
+
+void cli_str_free(cli_str *b)
+{
+    free(b->s);
+    *b = (cli_str){0};
+}
+
+/* The paths registered for cli_check_paths. */
+enum { MAX_INPUTS = 64, MAX_OUTPUTS = 8 };
+static struct {
+    const char *path;
+    int model;
+} inputs[MAX_INPUTS];
+static int n_inputs;
+static struct {
+    const char *flag, *path;
+} outputs[MAX_OUTPUTS];
+static int n_outputs;
+
+static const char *add_path(const char *path, int model)
+{
+    if (n_inputs == MAX_INPUTS)
+        cli_usage_error("more than %d input paths", MAX_INPUTS);
+    inputs[n_inputs].path = path;
+    inputs[n_inputs++].model = model;
+    return path;
+}
+
+const char *cli_input(const char *path) { return add_path(path, 0); }
+
+const char *cli_model_input(const char *dir) { return add_path(dir, 1); }
+
+const char *cli_output(const char *flag, const char *path, int may_stdout)
+{
+    if (strcmp(path, "-") == 0 && !may_stdout)
+        cli_usage_error("%s: '-' (standard output) is not accepted here; give a file", flag);
+    int i = 0;
+    while (i < n_outputs && strcmp(outputs[i].flag, flag) != 0)
+        i++;
+    if (i == MAX_OUTPUTS)
+        cli_usage_error("more than %d outputs", MAX_OUTPUTS);
+    /* An option given again replaces its path: only the last is written. */
+    outputs[i].flag = flag;
+    outputs[i].path = path;
+    n_outputs += i == n_outputs;
+    return path;
+}
+
+/* A file as cli_check_paths compares it: by device and inode once it
+ * exists; by its resolved directory and name before. */
+typedef struct {
+    const char *path; /* as given, for messages */
+    int exists;
+    dev_t dev;
+    ino_t ino;
+    char *name;
+} file_id;
+
+static file_id identify(const char *path, const char *shown)
+{
+    file_id id = {.path = shown};
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        id.exists = 1;
+        id.dev = sb.st_dev;
+        id.ino = sb.st_ino;
+        id.name = realpath(path, NULL);
+        return id;
+    }
+    const char *slash = strrchr(path, '/');
+    char *dir = !slash ? strdup(".") : strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    char *real = dir ? realpath(dir, NULL) : NULL;
+    if (real) {
+        cli_str name = {0};
+        cli_str_add(&name, "%s/%s", strcmp(real, "/") ? real : "", slash ? slash + 1 : path);
+        id.name = name.s;
+    }
+    free(dir);
+    free(real);
+    return id;
+}
+
+static int same_file(const file_id *a, const file_id *b)
+{
+    if (a->exists && b->exists)
+        return a->dev == b->dev && a->ino == b->ino;
+    return a->name && b->name && strcmp(a->name, b->name) == 0;
+}
+
+typedef struct {
+    file_id *id;
+    int n, cap;
+} file_ids;
+
+static void push_file(file_ids *ids, const char *path)
+{
+    if (ids->n == ids->cap) {
+        ids->cap = ids->cap ? 2 * ids->cap : 64;
+        file_id *grown = realloc(ids->id, (size_t)ids->cap * sizeof *grown);
+        if (!grown) {
+            rk_fail(RK_ENOMEM, "out of memory for the input paths");
+            cli_die();
+        }
+        ids->id = grown;
+    }
+    cli_str copy = {0};
+    cli_str_add(&copy, "%s", path);
+    ids->id[ids->n++] = identify(copy.s, copy.s);
+}
+
+/* An error exit when PATH is a dangling symlink or a symlink loop; 0 when
+ * it is otherwise missing (its reader says so), 1 when it exists. */
+static int exists_or_die(const char *path, struct stat *sb)
+{
+    if (stat(path, sb) == 0)
+        return 1;
+    const int err = errno;
+    if ((err == ENOENT || err == ELOOP) && lstat(path, sb) == 0 && S_ISLNK(sb->st_mode)) {
+        rk_fail(RK_EIO, "%s is %s", path, rk_open_error(path, err));
+        cli_die();
+    }
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    const size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* PATH, or the files in it when it is a directory. In a MODEL directory the
+ * files the loaders read (*.json, *.safetensors) are inputs given as much as
+ * PATH is: a broken link there (a partial download) is named now. */
+static void add_input(file_ids *ids, const char *path, int model)
+{
+    struct stat sb;
+    if (!exists_or_die(path, &sb))
+        return;
+    if (!S_ISDIR(sb.st_mode)) {
+        push_file(ids, path);
+        return;
+    }
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    cli_str file = {0};
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        cli_str_clear(&file);
+        cli_str_add(&file, "%s/%s", path, e->d_name);
+        if (model && (ends_with(e->d_name, ".json") || ends_with(e->d_name, ".safetensors")))
+            exists_or_die(file.s, &sb);
+        push_file(ids, file.s);
+    }
+    cli_str_free(&file);
+    closedir(d);
+}
+
+void cli_check_paths(const char *model)
+{
+    if (model)
+        cli_model_input(model);
+    file_ids in = {0};
+    file_id out[MAX_OUTPUTS];
+    for (int i = 0; i < n_inputs; i++)
+        add_input(&in, inputs[i].path, inputs[i].model);
+    for (int i = 0; i < n_outputs; i++) {
+        const char *flag = outputs[i].flag, *path = outputs[i].path;
+        out[i] = (file_id){.path = path};
+        if (strcmp(path, "-") == 0) {
+            for (int k = 0; k < i; k++)
+                if (strcmp(outputs[k].path, "-") == 0)
+                    cli_usage_error("%s and %s both write to standard output", outputs[k].flag,
+                                    flag);
+            continue;
+        }
+        if (rk_out_check(path, NULL) != RK_OK) {
+            rk_fail(RK_EIO, "%s: %s", flag, rk_last_error());
+            cli_die();
+        }
+        out[i] = identify(path, path);
+        for (int k = 0; k < in.n; k++)
+            if (same_file(&out[i], &in.id[k]))
+                cli_usage_error("%s %s is also an input (%s)", flag, path, in.id[k].path);
+        for (int k = 0; k < i; k++)
+            if (same_file(&out[i], &out[k]))
+                cli_usage_error("%s %s is the same file as %s %s", flag, path, outputs[k].flag,
+                                outputs[k].path);
+    }
+    for (int k = 0; k < in.n; k++) {
+        free((char *)in.id[k].path);
+        free(in.id[k].name);
+    }
+    for (int i = 0; i < n_outputs; i++)
+        free(out[i].name);
+    free(in.id);
+}
+
+FILE *cli_out_open(const char *path)
+{
+    if (strcmp(path, "-") == 0)
+        return stdout;
+    for (int i = 0; i < MAX_OPEN; i++)
+        if (!open_outs[i].f) {
+            if (rk_out_open(&open_outs[i], path) != RK_OK)
+                cli_die();
+            return open_outs[i].f;
+        }
+    rk_fail(RK_ELIMIT, "more than %d outputs open at once", MAX_OPEN);
+    cli_die();
+}
+
+static rk_outfile *open_of(FILE *f)
+{
+    for (int i = 0; i < MAX_OPEN; i++)
+        if (open_outs[i].f == f)
+            return &open_outs[i];
+    rk_fail(RK_EINVAL, "an output closed that was not opened");
+    cli_die();
+}
+
+void cli_out_close(FILE *f)
+{
+    if (f == stdout) {
+        const int flush_failed = fflush(stdout) != 0;
+        if (flush_failed || ferror(stdout)) {
+            rk_fail(RK_EIO, "cannot write standard output: %s",
+                    flush_failed ? strerror(errno) : "a write failed");
+            stdout_reported = 1;
+            cli_die();
+        }
+        return;
+    }
+    rk_outfile *o = open_of(f);
+    cli_str path = {0};
+    cli_str_add(&path, "%s", o->path);
+    if (rk_out_commit(o) != RK_OK)
+        cli_die();
+    fprintf(stderr, "wrote %s\n", path.s);
+    cli_str_free(&path);
+}
+
+const char *cli_out_temp(FILE *f) { return open_of(f)->temp; }
 
 /* The plan for LIM, made without allocating the model; exits with the
  * message when it is refused. */
@@ -71,11 +450,8 @@ static rk_model *plan_or_die(const rk_config *cfg, const rk_ops *ops, const rk_l
 
 void cli_print_plan(const char *model, const rk_ops *ops, const rk_limits *lim)
 {
-    char path[4096];
     rk_config cfg;
-    snprintf(path, sizeof path, "%s/config.json", model);
-    if (rk_config_load(path, &cfg) != RK_OK)
-        cli_die();
+    cli_model_config(model, &cfg);
     rk_model *plan = plan_or_die(&cfg, ops, lim);
     rk_model_print_plan(plan, stdout);
     free(plan);
@@ -87,29 +463,37 @@ void cli_check_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits *li
     free(plan_or_die(cfg, ops, lim));
 }
 
+void cli_model_config(const char *model, rk_config *cfg)
+{
+    char path[4096];
+    cli_fmt(path, sizeof path, "%s/config.json", model);
+    if (rk_config_load(path, cfg) != RK_OK)
+        cli_die();
+}
+
 /* The commit the numbers belong to; "-dirty" marks uncommitted changes. A
  * copy of the tree without its history (a benchmark machine) names it in
  * RANKKV_COMMIT. */
-void cli_git_commit(char *buf, size_t len)
+void cli_git_commit(cli_str *out)
 {
+    cli_str_clear(out);
     const char *given = getenv("RANKKV_COMMIT");
-    snprintf(buf, len, "%s", given && *given ? given : "unknown");
-    if (given && *given)
+    if (given && *given) {
+        cli_str_add(out, "%s", given);
         return;
-    FILE *p = popen("git -C " RK_SOURCE_DIR " rev-parse --verify -q HEAD 2>/dev/null", "r");
-    if (!p)
-        return;
-    char line[96];
-    if (fgets(line, sizeof line, p) && strspn(line, "0123456789abcdef") == 40) {
-        line[40] = '\0';
-        snprintf(buf, len, "%s", line);
     }
-    if (pclose(p) != 0 || strcmp(buf, "unknown") == 0)
+    char line[96];
+    FILE *p = popen("git -C " RK_SOURCE_DIR " rev-parse --verify -q HEAD 2>/dev/null", "r");
+    const int found = p && fgets(line, sizeof line, p) && strspn(line, "0123456789abcdef") == 40;
+    if ((p && pclose(p) != 0) || !found) {
+        cli_str_add(out, "unknown");
         return;
+    }
+    cli_str_add(out, "%.40s", line);
     p = popen("git -C " RK_SOURCE_DIR " status --porcelain --untracked-files=no 2>/dev/null", "r");
     if (p) {
-        if (fgets(line, sizeof line, p) && strlen(buf) + 7 < len)
-            strcat(buf, "-dirty");
+        if (fgets(line, sizeof line, p))
+            cli_str_add(out, "-dirty");
         pclose(p);
     }
 }
@@ -117,9 +501,10 @@ void cli_git_commit(char *buf, size_t len)
 cJSON *cli_record_new(int argc, char **argv, const char *model, const char *device,
                       const char *target)
 {
-    char commit[96], command[4096], date[32];
-    cli_git_commit(commit, sizeof commit);
-    cli_command_line(argc, argv, command, sizeof command);
+    cli_str commit = {0}, command = {0};
+    char date[32];
+    cli_git_commit(&commit);
+    cli_command_line(argc, argv, &command);
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     cJSON *j = cJSON_CreateObject();
@@ -127,22 +512,27 @@ cJSON *cli_record_new(int argc, char **argv, const char *model, const char *devi
         cJSON_AddStringToObject(j, "model", model);
     cJSON_AddStringToObject(j, "device", device);
     cJSON_AddStringToObject(j, "target", target);
-    cJSON_AddStringToObject(j, "commit", commit);
-    cJSON_AddStringToObject(j, "command", command);
+    cJSON_AddStringToObject(j, "commit", commit.s);
+    cJSON_AddStringToObject(j, "command", command.s);
     cJSON_AddStringToObject(j, "date", date);
+    cli_str_free(&commit);
+    cli_str_free(&command);
     return j;
 }
 
 void cli_write_json(const char *path, const cJSON *j)
 {
     char *text = cJSON_Print(j);
-    FILE *f = fopen(path, "w");
-    if (!text || !f || fprintf(f, "%s\n", text) < 0 || fclose(f) != 0) {
-        rk_fail(RK_EIO, "cannot write %s", path);
+    if (!text) {
+        rk_fail(RK_ENOMEM, "out of memory for the JSON of %s", path);
         cli_die();
     }
+    FILE *f = cli_out_open(path);
+    /* A failed write leaves the stream's error set, which the close reports. */
+    fputs(text, f);
+    fputc('\n', f);
     free(text);
-    fprintf(stderr, "wrote %s\n", path);
+    cli_out_close(f);
 }
 
 const char *cli_base_name(const char *path)
@@ -152,65 +542,181 @@ const char *cli_base_name(const char *path)
     return name;
 }
 
-void cli_command_line(int argc, char **argv, char *buf, size_t len)
+void cli_command_line(int argc, char **argv, cli_str *out)
 {
-    buf[0] = '\0';
-    for (int i = 0; i < argc; i++) {
-        size_t used = strlen(buf);
-        snprintf(buf + used, len - used, "%s%s", i ? " " : "", argv[i]);
-    }
+    cli_str_clear(out);
+    for (int i = 0; i < argc; i++)
+        cli_str_add(out, "%s%s", i ? " " : "", argv[i]);
 }
 
-rk_status cli_tokenize_file(const rk_tokenizer *tok, const char *path, int32_t **ids, size_t *n)
+/* Text is tokenized in pieces of about this many bytes. */
+enum { TOKENIZE_PIECE = 1 << 16 };
+
+static int printable(char c) { return c > ' ' && c < 0x7f; }
+
+/* Where a piece may end: the first space at or after FROM between two
+ * printable ASCII characters ("a b"), or LEN. There the GPT-2 pattern that
+ * pre-tokenizes (tokenizer.c) always ends a pre-token and starts the next
+ * (" b"), NFC composes nothing across it, and neither a prefix space nor an
+ * added token of the Pythia tokenizers spans it: the pieces' ids, joined,
+ * are the whole text's. */
+static size_t cut_after(const char *s, size_t len, size_t from)
 {
-    char *data;
-    size_t len;
-    rk_status st = rk_read_file(path, SIZE_MAX, &data, &len);
+    if (from >= len)
+        return len;
+    for (size_t j = from ? from : 1; j + 1 < len; j++)
+        if (s[j] == ' ' && printable(s[j - 1]) && printable(s[j + 1]))
+            return j;
+    return len;
+}
+
+typedef struct {
+    const rk_tokenizer *tok;
+    int32_t *ids;
+    size_t n, cap;
+} id_list;
+
+/* Tokenizes one piece and appends its ids; AT (its offset in the text)
+ * places an error. */
+static rk_status encode_piece(id_list *l, const char *s, size_t len, size_t at)
+{
+    int32_t *ids;
+    size_t n;
+    if (rk_tok_encode(l->tok, s, len, &ids, &n) != RK_OK)
+        return rk_fail(RK_EINVAL, "%s, counting from byte %zu", rk_last_error(), at);
+    if (l->n + n > l->cap) {
+        const size_t cap = 2 * (l->n + n);
+        int32_t *grown = realloc(l->ids, cap * sizeof *grown);
+        if (!grown) {
+            free(ids);
+            return rk_fail(RK_ENOMEM, "out of memory for %zu token ids", cap);
+        }
+        l->ids = grown;
+        l->cap = cap;
+    }
+    memcpy(l->ids + l->n, ids, n * sizeof *ids);
+    l->n += n;
+    free(ids);
+    return RK_OK;
+}
+
+/* Bytes before a piece may end; a tokenizer that cannot be cut takes the
+ * text whole. */
+static size_t piece_bytes(const rk_tokenizer *tok)
+{
+    return rk_tok_splits_at_spaces(tok) ? TOKENIZE_PIECE : SIZE_MAX;
+}
+
+rk_status cli_tokenize_text(const rk_tokenizer *tok, const char *text, size_t len, size_t limit,
+                            int32_t **ids, size_t *n)
+{
+    id_list l = {.tok = tok};
+    rk_status st = RK_OK;
+    for (size_t at = 0; st == RK_OK && at < len && (!limit || l.n < limit);) {
+        const size_t end = at + cut_after(text + at, len - at, piece_bytes(tok));
+        st = encode_piece(&l, text + at, end - at, at);
+        at = end;
+    }
+    if (st != RK_OK)
+        free(l.ids);
+    *ids = st == RK_OK ? l.ids : NULL;
+    *n = st == RK_OK ? l.n : 0;
+    return st;
+}
+
+rk_status cli_tokenize_file(const rk_tokenizer *tok, const char *path, size_t limit,
+                            int32_t **ids, size_t *n)
+{
+    int fd;
+    size_t size, have = 0, done = 0;
+    *ids = NULL;
+    *n = 0;
+    rk_status st = rk_open_regular(path, &fd, &size);
     if (st != RK_OK)
         return st;
-    len = rk_text_universal_newlines(data, len);
-    fprintf(stderr, "[tokenize] %s (%zu bytes)\n", path, len);
-    st = rk_tok_encode(tok, data, len, ids, n);
-    free(data);
-    return st;
+    id_list l = {.tok = tok};
+    /* BUF holds what is read and not yet tokenized; a piece is copied to
+     * PIECE for its line ends to be rewritten. */
+    char *buf = malloc(2 * TOKENIZE_PIECE), *piece = malloc(2 * TOKENIZE_PIECE + 1);
+    size_t cap = 2 * TOKENIZE_PIECE;
+    int eof = 0;
+    if (!buf || !piece)
+        st = rk_fail(RK_ENOMEM, "out of memory reading %s", path);
+    while (st == RK_OK && (!limit || l.n < limit) && !(eof && have == 0)) {
+        const size_t cut = eof ? have : cut_after(buf, have, piece_bytes(tok));
+        if (cut < have || eof) {
+            memcpy(piece, buf, cut);
+            st = encode_piece(&l, piece, rk_text_universal_newlines(piece, cut), done);
+            memmove(buf, buf + cut, have - cut);
+            have -= cut;
+            done += cut;
+            continue;
+        }
+        /* No cut yet: a long line without "a b" grows the buffer. */
+        if (cap - have < TOKENIZE_PIECE) {
+            char *b = realloc(buf, 2 * cap), *p = realloc(piece, 2 * cap + 1);
+            buf = b ? b : buf;
+            piece = p ? p : piece;
+            if (!b || !p) {
+                st = rk_fail(RK_ENOMEM, "out of memory reading %s", path);
+                break;
+            }
+            cap *= 2;
+        }
+        const ssize_t got = read(fd, buf + have, cap - have);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            st = rk_fail(RK_EIO, "cannot read %s: %s", path, strerror(errno));
+        eof = got == 0;
+        have += got > 0 ? (size_t)got : 0;
+    }
+    close(fd);
+    free(buf);
+    free(piece);
+    if (st != RK_OK) {
+        free(l.ids);
+        return rk_fail(st, "%s: %s", path, rk_last_error());
+    }
+    fprintf(stderr, "[tokenize] %s: %zu tokens from %zu of its %zu bytes\n", path, l.n, done,
+            size);
+    *ids = l.ids;
+    *n = l.n;
+    return RK_OK;
 }
 
 /* Reads up to RK_MAX_LAYERS integers from PATH. */
 static int read_budgets(const char *path, int *out)
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        cli_usage_error("--kv-budgets: cannot open %s", path);
+    char *text;
+    size_t len;
+    if (rk_read_file(path, (size_t)1 << 20, &text, &len) != RK_OK)
+        cli_usage_error("--kv-budgets: %s", rk_last_error());
     int n = 0;
-    char word[64];
-    while (fscanf(f, "%63s", word) == 1) {
-        if (n == RK_MAX_LAYERS) {
-            fclose(f);
+    for (char *word = strtok(text, " \t\r\n"); word; word = strtok(NULL, " \t\r\n")) {
+        if (n == RK_MAX_LAYERS)
             cli_usage_error("--kv-budgets: %s has more than %d entries", path, RK_MAX_LAYERS);
-        }
         char *end;
         errno = 0;
         long v = strtol(word, &end, 10);
-        if (errno || *end || v < 0 || v > (1 << 24)) {
-            fclose(f);
-            cli_usage_error("--kv-budgets: entry %d of %s is '%s', not a budget", n + 1, path,
-                            word);
-        }
+        if (errno || *end || v < 0 || v > (1 << 24))
+            cli_usage_error("--kv-budgets: entry %d of %s is '%.60s', not a budget", n + 1,
+                            path, word);
         out[n++] = (int)v;
     }
-    fclose(f);
+    free(text);
     if (n == 0)
         cli_usage_error("--kv-budgets: %s holds no budgets", path);
     return n;
 }
 
-int cli_kv_option(cli_kv *kv, int code, const char *arg)
+void cli_kv_option(cli_kv *kv, int code, const char *arg)
 {
     rk_kv_options *o = &kv->opt;
     switch (code) {
     case CLI_KV_METHOD: o->method = arg; break;
     case CLI_KV_BUDGET: o->average = (int)cli_int("--kv-budget", arg, 1, 1 << 24); break;
-    case CLI_KV_BUDGETS: o->n_budgets = read_budgets(arg, kv->budgets); break;
+    case CLI_KV_BUDGETS: o->n_budgets = read_budgets(cli_input(arg), kv->budgets); break;
     case CLI_KV_WINDOW: o->window = (int)cli_int("--kv-window", arg, 1, 1 << 20); break;
     case CLI_KV_POOL: o->pool = (int)cli_int("--kv-pool", arg, 1, 1023); break;
     case CLI_KV_SINKS: o->sinks = (int)cli_int("--kv-sinks", arg, 1, 1 << 20); break;
@@ -226,9 +732,7 @@ int cli_kv_option(cli_kv *kv, int code, const char *arg)
     case CLI_KV_POWER: o->rank.power = cli_double("--rank-power", arg, 1e-3, 64); break;
     case CLI_KV_TIERS: o->rank.tiers = (int)cli_int("--rank-tiers", arg, 1, RK_MAX_LAYERS); break;
     case CLI_KV_SEED: o->rank.seed = (unsigned)cli_int("--rank-seed", arg, 1, 0x7fffffff); break;
-    default: return 0;
     }
-    return 1;
 }
 
 rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers)

@@ -50,6 +50,7 @@ static const char usage[] =
     "  --target cpu|cuda    where to run (default cpu)\n"
     "  --json FILE          results as JSON (device, commit, command, rows)\n"
     "  --markdown FILE      the table as markdown\n"
+    "                       ('-' for either: standard output, after the table)\n"
     "  -h, --help           this text\n"
     "KV tuning options of every tool (--kv-window, --rank-temperature, ...) apply to\n"
     "every row; --kv and --kv-budget are --rows and --budget here.\n";
@@ -57,7 +58,7 @@ static const char usage[] =
 enum { MAX_DATASETS = 8, MAX_ROWS = 16, MAX_BUDGETS = 8 };
 
 typedef struct {
-    char name[64];
+    const char *name;
     const char *label;
     double ppl[MAX_DATASETS], dnll[MAX_DATASETS], dnll_se[MAX_DATASETS];
     int have_dnll[MAX_DATASETS];
@@ -99,7 +100,7 @@ int main(int argc, char **argv)
 {
     cli_init("rankkv-compare");
     const char *model = RK_DEFAULT_MODEL, *target = "cpu", *json_path = NULL, *md_path = NULL;
-    char rows_arg[1024] = DEFAULT_ROWS, budget_arg[256] = "256,512,1024";
+    const char *rows_arg = DEFAULT_ROWS, *budget_arg = "256,512,1024";
     int context = 2048, tail = 256, max_windows = 16, prompt_tokens = 0, new_tokens = 128;
     int repeats = 3, n_sets = 0;
     harness_dataset sets[MAX_DATASETS];
@@ -123,7 +124,7 @@ int main(int argc, char **argv)
                                              CLI_KV_LONGOPTS,
                                              {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, longopts)) != -1) {
         switch (c) {
         case MODEL: model = optarg; break;
         case DATASET:
@@ -131,8 +132,8 @@ int main(int argc, char **argv)
                 cli_usage_error("at most %d datasets", MAX_DATASETS);
             sets[n_sets++] = harness_dataset_arg(optarg);
             break;
-        case ROWS: snprintf(rows_arg, sizeof rows_arg, "%s", optarg); break;
-        case BUDGET: snprintf(budget_arg, sizeof budget_arg, "%s", optarg); break;
+        case ROWS: rows_arg = optarg; break;
+        case BUDGET: budget_arg = optarg; break;
         case CONTEXT: context = (int)cli_int("--context", optarg, 2, 1 << 20); break;
         case TAIL: tail = (int)cli_int("--tail", optarg, 1, 1 << 20); break;
         case MAXW: max_windows = (int)cli_int("--max-windows", optarg, 1, 1 << 20); break;
@@ -140,12 +141,10 @@ int main(int argc, char **argv)
         case NEW: new_tokens = (int)cli_int("--new-tokens", optarg, 2, 1 << 20); break;
         case REPEATS: repeats = (int)cli_int("--repeats", optarg, 1, HARNESS_MAX_REPEATS); break;
         case TARGET: target = optarg; break;
-        case JSON: json_path = optarg; break;
-        case MD: md_path = optarg; break;
+        case JSON: json_path = cli_output("--json", optarg, CLI_STDOUT); break;
+        case MD: md_path = cli_output("--markdown", optarg, CLI_STDOUT); break;
         case 'h': fputs(usage, stdout); return 0;
-        default:
-            if (!cli_kv_option(&kv, c, optarg))
-                cli_usage_error("unknown option");
+        default: cli_kv_option(&kv, c, optarg);
         }
     }
     if (optind < argc)
@@ -160,14 +159,12 @@ int main(int argc, char **argv)
     const int n_budgets = harness_split_list("--budget", budget_arg, budget_words, MAX_BUDGETS);
     for (int i = 0; i < n_budgets; i++)
         budgets[i] = (int)cli_int("--budget", budget_words[i], 1, 1 << 20);
-    const rk_ops *ops = rk_target_find(target);
-    if (!ops)
-        cli_die();
+    free(budget_words[0]);
+    const rk_ops *ops = cli_target(target);
+    cli_check_paths(model);
     char path[4096];
     rk_config cfg;
-    snprintf(path, sizeof path, "%s/config.json", model);
-    if (rk_config_load(path, &cfg) != RK_OK)
-        cli_die();
+    cli_model_config(model, &cfg);
     const int eval_prompt = context - tail;
     if (!prompt_tokens)
         prompt_tokens = eval_prompt;
@@ -193,7 +190,7 @@ int main(int argc, char **argv)
                                          .kv_dtype = ops->kv_dtype};
             cli_kv_limits(&one, model, &cfg, ops, &limits[n_rows]);
             cli_check_plan(&cfg, ops, &limits[n_rows]);
-            snprintf(res[n_rows].name, sizeof res[n_rows].name, "%s", row_names[i]);
+            res[n_rows].name = row_names[i];
             res[n_rows].budget = full ? 0 : budgets[b];
             res[n_rows].full = full;
             n_rows++;
@@ -201,8 +198,8 @@ int main(int argc, char **argv)
 
     rk_tokenizer *tok = NULL;
     if (n_sets) {
-        snprintf(path, sizeof path, "%s/tokenizer.json", model);
-        if (rk_tok_load(path, &tok) != RK_OK)
+        cli_fmt(path, sizeof path, "%s/tokenizer.json", model);
+        if (rk_tok_load(path, &tok) != RK_OK || rk_tok_check_vocab(tok, cfg.vocab) != RK_OK)
             cli_die();
     }
     for (int s = 0; s < n_sets; s++)
@@ -226,8 +223,8 @@ int main(int argc, char **argv)
             cli_die();
         ops->device_name(m->ctx, device, sizeof device);
         char label[128];
-        snprintf(label, sizeof label, "[compare %d/%d] %.63s %d", r + 1, n_rows, o->name,
-                 o->budget);
+        cli_fmt(label, sizeof label, "[compare %d/%d] %.63s %d", r + 1, n_rows, o->name,
+                o->budget);
         for (int s = 0; s < n_sets; s++) {
             harness_row row;
             harness_run_dataset(m, &sets[s], context, tail, label, row_nll, &row);
@@ -259,46 +256,46 @@ int main(int argc, char **argv)
         rk_model_free(m);
     }
 
-    /* The table: stdout, and markdown when asked. */
-    char line[2048];
-    FILE *md = md_path ? fopen(md_path, "w") : NULL;
-    if (md_path && !md) {
-        rk_fail(RK_EIO, "cannot write %s", md_path);
-        cli_die();
-    }
-    int len = snprintf(line, sizeof line, "| row | budget |");
+    /* The table: stdout, and the same lines as markdown, written whole at
+     * the end when asked. */
+    cli_str line = {0}, md = {0};
+    cli_str_add(&line, "| row | budget |");
     for (int s = 0; s < n_sets; s++)
-        len += snprintf(line + len, sizeof line - len, " %s PPL | dNLL vs full |", sets[s].name);
-    snprintf(line + len, sizeof line - len,
-             " TTFT ms | TPOT ms | prefill tok/s | decode tok/s | KV MB (used) | peak MB |");
-    printf("%s\n", line);
-    if (md) {
-        fprintf(md, "%s\n|---|---|", line);
-        for (int s = 0; s < n_sets; s++)
-            fprintf(md, "---|---|");
-        fprintf(md, "---|---|---|---|---|---|\n");
-    }
+        cli_str_add(&line, " %s PPL | dNLL vs full |", sets[s].name);
+    cli_str_add(&line,
+                " TTFT ms | TPOT ms | prefill tok/s | decode tok/s | KV MB (used) | peak MB |");
+    printf("%s\n", line.s);
+    cli_str_add(&md, "%s\n|---|---|", line.s);
+    for (int s = 0; s < n_sets; s++)
+        cli_str_add(&md, "---|---|");
+    cli_str_add(&md, "---|---|---|---|---|---|\n");
     for (int r = 0; r < n_rows; r++) {
         const row_result *o = &res[r];
-        len = o->full ? snprintf(line, sizeof line, "| %s | - |", o->name)
-                      : snprintf(line, sizeof line, "| %s | %d |", o->name, o->budget);
+        cli_str_clear(&line);
+        if (o->full)
+            cli_str_add(&line, "| %s | - |", o->name);
+        else
+            cli_str_add(&line, "| %s | %d |", o->name, o->budget);
         for (int s = 0; s < n_sets; s++) {
-            len += snprintf(line + len, sizeof line - len, " %.3f |", o->ppl[s]);
-            len += o->have_dnll[s] ? snprintf(line + len, sizeof line - len, " %+.4f ± %.4f |",
-                                              o->dnll[s], o->dnll_se[s])
-                                   : snprintf(line + len, sizeof line - len, " - |");
+            cli_str_add(&line, " %.3f |", o->ppl[s]);
+            if (o->have_dnll[s])
+                cli_str_add(&line, " %+.4f ± %.4f |", o->dnll[s], o->dnll_se[s]);
+            else
+                cli_str_add(&line, " - |");
         }
-        snprintf(line + len, sizeof line - len, " %.2f | %.3f | %.0f | %.1f | %.1f (%.1f) | %.0f |",
-                 o->ttft_ms, o->tpot_ms, o->prefill_tok_s, o->decode_tok_s, o->kv_mb,
-                 o->kv_used_mb, o->peak_mb);
-        printf("%s\n", line);
-        if (md)
-            fprintf(md, "%s\n", line);
+        cli_str_add(&line, " %.2f | %.3f | %.0f | %.1f | %.1f (%.1f) | %.0f |", o->ttft_ms,
+                    o->tpot_ms, o->prefill_tok_s, o->decode_tok_s, o->kv_mb, o->kv_used_mb,
+                    o->peak_mb);
+        printf("%s\n", line.s);
+        cli_str_add(&md, "%s\n", line.s);
     }
-    if (md) {
-        fclose(md);
-        fprintf(stderr, "[compare] wrote %s\n", md_path);
+    if (md_path) {
+        FILE *f = cli_out_open(md_path);
+        fputs(md.s, f);
+        cli_out_close(f);
     }
+    cli_str_free(&line);
+    cli_str_free(&md);
 
     if (json_path) {
         struct rusage ru;
@@ -330,17 +327,21 @@ int main(int argc, char **argv)
                 for (int l = 0; l < cfg.n_layers; l++)
                     cJSON_AddItemToArray(mb, cJSON_CreateNumber(o->mean_budget[l]));
             }
+            cli_str key = {0};
             for (int s = 0; s < n_sets; s++) {
-                char key[160];
-                snprintf(key, sizeof key, "%s_ppl", sets[s].name);
-                cJSON_AddNumberToObject(x, key, o->ppl[s]);
+                cli_str_clear(&key);
+                cli_str_add(&key, "%s_ppl", sets[s].name);
+                cJSON_AddNumberToObject(x, key.s, o->ppl[s]);
                 if (o->have_dnll[s]) {
-                    snprintf(key, sizeof key, "%s_nll_minus_full", sets[s].name);
-                    cJSON_AddNumberToObject(x, key, o->dnll[s]);
-                    snprintf(key, sizeof key, "%s_nll_minus_full_se", sets[s].name);
-                    cJSON_AddNumberToObject(x, key, o->dnll_se[s]);
+                    cli_str_clear(&key);
+                    cli_str_add(&key, "%s_nll_minus_full", sets[s].name);
+                    cJSON_AddNumberToObject(x, key.s, o->dnll[s]);
+                    cli_str_clear(&key);
+                    cli_str_add(&key, "%s_nll_minus_full_se", sets[s].name);
+                    cJSON_AddNumberToObject(x, key.s, o->dnll_se[s]);
                 }
             }
+            cli_str_free(&key);
             cJSON_AddNumberToObject(x, "ttft_ms", o->ttft_ms);
             cJSON_AddNumberToObject(x, "tpot_ms", o->tpot_ms);
             cJSON_AddNumberToObject(x, "prefill_tok_s", o->prefill_tok_s);
@@ -360,6 +361,7 @@ int main(int argc, char **argv)
     }
     free(prompt);
     free(row_nll);
+    free(row_names[0]);
     if (tok)
         rk_tok_free(tok);
     return 0;

@@ -22,10 +22,11 @@ static const char usage[] =
     "Perplexity of the last T tokens of each C-token window, scored one token at\n"
     "a time through the decode step after a prefill of the first C - T, which\n"
     "the KV method compresses to its budget. PATH is a text file or a directory\n"
-    "whose *.txt files are the documents; each document is cut into\n"
-    "non-overlapping windows, taken evenly from the documents (at most\n"
-    "ceil(N / documents) each, in file-name order). One row per dataset x\n"
-    "method x budget.\n"
+    "whose *.txt files are the documents (other entries are named on stderr as\n"
+    "skipped); each document is cut into non-overlapping windows, taken evenly\n"
+    "from the documents (at most ceil(N / documents) each, in file-name order),\n"
+    "and only the text they need is tokenized. One row per dataset x method x\n"
+    "budget.\n"
     "\n"
     "  --model DIR          model directory (default: " RK_DEFAULT_MODEL ")\n"
     "  --dataset NAME=PATH  a dataset (repeatable, up to 8)\n"
@@ -39,7 +40,8 @@ static const char usage[] =
     "                       NLL difference from it on the same windows\n"
     CLI_KV_HELP
     "  --target cpu|cuda    where to run (default cpu)\n"
-    "  --json FILE          also write the results as JSON\n"
+    "  --json FILE          also write the results as JSON ('-': standard output,\n"
+    "                       after the table)\n"
     "  -h, --help           this text\n"
     "Progress goes to stderr; the table to stdout.\n";
 
@@ -49,7 +51,7 @@ int main(int argc, char **argv)
 {
     cli_init("rankkv-eval");
     const char *model = RK_DEFAULT_MODEL, *target = "cpu", *json_path = NULL;
-    char method_arg[1024] = "full", budget_arg[1024] = "128,256,512,1024";
+    const char *method_arg = "full", *budget_arg = "128,256,512,1024";
     int context = 2048, tail = 256, max_windows = 16, n_sets = 0;
     harness_dataset sets[MAX_DATASETS];
     cli_kv kv = {0};
@@ -67,7 +69,7 @@ int main(int argc, char **argv)
                                              CLI_KV_LONGOPTS,
                                              {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, longopts)) != -1) {
         switch (c) {
         case MODEL: model = optarg; break;
         case DATASET:
@@ -78,14 +80,12 @@ int main(int argc, char **argv)
         case CONTEXT: context = (int)cli_int("--context", optarg, 2, 1 << 20); break;
         case TAIL: tail = (int)cli_int("--tail", optarg, 1, 1 << 20); break;
         case MAXW: max_windows = (int)cli_int("--max-windows", optarg, 1, 1 << 20); break;
-        case METHOD: snprintf(method_arg, sizeof method_arg, "%s", optarg); break;
-        case BUDGET: snprintf(budget_arg, sizeof budget_arg, "%s", optarg); break;
+        case METHOD: method_arg = optarg; break;
+        case BUDGET: budget_arg = optarg; break;
         case TARGET: target = optarg; break;
-        case JSON: json_path = optarg; break;
+        case JSON: json_path = cli_output("--json", optarg, CLI_STDOUT); break;
         case 'h': fputs(usage, stdout); return 0;
-        default:
-            if (!cli_kv_option(&kv, c, optarg))
-                cli_usage_error("unknown option");
+        default: cli_kv_option(&kv, c, optarg);
         }
     }
     if (optind < argc)
@@ -102,16 +102,14 @@ int main(int argc, char **argv)
     const int n_budgets = harness_split_list("--budget", budget_arg, budget_words, MAX_LIST);
     for (int i = 0; i < n_budgets; i++)
         budgets[i] = (int)cli_int("--budget", budget_words[i], 1, 1 << 20);
-    const rk_ops *ops = rk_target_find(target);
-    if (!ops)
-        cli_die();
+    free(budget_words[0]);
+    const rk_ops *ops = cli_target(target);
+    cli_check_paths(model);
 
     char path[4096];
     rk_config cfg;
     rk_tokenizer *tok;
-    snprintf(path, sizeof path, "%s/config.json", model);
-    if (rk_config_load(path, &cfg) != RK_OK)
-        cli_die();
+    cli_model_config(model, &cfg);
     if (context > cfg.max_pos) {
         rk_fail(RK_ELIMIT, "a context of %d exceeds the model's max_position_embeddings %d",
                 context, cfg.max_pos);
@@ -136,8 +134,8 @@ int main(int argc, char **argv)
             cli_kv_limits(&one, model, &cfg, ops, &limits[n_rows]);
             cli_check_plan(&cfg, ops, &limits[n_rows++]);
         }
-    snprintf(path, sizeof path, "%s/tokenizer.json", model);
-    if (rk_tok_load(path, &tok) != RK_OK)
+    cli_fmt(path, sizeof path, "%s/tokenizer.json", model);
+    if (rk_tok_load(path, &tok) != RK_OK || rk_tok_check_vocab(tok, cfg.vocab) != RK_OK)
         cli_die();
     double *row_nll = malloc((size_t)max_windows * sizeof(double));
     if (!row_nll) {
@@ -161,19 +159,21 @@ int main(int argc, char **argv)
         ops->device_name(m->ctx, device, sizeof device);
         const double kv_mb = (double)m->kv_bytes / 1048576.0;
         char label[160];
-        snprintf(label, sizeof label, "[eval %d/%d] %s %d", r + 1, n_rows, row_method[r],
-                 pol->average);
+        cli_fmt(label, sizeof label, "[eval %d/%d] %s %d", r + 1, n_rows, row_method[r],
+                pol->average);
         for (int s = 0; s < n_sets; s++) {
             harness_row row;
             harness_run_dataset(m, &sets[s], context, tail, label, row_nll, &row);
             const harness_tally t = row.t;
             const double ppl = exp(t.nll / t.scored), ttft = 1e3 * t.prefill_s / t.windows,
                          tpot = 1e3 * t.decode_s / (t.steps ? t.steps : 1);
-            char dcol[40] = "-";
+            cli_str dcol = {0};
             if (row.have_diff)
-                snprintf(dcol, sizeof dcol, "%+.4f±%.4f", row.d_mean, row.d_se);
+                cli_str_add(&dcol, "%+.4f±%.4f", row.d_mean, row.d_se);
             printf("%-12s %-13s %7d %8ld %8ld %9.4f %17s %9.3f %9.2f %9.3f\n", sets[s].name,
-                   row_method[r], pol->average, t.windows, t.scored, ppl, dcol, kv_mb, ttft, tpot);
+                   row_method[r], pol->average, t.windows, t.scored, ppl,
+                   row.have_diff ? dcol.s : "-", kv_mb, ttft, tpot);
+            cli_str_free(&dcol);
             fflush(stdout);
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "dataset", sets[s].name);
@@ -222,6 +222,7 @@ int main(int argc, char **argv)
         free((char *)sets[s].name);
     }
     free(row_nll);
+    free(methods[0]);
     rk_tok_free(tok);
     return 0;
 }

@@ -78,11 +78,11 @@ static options parse(int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, longopts)) != -1) {
         switch (c) {
         case MODEL: o.model = optarg; break;
         case PROMPT: o.prompt = optarg; break;
-        case PROMPT_FILE: o.prompt_file = optarg; break;
+        case PROMPT_FILE: o.prompt_file = cli_input(optarg); break;
         case MAX_NEW: o.max_new = (int)cli_int("--max-new-tokens", optarg, 1, 1 << 20); break;
         case MAX_CTX: o.max_context = (int)cli_int("--max-context", optarg, 2, 1 << 20); break;
         case CHUNK: o.chunk = (int)cli_int("--chunk", optarg, 1, 1 << 16); break;
@@ -96,9 +96,7 @@ static options parse(int argc, char **argv)
         case JSON: o.json = 1; break;
         case QUIET: o.quiet = 1; break;
         case 'h': fputs(usage, stdout); exit(0);
-        default:
-            if (!cli_kv_option(&o.kv, c, optarg))
-                cli_usage_error("unknown option");
+        default: cli_kv_option(&o.kv, c, optarg);
         }
     }
     if (optind < argc)
@@ -151,22 +149,19 @@ int main(int argc, char **argv)
 {
     cli_init("rankkv-generate");
     options o = parse(argc, argv);
-    const rk_ops *ops = rk_target_find(o.target);
-    if (!ops)
-        cli_die();
+    const rk_ops *ops = cli_target(o.target);
+    cli_check_paths(o.model);
 
     char path[4096];
     rk_config cfg;
-    snprintf(path, sizeof path, "%s/config.json", o.model);
-    if (rk_config_load(path, &cfg) != RK_OK)
-        cli_die();
+    cli_model_config(o.model, &cfg);
     rk_limits lim = limits_for(&o, &cfg, ops);
     if (o.print_plan)
         cli_print_plan(o.model, ops, &lim);
 
     rk_tokenizer *tok;
-    snprintf(path, sizeof path, "%s/tokenizer.json", o.model);
-    if (rk_tok_load(path, &tok) != RK_OK)
+    cli_fmt(path, sizeof path, "%s/tokenizer.json", o.model);
+    if (rk_tok_load(path, &tok) != RK_OK || rk_tok_check_vocab(tok, cfg.vocab) != RK_OK)
         cli_die();
     char *file_prompt = NULL;
     size_t prompt_len = strlen(o.prompt);
@@ -175,15 +170,18 @@ int main(int argc, char **argv)
     const char *prompt_text = file_prompt ? file_prompt : o.prompt;
     int32_t *prompt;
     size_t n_prompt;
-    if (rk_tok_encode(tok, prompt_text, prompt_len, &prompt, &n_prompt) != RK_OK)
+    /* Tokenized only until it is too long: a huge prompt is refused at once. */
+    if (cli_tokenize_text(tok, prompt_text, prompt_len, (size_t)lim.max_prompt + 1, &prompt,
+                          &n_prompt) != RK_OK)
         cli_die();
     if (n_prompt == 0)
         cli_usage_error("the prompt is empty");
     if (n_prompt > (size_t)lim.max_prompt) {
         rk_fail(RK_ELIMIT,
-                "the prompt has %zu tokens; the plan allows %d (--max-context %d minus "
+                "the prompt has more than %d tokens; the plan allows %d (--max-context %d minus "
                 "--max-new-tokens %d)",
-                n_prompt, lim.max_prompt, lim.max_prompt + lim.max_new_tokens, lim.max_new_tokens);
+                lim.max_prompt, lim.max_prompt, lim.max_prompt + lim.max_new_tokens,
+                lim.max_new_tokens);
         cli_die();
     }
 

@@ -1,10 +1,13 @@
 #include "harness.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "sampler.h"
@@ -16,35 +19,86 @@ harness_dataset harness_dataset_arg(const char *arg)
     if (!eq || eq == arg || !eq[1])
         cli_usage_error("--dataset wants NAME=PATH, got '%s'", arg);
     /* A copy of the name: argv is recorded with the results as given. */
-    return (harness_dataset){.name = strndup(arg, (size_t)(eq - arg)), .path = eq + 1};
+    return (harness_dataset){.name = strndup(arg, (size_t)(eq - arg)), .path = cli_input(eq + 1)};
 }
 
-static int by_name(const void *a, const void *b) { return strcmp(a, b); }
-
-/* The documents of a dataset: PATH itself, or the sorted *.txt files in it. */
-static int list_documents(const char *path, char docs[][4096])
+static int by_name(const void *a, const void *b)
 {
-    DIR *d = opendir(path);
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Why the directory entry PATH is not a document, or NULL when it is one. */
+static const char *not_a_document(const char *path)
+{
+    const size_t len = strlen(path);
+    struct stat sb;
+    if (len < 5 || strcmp(path + len - 4, ".txt") != 0)
+        return "not a .txt file";
+    if (stat(path, &sb) != 0)
+        return rk_open_error(path, errno);
+    if (!S_ISREG(sb.st_mode))
+        return "not a regular file";
+    if (access(path, R_OK) != 0)
+        return strerror(errno);
+    return NULL;
+}
+
+/* The documents of SET (malloc'd paths): its path, or the .txt files in
+ * that directory sorted by name; *N their count. */
+static char **list_documents(const harness_dataset *set, int *n)
+{
+    char **docs = NULL;
+    int cap = 0;
+    *n = 0;
+    DIR *d = opendir(set->path);
     if (!d) {
-        snprintf(docs[0], 4096, "%s", path);
-        return 1;
+        /* A file, or a path whose reader will say what is wrong with it. */
+        if (!(docs = malloc(sizeof *docs)) || !(docs[0] = strdup(set->path))) {
+            rk_fail(RK_ENOMEM, "out of memory");
+            cli_die();
+        }
+        *n = 1;
+        return docs;
     }
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < HARNESS_MAX_DOCS) {
-        size_t len = strlen(e->d_name);
-        if (len > 4 && strcmp(e->d_name + len - 4, ".txt") == 0)
-            snprintf(docs[n++], 4096, "%s/%s", path, e->d_name);
+    cli_str path = {0};
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **grown = realloc(docs, (size_t)cap * sizeof *docs);
+            if (!grown) {
+                rk_fail(RK_ENOMEM, "out of memory listing %s", set->path);
+                cli_die();
+            }
+            docs = grown;
+        }
+        cli_str_clear(&path);
+        cli_str_add(&path, "%s/%s", set->path, e->d_name);
+        docs[(*n)++] = path.s;
+        path = (cli_str){0};
     }
     closedir(d);
-    qsort(docs, (size_t)n, sizeof docs[0], by_name);
-    return n;
+    /* readdir's order is the file system's; the promise is file-name order. */
+    qsort(docs, (size_t)*n, sizeof *docs, by_name);
+    int kept = 0;
+    for (int i = 0; i < *n; i++) {
+        const char *why = not_a_document(docs[i]);
+        if (why) {
+            fprintf(stderr, "[dataset %s] skipping %s: %s\n", set->name, docs[i], why);
+            free(docs[i]);
+        } else {
+            docs[kept++] = docs[i];
+        }
+    }
+    *n = kept;
+    return docs;
 }
 
 void harness_load_windows(const rk_tokenizer *tok, harness_dataset *set, int context, int max)
 {
-    static char docs[HARNESS_MAX_DOCS][4096];
-    const int n_docs = list_documents(set->path, docs);
+    int n_docs;
+    char **docs = list_documents(set, &n_docs);
     if (n_docs == 0) {
         rk_fail(RK_EIO, "dataset %s: no .txt documents in %s", set->name, set->path);
         cli_die();
@@ -59,19 +113,22 @@ void harness_load_windows(const rk_tokenizer *tok, harness_dataset *set, int con
     /* Windows come evenly from the documents, so that one long book does
      * not stand for the whole set. */
     const int per_doc = (max + n_docs - 1) / n_docs;
-    for (int d = 0; d < n_docs && set->n_windows < max; d++) {
+    for (int d = 0; d < n_docs; d++) {
+        const int want = per_doc < max - set->n_windows ? per_doc : max - set->n_windows;
         int32_t *ids;
         size_t n;
-        if (cli_tokenize_file(tok, docs[d], &ids, &n) != RK_OK)
-            cli_die();
-        const int first = set->n_windows;
-        for (size_t w = 0; w + (size_t)context <= n && set->n_windows < max &&
-                           set->n_windows - first < per_doc;
-             w += context)
-            memcpy(set->windows + (size_t)set->n_windows++ * context, ids + w,
-                   (size_t)context * sizeof(int32_t));
-        free(ids);
+        if (want > 0) {
+            if (cli_tokenize_file(tok, docs[d], (size_t)want * context, &ids, &n) != RK_OK)
+                cli_die();
+            for (size_t w = 0; w + (size_t)context <= n && w / context < (size_t)want;
+                 w += context)
+                memcpy(set->windows + (size_t)set->n_windows++ * context, ids + w,
+                       (size_t)context * sizeof(int32_t));
+            free(ids);
+        }
+        free(docs[d]);
     }
+    free(docs);
     if (set->n_windows == 0) {
         rk_fail(RK_EINVAL, "dataset %s has no document of %d tokens", set->name, context);
         cli_die();
@@ -92,7 +149,12 @@ static double score_window(rk_model *m, const int32_t *win, int context, int tai
     double t1 = rk_now();
     double nll = 0;
     for (int i = 0; i < tail; i++) {
-        nll += rk_nll(rk_model_logits(m, 0), V, win[prompt + i]);
+        double token_nll;
+        if (rk_nll(rk_model_logits(m, 0), V, win[prompt + i], &token_nll) != RK_OK) {
+            rk_fail(RK_EINVAL, "position %d of a window: %s", prompt + i, rk_last_error());
+            cli_die();
+        }
+        nll += token_nll;
         if (i + 1 < tail && rk_model_forward(m, &win[prompt + i], 1) != RK_OK)
             cli_die();
     }
@@ -146,16 +208,24 @@ void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tai
     }
 }
 
-int harness_split_list(const char *flag, char *list, char **out, int max)
+int harness_split_list(const char *flag, const char *list, char **out, int max)
 {
+    /* Without its leading commas, so that the first word starts the copy. */
+    char *copy = strdup(list + strspn(list, ","));
+    if (!copy) {
+        rk_fail(RK_ENOMEM, "out of memory");
+        cli_die();
+    }
     int n = 0;
-    for (char *w = strtok(list, ","); w; w = strtok(NULL, ",")) {
+    for (char *w = strtok(copy, ","); w; w = strtok(NULL, ",")) {
         if (n == max)
             cli_usage_error("%s takes at most %d entries", flag, max);
         out[n++] = w;
     }
-    if (n == 0)
+    if (n == 0) {
+        free(copy);
         cli_usage_error("%s is empty", flag);
+    }
     return n;
 }
 

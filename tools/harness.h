@@ -10,7 +10,7 @@
 #include "model.h"
 #include "tokenizer.h"
 
-enum { HARNESS_MAX_DOCS = 256, HARNESS_MAX_REPEATS = 50 };
+enum { HARNESS_MAX_REPEATS = 50 };
 
 typedef struct {
     const char *name, *path;
@@ -34,12 +34,14 @@ typedef struct {
 } harness_row;
 
 /* Parses NAME=PATH (a text file, or a directory whose *.txt files are the
- * documents); a usage error otherwise. */
+ * documents) and registers PATH as an input; a usage error otherwise. */
 harness_dataset harness_dataset_arg(const char *arg);
 
 /* Cuts the dataset's documents into non-overlapping windows of CONTEXT
  * tokens, up to MAX, taken evenly from the documents (at most
- * ceil(MAX / documents) each, in file-name order). */
+ * ceil(MAX / documents) each, in file-name order), tokenizing only what
+ * those windows need. A directory's entries that are not readable .txt
+ * files are named on stderr as skipped. */
 void harness_load_windows(const rk_tokenizer *tok, harness_dataset *set, int context, int max);
 
 /* Every window of SET through harness_score_window on M, progress on
@@ -50,9 +52,10 @@ void harness_load_windows(const rk_tokenizer *tok, harness_dataset *set, int con
 void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tail,
                          const char *label, double *row_nll, harness_row *out);
 
-/* Splits a comma-separated LIST (modified) into at most MAX words; a usage
- * error naming FLAG when it is empty or longer. */
-int harness_split_list(const char *flag, char *list, char **out, int max);
+/* Splits a copy of the comma-separated LIST into at most MAX words; a usage
+ * error naming FLAG when it is empty or longer. OUT[0] is the start of the
+ * copy: free it when the words are no longer needed. */
+int harness_split_list(const char *flag, const char *list, char **out, int max);
 
 /* Greedy generation of NEW_TOKENS after PROMPT[0..n), one warm-up run and
  * REPEATS (≤ HARNESS_MAX_REPEATS) timed ones, progress after LABEL: the

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "cli.h"
 #include "config.h"
@@ -19,6 +20,7 @@ static const char usage[] =
     "usage: rankkv-make-random-model --out DIR [--preset pythia-2.8b] [shape options]\n"
     "Writes DIR/config.json (Pythia key style) and DIR/model.safetensors (F16),\n"
     "with weights drawn from a seeded generator: the same options give the same bytes.\n"
+    "Their size is stated, and checked against the free space, before writing.\n"
     "\n"
     "  --out DIR            output directory (created if missing)\n"
     "  --preset NAME        pythia-2.8b (default), pythia-nano-shape or pythia-mini-shape\n"
@@ -112,11 +114,19 @@ static void write_tensor(const char *name, int ndim, const int64_t *shp, void *a
     }
 }
 
-static void write_text(const char *path, const char *text)
+/* Says how much is about to be written, and refuses before the first byte
+ * when the file system has no room for it. */
+static void announce(const char *dir, const rk_config *cfg, size_t bytes)
 {
-    FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
-        rk_fail(RK_EIO, "cannot write %s: %s", path, strerror(errno));
+    fprintf(stderr, "[random-model] writing %.2f GB of F16 weights to %s (%d layers, hidden %d)\n",
+            bytes / 1e9, dir, cfg->n_layers, cfg->hidden);
+    struct statvfs fs;
+    if (statvfs(dir, &fs) != 0)
+        return;
+    const double free_bytes = (double)fs.f_bavail * fs.f_frsize;
+    if (free_bytes < (double)bytes) {
+        rk_fail(RK_EIO, "%s has %.2f GB free; the model needs %.2f GB", dir, free_bytes / 1e9,
+                bytes / 1e9);
         cli_die();
     }
 }
@@ -136,9 +146,10 @@ int main(int argc, char **argv)
         {"vocab", required_argument, 0, VOCAB},   {"max-pos", required_argument, 0, MAXPOS},
         {"rotary-pct", required_argument, 0, ROT}, {"seed", required_argument, 0, SEED},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
-    shape over = {0};
+    /* A negative rotary_pct: not given (0 is a valid value). */
+    shape over = {.rotary_pct = -1};
     int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, longopts)) != -1) {
         switch (c) {
         case OUT: out = optarg; break;
         case PRESET: preset = optarg; break;
@@ -151,7 +162,6 @@ int main(int argc, char **argv)
         case ROT: over.rotary_pct = cli_double("--rotary-pct", optarg, 0, 1); break;
         case SEED: seed = (uint64_t)cli_int("--seed", optarg, 0, 0x7fffffffL); break;
         case 'h': fputs(usage, stdout); return 0;
-        default: cli_usage_error("unknown option");
         }
     }
     if (optind < argc)
@@ -169,12 +179,12 @@ int main(int argc, char **argv)
     if (over.ffn) s.ffn = over.ffn;
     if (over.vocab) s.vocab = over.vocab;
     if (over.max_pos) s.max_pos = over.max_pos;
-    if (over.rotary_pct > 0) s.rotary_pct = over.rotary_pct;
+    if (over.rotary_pct >= 0) s.rotary_pct = over.rotary_pct;
 
     /* The config goes through the same parser a user's checkpoint does, so
      * an impossible shape is refused before gigabytes are written. */
     char cfg_text[1024];
-    snprintf(cfg_text, sizeof cfg_text,
+    cli_fmt(cfg_text, sizeof cfg_text,
              "{\n  \"architectures\": [\"GPTNeoXForCausalLM\"],\n  \"model_type\": \"gpt_neox\",\n"
              "  \"bos_token_id\": 0,\n  \"eos_token_id\": 0,\n  \"hidden_act\": \"gelu\",\n"
              "  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n  \"layer_norm_eps\": 1e-05,\n"
@@ -192,9 +202,12 @@ int main(int argc, char **argv)
         rk_fail(RK_EIO, "cannot create %s: %s", out, strerror(errno));
         cli_die();
     }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", out);
-    write_text(path, cfg_text);
+    cli_str cfg_path = {0}, st_path = {0};
+    cli_str_add(&cfg_path, "%s/config.json", out);
+    cli_str_add(&st_path, "%s/model.safetensors", out);
+    cli_output("--out's config", cfg_path.s, CLI_FILE_ONLY);
+    cli_output("--out's weights", st_path.s, CLI_FILE_ONLY);
+    cli_check_paths(NULL);
 
     header_state h = {cJSON_CreateObject(), 0};
     cJSON *meta = cJSON_CreateObject();
@@ -204,31 +217,35 @@ int main(int argc, char **argv)
     if (rk_weights_foreach(&cfg, add_to_header, &h) != RK_OK)
         cli_die();
     char *json = cJSON_PrintUnformatted(h.header);
-    size_t hlen = strlen(json), padded = (hlen + 7) / 8 * 8;
-    uint64_t le = padded;
-
-    snprintf(path, sizeof path, "%s/model.safetensors", out);
     data_state *d = calloc(1, sizeof *d);
-    d->f = fopen(path, "wb");
-    d->rng = seed;
-    d->total = h.offset;
-    if (!d->f) {
-        rk_fail(RK_EIO, "cannot write %s: %s", path, strerror(errno));
+    if (!json || !d) {
+        rk_fail(RK_ENOMEM, "out of memory for the safetensors header");
         cli_die();
     }
+    size_t hlen = strlen(json), padded = (hlen + 7) / 8 * 8;
+    uint64_t le = padded;
+    announce(out, &cfg, 8 + padded + h.offset);
+
+    /* Both files are complete before either is renamed into place, so a
+     * failure leaves the directory's earlier model whole. */
+    d->f = cli_out_open(st_path.s);
+    d->rng = seed;
+    d->total = h.offset;
     fwrite(&le, 8, 1, d->f);
     fwrite(json, 1, hlen, d->f);
     for (size_t i = hlen; i < padded; i++)
         fputc(' ', d->f);
-    rk_weights_foreach(&cfg, write_tensor, d);
-    if (d->failed || fclose(d->f) != 0) {
-        rk_fail(RK_EIO, "writing %s failed: %s", path, strerror(errno));
+    if (rk_weights_foreach(&cfg, write_tensor, d) != RK_OK)
         cli_die();
-    }
-    fprintf(stderr, "\n[random-model] wrote %s: %d layers, hidden %d, %.2f GB of F16 weights\n", out,
-            cfg.n_layers, cfg.hidden, h.offset / 1e9);
+    fputc('\n', stderr);
+    FILE *cf = cli_out_open(cfg_path.s);
+    fputs(cfg_text, cf);
+    cli_out_close(d->f);
+    cli_out_close(cf);
     free(json);
     free(d);
+    cli_str_free(&cfg_path);
+    cli_str_free(&st_path);
     cJSON_Delete(h.header);
     return 0;
 }

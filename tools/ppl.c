@@ -15,15 +15,17 @@
 
 static const char usage[] =
     "usage: rankkv-ppl --text FILE [options]\n"
-    "Perplexity of FILE: the whole file is tokenized and cut into non-overlapping\n"
-    "windows; each window of W tokens predicts the W tokens that follow each of\n"
-    "its positions (as goldens.json's ppl_full_cache does). Line ends are read\n"
-    "as Python's text mode reads them: CRLF and CR become LF.\n"
+    "Perplexity of FILE: the file is tokenized (as far as --max-windows needs) and\n"
+    "cut into non-overlapping windows; each window of W tokens predicts the W\n"
+    "tokens that follow each of its positions (as goldens.json's ppl_full_cache\n"
+    "does). Line ends are read as Python's text mode reads them: CRLF and CR\n"
+    "become LF.\n"
     "\n"
     "  --model DIR         model directory (default: " RK_DEFAULT_MODEL ")\n"
     "  --text FILE         text to score (required)\n"
     "  --window W          tokens per window (default 1024)\n"
-    "  --max-windows N     score at most N windows (default: all)\n"
+    "  --max-windows N     score at most N windows (default: all; the JSON's\n"
+    "                      text_tokens then counts the tokens read for them)\n"
     "  --chunk N           prefill chunk (default 256)\n"
     "  --target cpu|cuda   where to run (default cpu)\n"
     "  --json              last stdout line is one JSON object\n"
@@ -48,10 +50,10 @@ int main(int argc, char **argv)
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, longopts)) != -1) {
         switch (c) {
         case MODEL: model = optarg; break;
-        case TEXT: text = optarg; break;
+        case TEXT: text = cli_input(optarg); break;
         case WINDOW: window = (int)cli_int("--window", optarg, 1, 1 << 20); break;
         case MAXW: max_windows = (int)cli_int("--max-windows", optarg, 1, 1 << 30); break;
         case CHUNK: chunk = (int)cli_int("--chunk", optarg, 1, 1 << 16); break;
@@ -59,14 +61,11 @@ int main(int argc, char **argv)
         case JSON: json = 1; break;
         case PLAN: print_plan = 1; break;
         case 'h': fputs(usage, stdout); return 0;
-        default: cli_usage_error("unknown option");
         }
     }
     if (optind < argc)
         cli_usage_error("unexpected argument '%s'", argv[optind]);
-    const rk_ops *ops = rk_target_find(target);
-    if (!ops)
-        cli_die();
+    const rk_ops *ops = cli_target(target);
     /* Every position of a window is scored, so every row keeps its logits. */
     rk_limits lim = {.max_prompt = window, .max_new_tokens = 0,
                      .prefill_chunk = chunk < window ? chunk : window, .kv_dtype = ops->kv_dtype};
@@ -75,18 +74,19 @@ int main(int argc, char **argv)
         cli_print_plan(model, ops, &lim);
     if (!text)
         cli_usage_error("--text FILE is required");
+    cli_check_paths(model);
 
     char path[4096];
     rk_tokenizer *tok;
-    snprintf(path, sizeof path, "%s/tokenizer.json", model);
+    cli_fmt(path, sizeof path, "%s/tokenizer.json", model);
     if (rk_tok_load(path, &tok) != RK_OK)
         cli_die();
     int32_t *ids;
     size_t n_ids;
-    if (cli_tokenize_file(tok, text, &ids, &n_ids) != RK_OK)
-        cli_die();
-
     /* A window needs one token past its end for its last target. */
+    if (cli_tokenize_file(tok, text, max_windows ? (size_t)max_windows * window + 1 : 0, &ids,
+                          &n_ids) != RK_OK)
+        cli_die();
     long windows = n_ids > 1 ? (long)((n_ids - 1) / (size_t)window) : 0;
     if (max_windows && windows > max_windows)
         windows = max_windows;
@@ -96,7 +96,8 @@ int main(int argc, char **argv)
         cli_die();
     }
     rk_model *m;
-    if (rk_model_load(model, ops, &lim, &m) != RK_OK)
+    if (rk_model_load(model, ops, &lim, &m) != RK_OK ||
+        rk_tok_check_vocab(tok, m->cfg.vocab) != RK_OK)
         cli_die();
 
     double nll = 0, t0 = rk_now();
@@ -108,8 +109,16 @@ int main(int argc, char **argv)
             int k = window - i < lim.prefill_chunk ? window - i : lim.prefill_chunk;
             if (rk_model_forward(m, win + i, k) != RK_OK)
                 cli_die();
-            for (int r = 0; r < k; r++)
-                nll += rk_nll(rk_model_logits(m, r), m->cfg.vocab, win[i + r + 1]);
+            for (int r = 0; r < k; r++) {
+                double token_nll;
+                if (rk_nll(rk_model_logits(m, r), m->cfg.vocab, win[i + r + 1], &token_nll) !=
+                    RK_OK) {
+                    rk_fail(RK_EINVAL, "window %ld, position %d: %s", w + 1, i + r,
+                            rk_last_error());
+                    cli_die();
+                }
+                nll += token_nll;
+            }
             scored += k;
         }
         double dt = rk_now() - t0;
@@ -118,6 +127,12 @@ int main(int argc, char **argv)
     }
     fputc('\n', stderr);
     double ppl = exp(nll / scored), secs = rk_now() - t0;
+    /* Finite logits can still be large enough that the mean NLL overflows
+     * exp; JSON would print that as null. */
+    if (!isfinite(ppl)) {
+        rk_fail(RK_EINVAL, "the perplexity overflows (mean NLL %g per token)", nll / scored);
+        cli_die();
+    }
     printf("ppl %.4f over %ld tokens (%ld windows of %d) in %.1f s\n", ppl, scored, windows,
            window, secs);
     if (json) {
