@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kv_budget.h"
+#include "kv_select.h"
 
 const char *rk_kv_method_name(rk_kv_method m)
 {
@@ -22,38 +23,162 @@ int rk_kv_recent(const rk_kv_policy *p, int budget)
     return p->recent > 0 ? p->recent : budget / 2;
 }
 
-int rk_kv_min_budget(const rk_kv_policy *p)
+static int min_of(int a, int b) { return a < b ? a : b; }
+
+/* ---- full cache: every position keeps its row ---- */
+
+static int full_min_budget(const rk_kv_policy *p) { return 0; }
+
+static int full_layer_cap(const rk_kv_policy *p, int budget, int max_prompt, int max_new)
 {
-    switch (p->method) {
-    case RK_KV_SNAPKV: return p->window;
-    case RK_KV_STREAMING: return p->sinks + 1;
-    case RK_KV_H2O: return p->recent > 0 ? p->recent + 1 : 2;
-    case RK_KV_FULL: return 0;
-    }
-    return 0;
+    return max_prompt + max_new;
 }
+
+static int full_rows_after(int rows, int n, int budget, int prompt) { return rows + n; }
+
+/* ---- SnapKV: after the prompt, each head keeps the rows its last
+ * queries (the observation window) attend to most, pooled, plus the window
+ * itself; generated tokens are appended. ---- */
+
+static int snapkv_min_budget(const rk_kv_policy *p) { return p->window; }
+
+static int snapkv_layer_cap(const rk_kv_policy *p, int budget, int max_prompt, int max_new)
+{
+    /* Dynamic budgets are known only once a prompt has run: every layer
+     * reserves the whole prompt. */
+    return (p->dynamic ? max_prompt : min_of(budget, max_prompt)) + max_new;
+}
+
+static int snapkv_rows_after(int rows, int n, int budget, int prompt)
+{
+    return prompt ? min_of(budget, n) : rows + n;
+}
+
+static rk_status gather(const rk_kv_layer_step *s, int keep)
+{
+    s->ops->kv_gather(s->ctx, s->cache, s->prompt, s->mass, s->keep, keep);
+    return RK_OK;
+}
+
+static rk_status snapkv_after_prefill(const rk_kv_policy *p, const rk_kv_layer_step *s)
+{
+    const int window = min_of(p->window, s->n);
+    s->ops->attention_mass(s->ctx, s->mass, s->q, s->prompt, s->zero, s->n, s->n - window, 0);
+    s->ops->kv_keep(s->ctx, s->keep, s->mass.s, s->n, s->cache->heads, s->mass.stride, p->pool,
+                    s->budget, window);
+    return gather(s, min_of(s->budget, s->n));
+}
+
+/* ---- the evicting methods: a cache of budget + 1 rows, the new token's
+ * row freeing one old row per step ---- */
+
+static int evict_layer_cap(const rk_kv_policy *p, int budget, int max_prompt, int max_new)
+{
+    return min_of(budget + 1, max_prompt + max_new);
+}
+
+static int evict_rows_after(int rows, int n, int budget, int prompt)
+{
+    return prompt ? min_of(budget, n) : min_of(rows + n, budget);
+}
+
+/* H2O: heavy hitters (most attention received, accumulated) and the recent
+ * tokens. */
+static int h2o_min_budget(const rk_kv_policy *p) { return p->recent > 0 ? p->recent + 1 : 2; }
+
+static rk_status h2o_after_prefill(const rk_kv_policy *p, const rk_kv_layer_step *s)
+{
+    const int recent = rk_kv_recent(p, s->budget);
+    s->ops->attention_mass(s->ctx, s->mass, s->q, s->prompt, s->zero, s->n, 0, 0);
+    s->ops->kv_keep(s->ctx, s->keep, s->mass.s, s->n, s->cache->heads, s->mass.stride, 1,
+                    s->budget, min_of(recent, s->n));
+    return gather(s, min_of(s->budget, s->n));
+}
+
+static void h2o_after_decode(const rk_kv_policy *p, const rk_kv_layer_step *s)
+{
+    const rk_kv_layer *c = s->cache;
+    s->ops->attention_mass(s->ctx, (rk_kv_scores){c->score, c->cap}, s->q, c, s->row, s->n, 0,
+                           1);
+    s->ops->kv_evict(s->ctx, c, s->pos, s->row, s->budget, 0, rk_kv_recent(p, s->budget));
+}
+
+/* StreamingLLM: the first tokens (attention sinks) and the most recent. */
+static int streaming_min_budget(const rk_kv_policy *p) { return p->sinks + 1; }
+
+static rk_status streaming_after_prefill(const rk_kv_policy *p, const rk_kv_layer_step *s)
+{
+    /* Positions only: the same rows for every head, chosen on the host. */
+    const int keep = min_of(s->budget, s->n), H = s->cache->heads;
+    rk_streaming_select(s->n, s->budget, p->sinks, s->host_keep);
+    for (int h = 1; h < H; h++)
+        memcpy(s->host_keep + (size_t)h * keep, s->host_keep, (size_t)keep * sizeof(int32_t));
+    rk_status st = s->ops->copy_in(s->ctx, s->keep, s->host_keep, (size_t)H * keep * sizeof(int32_t));
+    return st == RK_OK ? gather(s, keep) : st;
+}
+
+static void streaming_after_decode(const rk_kv_policy *p, const rk_kv_layer_step *s)
+{
+    s->ops->kv_evict(s->ctx, s->cache, s->pos, s->row, s->budget, p->sinks, 0);
+}
+
+static const rk_kv_hooks hooks[] = {
+    [RK_KV_FULL] = {full_min_budget, full_layer_cap, full_rows_after, NULL, NULL, 0,
+                    "prompt + new"},
+    [RK_KV_SNAPKV] = {snapkv_min_budget, snapkv_layer_cap, snapkv_rows_after,
+                      snapkv_after_prefill, NULL, 0, "min(budget, prompt) + new"},
+    [RK_KV_H2O] = {h2o_min_budget, evict_layer_cap, evict_rows_after, h2o_after_prefill,
+                   h2o_after_decode, 1, "budget + 1"},
+    [RK_KV_STREAMING] = {streaming_min_budget, evict_layer_cap, evict_rows_after,
+                         streaming_after_prefill, streaming_after_decode, 0, "budget + 1"},
+};
+
+const rk_kv_hooks *rk_kv_hooks_of(const rk_kv_policy *p) { return &hooks[p->method]; }
+
+int rk_kv_compresses(const rk_kv_policy *p) { return rk_kv_hooks_of(p)->after_prefill_layer != NULL; }
+
+int rk_kv_min_budget(const rk_kv_policy *p) { return rk_kv_hooks_of(p)->min_budget(p); }
+
+int rk_kv_rows_used(const rk_kv_policy *p, int l, int prompt, int max_new, int cap)
+{
+    if (p->method != RK_KV_SNAPKV)
+        return cap;
+    return min_of(p->budget[l], prompt) + max_new;
+}
+
+/* How a policy's per-layer budgets are made. */
+typedef enum { BUDGETS_NONE, BUDGETS_UNIFORM, BUDGETS_PYRAMID, BUDGETS_PROFILE, BUDGETS_DYNAMIC } budgets_from;
+
+/* The policies users name: adding one is a row here (and, for a new way of
+ * keeping rows, a method's hooks above and its target ops). */
+static const struct {
+    const char *name;
+    rk_kv_method method;
+    budgets_from budgets;
+} policies[] = {
+    {"full", RK_KV_FULL, BUDGETS_NONE},
+    {"snapkv", RK_KV_SNAPKV, BUDGETS_UNIFORM},
+    {"pyramidkv", RK_KV_SNAPKV, BUDGETS_PYRAMID},
+    {"h2o", RK_KV_H2O, BUDGETS_UNIFORM},
+    {"streamingllm", RK_KV_STREAMING, BUDGETS_UNIFORM},
+    {"rankkv", RK_KV_SNAPKV, BUDGETS_PROFILE},
+    {"rankkv-dynamic", RK_KV_SNAPKV, BUDGETS_DYNAMIC},
+};
 
 rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *out)
 {
     memset(out, 0, sizeof *out);
-    const char *name = opt->method ? opt->method : "full";
-    int pyramid = 0, rankkv = 0;
-    if (strcmp(name, "full") == 0)
-        out->method = RK_KV_FULL;
-    else if (strcmp(name, "snapkv") == 0)
-        out->method = RK_KV_SNAPKV;
-    else if (strcmp(name, "pyramidkv") == 0)
-        out->method = RK_KV_SNAPKV, pyramid = 1;
-    else if (strcmp(name, "h2o") == 0)
-        out->method = RK_KV_H2O;
-    else if (strcmp(name, "streamingllm") == 0)
-        out->method = RK_KV_STREAMING;
-    else if (strcmp(name, "rankkv") == 0)
-        out->method = RK_KV_SNAPKV, rankkv = 1;
-    else if (strcmp(name, "rankkv-dynamic") == 0)
-        out->method = RK_KV_SNAPKV, out->dynamic = 1;
-    else
-        return rk_fail(RK_EINVAL, "unknown KV method '%s' (have: " RK_KV_METHODS ")", name);
+    const char *want = opt->method ? opt->method : "full";
+    size_t i = 0;
+    while (i < sizeof policies / sizeof policies[0] && strcmp(policies[i].name, want) != 0)
+        i++;
+    if (i == sizeof policies / sizeof policies[0])
+        return rk_fail(RK_EINVAL, "unknown KV method '%s' (have: " RK_KV_METHODS ")", want);
+    const char *name = out->name = policies[i].name;
+    out->method = policies[i].method;
+    const budgets_from from = policies[i].budgets;
+    const int pyramid = from == BUDGETS_PYRAMID, rankkv = from == BUDGETS_PROFILE;
+    out->dynamic = from == BUDGETS_DYNAMIC;
     if (opt->window < 0 || opt->pool < 0 || opt->sinks < 0 || opt->recent < 0)
         return rk_fail(RK_EINVAL, "KV window, pool, sinks and recent must not be negative");
     out->window = opt->window ? opt->window : RK_KV_WINDOW;
@@ -109,14 +234,7 @@ rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *
     return rk_budget_uniform(layers, opt->average, min_budget, out->budget);
 }
 
-const char *rk_kv_policy_name(const rk_kv_policy *p)
-{
-    if (p->dynamic)
-        return "rankkv-dynamic";
-    if (p->profile)
-        return "rankkv";
-    return rk_kv_method_name(p->method);
-}
+const char *rk_kv_policy_name(const rk_kv_policy *p) { return p->name ? p->name : "full"; }
 
 rk_status rk_kv_policy_check(const rk_kv_policy *p, int layers, int max_context)
 {

@@ -1,10 +1,17 @@
 /* A KV-cache policy: which method compresses the cache and how many
  * positions each layer keeps. The plan sizes every layer's cache from it,
- * and the forward pass follows it; the same policy drives every target. */
+ * and the forward pass follows it through the method's hooks; the same
+ * policy drives every target.
+ *
+ * A policy users name (snapkv, pyramidkv, rankkv, ...) is an entry of the
+ * table in kv_policy.c: its name, the method that keeps and evicts rows,
+ * and how its per-layer budgets are made. A method is a set of hooks. */
 #ifndef RK_KV_POLICY_H
 #define RK_KV_POLICY_H
 
 #include "config.h"
+#include "kv_cache.h"
+#include "ops.h"
 #include "profile.h"
 #include "rank_budget.h"
 #include "rk_error.h"
@@ -26,6 +33,7 @@ typedef enum {
 #define RK_KV_DYNAMIC_RANK_LEN 1024
 
 typedef struct {
+    const char *name; /* as users named it: kept in plans, records and tables */
     rk_kv_method method;
     int average;               /* layers × average positions in all */
     int budget[RK_MAX_LAYERS]; /* positions each layer keeps after prefill */
@@ -62,12 +70,59 @@ typedef struct {
  * average. */
 rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *out);
 
+/* What a method's hooks get for one layer from the forward pass. */
+typedef struct {
+    const rk_ops *ops;
+    void *ctx;
+    const rk_kv_layer *cache;  /* the layer's cache */
+    const rk_kv_layer *prompt; /* a compressing prefill: the prompt's K/V, rows = positions */
+    const void *q;             /* the queries attention just used */
+    int n;                     /* queries in this call */
+    const void *pos, *row;     /* the step input's pos0 and the layer's row0 */
+    const void *zero;          /* an int32 0 in target memory: pos0 = row0 = 0 */
+    rk_kv_scores mass;         /* scratch: each prompt row's attention mass */
+    int32_t *keep;             /* scratch: the rows to keep, in target memory */
+    int32_t *host_keep;        /* host staging for rows chosen on the host */
+    int budget;                /* the layer's */
+} rk_kv_layer_step;
+
+typedef struct {
+    /* The fewest positions a layer may keep. */
+    int (*min_budget)(const rk_kv_policy *p);
+    /* Rows a layer's cache needs for BUDGET, prompts of up to MAX_PROMPT
+     * tokens and MAX_NEW after them. */
+    int (*layer_cap)(const rk_kv_policy *p, int budget, int max_prompt, int max_new);
+    /* Rows in use after a call of N tokens on a cache of ROWS; PROMPT: the
+     * call is a compressing prefill. */
+    int (*rows_after)(int rows, int n, int budget, int prompt);
+    /* After a compressing prefill's attention in a layer: the rows to keep,
+     * moved into the layer's cache with their positions (NULL: none). */
+    rk_status (*after_prefill_layer)(const rk_kv_policy *p, const rk_kv_layer_step *s);
+    /* After a decode step's attention in a layer (NULL: nothing). A method
+     * that has it takes one token per step. */
+    void (*after_decode_attention)(const rk_kv_policy *p, const rk_kv_layer_step *s);
+    /* Its caches keep each row's accumulated attention. */
+    int keeps_scores;
+    /* layer_cap in words, for printed plans. */
+    const char *cap_rule;
+} rk_kv_hooks;
+
+/* Whether P compresses the prompt (every policy but the full cache). */
+int rk_kv_compresses(const rk_kv_policy *p);
+
+const rk_kv_hooks *rk_kv_hooks_of(const rk_kv_policy *p);
+
 /* The smallest budget a layer may have: SnapKV keeps at least its window;
  * the evicting methods need a row outside their sinks or recent window. */
 int rk_kv_min_budget(const rk_kv_policy *p);
 
 /* Whether the method evicts while decoding (its caches stay at the budget). */
 static inline int rk_kv_evicts(rk_kv_method m) { return m == RK_KV_H2O || m == RK_KV_STREAMING; }
+
+/* Rows layer L's cache holds once a prompt of PROMPT tokens has been
+ * compressed and MAX_NEW generated, for memory reports; CAP is the planned
+ * capacity. */
+int rk_kv_rows_used(const rk_kv_policy *p, int l, int prompt, int max_new, int cap);
 
 /* H2O's recent window for a layer's budget. */
 int rk_kv_recent(const rk_kv_policy *p, int budget);
@@ -78,7 +133,7 @@ rk_status rk_kv_policy_check(const rk_kv_policy *p, int layers, int max_context)
 
 const char *rk_kv_method_name(rk_kv_method m);
 
-/* The name users know the policy by: its method, rankkv or rankkv-dynamic. */
+/* The name users gave the policy (full for a zero policy). */
 const char *rk_kv_policy_name(const rk_kv_policy *p);
 
 #endif

@@ -15,28 +15,20 @@
 #define AT(m, off) ((void *)((char *)(m)->base + (off)))
 #define WT(m, off) ((const void *)((const char *)(m)->wbase + (off)))
 
-static size_t kv_row_bytes(const rk_model *m)
+/* Layer L's cache: K and V rows and, for compressing policies, each
+ * row's position (and, for H2O, its accumulated attention). */
+static rk_kv_layer layer_cache(const rk_model *m, int l)
 {
-    return (size_t)m->cfg.hidden * rk_dtype_size(m->lim.kv_dtype);
+    return rk_kv_cache_layer(&m->cache, m->base, l);
 }
 
-/* Layer L's cache: K and V rows [heads, layer_cap], and per row its
- * position and (H2O) accumulated attention. */
-static void *layer_k(const rk_model *m, int l)
+/* While a compressing prefill runs, the prompt's full K/V of one layer,
+ * laid out like a cache whose rows are the positions. */
+static rk_kv_layer prompt_cache(const rk_model *m)
 {
-    return AT(m, m->a_k + m->row_off[l] * kv_row_bytes(m));
-}
-static void *layer_v(const rk_model *m, int l)
-{
-    return AT(m, m->a_v + m->row_off[l] * kv_row_bytes(m));
-}
-static int32_t *layer_pos(const rk_model *m, int l)
-{
-    return (int32_t *)AT(m, m->a_row_pos) + (size_t)m->cfg.n_heads * m->row_off[l];
-}
-static float *layer_score(const rk_model *m, int l)
-{
-    return (float *)AT(m, m->a_row_score) + (size_t)m->cfg.n_heads * m->row_off[l];
+    return (rk_kv_layer){.k = AT(m, m->a_prefill_k), .v = AT(m, m->a_prefill_v),
+                         .cap = m->lim.max_prompt, .heads = m->cfg.n_heads,
+                         .head_dim = m->cfg.head_dim, .format = m->cache.format};
 }
 
 rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim,
@@ -57,9 +49,10 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     if (lim->logits_rows < 1 || lim->logits_rows > lim->prefill_chunk)
         return rk_fail(RK_ELIMIT, "logits rows %d must be in [1, prefill chunk %d]",
                        lim->logits_rows, lim->prefill_chunk);
-    if (lim->kv_dtype != ops->kv_dtype)
+    if (lim->kv_format != ops->kv_format)
         return rk_fail(RK_EDTYPE, "the %s target keeps the KV cache in %s (asked for %s)",
-                       ops->name, rk_dtype_name(ops->kv_dtype), rk_dtype_name(lim->kv_dtype));
+                       ops->name, rk_kv_format_name(ops->kv_format),
+                       rk_kv_format_name(lim->kv_format));
 
     rk_status st;
     if (ops->supports && (st = ops->supports(cfg)) != RK_OK)
@@ -71,7 +64,7 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
                        "model's target (%s), for 1..prefill chunk (%d) tokens",
                        lim->rank->name, lim->rank_len, ops->name, lim->prefill_chunk);
     const rk_kv_policy *kv = &lim->kv;
-    const int compress = kv->method != RK_KV_FULL;
+    const int compress = rk_kv_compresses(kv);
     if (compress) {
         if (!ops->attention_mass || !ops->kv_keep || !ops->kv_gather || !ops->kv_evict)
             return rk_fail(RK_EINVAL, "the %s target has no KV-compression ops", ops->name);
@@ -99,30 +92,26 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
 
     const size_t a = ops->act_bytes, C = (size_t)lim->prefill_chunk, P = (size_t)lim->max_prompt;
     const size_t D = (size_t)cfg->hidden, F = (size_t)cfg->ffn, H = (size_t)cfg->n_heads;
-    const size_t L = (size_t)cfg->n_layers, row_bytes = kv_row_bytes(m);
-    size_t rows_total = 0;
+    const size_t L = (size_t)cfg->n_layers;
+    rk_kv_cache *cache = &m->cache;
+    cache->format = lim->kv_format;
+    cache->layers = cfg->n_layers;
+    cache->heads = cfg->n_heads;
+    cache->head_dim = cfg->head_dim;
+    const size_t row_bytes = H * rk_kv_row_bytes(cache->format, cfg->head_dim);
+    const rk_kv_hooks *hooks = rk_kv_hooks_of(kv);
     int max_rows = 0, max_budget = 0;
     for (int l = 0; l < cfg->n_layers; l++) {
         const int b = kv->budget[l];
-        switch (kv->method) {
-        case RK_KV_FULL: m->layer_cap[l] = m->cap; break;
-        case RK_KV_SNAPKV:
-            /* Dynamic budgets are known only once a prompt has run: every
-             * layer reserves the whole prompt. */
-            m->layer_cap[l] = (b < lim->max_prompt && !kv->dynamic ? b : lim->max_prompt) +
-                              lim->max_new_tokens;
-            break;
-        case RK_KV_H2O:
-        case RK_KV_STREAMING: m->layer_cap[l] = b + 1 < m->cap ? b + 1 : m->cap; break;
-        }
-        m->row_off[l] = rows_total;
-        rows_total += (size_t)m->layer_cap[l];
-        max_rows = m->layer_cap[l] > max_rows ? m->layer_cap[l] : max_rows;
+        cache->cap[l] = hooks->layer_cap(kv, b, lim->max_prompt, lim->max_new_tokens);
+        cache->row_off[l] = cache->rows;
+        cache->rows += (size_t)cache->cap[l];
+        max_rows = cache->cap[l] > max_rows ? cache->cap[l] : max_rows;
         max_budget = b > max_budget ? b : max_budget;
     }
     if (kv->dynamic)
         max_budget = lim->max_prompt;
-    m->kv_bytes = 2 * rows_total * row_bytes;
+    m->kv_bytes = rk_kv_cache_bytes(cache);
     /* Attention reads up to the longest layer cache, or the prompt's
      * full-length K/V while compressing. */
     const int attn_ctx = compress && (int)P > max_rows ? (int)P : max_rows;
@@ -146,16 +135,16 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     m->a_logits = rk_plan_add(p, "logits", (size_t)lim->logits_rows * (size_t)cfg->vocab * sizeof(float));
     m->a_top_vals = rk_plan_add(p, "top_k_values", RK_TOP_K_MAX * sizeof(float));
     m->a_top_ids = rk_plan_add(p, "top_k_ids", RK_TOP_K_MAX * sizeof(int32_t));
-    m->a_k = rk_plan_add(p, "kv_cache_k", m->kv_bytes / 2);
-    m->a_v = rk_plan_add(p, "kv_cache_v", m->kv_bytes / 2);
+    cache->k = rk_plan_add(p, "kv_cache_k", m->kv_bytes / 2);
+    cache->v = rk_plan_add(p, "kv_cache_v", m->kv_bytes / 2);
     if (compress) {
         m->a_prefill_k = rk_plan_add(p, "prefill_layer_k", P * row_bytes);
         m->a_prefill_v = rk_plan_add(p, "prefill_layer_v", P * row_bytes);
         m->a_mass = rk_plan_add(p, "prefill_layer_mass", H * P * sizeof(float));
         m->a_keep = rk_plan_add(p, "kept_rows", H * (size_t)max_budget * sizeof(int32_t));
-        m->a_row_pos = rk_plan_add(p, "kv_row_positions", H * rows_total * sizeof(int32_t));
-        if (kv->method == RK_KV_H2O)
-            m->a_row_score = rk_plan_add(p, "kv_row_attention", H * rows_total * sizeof(float));
+        cache->pos = rk_plan_add(p, "kv_row_positions", H * cache->rows * sizeof(int32_t));
+        if (hooks->keeps_scores)
+            cache->score = rk_plan_add(p, "kv_row_attention", H * cache->rows * sizeof(float));
     }
     if (lim->rank) {
         m->rank_scratch_bytes = lim->rank->scratch_bytes(cfg, lim->rank_len);
@@ -286,30 +275,34 @@ void rk_model_print_plan(const rk_model *m, FILE *f)
     fprintf(f, "limits: prompt %d + new %d = %d cache positions, chunk %d, logits rows %d, "
                "KV %s, target %s (%zu-byte elements)\n",
             m->lim.max_prompt, m->lim.max_new_tokens, m->cap, m->lim.prefill_chunk,
-            m->lim.logits_rows, rk_dtype_name(m->lim.kv_dtype), m->ops->name, m->ops->act_bytes);
+            m->lim.logits_rows, rk_kv_format_name(m->lim.kv_format), m->ops->name,
+            m->ops->act_bytes);
     rk_plan_print(&m->wplan, f);
     rk_plan_print(&m->plan, f);
     const rk_kv_policy *kv = &m->lim.kv;
-    const size_t rows = m->kv_bytes / (2 * kv_row_bytes(m));
-    if (kv->method == RK_KV_FULL)
-        fprintf(f, "KV policy: full cache\n");
+    const size_t rows = m->cache.rows;
+    const int budgets = rk_kv_compresses(kv) && !kv->dynamic;
+    if (!rk_kv_compresses(kv))
+        fprintf(f, "KV policy: full, every position (prompt + new)\n");
     else if (kv->dynamic)
-        fprintf(f, "KV policy: rankkv-dynamic (%s budgets from each prompt's ranks of its first "
-                   "%d tokens), average budget %d; every layer reserves the whole prompt + new\n",
-                rk_rank_strategy_name(kv->rank.strategy), m->lim.rank_len, kv->average);
+        fprintf(f, "KV policy: %s (%s budgets from each prompt's ranks of its first %d tokens), "
+                   "average budget %d; every layer reserves the whole prompt + new\n",
+                rk_kv_policy_name(kv), rk_rank_strategy_name(kv->rank.strategy), m->lim.rank_len,
+                kv->average);
     else
         fprintf(f, "KV policy: %s, average budget %d, per layer (%s):", rk_kv_policy_name(kv),
-                kv->average, kv->method == RK_KV_SNAPKV ? "min(budget, prompt) + new" : "budget + 1");
-    for (int l = 0; kv->method != RK_KV_FULL && !kv->dynamic && l < c->n_layers; l++)
+                kv->average, rk_kv_hooks_of(kv)->cap_rule);
+    for (int l = 0; budgets && l < c->n_layers; l++)
         fprintf(f, " %d", kv->budget[l]);
-    if (kv->method != RK_KV_FULL && !kv->dynamic)
+    if (budgets)
         fputc('\n', f);
     if (kv->profile)
         fprintf(f, "RankKV profile: %s (%s budgets; ranks of %d x %d-token samples)\n",
                 kv->profile->name, rk_rank_strategy_name(kv->rank.strategy), kv->profile->samples,
                 kv->profile->seq_len);
-    fprintf(f, "KV cache: %zu bytes (2 x %zu positions x %d heads x %d dims x %zu B)\n", m->kv_bytes,
-            rows, c->n_heads, c->head_dim, rk_dtype_size(m->lim.kv_dtype));
+    fprintf(f, "KV cache: %zu bytes (2 x %zu positions x %d heads x %zu B of %d %s dims)\n",
+            m->kv_bytes, rows, c->n_heads, rk_kv_row_bytes(m->cache.format, c->head_dim),
+            c->head_dim, rk_kv_format_name(m->cache.format));
     fprintf(f, "device total: %zu bytes (weights %zu + arena %zu)\n",
             m->wplan.total + m->plan.total, m->wplan.total, m->plan.total);
 }
@@ -321,17 +314,27 @@ void rk_model_reset(rk_model *m)
     memset(m->rows, 0, sizeof m->rows);
 }
 
-static void compress_layer(rk_model *m, int l, int n, const void *q);
+/* What the policy's hooks need of layer L after its attention. */
+static rk_kv_layer_step policy_step(rk_model *m, int l, int n, const void *q,
+                                    const rk_kv_layer *cache, const rk_kv_layer *prompt)
+{
+    const int32_t *step = AT(m, m->a_step);
+    return (rk_kv_layer_step){
+        .ops = m->ops, .ctx = m->ctx, .cache = cache, .prompt = prompt, .q = q, .n = n,
+        .pos = step, .row = step + 1 + l, .zero = step, /* pos0 = row0 = 0 while compressing */
+        .mass = {AT(m, m->a_mass), m->lim.max_prompt}, .keep = AT(m, m->a_keep),
+        .host_keep = m->host_keep, .budget = m->lim.kv.budget[l]};
+}
 
 /* A measuring forward: layer L's per-head effective ranks, from the
  * queries and keys its attention just used. */
-static void measure_layer(rk_model *m, int l, int n, const void *q, const void *k, int k_cap)
+static void measure_layer(rk_model *m, int l, int n, const void *q, const rk_kv_layer *cache)
 {
     const int H = m->cfg.n_heads;
     if (m->rank_status != RK_OK)
         return;
     m->rank_status = m->lim.rank->attention_erank(
-        m->rank_ctx, m->ctx, m->ranks + (size_t)l * H, q, k, m->rank_n, n, k_cap, H,
+        m->rank_ctx, m->ctx, m->ranks + (size_t)l * H, q, cache->k, m->rank_n, n, cache->cap, H,
         m->cfg.head_dim, AT(m, m->a_rank_scratch), m->rank_scratch_bytes);
 }
 
@@ -342,9 +345,9 @@ static void forward_ops(rk_model *m, int n)
 {
     const rk_config *c = &m->cfg;
     const rk_kv_policy *kv = &m->lim.kv;
+    const rk_kv_hooks *hooks = rk_kv_hooks_of(kv);
     const rk_ops *o = m->ops;
-    const int D = c->hidden, H = c->n_heads, hd = c->head_dim, L = c->n_layers;
-    const int P = m->lim.max_prompt, par = c->parallel_residual;
+    const int D = c->hidden, L = c->n_layers, par = c->parallel_residual;
     void *ctx = m->ctx;
     void *resid = AT(m, m->a_x), *h = AT(m, m->a_h), *h2 = AT(m, m->a_h2), *qkv = AT(m, m->a_qkv);
     void *q = AT(m, m->a_q), *att = AT(m, m->a_att), *attn_out = AT(m, m->a_attn_out);
@@ -363,8 +366,7 @@ static void forward_ops(rk_model *m, int n)
                      par ? NORM(h2, w0->ln2_w, w0->ln2_b) : none, n, D, c->ln_eps);
     for (int l = 0; l < L; l++) {
         const rk_layer_weights *w = &m->w_layer[l];
-        const int cap = m->layer_cap[l];
-        void *kc = layer_k(m, l), *vc = layer_v(m, l);
+        const rk_kv_layer cache = layer_cache(m, l);
         const void *row = step + 1 + l;
 
         o->linear(ctx, qkv, h, WT(m, w->qkv_w), WT(m, w->qkv_b), n, D, 3 * D, 0);
@@ -372,26 +374,23 @@ static void forward_ops(rk_model *m, int n)
             /* The prompt's K/V, all of it, exist for one layer at a time:
              * attention reads them from the prefill region (rows = positions
              * from 0), then only the kept rows move to the layer's cache. */
-            void *pk = AT(m, m->a_prefill_k), *pv = AT(m, m->a_prefill_v);
-            o->qkv_rotary(ctx, q, pk, pv, qkv, rope, pos, pos, n, H, hd, c->rotary_dims, P);
-            o->attention(ctx, att, q, pk, pv, pos, n, H, hd, P);
-            if (m->ranks)
-                measure_layer(m, l, n, q, pk, P);
-            else
-                compress_layer(m, l, n, q);
+            const rk_kv_layer prompt = prompt_cache(m);
+            o->qkv_rotary(ctx, q, &prompt, qkv, rope, pos, pos, n, c->rotary_dims);
+            o->attention(ctx, att, q, &prompt, pos, n);
+            if (m->ranks) {
+                measure_layer(m, l, n, q, &prompt);
+            } else if (hooks->after_prefill_layer && m->forward_status == RK_OK) {
+                const rk_kv_layer_step s = policy_step(m, l, n, q, &cache, &prompt);
+                m->forward_status = hooks->after_prefill_layer(kv, &s);
+            }
         } else {
-            o->qkv_rotary(ctx, q, kc, vc, qkv, rope, pos, row, n, H, hd, c->rotary_dims, cap);
-            o->attention(ctx, att, q, kc, vc, row, n, H, hd, cap);
+            o->qkv_rotary(ctx, q, &cache, qkv, rope, pos, row, n, c->rotary_dims);
+            o->attention(ctx, att, q, &cache, row, n);
             if (m->ranks)
-                measure_layer(m, l, n, q, kc, cap);
-            if (rk_kv_evicts(kv->method)) {
-                float *score = kv->method == RK_KV_H2O ? layer_score(m, l) : NULL;
-                if (score)
-                    o->attention_mass(ctx, score, q, kc, row, n, 0, H, hd, cap, cap, 1);
-                const int b = kv->budget[l];
-                o->kv_evict(ctx, kc, vc, layer_pos(m, l), score, pos, row, H, hd, cap, b,
-                            kv->method == RK_KV_STREAMING ? kv->sinks : 0,
-                            kv->method == RK_KV_H2O ? rk_kv_recent(kv, b) : 0);
+                measure_layer(m, l, n, q, &cache);
+            if (hooks->after_decode_attention) {
+                const rk_kv_layer_step s = policy_step(m, l, n, q, &cache, NULL);
+                hooks->after_decode_attention(kv, &s);
             }
         }
         o->linear(ctx, attn_out, att, WT(m, w->dense_w), WT(m, w->dense_b), n, D, D, 0);
@@ -414,47 +413,6 @@ static void forward_ops(rk_model *m, int n)
     const int rows = n < m->lim.logits_rows ? n : m->lim.logits_rows;
     const void *last = (const char *)h + (size_t)(n - rows) * D * o->act_bytes;
     o->linear_f32out(ctx, AT(m, m->a_logits), last, WT(m, m->w_unembed), rows, D, c->vocab);
-}
-
-/* After layer L has attended over the whole prompt (N rows in the prefill
- * region): each head's rows to keep, by the policy's rule, gathered into
- * the layer's cache with their positions. */
-static void compress_layer(rk_model *m, int l, int n, const void *q)
-{
-    const rk_kv_policy *kv = &m->lim.kv;
-    const rk_ops *o = m->ops;
-    void *ctx = m->ctx;
-    const int H = m->cfg.n_heads, hd = m->cfg.head_dim, P = m->lim.max_prompt;
-    const int b = kv->budget[l], keep = b < n ? b : n;
-    const void *pk = AT(m, m->a_prefill_k), *pv = AT(m, m->a_prefill_v);
-    const void *zero = AT(m, m->a_step); /* pos0 = row0 = 0 */
-    float *mass = AT(m, m->a_mass), *score = NULL;
-    int32_t *idx = AT(m, m->a_keep);
-    switch (kv->method) {
-    case RK_KV_SNAPKV: {
-        const int window = kv->window < n ? kv->window : n;
-        o->attention_mass(ctx, mass, q, pk, zero, n, n - window, H, hd, P, P, 0);
-        o->kv_keep(ctx, idx, mass, n, H, P, kv->pool, b, window);
-        break;
-    }
-    case RK_KV_H2O: {
-        const int recent = rk_kv_recent(kv, b);
-        o->attention_mass(ctx, mass, q, pk, zero, n, 0, H, hd, P, P, 0);
-        o->kv_keep(ctx, idx, mass, n, H, P, 1, b, recent < n ? recent : n);
-        score = layer_score(m, l);
-        break;
-    }
-    case RK_KV_STREAMING:
-        /* Positions only: the same rows for every head, chosen here. */
-        rk_streaming_select(n, b, kv->sinks, m->host_keep);
-        for (int h = 1; h < H; h++)
-            memcpy(m->host_keep + (size_t)h * keep, m->host_keep, (size_t)keep * sizeof(int32_t));
-        o->copy_in(ctx, idx, m->host_keep, (size_t)H * keep * sizeof(int32_t));
-        break;
-    case RK_KV_FULL: return;
-    }
-    o->kv_gather(ctx, layer_k(m, l), layer_v(m, l), layer_pos(m, l), score, pk, pv,
-                 score ? mass : NULL, idx, keep, H, hd, m->layer_cap[l], P, P);
 }
 
 /* Where the target can record, the one-token step is recorded once at
@@ -530,40 +488,34 @@ static rk_status run_forward(rk_model *m, const int32_t *tokens, int n)
         return rk_fail(RK_ELIMIT,
                        "context would reach %d positions; the plan holds %d (prompt %d + new %d)",
                        m->n_past + n, m->cap, m->lim.max_prompt, m->lim.max_new_tokens);
-    const rk_kv_method method = m->lim.kv.method;
-    const int evicting = rk_kv_evicts(method);
-    const int compressing = method != RK_KV_FULL && m->n_past == 0;
-    if (compressing && m->lim.kv.dynamic) {
+    const rk_kv_policy *kv = &m->lim.kv;
+    const rk_kv_hooks *hooks = rk_kv_hooks_of(kv);
+    const int compressing = rk_kv_compresses(kv) && m->n_past == 0;
+    if (compressing && kv->dynamic) {
         rk_status st = dynamic_budgets(m, tokens, n);
         if (st != RK_OK)
             return st;
     }
-    if (evicting && !compressing && n != 1)
+    if (hooks->after_decode_attention && !compressing && n != 1)
         return rk_fail(RK_ELIMIT, "%s evicts one token per step: after the prompt, forward one "
-                                  "token at a time (got %d)", rk_kv_method_name(method), n);
+                                  "token at a time (got %d)", rk_kv_policy_name(kv), n);
     for (int l = 0; !compressing && l < c->n_layers; l++)
-        if (m->rows[l] + n > m->layer_cap[l])
+        if (m->rows[l] + n > m->cache.cap[l])
             return rk_fail(RK_ELIMIT, "layer %d's cache would reach %d rows; the plan holds %d",
-                           l, m->rows[l] + n, m->layer_cap[l]);
+                           l, m->rows[l] + n, m->cache.cap[l]);
 
     rk_status st = stage_input(m, tokens, n, compressing);
     if (st != RK_OK)
         return st;
-    for (int l = 0; l < c->n_layers; l++) {
-        const int b = m->lim.kv.budget[l];
-        if (compressing)
-            m->rows[l] = b < n ? b : n;
-        else if (evicting)
-            m->rows[l] = m->rows[l] + n < b ? m->rows[l] + n : b;
-        else
-            m->rows[l] += n;
-    }
+    for (int l = 0; l < c->n_layers; l++)
+        m->rows[l] = hooks->rows_after(m->rows[l], n, kv->budget[l], compressing);
     if (n == 1 && m->lim.logits_rows == 1 && !compressing)
         return decode_step(m);
     m->compressing = compressing;
+    m->forward_status = RK_OK;
     forward_ops(m, n);
     m->compressing = 0;
-    return RK_OK;
+    return m->forward_status;
 }
 
 rk_status rk_model_forward(rk_model *m, const int32_t *tokens, int n)
@@ -647,7 +599,7 @@ rk_status rk_model_measure_ranks(rk_model *m, const int32_t *tokens, int n, doub
         return st;
     /* Compressing policies run the layer over the prefill region, where the
      * measurement takes the place of compression. */
-    m->compressing = m->lim.kv.method != RK_KV_FULL;
+    m->compressing = rk_kv_compresses(&m->lim.kv);
     m->ranks = ranks;
     m->rank_n = n;
     m->rank_status = RK_OK;
@@ -661,11 +613,14 @@ rk_status rk_model_measure_ranks(rk_model *m, const int32_t *tokens, int n, doub
 
 rk_status rk_model_kept_positions(rk_model *m, int layer, int32_t *out)
 {
-    if (m->lim.kv.method == RK_KV_FULL || layer < 0 || layer >= m->cfg.n_layers)
+    const int compresses = rk_kv_compresses(&m->lim.kv);
+    if (!compresses || layer < 0 || layer >= m->cfg.n_layers)
         return rk_fail(RK_EINVAL, "kept positions of layer %d: the model compresses %s", layer,
-                       m->lim.kv.method == RK_KV_FULL ? "nothing" : "fewer layers");
-    const int H = m->cfg.n_heads, rows = m->rows[layer], cap = m->layer_cap[layer];
-    const int32_t *pos = layer_pos(m, layer);
+                       compresses ? "fewer layers" : "nothing");
+    const int H = m->cfg.n_heads, rows = m->rows[layer];
+    const rk_kv_layer cache = layer_cache(m, layer);
+    const int32_t *pos = cache.pos;
+    const int cap = cache.cap;
     rk_status st = RK_OK;
     for (int h = 0; h < H && st == RK_OK; h++)
         st = m->ops->copy_out(m->ctx, out + (size_t)h * rows, pos + (size_t)h * cap,
@@ -698,4 +653,46 @@ rk_status rk_nll(const float *row, int vocab, int target, double *nll)
         s += exp((double)row[i] - mx);
     *nll = log(s) + mx - (double)row[target];
     return RK_OK;
+}
+
+void rk_model_device_name(const rk_model *m, char *buf, size_t len)
+{
+    m->ops->device_name(m->ctx, buf, len);
+}
+
+/* What bind() allocates on the host for the model's life (the rotary table
+ * is freed once uploaded). */
+static size_t host_staging_bytes(const rk_model *m)
+{
+    const rk_region *keep = rk_plan_find(&m->plan, "kept_rows");
+    const size_t L = (size_t)m->cfg.n_layers;
+    return (size_t)m->lim.logits_rows * (size_t)m->cfg.vocab * sizeof(float) +
+           (1 + L + (size_t)m->lim.prefill_chunk) * sizeof(int32_t) + (keep ? keep->size : 0) +
+           L * (size_t)m->cfg.n_heads * sizeof(double);
+}
+
+size_t rk_model_memory_bytes(const rk_model *m)
+{
+    return m->wplan.total + m->plan.total + host_staging_bytes(m);
+}
+
+size_t rk_model_kv_bytes(const rk_model *m) { return m->kv_bytes; }
+
+size_t rk_model_kv_bytes_used(const rk_model *m, int prompt)
+{
+    const rk_kv_cache *c = &m->cache;
+    size_t rows = 0;
+    for (int l = 0; l < c->layers; l++)
+        rows += (size_t)rk_kv_rows_used(&m->lim.kv, l, prompt, m->lim.max_new_tokens, c->cap[l]);
+    return 2 * rows * (size_t)c->heads * rk_kv_row_bytes(c->format, c->head_dim);
+}
+
+int rk_model_device_used(const rk_model *m, size_t *in_use, size_t *since_load)
+{
+    if (!m->ops->device_used_bytes)
+        return 0;
+    *in_use = m->ops->device_used_bytes(m->ctx);
+    /* Others may free memory meanwhile: no less than nothing. */
+    *since_load = *in_use > m->device_used_before ? *in_use - m->device_used_before : 0;
+    return 1;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "kv_cache.h"
 #include "kv_policy.h"
 #include "ops.h"
 #include "plan.h"
@@ -18,7 +19,7 @@ typedef struct {
     int max_new_tokens; /* tokens generated after the prompt */
     int prefill_chunk;  /* tokens per forward call */
     int logits_rows;    /* 1 for generation; prefill_chunk to score every position */
-    rk_dtype kv_dtype;
+    rk_kv_format kv_format;
     rk_kv_policy kv;    /* zero: the full cache */
     /* Rank measurement (calibrate, tests, the dynamic build): the ops and
      * the longest sequence measured; NULL in the static runtime. */
@@ -36,12 +37,12 @@ typedef struct {
     rk_config cfg;
     rk_limits lim;
     int cap; /* positions in a sequence: max_prompt + max_new_tokens */
-    /* Cache rows per layer: cap for the full cache; min(budget, max_prompt)
-     * + max_new_tokens for SnapKV; budget + 1 for the evicting methods,
-     * whose new token takes the extra row until one is evicted. */
-    int layer_cap[RK_MAX_LAYERS];
-    size_t row_off[RK_MAX_LAYERS]; /* rows per head before layer l's cache */
-    size_t kv_bytes;              /* K and V of all layers */
+    /* The KV cache's layout. Rows per layer: cap for the full cache;
+     * min(budget, max_prompt) + max_new_tokens for SnapKV; budget + 1 for
+     * the evicting methods, whose new token takes the extra row until one
+     * is evicted. */
+    rk_kv_cache cache;
+    size_t kv_bytes; /* K and V of all layers */
     const rk_ops *ops;
     void *ctx;
 
@@ -55,11 +56,10 @@ typedef struct {
 
     /* Arena offsets. */
     size_t a_step, a_rope, a_x, a_h, a_h2, a_qkv, a_q, a_att, a_attn_out, a_mlp_h, a_mlp_out;
-    size_t a_scratch, a_logits, a_top_vals, a_top_ids, a_k, a_v;
+    size_t a_scratch, a_logits, a_top_vals, a_top_ids;
     /* Compression: one layer's full-length K and V during prefill, its
-     * attention mass, the kept rows, and per cached row its position (and,
-     * for H2O, its accumulated attention). Absent (0) for the full cache. */
-    size_t a_prefill_k, a_prefill_v, a_mass, a_keep, a_row_pos, a_row_score;
+     * attention mass and the kept rows. Absent (0) for the full cache. */
+    size_t a_prefill_k, a_prefill_v, a_mass, a_keep;
     size_t a_rank_scratch; /* rank measurement, when the limits ask for it */
     size_t rank_scratch_bytes;
 
@@ -77,6 +77,7 @@ typedef struct {
     double *ranks;      /* measuring forward: L × heads effective ranks go here */
     int rank_n;         /* ... of the attention of its first rank_n tokens */
     rk_status rank_status; /* the first failure of a measurement */
+    rk_status forward_status; /* the first failure of a host call inside the forward ops */
     void *rank_ctx;
     int decode_recorded; /* the target holds a recording of the one-token step */
     size_t device_used_before; /* device bytes in use before the two allocations
@@ -137,5 +138,27 @@ const float *rk_model_logits(const rk_model *m, int r);
  * double) into *NLL; RK_EINVAL when TARGET is outside [0, VOCAB) or a logit
  * is not finite. */
 rk_status rk_nll(const float *row, int vocab, int target, double *nll);
+
+/* Accessors for the tools, so that they need not reach the target. */
+
+/* A human-readable name of the device M runs on. */
+void rk_model_device_name(const rk_model *m, char *buf, size_t len);
+
+/* Bytes this model holds: its weights block, its arena and its host
+ * staging, as planned (not what else the device or process holds). */
+size_t rk_model_memory_bytes(const rk_model *m);
+
+/* Bytes of its KV cache (K and V of all layers), inside the arena. */
+size_t rk_model_kv_bytes(const rk_model *m);
+
+/* Bytes of that cache holding rows once a prompt of PROMPT tokens and all
+ * the planned new tokens have run (dynamic budgets reserve more than they
+ * fill). */
+size_t rk_model_kv_bytes_used(const rk_model *m, int prompt);
+
+/* Device memory as the target reports it: *IN_USE all that is in use now
+ * (other allocations included), *SINCE_LOAD how much more than before M's
+ * weights and arena were allocated. 0 on targets that do not report it. */
+int rk_model_device_used(const rk_model *m, size_t *in_use, size_t *since_load);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "kv_cache.h"
 #include "rk_error.h"
 #include "safetensors.h"
 
@@ -27,7 +28,7 @@ typedef struct {
 typedef struct rk_ops {
     const char *name;
     size_t act_bytes;
-    rk_dtype kv_dtype; /* the element type its KV cache holds */
+    rk_kv_format kv_format; /* how its KV cache stores elements */
 
     /* Optional: refuses a model shape the target's kernels are not built for
      * (checked when the memory plan is made, before anything is allocated). */
@@ -85,27 +86,24 @@ typedef struct rk_ops {
     /* Splits fused qkv rows ([n, heads, 3, head_dim], per head [q|k|v]),
      * applies rotary (rotate_half layout on the first rot_dims dims) at
      * positions pos0.., writes q as [heads, n, head_dim] and the k, v rows to
-     * the layer's caches laid out [heads, cap, head_dim] at rows row0... */
-    void (*qkv_rotary)(void *ctx, void *q, void *k_cache, void *v_cache, const void *qkv,
-                       const float *rope, const void *pos, const void *row, int n, int heads,
-                       int head_dim, int rot_dims, int cap);
-    /* Causal attention of n queries over cache rows 0..row0+n-1, query i
+     * CACHE at rows row0... */
+    void (*qkv_rotary)(void *ctx, void *q, const rk_kv_layer *cache, const void *qkv,
+                       const float *rope, const void *pos, const void *row, int n, int rot_dims);
+    /* Causal attention of n queries over CACHE's rows 0..row0+n-1, query i
      * seeing rows 0..row0+i; out is [n, heads * head_dim]. */
-    void (*attention)(void *ctx, void *out, const void *q, const void *k_cache,
-                      const void *v_cache, const void *row, int n, int heads, int head_dim,
-                      int cap);
+    void (*attention)(void *ctx, void *out, const void *q, const rk_kv_layer *cache,
+                      const void *row, int n);
 
     /* KV compression (optional: without them a target refuses compressing
-     * policies when the plan is made). Scores are fp32 [heads, stride]. */
+     * policies when the plan is made). */
 
-    /* The attention mass each cached row receives from queries FROM..n-1 of
-     * the same call to attention: score[h, c] = sum over those queries of
-     * their softmax probability of row c (rows 0..row0+n-1). With ADD the
-     * sums are added to the scores of rows before row0 (this call's own rows
-     * start from zero), otherwise they replace them. */
-    void (*attention_mass)(void *ctx, float *score, const void *q, const void *k_cache,
-                           const void *row, int n, int from, int heads, int head_dim, int cap,
-                           int stride, int add);
+    /* The attention mass each row of CACHE receives from queries FROM..n-1
+     * of the same call to attention: the score of row c = sum over those
+     * queries of their softmax probability of row c (rows 0..row0+n-1).
+     * With ADD the sums are added to the scores of rows before row0 (this
+     * call's own rows start from zero), otherwise they replace them. */
+    void (*attention_mass)(void *ctx, rk_kv_scores scores, const void *q,
+                           const rk_kv_layer *cache, const void *row, int n, int from, int add);
     /* Per head, the rows to keep of a layer of N rows: the last TAIL, and the
      * BUDGET - TAIL best of the others by score max-pooled over POOL
      * neighbours (1: as is), ties to the earlier row; all N when N <= BUDGET.
@@ -114,22 +112,19 @@ typedef struct rk_ops {
      * The rule is rk_snapkv_select's (kv_select.h). */
     void (*kv_keep)(void *ctx, int32_t *idx, const float *score, int n, int heads, int stride,
                     int pool, int budget, int tail);
-    /* Copies rows idx[h, 0..keep) (stride KEEP) of the source caches (SCAP
-     * rows per head) to rows 0..keep of the destination caches (DCAP rows),
-     * sets pos[h, j] = idx[h, j] ([heads, dcap]), and when SSCORE is set,
-     * gathers score rows (stride SSTRIDE) into dscore (stride DCAP). */
-    void (*kv_gather)(void *ctx, void *dk, void *dv, int32_t *pos, float *dscore,
-                      const void *sk, const void *sv, const float *sscore, const int32_t *idx,
-                      int keep, int heads, int head_dim, int dcap, int scap, int sstride);
+    /* Copies rows idx[h, 0..keep) (stride KEEP) of SRC to rows 0..keep of
+     * DST, sets DST's pos of row j to idx[h, j] and, where DST keeps
+     * scores, its score to SRC_SCORES' of the row. */
+    void (*kv_gather)(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *src,
+                      rk_kv_scores src_scores, const int32_t *idx, int keep);
     /* A decode step of an evicting policy, after its attention: the token
-     * just written to row row0 gets pos[h, row0] = pos0; then, when row0 has
+     * just written to row row0 gets position pos0; then, when row0 has
      * reached BUDGET (the cache holds budget + 1 rows, cap), each head evicts
      * one row and moves the new one into its place. Candidates are rows
      * whose position is at least SINKS and at most pos0 - RECENT; the victim
-     * has the lowest score ([heads, cap]), or the lowest position when SCORE
-     * is NULL; ties to the lower row. */
-    void (*kv_evict)(void *ctx, void *k_cache, void *v_cache, int32_t *pos_rows, float *score,
-                     const void *pos, const void *row, int heads, int head_dim, int cap,
+     * has the lowest score where CACHE keeps scores, else the lowest
+     * position; ties to the lower row. */
+    void (*kv_evict)(void *ctx, const rk_kv_layer *cache, const void *pos, const void *row,
                      int budget, int sinks, int recent);
 
     /* Optional: the K (1..RK_TOP_K_MAX) largest of the VOCAB fp32 logits,

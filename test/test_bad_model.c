@@ -121,7 +121,7 @@ static void write_flipped(const char *name, size_t byte)
 static rk_status load(rk_model **m)
 {
     rk_limits lim = {.max_prompt = 64, .max_new_tokens = 8, .prefill_chunk = 32,
-                     .logits_rows = 1, .kv_dtype = RK_F32};
+                     .logits_rows = 1, .kv_format = RK_KV_FP32};
     n_allocs = 0;
     return rk_model_load(dir, &counted_ops, &lim, m);
 }

@@ -78,7 +78,7 @@ int main(void)
 {
     const rk_ops *ops = rk_test_require_target("cuda");
     rk_limits lim = {.max_prompt = 300, .max_new_tokens = 48, .prefill_chunk = 128,
-                     .logits_rows = 1, .kv_dtype = ops->kv_dtype};
+                     .logits_rows = 1, .kv_format = ops->kv_format};
     atomic_store(&allocs, 0);
     rk_model *m;
     rk_status st = rk_model_load(RK_MODELS_DIR "/pythia-nano", ops, &lim, &m);

@@ -44,10 +44,10 @@ int main(int argc, char **argv)
     rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = STEPS, .prefill_chunk = PROMPT,
                      .logits_rows = 1};
     rk_model *ref = NULL, *dev = NULL;
-    lim.kv_dtype = rk_cpu_ops()->kv_dtype;
+    lim.kv_format = rk_cpu_ops()->kv_format;
     rk_status st = rk_model_load(argv[1], rk_cpu_ops(), &lim, &ref);
     CHECKF(st == RK_OK, "cpu: %s", rk_last_error());
-    lim.kv_dtype = gpu->kv_dtype;
+    lim.kv_format = gpu->kv_format;
     if (st == RK_OK) {
         st = rk_model_load(argv[1], gpu, &lim, &dev);
         CHECKF(st == RK_OK, "cuda: %s", rk_last_error());

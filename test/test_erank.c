@@ -39,7 +39,7 @@ int main(int argc, char **argv)
     rows = cJSON_GetArraySize(want);
 
     rk_limits lim = {.max_prompt = n, .max_new_tokens = 0, .prefill_chunk = n, .logits_rows = 1,
-                     .kv_dtype = ops->kv_dtype, .rank = rank, .rank_len = n};
+                     .kv_format = ops->kv_format, .rank = rank, .rank_len = n};
     rk_model *m;
     if (rk_model_load(dir, ops, &lim, &m) != RK_OK) {
         fprintf(stderr, "load: %s\n", rk_last_error());
@@ -75,7 +75,7 @@ int main(int argc, char **argv)
     rk_model_free(m);
     rk_kv_options opt = {.method = "rankkv-dynamic", .average = 64};
     rk_limits dyn = {.max_prompt = n, .max_new_tokens = 4, .prefill_chunk = n, .logits_rows = 1,
-                     .kv_dtype = ops->kv_dtype, .rank = rank, .rank_len = n};
+                     .kv_format = ops->kv_format, .rank = rank, .rank_len = n};
     CHECKF(rk_kv_policy_make(&opt, L, &dyn.kv) == RK_OK, "%s", rk_last_error());
     if (rk_model_load(dir, ops, &dyn, &m) != RK_OK) {
         fprintf(stderr, "load dynamic: %s\n", rk_last_error());

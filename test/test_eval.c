@@ -33,7 +33,7 @@ static double reference_nll(void)
     CHECK(rk_tok_encode(tok, text, len, &ids, &n) == RK_OK);
     CHECKF(n >= (size_t)CONTEXT * WINDOWS, "README has %zu tokens", n);
     rk_limits lim = {.max_prompt = CONTEXT, .max_new_tokens = 0, .prefill_chunk = CONTEXT,
-                     .logits_rows = CONTEXT, .kv_dtype = RK_F32};
+                     .logits_rows = CONTEXT, .kv_format = RK_KV_FP32};
     rk_model *m;
     CHECK(rk_model_load(NANO, rk_cpu_ops(), &lim, &m) == RK_OK);
     double nll = 0;

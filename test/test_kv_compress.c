@@ -42,6 +42,14 @@ static float held(float x) { return ops->act_bytes == 2 ? rk_f16_to_f32(rk_f32_t
 
 static void put_i32(void *dst, int32_t v) { ops->copy_in(ctx, dst, &v, sizeof v); }
 
+/* A layer's cache of CAP rows per head at K and V, as the ops take it. */
+static rk_kv_layer layer(void *k, void *v, int32_t *pos, float *score, int heads, int head_dim,
+                         int cap)
+{
+    return (rk_kv_layer){.k = k, .v = v, .pos = pos, .score = score, .cap = cap, .heads = heads,
+                         .head_dim = head_dim, .format = ops->kv_format};
+}
+
 enum { H = 3, HD = 64, CAP = 80 };
 
 static void test_attention_mass(void)
@@ -63,7 +71,9 @@ static void test_attention_mass(void)
         ops->upload(ctx, dk, k, RK_F32, (size_t)H * CAP * HD);
         ops->copy_in(ctx, dscore, prior, sizeof prior);
         put_i32(drow, row0);
-        ops->attention_mass(ctx, dscore, dq, dk, drow, n, from, H, HD, CAP, CAP, cases[t].add);
+        const rk_kv_layer cache = layer(dk, NULL, NULL, NULL, H, HD, CAP);
+        ops->attention_mass(ctx, (rk_kv_scores){dscore, CAP}, dq, &cache, drow, n, from,
+                            cases[t].add);
         ops->copy_out(ctx, got, dscore, sizeof got);
         CHECK(ops->sync(ctx) == RK_OK);
         double worst = 0;
@@ -134,7 +144,9 @@ static void test_keep_gather(void)
     float *dsc = take(H * dcap * sizeof(float));
     ops->upload(ctx, sk, src, RK_F32, (size_t)H * N * HD);
     ops->upload(ctx, sv, src, RK_F32, (size_t)H * N * HD);
-    ops->kv_gather(ctx, dk, dv, dpos, dsc, sk, sv, dscore, didx, keep, H, HD, dcap, scap, STRIDE);
+    const rk_kv_layer dst = layer(dk, dv, dpos, dsc, H, HD, dcap),
+                      source = layer(sk, sv, NULL, NULL, H, HD, scap);
+    ops->kv_gather(ctx, &dst, &source, (rk_kv_scores){dscore, STRIDE}, didx, keep);
     static char sbytes[H * N * HD * 4], dbytes[H * 310 * HD * 4];
     static int32_t pos[H * 310];
     static float sc[H * 310];
@@ -181,8 +193,8 @@ static void test_evict(int with_score)
         ops->copy_in(ctx, dsc, sc, sizeof sc);
         put_i32(dp, t);
         put_i32(dr, row0);
-        ops->kv_evict(ctx, dk, dv, dpos, with_score ? dsc : NULL, dp, dr, H, HD, C, B,
-                      with_score ? 0 : SINKS, with_score ? RECENT : 0);
+        const rk_kv_layer cache = layer(dk, dv, dpos, with_score ? dsc : NULL, H, HD, C);
+        ops->kv_evict(ctx, &cache, dp, dr, B, with_score ? 0 : SINKS, with_score ? RECENT : 0);
         /* The host's model of the step. */
         const int sinks = with_score ? 0 : SINKS, recent = with_score ? RECENT : 0;
         for (int h = 0; h < H; h++) {
@@ -257,7 +269,7 @@ static rk_kv_policy policy(const char *method, int average, int window)
 static rk_model *load(rk_kv_policy p)
 {
     rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = NEW, .prefill_chunk = PROMPT,
-                     .logits_rows = 1, .kv_dtype = ops->kv_dtype, .kv = p};
+                     .logits_rows = 1, .kv_format = ops->kv_format, .kv = p};
     rk_model *m = NULL;
     CHECKF(rk_model_load(NANO, ops, &lim, &m) == RK_OK, "%s", rk_last_error());
     return m;
@@ -344,8 +356,9 @@ static void test_small_budgets(void)
         const int H_ = m->cfg.n_heads, L = m->cfg.n_layers;
         size_t rows = 0;
         for (int l = 0; l < L; l++)
-            rows += (size_t)m->layer_cap[l];
-        CHECK(m->kv_bytes == 2 * rows * m->cfg.hidden * rk_dtype_size(ops->kv_dtype));
+            rows += (size_t)m->cache.cap[l];
+        CHECK(m->kv_bytes ==
+              2 * rows * m->cfg.n_heads * rk_kv_row_bytes(ops->kv_format, m->cfg.head_dim));
         CHECK(rk_plan_find(&m->plan, "kv_cache_k")->size * 2 == m->kv_bytes);
         rk_model_reset(m);
         CHECK(rk_model_prefill(m, tokens, PROMPT) == RK_OK);
@@ -353,7 +366,7 @@ static void test_small_budgets(void)
         for (int l = 0; l < L; l++) {
             const int b = p.budget[l];
             bad += m->rows[l] != b;
-            bad += m->layer_cap[l] != (p.method == RK_KV_SNAPKV ? b + NEW : b + 1);
+            bad += m->cache.cap[l] != (p.method == RK_KV_SNAPKV ? b + NEW : b + 1);
             CHECK(rk_model_kept_positions(m, l, pos) == RK_OK);
             for (int h = 0; h < H_; h++) {
                 const int32_t *ph = pos + (size_t)h * b;
@@ -416,7 +429,7 @@ static void test_refusals(void)
 
     rk_model *m = malloc(sizeof *m);
     rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = NEW, .prefill_chunk = PROMPT,
-                     .logits_rows = 1, .kv_dtype = ops->kv_dtype, .kv = policy("snapkv", 5000, 0)};
+                     .logits_rows = 1, .kv_format = ops->kv_format, .kv = policy("snapkv", 5000, 0)};
     CHECK(rk_model_plan(&cfg, ops, &lim, m) == RK_ELIMIT &&
           strstr(rk_last_error(), "more than the plan allows"));
     lim.kv = policy("h2o", 64, 0);

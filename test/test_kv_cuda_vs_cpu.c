@@ -23,7 +23,7 @@ static rk_model *load(const rk_ops *ops, const char *method)
 {
     rk_kv_options o = {.method = method, .average = AVERAGE};
     rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = 1, .prefill_chunk = PROMPT,
-                     .logits_rows = 1, .kv_dtype = ops->kv_dtype};
+                     .logits_rows = 1, .kv_format = ops->kv_format};
     rk_model *m = NULL;
     if (rk_kv_policy_make(&o, 24, &lim.kv) != RK_OK ||
         rk_model_load(MINI, ops, &lim, &m) != RK_OK)

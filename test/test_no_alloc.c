@@ -58,7 +58,7 @@ int main(void)
     atomic_store(&calls, 0);
 
     rk_limits lim = {.max_prompt = 200, .max_new_tokens = 40, .prefill_chunk = 64,
-                     .logits_rows = 1, .kv_dtype = RK_F32};
+                     .logits_rows = 1, .kv_format = RK_KV_FP32};
     rk_model *m;
     rk_status st = rk_model_load(RK_MODELS_DIR "/pythia-nano", rk_cpu_ops(), &lim, &m);
     CHECKF(st == RK_OK, "%s", rk_last_error());

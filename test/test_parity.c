@@ -177,7 +177,7 @@ int main(int argc, char **argv)
         return rk_test_finish("test_parity");
 
     rk_limits lim = {.max_prompt = 512, .max_new_tokens = 64, .prefill_chunk = CHUNK,
-                     .logits_rows = CHUNK, .kv_dtype = ops->kv_dtype};
+                     .logits_rows = CHUNK, .kv_format = ops->kv_format};
     rk_model *m = NULL;
     rk_status st = rk_model_load(argv[1], ops, &lim, &m);
     CHECKF(st == RK_OK, "load %s: %s", argv[1], rk_last_error());
@@ -189,7 +189,7 @@ int main(int argc, char **argv)
         rk_model_free(m);
     }
     rk_limits gen = {.max_prompt = 128, .max_new_tokens = 64, .prefill_chunk = 128,
-                     .logits_rows = 1, .kv_dtype = ops->kv_dtype};
+                     .logits_rows = 1, .kv_format = ops->kv_format};
     st = rk_model_load(argv[1], ops, &gen, &m);
     CHECKF(st == RK_OK, "load %s: %s", argv[1], rk_last_error());
     if (st == RK_OK) {

@@ -278,7 +278,7 @@ static void identity(void)
     const rk_ops *ops = rk_cpu_ops();
     rk_kv_options opt = {.method = "rankkv", .average = 64, .profile = p};
     rk_limits lim = {.max_prompt = 256, .max_new_tokens = 8, .prefill_chunk = 256,
-                     .logits_rows = 1, .kv_dtype = ops->kv_dtype};
+                     .logits_rows = 1, .kv_format = ops->kv_format};
     CHECKF(rk_kv_policy_make(&opt, 4, &lim.kv) == RK_OK, "%s", rk_last_error());
     rk_model *m = NULL;
     CHECK(rk_model_load(dir, ops, &lim, &m) != RK_OK && m == NULL);

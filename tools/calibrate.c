@@ -5,7 +5,6 @@
  * (the static consistency experiment). */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,31 +26,7 @@ static const char usage[] =
     "on the CPU, cuSOLVER on CUDA), and writes the profile header that builds\n"
     "compile in (-DRANKKV_PROFILES): identity, per-layer mean/std and per-head\n"
     "ranks, budget tables for averages 128/256/512/1024 x every strategy.\n"
-    "\n"
-    "  --model DIR            model directory (default: " RK_DEFAULT_MODEL ")\n"
-    "  --data FILE            calibration text (e.g. wikitext-2/wiki.valid.tokens)\n"
-    "  --samples N            calibration sequences (default 32)\n"
-    "  --seq-len N            tokens per sequence (default 1024)\n"
-    "  --out FILE             the header to write (its name gives the C symbol:\n"
-    "                         profile_<model>.h defines rk_profile_<model>)\n"
-    "  --json FILE            also write every sample's per-head ranks as JSON\n"
-    "  --from-json FILE       write the header from an earlier run's --json instead of\n"
-    "                         measuring (after a change to the strategies, say)\n"
-    "  --min-budget N         smallest layer budget in the tables (default 32, SnapKV's\n"
-    "                         window)\n"
-    "  --tokenizer FILE       tokenizer.json to read the text with (default: the model's)\n"
-    "  --target cpu|cuda      where to run (default cpu)\n"
-    "Static consistency (optional):\n"
-    "  --holdout FILE         held-out text (e.g. wikitext-2/wiki.test.raw)\n"
-    "  --holdout-samples N    held-out sequences (default 50)\n"
-    "  --report FILE          the experiment as JSON: Pearson correlation and cosine\n"
-    "                         similarity of each held-out sample's per-layer ranks with\n"
-    "                         the profile, their mean and minimum\n"
-    "  --plot FILE.png        plot of the profile against the held-out ranks per layer\n"
-    "                         (needs gnuplot; FILE.png.dat and FILE.png.gp, its data and\n"
-    "                         script, are written beside it)\n"
-    "  -h, --help             this text\n"
-    "Progress goes to stderr.\n";
+    "\n";
 
 typedef struct {
     const char *model, *data, *out, *json, *from_json, *target, *holdout, *report, *plot;
@@ -68,60 +43,59 @@ static char *beside(const char *path, const char *suffix)
     return s.s;
 }
 
+/* --plot: the PNG, and its data and script beside it. */
+static void take_plot(void *options_, const char *png)
+{
+    options *o = options_;
+    o->plot = cli_output("--plot", png, CLI_FILE_ONLY);
+    free(o->plot_data);
+    free(o->plot_script);
+    o->plot_data = beside(png, ".dat");
+    o->plot_script = beside(png, ".gp");
+    cli_output("--plot's data", o->plot_data, CLI_FILE_ONLY);
+    cli_output("--plot's script", o->plot_script, CLI_FILE_ONLY);
+}
+
 static options parse(int argc, char **argv)
 {
     options o = {.model = RK_DEFAULT_MODEL, .target = "cpu", .samples = 32, .seq_len = 1024,
                  .holdout_samples = 50, .min_budget = RK_KV_WINDOW};
-    enum { MODEL = 256, DATA, SAMPLES, SEQ, OUT, JSON, FROM_JSON, MINB, TARGET, HOLDOUT, HSAMPLES,
-           REPORT, PLOT, TOKENIZER };
-    static const struct option longopts[] = {{"model", required_argument, 0, MODEL},
-                                             {"data", required_argument, 0, DATA},
-                                             {"samples", required_argument, 0, SAMPLES},
-                                             {"seq-len", required_argument, 0, SEQ},
-                                             {"out", required_argument, 0, OUT},
-                                             {"json", required_argument, 0, JSON},
-                                             {"from-json", required_argument, 0, FROM_JSON},
-                                             {"min-budget", required_argument, 0, MINB},
-                                             {"target", required_argument, 0, TARGET},
-                                             {"holdout", required_argument, 0, HOLDOUT},
-                                             {"holdout-samples", required_argument, 0, HSAMPLES},
-                                             {"report", required_argument, 0, REPORT},
-                                             {"plot", required_argument, 0, PLOT},
-                                             {"tokenizer", required_argument, 0, TOKENIZER},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
-    int c;
-    while ((c = cli_getopt(argc, argv, longopts)) != -1) {
-        switch (c) {
-        case MODEL: o.model = optarg; break;
-        case DATA: o.data = cli_input(optarg); break;
-        case SAMPLES: o.samples = (int)cli_int("--samples", optarg, 1, 100000); break;
-        case SEQ: o.seq_len = (int)cli_int("--seq-len", optarg, 2, 1 << 16); break;
-        case OUT: o.out = cli_output("--out", optarg, CLI_FILE_ONLY); break;
-        case JSON: o.json = cli_output("--json", optarg, CLI_FILE_ONLY); break;
-        case FROM_JSON: o.from_json = cli_input(optarg); break;
-        case MINB: o.min_budget = (int)cli_int("--min-budget", optarg, 0, 128); break;
-        case TARGET: o.target = optarg; break;
-        case HOLDOUT: o.holdout = cli_input(optarg); break;
-        case HSAMPLES:
-            o.holdout_samples = (int)cli_int("--holdout-samples", optarg, 2, 100000);
-            break;
-        case REPORT: o.report = cli_output("--report", optarg, CLI_FILE_ONLY); break;
-        case PLOT:
-            o.plot = cli_output("--plot", optarg, CLI_FILE_ONLY);
-            free(o.plot_data);
-            free(o.plot_script);
-            o.plot_data = beside(optarg, ".dat");
-            o.plot_script = beside(optarg, ".gp");
-            cli_output("--plot's data", o.plot_data, CLI_FILE_ONLY);
-            cli_output("--plot's script", o.plot_script, CLI_FILE_ONLY);
-            break;
-        case TOKENIZER: o.tokenizer = cli_input(optarg); break;
-        case 'h': fputs(usage, stdout); exit(0);
-        }
-    }
-    if (optind < argc)
-        cli_usage_error("unexpected argument '%s'", argv[optind]);
+    const cli_opt opts[] = {
+        CLI_MODEL_OPT(&o.model),
+        CLI_PATH_OPT("--data", CLI_INPUT, &o.data, "FILE",
+                     "calibration text (e.g. wikitext-2/wiki.valid.tokens)"),
+        CLI_NUM("--samples", &o.samples, 1, 100000, "N", "calibration sequences (default 32)"),
+        CLI_NUM("--seq-len", &o.seq_len, 2, 1 << 16, "N", "tokens per sequence (default 1024)"),
+        CLI_PATH_OPT("--out", CLI_OUTPUT, &o.out, "FILE",
+                     "the header to write (its name gives the C symbol:\n"
+                     "profile_<model>.h defines rk_profile_<model>)"),
+        CLI_PATH_OPT("--json", CLI_OUTPUT, &o.json, "FILE",
+                     "also write every sample's per-head ranks as JSON"),
+        CLI_PATH_OPT("--from-json", CLI_INPUT, &o.from_json, "FILE",
+                     "write the header from an earlier run's --json instead of\n"
+                     "measuring (after a change to the strategies, say)"),
+        CLI_NUM("--min-budget", &o.min_budget, 0, 128, "N",
+                "smallest layer budget in the tables (default 32, SnapKV's\nwindow)"),
+        CLI_PATH_OPT("--tokenizer", CLI_INPUT, &o.tokenizer, "FILE",
+                     "tokenizer.json to read the text with (default: the model's)"),
+        CLI_TARGET_OPT(&o.target),
+        CLI_TEXT_OPT("Static consistency (optional):\n"),
+        CLI_PATH_OPT("--holdout", CLI_INPUT, &o.holdout, "FILE",
+                     "held-out text (e.g. wikitext-2/wiki.test.raw)"),
+        CLI_NUM("--holdout-samples", &o.holdout_samples, 2, 100000, "N",
+                "held-out sequences (default 50)"),
+        CLI_PATH_OPT("--report", CLI_OUTPUT, &o.report, "FILE",
+                     "the experiment as JSON: Pearson correlation and cosine\n"
+                     "similarity of each held-out sample's per-layer ranks with\n"
+                     "the profile, their mean and minimum"),
+        CLI_CALL_OPT("--plot", &o, take_plot, "FILE.png",
+                     "plot of the profile against the held-out ranks per layer\n"
+                     "(needs gnuplot; FILE.png.dat and FILE.png.gp, its data and\n"
+                     "script, are written beside it)"),
+        CLI_HELP_OPT,
+        CLI_TEXT_OPT("Progress goes to stderr.\n"),
+        {0}};
+    cli_parse(argc, argv, usage, opts);
     if (!o.out || (!o.data && !o.from_json))
         cli_usage_error("give --out HEADER and --data FILE (or --from-json FILE)");
     if (o.from_json && (o.data || o.json))
@@ -353,14 +327,13 @@ int main(int argc, char **argv)
     const options o = parse(argc, argv);
     const rk_ops *ops = cli_target(o.target);
     cli_check_paths(o.model);
-    char path[4096], symbol[256];
+    char symbol[256];
     cli_str command = {0};
     cli_command_line(argc, argv, &command);
     rk_codegen_symbol(o.out, symbol, sizeof symbol);
     earlier_run run = {0};
     rk_model *m = NULL;
     rk_tokenizer *tok = NULL;
-    char device[256] = "";
 
     /* The model is needed to measure: the calibration samples, unless an
      * earlier run's are given, and the held-out ones. */
@@ -386,20 +359,17 @@ int main(int argc, char **argv)
                     run.id.name, o.model);
             cli_die();
         }
-        cli_fmt(path, sizeof path, "%s/tokenizer.json", o.model);
-        if (rk_tok_load(o.tokenizer ? o.tokenizer : path, &tok) != RK_OK)
-            cli_die();
+        tok = cli_tokenizer(o.model, o.tokenizer, 0);
         rk_limits lim = {.max_prompt = run.seq_len, .max_new_tokens = 0,
                          .prefill_chunk = run.seq_len, .logits_rows = 1,
-                         .kv_dtype = ops->kv_dtype, .rank = rank, .rank_len = run.seq_len};
-        if (rk_model_load(o.model, ops, &lim, &m) != RK_OK ||
-            rk_tok_check_vocab(tok, m->cfg.vocab) != RK_OK)
+                         .kv_format = ops->kv_format, .rank = rank, .rank_len = run.seq_len};
+        m = cli_model_load(o.model, ops, &lim);
+        if (rk_tok_check_vocab(tok, m->cfg.vocab) != RK_OK)
             cli_die();
-        ops->device_name(m->ctx, device, sizeof device);
     }
     if (!o.from_json) {
         fprintf(stderr, "[calibrate] %s on %s (%s): %d samples x %d tokens of %s\n",
-                run.id.name, ops->name, device, o.samples, o.seq_len, o.data);
+                run.id.name, ops->name, cli_device(), o.samples, o.seq_len, o.data);
         run.ranks = measure_file(m, tok, o.data, o.samples, o.seq_len, "calibrate");
     }
     const measured cal = run.ranks;
@@ -435,7 +405,7 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(j, "layers", L);
         cJSON_AddNumberToObject(j, "heads", H);
         cJSON_AddNumberToObject(j, "hidden", run.id.hidden);
-        cJSON_AddStringToObject(j, "device", device);
+        cJSON_AddStringToObject(j, "device", cli_device());
         cJSON_AddStringToObject(j, "command", command.s);
         cJSON_AddStringToObject(j, "data", run.data);
         cJSON_AddNumberToObject(j, "samples", run.samples);
@@ -473,7 +443,7 @@ int main(int argc, char **argv)
                "cosine mean %.5f min %.5f\n",
                test.n, cli_base_name(o.holdout), corr, corr_min, cos_sim, cos_min);
         if (o.report) {
-            cJSON *j = cli_record_new(argc, argv, run.id.name, device, ops->name);
+            cJSON *j = cli_record_new(argc, argv, run.id.name, ops->name);
             cJSON_AddStringToObject(j, "calibration_data", run.data);
             cJSON_AddNumberToObject(j, "calibration_samples", run.samples);
             cJSON_AddStringToObject(j, "holdout_data", o.holdout);

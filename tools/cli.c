@@ -12,12 +12,14 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,7 +72,10 @@ void cli_init(const char *tool)
     signal(SIGHUP, on_signal);
 }
 
-int cli_getopt(int argc, char **argv, const struct option *longopts)
+/* getopt_long over LONGOPTS (plus -h) that answers an unknown option, a
+ * missing argument and an argument to a flag with a usage error naming the
+ * option; returns what getopt_long does otherwise. */
+static int cli_getopt(int argc, char **argv, const struct option *longopts)
 {
     /* The leading ':' has getopt return ':' for a missing argument and print
      * nothing itself, so that every message comes in the tool's words. */
@@ -92,6 +97,131 @@ int cli_getopt(int argc, char **argv, const struct option *longopts)
                 cli_usage_error("option --%s takes no argument", o->name);
         }
     cli_usage_error("unknown option '%s'", given);
+}
+
+/* The help's left column: "--name ARG" (or "-h, --help") into BUF. */
+static void left_column(const cli_opt *o, char *buf, size_t len)
+{
+    if (o->kind == CLI_HELP)
+        cli_fmt(buf, len, "-h, --help");
+    else
+        cli_fmt(buf, len, "%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+}
+
+/* Names longer than this take their help on the next line. */
+enum { HELP_NAME_WIDTH = 22 };
+
+static void print_help(const char *usage, const cli_opt *opts)
+{
+    char left[128];
+    int width = 0;
+    for (const cli_opt *o = opts; o->kind != CLI_END; o++)
+        if (o->kind != CLI_TEXT) {
+            left_column(o, left, sizeof left);
+            const int n = (int)strlen(left);
+            width = n > width && n <= HELP_NAME_WIDTH ? n : width;
+        }
+    fputs(usage, stdout);
+    for (const cli_opt *o = opts; o->kind != CLI_END; o++) {
+        if (o->kind == CLI_TEXT) {
+            fputs(o->help, stdout);
+            continue;
+        }
+        left_column(o, left, sizeof left);
+        if ((int)strlen(left) > width)
+            printf("  %s\n%*s", left, width + 4, "");
+        else
+            printf("  %-*s  ", width, left);
+        for (const char *h = o->help; *h; h++) {
+            putchar(*h);
+            if (*h == '\n')
+                printf("%*s", width + 4, "");
+        }
+        putchar('\n');
+    }
+}
+
+/* ARG of the option O, as its kind says. */
+static void take(const cli_opt *o, const char *arg)
+{
+    switch (o->kind) {
+    case CLI_FLAG: *(int *)o->to = 1; break;
+    case CLI_INT: *(int *)o->to = (int)cli_int(o->name, arg, (long)o->lo, (long)o->hi); break;
+    case CLI_UINT:
+        *(unsigned *)o->to = (unsigned)cli_int(o->name, arg, (long)o->lo, (long)o->hi);
+        break;
+    case CLI_U64:
+        *(uint64_t *)o->to = (uint64_t)cli_int(o->name, arg, (long)o->lo, (long)o->hi);
+        break;
+    case CLI_DOUBLE: *(double *)o->to = cli_double(o->name, arg, o->lo, o->hi); break;
+    case CLI_FLOAT: *(float *)o->to = (float)cli_double(o->name, arg, o->lo, o->hi); break;
+    case CLI_STRING: *(const char **)o->to = arg; break;
+    case CLI_INPUT: *(const char **)o->to = cli_input(arg); break;
+    case CLI_OUTPUT: *(const char **)o->to = cli_output(o->name, arg, CLI_FILE_ONLY); break;
+    case CLI_OUTPUT_STDOUT: *(const char **)o->to = cli_output(o->name, arg, CLI_STDOUT); break;
+    case CLI_INTS: {
+        cli_ints *l = o->to;
+        char *words[CLI_INTS_MAX];
+        l->n = cli_split_list(o->name, arg, words, o->most);
+        for (int i = 0; i < l->n; i++)
+            l->v[i] = (int)cli_int(o->name, words[i], (long)o->lo, (long)o->hi);
+        free(words[0]);
+        break;
+    }
+    case CLI_CALL: o->take(o->to, arg); break;
+    case CLI_END:
+    case CLI_TEXT:
+    case CLI_HELP: break;
+    }
+}
+
+void cli_parse(int argc, char **argv, const char *usage, const cli_opt *opts)
+{
+    /* getopt_long's codes: 256 + the entry's index, clear of 'h'. */
+    enum { FIRST = 256, MAX_OPTS = 64 };
+    struct option longopts[MAX_OPTS + 1] = {{0}};
+    int n = 0;
+    for (int i = 0; opts[i].kind != CLI_END; i++) {
+        if (opts[i].kind == CLI_TEXT)
+            continue;
+        if (n == MAX_OPTS) {
+            rk_fail(RK_ELIMIT, "a tool of more than %d options", MAX_OPTS);
+            cli_die();
+        }
+        const int bare = opts[i].kind == CLI_FLAG || opts[i].kind == CLI_HELP;
+        longopts[n++] = (struct option){opts[i].name + 2, bare ? no_argument : required_argument,
+                                        NULL, opts[i].kind == CLI_HELP ? 'h' : FIRST + i};
+    }
+    for (int c; (c = cli_getopt(argc, argv, longopts)) != -1;) {
+        if (c == 'h') {
+            print_help(usage, opts);
+            exit(0);
+        }
+        take(&opts[c - FIRST], optarg);
+    }
+    if (optind < argc)
+        cli_usage_error("unexpected argument '%s'", argv[optind]);
+}
+
+int cli_split_list(const char *flag, const char *list, char **out, int max)
+{
+    /* Without its leading commas, so that the first word starts the copy. */
+    char *copy = strdup(list + strspn(list, ","));
+    if (!copy) {
+        rk_fail(RK_ENOMEM, "out of memory");
+        cli_die();
+    }
+    int n = 0;
+    for (char *w = strtok(copy, ","); w; w = strtok(NULL, ",")) {
+        if (n == max)
+            cli_usage_error("%s takes at most %d entries", flag, max);
+        out[n++] = w;
+    }
+    if (n == 0) {
+        free(copy);
+        cli_usage_error("%s is empty", flag);
+    }
+    return n;
 }
 
 const rk_ops *cli_target(const char *name)
@@ -498,8 +628,32 @@ void cli_git_commit(cli_str *out)
     }
 }
 
-cJSON *cli_record_new(int argc, char **argv, const char *model, const char *device,
-                      const char *target)
+/* Named by cli_model_load for the records. */
+static char device_name[256] = "unknown";
+
+rk_model *cli_model_load(const char *model, const rk_ops *ops, const rk_limits *lim)
+{
+    rk_model *m;
+    if (rk_model_load(model, ops, lim, &m) != RK_OK)
+        cli_die();
+    rk_model_device_name(m, device_name, sizeof device_name);
+    return m;
+}
+
+const char *cli_device(void) { return device_name; }
+
+rk_tokenizer *cli_tokenizer(const char *model, const char *file, int vocab)
+{
+    char path[4096];
+    rk_tokenizer *tok;
+    cli_fmt(path, sizeof path, "%s/tokenizer.json", model);
+    if (rk_tok_load(file ? file : path, &tok) != RK_OK ||
+        (vocab && rk_tok_check_vocab(tok, vocab) != RK_OK))
+        cli_die();
+    return tok;
+}
+
+cJSON *cli_record_new(int argc, char **argv, const char *model, const char *target)
 {
     cli_str commit = {0}, command = {0};
     char date[32];
@@ -510,7 +664,7 @@ cJSON *cli_record_new(int argc, char **argv, const char *model, const char *devi
     cJSON *j = cJSON_CreateObject();
     if (model)
         cJSON_AddStringToObject(j, "model", model);
-    cJSON_AddStringToObject(j, "device", device);
+    cJSON_AddStringToObject(j, "device", device_name);
     cJSON_AddStringToObject(j, "target", target);
     cJSON_AddStringToObject(j, "commit", commit.s);
     cJSON_AddStringToObject(j, "command", command.s);
@@ -518,6 +672,25 @@ cJSON *cli_record_new(int argc, char **argv, const char *model, const char *devi
     cli_str_free(&commit);
     cli_str_free(&command);
     return j;
+}
+
+void cli_print_json_line(cJSON *j)
+{
+    char *s = cJSON_PrintUnformatted(j);
+    if (!s) {
+        rk_fail(RK_ENOMEM, "out of memory for a JSON line");
+        cli_die();
+    }
+    printf("%s\n", s);
+    free(s);
+    cJSON_Delete(j);
+}
+
+double cli_peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
 }
 
 void cli_write_json(const char *path, const cJSON *j)
@@ -710,29 +883,16 @@ static int read_budgets(const char *path, int *out)
     return n;
 }
 
-void cli_kv_option(cli_kv *kv, int code, const char *arg)
+void cli_kv_budgets(void *kv, const char *path)
 {
-    rk_kv_options *o = &kv->opt;
-    switch (code) {
-    case CLI_KV_METHOD: o->method = arg; break;
-    case CLI_KV_BUDGET: o->average = (int)cli_int("--kv-budget", arg, 1, 1 << 24); break;
-    case CLI_KV_BUDGETS: o->n_budgets = read_budgets(cli_input(arg), kv->budgets); break;
-    case CLI_KV_WINDOW: o->window = (int)cli_int("--kv-window", arg, 1, 1 << 20); break;
-    case CLI_KV_POOL: o->pool = (int)cli_int("--kv-pool", arg, 1, 1023); break;
-    case CLI_KV_SINKS: o->sinks = (int)cli_int("--kv-sinks", arg, 1, 1 << 20); break;
-    case CLI_KV_RECENT: o->recent = (int)cli_int("--kv-recent", arg, 1, 1 << 20); break;
-    case CLI_KV_BETA: o->beta = cli_double("--pyramid-beta", arg, 1, 1e6); break;
-    case CLI_KV_STRATEGY:
-        if (rk_rank_strategy_parse(arg, &o->rank.strategy) != RK_OK)
-            cli_usage_error("--rank-strategy: %s", rk_last_error());
-        break;
-    case CLI_KV_TEMPERATURE:
-        o->rank.temperature = cli_double("--rank-temperature", arg, 1e-6, 1e9);
-        break;
-    case CLI_KV_POWER: o->rank.power = cli_double("--rank-power", arg, 1e-3, 64); break;
-    case CLI_KV_TIERS: o->rank.tiers = (int)cli_int("--rank-tiers", arg, 1, RK_MAX_LAYERS); break;
-    case CLI_KV_SEED: o->rank.seed = (unsigned)cli_int("--rank-seed", arg, 1, 0x7fffffff); break;
-    }
+    cli_kv *k = kv;
+    k->opt.n_budgets = read_budgets(cli_input(path), k->budgets);
+}
+
+void cli_kv_strategy(void *strategy, const char *name)
+{
+    if (rk_rank_strategy_parse(name, strategy) != RK_OK)
+        cli_usage_error("--rank-strategy: %s", rk_last_error());
 }
 
 rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers)
@@ -756,7 +916,7 @@ void cli_kv_limits(const cli_kv *kv, const char *model, const rk_config *cfg, co
                    rk_limits *lim)
 {
     lim->kv = cli_kv_policy(kv, model, cfg->n_layers);
-    if (lim->kv.method != RK_KV_FULL)
+    if (rk_kv_compresses(&lim->kv))
         lim->prefill_chunk = lim->max_prompt;
 #ifdef RANKKV_DYNAMIC
     if (lim->kv.dynamic) {

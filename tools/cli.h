@@ -5,7 +5,6 @@
 #ifndef RK_CLI_H
 #define RK_CLI_H
 
-#include <getopt.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,10 +17,80 @@
  * standard output (a full disk, a closed pipe) turns the status into 1. */
 void cli_init(const char *tool);
 
-/* getopt_long over LONGOPTS (plus -h) that answers an unknown option, a
- * missing argument and an argument to a flag with a usage error naming the
- * option; returns what getopt_long does otherwise. */
-int cli_getopt(int argc, char **argv, const struct option *longopts);
+/* A tool's options, described once: cli_parse reads argv by the table and
+ * --help lists it. TO points where the value goes, of the type the kind
+ * names; cli_parse checks ranges, registers paths (cli_input, cli_output)
+ * and answers a bad command line with a usage error naming the option. */
+typedef enum {
+    CLI_END,           /* the entry that ends a table: {0} */
+    CLI_TEXT,          /* no option: HELP is printed as it is (a heading, a note) */
+    CLI_HELP,          /* -h, --help: the usage and the table on stdout, exit 0 */
+    CLI_FLAG,          /* int, set to 1 */
+    CLI_INT,           /* int in [LO, HI] */
+    CLI_UINT,          /* unsigned in [LO, HI] */
+    CLI_U64,           /* uint64_t in [LO, HI] */
+    CLI_DOUBLE,        /* double in [LO, HI] */
+    CLI_FLOAT,         /* float in [LO, HI] */
+    CLI_STRING,        /* const char *, as given */
+    CLI_INPUT,         /* const char *, an input path */
+    CLI_OUTPUT,        /* const char *, an output file */
+    CLI_OUTPUT_STDOUT, /* const char *, an output file or '-' for standard output */
+    CLI_INTS,          /* cli_ints: comma-separated integers in [LO, HI], at most MOST */
+    CLI_CALL,          /* anything else: TAKE(TO, argument) */
+} cli_kind;
+
+enum { CLI_INTS_MAX = 16 };
+typedef struct {
+    int n, v[CLI_INTS_MAX];
+} cli_ints;
+
+typedef struct {
+    const char *name; /* "--name" */
+    cli_kind kind;
+    void *to;
+    double lo, hi;
+    int most;
+    void (*take)(void *to, const char *arg);
+    const char *arg;  /* what --help shows after the name ("N", "FILE"); NULL for none */
+    const char *help; /* its second and later lines are indented under the first */
+} cli_opt;
+
+/* Table entries; the number kind follows the type TO points to, and any
+ * other type is a compile error. */
+#define CLI_NUM(name_, to_, lo_, hi_, arg_, help_)                                             \
+    {.name = (name_), .to = (to_), .lo = (lo_), .hi = (hi_), .arg = (arg_), .help = (help_), \
+     .kind = _Generic((to_), int *: CLI_INT, unsigned *: CLI_UINT, uint64_t *: CLI_U64,     \
+                      double *: CLI_DOUBLE, float *: CLI_FLOAT)}
+#define CLI_FLAG_OPT(name_, to_, help_)                                                      \
+    {.name = (name_), .kind = CLI_FLAG, .to = _Generic((to_), int *: (to_)), .help = (help_)}
+#define CLI_PATH_OPT(name_, kind_, to_, arg_, help_)                                         \
+    {.name = (name_), .kind = (kind_), .to = _Generic((to_), const char **: (to_)),         \
+     .arg = (arg_), .help = (help_)}
+#define CLI_STRING_OPT(name_, to_, arg_, help_) CLI_PATH_OPT(name_, CLI_STRING, to_, arg_, help_)
+#define CLI_INTS_OPT(name_, to_, lo_, hi_, most_, arg_, help_)                               \
+    {.name = (name_), .kind = CLI_INTS, .to = _Generic((to_), cli_ints *: (to_)), .lo = (lo_), \
+     .hi = (hi_), .most = (most_), .arg = (arg_), .help = (help_)}
+#define CLI_CALL_OPT(name_, to_, take_, arg_, help_)                                         \
+    {.name = (name_), .kind = CLI_CALL, .to = (to_), .take = (take_), .arg = (arg_),        \
+     .help = (help_)}
+#define CLI_TEXT_OPT(text_) {.kind = CLI_TEXT, .help = (text_)}
+#define CLI_HELP_OPT {.name = "--help", .kind = CLI_HELP, .help = "this text"}
+/* --model and --target as every tool that runs a model words them; the
+ * default model is the tool's RK_DEFAULT_MODEL. */
+#define CLI_MODEL_OPT(to_)                                                                    \
+    CLI_STRING_OPT("--model", to_, "DIR", "model directory (default: " RK_DEFAULT_MODEL ")")
+#define CLI_TARGET_OPT(to_)                                                                   \
+    CLI_STRING_OPT("--target", to_, "cpu|cuda", "where to run (default cpu)")
+
+/* Parses ARGV by OPTS (ended by {0}); a word that is not an option is a
+ * usage error. --help prints USAGE (the "usage:" lines and what the tool
+ * does), then the table. */
+void cli_parse(int argc, char **argv, const char *usage, const cli_opt *opts);
+
+/* Splits a copy of the comma-separated LIST into at most MAX words; a usage
+ * error naming FLAG when it is empty or longer. OUT[0] is the start of the
+ * copy: free it when the words are no longer needed. */
+int cli_split_list(const char *flag, const char *list, char **out, int max);
 
 /* The target NAME: a usage error unless it is cpu or cuda, an error when
  * this build or machine has no such target. */
@@ -96,11 +165,27 @@ void cli_model_config(const char *model, rk_config *cfg);
  * copy of the tree without its history names it in RANKKV_COMMIT. */
 void cli_git_commit(cli_str *out);
 
+/* M loaded on OPS as rk_model_load does; an error exit when it cannot be.
+ * Its device is the one the records that follow name. */
+rk_model *cli_model_load(const char *model, const rk_ops *ops, const rk_limits *lim);
+
+/* The device of the last model cli_model_load loaded. */
+const char *cli_device(void);
+
+/* MODEL/tokenizer.json (FILE instead, when not NULL), checked against a
+ * vocabulary of VOCAB when it is not 0; an error exit when it fails. */
+rk_tokenizer *cli_tokenizer(const char *model, const char *file, int vocab);
+
 /* A new benchmark record with the fields every one in bench/results/
- * starts with: model (left out when NULL), device, target, the commit, the
- * command (ARGV) and the date (UTC). */
-struct cJSON *cli_record_new(int argc, char **argv, const char *model, const char *device,
-                             const char *target);
+ * starts with: model (left out when NULL), device (cli_device), target,
+ * the commit, the command (ARGV) and the date (UTC). */
+struct cJSON *cli_record_new(int argc, char **argv, const char *model, const char *target);
+
+/* Prints J on one line of stdout and deletes it. */
+void cli_print_json_line(struct cJSON *j);
+
+/* The peak resident memory of this process so far, in MiB. */
+double cli_peak_rss_mb(void);
 
 /* Writes J, indented, to PATH (an output registered with cli_output) and
  * says so on stderr; exits 1 when it cannot. */
@@ -123,53 +208,50 @@ rk_status cli_tokenize_file(const rk_tokenizer *tok, const char *path, size_t li
 rk_status cli_tokenize_text(const rk_tokenizer *tok, const char *text, size_t len, size_t limit,
                             int32_t **ids, size_t *n);
 
-/* The KV-policy options every tool takes. A tool lists CLI_KV_LONGOPTS in
- * its getopt table and hands the codes it does not know to cli_kv_option
- * (cli_getopt returns no others). */
-enum { CLI_KV_FIRST = 1024, CLI_KV_METHOD = CLI_KV_FIRST, CLI_KV_BUDGET, CLI_KV_BUDGETS,
-       CLI_KV_WINDOW, CLI_KV_POOL, CLI_KV_SINKS, CLI_KV_RECENT, CLI_KV_BETA,
-       CLI_KV_STRATEGY, CLI_KV_TEMPERATURE, CLI_KV_POWER, CLI_KV_TIERS, CLI_KV_SEED };
-#define CLI_KV_LONGOPTS                                                                        \
-    {"kv", required_argument, 0, CLI_KV_METHOD},                                               \
-        {"kv-budget", required_argument, 0, CLI_KV_BUDGET},                                    \
-        {"kv-budgets", required_argument, 0, CLI_KV_BUDGETS},                                  \
-        {"kv-window", required_argument, 0, CLI_KV_WINDOW},                                    \
-        {"kv-pool", required_argument, 0, CLI_KV_POOL},                                        \
-        {"kv-sinks", required_argument, 0, CLI_KV_SINKS},                                      \
-        {"kv-recent", required_argument, 0, CLI_KV_RECENT},                                    \
-        {"pyramid-beta", required_argument, 0, CLI_KV_BETA},                                   \
-        {"rank-strategy", required_argument, 0, CLI_KV_STRATEGY},                              \
-        {"rank-temperature", required_argument, 0, CLI_KV_TEMPERATURE},                        \
-        {"rank-power", required_argument, 0, CLI_KV_POWER},                                    \
-        {"rank-tiers", required_argument, 0, CLI_KV_TIERS},                                    \
-        {"rank-seed", required_argument, 0, CLI_KV_SEED}
-#define CLI_KV_HELP                                                                            \
-    "  --kv METHOD           KV cache: " RK_KV_METHODS " (default full)\n"          \
-    "  --kv-budget N         average positions kept per layer after the prompt\n"              \
-    "  --kv-budgets FILE     explicit per-layer budgets (whitespace-separated; they must\n"     \
-    "                        sum to layers x --kv-budget)\n"                                   \
-    "  --kv-window N         SnapKV/PyramidKV observation window (default 32)\n"               \
-    "  --kv-pool N           SnapKV max-pool kernel, odd (default 7)\n"                        \
-    "  --kv-sinks N          StreamingLLM attention sinks (default 4)\n"                       \
-    "  --kv-recent N         H2O recent window (default: half of each layer's budget)\n"      \
-    "  --pyramid-beta X      PyramidKV schedule: top layer gets 1/X of the average\n"          \
-    "                        share above the window (default 20)\n"                          \
-    "  --rank-strategy S     rankkv budgets from effective ranks: " RK_RANK_STRATEGIES "\n"   \
-    "                        (default proportional; random and inverse are ablations)\n"     \
-    "  --rank-temperature T  softmax strategy (default: the mean rank)\n"                     \
-    "  --rank-power P        power strategy (default 2)\n"                                    \
-    "  --rank-tiers N        adaptive strategy: rank-quantile tiers (default 4)\n"            \
-    "  --rank-seed N         random strategy's shuffle (default 1)\n"                         \
-    "rankkv takes its ranks from the profile compiled in for the model (profiles/);\n"        \
-    "rankkv-dynamic measures each prompt's (builds with -DRANKKV_DYNAMIC=ON only).\n"
-
+/* The KV-policy options every tool that runs a model takes. */
 typedef struct {
     rk_kv_options opt;
     int budgets[RK_MAX_LAYERS];
 } cli_kv;
 
-/* Takes one KV option (a code of CLI_KV_LONGOPTS) with its argument. */
-void cli_kv_option(cli_kv *kv, int code, const char *arg);
+/* --kv-budgets and --rank-strategy, as CLI_CALL options take them. */
+void cli_kv_budgets(void *kv, const char *path);
+void cli_kv_strategy(void *strategy, const char *name);
+
+/* The KV options' table entries, writing to the cli_kv at KV. */
+#define CLI_KV_OPTIONS(kv)                                                                     \
+    CLI_STRING_OPT("--kv", &(kv)->opt.method, "METHOD",                                       \
+                   "KV cache: " RK_KV_METHODS " (default full)"),                              \
+    CLI_NUM("--kv-budget", &(kv)->opt.average, 1, 1 << 24, "N",                              \
+            "average positions kept per layer after the prompt"),                             \
+    CLI_CALL_OPT("--kv-budgets", (kv), cli_kv_budgets, "FILE",                                \
+                 "explicit per-layer budgets (whitespace-separated; they must\n"              \
+                 "sum to layers x --kv-budget)"),                                              \
+    CLI_NUM("--kv-window", &(kv)->opt.window, 1, 1 << 20, "N",                                \
+            "SnapKV/PyramidKV observation window (default 32)"),                              \
+    CLI_NUM("--kv-pool", &(kv)->opt.pool, 1, 1023, "N",                                       \
+            "SnapKV max-pool kernel, odd (default 7)"),                                       \
+    CLI_NUM("--kv-sinks", &(kv)->opt.sinks, 1, 1 << 20, "N",                                  \
+            "StreamingLLM attention sinks (default 4)"),                                      \
+    CLI_NUM("--kv-recent", &(kv)->opt.recent, 1, 1 << 20, "N",                                \
+            "H2O recent window (default: half of each layer's budget)"),                      \
+    CLI_NUM("--pyramid-beta", &(kv)->opt.beta, 1, 1e6, "X",                                   \
+            "PyramidKV schedule: top layer gets 1/X of the average\n"                         \
+            "share above the window (default 20)"),                                           \
+    CLI_CALL_OPT("--rank-strategy", &(kv)->opt.rank.strategy, cli_kv_strategy, "S",           \
+                 "rankkv budgets from effective ranks: " RK_RANK_STRATEGIES "\n"              \
+                 "(default proportional; random and inverse are ablations)"),                 \
+    CLI_NUM("--rank-temperature", &(kv)->opt.rank.temperature, 1e-6, 1e9, "T",                \
+            "softmax strategy (default: the mean rank)"),                                     \
+    CLI_NUM("--rank-power", &(kv)->opt.rank.power, 1e-3, 64, "P",                             \
+            "power strategy (default 2)"),                                                    \
+    CLI_NUM("--rank-tiers", &(kv)->opt.rank.tiers, 1, RK_MAX_LAYERS, "N",                     \
+            "adaptive strategy: rank-quantile tiers (default 4)"),                            \
+    CLI_NUM("--rank-seed", &(kv)->opt.rank.seed, 1, 0x7fffffff, "N",                          \
+            "random strategy's shuffle (default 1)"),                                         \
+    CLI_TEXT_OPT("rankkv takes its ranks from the profile compiled in for the model "          \
+                 "(profiles/);\nrankkv-dynamic measures each prompt's "                      \
+                 "(builds with -DRANKKV_DYNAMIC=ON only).\n")
 
 /* The policy for the model in MODEL of LAYERS layers; a usage error when it
  * is inconsistent, an error when rankkv finds no profile for the model. */

@@ -1,6 +1,5 @@
 /* rankkv-generate: text generation with a GPT-NeoX model in one planned arena. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,27 +18,7 @@
 static const char usage[] =
     "usage: rankkv-generate [options]\n"
     "Generates text with a GPT-NeoX (Pythia) model; all memory is planned up front.\n"
-    "\n"
-    "  --model DIR           model directory: config.json, *.safetensors, tokenizer.json\n"
-    "                        (default: the bundled " RK_DEFAULT_MODEL ")\n"
-    "  --prompt TEXT         prompt (default: \"The ship sailed\")\n"
-    "  --prompt-file FILE    read the prompt from FILE instead\n"
-    "  --max-new-tokens N    tokens to generate (default 64)\n"
-    "  --max-context N       cache positions planned: prompt + new tokens (default:\n"
-    "                        min(2048, max_position_embeddings))\n"
-    "  --chunk N             prefill chunk (default 256; with --kv other than full the\n"
-    "                        whole prompt is one chunk)\n"
-    "  --temperature T       0 = greedy (default 0)\n"
-    "  --top-k K             keep the K most likely tokens (default 0 = off)\n"
-    "  --top-p P             nucleus sampling mass (default 1 = off)\n"
-    "  --seed S              RNG seed (default 0)\n"
-    "  --ignore-eos          keep generating after the end-of-text token\n"
-    "  --target cpu|cuda     where to run (default cpu)\n"
-    CLI_KV_HELP
-    "  --print-plan          print the memory plan and exit (no weights are read)\n"
-    "  --json                end stdout with one JSON object (ids, text, speeds)\n"
-    "  --quiet               do not stream text (with --json)\n"
-    "  -h, --help            this text\n";
+    "\n";
 
 typedef struct {
     const char *model, *prompt, *prompt_file, *target;
@@ -56,51 +35,36 @@ static options parse(int argc, char **argv)
                  .max_new = 64,
                  .chunk = 256,
                  .sampling = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0}};
-    enum { MODEL = 256, PROMPT, PROMPT_FILE, MAX_NEW, MAX_CTX, CHUNK, TEMP, TOPK, TOPP, SEED,
-           IGNORE_EOS, TARGET, PLAN, JSON, QUIET };
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, MODEL},
-        {"prompt", required_argument, 0, PROMPT},
-        CLI_KV_LONGOPTS,
-        {"prompt-file", required_argument, 0, PROMPT_FILE},
-        {"max-new-tokens", required_argument, 0, MAX_NEW},
-        {"max-context", required_argument, 0, MAX_CTX},
-        {"chunk", required_argument, 0, CHUNK},
-        {"temperature", required_argument, 0, TEMP},
-        {"top-k", required_argument, 0, TOPK},
-        {"top-p", required_argument, 0, TOPP},
-        {"seed", required_argument, 0, SEED},
-        {"ignore-eos", no_argument, 0, IGNORE_EOS},
-        {"target", required_argument, 0, TARGET},
-        {"print-plan", no_argument, 0, PLAN},
-        {"json", no_argument, 0, JSON},
-        {"quiet", no_argument, 0, QUIET},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    int c;
-    while ((c = cli_getopt(argc, argv, longopts)) != -1) {
-        switch (c) {
-        case MODEL: o.model = optarg; break;
-        case PROMPT: o.prompt = optarg; break;
-        case PROMPT_FILE: o.prompt_file = cli_input(optarg); break;
-        case MAX_NEW: o.max_new = (int)cli_int("--max-new-tokens", optarg, 1, 1 << 20); break;
-        case MAX_CTX: o.max_context = (int)cli_int("--max-context", optarg, 2, 1 << 20); break;
-        case CHUNK: o.chunk = (int)cli_int("--chunk", optarg, 1, 1 << 16); break;
-        case TEMP: o.sampling.temperature = (float)cli_double("--temperature", optarg, 0, 100); break;
-        case TOPK: o.sampling.top_k = (int)cli_int("--top-k", optarg, 0, 1 << 24); break;
-        case TOPP: o.sampling.top_p = (float)cli_double("--top-p", optarg, 1e-6, 1); break;
-        case SEED: o.sampling.seed = (uint64_t)cli_int("--seed", optarg, 0, 0x7fffffffL); break;
-        case IGNORE_EOS: o.ignore_eos = 1; break;
-        case TARGET: o.target = optarg; break;
-        case PLAN: o.print_plan = 1; break;
-        case JSON: o.json = 1; break;
-        case QUIET: o.quiet = 1; break;
-        case 'h': fputs(usage, stdout); exit(0);
-        default: cli_kv_option(&o.kv, c, optarg);
-        }
-    }
-    if (optind < argc)
-        cli_usage_error("unexpected argument '%s'", argv[optind]);
+    const cli_opt opts[] = {
+        CLI_STRING_OPT("--model", &o.model, "DIR",
+                       "model directory: config.json, *.safetensors, tokenizer.json\n"
+                       "(default: the bundled " RK_DEFAULT_MODEL ")"),
+        CLI_STRING_OPT("--prompt", &o.prompt, "TEXT", "prompt (default: \"The ship sailed\")"),
+        CLI_PATH_OPT("--prompt-file", CLI_INPUT, &o.prompt_file, "FILE",
+                     "read the prompt from FILE instead"),
+        CLI_NUM("--max-new-tokens", &o.max_new, 1, 1 << 20, "N", "tokens to generate (default 64)"),
+        CLI_NUM("--max-context", &o.max_context, 2, 1 << 20, "N",
+                "cache positions planned: prompt + new tokens (default:\n"
+                "min(2048, max_position_embeddings))"),
+        CLI_NUM("--chunk", &o.chunk, 1, 1 << 16, "N",
+                "prefill chunk (default 256; with --kv other than full the\n"
+                "whole prompt is one chunk)"),
+        CLI_NUM("--temperature", &o.sampling.temperature, 0, 100, "T", "0 = greedy (default 0)"),
+        CLI_NUM("--top-k", &o.sampling.top_k, 0, 1 << 24, "K",
+                "keep the K most likely tokens (default 0 = off)"),
+        CLI_NUM("--top-p", &o.sampling.top_p, 1e-6, 1, "P",
+                "nucleus sampling mass (default 1 = off)"),
+        CLI_NUM("--seed", &o.sampling.seed, 0, 0x7fffffffL, "S", "RNG seed (default 0)"),
+        CLI_FLAG_OPT("--ignore-eos", &o.ignore_eos, "keep generating after the end-of-text token"),
+        CLI_TARGET_OPT(&o.target),
+        CLI_KV_OPTIONS(&o.kv),
+        CLI_FLAG_OPT("--print-plan", &o.print_plan,
+                     "print the memory plan and exit (no weights are read)"),
+        CLI_FLAG_OPT("--json", &o.json, "end stdout with one JSON object (ids, text, speeds)"),
+        CLI_FLAG_OPT("--quiet", &o.quiet, "do not stream text (with --json)"),
+        CLI_HELP_OPT,
+        {0}};
+    cli_parse(argc, argv, usage, opts);
     return o;
 }
 
@@ -113,13 +77,14 @@ static rk_limits limits_for(const options *o, const rk_config *cfg, const rk_ops
         cli_usage_error("--max-new-tokens %d leaves no room for a prompt in a context of %d",
                         o->max_new, ctx);
     rk_limits lim = {.max_prompt = ctx - o->max_new, .max_new_tokens = o->max_new,
-                     .logits_rows = 1, .kv_dtype = ops->kv_dtype};
+                     .logits_rows = 1, .kv_format = ops->kv_format};
     lim.prefill_chunk = o->chunk < lim.max_prompt ? o->chunk : lim.max_prompt;
     cli_kv_limits(&o->kv, o->model, cfg, ops, &lim);
     return lim;
 }
 
-static void print_json(const rk_model *m, const rk_tokenizer *tok, const int32_t *prompt,
+static void print_json(const rk_model *m, const char *target, const rk_tokenizer *tok,
+                       const int32_t *prompt,
                        int n_prompt, const int32_t *out, int n_out, double t_prefill,
                        double t_decode)
 {
@@ -132,17 +97,17 @@ static void print_json(const rk_model *m, const rk_tokenizer *tok, const int32_t
     if (rk_tok_decode(tok, out, (size_t)n_out, &text, &len) == RK_OK)
         cJSON_AddStringToObject(j, "text", text);
     free(text);
-    cJSON_AddStringToObject(j, "target", m->ops->name);
+    cJSON_AddStringToObject(j, "target", target);
     cJSON_AddNumberToObject(j, "prefill_s", t_prefill);
     cJSON_AddNumberToObject(j, "prefill_tok_s", n_prompt / t_prefill);
     cJSON_AddNumberToObject(j, "decode_s", t_decode);
     cJSON_AddNumberToObject(j, "decode_tok_s", n_out > 1 ? (n_out - 1) / t_decode : 0.0);
+    cJSON_AddStringToObject(j, "kv_method", rk_kv_policy_name(&m->lim.kv));
+    if (rk_kv_compresses(&m->lim.kv))
+        cJSON_AddNumberToObject(j, "kv_budget", m->lim.kv.average);
     cJSON_AddNumberToObject(j, "weights_bytes", (double)m->wplan.total);
     cJSON_AddNumberToObject(j, "arena_bytes", (double)m->plan.total);
-    char *s = cJSON_PrintUnformatted(j);
-    printf("%s\n", s);
-    free(s);
-    cJSON_Delete(j);
+    cli_print_json_line(j);
 }
 
 int main(int argc, char **argv)
@@ -152,17 +117,13 @@ int main(int argc, char **argv)
     const rk_ops *ops = cli_target(o.target);
     cli_check_paths(o.model);
 
-    char path[4096];
     rk_config cfg;
     cli_model_config(o.model, &cfg);
     rk_limits lim = limits_for(&o, &cfg, ops);
     if (o.print_plan)
         cli_print_plan(o.model, ops, &lim);
 
-    rk_tokenizer *tok;
-    cli_fmt(path, sizeof path, "%s/tokenizer.json", o.model);
-    if (rk_tok_load(path, &tok) != RK_OK || rk_tok_check_vocab(tok, cfg.vocab) != RK_OK)
-        cli_die();
+    rk_tokenizer *tok = cli_tokenizer(o.model, NULL, cfg.vocab);
     char *file_prompt = NULL;
     size_t prompt_len = strlen(o.prompt);
     if (o.prompt_file && rk_read_file(o.prompt_file, RK_MAX_PROMPT_FILE, &file_prompt, &prompt_len) != RK_OK)
@@ -185,11 +146,10 @@ int main(int argc, char **argv)
         cli_die();
     }
 
-    rk_model *m;
     rk_sampler sampler;
+    rk_model *m = cli_model_load(o.model, ops, &lim);
     int32_t *out = malloc((size_t)o.max_new * sizeof *out);
-    if (!out || rk_model_load(o.model, ops, &lim, &m) != RK_OK ||
-        rk_sampler_init(&sampler, &o.sampling, cfg.vocab) != RK_OK)
+    if (!out || rk_sampler_init(&sampler, &o.sampling, cfg.vocab) != RK_OK)
         cli_die();
 
     if (!o.quiet) {
@@ -243,7 +203,7 @@ int main(int argc, char **argv)
             n_out > 1 ? (n_out - 1) / (t2 - t1) : 0.0, m->plan.total / 1048576.0,
             m->wplan.total / 1048576.0);
     if (o.json)
-        print_json(m, tok, prompt, (int)n_prompt, out, n_out, t1 - t0, t2 - t1);
+        print_json(m, ops->name, tok, prompt, (int)n_prompt, out, n_out, t1 - t0, t2 - t1);
 
     rk_sampler_free(&sampler);
     rk_model_free(m);

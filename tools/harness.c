@@ -1,5 +1,6 @@
 #include "harness.h"
 
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -13,13 +14,17 @@
 #include "sampler.h"
 #include "textio.h"
 
-harness_dataset harness_dataset_arg(const char *arg)
+void harness_dataset_take(void *sets, const char *arg)
 {
+    harness_datasets *d = sets;
+    if (d->n == HARNESS_MAX_DATASETS)
+        cli_usage_error("at most %d datasets", HARNESS_MAX_DATASETS);
     const char *eq = strchr(arg, '=');
     if (!eq || eq == arg || !eq[1])
         cli_usage_error("--dataset wants NAME=PATH, got '%s'", arg);
     /* A copy of the name: argv is recorded with the results as given. */
-    return (harness_dataset){.name = strndup(arg, (size_t)(eq - arg)), .path = cli_input(eq + 1)};
+    d->set[d->n++] =
+        (harness_dataset){.name = strndup(arg, (size_t)(eq - arg)), .path = cli_input(eq + 1)};
 }
 
 static int by_name(const void *a, const void *b)
@@ -135,6 +140,41 @@ void harness_load_windows(const rk_tokenizer *tok, harness_dataset *set, int con
     }
 }
 
+void harness_load_datasets(harness_datasets *sets, const char *model, int vocab, int context,
+                           int max)
+{
+    if (!sets->n)
+        return;
+    rk_tokenizer *tok = cli_tokenizer(model, NULL, vocab);
+    for (int s = 0; s < sets->n; s++)
+        harness_load_windows(tok, &sets->set[s], context, max);
+    rk_tok_free(tok);
+}
+
+void harness_free_datasets(harness_datasets *sets)
+{
+    for (int s = 0; s < sets->n; s++) {
+        free(sets->set[s].windows);
+        free(sets->set[s].full_nll);
+        free((char *)sets->set[s].name);
+    }
+}
+
+void harness_check_tail(int tail, int context)
+{
+    if (tail >= context)
+        cli_usage_error("--tail %d must be shorter than --context %d", tail, context);
+}
+
+cJSON *harness_record(int argc, char **argv, const char *model, const char *target, int context,
+                      int tail)
+{
+    cJSON *j = cli_record_new(argc, argv, cli_base_name(model), target);
+    cJSON_AddNumberToObject(j, "context", context);
+    cJSON_AddNumberToObject(j, "tail", tail);
+    return j;
+}
+
 /* One window: prefill CONTEXT − TAIL tokens, then score TAIL tokens one
  * decode step at a time (the prefill's last logits predict the first).
  * Returns the window's summed NLL and adds to T. */
@@ -199,34 +239,13 @@ void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tai
     fputc('\n', stderr);
     for (int l = 0; l < L; l++)
         out->mean_budget[l] /= set->n_windows;
-    if (m->lim.kv.method == RK_KV_FULL) {
+    if (!rk_kv_compresses(&m->lim.kv)) {
         memcpy(set->full_nll, row_nll, (size_t)set->n_windows * sizeof(double));
         set->have_full = 1;
     } else if (set->have_full) {
         paired(row_nll, set->full_nll, set->n_windows, tail, &out->d_mean, &out->d_se);
         out->have_diff = 1;
     }
-}
-
-int harness_split_list(const char *flag, const char *list, char **out, int max)
-{
-    /* Without its leading commas, so that the first word starts the copy. */
-    char *copy = strdup(list + strspn(list, ","));
-    if (!copy) {
-        rk_fail(RK_ENOMEM, "out of memory");
-        cli_die();
-    }
-    int n = 0;
-    for (char *w = strtok(copy, ","); w; w = strtok(NULL, ",")) {
-        if (n == max)
-            cli_usage_error("%s takes at most %d entries", flag, max);
-        out[n++] = w;
-    }
-    if (n == 0) {
-        free(copy);
-        cli_usage_error("%s is empty", flag);
-    }
-    return n;
 }
 
 /* One timed greedy generation: TTFT and the mean decode-step time. */
@@ -259,8 +278,8 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-void harness_time(rk_model *m, const int32_t *prompt, int n, int new_tokens, int repeats,
-                  const char *label, double *ttft, double *tpot)
+harness_timing harness_time(rk_model *m, const int32_t *prompt, int n, int new_tokens,
+                            int repeats, const char *label)
 {
     double first[HARNESS_MAX_REPEATS], step[HARNESS_MAX_REPEATS];
     timed_run(m, prompt, n, new_tokens, &first[0], &step[0]);
@@ -269,6 +288,17 @@ void harness_time(rk_model *m, const int32_t *prompt, int n, int new_tokens, int
         timed_run(m, prompt, n, new_tokens, &first[r], &step[r]);
     }
     fputc('\n', stderr);
-    *ttft = median(first, repeats);
-    *tpot = median(step, repeats);
+    const double ttft = median(first, repeats), tpot = median(step, repeats);
+    return (harness_timing){.ttft_ms = 1e3 * ttft, .tpot_ms = 1e3 * tpot,
+                            .prefill_tok_s = n / ttft, .decode_tok_s = tpot > 0 ? 1.0 / tpot : 0};
 }
+
+void harness_timing_json(cJSON *j, const harness_timing *t)
+{
+    cJSON_AddNumberToObject(j, "ttft_ms", t->ttft_ms);
+    cJSON_AddNumberToObject(j, "tpot_ms", t->tpot_ms);
+    cJSON_AddNumberToObject(j, "prefill_tok_s", t->prefill_tok_s);
+    cJSON_AddNumberToObject(j, "decode_tok_s", t->decode_tok_s);
+}
+
+double harness_mb(size_t bytes) { return (double)bytes / 1048576.0; }

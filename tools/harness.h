@@ -7,10 +7,11 @@
 
 #include <stdint.h>
 
+#include "cli.h"
 #include "model.h"
 #include "tokenizer.h"
 
-enum { HARNESS_MAX_REPEATS = 50 };
+enum { HARNESS_MAX_REPEATS = 50, HARNESS_MAX_DATASETS = 8 };
 
 typedef struct {
     const char *name, *path;
@@ -33,9 +34,30 @@ typedef struct {
     double d_mean, d_se;
 } harness_row;
 
-/* Parses NAME=PATH (a text file, or a directory whose *.txt files are the
- * documents) and registers PATH as an input; a usage error otherwise. */
-harness_dataset harness_dataset_arg(const char *arg);
+/* The --dataset options of a run. */
+typedef struct {
+    harness_dataset set[HARNESS_MAX_DATASETS];
+    int n;
+} harness_datasets;
+
+/* --dataset NAME=PATH (a text file, or a directory whose *.txt files are
+ * the documents), as a CLI_CALL option takes it into a harness_datasets:
+ * PATH is registered as an input; a usage error otherwise. */
+void harness_dataset_take(void *sets, const char *arg);
+
+/* Every dataset cut by harness_load_windows, tokenized with MODEL's
+ * tokenizer checked against VOCAB; nothing is read without datasets. */
+void harness_load_datasets(harness_datasets *sets, const char *model, int vocab, int context,
+                           int max);
+void harness_free_datasets(harness_datasets *sets);
+
+/* The usage error of eval and compare for TAIL not shorter than CONTEXT. */
+void harness_check_tail(int tail, int context);
+
+/* The record of a run over windows: cli_record_new with its context and
+ * tail. */
+struct cJSON *harness_record(int argc, char **argv, const char *model, const char *target,
+                             int context, int tail);
 
 /* Cuts the dataset's documents into non-overlapping windows of CONTEXT
  * tokens, up to MAX, taken evenly from the documents (at most
@@ -52,16 +74,26 @@ void harness_load_windows(const rk_tokenizer *tok, harness_dataset *set, int con
 void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tail,
                          const char *label, double *row_nll, harness_row *out);
 
-/* Splits a copy of the comma-separated LIST into at most MAX words; a usage
- * error naming FLAG when it is empty or longer. OUT[0] is the start of the
- * copy: free it when the words are no longer needed. */
-int harness_split_list(const char *flag, const char *list, char **out, int max);
+/* Medians of timed greedy generations, in the records' units. */
+typedef struct {
+    double ttft_ms, tpot_ms, prefill_tok_s, decode_tok_s;
+} harness_timing;
 
 /* Greedy generation of NEW_TOKENS after PROMPT[0..n), one warm-up run and
  * REPEATS (≤ HARNESS_MAX_REPEATS) timed ones, progress after LABEL: the
  * median TTFT (prefill + first token) and the median of each run's mean
- * decode-step time, in seconds. */
-void harness_time(rk_model *m, const int32_t *prompt, int n, int new_tokens, int repeats,
-                  const char *label, double *ttft, double *tpot);
+ * decode-step time, and the speeds they make. */
+harness_timing harness_time(rk_model *m, const int32_t *prompt, int n, int new_tokens,
+                            int repeats, const char *label);
+
+/* --repeats of the timing tools: timed runs per PER (a word). */
+#define HARNESS_REPEATS_OPT(to_, per_)                                                        \
+    CLI_NUM("--repeats", to_, 1, HARNESS_MAX_REPEATS, "N", "timed runs per " per_ " (default 3)")
+
+/* T's four fields, under their own names, into the JSON object J. */
+void harness_timing_json(struct cJSON *j, const harness_timing *t);
+
+/* MB (2^20 bytes), the unit of the records' memory figures. */
+double harness_mb(size_t bytes);
 
 #endif

@@ -4,7 +4,6 @@
  * Pythia-2.8B) can be measured. Its outputs mean nothing as language. */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +20,7 @@ static const char usage[] =
     "Writes DIR/config.json (Pythia key style) and DIR/model.safetensors (F16),\n"
     "with weights drawn from a seeded generator: the same options give the same bytes.\n"
     "Their size is stated, and checked against the free space, before writing.\n"
-    "\n"
-    "  --out DIR            output directory (created if missing)\n"
-    "  --preset NAME        pythia-2.8b (default), pythia-nano-shape or pythia-mini-shape\n"
-    "  --layers N --hidden N --heads N --ffn N --vocab N --max-pos N\n"
-    "  --rotary-pct P       override the preset's shape\n"
-    "  --seed S             generator seed (default 1)\n"
-    "  -h, --help           this text\n";
+    "\n";
 
 typedef struct {
     int layers, hidden, heads, ffn, vocab, max_pos;
@@ -138,34 +131,23 @@ int main(int argc, char **argv)
     shape s = {0};
     uint64_t seed = 1;
     int have_preset = 0;
-    enum { OUT = 256, PRESET, LAYERS, HIDDEN, HEADS, FFN, VOCAB, MAXPOS, ROT, SEED };
-    static const struct option longopts[] = {
-        {"out", required_argument, 0, OUT},       {"preset", required_argument, 0, PRESET},
-        {"layers", required_argument, 0, LAYERS}, {"hidden", required_argument, 0, HIDDEN},
-        {"heads", required_argument, 0, HEADS},   {"ffn", required_argument, 0, FFN},
-        {"vocab", required_argument, 0, VOCAB},   {"max-pos", required_argument, 0, MAXPOS},
-        {"rotary-pct", required_argument, 0, ROT}, {"seed", required_argument, 0, SEED},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     /* A negative rotary_pct: not given (0 is a valid value). */
     shape over = {.rotary_pct = -1};
-    int c;
-    while ((c = cli_getopt(argc, argv, longopts)) != -1) {
-        switch (c) {
-        case OUT: out = optarg; break;
-        case PRESET: preset = optarg; break;
-        case LAYERS: over.layers = (int)cli_int("--layers", optarg, 1, RK_MAX_LAYERS); break;
-        case HIDDEN: over.hidden = (int)cli_int("--hidden", optarg, 2, 65536); break;
-        case HEADS: over.heads = (int)cli_int("--heads", optarg, 1, 1024); break;
-        case FFN: over.ffn = (int)cli_int("--ffn", optarg, 1, 1 << 20); break;
-        case VOCAB: over.vocab = (int)cli_int("--vocab", optarg, 1, 1 << 22); break;
-        case MAXPOS: over.max_pos = (int)cli_int("--max-pos", optarg, 1, 1 << 20); break;
-        case ROT: over.rotary_pct = cli_double("--rotary-pct", optarg, 0, 1); break;
-        case SEED: seed = (uint64_t)cli_int("--seed", optarg, 0, 0x7fffffffL); break;
-        case 'h': fputs(usage, stdout); return 0;
-        }
-    }
-    if (optind < argc)
-        cli_usage_error("unexpected argument '%s'", argv[optind]);
+    const cli_opt opts[] = {
+        CLI_STRING_OPT("--out", &out, "DIR", "output directory (created if missing)"),
+        CLI_STRING_OPT("--preset", &preset, "NAME",
+                       "pythia-2.8b (default), pythia-nano-shape or pythia-mini-shape"),
+        CLI_NUM("--layers", &over.layers, 1, RK_MAX_LAYERS, "N", "override the preset's layers"),
+        CLI_NUM("--hidden", &over.hidden, 2, 65536, "N", "override the preset's hidden size"),
+        CLI_NUM("--heads", &over.heads, 1, 1024, "N", "override the preset's heads"),
+        CLI_NUM("--ffn", &over.ffn, 1, 1 << 20, "N", "override the preset's MLP width"),
+        CLI_NUM("--vocab", &over.vocab, 1, 1 << 22, "N", "override the preset's vocabulary"),
+        CLI_NUM("--max-pos", &over.max_pos, 1, 1 << 20, "N", "override the preset's positions"),
+        CLI_NUM("--rotary-pct", &over.rotary_pct, 0, 1, "P", "override the preset's rotary_pct"),
+        CLI_NUM("--seed", &seed, 0, 0x7fffffffL, "S", "generator seed (default 1)"),
+        CLI_HELP_OPT,
+        {0}};
+    cli_parse(argc, argv, usage, opts);
     if (!out)
         cli_usage_error("--out DIR is required");
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)

@@ -1,6 +1,5 @@
 /* rankkv-ppl: perplexity of a text file over non-overlapping windows. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,55 +19,33 @@ static const char usage[] =
     "tokens that follow each of its positions (as goldens.json's ppl_full_cache\n"
     "does). Line ends are read as Python's text mode reads them: CRLF and CR\n"
     "become LF.\n"
-    "\n"
-    "  --model DIR         model directory (default: " RK_DEFAULT_MODEL ")\n"
-    "  --text FILE         text to score (required)\n"
-    "  --window W          tokens per window (default 1024)\n"
-    "  --max-windows N     score at most N windows (default: all; the JSON's\n"
-    "                      text_tokens then counts the tokens read for them)\n"
-    "  --chunk N           prefill chunk (default 256)\n"
-    "  --target cpu|cuda   where to run (default cpu)\n"
-    "  --json              last stdout line is one JSON object\n"
-    "  --print-plan        print the memory plan and exit (reads only config.json)\n"
-    "  -h, --help          this text\n"
-    "Progress goes to stderr.\n";
+    "\n";
 
 int main(int argc, char **argv)
 {
     cli_init("rankkv-ppl");
     const char *model = RK_DEFAULT_MODEL, *text = NULL, *target = "cpu";
     int window = 1024, max_windows = 0, chunk = 256, json = 0, print_plan = 0;
-    enum { MODEL = 256, TEXT, WINDOW, MAXW, CHUNK, TARGET, JSON, PLAN };
-    static const struct option longopts[] = {{"model", required_argument, 0, MODEL},
-                                             {"text", required_argument, 0, TEXT},
-                                             {"window", required_argument, 0, WINDOW},
-                                             {"max-windows", required_argument, 0, MAXW},
-                                             {"chunk", required_argument, 0, CHUNK},
-                                             {"target", required_argument, 0, TARGET},
-                                             {"json", no_argument, 0, JSON},
-                                             {"print-plan", no_argument, 0, PLAN},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
-    int c;
-    while ((c = cli_getopt(argc, argv, longopts)) != -1) {
-        switch (c) {
-        case MODEL: model = optarg; break;
-        case TEXT: text = cli_input(optarg); break;
-        case WINDOW: window = (int)cli_int("--window", optarg, 1, 1 << 20); break;
-        case MAXW: max_windows = (int)cli_int("--max-windows", optarg, 1, 1 << 30); break;
-        case CHUNK: chunk = (int)cli_int("--chunk", optarg, 1, 1 << 16); break;
-        case TARGET: target = optarg; break;
-        case JSON: json = 1; break;
-        case PLAN: print_plan = 1; break;
-        case 'h': fputs(usage, stdout); return 0;
-        }
-    }
-    if (optind < argc)
-        cli_usage_error("unexpected argument '%s'", argv[optind]);
+    const cli_opt opts[] = {
+        CLI_MODEL_OPT(&model),
+        CLI_PATH_OPT("--text", CLI_INPUT, &text, "FILE", "text to score (required)"),
+        CLI_NUM("--window", &window, 1, 1 << 20, "W", "tokens per window (default 1024)"),
+        CLI_NUM("--max-windows", &max_windows, 1, 1 << 30, "N",
+                "score at most N windows (default: all; the JSON's\n"
+                "text_tokens then counts the tokens read for them)"),
+        CLI_NUM("--chunk", &chunk, 1, 1 << 16, "N", "prefill chunk (default 256)"),
+        CLI_TARGET_OPT(&target),
+        CLI_FLAG_OPT("--json", &json, "last stdout line is one JSON object"),
+        CLI_FLAG_OPT("--print-plan", &print_plan,
+                     "print the memory plan and exit (reads only config.json)"),
+        CLI_HELP_OPT,
+        CLI_TEXT_OPT("Progress goes to stderr.\n"),
+        {0}};
+    cli_parse(argc, argv, usage, opts);
     const rk_ops *ops = cli_target(target);
     /* Every position of a window is scored, so every row keeps its logits. */
     rk_limits lim = {.max_prompt = window, .max_new_tokens = 0,
-                     .prefill_chunk = chunk < window ? chunk : window, .kv_dtype = ops->kv_dtype};
+                     .prefill_chunk = chunk < window ? chunk : window, .kv_format = ops->kv_format};
     lim.logits_rows = lim.prefill_chunk;
     if (print_plan)
         cli_print_plan(model, ops, &lim);
@@ -76,11 +53,7 @@ int main(int argc, char **argv)
         cli_usage_error("--text FILE is required");
     cli_check_paths(model);
 
-    char path[4096];
-    rk_tokenizer *tok;
-    cli_fmt(path, sizeof path, "%s/tokenizer.json", model);
-    if (rk_tok_load(path, &tok) != RK_OK)
-        cli_die();
+    rk_tokenizer *tok = cli_tokenizer(model, NULL, 0);
     int32_t *ids;
     size_t n_ids;
     /* A window needs one token past its end for its last target. */
@@ -95,9 +68,8 @@ int main(int argc, char **argv)
                 window);
         cli_die();
     }
-    rk_model *m;
-    if (rk_model_load(model, ops, &lim, &m) != RK_OK ||
-        rk_tok_check_vocab(tok, m->cfg.vocab) != RK_OK)
+    rk_model *m = cli_model_load(model, ops, &lim);
+    if (rk_tok_check_vocab(tok, m->cfg.vocab) != RK_OK)
         cli_die();
 
     double nll = 0, t0 = rk_now();
@@ -147,10 +119,7 @@ int main(int argc, char **argv)
         cJSON_AddStringToObject(j, "text", text);
         cJSON_AddStringToObject(j, "target", ops->name);
         cJSON_AddNumberToObject(j, "seconds", secs);
-        char *s = cJSON_PrintUnformatted(j);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(j);
+        cli_print_json_line(j);
     }
     rk_model_free(m);
     rk_tok_free(tok);

@@ -259,19 +259,21 @@ static void rotate(float *dst, const float *src, const float *rope, int head_dim
     memcpy(dst + rot_dims, src + rot_dims, (size_t)(head_dim - rot_dims) * sizeof(float));
 }
 
-static void cpu_qkv_rotary(void *ctx, void *q, void *k_cache, void *v_cache, const void *qkv,
-                           const float *rope, const void *pos, const void *row, int n, int heads,
-                           int head_dim, int rot_dims, int cap)
+static void cpu_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const void *qkv,
+                           const float *rope, const void *pos, const void *row, int n,
+                           int rot_dims)
 {
     const int pos0 = *(const int32_t *)pos, row0 = *(const int32_t *)row;
+    const int heads = cache->heads, head_dim = cache->head_dim, cap = cache->cap;
+    float *k_cache = cache->k, *v_cache = cache->v;
     for (int i = 0; i < n; i++) {
         const float *r = rope + (size_t)(pos0 + i) * rot_dims;
         for (int h = 0; h < heads; h++) {
             const float *src = (const float *)qkv + ((size_t)i * heads + h) * 3 * head_dim;
             size_t dst = (size_t)h * cap + row0 + i;
             rotate((float *)q + ((size_t)h * n + i) * head_dim, src, r, head_dim, rot_dims);
-            rotate((float *)k_cache + dst * head_dim, src + head_dim, r, head_dim, rot_dims);
-            memcpy((float *)v_cache + dst * head_dim, src + 2 * head_dim,
+            rotate(k_cache + dst * head_dim, src + head_dim, r, head_dim, rot_dims);
+            memcpy(v_cache + dst * head_dim, src + 2 * head_dim,
                    (size_t)head_dim * sizeof(float));
         }
     }
@@ -329,17 +331,17 @@ static void attention_part(void *arg, int lo, int hi)
     }
 }
 
-static void cpu_attention(void *ctx, void *out, const void *q, const void *k_cache,
-                          const void *v_cache, const void *row, int n, int heads, int head_dim,
-                          int cap)
+static void cpu_attention(void *ctx, void *out, const void *q, const rk_kv_layer *cache,
+                          const void *row, int n)
 {
-    attention_job j = {.out = out, .q = q, .k = k_cache, .v = v_cache,
-                       .scratch = ((cpu_ctx *)ctx)->scratch, .n = n, .heads = heads,
-                       .head_dim = head_dim, .cap = cap, .row0 = *(const int32_t *)row};
-    if ((long)n * (j.row0 + n) * head_dim * heads < PARALLEL_MIN_WORK)
-        attention_part(&j, 0, heads);
+    attention_job j = {.out = out, .q = q, .k = cache->k, .v = cache->v,
+                       .scratch = ((cpu_ctx *)ctx)->scratch, .n = n, .heads = cache->heads,
+                       .head_dim = cache->head_dim, .cap = cache->cap,
+                       .row0 = *(const int32_t *)row};
+    if ((long)n * (j.row0 + n) * j.head_dim * j.heads < PARALLEL_MIN_WORK)
+        attention_part(&j, 0, j.heads);
     else
-        pool_run(attention_part, &j, heads, 1);
+        pool_run(attention_part, &j, j.heads, 1);
 }
 
 /* Heads [lo, hi) of attention_mass: the window's probabilities, summed over
@@ -361,16 +363,18 @@ static void mass_part(void *arg, int lo, int hi)
     }
 }
 
-static void cpu_attention_mass(void *ctx, float *score, const void *q, const void *k_cache,
-                               const void *row, int n, int from, int heads, int head_dim, int cap,
-                               int stride, int add)
+static void cpu_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
+                               const rk_kv_layer *cache, const void *row, int n, int from,
+                               int add)
 {
-    attention_job j = {NULL, q, k_cache, NULL, ((cpu_ctx *)ctx)->scratch, n, heads, head_dim, cap,
-                       *(const int32_t *)row, score, from, stride, add};
-    if ((long)(n - from) * (j.row0 + n) * head_dim * heads < PARALLEL_MIN_WORK)
-        mass_part(&j, 0, heads);
+    attention_job j = {.q = q, .k = cache->k, .scratch = ((cpu_ctx *)ctx)->scratch, .n = n,
+                       .heads = cache->heads, .head_dim = cache->head_dim, .cap = cache->cap,
+                       .row0 = *(const int32_t *)row, .mass = scores.s, .from = from,
+                       .stride = scores.stride, .add = add};
+    if ((long)(n - from) * (j.row0 + n) * j.head_dim * j.heads < PARALLEL_MIN_WORK)
+        mass_part(&j, 0, j.heads);
     else
-        pool_run(mass_part, &j, heads, 1);
+        pool_run(mass_part, &j, j.heads, 1);
 }
 
 static void cpu_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int heads, int stride,
@@ -385,32 +389,33 @@ static void cpu_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int 
                          idx + (size_t)h * keep, pooled, heap);
 }
 
-static void cpu_kv_gather(void *ctx, void *dk, void *dv, int32_t *pos, float *dscore,
-                          const void *sk, const void *sv, const float *sscore, const int32_t *idx,
-                          int keep, int heads, int head_dim, int dcap, int scap, int sstride)
+static void cpu_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *src,
+                          rk_kv_scores src_scores, const int32_t *idx, int keep)
 {
-    const size_t row = (size_t)head_dim * sizeof(float);
-    for (int h = 0; h < heads; h++)
+    const int hd = dst->head_dim;
+    const size_t row = (size_t)hd * sizeof(float);
+    for (int h = 0; h < dst->heads; h++)
         for (int j = 0; j < keep; j++) {
             const int32_t r = idx[(size_t)h * keep + j];
-            const size_t d = (size_t)h * dcap + j, src = (size_t)h * scap + r;
-            memcpy((float *)dk + d * head_dim, (const float *)sk + src * head_dim, row);
-            memcpy((float *)dv + d * head_dim, (const float *)sv + src * head_dim, row);
-            pos[d] = r;
-            if (sscore)
-                dscore[d] = sscore[(size_t)h * sstride + r];
+            const size_t d = (size_t)h * dst->cap + j, s = (size_t)h * src->cap + r;
+            memcpy((float *)dst->k + d * hd, (const float *)src->k + s * hd, row);
+            memcpy((float *)dst->v + d * hd, (const float *)src->v + s * hd, row);
+            dst->pos[d] = r;
+            if (dst->score)
+                dst->score[d] = src_scores.s[(size_t)h * src_scores.stride + r];
         }
 }
 
-static void cpu_kv_evict(void *ctx, void *k_cache, void *v_cache, int32_t *pos_rows, float *score,
-                         const void *pos, const void *row, int heads, int head_dim, int cap,
+static void cpu_kv_evict(void *ctx, const rk_kv_layer *cache, const void *pos, const void *row,
                          int budget, int sinks, int recent)
 {
     const int pos0 = *(const int32_t *)pos, row0 = *(const int32_t *)row;
+    const int head_dim = cache->head_dim, cap = cache->cap;
+    float *k_cache = cache->k, *v_cache = cache->v;
     const size_t bytes = (size_t)head_dim * sizeof(float);
-    for (int h = 0; h < heads; h++) {
-        int32_t *p = pos_rows + (size_t)h * cap;
-        float *sc = score ? score + (size_t)h * cap : NULL;
+    for (int h = 0; h < cache->heads; h++) {
+        int32_t *p = cache->pos + (size_t)h * cap;
+        float *sc = cache->score ? cache->score + (size_t)h * cap : NULL;
         p[row0] = pos0;
         if (row0 < budget)
             continue;
@@ -424,8 +429,8 @@ static void cpu_kv_evict(void *ctx, void *k_cache, void *v_cache, int32_t *pos_r
         if (victim < 0)
             continue; /* nothing old enough: the new row is overwritten next step */
         const size_t from = (size_t)h * cap + row0, to = (size_t)h * cap + victim;
-        memcpy((float *)k_cache + to * head_dim, (float *)k_cache + from * head_dim, bytes);
-        memcpy((float *)v_cache + to * head_dim, (float *)v_cache + from * head_dim, bytes);
+        memcpy(k_cache + to * head_dim, k_cache + from * head_dim, bytes);
+        memcpy(v_cache + to * head_dim, v_cache + from * head_dim, bytes);
         p[victim] = p[row0];
         if (sc)
             sc[victim] = sc[row0];
@@ -435,7 +440,7 @@ static void cpu_kv_evict(void *ctx, void *k_cache, void *v_cache, int32_t *pos_r
 static const rk_ops cpu_ops = {
     .name = "cpu",
     .act_bytes = sizeof(float),
-    .kv_dtype = RK_F32,
+    .kv_format = RK_KV_FP32,
     .init = cpu_init,
     .shutdown = cpu_shutdown,
     .device_name = cpu_device_name,

@@ -357,33 +357,33 @@ static void cuda_linear_f32out(void *ctx, float *y, const void *x, const void *w
         gemm(ctx, y, x, w, NULL, n, in, out, 1);
 }
 
-static void cuda_qkv_rotary(void *ctx, void *q, void *k_cache, void *v_cache, const void *qkv,
-                            const float *rope, const void *pos, const void *row, int n, int heads,
-                            int head_dim, int rot_dims, int cap)
+static void cuda_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const void *qkv,
+                            const float *rope, const void *pos, const void *row, int n,
+                            int rot_dims)
 {
-    rk_k_qkv_rotary(((cuda_ctx *)ctx)->stream, q, k_cache, v_cache, qkv, rope, pos, row, n, heads,
-                    head_dim, rot_dims, cap);
+    rk_k_qkv_rotary(((cuda_ctx *)ctx)->stream, q, cache->k, cache->v, qkv, rope, pos, row, n,
+                    cache->heads, cache->head_dim, rot_dims, cache->cap);
 }
 
-static void cuda_attention(void *ctx, void *out, const void *q, const void *k_cache,
-                           const void *v_cache, const void *row, int n, int heads, int head_dim,
-                           int cap)
+static void cuda_attention(void *ctx, void *out, const void *q, const rk_kv_layer *cache,
+                           const void *row, int n)
 {
     cuda_ctx *c = ctx;
     if (n <= DECODE_MAX_QUERIES)
-        rk_attention_decode(c->stream, out, q, k_cache, v_cache, c->attn_scratch, row, n, heads,
-                            head_dim, cap);
+        rk_attention_decode(c->stream, out, q, cache->k, cache->v, c->attn_scratch, row, n,
+                            cache->heads, cache->head_dim, cache->cap);
     else
-        rk_attention_prefill(c->stream, out, q, k_cache, v_cache, row, n, heads, head_dim, cap);
+        rk_attention_prefill(c->stream, out, q, cache->k, cache->v, row, n, cache->heads,
+                             cache->head_dim, cache->cap);
 }
 
-static void cuda_attention_mass(void *ctx, float *score, const void *q, const void *k_cache,
-                                const void *row, int n, int from, int heads, int head_dim,
-                                int cap, int stride, int add)
+static void cuda_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
+                                const rk_kv_layer *cache, const void *row, int n, int from,
+                                int add)
 {
     cuda_ctx *c = ctx;
-    rk_k_attention_mass(c->stream, score, q, k_cache, row, n, from, heads, head_dim, cap, stride,
-                        add, c->workspace);
+    rk_k_attention_mass(c->stream, scores.s, q, cache->k, row, n, from, cache->heads,
+                        cache->head_dim, cache->cap, scores.stride, add, c->workspace);
 }
 
 static void cuda_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int heads,
@@ -398,21 +398,19 @@ static void cuda_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int
     rk_k_kv_keep(c->stream, idx, score, n, heads, stride, pool, budget, tail);
 }
 
-static void cuda_kv_gather(void *ctx, void *dk, void *dv, int32_t *pos, float *dscore,
-                           const void *sk, const void *sv, const float *sscore,
-                           const int32_t *idx, int keep, int heads, int head_dim, int dcap,
-                           int scap, int sstride)
+static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *src,
+                           rk_kv_scores src_scores, const int32_t *idx, int keep)
 {
-    rk_k_kv_gather(((cuda_ctx *)ctx)->stream, dk, dv, pos, dscore, sk, sv, sscore, idx, keep,
-                   heads, head_dim, dcap, scap, sstride);
+    rk_k_kv_gather(((cuda_ctx *)ctx)->stream, dst->k, dst->v, dst->pos, dst->score, src->k,
+                   src->v, dst->score ? src_scores.s : NULL, idx, keep, dst->heads, dst->head_dim,
+                   dst->cap, src->cap, src_scores.stride);
 }
 
-static void cuda_kv_evict(void *ctx, void *k_cache, void *v_cache, int32_t *pos_rows,
-                          float *score, const void *pos, const void *row, int heads,
-                          int head_dim, int cap, int budget, int sinks, int recent)
+static void cuda_kv_evict(void *ctx, const rk_kv_layer *cache, const void *pos, const void *row,
+                          int budget, int sinks, int recent)
 {
-    rk_k_kv_evict(((cuda_ctx *)ctx)->stream, k_cache, v_cache, pos_rows, score, pos, row, heads,
-                  head_dim, cap, budget, sinks, recent);
+    rk_k_kv_evict(((cuda_ctx *)ctx)->stream, cache->k, cache->v, cache->pos, cache->score, pos,
+                  row, cache->heads, cache->head_dim, cache->cap, budget, sinks, recent);
 }
 
 static void cuda_top_k(void *ctx, float *vals, int32_t *ids, const float *logits, int vocab,
@@ -457,7 +455,7 @@ static size_t cuda_device_used_bytes(void *ctx)
 static const rk_ops cuda_ops = {
     .name = "cuda",
     .act_bytes = 2,
-    .kv_dtype = RK_F16,
+    .kv_format = RK_KV_FP16,
     .supports = cuda_supports,
     .init = cuda_init,
     .shutdown = cuda_shutdown,
