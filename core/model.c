@@ -133,8 +133,9 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     m->a_mlp_out = rk_plan_add(p, "mlp_out", C * D * a);
     m->a_scratch = rk_plan_add(p, "target_scratch", ops->scratch_bytes(cfg, (int)C, attn_ctx));
     m->a_logits = rk_plan_add(p, "logits", (size_t)lim->logits_rows * (size_t)cfg->vocab * sizeof(float));
-    m->a_top_vals = rk_plan_add(p, "top_k_values", RK_TOP_K_MAX * sizeof(float));
-    m->a_top_ids = rk_plan_add(p, "top_k_ids", RK_TOP_K_MAX * sizeof(int32_t));
+    const size_t top = (size_t)lim->logits_rows * RK_TOP_K_MAX;
+    m->a_top_vals = rk_plan_add(p, "top_k_values", top * sizeof(float));
+    m->a_top_ids = rk_plan_add(p, "top_k_ids", top * sizeof(int32_t));
     cache->k = rk_plan_add(p, "kv_cache_k", m->kv_bytes / 2);
     cache->v = rk_plan_add(p, "kv_cache_v", m->kv_bytes / 2);
     if (compress) {
@@ -216,7 +217,7 @@ static rk_status bind(rk_model *m, const char *dir)
     return st;
 }
 
-static rk_status record_decode_step(rk_model *m);
+static rk_status record_steps(rk_model *m);
 
 rk_status rk_model_load(const char *dir, const rk_ops *ops, const rk_limits *lim,
                         rk_model **out)
@@ -239,7 +240,7 @@ rk_status rk_model_load(const char *dir, const rk_ops *ops, const rk_limits *lim
     if (!m)
         return rk_fail(RK_ENOMEM, "out of host memory for the model");
     if ((st = rk_model_plan(&cfg, ops, lim, m)) != RK_OK || (st = bind(m, dir)) != RK_OK ||
-        (st = record_decode_step(m)) != RK_OK) {
+        (st = record_steps(m)) != RK_OK) {
         rk_model_free(m);
         return st;
     }
@@ -307,11 +308,30 @@ void rk_model_print_plan(const rk_model *m, FILE *f)
             m->wplan.total + m->plan.total, m->wplan.total, m->plan.total);
 }
 
-void rk_model_reset(rk_model *m)
+void rk_seq_reset(rk_seq *s) { memset(s, 0, sizeof *s); }
+
+rk_status rk_seq_truncate(const rk_model *m, rk_seq *s, int n)
 {
-    m->n_past = 0;
-    m->n_logits = 0;
-    memset(m->rows, 0, sizeof m->rows);
+    const rk_kv_policy *kv = &m->lim.kv;
+    if (n < 0 || n > s->n_past)
+        return rk_fail(RK_EINVAL, "truncating a sequence of %d positions to %d", s->n_past, n);
+    const int drop = s->n_past - n;
+    if (drop == 0)
+        return RK_OK;
+    /* An evicting policy has overwritten rows it cannot bring back, and a
+     * compressed prompt's rows are no longer its positions. */
+    if (rk_kv_hooks_of(kv)->after_decode_attention)
+        return rk_fail(RK_EINVAL, "%s cannot roll a sequence back: it evicts rows as it decodes",
+                       rk_kv_policy_name(kv));
+    if (n < s->prompt)
+        return rk_fail(RK_EINVAL,
+                       "%s cannot roll a sequence back to position %d, inside its compressed "
+                       "prompt of %d",
+                       rk_kv_policy_name(kv), n, s->prompt);
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        s->rows[l] -= drop;
+    s->n_past = n;
+    return RK_OK;
 }
 
 /* What the policy's hooks need of layer L after its attention. */
@@ -326,22 +346,37 @@ static rk_kv_layer_step policy_step(rk_model *m, int l, int n, const void *q,
         .host_keep = m->host_keep, .budget = m->lim.kv.budget[l]};
 }
 
+/* What one forward call does after each layer's attention. */
+typedef enum {
+    FORWARD_APPEND,   /* the rows go to the layer's cache (then the policy's decode hook) */
+    FORWARD_COMPRESS, /* a prompt in the prefill region, then the policy keeps its rows */
+    FORWARD_MEASURE,  /* a prompt from position 0, its attention's effective ranks measured */
+} forward_mode;
+
+typedef struct {
+    forward_mode mode;
+    double *ranks; /* FORWARD_MEASURE: L × heads ranks ... */
+    int rank_n;    /* ... of the attention of the first rank_n tokens */
+    rk_status status; /* the first failure of a host call inside the ops */
+} forward_call;
+
 /* A measuring forward: layer L's per-head effective ranks, from the
  * queries and keys its attention just used. */
-static void measure_layer(rk_model *m, int l, int n, const void *q, const rk_kv_layer *cache)
+static void measure_layer(rk_model *m, forward_call *call, int l, int n, const void *q,
+                          const rk_kv_layer *cache)
 {
     const int H = m->cfg.n_heads;
-    if (m->rank_status != RK_OK)
+    if (call->status != RK_OK)
         return;
-    m->rank_status = m->lim.rank->attention_erank(
-        m->rank_ctx, m->ctx, m->ranks + (size_t)l * H, q, cache->k, m->rank_n, n, cache->cap, H,
-        m->cfg.head_dim, AT(m, m->a_rank_scratch), m->rank_scratch_bytes);
+    call->status = m->lim.rank->attention_erank(
+        m->rank_ctx, m->ctx, call->ranks + (size_t)l * H, q, cache->k, call->rank_n, n,
+        cache->cap, H, m->cfg.head_dim, AT(m, m->a_rank_scratch), m->rank_scratch_bytes);
 }
 
 /* The forward pass proper: the step input (pos0, rows, token ids) is
  * already in the arena. Reads positions and rows only from there, so that a
  * recording of it replays correctly at any step. */
-static void forward_ops(rk_model *m, int n)
+static void forward_ops(rk_model *m, int n, forward_call *call)
 {
     const rk_config *c = &m->cfg;
     const rk_kv_policy *kv = &m->lim.kv;
@@ -370,25 +405,26 @@ static void forward_ops(rk_model *m, int n)
         const void *row = step + 1 + l;
 
         o->linear(ctx, qkv, h, WT(m, w->qkv_w), WT(m, w->qkv_b), n, D, 3 * D, 0);
-        if (m->compressing) {
-            /* The prompt's K/V, all of it, exist for one layer at a time:
-             * attention reads them from the prefill region (rows = positions
-             * from 0), then only the kept rows move to the layer's cache. */
+        /* Compressing policies hold the prompt's K/V, all of it, for one
+         * layer at a time: attention reads them from the prefill region
+         * (rows = positions from 0), then only the kept rows move to the
+         * layer's cache. A measured prompt passes there too. */
+        if (rk_kv_compresses(kv) && call->mode != FORWARD_APPEND) {
             const rk_kv_layer prompt = prompt_cache(m);
             o->qkv_rotary(ctx, q, &prompt, qkv, rope, pos, pos, n, c->rotary_dims);
             o->attention(ctx, att, q, &prompt, pos, n);
-            if (m->ranks) {
-                measure_layer(m, l, n, q, &prompt);
-            } else if (hooks->after_prefill_layer && m->forward_status == RK_OK) {
+            if (call->mode == FORWARD_MEASURE) {
+                measure_layer(m, call, l, n, q, &prompt);
+            } else if (call->status == RK_OK) {
                 const rk_kv_layer_step s = policy_step(m, l, n, q, &cache, &prompt);
-                m->forward_status = hooks->after_prefill_layer(kv, &s);
+                call->status = hooks->after_prefill_layer(kv, &s);
             }
         } else {
             o->qkv_rotary(ctx, q, &cache, qkv, rope, pos, row, n, c->rotary_dims);
             o->attention(ctx, att, q, &cache, row, n);
-            if (m->ranks)
-                measure_layer(m, l, n, q, &cache);
-            if (hooks->after_decode_attention) {
+            if (call->mode == FORWARD_MEASURE)
+                measure_layer(m, call, l, n, q, &cache);
+            else if (hooks->after_decode_attention) {
                 const rk_kv_layer_step s = policy_step(m, l, n, q, &cache, NULL);
                 hooks->after_decode_attention(kv, &s);
             }
@@ -415,36 +451,35 @@ static void forward_ops(rk_model *m, int n)
     o->linear_f32out(ctx, AT(m, m->a_logits), last, WT(m, m->w_unembed), rows, D, c->vocab);
 }
 
-/* Where the target can record, the one-token step is recorded once at
- * start-up (recording runs nothing) and replayed for every generated token;
- * launch overhead would otherwise dominate decode. */
-static rk_status record_decode_step(rk_model *m)
+/* Where the target can record, the steps of 1..k rows after the prompt are
+ * recorded once at start-up (recording runs nothing) and replayed for every
+ * generated token, or every k draft tokens verified at once; launch overhead
+ * would otherwise dominate decode. */
+static rk_status record_steps(rk_model *m)
 {
-    rk_status st;
-    if (!m->ops->replay || m->lim.max_new_tokens == 0 || m->lim.logits_rows != 1)
+    if (!m->ops->replay || m->lim.max_new_tokens == 0)
         return RK_OK;
-    if ((st = m->ops->capture_begin(m->ctx)) != RK_OK)
-        return st;
-    forward_ops(m, 1);
-    if ((st = m->ops->capture_end(m->ctx)) != RK_OK)
-        return st;
-    m->decode_recorded = 1;
+    int k = m->lim.logits_rows < RK_MAX_RECORDED_STEP ? m->lim.logits_rows : RK_MAX_RECORDED_STEP;
+    /* Evicting policies step one token at a time. */
+    if (rk_kv_hooks_of(&m->lim.kv)->after_decode_attention)
+        k = 1;
+    for (int rows = 1; rows <= k; rows++) {
+        forward_call call = {.mode = FORWARD_APPEND};
+        rk_status st = m->ops->capture_begin(m->ctx);
+        if (st != RK_OK)
+            return st;
+        forward_ops(m, rows, &call);
+        if ((st = m->ops->capture_end(m->ctx, rows - 1)) != RK_OK)
+            return st;
+        m->steps_recorded = rows;
+    }
     return RK_OK;
 }
 
-static rk_status decode_step(rk_model *m)
-{
-    if (!m->decode_recorded) {
-        forward_ops(m, 1);
-        return RK_OK;
-    }
-    return m->ops->replay(m->ctx);
-}
-
 /* Checks the chunk's token ids and copies the step input in: pos0, each
- * layer's row0 (0 for a prompt that is compressed or measured as it
- * passes), the ids. */
-static rk_status stage_input(rk_model *m, const int32_t *tokens, int n, int from_row0)
+ * layer's row0 (ROWS, or 0 for a prompt that is compressed or measured as
+ * it passes: ROWS NULL), the ids. */
+static rk_status stage_input(rk_model *m, int pos0, const int *rows, const int32_t *tokens, int n)
 {
     const int L = m->cfg.n_layers;
     for (int i = 0; i < n; i++)
@@ -452,9 +487,9 @@ static rk_status stage_input(rk_model *m, const int32_t *tokens, int n, int from
             return rk_fail(RK_EINVAL, "token id %d is outside the vocabulary [0, %d)", tokens[i],
                            m->cfg.vocab);
     int32_t *step = m->host_step;
-    step[0] = m->n_past;
+    step[0] = pos0;
     for (int l = 0; l < L; l++)
-        step[1 + l] = from_row0 ? 0 : m->rows[l];
+        step[1 + l] = rows ? rows[l] : 0;
     memcpy(step + 1 + L, tokens, (size_t)n * sizeof(int32_t));
     return m->ops->copy_in(m->ctx, AT(m, m->a_step), step, (size_t)(1 + L + n) * sizeof(int32_t));
 }
@@ -476,21 +511,22 @@ static rk_status dynamic_budgets(rk_model *m, const int32_t *tokens, int n)
                                 kv->budget);
 }
 
-/* Runs the ops of one forward call; the logits stay where the target keeps
- * them. */
-static rk_status run_forward(rk_model *m, const int32_t *tokens, int n)
+/* Runs the ops of one forward call of S; the logits stay where the target
+ * keeps them. S moves on only once the caller has its results. */
+static rk_status run_forward(rk_model *m, const rk_seq *s, const int32_t *tokens, int n,
+                             rk_seq *next)
 {
     const rk_config *c = &m->cfg;
     if (n < 1 || n > m->lim.prefill_chunk)
         return rk_fail(RK_ELIMIT, "forward of %d tokens; the plan allows 1..%d per call", n,
                        m->lim.prefill_chunk);
-    if (m->n_past + n > m->cap)
+    if (s->n_past + n > m->cap)
         return rk_fail(RK_ELIMIT,
                        "context would reach %d positions; the plan holds %d (prompt %d + new %d)",
-                       m->n_past + n, m->cap, m->lim.max_prompt, m->lim.max_new_tokens);
+                       s->n_past + n, m->cap, m->lim.max_prompt, m->lim.max_new_tokens);
     const rk_kv_policy *kv = &m->lim.kv;
     const rk_kv_hooks *hooks = rk_kv_hooks_of(kv);
-    const int compressing = rk_kv_compresses(kv) && m->n_past == 0;
+    const int compressing = rk_kv_compresses(kv) && s->n_past == 0;
     if (compressing && kv->dynamic) {
         rk_status st = dynamic_budgets(m, tokens, n);
         if (st != RK_OK)
@@ -500,28 +536,36 @@ static rk_status run_forward(rk_model *m, const int32_t *tokens, int n)
         return rk_fail(RK_ELIMIT, "%s evicts one token per step: after the prompt, forward one "
                                   "token at a time (got %d)", rk_kv_policy_name(kv), n);
     for (int l = 0; !compressing && l < c->n_layers; l++)
-        if (m->rows[l] + n > m->cache.cap[l])
+        if (s->rows[l] + n > m->cache.cap[l])
             return rk_fail(RK_ELIMIT, "layer %d's cache would reach %d rows; the plan holds %d",
-                           l, m->rows[l] + n, m->cache.cap[l]);
+                           l, s->rows[l] + n, m->cache.cap[l]);
 
-    rk_status st = stage_input(m, tokens, n, compressing);
+    rk_status st = stage_input(m, s->n_past, compressing ? NULL : s->rows, tokens, n);
     if (st != RK_OK)
         return st;
+    *next = *s;
+    next->n_past += n;
+    if (compressing)
+        next->prompt = n;
     for (int l = 0; l < c->n_layers; l++)
-        m->rows[l] = hooks->rows_after(m->rows[l], n, kv->budget[l], compressing);
-    if (n == 1 && m->lim.logits_rows == 1 && !compressing)
-        return decode_step(m);
-    m->compressing = compressing;
-    m->forward_status = RK_OK;
-    forward_ops(m, n);
-    m->compressing = 0;
-    return m->forward_status;
+        next->rows[l] = hooks->rows_after(s->rows[l], n, kv->budget[l], compressing);
+    if (!compressing && n <= m->steps_recorded && n <= m->lim.logits_rows)
+        return m->ops->replay(m->ctx, n - 1);
+    forward_call call = {.mode = compressing ? FORWARD_COMPRESS : FORWARD_APPEND};
+    forward_ops(m, n, &call);
+    return call.status;
 }
 
-rk_status rk_model_forward(rk_model *m, const int32_t *tokens, int n)
+static int logits_rows(const rk_model *m, int n)
 {
-    const int rows = n < m->lim.logits_rows ? n : m->lim.logits_rows;
-    rk_status st = run_forward(m, tokens, n);
+    return n < m->lim.logits_rows ? n : m->lim.logits_rows;
+}
+
+rk_status rk_model_forward(rk_model *m, rk_seq *s, const int32_t *tokens, int n)
+{
+    const int rows = logits_rows(m, n);
+    rk_seq next;
+    rk_status st = run_forward(m, s, tokens, n, &next);
     if (st == RK_OK)
         st = m->ops->copy_out(m->ctx, m->host_logits, AT(m, m->a_logits),
                               (size_t)rows * m->cfg.vocab * sizeof(float));
@@ -529,56 +573,80 @@ rk_status rk_model_forward(rk_model *m, const int32_t *tokens, int n)
         st = m->ops->sync(m->ctx);
     if (st != RK_OK)
         return st;
-    m->n_past += n;
+    *s = next;
     m->n_logits = rows;
     return RK_OK;
 }
 
-rk_status rk_model_forward_top_k(rk_model *m, const int32_t *tokens, int n, int k, float *vals,
-                                int32_t *ids)
+rk_status rk_model_forward_top_k(rk_model *m, rk_seq *s, const int32_t *tokens, int n, int k,
+                                 float *vals, int32_t *ids)
 {
     const rk_ops *o = m->ops;
     if (k < 1 || k > RK_TOP_K_MAX || k > m->cfg.vocab || !o->top_k)
         return rk_fail(RK_EINVAL, "top-k of %d on the %s target (1..%d where it has one)", k,
                        o->name, o->top_k ? RK_TOP_K_MAX : 0);
-    const int rows = n < m->lim.logits_rows ? n : m->lim.logits_rows;
-    rk_status st = run_forward(m, tokens, n);
-    if (st == RK_OK) {
-        const float *last = (const float *)AT(m, m->a_logits) + (size_t)(rows - 1) * m->cfg.vocab;
-        o->top_k(m->ctx, AT(m, m->a_top_vals), AT(m, m->a_top_ids), last, m->cfg.vocab, k);
-        st = o->copy_out(m->ctx, ids, AT(m, m->a_top_ids), (size_t)k * sizeof(int32_t));
-    }
+    const int rows = logits_rows(m, n), V = m->cfg.vocab;
+    rk_seq next;
+    rk_status st = run_forward(m, s, tokens, n, &next);
+    for (int r = 0; r < rows && st == RK_OK; r++)
+        o->top_k(m->ctx, (float *)AT(m, m->a_top_vals) + (size_t)r * k,
+                 (int32_t *)AT(m, m->a_top_ids) + (size_t)r * k,
+                 (const float *)AT(m, m->a_logits) + (size_t)r * V, V, k);
     if (st == RK_OK)
-        st = o->copy_out(m->ctx, vals, AT(m, m->a_top_vals), (size_t)k * sizeof(float));
+        st = o->copy_out(m->ctx, ids, AT(m, m->a_top_ids), (size_t)rows * k * sizeof(int32_t));
+    if (st == RK_OK)
+        st = o->copy_out(m->ctx, vals, AT(m, m->a_top_vals), (size_t)rows * k * sizeof(float));
     if (st == RK_OK)
         st = o->sync(m->ctx);
     if (st != RK_OK)
         return st;
-    m->n_past += n;
+    *s = next;
     m->n_logits = 0; /* the logits stayed where the target keeps them */
     return RK_OK;
 }
 
-rk_status rk_model_forward_argmax(rk_model *m, const int32_t *tokens, int n, int32_t *next)
+rk_status rk_model_forward_argmax_rows(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
+                                       int32_t *next)
 {
+    const int rows = logits_rows(m, n);
     if (m->ops->top_k) {
-        float val;
-        return rk_model_forward_top_k(m, tokens, n, 1, &val, next);
+        float vals[RK_MAX_RECORDED_STEP];
+        if (rows > RK_MAX_RECORDED_STEP)
+            return rk_fail(RK_ELIMIT, "device argmax of %d rows at once (at most %d)", rows,
+                           RK_MAX_RECORDED_STEP);
+        return rk_model_forward_top_k(m, s, tokens, n, 1, vals, next);
     }
-    rk_status st = rk_model_forward(m, tokens, n);
-    if (st == RK_OK)
-        *next = rk_argmax(rk_model_logits(m, m->n_logits - 1), m->cfg.vocab);
+    rk_status st = rk_model_forward(m, s, tokens, n);
+    for (int r = 0; r < rows && st == RK_OK; r++)
+        next[r] = rk_argmax(rk_model_logits(m, r), m->cfg.vocab);
     return st;
 }
 
-rk_status rk_model_prefill(rk_model *m, const int32_t *tokens, int n)
+rk_status rk_model_forward_argmax(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
+                                  int32_t *next)
+{
+    int32_t ids[RK_MAX_RECORDED_STEP];
+    const int rows = logits_rows(m, n);
+    if (rows > RK_MAX_RECORDED_STEP) {
+        rk_status st = rk_model_forward(m, s, tokens, n);
+        if (st == RK_OK)
+            *next = rk_argmax(rk_model_logits(m, rows - 1), m->cfg.vocab);
+        return st;
+    }
+    rk_status st = rk_model_forward_argmax_rows(m, s, tokens, n, ids);
+    if (st == RK_OK)
+        *next = ids[rows - 1];
+    return st;
+}
+
+rk_status rk_model_prefill(rk_model *m, rk_seq *s, const int32_t *tokens, int n)
 {
     if (n > m->lim.max_prompt)
         return rk_fail(RK_ELIMIT, "prompt of %d tokens is longer than the planned %d", n,
                        m->lim.max_prompt);
     for (int i = 0; i < n;) {
         int k = n - i < m->lim.prefill_chunk ? n - i : m->lim.prefill_chunk;
-        rk_status st = rk_model_forward(m, tokens + i, k);
+        rk_status st = rk_model_forward(m, s, tokens + i, k);
         if (st != RK_OK)
             return st;
         i += k;
@@ -593,31 +661,22 @@ rk_status rk_model_measure_ranks(rk_model *m, const int32_t *tokens, int n, doub
     if (n < 1 || n > m->lim.rank_len)
         return rk_fail(RK_ELIMIT, "rank of a %d-token sequence; the plan measures 1..%d", n,
                        m->lim.rank_len);
-    rk_model_reset(m);
-    rk_status st = stage_input(m, tokens, n, 1);
+    rk_status st = stage_input(m, 0, NULL, tokens, n);
     if (st != RK_OK)
         return st;
-    /* Compressing policies run the layer over the prefill region, where the
-     * measurement takes the place of compression. */
-    m->compressing = rk_kv_compresses(&m->lim.kv);
-    m->ranks = ranks;
-    m->rank_n = n;
-    m->rank_status = RK_OK;
-    forward_ops(m, n);
-    m->ranks = NULL;
-    m->compressing = 0;
+    forward_call call = {.mode = FORWARD_MEASURE, .ranks = ranks, .rank_n = n};
+    forward_ops(m, n, &call);
     st = m->ops->sync(m->ctx);
-    rk_model_reset(m);
-    return m->rank_status != RK_OK ? m->rank_status : st;
+    return call.status != RK_OK ? call.status : st;
 }
 
-rk_status rk_model_kept_positions(rk_model *m, int layer, int32_t *out)
+rk_status rk_model_kept_positions(rk_model *m, const rk_seq *s, int layer, int32_t *out)
 {
     const int compresses = rk_kv_compresses(&m->lim.kv);
     if (!compresses || layer < 0 || layer >= m->cfg.n_layers)
         return rk_fail(RK_EINVAL, "kept positions of layer %d: the model compresses %s", layer,
                        compresses ? "fewer layers" : "nothing");
-    const int H = m->cfg.n_heads, rows = m->rows[layer];
+    const int H = m->cfg.n_heads, rows = s->rows[layer];
     const rk_kv_layer cache = layer_cache(m, layer);
     const int32_t *pos = cache.pos;
     const int cap = cache.cap;

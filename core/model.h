@@ -70,16 +70,10 @@ typedef struct {
     int32_t *host_step;
     int32_t *host_keep;
     double *host_ranks; /* L × heads, for the dynamic budgets */
-    int n_logits;       /* rows valid after the last forward */
-    int n_past;         /* positions seen in this sequence */
-    int rows[RK_MAX_LAYERS]; /* cache rows in use per layer */
-    int compressing;    /* the current forward compresses after each layer */
-    double *ranks;      /* measuring forward: L × heads effective ranks go here */
-    int rank_n;         /* ... of the attention of its first rank_n tokens */
-    rk_status rank_status; /* the first failure of a measurement */
-    rk_status forward_status; /* the first failure of a host call inside the forward ops */
+    int n_logits; /* rows of host_logits valid after the last forward */
     void *rank_ctx;
-    int decode_recorded; /* the target holds a recording of the one-token step */
+    /* The target holds a recording of the step of k rows for k = 1..this. */
+    int steps_recorded;
     size_t device_used_before; /* device bytes in use before the two allocations
                                   (targets that report it), for memory reports */
 } rk_model;
@@ -97,39 +91,64 @@ void rk_model_free(rk_model *m);
 
 void rk_model_print_plan(const rk_model *m, FILE *f);
 
-/* Forgets the cache (a new sequence starts). */
-void rk_model_reset(rk_model *m);
+/* One sequence on a model: the positions it has run and the rows each
+ * layer's cache holds for it. What changes per sequence lives here; the
+ * model (config, weights, plan, target) is loaded once. The plan holds one
+ * sequence's cache, so one sequence at a time runs on a model. */
+typedef struct {
+    int n_past;              /* positions seen */
+    int prompt;              /* positions of its prompt that were compressed (0: none) */
+    int rows[RK_MAX_LAYERS]; /* cache rows in use per layer */
+} rk_seq;
 
-/* Runs N ≤ prefill_chunk tokens at the next positions, appending their K/V
- * to the cache; afterwards rk_model_logits holds the last min(N, logits_rows)
- * rows of logits. */
-rk_status rk_model_forward(rk_model *m, const int32_t *tokens, int n);
+/* Makes S an empty sequence (a new prompt starts). */
+void rk_seq_reset(rk_seq *s);
+
+/* Rolls S back to its first N positions (a speculative decoder drops the
+ * rejected draft tokens): their rows are forgotten, nothing is copied. A
+ * policy can roll back only rows appended after the prompt, and the
+ * evicting ones none at all; RK_EINVAL then. */
+rk_status rk_seq_truncate(const rk_model *m, rk_seq *s, int n);
+
+/* Runs N ≤ prefill_chunk tokens of S at its next positions, appending their
+ * K/V to the cache; afterwards rk_model_logits holds the last
+ * min(N, logits_rows) rows of logits. After the prompt, a step of N ≤
+ * logits_rows rows (a target model verifying draft tokens) replays a
+ * recording where the target has one. */
+rk_status rk_model_forward(rk_model *m, rk_seq *s, const int32_t *tokens, int n);
 
 /* rk_model_forward for greedy decoding: *NEXT gets the argmax of the last
  * row. Targets with a device top-k copy back only that token, and
  * rk_model_logits has no rows afterwards. */
-rk_status rk_model_forward_argmax(rk_model *m, const int32_t *tokens, int n, int32_t *next);
+rk_status rk_model_forward_argmax(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
+                                  int32_t *next);
+
+/* The same with the argmax of each of the last min(N, logits_rows) rows,
+ * in order, into NEXT (that many ids). */
+rk_status rk_model_forward_argmax_rows(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
+                                       int32_t *next);
 
 /* rk_model_forward for top-k sampling on targets with a device top-k
- * (ops->top_k): only the K (≤ RK_TOP_K_MAX) largest logits of the last row
- * come back, in any order, for rk_sample_top_k. */
-rk_status rk_model_forward_top_k(rk_model *m, const int32_t *tokens, int n, int k, float *vals,
-                                 int32_t *ids);
+ * (ops->top_k): only the K (≤ RK_TOP_K_MAX) largest logits of each of the
+ * last min(N, logits_rows) rows come back, row after row (K each, in any
+ * order), for rk_sample_top_k. */
+rk_status rk_model_forward_top_k(rk_model *m, rk_seq *s, const int32_t *tokens, int n, int k,
+                                 float *vals, int32_t *ids);
 
 /* Runs a prompt of any length ≤ max_prompt in chunks. */
-rk_status rk_model_prefill(rk_model *m, const int32_t *tokens, int n);
+rk_status rk_model_prefill(rk_model *m, rk_seq *s, const int32_t *tokens, int n);
 
 /* Effective ranks of the attention of TOKENS[0..n) (a sequence from
  * position 0, n ≤ rank_len and ≤ prefill_chunk): RANKS[l × heads + h] for
- * every layer and head. Needs rank ops in the limits; the model is reset
- * afterwards. */
+ * every layer and head. Needs rank ops in the limits. It runs in the
+ * sequence's cache: a sequence on M starts again afterwards. */
 rk_status rk_model_measure_ranks(rk_model *m, const int32_t *tokens, int n, double *ranks);
 
-/* The positions of the rows layer LAYER keeps, head after head, into OUT
- * (n_heads × rows[layer] int32), for compressing policies. Evicting
+/* The positions of the rows layer LAYER keeps for S, head after head, into
+ * OUT (n_heads × rows[layer] int32), for compressing policies. Evicting
  * policies keep them current; SnapKV records the prompt's rows, so call it
  * right after the prefill. */
-rk_status rk_model_kept_positions(rk_model *m, int layer, int32_t *out);
+rk_status rk_model_kept_positions(rk_model *m, const rk_seq *s, int layer, int32_t *out);
 
 /* Row R (0 = first row kept) of the logits of the last forward. */
 const float *rk_model_logits(const rk_model *m, int r);

@@ -24,6 +24,9 @@ typedef struct {
 } rk_norm_out;
 
 #define RK_TOP_K_MAX 64
+/* The most rows of a step after the prompt that a target records (draft
+ * tokens verified at once); longer steps run unrecorded. */
+#define RK_MAX_RECORDED_STEP 16
 
 typedef struct rk_ops {
     const char *name;
@@ -134,11 +137,12 @@ typedef struct rk_ops {
     void (*top_k)(void *ctx, float *vals, int32_t *ids, const float *logits, int vocab, int k);
 
     /* Optional (NULL where the target has no graphs): the ops issued between
-     * capture_begin and capture_end are recorded, not run, and replay runs
-     * the recording. Core records the one-token decode step once. */
+     * capture_begin and capture_end are recorded, not run, as recording SLOT
+     * (0..RK_MAX_RECORDED_STEP-1), and replay runs it. Core records the
+     * steps of 1..k rows after the prompt once, in slots 0..k-1. */
     rk_status (*capture_begin)(void *ctx);
-    rk_status (*capture_end)(void *ctx);
-    rk_status (*replay)(void *ctx);
+    rk_status (*capture_end)(void *ctx, int slot);
+    rk_status (*replay)(void *ctx, int slot);
     /* Optional: bytes of device memory in use, for memory reports. */
     size_t (*device_used_bytes)(void *ctx);
 } rk_ops;

@@ -9,12 +9,13 @@
 static inline int rk_test_generate(rk_model *m, rk_sampler *s, const int32_t *prompt, int n,
                                    int steps)
 {
-    rk_model_reset(m);
-    if (rk_model_prefill(m, prompt, n) != RK_OK)
+    rk_seq seq;
+    rk_seq_reset(&seq);
+    if (rk_model_prefill(m, &seq, prompt, n) != RK_OK)
         return 0;
     int32_t next = rk_sample(s, rk_model_logits(m, 0));
     for (int i = 0; i < steps; i++) {
-        if (rk_model_forward(m, &next, 1) != RK_OK)
+        if (rk_model_forward(m, &seq, &next, 1) != RK_OK)
             return 0;
         next = rk_sample(s, rk_model_logits(m, 0));
     }

@@ -61,8 +61,11 @@ int main(int argc, char **argv)
     int32_t prompt[PROMPT];
     for (int i = 0; i < PROMPT; i++)
         prompt[i] = (int32_t)((i * 7919 + 13) % V);
-    CHECK(rk_model_prefill(ref, prompt, PROMPT) == RK_OK);
-    CHECK(rk_model_prefill(dev, prompt, PROMPT) == RK_OK);
+    rk_seq seq_ref, seq_dev;
+    rk_seq_reset(&seq_ref);
+    rk_seq_reset(&seq_dev);
+    CHECK(rk_model_prefill(ref, &seq_ref, prompt, PROMPT) == RK_OK);
+    CHECK(rk_model_prefill(dev, &seq_dev, prompt, PROMPT) == RK_OK);
     double err = rel_l2(rk_model_logits(ref, 0), rk_model_logits(dev, 0), V);
     printf("prompt of %d tokens: relative L2 error of the last logits %.3e\n", PROMPT, err);
     CHECKF(err <= 1e-2, "relative L2 %.3e", err);
@@ -76,7 +79,7 @@ int main(int argc, char **argv)
             break;
         same++;
         if (t + 1 < STEPS) {
-            if (rk_model_forward(ref, &a, 1) != RK_OK || rk_model_forward(dev, &b, 1) != RK_OK)
+            if (rk_model_forward(ref, &seq_ref, &a, 1) != RK_OK || rk_model_forward(dev, &seq_dev, &b, 1) != RK_OK)
                 break;
             double e = rel_l2(rk_model_logits(ref, 0), rk_model_logits(dev, 0), V);
             worst = e > worst ? e : worst;

@@ -81,7 +81,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "load dynamic: %s\n", rk_last_error());
         return 1;
     }
-    CHECKF(rk_model_prefill(m, ids, n) == RK_OK, "%s", rk_last_error());
+    rk_seq seq;
+    rk_seq_reset(&seq);
+    CHECKF(rk_model_prefill(m, &seq, ids, n) == RK_OK, "%s", rk_last_error());
     double mean[RK_MAX_LAYERS];
     int expect[RK_MAX_LAYERS];
     rk_erank_layer_means(ranks, L, H, mean);
@@ -90,10 +92,10 @@ int main(int argc, char **argv)
     for (int l = 0; l < L; l++) {
         CHECKF(m->lim.kv.budget[l] == expect[l], "layer %d: dynamic budget %d, expected %d", l,
                m->lim.kv.budget[l], expect[l]);
-        CHECK(m->rows[l] == expect[l]);
+        CHECK(seq.rows[l] == expect[l]);
     }
     int32_t next;
-    CHECKF(rk_model_forward_argmax(m, &ids[0], 1, &next) == RK_OK, "%s", rk_last_error());
+    CHECKF(rk_model_forward_argmax(m, &seq, &ids[0], 1, &next) == RK_OK, "%s", rk_last_error());
     rk_model_free(m);
     free(ranks);
     free(ids);

@@ -39,8 +39,9 @@ static double reference_nll(void)
     double nll = 0;
     for (int w = 0; w < WINDOWS; w++) {
         const int32_t *win = ids + (size_t)w * CONTEXT;
-        rk_model_reset(m);
-        CHECK(rk_model_forward(m, win, CONTEXT) == RK_OK);
+        rk_seq seq;
+        rk_seq_reset(&seq);
+        CHECK(rk_model_forward(m, &seq, win, CONTEXT) == RK_OK);
         for (int p = CONTEXT - TAIL - 1; p < CONTEXT - 1; p++) {
             double t = NAN;
             CHECK(rk_nll(rk_model_logits(m, p), m->cfg.vocab, win[p + 1], &t) == RK_OK);

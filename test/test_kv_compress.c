@@ -281,11 +281,12 @@ static int32_t tokens[PROMPT + NEW];
 static void run(rk_model *m, float *out)
 {
     const int V = m->cfg.vocab;
-    rk_model_reset(m);
-    CHECK(rk_model_prefill(m, tokens, PROMPT) == RK_OK);
+    rk_seq seq;
+    rk_seq_reset(&seq);
+    CHECK(rk_model_prefill(m, &seq, tokens, PROMPT) == RK_OK);
     memcpy(out, rk_model_logits(m, 0), V * sizeof(float));
     for (int i = 0; i < NEW - 1; i++) {
-        CHECK(rk_model_forward(m, &tokens[PROMPT + i], 1) == RK_OK);
+        CHECK(rk_model_forward(m, &seq, &tokens[PROMPT + i], 1) == RK_OK);
         memcpy(out + (size_t)(i + 1) * V, rk_model_logits(m, 0), V * sizeof(float));
     }
 }
@@ -360,14 +361,15 @@ static void test_small_budgets(void)
         CHECK(m->kv_bytes ==
               2 * rows * m->cfg.n_heads * rk_kv_row_bytes(ops->kv_format, m->cfg.head_dim));
         CHECK(rk_plan_find(&m->plan, "kv_cache_k")->size * 2 == m->kv_bytes);
-        rk_model_reset(m);
-        CHECK(rk_model_prefill(m, tokens, PROMPT) == RK_OK);
+        rk_seq seq;
+        rk_seq_reset(&seq);
+        CHECK(rk_model_prefill(m, &seq, tokens, PROMPT) == RK_OK);
         int bad = 0;
         for (int l = 0; l < L; l++) {
             const int b = p.budget[l];
-            bad += m->rows[l] != b;
+            bad += seq.rows[l] != b;
             bad += m->cache.cap[l] != (p.method == RK_KV_SNAPKV ? b + NEW : b + 1);
-            CHECK(rk_model_kept_positions(m, l, pos) == RK_OK);
+            CHECK(rk_model_kept_positions(m, &seq, l, pos) == RK_OK);
             for (int h = 0; h < H_; h++) {
                 const int32_t *ph = pos + (size_t)h * b;
                 bad += !ascending_distinct(ph, b) || ph[0] < 0 || ph[b - 1] != PROMPT - 1;
@@ -382,13 +384,13 @@ static void test_small_budgets(void)
         }
         CHECKF(bad == 0, "%s after the prompt: %d broken promises", methods[i], bad);
         for (int t = 0; t < NEW - 1; t++)
-            CHECK(rk_model_forward(m, &tokens[PROMPT + t], 1) == RK_OK);
+            CHECK(rk_model_forward(m, &seq, &tokens[PROMPT + t], 1) == RK_OK);
         const int newest = PROMPT + NEW - 2;
         bad = 0;
         for (int l = 0; p.method != RK_KV_SNAPKV && l < L; l++) {
             const int b = p.budget[l];
-            bad += m->rows[l] != b;
-            CHECK(rk_model_kept_positions(m, l, pos) == RK_OK);
+            bad += seq.rows[l] != b;
+            CHECK(rk_model_kept_positions(m, &seq, l, pos) == RK_OK);
             for (int h = 0; h < H_; h++) {
                 int32_t *ph = pos + (size_t)h * b;
                 qsort(ph, (size_t)b, sizeof *ph, by_value);
@@ -402,10 +404,10 @@ static void test_small_budgets(void)
             }
         }
         for (int l = 0; p.method == RK_KV_SNAPKV && l < L; l++)
-            bad += m->rows[l] != p.budget[l] + NEW - 1;
+            bad += seq.rows[l] != p.budget[l] + NEW - 1;
         CHECKF(bad == 0, "%s while decoding: %d broken promises", methods[i], bad);
         if (p.method == RK_KV_H2O || p.method == RK_KV_STREAMING)
-            CHECK(rk_model_forward(m, tokens, 2) == RK_ELIMIT);
+            CHECK(rk_model_forward(m, &seq, tokens, 2) == RK_ELIMIT);
         rk_model_free(m);
     }
 }

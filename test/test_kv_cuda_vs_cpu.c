@@ -53,17 +53,20 @@ int main(void)
         CHECK(a && b);
         if (!a || !b)
             continue;
-        CHECK(rk_model_prefill(a, ids, PROMPT) == RK_OK);
-        CHECK(rk_model_prefill(b, ids, PROMPT) == RK_OK);
+        rk_seq seq_a, seq_b;
+        rk_seq_reset(&seq_a);
+        rk_seq_reset(&seq_b);
+        CHECK(rk_model_prefill(a, &seq_a, ids, PROMPT) == RK_OK);
+        CHECK(rk_model_prefill(b, &seq_b, ids, PROMPT) == RK_OK);
         const int H = a->cfg.n_heads;
         long same = 0, all = 0;
         double worst = 1.0;
         int32_t *pa = malloc((size_t)H * PROMPT * sizeof *pa), *pb = malloc((size_t)H * PROMPT * sizeof *pb);
         for (int l = 0; l < a->cfg.n_layers; l++) {
-            const int rows = a->rows[l];
-            CHECK(b->rows[l] == rows);
-            CHECK(rk_model_kept_positions(a, l, pa) == RK_OK);
-            CHECK(rk_model_kept_positions(b, l, pb) == RK_OK);
+            const int rows = seq_a.rows[l];
+            CHECK(seq_b.rows[l] == rows);
+            CHECK(rk_model_kept_positions(a, &seq_a, l, pa) == RK_OK);
+            CHECK(rk_model_kept_positions(b, &seq_b, l, pb) == RK_OK);
             for (int h = 0; h < H; h++) {
                 const int32_t *x = pa + (size_t)h * rows;
                 int32_t *y = pb + (size_t)h * rows;

@@ -38,10 +38,11 @@ static void check_sequence(rk_model *m, const cJSON *g, const char *name)
 
     double max_dnll = 0, sum_dnll = 0, max_dfirst = 0, max_dlast = 0;
     int argmax_equal = 0;
-    rk_model_reset(m);
+    rk_seq s;
+    rk_seq_reset(&s);
     for (int i = 0; i < n; i += CHUNK) {
         int k = n - i < CHUNK ? n - i : CHUNK;
-        rk_status st = rk_model_forward(m, ids + i, k);
+        rk_status st = rk_model_forward(m, &s, ids + i, k);
         CHECKF(st == RK_OK, "%s", rk_last_error());
         if (st != RK_OK)
             break;
@@ -84,8 +85,9 @@ static void check_greedy(rk_model *m, const cJSON *g)
         int np, no;
         int32_t *prompt = golden_ints(cJSON_GetObjectItem(e, "prompt_ids"), &np);
         int32_t *want = golden_ints(cJSON_GetObjectItem(e, "output_ids"), &no);
-        rk_model_reset(m);
-        rk_status st = rk_model_prefill(m, prompt, np);
+        rk_seq seq;
+        rk_seq_reset(&seq);
+        rk_status st = rk_model_prefill(m, &seq, prompt, np);
         int same = 0;
         /* As the generate app decodes: the recorded one-token step and, where
          * the target has one, its device argmax. */
@@ -95,7 +97,7 @@ static void check_greedy(rk_model *m, const cJSON *g)
                 break;
             same++;
             if (t + 1 < no)
-                st = rk_model_forward_argmax(m, &next, 1, &next);
+                st = rk_model_forward_argmax(m, &seq, &next, 1, &next);
         }
         printf("  greedy '%s': %d/%d tokens identical\n",
                cJSON_GetObjectItem(e, "prompt")->valuestring, same, no);
@@ -133,13 +135,14 @@ static void check_top_k(rk_model *m, const cJSON *g)
         int32_t got[RK_TOP_K_MAX];
         /* Both runs end with the same one-token step, so the same kernels
          * produce the same logits. */
-        rk_model_reset(m);
-        CHECK(rk_model_prefill(m, ids, n - 1) == RK_OK);
-        CHECK(rk_model_forward(m, ids + n - 1, 1) == RK_OK);
+        rk_seq seq;
+        rk_seq_reset(&seq);
+        CHECK(rk_model_prefill(m, &seq, ids, n - 1) == RK_OK);
+        CHECK(rk_model_forward(m, &seq, ids + n - 1, 1) == RK_OK);
         memcpy(logits, rk_model_logits(m, 0), (size_t)V * sizeof *logits);
-        rk_model_reset(m);
-        CHECK(rk_model_prefill(m, ids, n - 1) == RK_OK);
-        CHECK(rk_model_forward_top_k(m, ids + n - 1, 1, k, vals, got) == RK_OK);
+        rk_seq_reset(&seq);
+        CHECK(rk_model_prefill(m, &seq, ids, n - 1) == RK_OK);
+        CHECK(rk_model_forward_top_k(m, &seq, ids + n - 1, 1, k, vals, got) == RK_OK);
         for (int i = 0; i < V; i++)
             order[i] = i;
         sort_logits = logits;

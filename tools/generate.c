@@ -157,8 +157,10 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     free(file_prompt);
+    rk_seq seq;
+    rk_seq_reset(&seq);
     double t0 = rk_now();
-    if (rk_model_prefill(m, prompt, (int)n_prompt) != RK_OK)
+    if (rk_model_prefill(m, &seq, prompt, (int)n_prompt) != RK_OK)
         cli_die();
     double t1 = rk_now();
     int n_out = 0;
@@ -180,14 +182,14 @@ int main(int argc, char **argv)
         /* Greedy and top-k decoding need only the largest logits, which a
          * target may find without copying the logits back. */
         if (o.sampling.temperature == 0.0f) {
-            if (rk_model_forward_argmax(m, &next, 1, &next) != RK_OK)
+            if (rk_model_forward_argmax(m, &seq, &next, 1, &next) != RK_OK)
                 cli_die();
         } else if (device_top_k) {
-            if (rk_model_forward_top_k(m, &next, 1, o.sampling.top_k, top_vals, top_ids) != RK_OK)
+            if (rk_model_forward_top_k(m, &seq, &next, 1, o.sampling.top_k, top_vals, top_ids) != RK_OK)
                 cli_die();
             next = rk_sample_top_k(&sampler, top_vals, top_ids, o.sampling.top_k);
         } else {
-            if (rk_model_forward(m, &next, 1) != RK_OK)
+            if (rk_model_forward(m, &seq, &next, 1) != RK_OK)
                 cli_die();
             next = rk_sample(&sampler, rk_model_logits(m, 0));
         }

@@ -182,9 +182,10 @@ static double score_window(rk_model *m, const int32_t *win, int context, int tai
                            harness_tally *t)
 {
     const int prompt = context - tail, V = m->cfg.vocab;
-    rk_model_reset(m);
+    rk_seq seq;
+    rk_seq_reset(&seq);
     double t0 = rk_now();
-    if (rk_model_prefill(m, win, prompt) != RK_OK)
+    if (rk_model_prefill(m, &seq, win, prompt) != RK_OK)
         cli_die();
     double t1 = rk_now();
     double nll = 0;
@@ -195,7 +196,7 @@ static double score_window(rk_model *m, const int32_t *win, int context, int tai
             cli_die();
         }
         nll += token_nll;
-        if (i + 1 < tail && rk_model_forward(m, &win[prompt + i], 1) != RK_OK)
+        if (i + 1 < tail && rk_model_forward(m, &seq, &win[prompt + i], 1) != RK_OK)
             cli_die();
     }
     t->prefill_s += t1 - t0;
@@ -252,14 +253,15 @@ void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tai
 static void timed_run(rk_model *m, const int32_t *prompt, int n, int new_tokens, double *ttft,
                       double *tpot)
 {
-    rk_model_reset(m);
+    rk_seq seq;
+    rk_seq_reset(&seq);
     double t0 = rk_now();
-    if (rk_model_prefill(m, prompt, n) != RK_OK)
+    if (rk_model_prefill(m, &seq, prompt, n) != RK_OK)
         cli_die();
     int32_t next = rk_argmax(rk_model_logits(m, 0), m->cfg.vocab);
     double t1 = rk_now();
     for (int i = 1; i < new_tokens; i++)
-        if (rk_model_forward_argmax(m, &next, 1, &next) != RK_OK)
+        if (rk_model_forward_argmax(m, &seq, &next, 1, &next) != RK_OK)
             cli_die();
     double t2 = rk_now();
     *ttft = t1 - t0;

@@ -76,10 +76,11 @@ int main(int argc, char **argv)
     long scored = 0;
     for (long w = 0; w < windows; w++) {
         const int32_t *win = ids + (size_t)w * window;
-        rk_model_reset(m);
+        rk_seq seq;
+        rk_seq_reset(&seq);
         for (int i = 0; i < window; i += lim.prefill_chunk) {
             int k = window - i < lim.prefill_chunk ? window - i : lim.prefill_chunk;
-            if (rk_model_forward(m, win + i, k) != RK_OK)
+            if (rk_model_forward(m, &seq, win + i, k) != RK_OK)
                 cli_die();
             for (int r = 0; r < k; r++) {
                 double token_nll;

@@ -44,8 +44,8 @@ typedef struct {
     gemm_plan gemms[GEMM_CACHE];
     int n_gemms;
     int chunk, logits_rows; /* row capacity of the activations and the logits */
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
+    cudaGraph_t graph[RK_MAX_RECORDED_STEP];
+    cudaGraphExec_t exec[RK_MAX_RECORDED_STEP];
     rk_status error; /* the first failure of an op that cannot return one */
     char error_msg[256];
 } cuda_ctx;
@@ -118,10 +118,12 @@ static void cuda_shutdown(void *ctx)
         cublasLtMatrixLayoutDestroy(c->gemms[i].b);
         cublasLtMatrixLayoutDestroy(c->gemms[i].c);
     }
-    if (c->exec)
-        cudaGraphExecDestroy(c->exec);
-    if (c->graph)
-        cudaGraphDestroy(c->graph);
+    for (int i = 0; i < RK_MAX_RECORDED_STEP; i++) {
+        if (c->exec[i])
+            cudaGraphExecDestroy(c->exec[i]);
+        if (c->graph[i])
+            cudaGraphDestroy(c->graph[i]);
+    }
     cublasLtDestroy(c->lt);
     cudaStreamDestroy(c->stream);
     free(c);
@@ -427,21 +429,23 @@ static rk_status cuda_capture_begin(void *ctx)
                       "cudaStreamBeginCapture");
 }
 
-static rk_status cuda_capture_end(void *ctx)
+static rk_status cuda_capture_end(void *ctx, int slot)
 {
     cuda_ctx *c = ctx;
-    rk_status st = cuda_check(cudaStreamEndCapture(c->stream, &c->graph), "cudaStreamEndCapture");
+    rk_status st =
+        cuda_check(cudaStreamEndCapture(c->stream, &c->graph[slot]), "cudaStreamEndCapture");
     if (st == RK_OK && c->error != RK_OK)
         st = rk_fail(c->error, "%s", c->error_msg);
     if (st == RK_OK)
-        st = cuda_check(cudaGraphInstantiate(&c->exec, c->graph, 0), "cudaGraphInstantiate");
+        st = cuda_check(cudaGraphInstantiate(&c->exec[slot], c->graph[slot], 0),
+                        "cudaGraphInstantiate");
     return st;
 }
 
-static rk_status cuda_replay(void *ctx)
+static rk_status cuda_replay(void *ctx, int slot)
 {
     cuda_ctx *c = ctx;
-    return cuda_check(cudaGraphLaunch(c->exec, c->stream), "cudaGraphLaunch");
+    return cuda_check(cudaGraphLaunch(c->exec[slot], c->stream), "cudaGraphLaunch");
 }
 
 static size_t cuda_device_used_bytes(void *ctx)

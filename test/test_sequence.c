@@ -1,0 +1,142 @@
+/* A sequence apart from its model, as a speculative decoder uses one:
+ * after the prompt, a step of k rows gives the logits of every row, the
+ * same as k one-token steps (on CUDA it replays the recording of the k-row
+ * step); truncating a sequence forgets the rejected rows, so what follows
+ * equals a run that never saw them; policies that cannot roll back refuse.
+ * usage: test_sequence cpu|cuda */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "rk_test.h"
+#include "sampler.h"
+#include "target_test.h"
+
+#define NANO RK_MODELS_DIR "/pythia-nano"
+
+/* SnapKV keeps 34 of the 40 prompt rows (its window is 32). */
+enum { PROMPT = 40, K = 6, NEW = 32 };
+
+static const rk_ops *ops;
+
+static rk_model *load(const char *method, int budget)
+{
+    rk_kv_options opt = {.method = method, .average = strcmp(method, "full") ? budget : 0};
+    rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = NEW, .prefill_chunk = PROMPT,
+                     .logits_rows = K, .kv_format = ops->kv_format};
+    rk_model *m = NULL;
+    CHECKF(rk_kv_policy_make(&opt, 4, &lim.kv) == RK_OK, "%s", rk_last_error());
+    CHECKF(rk_model_load(NANO, ops, &lim, &m) == RK_OK, "%s", rk_last_error());
+    return m;
+}
+
+/* Largest |a - b| relative to the largest |b| of a row. */
+static double rel_diff(const float *a, const float *b, int n)
+{
+    double d = 0, mx = 1e-30;
+    for (int i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        mx = fmax(mx, fabs((double)b[i]));
+    }
+    return d / mx;
+}
+
+/* The logits of tokens[PROMPT..PROMPT+K) one step at a time, into WANT. */
+static void one_at_a_time(rk_model *m, const int32_t *tokens, float *want)
+{
+    const int V = m->cfg.vocab;
+    rk_seq s;
+    rk_seq_reset(&s);
+    CHECK(rk_model_prefill(m, &s, tokens, PROMPT) == RK_OK);
+    for (int i = 0; i < K; i++) {
+        CHECK(rk_model_forward(m, &s, tokens + PROMPT + i, 1) == RK_OK);
+        memcpy(want + (size_t)i * V, rk_model_logits(m, 0), (size_t)V * sizeof(float));
+    }
+}
+
+static void steps_and_truncate(const char *method, double tol)
+{
+    rk_model *m = load(method, 34);
+    if (!m)
+        return;
+    const int V = m->cfg.vocab;
+    int32_t tokens[PROMPT + K + NEW];
+    for (int i = 0; i < PROMPT + K + NEW; i++)
+        tokens[i] = (int32_t)((i * 7919 + 13) % V);
+    float *want = malloc((size_t)K * V * sizeof(float));
+    one_at_a_time(m, tokens, want);
+
+    /* One step of K rows: every row's logits. */
+    rk_seq s;
+    rk_seq_reset(&s);
+    CHECK(rk_model_prefill(m, &s, tokens, PROMPT) == RK_OK);
+    CHECKF(rk_model_forward(m, &s, tokens + PROMPT, K) == RK_OK, "%s", rk_last_error());
+    CHECK(s.n_past == PROMPT + K);
+    double worst = 0;
+    for (int r = 0; r < K; r++)
+        worst = fmax(worst, rel_diff(rk_model_logits(m, r), want + (size_t)r * V, V));
+    printf("%s on %s: a step of %d rows against one-token steps: %.2e\n", method, ops->name, K,
+           worst);
+    CHECKF(worst <= tol, "%s: rows differ by %.2e", method, worst);
+
+    /* Per-row argmax of the same step. */
+    int32_t ids[K];
+    rk_seq_reset(&s);
+    CHECK(rk_model_prefill(m, &s, tokens, PROMPT) == RK_OK);
+    CHECK(rk_model_forward_argmax_rows(m, &s, tokens + PROMPT, K, ids) == RK_OK);
+    int same = 0;
+    for (int r = 0; r < K; r++)
+        same += ids[r] == rk_argmax(want + (size_t)r * V, V);
+    CHECKF(same == K, "%s: %d of %d row argmaxes agree", method, same, K);
+
+    /* Keep 2 of the K rows, then go on: the next token's logits are those
+     * of a run that saw only the kept ones. */
+    CHECK(rk_seq_truncate(m, &s, PROMPT + 2) == RK_OK && s.n_past == PROMPT + 2);
+    CHECK(rk_model_forward(m, &s, tokens + PROMPT + 2, 1) == RK_OK);
+    CHECKF(rel_diff(rk_model_logits(m, 0), want + 2 * (size_t)V, V) <= tol,
+           "%s: after truncating, logits differ", method);
+    CHECK(rk_seq_truncate(m, &s, s.n_past + 1) == RK_EINVAL);
+    free(want);
+    rk_model_free(m);
+}
+
+/* SnapKV's compressed prompt and the evicting methods' caches cannot be
+ * rolled back into. */
+static void refusals(void)
+{
+    rk_model *m = load("snapkv", 34);
+    if (m) {
+        int32_t tokens[PROMPT + 2] = {0};
+        rk_seq s;
+        rk_seq_reset(&s);
+        CHECK(rk_model_prefill(m, &s, tokens, PROMPT) == RK_OK);
+        CHECK(rk_model_forward(m, &s, tokens + PROMPT, 2) == RK_OK);
+        CHECK(rk_seq_truncate(m, &s, PROMPT - 1) == RK_EINVAL &&
+              strstr(rk_last_error(), "compressed prompt"));
+        CHECK(s.n_past == PROMPT + 2);
+        rk_model_free(m);
+    }
+    m = load("h2o", 24);
+    if (m) {
+        int32_t tokens[PROMPT + 1] = {0};
+        rk_seq s;
+        rk_seq_reset(&s);
+        CHECK(rk_model_prefill(m, &s, tokens, PROMPT) == RK_OK);
+        CHECK(rk_model_forward(m, &s, tokens + PROMPT, 1) == RK_OK);
+        CHECK(rk_seq_truncate(m, &s, PROMPT) == RK_EINVAL && strstr(rk_last_error(), "evicts"));
+        rk_model_free(m);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    ops = rk_test_require_target(argc > 1 ? argv[1] : "cpu");
+    /* fp32 on the CPU: the k-row GEMMs sum in another order than the
+     * one-row ones; fp16 activations on CUDA. */
+    const double tol = strcmp(ops->name, "cpu") == 0 ? 1e-4 : 2e-2;
+    steps_and_truncate("full", tol);
+    steps_and_truncate("snapkv", tol);
+    refusals();
+    return rk_test_finish("test_sequence");
+}
