@@ -80,15 +80,16 @@ static void steps_and_truncate(const char *method, double tol)
            worst);
     CHECKF(worst <= tol, "%s: rows differ by %.2e", method, worst);
 
-    /* Per-row argmax of the same step. */
-    int32_t ids[K];
+    /* Per-row argmax of the same step: the same kernels give the same
+     * logits, so the device's argmax of each row is the host's. (Against
+     * the one-token steps, fp16 rounding may flip a near tie.) */
+    int32_t expect[K], ids[K];
+    for (int r = 0; r < K; r++)
+        expect[r] = rk_argmax(rk_model_logits(m, r), V);
     rk_seq_reset(&s);
     CHECK(rk_model_prefill(m, &s, tokens, PROMPT) == RK_OK);
     CHECK(rk_model_forward_argmax_rows(m, &s, tokens + PROMPT, K, ids) == RK_OK);
-    int same = 0;
-    for (int r = 0; r < K; r++)
-        same += ids[r] == rk_argmax(want + (size_t)r * V, V);
-    CHECKF(same == K, "%s: %d of %d row argmaxes agree", method, same, K);
+    CHECKF(memcmp(ids, expect, sizeof ids) == 0, "%s: row argmaxes differ", method);
 
     /* Keep 2 of the K rows, then go on: the next token's logits are those
      * of a run that saw only the kept ones. */
