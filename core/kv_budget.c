@@ -68,7 +68,8 @@ rk_status rk_budget_uniform(int layers, int average, int min_budget, int *budget
     return rk_budget_from_weights(w, layers, average, min_budget, budget);
 }
 
-rk_status rk_budget_pyramid(int layers, int average, int window, double beta, int *budget)
+rk_status rk_budget_pyramid_weights(int layers, int average, int window, double beta,
+                                   double *weight)
 {
     if (window < 0 || window >= average)
         return rk_fail(RK_EINVAL, "average budget %d must exceed the observation window %d",
@@ -77,19 +78,34 @@ rk_status rk_budget_pyramid(int layers, int average, int window, double beta, in
         return rk_fail(RK_EINVAL, "pyramid beta %g must be finite and >= 1", beta);
     if (layers < 1 || layers > MAX_LAYERS)
         return rk_fail(RK_EINVAL, "budgets for %d layers (1..%d)", layers, MAX_LAYERS);
+    const double s = average - window, top = s / beta, bottom = 2.0 * s - top;
+    for (int l = 0; l < layers; l++)
+        weight[l] = layers == 1 ? s : bottom + (top - bottom) * l / (layers - 1);
+    return RK_OK;
+}
+
+rk_status rk_budget_above_window(const double *weight, int layers, int average, int window,
+                                 int *budget)
+{
+    if (window < 0 || window >= average)
+        return rk_fail(RK_EINVAL, "average budget %d must exceed the observation window %d",
+                       average, window);
     /* The shares above the window are checked by rk_budget_from_weights; the
      * window added back must not take a budget past an int. */
     if ((long long)layers * average > INT_MAX)
         return rk_fail(RK_EINVAL, "%d layers x average budget %d is more than %d positions",
                        layers, average, INT_MAX);
-    const double s = average - window, top = s / beta, bottom = 2.0 * s - top;
-    double w[MAX_LAYERS];
-    for (int l = 0; l < layers; l++)
-        w[l] = layers == 1 ? s : bottom + (top - bottom) * l / (layers - 1);
-    rk_status st = rk_budget_from_weights(w, layers, average - window, 0, budget);
+    rk_status st = rk_budget_from_weights(weight, layers, average - window, 0, budget);
     for (int l = 0; st == RK_OK && l < layers; l++)
         budget[l] += window;
     return st;
+}
+
+rk_status rk_budget_pyramid(int layers, int average, int window, double beta, int *budget)
+{
+    double w[MAX_LAYERS];
+    rk_status st = rk_budget_pyramid_weights(layers, average, window, beta, w);
+    return st == RK_OK ? rk_budget_above_window(w, layers, average, window, budget) : st;
 }
 
 rk_status rk_budget_check(const int *budget, int n, int layers, int average, int min_budget,

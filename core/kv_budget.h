@@ -27,6 +27,15 @@ rk_status rk_budget_uniform(int layers, int average, int min_budget, int *budget
  * uniform). */
 rk_status rk_budget_pyramid(int layers, int average, int window, double beta, int *budget);
 
+/* That schedule's line, the shares above the window, into WEIGHT[0..layers). */
+rk_status rk_budget_pyramid_weights(int layers, int average, int window, double beta,
+                                    double *weight);
+
+/* Every layer keeps the WINDOW, and the positions above it are shared by
+ * WEIGHT (as rk_budget_from_weights): exactly layers × average in all. */
+rk_status rk_budget_above_window(const double *weight, int layers, int average, int window,
+                                 int *budget);
+
 /* Checks an explicit array (from a file or a compiled-in profile): LAYERS
  * entries, each at least min_budget and at most max_budget, summing to
  * layers × average. */

@@ -147,7 +147,14 @@ int rk_kv_rows_used(const rk_kv_policy *p, int l, int prompt, int max_new, int c
 }
 
 /* How a policy's per-layer budgets are made. */
-typedef enum { BUDGETS_NONE, BUDGETS_UNIFORM, BUDGETS_PYRAMID, BUDGETS_PROFILE, BUDGETS_DYNAMIC } budgets_from;
+typedef enum {
+    BUDGETS_NONE,
+    BUDGETS_UNIFORM,
+    BUDGETS_PYRAMID,
+    BUDGETS_PROFILE,
+    BUDGETS_PYRAMID_PROFILE, /* PyramidKV's schedule modulated by the profile's ranks */
+    BUDGETS_DYNAMIC
+} budgets_from;
 
 /* The policies users name: adding one is a row here (and, for a new way of
  * keeping rows, a method's hooks above and its target ops). */
@@ -163,21 +170,40 @@ static const struct {
     {"streamingllm", RK_KV_STREAMING, BUDGETS_UNIFORM},
     {"rankkv", RK_KV_SNAPKV, BUDGETS_PROFILE},
     {"rankkv-dynamic", RK_KV_SNAPKV, BUDGETS_DYNAMIC},
+    {"pyramidkv-rankkv", RK_KV_SNAPKV, BUDGETS_PYRAMID_PROFILE},
 };
+
+enum { N_POLICIES = sizeof policies / sizeof policies[0] };
+
+/* The table's row for NAME, or N_POLICIES. */
+static int policy_row(const char *name)
+{
+    int i = 0;
+    while (i < N_POLICIES && strcmp(policies[i].name, name) != 0)
+        i++;
+    return i;
+}
+
+int rk_kv_needs_profile(const char *name)
+{
+    const int i = policy_row(name);
+    return i < N_POLICIES &&
+           (policies[i].budgets == BUDGETS_PROFILE || policies[i].budgets == BUDGETS_PYRAMID_PROFILE);
+}
 
 rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *out)
 {
     memset(out, 0, sizeof *out);
     const char *want = opt->method ? opt->method : "full";
-    size_t i = 0;
-    while (i < sizeof policies / sizeof policies[0] && strcmp(policies[i].name, want) != 0)
-        i++;
-    if (i == sizeof policies / sizeof policies[0])
+    const int i = policy_row(want);
+    if (i == N_POLICIES)
         return rk_fail(RK_EINVAL, "unknown KV method '%s' (have: " RK_KV_METHODS ")", want);
     const char *name = out->name = policies[i].name;
     out->method = policies[i].method;
     const budgets_from from = policies[i].budgets;
-    const int pyramid = from == BUDGETS_PYRAMID, rankkv = from == BUDGETS_PROFILE;
+    const int pyramid = from == BUDGETS_PYRAMID || from == BUDGETS_PYRAMID_PROFILE;
+    const int rankkv = from == BUDGETS_PROFILE || from == BUDGETS_PYRAMID_PROFILE;
+    const double beta = opt->beta > 0 ? opt->beta : RK_KV_BETA;
     out->dynamic = from == BUDGETS_DYNAMIC;
     if (opt->window < 0 || opt->pool < 0 || opt->sinks < 0 || opt->recent < 0)
         return rk_fail(RK_EINVAL, "KV window, pool, sinks and recent must not be negative");
@@ -219,18 +245,20 @@ rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *
     }
     if (rankkv) {
         if (!opt->profile)
-            return rk_fail(RK_EINVAL, "rankkv takes its budgets from a compiled profile of the "
-                                      "model, and none was given");
+            return rk_fail(RK_EINVAL, "%s takes its budgets from a compiled profile of the "
+                                      "model, and none was given", name);
         if (opt->profile->layers != layers)
             return rk_fail(RK_EINVAL, "the RankKV profile '%s' has %d layers; the model has %d",
                            opt->profile->name, opt->profile->layers, layers);
         out->profile = opt->profile;
+        if (pyramid)
+            return rk_budget_pyramid_ranks(&out->rank, opt->profile->rank_mean, layers,
+                                           opt->average, out->window, beta, out->budget);
         return rk_profile_budgets(opt->profile, &out->rank, opt->average, min_budget,
                                   out->budget);
     }
     if (pyramid)
-        return rk_budget_pyramid(layers, opt->average, out->window,
-                                 opt->beta > 0 ? opt->beta : RK_KV_BETA, out->budget);
+        return rk_budget_pyramid(layers, opt->average, out->window, beta, out->budget);
     return rk_budget_uniform(layers, opt->average, min_budget, out->budget);
 }
 

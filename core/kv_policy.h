@@ -61,14 +61,20 @@ typedef struct {
 } rk_kv_options;
 
 /* The method names users can give, for help texts. */
-#define RK_KV_METHODS "full, snapkv, pyramidkv, h2o, streamingllm, rankkv, rankkv-dynamic"
+#define RK_KV_METHODS                                                                        \
+    "full, snapkv, pyramidkv, h2o, streamingllm, rankkv, rankkv-dynamic, pyramidkv-rankkv"
 
 /* Builds the policy for a model of LAYERS layers: the method, then uniform
  * budgets (snapkv, h2o, streamingllm), PyramidKV's schedule (pyramidkv), the
- * profile's (rankkv), uniform until a prompt's ranks are known
+ * profile's (rankkv), PyramidKV's schedule modulated by the profile's ranks
+ * (pyramidkv-rankkv, rk_budget_pyramid_ranks), uniform until a prompt's ranks are known
  * (rankkv-dynamic) or the explicit array, which must sum to layers ×
  * average. */
 rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *out);
+
+/* Whether the policy NAME takes its budgets from the model's compiled
+ * profile (rankkv, pyramidkv-rankkv): the tools find it before making it. */
+int rk_kv_needs_profile(const char *name);
 
 /* What a method's hooks get for one layer from the forward pass. */
 typedef struct {

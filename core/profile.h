@@ -28,7 +28,7 @@ typedef struct {
     uint64_t hash;
 } rk_identity;
 
-typedef struct {
+typedef struct rk_profile {
     const char *name; /* the model it was calibrated on */
     int layers, heads, hidden;
     uint64_t identity;      /* rk_identity.hash */

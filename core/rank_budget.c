@@ -62,8 +62,10 @@ static uint64_t next_random(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-rk_status rk_budget_from_ranks(const rk_rank_allocation *a, const double *rank, int layers,
-                               int average, int min_budget, int *budget)
+/* Each layer's weight under A's strategy (the ablations weigh as
+ * proportional; their shuffles follow), checked finite and > 0. */
+static rk_status rank_weights(const rk_rank_allocation *a, const double *rank, int layers,
+                              double *w)
 {
     if (layers < 1 || layers > MAX_LAYERS)
         return rk_fail(RK_EINVAL, "budgets for %d layers (1..%d)", layers, MAX_LAYERS);
@@ -85,7 +87,6 @@ rk_status rk_budget_from_ranks(const rk_rank_allocation *a, const double *rank, 
         mean += rank[l] / layers;
         mx = rank[l] > mx ? rank[l] : mx;
     }
-    double w[MAX_LAYERS];
     int order[MAX_LAYERS];
     switch (a->strategy) {
     case RK_RANK_PROPORTIONAL:
@@ -132,20 +133,43 @@ rk_status rk_budget_from_ranks(const rk_rank_allocation *a, const double *rank, 
                            "%s budgets: layer %d's weight overflows (rank %g; lower the power)",
                            rk_rank_strategy_name(a->strategy), l, rank[l]);
     }
-    rk_status st = rk_budget_from_weights(w, layers, average, min_budget, budget);
+    return RK_OK;
+}
+
+/* The random ablation's permutation: layer i takes the value of layer
+ * idx[i]. A seed gives the same shuffle on every machine. */
+static void shuffle(unsigned seed, int layers, int *idx)
+{
+    uint64_t state = seed ? seed : RK_RANK_SEED_DEFAULT;
+    for (int i = 0; i < layers; i++)
+        idx[i] = i;
+    for (int i = layers - 1; i > 0; i--) {
+        const int j = (int)(next_random(&state) % (uint64_t)(i + 1));
+        const int t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+}
+
+rk_status rk_budget_from_ranks(const rk_rank_allocation *a, const double *rank, int layers,
+                               int average, int min_budget, int *budget)
+{
+    double w[MAX_LAYERS];
+    rk_status st = rank_weights(a, rank, layers, w);
+    if (st != RK_OK)
+        return st;
+    st = rk_budget_from_weights(w, layers, average, min_budget, budget);
     if (st != RK_OK)
         return st;
     if (a->strategy == RK_RANK_RANDOM) {
-        uint64_t state = a->seed ? a->seed : RK_RANK_SEED_DEFAULT;
-        for (int i = layers - 1; i > 0; i--) {
-            const int j = (int)(next_random(&state) % (uint64_t)(i + 1));
-            const int t = budget[i];
-            budget[i] = budget[j];
-            budget[j] = t;
-        }
+        int idx[MAX_LAYERS], was[MAX_LAYERS];
+        memcpy(was, budget, (size_t)layers * sizeof(int));
+        shuffle(a->seed, layers, idx);
+        for (int i = 0; i < layers; i++)
+            budget[i] = was[idx[i]];
     } else if (a->strategy == RK_RANK_INVERSE) {
         /* The k-th lowest rank gets the k-th largest budget. */
-        int sorted[MAX_LAYERS];
+        int sorted[MAX_LAYERS], order[MAX_LAYERS];
         memcpy(sorted, budget, (size_t)layers * sizeof(int));
         qsort(sorted, (size_t)layers, sizeof(int), descending);
         order_by_rank(rank, layers, order);
@@ -153,4 +177,31 @@ rk_status rk_budget_from_ranks(const rk_rank_allocation *a, const double *rank, 
             budget[order[i]] = sorted[i];
     }
     return RK_OK;
+}
+
+rk_status rk_budget_pyramid_ranks(const rk_rank_allocation *a, const double *rank, int layers,
+                                  int average, int window, double beta, int *budget)
+{
+    double pyramid[MAX_LAYERS], w[MAX_LAYERS], moved[MAX_LAYERS];
+    rk_status st = rk_budget_pyramid_weights(layers, average, window, beta, pyramid);
+    if (st != RK_OK || (st = rank_weights(a, rank, layers, w)) != RK_OK)
+        return st;
+    /* The ablations move the rank shares, not the pyramid: the schedule
+     * stays, the layers' ranks are shuffled or reversed under it. */
+    if (a->strategy == RK_RANK_RANDOM) {
+        int idx[MAX_LAYERS];
+        shuffle(a->seed, layers, idx);
+        for (int i = 0; i < layers; i++)
+            moved[i] = w[idx[i]];
+    } else if (a->strategy == RK_RANK_INVERSE) {
+        int order[MAX_LAYERS];
+        order_by_rank(rank, layers, order);
+        for (int i = 0; i < layers; i++)
+            moved[order[i]] = w[order[layers - 1 - i]];
+    } else {
+        memcpy(moved, w, (size_t)layers * sizeof(double));
+    }
+    for (int l = 0; l < layers; l++)
+        w[l] = pyramid[l] * moved[l];
+    return rk_budget_above_window(w, layers, average, window, budget);
 }

@@ -53,4 +53,13 @@ int rk_rank_allocation_is_default(const rk_rank_allocation *a);
 rk_status rk_budget_from_ranks(const rk_rank_allocation *a, const double *rank, int layers,
                                int average, int min_budget, int *budget);
 
+/* PyramidKV's schedule modulated by the ranks (pyramidkv-rankkv): each
+ * layer's pyramid share above the WINDOW (rk_budget_pyramid_weights) times
+ * its weight under A's strategy, renormalised to the same total, the window
+ * kept (rk_budget_above_window). The ablations move the rank weights under
+ * the schedule: random shuffles them by A's seed, inverse gives the k-th
+ * lowest rank the k-th highest rank's weight. */
+rk_status rk_budget_pyramid_ranks(const rk_rank_allocation *a, const double *rank, int layers,
+                                  int average, int window, double beta, int *budget);
+
 #endif

@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-rk_status rk_sampler_init(rk_sampler *s, const rk_sampling *cfg, int vocab)
+rk_status rk_sampler_configure(rk_sampler *s, const rk_sampling *cfg)
 {
     if (!(cfg->temperature >= 0.0f) || !isfinite(cfg->temperature))
         return rk_fail(RK_EINVAL, "temperature must be a finite number ≥ 0 (got %g)",
@@ -14,6 +14,14 @@ rk_status rk_sampler_init(rk_sampler *s, const rk_sampling *cfg, int vocab)
         return rk_fail(RK_EINVAL, "top-p must be in (0, 1] (got %g)", (double)cfg->top_p);
     s->cfg = *cfg;
     s->rng = cfg->seed ^ 0x9E3779B97F4A7C15ull;
+    return RK_OK;
+}
+
+rk_status rk_sampler_init(rk_sampler *s, const rk_sampling *cfg, int vocab)
+{
+    rk_status st = rk_sampler_configure(s, cfg);
+    if (st != RK_OK)
+        return st;
     s->vocab = vocab;
     s->idx = malloc((size_t)vocab * sizeof *s->idx);
     s->prob = malloc((size_t)vocab * sizeof *s->prob);

@@ -27,6 +27,10 @@ typedef struct {
 rk_status rk_sampler_init(rk_sampler *s, const rk_sampling *cfg, int vocab);
 void rk_sampler_free(rk_sampler *s);
 
+/* New settings (and a fresh RNG from their seed) for an initialised
+ * sampler, checked as rk_sampler_init checks them; allocates nothing. */
+rk_status rk_sampler_configure(rk_sampler *s, const rk_sampling *cfg);
+
 /* Picks a token from LOGITS (length vocab). Ties in greedy mode go to the
  * lowest id, as torch.argmax does. */
 int32_t rk_sample(rk_sampler *s, const float *logits);

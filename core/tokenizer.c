@@ -1486,6 +1486,70 @@ int rk_tok_vocab_size(const rk_tokenizer *tok)
     return tok ? tok->n_ids : 0;
 }
 
+/* Text is tokenized in pieces of about this many bytes. */
+enum { TOKENIZE_PIECE = 1 << 16 };
+
+static int printable(char c) { return c > ' ' && c < 0x7f; }
+
+/* Where a piece may end: the first space at or after TOKENIZE_PIECE between
+ * two printable ASCII characters ("a b"), or LEN. There the GPT-2 pattern
+ * that pre-tokenizes always ends a pre-token and starts the next (" b"),
+ * NFC composes nothing across it, and (rk_tok_splits_at_spaces) neither a
+ * prefix space nor an added token spans it: the pieces' ids, joined, are
+ * the whole text's. */
+size_t rk_tok_piece_end(const rk_tokenizer *tok, const char *s, size_t len)
+{
+    if (!rk_tok_splits_at_spaces(tok) || len <= TOKENIZE_PIECE)
+        return len;
+    for (size_t j = TOKENIZE_PIECE; j + 1 < len; j++)
+        if (s[j] == ' ' && printable(s[j - 1]) && printable(s[j + 1]))
+            return j;
+    return len;
+}
+
+rk_status rk_tok_encode_append(const rk_tokenizer *tok, const char *text, size_t len,
+                               size_t at, int32_t **ids, size_t *n, size_t *cap)
+{
+    int32_t *piece;
+    size_t k;
+    if (rk_tok_encode(tok, text, len, &piece, &k) != RK_OK)
+        return rk_fail(RK_EINVAL, "%s, counting from byte %zu", rk_last_error(), at);
+    if (*n + k > *cap) {
+        const size_t grown_cap = 2 * (*n + k);
+        int32_t *grown = realloc(*ids, grown_cap * sizeof *grown);
+        if (!grown) {
+            free(piece);
+            return rk_fail(RK_ENOMEM, "out of memory for %zu token ids", grown_cap);
+        }
+        *ids = grown;
+        *cap = grown_cap;
+    }
+    memcpy(*ids + *n, piece, k * sizeof *piece);
+    *n += k;
+    free(piece);
+    return RK_OK;
+}
+
+rk_status rk_tok_encode_prefix(const rk_tokenizer *tok, const char *text, size_t len,
+                               size_t limit, int32_t **ids, size_t *n)
+{
+    size_t cap = 0;
+    rk_status st = RK_OK;
+    *ids = NULL;
+    *n = 0;
+    for (size_t at = 0; st == RK_OK && at < len && (!limit || *n < limit);) {
+        const size_t end = at + rk_tok_piece_end(tok, text + at, len - at);
+        st = rk_tok_encode_append(tok, text + at, end - at, at, ids, n, &cap);
+        at = end;
+    }
+    if (st != RK_OK) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return st;
+}
+
 bool rk_tok_splits_at_spaces(const rk_tokenizer *tok)
 {
     if (!tok->use_regex || tok->add_prefix_space)

@@ -40,6 +40,22 @@ int rk_tok_vocab_size(const rk_tokenizer *tok);
  * tokenized a piece at a time. */
 bool rk_tok_splits_at_spaces(const rk_tokenizer *tok);
 
+/* Where a long text may be cut (rk_tok_splits_at_spaces) after about 64
+ * KiB: S[0..end) tokenizes as the start of S does. LEN when S is short or
+ * TOK cannot be cut. */
+size_t rk_tok_piece_end(const rk_tokenizer *tok, const char *s, size_t len);
+
+/* Appends the ids of LEN bytes of TEXT to *IDS (*N in use of *CAP, grown
+ * with realloc); AT, the bytes' offset in a longer text, places an error. */
+rk_status rk_tok_encode_append(const rk_tokenizer *tok, const char *text, size_t len,
+                               size_t at, int32_t **ids, size_t *n, size_t *cap);
+
+/* The ids of TEXT, tokenized a piece at a time until at least LIMIT are
+ * made (0: all): the first ids of the whole text's, so a prompt can be
+ * refused by its length without tokenizing all of it. */
+rk_status rk_tok_encode_prefix(const rk_tokenizer *tok, const char *text, size_t len,
+                               size_t limit, int32_t **ids, size_t *n);
+
 /* RK_OK when every id TOK can emit is below VOCAB (a model's vocab_size):
  * the model has an embedding and a logit for each; a message otherwise. */
 rk_status rk_tok_check_vocab(const rk_tokenizer *tok, int vocab);

@@ -126,5 +126,26 @@ expect 0 '' -- "$bin/rankkv-compare" --rows full,snapkv,rankkv,rankkv-random --b
 if [ "$(grep -c '^| rankkv' "$tmp/cmp.md")" -eq 2 ] && grep -q '"row":\s*"rankkv-random"' "$tmp/cmp.json"; then ok
 else bad "compare records"; cat "$tmp/cmp.md"; fi
 expect 2 'unknown rank strategy' -- "$bin/rankkv-compare" --rows rankkv-best --budget 64
+expect 2 'unknown rank strategy' -- "$bin/rankkv-compare" --rows pyramidkv-rankkv-best --budget 64
+expect 2 'rows or seed' -- "$bin/rankkv-compare" --layout table --budget 64
+
+# The published table's layout: a section per budget with both bases and
+# both allocations, the full cache, the ablations at 256 and 512 only; the
+# GFLOPs and throughput columns; the plot with its data and script.
+expect 0 '' -- "$bin/rankkv-compare" --budget 64,256 --context 640 --tail 16 --new-tokens 4 \
+    --repeats 1 --rows full,snapkv,rankkv,pyramidkv,pyramidkv-rankkv,rankkv-inverse,pyramidkv-rankkv-random \
+    --layout seed --markdown "$tmp/seed.md" --json "$tmp/seed.json" --plot "$tmp/seed.png"
+for section in '### Average budget 64' '### Average budget 256' '### Full KV cache (baseline)' \
+    '### Ablation: average budget 256' '| PyramidKV | RankKV | pyramidkv-rankkv |' \
+    '| SnapKV | inverse | rankkv-inverse |' '| PyramidKV | random | pyramidkv-rankkv-random |' \
+    'Throughput (tok/s) | GFLOPs |'; do
+    if grep -qF -- "$section" "$tmp/seed.md"; then ok; else bad "seed layout: no '$section'"; cat "$tmp/seed.md"; fi
+done
+if [ "$(grep -c '^| SnapKV | inverse' "$tmp/seed.md")" -eq 1 ] && ! grep -q 'Ablation: average budget 64' "$tmp/seed.md"
+then ok; else bad "seed layout: ablations at 256 only"; cat "$tmp/seed.md"; fi
+if grep -q '"gflops":' "$tmp/seed.json" && grep -q '"e2e_tok_s":' "$tmp/seed.json"; then ok
+else bad "compare JSON: gflops, e2e_tok_s"; fi
+if [ -s "$tmp/seed.png.dat" ] && [ -s "$tmp/seed.png.gp" ]; then ok; else bad "compare --plot data and script"; fi
+if ! command -v gnuplot >/dev/null || [ -s "$tmp/seed.png" ]; then ok; else bad "compare --plot PNG"; fi
 
 finish cli_test

@@ -12,7 +12,7 @@ has() {
 }
 
 for i in $(seq 40); do echo "The ship sailed out of the harbour on the morning tide, line $i."; done >"$tmp/text.txt"
-policies="snapkv pyramidkv h2o streamingllm rankkv"
+policies="snapkv pyramidkv h2o streamingllm rankkv pyramidkv-rankkv"
 
 expect 0 '' -- "$bin/rankkv-generate" --model "$nano" --print-plan
 has "$tmp/out" "KV policy: full," "generate --print-plan (full)"
@@ -35,7 +35,10 @@ for p in full $policies; do has "$tmp/eval.json" "\"method\":	\"$p\"" "eval --me
 
 expect 0 '' -- "$bin/rankkv-compare" --model "$nano" --dataset t="$tmp/text.txt" --context 128 \
     --tail 16 --max-windows 1 --new-tokens 4 --repeats 1 --budget 40 \
-    --rows full,snapkv,pyramidkv,rankkv --json "$tmp/compare.json"
-for p in full snapkv pyramidkv rankkv; do has "$tmp/compare.json" "\"policy\":	\"$p\"" "compare --rows $p"; done
+    --rows full,snapkv,pyramidkv,rankkv,pyramidkv-rankkv --json "$tmp/compare.json"
+for p in full snapkv pyramidkv rankkv pyramidkv-rankkv; do
+    has "$tmp/compare.json" "\"policy\":	\"$p\"" "compare --rows $p"
+    has "$tmp/compare.json" "\"row\":	\"$p\"" "compare --rows $p (row)"
+done
 
 finish policy_names_test

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "flops.h"
 #include "kv_budget.h"
 #include "kv_select.h"
 #include "rk_test.h"
@@ -124,9 +125,51 @@ static void test_selection(void)
           keep[4] == 11);
 }
 
+/* rk_flops_count against a hand count on pythia-nano's shape (4 layers,
+ * d = 160, 2 heads, f = 640, V = 8192): a 100-token prompt and 5 new
+ * tokens, so 4 decode steps. Per token and layer the projections and MLP
+ * are 8·160² + 4·160·640 = 614400; the causal prompt sees K(100, 100) = 5050
+ * key rows, so the prefill is 4·(100·614400 + 4·160·5050) + 2·160·8192 =
+ * 261309440 for every policy. */
+static void test_flops(void)
+{
+    const rk_config nano = {.n_layers = 4, .hidden = 160, .n_heads = 2, .head_dim = 80,
+                            .ffn = 640, .vocab = 8192};
+    rk_limits lim = {.max_prompt = 100, .max_new_tokens = 5, .prefill_chunk = 100,
+                     .logits_rows = 1};
+    const double prefill = 261309440, step = 4 * 614400 + 2 * 160 * 8192;
+
+    /* The full cache: steps attend 101..104 rows, 4·160·410 a layer. */
+    rk_flops f = rk_flops_count(&nano, &lim, 100, 5);
+    CHECKF(f.prefill == prefill && f.compress == 0 && f.decode == 4 * step + 4 * 4 * 160 * 410.0,
+           "full: %.0f %.0f %.0f", f.prefill, f.compress, f.decode);
+
+    /* SnapKV at 40: the 32-query window sees K(32, 100) = 2704 rows,
+     * (2·160 + 2·2)·2704 to score; pooling 2·100·6, selection of 40 of 100
+     * 2·100·⌈log2 40⌉ = 1200; steps attend 41..44 rows. */
+    rk_kv_options opt = {.method = "snapkv", .average = 40};
+    CHECK(rk_kv_policy_make(&opt, 4, &lim.kv) == RK_OK);
+    f = rk_flops_count(&nano, &lim, 100, 5);
+    CHECKF(f.prefill == prefill && f.compress == 4 * (324.0 * 2704 + 1200 + 1200) &&
+               f.decode == 4 * step + 4 * 4 * 160 * 170.0,
+           "snapkv: %.0f %.0f %.0f", f.prefill, f.compress, f.decode);
+    CHECK(rk_flops_total(&f) == f.prefill + f.compress + f.decode);
+
+    /* rankkv-dynamic adds, per layer, the 64-token attention matrices
+     * (160·64·65) and two heads' A·Aᵀ and eigenvalues ((10/3)·64³ each). */
+    opt.method = "rankkv-dynamic";
+    CHECK(rk_kv_policy_make(&opt, 4, &lim.kv) == RK_OK);
+    lim.rank_len = 64;
+    const double svd = 160.0 * 64 * 65 + 2 * 10.0 / 3.0 * 64 * 64 * 64;
+    f = rk_flops_count(&nano, &lim, 100, 5);
+    CHECKF(fabs(f.compress - 4 * (324.0 * 2704 + 2400 + svd)) < 1e-6 * f.compress,
+           "dynamic: %.0f", f.compress);
+}
+
 int main(void)
 {
     test_budgets();
     test_selection();
+    test_flops();
     return rk_test_finish("test_kv_policy");
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kv_budget.h"
 #include "kv_policy.h"
 #include "model.h"
 #include "profile.h"
@@ -309,9 +310,92 @@ static void identity(void)
     CHECK(strstr(rk_last_error(), "RANKKV_DYNAMIC") != NULL);
 }
 
+/* pyramidkv-rankkv: PyramidKV's shares above the window times the rank
+ * weights, renormalised, the window kept; checked against a hand count and
+ * against the pyramid it must equal when every rank is the same. */
+static void pyramid_ranks(void)
+{
+    /* Two layers, ranks 1 and 3, average 132, window 32, beta 20: the
+     * pyramid's shares of s = 100 are 195 and 5; times the ranks, 195 and
+     * 15, sharing 200 positions: 185.71 and 14.29, the leftover one to the
+     * larger remainder, then the window: 218 and 46. Inverse swaps the rank
+     * weights: 585 and 5, 198.31 and 1.69, so 230 and 34. */
+    const double two[2] = {1, 3};
+    int b[8], want[8];
+    rk_rank_allocation prop = {.strategy = RK_RANK_PROPORTIONAL};
+    CHECK(rk_budget_pyramid_ranks(&prop, two, 2, 132, 32, 20, b) == RK_OK);
+    CHECKF(b[0] == 218 && b[1] == 46, "proportional: %d %d", b[0], b[1]);
+    rk_rank_allocation inv = {.strategy = RK_RANK_INVERSE};
+    CHECK(rk_budget_pyramid_ranks(&inv, two, 2, 132, 32, 20, b) == RK_OK);
+    CHECKF(b[0] == 230 && b[1] == 34, "inverse: %d %d", b[0], b[1]);
+
+    const double same[8] = {300, 300, 300, 300, 300, 300, 300, 300};
+    CHECK(rk_budget_pyramid(8, 256, 32, 20, want) == RK_OK);
+    for (int s = 0; s < RK_RANK_N_STRATEGIES; s++) {
+        rk_rank_allocation a = {.strategy = (rk_rank_strategy)s};
+        CHECKF(rk_budget_pyramid_ranks(&a, same, 8, 256, 32, 20, b) == RK_OK, "%s: %s",
+               rk_rank_strategy_name(a.strategy), rk_last_error());
+        CHECKF(memcmp(b, want, sizeof want) == 0, "%s on equal ranks is not the pyramid",
+               rk_rank_strategy_name(a.strategy));
+    }
+
+    /* Every strategy hands out exactly layers x average, each layer at
+     * least the window, at averages down to one above the window. */
+    const double rank[8] = {210, 480, 350, 260, 500, 300, 220, 410};
+    for (int s = 0; s < RK_RANK_N_STRATEGIES; s++)
+        for (int avg = 33; avg <= 1024; avg = avg * 2 + 7) {
+            rk_rank_allocation a = {.strategy = (rk_rank_strategy)s};
+            CHECKF(rk_budget_pyramid_ranks(&a, rank, 8, avg, 32, 20, b) == RK_OK, "%s %d: %s",
+                   rk_rank_strategy_name(a.strategy), avg, rk_last_error());
+            CHECKF(sum_of(b, 8) == 8L * avg && min_of(b, 8) >= 32, "%s %d: sum %ld min %d",
+                   rk_rank_strategy_name(a.strategy), avg, sum_of(b, 8), min_of(b, 8));
+        }
+    /* Random moves the rank weights under the schedule: seeds differ, the
+     * same seed repeats. */
+    rk_rank_allocation r1 = {.strategy = RK_RANK_RANDOM, .seed = 1}, r2 = r1;
+    r2.seed = 2;
+    int again[8];
+    CHECK(rk_budget_pyramid_ranks(&r1, rank, 8, 512, 32, 20, b) == RK_OK);
+    CHECK(rk_budget_pyramid_ranks(&r1, rank, 8, 512, 32, 20, again) == RK_OK);
+    CHECK(memcmp(b, again, sizeof b) == 0);
+    CHECK(rk_budget_pyramid_ranks(&r2, rank, 8, 512, 32, 20, again) == RK_OK);
+    CHECK(memcmp(b, again, sizeof b) != 0);
+    CHECK(rk_budget_pyramid_ranks(&prop, rank, 8, 32, 32, 20, b) == RK_EINVAL);
+    CHECK(rk_budget_pyramid_ranks(&prop, rank, 8, 64, 32, 0.5, b) == RK_EINVAL);
+
+    /* The policy: the nano profile's ranks under the pyramid, by name. */
+    rk_identity id;
+    const rk_profile *p = NULL;
+    CHECK(rk_identity_of(RK_MODELS_DIR "/pythia-nano", &id) == RK_OK &&
+          (p = rk_profile_find(&id)) != NULL);
+    if (!p)
+        return;
+    CHECK(rk_kv_needs_profile("pyramidkv-rankkv") && rk_kv_needs_profile("rankkv") &&
+          !rk_kv_needs_profile("pyramidkv") && !rk_kv_needs_profile("nonsense"));
+    rk_kv_policy pol;
+    rk_kv_options opt = {.method = "pyramidkv-rankkv", .average = 64, .profile = p,
+                         .rank = {.strategy = RK_RANK_INVERSE}};
+    CHECKF(rk_kv_policy_make(&opt, 4, &pol) == RK_OK, "%s", rk_last_error());
+    CHECK(strcmp(rk_kv_policy_name(&pol), "pyramidkv-rankkv") == 0 && pol.method == RK_KV_SNAPKV &&
+          pol.profile == p);
+    CHECK(rk_budget_pyramid_ranks(&opt.rank, p->rank_mean, 4, 64, RK_KV_WINDOW, RK_KV_BETA,
+                                  want) == RK_OK);
+    CHECK(memcmp(pol.budget, want, 4 * sizeof(int)) == 0);
+    CHECK(rk_kv_policy_check(&pol, 4, 1 << 20) == RK_OK);
+    rk_kv_options none = {.method = "pyramidkv-rankkv", .average = 64};
+    CHECK(rk_kv_policy_make(&none, 4, &pol) != RK_OK);
+    CHECK(strstr(rk_last_error(), "pyramidkv-rankkv takes its budgets") != NULL);
+    int budgets[4] = {64, 64, 64, 64};
+    rk_kv_options expl = opt;
+    expl.budgets = budgets;
+    expl.n_budgets = 4;
+    CHECK(rk_kv_policy_make(&expl, 4, &pol) != RK_OK);
+}
+
 int main(void)
 {
     strategies();
+    pyramid_ranks();
     profiles();
     identity();
     printf("%d checks, %d failed\n", rk_test_checks, rk_test_failures);

@@ -81,11 +81,11 @@ static void check_text(const rk_tokenizer *tok)
     char *text = synthetic(&len);
     int32_t *whole, *pieces;
     CHECK(text && rk_tok_encode(tok, text, len, &whole, &n_whole) == RK_OK);
-    CHECK(cli_tokenize_text(tok, text, len, 0, &pieces, &n_pieces) == RK_OK);
+    CHECK(rk_tok_encode_prefix(tok, text, len, 0, &pieces, &n_pieces) == RK_OK);
     CHECKF(n_pieces == n_whole && same_prefix(whole, pieces, n_whole),
            "synthetic text: %zu ids in pieces, %zu whole", n_pieces, n_whole);
     free(pieces);
-    CHECK(cli_tokenize_text(tok, text, len, 10, &pieces, &n_pieces) == RK_OK);
+    CHECK(rk_tok_encode_prefix(tok, text, len, 10, &pieces, &n_pieces) == RK_OK);
     CHECK(n_pieces >= 10 && same_prefix(whole, pieces, n_pieces));
     free(pieces);
     free(whole);

@@ -29,32 +29,11 @@ static const char usage[] =
     "\n";
 
 typedef struct {
-    const char *model, *data, *out, *json, *from_json, *target, *holdout, *report, *plot;
-    char *plot_data, *plot_script; /* malloc'd beside the plot */
+    const char *model, *data, *out, *json, *from_json, *target, *holdout, *report;
+    cli_plot_paths plot;
     const char *tokenizer;
     int samples, seq_len, holdout_samples, min_budget;
 } options;
-
-/* PATH with SUFFIX appended (malloc'd). */
-static char *beside(const char *path, const char *suffix)
-{
-    cli_str s = {0};
-    cli_str_add(&s, "%s%s", path, suffix);
-    return s.s;
-}
-
-/* --plot: the PNG, and its data and script beside it. */
-static void take_plot(void *options_, const char *png)
-{
-    options *o = options_;
-    o->plot = cli_output("--plot", png, CLI_FILE_ONLY);
-    free(o->plot_data);
-    free(o->plot_script);
-    o->plot_data = beside(png, ".dat");
-    o->plot_script = beside(png, ".gp");
-    cli_output("--plot's data", o->plot_data, CLI_FILE_ONLY);
-    cli_output("--plot's script", o->plot_script, CLI_FILE_ONLY);
-}
 
 static options parse(int argc, char **argv)
 {
@@ -88,7 +67,7 @@ static options parse(int argc, char **argv)
                      "the experiment as JSON: Pearson correlation and cosine\n"
                      "similarity of each held-out sample's per-layer ranks with\n"
                      "the profile, their mean and minimum"),
-        CLI_CALL_OPT("--plot", &o, take_plot, "FILE.png",
+        CLI_CALL_OPT("--plot", &o.plot, cli_plot_take, "FILE.png",
                      "plot of the profile against the held-out ranks per layer\n"
                      "(needs gnuplot; FILE.png.dat and FILE.png.gp, its data and\n"
                      "script, are written beside it)"),
@@ -101,7 +80,7 @@ static options parse(int argc, char **argv)
     if (o.from_json && (o.data || o.json))
         cli_usage_error("--from-json takes the samples, data and command of the earlier run; "
                         "leave out --data and --json");
-    if ((o.report || o.plot) && !o.holdout)
+    if ((o.report || o.plot.png) && !o.holdout)
         cli_usage_error("--report and --plot belong to the consistency experiment: give "
                         "--holdout FILE");
     return o;
@@ -251,33 +230,27 @@ static cJSON *array_of(const double *v, int n)
     return a;
 }
 
-/* S as a gnuplot string: single-quoted, a quote doubled. */
-static void gp_string(FILE *f, const char *s)
-{
-    fputc('\'', f);
-    for (; *s; s++) {
-        if (*s == '\'')
-            fputc('\'', f);
-        fputc(*s, f);
-    }
-    fputc('\'', f);
-}
+/* What the plot's script shows. */
+typedef struct {
+    const char *dat, *model;
+    double corr, cos_sim;
+} plot_text;
 
-/* The plot's gnuplot script, drawing DAT into PNG. */
-static void plot_script(FILE *f, const char *png, const char *dat, const char *model,
-                        double corr, double cos_sim)
+/* The plot's gnuplot script, drawing the data into PNG. */
+static void plot_script(FILE *f, const char *png, const void *arg)
 {
+    const plot_text *t = arg;
     fputs("set terminal pngcairo size 900,540 noenhanced\nset output ", f);
-    gp_string(f, png);
+    cli_gp_string(f, png);
     fputs("\nset title ", f);
     cli_str title = {0};
     cli_str_add(&title, "Effective rank per layer: %s (held-out Pearson %.3f, cosine %.4f)",
-                model, corr, cos_sim);
-    gp_string(f, title.s);
+                t->model, t->corr, t->cos_sim);
+    cli_gp_string(f, title.s);
     cli_str_free(&title);
     fputs("\nset xlabel 'layer'\nset ylabel 'effective rank (mean over heads)'\n"
           "set key top right\nset grid\nplot ", f);
-    gp_string(f, dat);
+    cli_gp_string(f, t->dat);
     fputs(" using 1:($4-$5):($4+$5) with filledcurves fc rgb '#c6dbef' fs solid 0.6 "
           "title 'held-out mean +- std', \\\n"
           "     '' using 1:4 with lines lw 2 lc rgb '#2171b5' title 'held-out mean', \\\n"
@@ -287,38 +260,18 @@ static void plot_script(FILE *f, const char *png, const char *dat, const char *m
 }
 
 /* The experiment's plot: the profile's per-layer mean ± std against the
- * held-out samples' mean ± std, drawn by gnuplot from a data file. The data
- * and the script are written beside the PNG for a rerun elsewhere; the
- * PNG itself, like every output, appears only once gnuplot has finished it. */
+ * held-out samples' mean ± std, drawn by gnuplot from a data file written
+ * beside the PNG with the script. */
 static void plot(const options *o, const char *model, int L, const double *pm, const double *ps,
                  const double *hm, const double *hs, double corr, double cos_sim)
 {
-    FILE *f = cli_out_open(o->plot_data);
+    FILE *f = cli_out_open(o->plot.dat);
     fprintf(f, "# layer profile_mean profile_std holdout_mean holdout_std\n");
     for (int l = 0; l < L; l++)
         fprintf(f, "%d %.6f %.6f %.6f %.6f\n", l, pm[l], ps[l], hm[l], hs[l]);
     cli_out_close(f);
-    f = cli_out_open(o->plot_script);
-    plot_script(f, o->plot, o->plot_data, model, corr, cos_sim);
-    cli_out_close(f);
-    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "[calibrate] gnuplot is not installed: run 'gnuplot %s' where it is "
-                        "(tools/setup-deps.sh installs gnuplot-nox)\n",
-                o->plot_script);
-        return;
-    }
-    FILE *png = cli_out_open(o->plot);
-    FILE *gp = popen("gnuplot", "w");
-    if (!gp) {
-        rk_fail(RK_EIO, "cannot run gnuplot: %s", strerror(errno));
-        cli_die();
-    }
-    plot_script(gp, cli_out_temp(png), o->plot_data, model, corr, cos_sim);
-    if (pclose(gp) != 0) {
-        rk_fail(RK_EIO, "gnuplot failed on %s", o->plot_script);
-        cli_die();
-    }
-    cli_out_close(png);
+    const plot_text t = {o->plot.dat, model, corr, cos_sim};
+    cli_plot(&o->plot, plot_script, &t);
 }
 
 int main(int argc, char **argv)
@@ -463,14 +416,14 @@ int main(int argc, char **argv)
         } else {
             cJSON_Delete(rows);
         }
-        if (o.plot)
+        if (o.plot.png)
             plot(&o, run.id.name, L, mean, std, hmean, hstd, corr, cos_sim);
         free(test.ranks);
     }
     free(cal.ranks);
     free(head);
-    free(o.plot_data);
-    free(o.plot_script);
+    free(o.plot.dat);
+    free(o.plot.gp);
     cli_str_free(&command);
     rk_model_free(m);
     if (tok)

@@ -254,6 +254,63 @@ double cli_double(const char *flag, const char *s, double lo, double hi)
     return v;
 }
 
+/* PATH with SUFFIX appended (malloc'd). */
+static char *beside(const char *path, const char *suffix)
+{
+    cli_str s = {0};
+    cli_str_add(&s, "%s%s", path, suffix);
+    return s.s;
+}
+
+void cli_plot_take(void *paths, const char *png)
+{
+    cli_plot_paths *p = paths;
+    p->png = cli_output("--plot", png, CLI_FILE_ONLY);
+    free(p->dat);
+    free(p->gp);
+    p->dat = beside(png, ".dat");
+    p->gp = beside(png, ".gp");
+    cli_output("--plot's data", p->dat, CLI_FILE_ONLY);
+    cli_output("--plot's script", p->gp, CLI_FILE_ONLY);
+}
+
+void cli_gp_string(FILE *f, const char *s)
+{
+    fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputc('\'', f);
+        fputc(*s, f);
+    }
+    fputc('\'', f);
+}
+
+void cli_plot(const cli_plot_paths *p, void (*script)(FILE *f, const char *png, const void *arg),
+              const void *arg)
+{
+    FILE *f = cli_out_open(p->gp);
+    script(f, p->png, arg);
+    cli_out_close(f);
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "[%s] gnuplot is not installed: run 'gnuplot %s' where it is "
+                        "(tools/setup-deps.sh installs gnuplot-nox)\n",
+                tool_name, p->gp);
+        return;
+    }
+    FILE *out = cli_out_open(p->png);
+    FILE *gp = popen("gnuplot", "w");
+    if (!gp) {
+        rk_fail(RK_EIO, "cannot run gnuplot: %s", strerror(errno));
+        cli_die();
+    }
+    script(gp, cli_out_temp(out), arg);
+    if (pclose(gp) != 0) {
+        rk_fail(RK_EIO, "gnuplot failed on %s", p->gp);
+        cli_die();
+    }
+    cli_out_close(out);
+}
+
 _Noreturn void cli_die(void)
 {
     abort_outputs();
@@ -722,81 +779,6 @@ void cli_command_line(int argc, char **argv, cli_str *out)
         cli_str_add(out, "%s%s", i ? " " : "", argv[i]);
 }
 
-/* Text is tokenized in pieces of about this many bytes. */
-enum { TOKENIZE_PIECE = 1 << 16 };
-
-static int printable(char c) { return c > ' ' && c < 0x7f; }
-
-/* Where a piece may end: the first space at or after FROM between two
- * printable ASCII characters ("a b"), or LEN. There the GPT-2 pattern that
- * pre-tokenizes (tokenizer.c) always ends a pre-token and starts the next
- * (" b"), NFC composes nothing across it, and neither a prefix space nor an
- * added token of the Pythia tokenizers spans it: the pieces' ids, joined,
- * are the whole text's. */
-static size_t cut_after(const char *s, size_t len, size_t from)
-{
-    if (from >= len)
-        return len;
-    for (size_t j = from ? from : 1; j + 1 < len; j++)
-        if (s[j] == ' ' && printable(s[j - 1]) && printable(s[j + 1]))
-            return j;
-    return len;
-}
-
-typedef struct {
-    const rk_tokenizer *tok;
-    int32_t *ids;
-    size_t n, cap;
-} id_list;
-
-/* Tokenizes one piece and appends its ids; AT (its offset in the text)
- * places an error. */
-static rk_status encode_piece(id_list *l, const char *s, size_t len, size_t at)
-{
-    int32_t *ids;
-    size_t n;
-    if (rk_tok_encode(l->tok, s, len, &ids, &n) != RK_OK)
-        return rk_fail(RK_EINVAL, "%s, counting from byte %zu", rk_last_error(), at);
-    if (l->n + n > l->cap) {
-        const size_t cap = 2 * (l->n + n);
-        int32_t *grown = realloc(l->ids, cap * sizeof *grown);
-        if (!grown) {
-            free(ids);
-            return rk_fail(RK_ENOMEM, "out of memory for %zu token ids", cap);
-        }
-        l->ids = grown;
-        l->cap = cap;
-    }
-    memcpy(l->ids + l->n, ids, n * sizeof *ids);
-    l->n += n;
-    free(ids);
-    return RK_OK;
-}
-
-/* Bytes before a piece may end; a tokenizer that cannot be cut takes the
- * text whole. */
-static size_t piece_bytes(const rk_tokenizer *tok)
-{
-    return rk_tok_splits_at_spaces(tok) ? TOKENIZE_PIECE : SIZE_MAX;
-}
-
-rk_status cli_tokenize_text(const rk_tokenizer *tok, const char *text, size_t len, size_t limit,
-                            int32_t **ids, size_t *n)
-{
-    id_list l = {.tok = tok};
-    rk_status st = RK_OK;
-    for (size_t at = 0; st == RK_OK && at < len && (!limit || l.n < limit);) {
-        const size_t end = at + cut_after(text + at, len - at, piece_bytes(tok));
-        st = encode_piece(&l, text + at, end - at, at);
-        at = end;
-    }
-    if (st != RK_OK)
-        free(l.ids);
-    *ids = st == RK_OK ? l.ids : NULL;
-    *n = st == RK_OK ? l.n : 0;
-    return st;
-}
-
 rk_status cli_tokenize_file(const rk_tokenizer *tok, const char *path, size_t limit,
                             int32_t **ids, size_t *n)
 {
@@ -807,26 +789,29 @@ rk_status cli_tokenize_file(const rk_tokenizer *tok, const char *path, size_t li
     rk_status st = rk_open_regular(path, &fd, &size);
     if (st != RK_OK)
         return st;
-    id_list l = {.tok = tok};
+    int32_t *all = NULL;
+    size_t n_all = 0, n_cap = 0;
     /* BUF holds what is read and not yet tokenized; a piece is copied to
      * PIECE for its line ends to be rewritten. */
-    char *buf = malloc(2 * TOKENIZE_PIECE), *piece = malloc(2 * TOKENIZE_PIECE + 1);
-    size_t cap = 2 * TOKENIZE_PIECE;
+    enum { READ_BYTES = 1 << 17 };
+    char *buf = malloc(READ_BYTES), *piece = malloc(READ_BYTES + 1);
+    size_t cap = READ_BYTES;
     int eof = 0;
     if (!buf || !piece)
         st = rk_fail(RK_ENOMEM, "out of memory reading %s", path);
-    while (st == RK_OK && (!limit || l.n < limit) && !(eof && have == 0)) {
-        const size_t cut = eof ? have : cut_after(buf, have, piece_bytes(tok));
+    while (st == RK_OK && (!limit || n_all < limit) && !(eof && have == 0)) {
+        const size_t cut = eof ? have : rk_tok_piece_end(tok, buf, have);
         if (cut < have || eof) {
             memcpy(piece, buf, cut);
-            st = encode_piece(&l, piece, rk_text_universal_newlines(piece, cut), done);
+            st = rk_tok_encode_append(tok, piece, rk_text_universal_newlines(piece, cut), done,
+                                      &all, &n_all, &n_cap);
             memmove(buf, buf + cut, have - cut);
             have -= cut;
             done += cut;
             continue;
         }
         /* No cut yet: a long line without "a b" grows the buffer. */
-        if (cap - have < TOKENIZE_PIECE) {
+        if (cap - have < READ_BYTES / 2) {
             char *b = realloc(buf, 2 * cap), *p = realloc(piece, 2 * cap + 1);
             buf = b ? b : buf;
             piece = p ? p : piece;
@@ -848,13 +833,13 @@ rk_status cli_tokenize_file(const rk_tokenizer *tok, const char *path, size_t li
     free(buf);
     free(piece);
     if (st != RK_OK) {
-        free(l.ids);
+        free(all);
         return rk_fail(st, "%s: %s", path, rk_last_error());
     }
-    fprintf(stderr, "[tokenize] %s: %zu tokens from %zu of its %zu bytes\n", path, l.n, done,
+    fprintf(stderr, "[tokenize] %s: %zu tokens from %zu of its %zu bytes\n", path, n_all, done,
             size);
-    *ids = l.ids;
-    *n = l.n;
+    *ids = all;
+    *n = n_all;
     return RK_OK;
 }
 
@@ -902,7 +887,7 @@ rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers)
     /* Set here, not when parsing: tools copy their options around, and the
      * array must be this copy's. */
     opt.budgets = opt.n_budgets ? kv->budgets : NULL;
-    if (opt.method && strcmp(opt.method, "rankkv") == 0) {
+    if (opt.method && rk_kv_needs_profile(opt.method)) {
         rk_identity id;
         if (rk_identity_of(model, &id) != RK_OK || !(opt.profile = rk_profile_find(&id)))
             cli_die();

@@ -150,6 +150,27 @@ void cli_out_close(FILE *f);
  * (gnuplot). */
 const char *cli_out_temp(FILE *f);
 
+/* A --plot option's outputs: the PNG, and its data and script beside it
+ * (PNG.dat and PNG.gp, malloc'd; free them). */
+typedef struct {
+    const char *png;
+    char *dat, *gp;
+} cli_plot_paths;
+
+/* --plot FILE.png, as a CLI_CALL option takes it into a cli_plot_paths:
+ * the three outputs registered. */
+void cli_plot_take(void *paths, const char *png);
+
+/* S as a gnuplot string: single-quoted, a quote doubled. */
+void cli_gp_string(FILE *f, const char *s);
+
+/* Writes the gnuplot script SCRIPT(f, png, arg) makes to P's script, for a
+ * rerun elsewhere, then runs it through gnuplot into P's PNG's temporary file:
+ * the PNG, like every output, appears only once gnuplot has finished it.
+ * Without gnuplot, a message on stderr says how to draw it where it is. */
+void cli_plot(const cli_plot_paths *p, void (*script)(FILE *f, const char *png, const void *arg),
+              const void *arg);
+
 /* --print-plan: reads MODEL/config.json only, prints the memory plan for LIM
  * on OPS to stdout and exits 0 (1 with a message when the plan is refused). */
 _Noreturn void cli_print_plan(const char *model, const rk_ops *ops, const rk_limits *lim);
@@ -204,9 +225,6 @@ void cli_command_line(int argc, char **argv, cli_str *out);
 rk_status cli_tokenize_file(const rk_tokenizer *tok, const char *path, size_t limit,
                             int32_t **ids, size_t *n);
 
-/* The same for LEN bytes of TEXT as they are. */
-rk_status cli_tokenize_text(const rk_tokenizer *tok, const char *text, size_t len, size_t limit,
-                            int32_t **ids, size_t *n);
 
 /* The KV-policy options every tool that runs a model takes. */
 typedef struct {

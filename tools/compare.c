@@ -1,9 +1,12 @@
 /* rankkv-compare: the static-vs-dynamic bench. Every row runs on the same
  * inputs: the full cache, uniform SnapKV, PyramidKV, RankKV with the
- * compiled profile's budgets, RankKV with budgets from each prompt's own
- * ranks (dynamic builds), and the random/inverse ablations, at each average
- * budget. Columns: perplexity through the compression harness per dataset,
- * TTFT, TPOT, throughput, KV cache and peak memory. Markdown + JSON. */
+ * compiled profile's budgets (over SnapKV's uniform allocation: rankkv;
+ * over PyramidKV's schedule: pyramidkv-rankkv), RankKV with budgets from
+ * each prompt's own ranks (dynamic builds), and the random/inverse
+ * ablations of both, at each average budget. Columns: perplexity through
+ * the compression harness per dataset, TTFT, TPOT, throughput, GFLOPs
+ * (core/flops.h), KV cache and peak memory. Markdown (this tool's rows, or
+ * the published table's layout) + JSON, and a gnuplot PNG. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,16 +14,20 @@
 #include <string.h>
 
 #include "cli.h"
+#include "flops.h"
 #include "harness.h"
 #include "model.h"
 #include "targets.h"
 #include "textio.h"
 #include "tokenizer.h"
 
+#define ABLATION_ROWS                                                                         \
+    "rankkv-random,rankkv-inverse,pyramidkv-rankkv-random,pyramidkv-rankkv-inverse"
 #ifdef RANKKV_DYNAMIC
-#define DEFAULT_ROWS "full,snapkv,pyramidkv,rankkv,rankkv-dynamic,rankkv-random,rankkv-inverse"
+#define DEFAULT_ROWS                                                                          \
+    "full,snapkv,pyramidkv,rankkv,rankkv-dynamic,pyramidkv-rankkv," ABLATION_ROWS
 #else
-#define DEFAULT_ROWS "full,snapkv,pyramidkv,rankkv,rankkv-random,rankkv-inverse"
+#define DEFAULT_ROWS "full,snapkv,pyramidkv,rankkv,pyramidkv-rankkv," ABLATION_ROWS
 #endif
 
 static const char usage[] =
@@ -41,22 +48,228 @@ typedef struct {
     double ppl[HARNESS_MAX_DATASETS], dnll[HARNESS_MAX_DATASETS], dnll_se[HARNESS_MAX_DATASETS];
     int have_dnll[HARNESS_MAX_DATASETS];
     harness_timing t;
+    rk_flops flops; /* of one timed generation */
     double kv_mb, kv_used_mb, peak_mb;
     double mean_budget[RK_MAX_LAYERS];
     int budget, full;
 } row_result;
+
+/* The policies whose rows may name a rank strategy: POLICY-STRATEGY. */
+static const char *const ranked[] = {"rankkv", "pyramidkv-rankkv"};
 
 /* Maps a row name to the options of the tool's policy. */
 static void row_options(const char *row, const cli_kv *base, int budget, cli_kv *out)
 {
     *out = *base;
     out->opt.average = strcmp(row, "full") == 0 ? 0 : budget;
-    if (strncmp(row, "rankkv-", 7) == 0 && strcmp(row, "rankkv-dynamic") != 0) {
-        out->opt.method = "rankkv";
-        if (rk_rank_strategy_parse(row + 7, &out->opt.rank.strategy) != RK_OK)
-            cli_usage_error("--rows: %s", rk_last_error());
-    } else {
-        out->opt.method = row;
+    out->opt.method = row;
+    if (strcmp(row, "rankkv-dynamic") == 0)
+        return;
+    for (size_t i = 0; i < sizeof ranked / sizeof ranked[0]; i++) {
+        const size_t len = strlen(ranked[i]);
+        if (strncmp(row, ranked[i], len) == 0 && row[len] == '-') {
+            out->opt.method = ranked[i];
+            if (rk_rank_strategy_parse(row + len + 1, &out->opt.rank.strategy) != RK_OK)
+                cli_usage_error("--rows: %s", rk_last_error());
+        }
+    }
+}
+
+/* Where a row goes in the published table's layout: its method, its
+ * allocation, and whether it is an ablation; 0 for a row that table has
+ * no place for (it stays in the JSON). */
+typedef struct {
+    const char *row, *method, *allocation;
+    int ablation;
+} seed_place;
+
+static const seed_place seed_places[] = {
+    {"full", "Full KV", "-", 0},
+    {"snapkv", "SnapKV", "original", 0},
+    {"rankkv", "SnapKV", "RankKV", 0},
+    {"pyramidkv", "PyramidKV", "original", 0},
+    {"pyramidkv-rankkv", "PyramidKV", "RankKV", 0},
+    {"rankkv-random", "SnapKV", "random", 1},
+    {"rankkv-inverse", "SnapKV", "inverse", 1},
+    {"pyramidkv-rankkv-random", "PyramidKV", "random", 1},
+    {"pyramidkv-rankkv-inverse", "PyramidKV", "inverse", 1},
+};
+
+static const seed_place *seed_place_of(const char *row)
+{
+    for (size_t i = 0; i < sizeof seed_places / sizeof seed_places[0]; i++)
+        if (strcmp(seed_places[i].row, row) == 0)
+            return &seed_places[i];
+    return NULL;
+}
+
+/* The published table's ablations are at these budgets. */
+static const int seed_ablation_budgets[] = {256, 512};
+
+/* What the plot's script draws: the data file's blocks, one per row name. */
+typedef struct {
+    const char *dat, *model;
+    const harness_datasets *sets;
+    const char *const *names;
+    int n_names;
+} plot_text;
+
+/* One panel: column COL of every block against the budget. */
+static void plot_panel(FILE *f, const plot_text *t, const char *title, const char *ylabel,
+                       int col)
+{
+    fputs("set title ", f);
+    cli_gp_string(f, title);
+    fputs("\nset ylabel ", f);
+    cli_gp_string(f, ylabel);
+    fprintf(f, "\nplot for [i=0:%d] ", t->n_names - 1);
+    cli_gp_string(f, t->dat);
+    fprintf(f,
+            " index i using 1:%d with linespoints lw 2 pt ((i %% 7) + 1) "
+            "title word(names, i + 1)\n",
+            col);
+}
+
+/* PPL and dNLL against budget per dataset, then TPOT and KV MB, one row of
+ * two panels each. */
+static void plot_script(FILE *f, const char *png, const void *arg)
+{
+    const plot_text *t = arg;
+    const int n = t->sets->n;
+    fprintf(f, "set terminal pngcairo size 1200,%d noenhanced\nset output ", 380 * (n + 1));
+    cli_gp_string(f, png);
+    cli_str s = {0};
+    for (int i = 0; i < t->n_names; i++)
+        cli_str_add(&s, "%s%s", i ? " " : "", t->names[i]);
+    fputs("\nnames = ", f);
+    cli_gp_string(f, s.s);
+    fputs("\nset multiplot layout ", f);
+    fprintf(f, "%d,2 title ", n + 1);
+    cli_str_clear(&s);
+    cli_str_add(&s, "rankkv-compare: %s", t->model);
+    cli_gp_string(f, s.s);
+    fputs("\nset xlabel 'average budget (positions per layer)'\nset logscale x 2\n"
+          "set grid\nset key outside right font ',9'\n",
+          f);
+    for (int d = 0; d < n; d++) {
+        cli_str_clear(&s);
+        cli_str_add(&s, "%s: perplexity", t->sets->set[d].name);
+        plot_panel(f, t, s.s, "PPL", 2 + 2 * d);
+        cli_str_clear(&s);
+        cli_str_add(&s, "%s: NLL per token minus the full cache's", t->sets->set[d].name);
+        plot_panel(f, t, s.s, "dNLL (nats)", 3 + 2 * d);
+    }
+    plot_panel(f, t, "time per output token", "TPOT (ms)", 2 + 2 * n);
+    plot_panel(f, t, "KV cache after the timing prompt", "KV MB", 3 + 2 * n);
+    fputs("unset multiplot\n", f);
+    cli_str_free(&s);
+}
+
+/* The plot's data: a block per row name (the full cache's a level line
+ * across the budgets) of budget, PPL and dNLL per dataset, TPOT, KV MB. */
+static void plot(const cli_plot_paths *paths, const char *model, const harness_datasets *sets,
+                 const row_result *res, int n_rows, const cli_ints *budgets)
+{
+    const char *names[MAX_ROWS];
+    int n_names = 0;
+    FILE *f = cli_out_open(paths->dat);
+    fputs("# budget", f);
+    for (int d = 0; d < sets->n; d++)
+        fprintf(f, " %s_ppl %s_dnll", sets->set[d].name, sets->set[d].name);
+    fputs(" tpot_ms kv_used_mb\n", f);
+    int lo = budgets->v[0], hi = budgets->v[0];
+    for (int b = 1; b < budgets->n; b++) {
+        lo = budgets->v[b] < lo ? budgets->v[b] : lo;
+        hi = budgets->v[b] > hi ? budgets->v[b] : hi;
+    }
+    for (int r = 0; r < n_rows; r++) {
+        if (r > 0 && strcmp(res[r].name, res[r - 1].name) == 0)
+            continue;
+        fprintf(f, "%s# %s\n", n_names ? "\n\n" : "", res[r].name);
+        names[n_names++] = res[r].name;
+        for (int q = r; q < n_rows && strcmp(res[q].name, res[r].name) == 0; q++)
+            for (int edge = 0; edge < (res[q].full ? 2 : 1); edge++) {
+                fprintf(f, "%d", res[q].full ? (edge ? hi : lo) : res[q].budget);
+                for (int d = 0; d < sets->n; d++)
+                    fprintf(f, " %.6f %.6f", res[q].ppl[d],
+                            res[q].full ? 0.0 : res[q].have_dnll[d] ? res[q].dnll[d] : NAN);
+                fprintf(f, " %.6f %.6f\n", res[q].t.tpot_ms, res[q].kv_used_mb);
+            }
+    }
+    cli_out_close(f);
+    const plot_text t = {paths->dat, model, sets, names, n_names};
+    cli_plot(paths, plot_script, &t);
+}
+
+/* A row's measurement cells, as both layouts print them. */
+static void add_cells(cli_str *line, const row_result *o, int n_sets, int seed)
+{
+    for (int s = 0; s < n_sets; s++) {
+        cli_str_add(line, " %.3f |", o->ppl[s]);
+        if (seed)
+            continue;
+        if (o->have_dnll[s])
+            cli_str_add(line, " %+.4f ± %.4f |", o->dnll[s], o->dnll_se[s]);
+        else
+            cli_str_add(line, " - |");
+    }
+    const double gflops = rk_flops_total(&o->flops) / 1e9;
+    if (seed)
+        cli_str_add(line, " %.2f | %.3f | %.1f | %.2f | %.0f | %.1f |", o->t.ttft_ms,
+                    o->t.tpot_ms, o->t.e2e_tok_s, gflops, o->peak_mb, o->kv_used_mb);
+    else
+        cli_str_add(line, " %.2f | %.3f | %.0f | %.1f | %.1f | %.2f | %.1f (%.1f) | %.0f |",
+                    o->t.ttft_ms, o->t.tpot_ms, o->t.prefill_tok_s, o->t.decode_tok_s,
+                    o->t.e2e_tok_s, gflops, o->kv_mb, o->kv_used_mb, o->peak_mb);
+}
+
+/* The header of a seed-layout section. */
+static void seed_header(cli_str *md, const char *title, const harness_datasets *sets)
+{
+    cli_str_add(md, "\n### %s\n\n| Method | Allocation | row |", title);
+    for (int s = 0; s < sets->n; s++)
+        cli_str_add(md, " %s PPL |", sets->set[s].name);
+    cli_str_add(md, " TTFT (ms) | TPOT (ms) | Throughput (tok/s) | GFLOPs | Peak memory (MB) | "
+                    "KV cache (MB) |\n|---|---|---|");
+    for (int s = 0; s < sets->n; s++)
+        cli_str_add(md, "---|");
+    cli_str_add(md, "---|---|---|---|---|---|\n");
+}
+
+/* A seed-layout section: the rows at BUDGET (any, for the full cache)
+ * that belong to it; nothing when none does. */
+static void seed_section(cli_str *md, const char *title, const harness_datasets *sets,
+                         const row_result *res, int n_rows, int full, int ablation, int budget)
+{
+    int header = 0;
+    for (int r = 0; r < n_rows; r++) {
+        const seed_place *p = seed_place_of(res[r].name);
+        if (!p || res[r].full != full || (!full && (p->ablation != ablation ||
+                                                     res[r].budget != budget)))
+            continue;
+        if (!header++)
+            seed_header(md, title, sets);
+        cli_str_add(md, "| %s | %s | %s |", p->method, p->allocation, res[r].name);
+        add_cells(md, &res[r], sets->n, 1);
+        cli_str_add(md, "\n");
+    }
+}
+
+/* The published table's layout: a section per budget (SnapKV and PyramidKV,
+ * each with its own allocation and with RankKV's), the full-cache
+ * baseline, and the ablations at 256 and 512. */
+static void seed_layout(cli_str *md, const harness_datasets *sets, const row_result *res,
+                        int n_rows, const cli_ints *budgets)
+{
+    char title[64];
+    for (int b = 0; b < budgets->n; b++) {
+        cli_fmt(title, sizeof title, "Average budget %d", budgets->v[b]);
+        seed_section(md, title, sets, res, n_rows, 0, 0, budgets->v[b]);
+    }
+    seed_section(md, "Full KV cache (baseline)", sets, res, n_rows, 1, 0, 0);
+    for (size_t a = 0; a < sizeof seed_ablation_budgets / sizeof seed_ablation_budgets[0]; a++) {
+        cli_fmt(title, sizeof title, "Ablation: average budget %d", seed_ablation_budgets[a]);
+        seed_section(md, title, sets, res, n_rows, 0, 1, seed_ablation_budgets[a]);
     }
 }
 
@@ -64,7 +277,8 @@ int main(int argc, char **argv)
 {
     cli_init("rankkv-compare");
     const char *model = RK_DEFAULT_MODEL, *target = "cpu", *json_path = NULL, *md_path = NULL;
-    const char *rows_arg = DEFAULT_ROWS;
+    const char *rows_arg = DEFAULT_ROWS, *layout = "rows";
+    cli_plot_paths plot_to = {0};
     int context = 2048, tail = 256, max_windows = 16, prompt_tokens = 0, new_tokens = 128;
     int repeats = 3;
     cli_ints budgets = {3, {256, 512, 1024}};
@@ -78,7 +292,8 @@ int main(int argc, char **argv)
         CLI_STRING_OPT("--rows", &rows_arg, "LIST",
                        "comma-separated rows (default " DEFAULT_ROWS ");\n"
                        "full, snapkv, pyramidkv, h2o, streamingllm, rankkv,\n"
-                       "rankkv-dynamic, or rankkv-<strategy> (" RK_RANK_STRATEGIES ")"),
+                       "pyramidkv-rankkv, rankkv-dynamic, or rankkv-<strategy> and\n"
+                       "pyramidkv-rankkv-<strategy> (" RK_RANK_STRATEGIES ")"),
         CLI_INTS_OPT("--budget", &budgets, 1, 1 << 20, MAX_BUDGETS, "LIST",
                      "average budgets (default 256,512,1024)"),
         CLI_NUM("--context", &context, 2, 1 << 20, "C", "window length (default 2048)"),
@@ -94,6 +309,14 @@ int main(int argc, char **argv)
                      "results as JSON (device, commit, command, rows)"),
         CLI_PATH_OPT("--markdown", CLI_OUTPUT_STDOUT, &md_path, "FILE",
                      "the table as markdown\n('-' for either: standard output, after the table)"),
+        CLI_STRING_OPT("--layout", &layout, "rows|seed",
+                       "the table: a line per row (default), or the published\n"
+                       "table's layout: a section per budget, the full cache,\n"
+                       "the ablations at 256 and 512"),
+        CLI_CALL_OPT("--plot", &plot_to, cli_plot_take, "FILE.png",
+                     "PPL and dNLL against budget per row and dataset, TPOT and\n"
+                     "KV MB (needs gnuplot; FILE.png.dat and FILE.png.gp, its\n"
+                     "data and script, beside it)"),
         CLI_KV_OPTIONS(&kv),
         CLI_HELP_OPT,
         CLI_TEXT_OPT("KV tuning options of every tool (--kv-window, --rank-temperature, ...) "
@@ -103,6 +326,9 @@ int main(int argc, char **argv)
     if (kv.opt.method || kv.opt.average)
         cli_usage_error("rankkv-compare takes --rows and --budget lists, not --kv/--kv-budget");
     harness_check_tail(tail, context);
+    const int seed = strcmp(layout, "seed") == 0;
+    if (!seed && strcmp(layout, "rows") != 0)
+        cli_usage_error("--layout wants rows or seed, got '%s'", layout);
     char *row_names[MAX_ROWS];
     const int n_row_names = cli_split_list("--rows", rows_arg, row_names, MAX_ROWS);
     const rk_ops *ops = cli_target(target);
@@ -161,7 +387,7 @@ int main(int argc, char **argv)
         for (int s = 0; s < sets.n; s++) {
             harness_row row;
             harness_run_dataset(m, &sets.set[s], context, tail, label, row_nll, &row);
-            o->ppl[s] = exp(row.t.nll / row.t.scored);
+            o->ppl[s] = row.ppl;
             o->have_dnll[s] = row.have_diff;
             o->dnll[s] = row.d_mean;
             o->dnll_se[s] = row.d_se;
@@ -169,6 +395,9 @@ int main(int argc, char **argv)
                 memcpy(o->mean_budget, row.mean_budget, sizeof o->mean_budget);
         }
         o->t = harness_time(m, prompt, prompt_tokens, new_tokens, repeats, label);
+        /* After the timing runs: a dynamic policy's budgets are the timing
+         * prompt's. */
+        o->flops = rk_flops_count(&m->cfg, &m->lim, prompt_tokens, new_tokens);
         o->kv_mb = harness_mb(rk_model_kv_bytes(m));
         o->kv_used_mb = harness_mb(rk_model_kv_bytes_used(m, prompt_tokens));
         if (sets.n == 0)
@@ -187,39 +416,35 @@ int main(int argc, char **argv)
     /* The table: stdout, and the same lines as markdown, written whole at
      * the end when asked. */
     cli_str line = {0}, md = {0};
-    cli_str_add(&line, "| row | budget |");
-    for (int s = 0; s < sets.n; s++)
-        cli_str_add(&line, " %s PPL | dNLL vs full |", sets.set[s].name);
-    cli_str_add(&line,
-                " TTFT ms | TPOT ms | prefill tok/s | decode tok/s | KV MB (used) | peak MB |");
-    printf("%s\n", line.s);
-    cli_str_add(&md, "%s\n|---|---|", line.s);
-    for (int s = 0; s < sets.n; s++)
-        cli_str_add(&md, "---|---|");
-    cli_str_add(&md, "---|---|---|---|---|---|\n");
-    for (int r = 0; r < n_rows; r++) {
-        const row_result *o = &res[r];
-        cli_str_clear(&line);
-        if (o->full)
-            cli_str_add(&line, "| %s | - |", o->name);
-        else
-            cli_str_add(&line, "| %s | %d |", o->name, o->budget);
-        for (int s = 0; s < sets.n; s++) {
-            cli_str_add(&line, " %.3f |", o->ppl[s]);
-            if (o->have_dnll[s])
-                cli_str_add(&line, " %+.4f ± %.4f |", o->dnll[s], o->dnll_se[s]);
-            else
-                cli_str_add(&line, " - |");
-        }
-        cli_str_add(&line, " %.2f | %.3f | %.0f | %.1f | %.1f (%.1f) | %.0f |", o->t.ttft_ms,
-                    o->t.tpot_ms, o->t.prefill_tok_s, o->t.decode_tok_s, o->kv_mb, o->kv_used_mb,
-                    o->peak_mb);
+    if (seed) {
+        seed_layout(&md, &sets, res, n_rows, &budgets);
+        fputs(md.s ? md.s : "", stdout);
+    } else {
+        cli_str_add(&line, "| row | budget |");
+        for (int s = 0; s < sets.n; s++)
+            cli_str_add(&line, " %s PPL | dNLL vs full |", sets.set[s].name);
+        cli_str_add(&line, " TTFT ms | TPOT ms | prefill tok/s | decode tok/s | e2e tok/s | "
+                           "GFLOPs | KV MB (used) | peak MB |");
         printf("%s\n", line.s);
-        cli_str_add(&md, "%s\n", line.s);
+        cli_str_add(&md, "%s\n|---|---|", line.s);
+        for (int s = 0; s < sets.n; s++)
+            cli_str_add(&md, "---|---|");
+        cli_str_add(&md, "---|---|---|---|---|---|---|---|\n");
+        for (int r = 0; r < n_rows; r++) {
+            const row_result *o = &res[r];
+            cli_str_clear(&line);
+            if (o->full)
+                cli_str_add(&line, "| %s | - |", o->name);
+            else
+                cli_str_add(&line, "| %s | %d |", o->name, o->budget);
+            add_cells(&line, o, sets.n, 0);
+            printf("%s\n", line.s);
+            cli_str_add(&md, "%s\n", line.s);
+        }
     }
     if (md_path) {
         FILE *f = cli_out_open(md_path);
-        fputs(md.s, f);
+        fputs(md.s ? md.s : "", f);
         cli_out_close(f);
     }
     cli_str_free(&line);
@@ -266,6 +491,10 @@ int main(int argc, char **argv)
             }
             cli_str_free(&key);
             harness_timing_json(x, &o->t);
+            cJSON_AddNumberToObject(x, "gflops", rk_flops_total(&o->flops) / 1e9);
+            cJSON_AddNumberToObject(x, "gflops_prefill", o->flops.prefill / 1e9);
+            cJSON_AddNumberToObject(x, "gflops_compress", o->flops.compress / 1e9);
+            cJSON_AddNumberToObject(x, "gflops_decode", o->flops.decode / 1e9);
             cJSON_AddNumberToObject(x, "kv_cache_mb", o->kv_mb);
             cJSON_AddNumberToObject(x, "kv_used_mb", o->kv_used_mb);
             cJSON_AddNumberToObject(x, "peak_mb", o->peak_mb);
@@ -274,6 +503,10 @@ int main(int argc, char **argv)
         cli_write_json(json_path, j);
         cJSON_Delete(j);
     }
+    if (plot_to.png)
+        plot(&plot_to, cli_base_name(model), &sets, res, n_rows, &budgets);
+    free(plot_to.dat);
+    free(plot_to.gp);
     harness_free_datasets(&sets);
     free(prompt);
     free(row_nll);

@@ -120,7 +120,7 @@ int main(int argc, char **argv)
             harness_row row;
             harness_run_dataset(m, &sets.set[s], context, tail, label, row_nll, &row);
             const harness_tally t = row.t;
-            const double ppl = exp(t.nll / t.scored), ttft = 1e3 * t.prefill_s / t.windows,
+            const double ppl = row.ppl, ttft = 1e3 * t.prefill_s / t.windows,
                          tpot = 1e3 * t.decode_s / (t.steps ? t.steps : 1);
             cli_str dcol = {0};
             if (row.have_diff)

@@ -224,6 +224,21 @@ static void paired(const double *a, const double *b, int n, int tail, double *me
     *se = n > 1 ? sqrt(ss / (n - 1) / n) : 0.0;
 }
 
+rk_status harness_ppl(const harness_tally *t, double *ppl)
+{
+    if (t->scored <= 0)
+        return rk_fail(RK_EINVAL, "no token was scored (%ld windows)", t->windows);
+    *ppl = exp(t->nll / t->scored);
+    if (!isfinite(*ppl))
+        return rk_fail(RK_EINVAL, "the perplexity of %ld scored tokens is %g", t->scored, *ppl);
+    if (*ppl < 1.005)
+        return rk_fail(RK_EINVAL,
+                       "perplexity %.6f over %ld tokens prints as 1.00: the tokens were not "
+                       "really scored",
+                       *ppl, t->scored);
+    return RK_OK;
+}
+
 void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tail,
                          const char *label, double *row_nll, harness_row *out)
 {
@@ -238,6 +253,10 @@ void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tai
                 set->n_windows, exp(t->nll / t->scored));
     }
     fputc('\n', stderr);
+    if (harness_ppl(t, &out->ppl) != RK_OK) {
+        rk_fail(RK_EINVAL, "%s %s: %s", label, set->name, rk_last_error());
+        cli_die();
+    }
     for (int l = 0; l < L; l++)
         out->mean_budget[l] /= set->n_windows;
     if (!rk_kv_compresses(&m->lim.kv)) {
@@ -292,7 +311,8 @@ harness_timing harness_time(rk_model *m, const int32_t *prompt, int n, int new_t
     fputc('\n', stderr);
     const double ttft = median(first, repeats), tpot = median(step, repeats);
     return (harness_timing){.ttft_ms = 1e3 * ttft, .tpot_ms = 1e3 * tpot,
-                            .prefill_tok_s = n / ttft, .decode_tok_s = tpot > 0 ? 1.0 / tpot : 0};
+                            .prefill_tok_s = n / ttft, .decode_tok_s = tpot > 0 ? 1.0 / tpot : 0,
+                            .e2e_tok_s = (n + new_tokens) / (ttft + (new_tokens - 1) * tpot)};
 }
 
 void harness_timing_json(cJSON *j, const harness_timing *t)
@@ -301,6 +321,7 @@ void harness_timing_json(cJSON *j, const harness_timing *t)
     cJSON_AddNumberToObject(j, "tpot_ms", t->tpot_ms);
     cJSON_AddNumberToObject(j, "prefill_tok_s", t->prefill_tok_s);
     cJSON_AddNumberToObject(j, "decode_tok_s", t->decode_tok_s);
+    cJSON_AddNumberToObject(j, "e2e_tok_s", t->e2e_tok_s);
 }
 
 double harness_mb(size_t bytes) { return (double)bytes / 1048576.0; }

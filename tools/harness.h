@@ -29,6 +29,7 @@ typedef struct {
 /* One row's result on one dataset. */
 typedef struct {
     harness_tally t;
+    double ppl;                        /* checked by harness_ppl */
     double mean_budget[RK_MAX_LAYERS]; /* each layer's, over the windows */
     int have_diff;                     /* d_mean ± d_se: NLL per token minus the full cache's */
     double d_mean, d_se;
@@ -66,8 +67,15 @@ struct cJSON *harness_record(int argc, char **argv, const char *model, const cha
  * files are named on stderr as skipped. */
 void harness_load_windows(const rk_tokenizer *tok, harness_dataset *set, int context, int max);
 
+/* The perplexity of T, exp(nll / scored); an error for a tally that
+ * scored no token, a non-finite NLL, or a perplexity that prints as 1.00
+ * (below 1.005: no model predicts text that well, so the tokens were never
+ * really scored; the published table's PG-19 column was all 1.00). */
+rk_status harness_ppl(const harness_tally *t, double *ppl);
+
 /* Every window of SET through harness_score_window on M, progress on
- * stderr after LABEL; per-window NLLs to ROW_NLL. Dynamic budgets change
+ * stderr after LABEL; per-window NLLs to ROW_NLL, the perplexity checked by
+ * harness_ppl (an error exit naming LABEL and the dataset otherwise). Dynamic budgets change
  * with every window, so each layer's is averaged. A full-cache row becomes
  * the dataset's reference; other rows get their paired difference from it
  * (mean and standard error over windows) once it has run. */
@@ -77,12 +85,14 @@ void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tai
 /* Medians of timed greedy generations, in the records' units. */
 typedef struct {
     double ttft_ms, tpot_ms, prefill_tok_s, decode_tok_s;
+    double e2e_tok_s; /* prompt and generated tokens over TTFT + the decode steps */
 } harness_timing;
 
 /* Greedy generation of NEW_TOKENS after PROMPT[0..n), one warm-up run and
  * REPEATS (≤ HARNESS_MAX_REPEATS) timed ones, progress after LABEL: the
  * median TTFT (prefill + first token) and the median of each run's mean
- * decode-step time, and the speeds they make. */
+ * decode-step time, and the speeds they make: prefill, decode (1 / TPOT) and
+ * end to end, (n + new_tokens) / (TTFT + (new_tokens − 1) · TPOT). */
 harness_timing harness_time(rk_model *m, const int32_t *prompt, int n, int new_tokens,
                             int repeats, const char *label);
 
@@ -90,7 +100,7 @@ harness_timing harness_time(rk_model *m, const int32_t *prompt, int n, int new_t
 #define HARNESS_REPEATS_OPT(to_, per_)                                                        \
     CLI_NUM("--repeats", to_, 1, HARNESS_MAX_REPEATS, "N", "timed runs per " per_ " (default 3)")
 
-/* T's four fields, under their own names, into the JSON object J. */
+/* T's fields, under their own names, into the JSON object J. */
 void harness_timing_json(struct cJSON *j, const harness_timing *t);
 
 /* MB (2^20 bytes), the unit of the records' memory figures. */

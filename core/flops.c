@@ -1,0 +1,48 @@
+#include "flops.h"
+
+#include <math.h>
+
+/* Key rows the last W of N causal queries see. */
+static double causal_keys(double w, double n) { return w * n - w * (w - 1) / 2; }
+
+rk_flops rk_flops_count(const rk_config *cfg, const rk_limits *lim, int prompt, int new_tokens)
+{
+    const double d = cfg->hidden, f = cfg->ffn, V = cfg->vocab, H = cfg->n_heads, n = prompt;
+    const int L = cfg->n_layers;
+    const rk_kv_policy *p = &lim->kv;
+    const rk_kv_hooks *hooks = rk_kv_hooks_of(p);
+    const int compresses = rk_kv_compresses(p);
+    const double dense = 8 * d * d + 4 * d * f; /* QKV, output, MLP per token and layer */
+    const double logits = 2 * d * V;
+    const int logit_rows = lim->logits_rows < prompt ? lim->logits_rows : prompt;
+    rk_flops out = {.prefill = L * (n * dense + 4 * d * causal_keys(n, n)) + logits * logit_rows};
+    for (int l = 0; l < L; l++) {
+        const int budget = p->budget[l];
+        if (p->method == RK_KV_SNAPKV || p->method == RK_KV_H2O) {
+            const double w = p->method == RK_KV_H2O ? n : (p->window < prompt ? p->window : n);
+            const double k = budget < prompt ? budget : prompt;
+            out.compress += (2 * d + 2 * H) * causal_keys(w, n);
+            if (p->method == RK_KV_SNAPKV)
+                out.compress += H * n * (p->pool - 1);
+            if (prompt > budget)
+                out.compress += H * n * ceil(log2(k));
+        }
+        if (p->dynamic) {
+            const double r = prompt < lim->rank_len ? prompt : lim->rank_len;
+            out.compress += d * r * (r + 1) + H * 10.0 / 3.0 * r * r * r;
+        }
+        int rows = hooks->rows_after(0, prompt, budget, compresses);
+        for (int i = 1; i < new_tokens; i++) {
+            const double r = rows + 1;
+            out.decode += 4 * d * r;
+            if (hooks->keeps_scores)
+                out.decode += (2 * d + 2 * H) * r + H * r;
+            rows = hooks->rows_after(rows, 1, budget, 0);
+        }
+    }
+    if (new_tokens > 1)
+        out.decode += (new_tokens - 1) * (L * dense + logits);
+    return out;
+}
+
+double rk_flops_total(const rk_flops *f) { return f->prefill + f->compress + f->decode; }
