@@ -54,4 +54,19 @@ else
     bad "find_package(rankkv) build"; cat "$tmp/build.log"
 fi
 
+# The header from C++ (extern "C"): an app in C++ compiles and links it too.
+if command -v c++ >/dev/null; then
+    printf '%s\n' '#include "rankkv.h"' \
+        'int main() { rankkv_options o; rankkv_options_default(&o); return o.max_new_tokens != 64; }' \
+        >"$tmp/app.cpp"
+    if c++ -std=c++17 -Wall -Wextra -pedantic $(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --cflags rankkv) \
+           "$tmp/app.cpp" -o "$tmp/app-cpp" \
+           $(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --libs rankkv) >"$tmp/build.log" 2>&1 &&
+       "$tmp/app-cpp"; then
+        ok
+    else
+        bad "rankkv.h from C++"; cat "$tmp/build.log"
+    fi
+fi
+
 finish install_test
