@@ -78,6 +78,9 @@ static rk_status limits_for(const char *dir, const rankkv_options *o, const rk_c
         if (!(kv.profile = rk_profile_find(&id)))
             return RK_EINVAL;
     }
+    if (o->max_new_tokens < 0 || o->max_prompt < 0)
+        return rk_fail(RK_ELIMIT, "max_prompt %d and max_new_tokens %d must not be negative",
+                       o->max_prompt, o->max_new_tokens);
     int max_prompt = o->max_prompt;
     if (max_prompt == 0) {
         const int ctx = cfg->max_pos < 2048 ? cfg->max_pos : 2048;

@@ -203,6 +203,11 @@ rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *
     const budgets_from from = policies[i].budgets;
     const int pyramid = from == BUDGETS_PYRAMID || from == BUDGETS_PYRAMID_PROFILE;
     const int rankkv = from == BUDGETS_PROFILE || from == BUDGETS_PYRAMID_PROFILE;
+    /* 0 takes the default; a NaN or a negative beta is an error, not a
+     * silent default (rk_budget_pyramid checks the value it is given). */
+    if (!(opt->beta >= 0))
+        return rk_fail(RK_EINVAL, "pyramid beta %g must be a number >= 1 (0: %g)", opt->beta,
+                       RK_KV_BETA);
     const double beta = opt->beta > 0 ? opt->beta : RK_KV_BETA;
     out->dynamic = from == BUDGETS_DYNAMIC;
     if (opt->window < 0 || opt->pool < 0 || opt->sinks < 0 || opt->recent < 0)

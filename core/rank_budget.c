@@ -78,6 +78,9 @@ static rk_status rank_weights(const rk_rank_allocation *a, const double *rank, i
     if (!isfinite(a->power) || a->power < 0)
         return rk_fail(RK_EINVAL, "rank power %g must be finite and > 0 (0: %g)", a->power,
                        RK_RANK_POWER_DEFAULT);
+    if (a->tiers < 0)
+        return rk_fail(RK_EINVAL, "rank tiers %d must be > 0 (0: %d)", a->tiers,
+                       RK_RANK_TIERS_DEFAULT);
     double mean = 0, mx = rank[0];
     for (int l = 0; l < layers; l++) {
         if (!(rank[l] > 0 && rank[l] <= RK_RANK_MAX))

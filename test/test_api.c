@@ -147,6 +147,11 @@ int main(void)
     CHECK(rankkv_score(a, "The", 3, &got_nll, &got_tokens) == RANKKV_EINVAL);
 
     /* A handle that did not open says why and refuses every call. */
+    rankkv_options negative = o;
+    negative.max_new_tokens = -3;
+    CHECK(rankkv_plan(NANO, &negative, NULL, NULL, NULL, err, sizeof err) == RANKKV_ELIMIT &&
+          strstr(err, "max_new_tokens -3"));
+
     rankkv *bad = NULL;
     CHECK(rankkv_open(RK_MODELS_DIR "/no-such-model", &o, &bad) != RANKKV_OK && bad);
     CHECK(strstr(rankkv_last_error(bad), "no-such-model") != NULL);

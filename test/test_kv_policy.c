@@ -17,6 +17,21 @@ static long long sum(const int *b, int n)
     return s;
 }
 
+/* PyramidKV's beta: 0 takes the default, and a NaN or a negative one is
+ * refused rather than silently replaced by it. */
+static void test_beta(void)
+{
+    rk_kv_policy p;
+    const double bad[] = {NAN, -2.0, -INFINITY};
+    for (int i = 0; i < 3; i++) {
+        const rk_kv_options opt = {.method = "pyramidkv", .average = 64, .beta = bad[i]};
+        CHECKF(rk_kv_policy_make(&opt, 4, &p) == RK_EINVAL && strstr(rk_last_error(), "beta"),
+               "beta %g accepted", bad[i]);
+    }
+    const rk_kv_options dflt = {.method = "pyramidkv", .average = 64};
+    CHECK(rk_kv_policy_make(&dflt, 4, &p) == RK_OK);
+}
+
 static void test_budgets(void)
 {
     int b[64];
@@ -168,6 +183,7 @@ static void test_flops(void)
 
 int main(void)
 {
+    test_beta();
     test_budgets();
     test_selection();
     test_flops();

@@ -153,11 +153,13 @@ static void strategies(void)
         {.strategy = RK_RANK_POWER, .power = INFINITY},
         {.strategy = RK_RANK_POWER, .power = -2},
         {.strategy = RK_RANK_PROPORTIONAL, .power = NAN},
+        {.strategy = RK_RANK_ADAPTIVE, .tiers = -4},
     };
     for (size_t i = 0; i < sizeof bad_params / sizeof bad_params[0]; i++) {
         CHECKF(rk_budget_from_ranks(&bad_params[i], rank, L, 256, 32, b) == RK_EINVAL,
                "parameters %zu accepted", i);
-        CHECKF(strstr(rk_last_error(), "temperature") || strstr(rk_last_error(), "power"),
+        CHECKF(strstr(rk_last_error(), "temperature") || strstr(rk_last_error(), "power") ||
+                   strstr(rk_last_error(), "tiers"),
                "%s", rk_last_error());
     }
     const rk_rank_allocation steep = {.strategy = RK_RANK_POWER, .power = 200};
