@@ -48,14 +48,17 @@ void rankkv_sampling_default(rankkv_sampling *s)
     *s = (rankkv_sampling){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};
 }
 
-/* The target, the KV policy and the limits O asks for on the model in DIR
- * of config CFG. */
+/* The target (*OPS), the KV policy and the limits O asks for on the model in
+ * DIR of config CFG. */
 static rk_status limits_for(const char *dir, const rankkv_options *o, const rk_config *cfg,
-                            rk_limits *lim)
+                            const rk_ops **ops_out, rk_limits *lim)
 {
-    const rk_ops *ops = rk_target_find(o->target ? o->target : "cpu");
+    const char *target = o->target ? o->target : "cpu";
+    const rk_ops *ops = *ops_out = rk_target_find(target);
+    /* A target this build or machine lacks is a device failure, an unknown
+     * name a bad argument; rk_target_find's message says which. */
     if (!ops)
-        return RK_EINVAL;
+        return strcmp(target, "cpu") == 0 || strcmp(target, "cuda") == 0 ? RK_EDEVICE : RK_EINVAL;
     rk_kv_options kv = {.method = o->kv,
                         .average = o->kv_budget,
                         .budgets = o->kv_budgets,
@@ -71,13 +74,8 @@ static rk_status limits_for(const char *dir, const rankkv_options *o, const rk_c
     rk_status st;
     if (o->rank_strategy && (st = rk_rank_strategy_parse(o->rank_strategy, &kv.rank.strategy)) != RK_OK)
         return st;
-    if (o->kv && rk_kv_needs_profile(o->kv) && !kv.profile) {
-        rk_identity id;
-        if ((st = rk_identity_of(dir, &id)) != RK_OK)
-            return st;
-        if (!(kv.profile = rk_profile_find(&id)))
-            return RK_EINVAL;
-    }
+    if ((st = rk_kv_options_find_profile(&kv, dir)) != RK_OK)
+        return st;
     if (o->max_new_tokens < 0 || o->max_prompt < 0)
         return rk_fail(RK_ELIMIT, "max_prompt %d and max_new_tokens %d must not be negative",
                        o->max_prompt, o->max_new_tokens);
@@ -113,11 +111,12 @@ rankkv_status rankkv_plan(const char *model_dir, const rankkv_options *o, FILE *
 {
     rk_config cfg;
     rk_limits lim;
+    const rk_ops *ops;
     rk_model *m = calloc(1, sizeof *m);
     rk_status st = m ? RK_OK : rk_fail(RK_ENOMEM, "out of memory for the plan");
     if (st == RK_OK && (st = read_config(model_dir, &cfg)) == RK_OK &&
-        (st = limits_for(model_dir, o, &cfg, &lim)) == RK_OK)
-        st = rk_model_plan(&cfg, rk_target_find(o->target ? o->target : "cpu"), &lim, m);
+        (st = limits_for(model_dir, o, &cfg, &ops, &lim)) == RK_OK)
+        st = rk_model_plan(&cfg, ops, &lim, m);
     if (st == RK_OK) {
         if (print)
             rk_model_print_plan(m, print);
@@ -142,10 +141,10 @@ rankkv_status rankkv_open(const char *model_dir, const rankkv_options *o, rankkv
     char path[4096];
     rk_status st;
     const rk_sampling greedy = {.top_p = 1.0f};
+    const rk_ops *ops;
     if ((st = read_config(model_dir, &cfg)) != RK_OK ||
-        (st = limits_for(model_dir, o, &cfg, &lim)) != RK_OK ||
-        (st = rk_model_load(model_dir, rk_target_find(o->target ? o->target : "cpu"), &lim,
-                            &r->m)) != RK_OK)
+        (st = limits_for(model_dir, o, &cfg, &ops, &lim)) != RK_OK ||
+        (st = rk_model_load(model_dir, ops, &lim, &r->m)) != RK_OK)
         return failed(r, st);
     snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
     if ((st = rk_tok_load(path, &r->tok)) != RK_OK ||
@@ -311,17 +310,12 @@ rankkv_status rankkv_score(rankkv *r, const char *text, size_t len, double *nll,
         const int tail = m->lim.max_new_tokens < w - 1 ? m->lim.max_new_tokens : w - 1;
         const int prompt = rk_kv_compresses(&m->lim.kv) ? w - tail : 1;
         const int32_t *win = ids + at;
+        double t = 0;
         rk_seq_reset(&r->seq);
-        st = rk_model_prefill(m, &r->seq, win, prompt);
-        for (int i = prompt; st == RK_OK && i < w; i++) {
-            double t;
-            st = rk_nll(rk_model_logits(m, 0), m->cfg.vocab, win[i], &t);
-            if (st != RK_OK)
-                break;
+        if ((st = rk_model_prefill(m, &r->seq, win, prompt)) == RK_OK &&
+            (st = rk_model_score_steps(m, &r->seq, win + prompt, w - prompt, &t)) == RK_OK) {
             sum += t;
-            scored++;
-            if (i + 1 < w)
-                st = rk_model_forward(m, &r->seq, &win[i], 1);
+            scored += w - prompt;
         }
     }
     if (st == RK_OK && scored == 0)

@@ -5,18 +5,7 @@
 #include "kv_budget.h"
 #include "kv_select.h"
 
-const char *rk_kv_method_name(rk_kv_method m)
-{
-    switch (m) {
-    case RK_KV_FULL: return "full";
-    case RK_KV_SNAPKV: return "snapkv";
-    case RK_KV_H2O: return "h2o";
-    case RK_KV_STREAMING: return "streamingllm";
-    }
-    return "?";
-}
-
-int rk_kv_recent(const rk_kv_policy *p, int budget)
+static int rk_kv_recent(const rk_kv_policy *p, int budget)
 {
     /* H2O's experiments split the budget evenly between heavy hitters and
      * recent tokens. */
@@ -63,7 +52,7 @@ static rk_status gather(const rk_kv_layer_step *s, int keep)
 static rk_status snapkv_after_prefill(const rk_kv_policy *p, const rk_kv_layer_step *s)
 {
     const int window = min_of(p->window, s->n);
-    s->ops->attention_mass(s->ctx, s->mass, s->q, s->prompt, s->zero, s->n, s->n - window, 0);
+    s->ops->attention_mass(s->ctx, s->mass, s->q, s->prompt, s->row, s->n, s->n - window, 0);
     s->ops->kv_keep(s->ctx, s->keep, s->mass.s, s->n, s->cache->heads, s->mass.stride, p->pool,
                     s->budget, window);
     return gather(s, min_of(s->budget, s->n));
@@ -89,7 +78,7 @@ static int h2o_min_budget(const rk_kv_policy *p) { return p->recent > 0 ? p->rec
 static rk_status h2o_after_prefill(const rk_kv_policy *p, const rk_kv_layer_step *s)
 {
     const int recent = rk_kv_recent(p, s->budget);
-    s->ops->attention_mass(s->ctx, s->mass, s->q, s->prompt, s->zero, s->n, 0, 0);
+    s->ops->attention_mass(s->ctx, s->mass, s->q, s->prompt, s->row, s->n, 0, 0);
     s->ops->kv_keep(s->ctx, s->keep, s->mass.s, s->n, s->cache->heads, s->mass.stride, 1,
                     s->budget, min_of(recent, s->n));
     return gather(s, min_of(s->budget, s->n));
@@ -189,6 +178,17 @@ int rk_kv_needs_profile(const char *name)
     const int i = policy_row(name);
     return i < N_POLICIES &&
            (policies[i].budgets == BUDGETS_PROFILE || policies[i].budgets == BUDGETS_PYRAMID_PROFILE);
+}
+
+rk_status rk_kv_options_find_profile(rk_kv_options *opt, const char *dir)
+{
+    if (!opt->method || !rk_kv_needs_profile(opt->method) || opt->profile)
+        return RK_OK;
+    rk_identity id;
+    rk_status st = rk_identity_of(dir, &id);
+    if (st == RK_OK && !(opt->profile = rk_profile_find(&id)))
+        st = RK_EINVAL;
+    return st;
 }
 
 rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *out)

@@ -64,6 +64,11 @@ typedef struct {
 #define RK_KV_METHODS                                                                        \
     "full, snapkv, pyramidkv, h2o, streamingllm, rankkv, rankkv-dynamic, pyramidkv-rankkv"
 
+/* For a policy that takes its budgets from a RankKV profile and was given
+ * none: the one compiled in for the model in DIR, found by its identity;
+ * an error naming the model when there is none. */
+rk_status rk_kv_options_find_profile(rk_kv_options *opt, const char *dir);
+
 /* Builds the policy for a model of LAYERS layers: the method, then uniform
  * budgets (snapkv, h2o, streamingllm), PyramidKV's schedule (pyramidkv), the
  * profile's (rankkv), PyramidKV's schedule modulated by the profile's ranks
@@ -84,8 +89,8 @@ typedef struct {
     const rk_kv_layer *prompt; /* a compressing prefill: the prompt's K/V, rows = positions */
     const void *q;             /* the queries attention just used */
     int n;                     /* queries in this call */
-    const void *pos, *row;     /* the step input's pos0 and the layer's row0 */
-    const void *zero;          /* an int32 0 in target memory: pos0 = row0 = 0 */
+    const void *pos, *row;     /* the step input's pos0 and the layer's row0 (both 0 in a
+                                  compressing prefill) */
     rk_kv_scores mass;         /* scratch: each prompt row's attention mass */
     int32_t *keep;             /* scratch: the rows to keep, in target memory */
     int32_t *host_keep;        /* host staging for rows chosen on the host */
@@ -122,22 +127,16 @@ const rk_kv_hooks *rk_kv_hooks_of(const rk_kv_policy *p);
  * the evicting methods need a row outside their sinks or recent window. */
 int rk_kv_min_budget(const rk_kv_policy *p);
 
-/* Whether the method evicts while decoding (its caches stay at the budget). */
-static inline int rk_kv_evicts(rk_kv_method m) { return m == RK_KV_H2O || m == RK_KV_STREAMING; }
 
 /* Rows layer L's cache holds once a prompt of PROMPT tokens has been
  * compressed and MAX_NEW generated, for memory reports; CAP is the planned
  * capacity. */
 int rk_kv_rows_used(const rk_kv_policy *p, int l, int prompt, int max_new, int cap);
 
-/* H2O's recent window for a layer's budget. */
-int rk_kv_recent(const rk_kv_policy *p, int budget);
-
 /* Checks a policy against a plan whose caches hold up to MAX_CONTEXT
  * positions. */
 rk_status rk_kv_policy_check(const rk_kv_policy *p, int layers, int max_context);
 
-const char *rk_kv_method_name(rk_kv_method m);
 
 /* The name users gave the policy (full for a zero policy). */
 const char *rk_kv_policy_name(const rk_kv_policy *p);

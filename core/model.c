@@ -341,9 +341,15 @@ static rk_kv_layer_step policy_step(rk_model *m, int l, int n, const void *q,
     const int32_t *step = AT(m, m->a_step);
     return (rk_kv_layer_step){
         .ops = m->ops, .ctx = m->ctx, .cache = cache, .prompt = prompt, .q = q, .n = n,
-        .pos = step, .row = step + 1 + l, .zero = step, /* pos0 = row0 = 0 while compressing */
+        .pos = step, .row = step + 1 + l,
         .mass = {AT(m, m->a_mass), m->lim.max_prompt}, .keep = AT(m, m->a_keep),
         .host_keep = m->host_keep, .budget = m->lim.kv.budget[l]};
+}
+
+/* Rows of logits a forward of N tokens leaves. */
+static int logits_rows(const rk_model *m, int n)
+{
+    return n < m->lim.logits_rows ? n : m->lim.logits_rows;
 }
 
 /* What one forward call does after each layer's attention. */
@@ -381,6 +387,11 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
     const rk_config *c = &m->cfg;
     const rk_kv_policy *kv = &m->lim.kv;
     const rk_kv_hooks *hooks = rk_kv_hooks_of(kv);
+    /* Compressing policies hold a prompt's K/V, all of it, for one layer at
+     * a time: attention reads them from the prefill region (rows =
+     * positions from 0), then only the kept rows move to the layer's cache.
+     * A measured prompt passes there too. */
+    const int via_prompt = rk_kv_compresses(kv) && call->mode != FORWARD_APPEND;
     const rk_ops *o = m->ops;
     const int D = c->hidden, L = c->n_layers, par = c->parallel_residual;
     void *ctx = m->ctx;
@@ -405,11 +416,7 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
         const void *row = step + 1 + l;
 
         o->linear(ctx, qkv, h, WT(m, w->qkv_w), WT(m, w->qkv_b), n, D, 3 * D, 0);
-        /* Compressing policies hold the prompt's K/V, all of it, for one
-         * layer at a time: attention reads them from the prefill region
-         * (rows = positions from 0), then only the kept rows move to the
-         * layer's cache. A measured prompt passes there too. */
-        if (rk_kv_compresses(kv) && call->mode != FORWARD_APPEND) {
+        if (via_prompt) {
             const rk_kv_layer prompt = prompt_cache(m);
             o->qkv_rotary(ctx, q, &prompt, qkv, rope, pos, pos, n, c->rotary_dims);
             o->attention(ctx, att, q, &prompt, pos, n);
@@ -446,7 +453,7 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
     }
 #undef NORM
 
-    const int rows = n < m->lim.logits_rows ? n : m->lim.logits_rows;
+    const int rows = logits_rows(m, n);
     const void *last = (const char *)h + (size_t)(n - rows) * D * o->act_bytes;
     o->linear_f32out(ctx, AT(m, m->a_logits), last, WT(m, m->w_unembed), rows, D, c->vocab);
 }
@@ -549,16 +556,11 @@ static rk_status run_forward(rk_model *m, const rk_seq *s, const int32_t *tokens
         next->prompt = n;
     for (int l = 0; l < c->n_layers; l++)
         next->rows[l] = hooks->rows_after(s->rows[l], n, kv->budget[l], compressing);
-    if (!compressing && n <= m->steps_recorded && n <= m->lim.logits_rows)
+    if (!compressing && n <= m->steps_recorded)
         return m->ops->replay(m->ctx, n - 1);
     forward_call call = {.mode = compressing ? FORWARD_COMPRESS : FORWARD_APPEND};
     forward_ops(m, n, &call);
     return call.status;
-}
-
-static int logits_rows(const rk_model *m, int n)
-{
-    return n < m->lim.logits_rows ? n : m->lim.logits_rows;
 }
 
 rk_status rk_model_forward(rk_model *m, rk_seq *s, const int32_t *tokens, int n)
@@ -687,6 +689,23 @@ rk_status rk_model_kept_positions(rk_model *m, const rk_seq *s, int layer, int32
     return st == RK_OK ? m->ops->sync(m->ctx) : st;
 }
 
+rk_status rk_model_score_steps(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
+                               double *nll)
+{
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        double t;
+        rk_status st = rk_nll(rk_model_logits(m, 0), m->cfg.vocab, tokens[i], &t);
+        if (st != RK_OK)
+            return rk_fail(st, "scored token %d: %s", i, rk_last_error());
+        sum += t;
+        if (i + 1 < n && (st = rk_model_forward(m, s, &tokens[i], 1)) != RK_OK)
+            return st;
+    }
+    *nll = sum;
+    return RK_OK;
+}
+
 const float *rk_model_logits(const rk_model *m, int r)
 {
     return m->host_logits + (size_t)r * m->cfg.vocab;
@@ -739,11 +758,12 @@ size_t rk_model_kv_bytes(const rk_model *m) { return m->kv_bytes; }
 
 size_t rk_model_kv_bytes_used(const rk_model *m, int prompt)
 {
-    const rk_kv_cache *c = &m->cache;
-    size_t rows = 0;
-    for (int l = 0; l < c->layers; l++)
-        rows += (size_t)rk_kv_rows_used(&m->lim.kv, l, prompt, m->lim.max_new_tokens, c->cap[l]);
-    return 2 * rows * (size_t)c->heads * rk_kv_row_bytes(c->format, c->head_dim);
+    rk_kv_cache used = m->cache;
+    used.rows = 0;
+    for (int l = 0; l < used.layers; l++)
+        used.rows +=
+            (size_t)rk_kv_rows_used(&m->lim.kv, l, prompt, m->lim.max_new_tokens, used.cap[l]);
+    return rk_kv_cache_bytes(&used);
 }
 
 int rk_model_device_used(const rk_model *m, size_t *in_use, size_t *since_load)

@@ -37,10 +37,8 @@ typedef struct {
     rk_config cfg;
     rk_limits lim;
     int cap; /* positions in a sequence: max_prompt + max_new_tokens */
-    /* The KV cache's layout. Rows per layer: cap for the full cache;
-     * min(budget, max_prompt) + max_new_tokens for SnapKV; budget + 1 for
-     * the evicting methods, whose new token takes the extra row until one
-     * is evicted. */
+    /* The KV cache's layout; each layer's rows are its policy's layer_cap
+     * (kv_policy.c). */
     rk_kv_cache cache;
     size_t kv_bytes; /* K and V of all layers */
     const rk_ops *ops;
@@ -149,6 +147,13 @@ rk_status rk_model_measure_ranks(rk_model *m, const int32_t *tokens, int n, doub
  * policies keep them current; SnapKV records the prompt's rows, so call it
  * right after the prefill. */
 rk_status rk_model_kept_positions(rk_model *m, const rk_seq *s, int layer, int32_t *out);
+
+/* Scores TOKENS[0..n) as S continues: the last forward's logits (row 0)
+ * predict the first, then each token is run one decode step at a time,
+ * its logits predicting the next (the last is not run). *NLL gets the sum,
+ * in nats. How compression is judged: after a prompt, through decode. */
+rk_status rk_model_score_steps(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
+                               double *nll);
 
 /* Row R (0 = first row kept) of the logits of the last forward. */
 const float *rk_model_logits(const rk_model *m, int r);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "kv_budget.h"
 #include "safetensors.h"
 #include "textio.h"
 
@@ -172,17 +173,9 @@ const rk_profile *rk_profile_find(const rk_identity *id)
  * generated, but it is C that anyone can edit. */
 static rk_status table_row(const rk_profile *p, const int *row, int average, int *budget)
 {
-    long long sum = 0;
-    for (int l = 0; l < p->layers; l++) {
-        if (row[l] < p->min_budget || row[l] > RK_RANK_MAX)
-            return rk_fail(RK_ECONFIG,
-                           "profile %s: layer %d's budget %d for average %d is outside [%d, %d]",
-                           p->name, l, row[l], average, p->min_budget, RK_RANK_MAX);
-        sum += row[l];
-    }
-    if (sum != (long long)p->layers * average)
-        return rk_fail(RK_ECONFIG, "profile %s: the budgets for average %d sum to %lld, not %lld",
-                       p->name, average, sum, (long long)p->layers * average);
+    if (rk_budget_check(row, p->layers, p->layers, average, p->min_budget, RK_RANK_MAX) != RK_OK)
+        return rk_fail(RK_ECONFIG, "profile %s, average %d: %s", p->name, average,
+                       rk_last_error());
     memcpy(budget, row, (size_t)p->layers * sizeof(int));
     return RK_OK;
 }

@@ -54,8 +54,9 @@ typedef struct {
                            most 2048 positions, less max_new_tokens) */
     int prefill_chunk;  /* tokens per forward call (default 256; compressing policies use
                            the whole prompt) */
-    /* KV cache: "full" (default), "snapkv", "pyramidkv", "h2o", "streamingllm" or
-     * "rankkv", keeping KV_BUDGET positions per layer on average after the prompt. */
+    /* KV cache: "full" (default), "snapkv", "pyramidkv", "h2o", "streamingllm",
+     * "rankkv" or "pyramidkv-rankkv", keeping KV_BUDGET positions per layer on
+     * average after the prompt. */
     const char *kv;
     int kv_budget;
     /* Optional: per-layer budgets (snapkv), KV_LAYERS of them; read during rankkv_open. */
@@ -63,10 +64,10 @@ typedef struct {
     int kv_layers;
     int kv_window, kv_pool, kv_sinks, kv_recent; /* 0: the policy's defaults */
     double pyramid_beta;                         /* 0: the default */
-    /* rankkv: the profile to take budgets from; NULL: the one compiled into
-     * the library for this model (refused when there is none). */
+    /* rankkv and pyramidkv-rankkv: the profile to take budgets from; NULL: the
+     * one compiled into the library for this model (refused when there is none). */
     const struct rk_profile *profile;
-    /* rankkv: how ranks become budgets: "proportional" (default), "softmax",
+    /* rankkv and pyramidkv-rankkv: how ranks become budgets: "proportional" (default), "softmax",
      * "adaptive", "power", or the ablations "random" and "inverse", and
      * their parameters (0: the defaults). */
     const char *rank_strategy;

@@ -99,8 +99,10 @@ int main(int argc, char **argv)
         rk_model *m = cli_model_load(model, ops, &lim);
         rk_model_print_plan(m, stderr);
         int32_t *prompt = malloc((size_t)longest * sizeof *prompt);
-        if (!prompt)
+        if (!prompt) {
+            rk_fail(RK_ENOMEM, "out of memory for a prompt of %d tokens", longest);
             cli_die();
+        }
         for (int i = 0; i < longest; i++)
             prompt[i] = (int32_t)((i * 7919 + 13) % m->cfg.vocab);
         for (int p = 0; p < prompts.n; p++) {

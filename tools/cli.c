@@ -25,6 +25,13 @@
 #include <unistd.h>
 
 static const char *tool_name = "rankkv";
+
+/* Parses all of S as a number in [lo, hi]; a usage error naming FLAG otherwise. */
+static long cli_int(const char *flag, const char *s, long lo, long hi);
+static double cli_double(const char *flag, const char *s, double lo, double hi);
+/* The temporary file F is written to, for a program that writes it by name
+ * (gnuplot). */
+static const char *cli_out_temp(FILE *f);
 /* Set once a failed write to stdout has been reported, so that the exit
  * check does not say it again. */
 static int stdout_reported;
@@ -234,7 +241,7 @@ const rk_ops *cli_target(const char *name)
     return ops;
 }
 
-long cli_int(const char *flag, const char *s, long lo, long hi)
+static long cli_int(const char *flag, const char *s, long lo, long hi)
 {
     char *end;
     errno = 0;
@@ -244,7 +251,7 @@ long cli_int(const char *flag, const char *s, long lo, long hi)
     return v;
 }
 
-double cli_double(const char *flag, const char *s, double lo, double hi)
+static double cli_double(const char *flag, const char *s, double lo, double hi)
 {
     char *end;
     errno = 0;
@@ -619,7 +626,7 @@ void cli_out_close(FILE *f)
     cli_str_free(&path);
 }
 
-const char *cli_out_temp(FILE *f) { return open_of(f)->temp; }
+static const char *cli_out_temp(FILE *f) { return open_of(f)->temp; }
 
 /* The plan for LIM, made without allocating the model; exits with the
  * message when it is refused. */
@@ -661,7 +668,7 @@ void cli_model_config(const char *model, rk_config *cfg)
 /* The commit the numbers belong to; "-dirty" marks uncommitted changes. A
  * copy of the tree without its history (a benchmark machine) names it in
  * RANKKV_COMMIT. */
-void cli_git_commit(cli_str *out)
+static void cli_git_commit(cli_str *out)
 {
     cli_str_clear(out);
     const char *given = getenv("RANKKV_COMMIT");
@@ -887,11 +894,8 @@ rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers)
     /* Set here, not when parsing: tools copy their options around, and the
      * array must be this copy's. */
     opt.budgets = opt.n_budgets ? kv->budgets : NULL;
-    if (opt.method && rk_kv_needs_profile(opt.method)) {
-        rk_identity id;
-        if (rk_identity_of(model, &id) != RK_OK || !(opt.profile = rk_profile_find(&id)))
-            cli_die();
-    }
+    if (rk_kv_options_find_profile(&opt, model) != RK_OK)
+        cli_die();
     if (rk_kv_policy_make(&opt, layers, &p) != RK_OK)
         cli_usage_error("%s", rk_last_error());
     return p;

@@ -96,10 +96,6 @@ int cli_split_list(const char *flag, const char *list, char **out, int max);
  * this build or machine has no such target. */
 const rk_ops *cli_target(const char *name);
 
-/* Parses all of S as a number in [lo, hi]; a usage error naming FLAG otherwise. */
-long cli_int(const char *flag, const char *s, long lo, long hi);
-double cli_double(const char *flag, const char *s, double lo, double hi);
-
 /* Prints "TOOL: error: <rk_last_error()>" and exits 1. */
 _Noreturn void cli_die(void);
 
@@ -146,10 +142,6 @@ void cli_check_paths(const char *model);
 FILE *cli_out_open(const char *path);
 void cli_out_close(FILE *f);
 
-/* The temporary file F is written to, for a program that writes it by name
- * (gnuplot). */
-const char *cli_out_temp(FILE *f);
-
 /* A --plot option's outputs: the PNG, and its data and script beside it
  * (PNG.dat and PNG.gp, malloc'd; free them). */
 typedef struct {
@@ -181,10 +173,6 @@ void cli_check_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits *li
 
 /* MODEL/config.json into CFG; exits with the message when it cannot. */
 void cli_model_config(const char *model, rk_config *cfg);
-
-/* The commit the numbers belong to ("-dirty" for uncommitted changes); a
- * copy of the tree without its history names it in RANKKV_COMMIT. */
-void cli_git_commit(cli_str *out);
 
 /* M loaded on OPS as rk_model_load does; an error exit when it cannot be.
  * Its device is the one the records that follow name. */

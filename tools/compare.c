@@ -369,8 +369,10 @@ int main(int argc, char **argv)
     harness_load_datasets(&sets, model, cfg.vocab, context, max_windows);
     int32_t *prompt = malloc((size_t)max_prompt * sizeof *prompt);
     double *row_nll = malloc((size_t)max_windows * sizeof *row_nll);
-    if (!prompt || !row_nll)
+    if (!prompt || !row_nll) {
+        rk_fail(RK_ENOMEM, "out of memory for the timing prompt and per-window NLLs");
         cli_die();
+    }
     /* Real text where there is some, so that dynamic ranks are a real
      * prompt's; the timing prompt is the first window's start. */
     for (int i = 0; i < max_prompt; i++)

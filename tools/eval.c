@@ -73,11 +73,6 @@ int main(int argc, char **argv)
 
     rk_config cfg;
     cli_model_config(model, &cfg);
-    if (context > cfg.max_pos) {
-        rk_fail(RK_ELIMIT, "a context of %d exceeds the model's max_position_embeddings %d",
-                context, cfg.max_pos);
-        cli_die();
-    }
     /* Every policy is checked before the first window runs. */
     rk_limits limits[MAX_LIST * MAX_LIST];
     const char *row_method[MAX_LIST * MAX_LIST];

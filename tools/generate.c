@@ -184,8 +184,10 @@ int main(int argc, char **argv)
     if (rankkv_open(o.model, &a, &r) != RANKKV_OK)
         die(r);
     streamed out = {.quiet = o.quiet, .ids = malloc((size_t)o.max_new * sizeof(int32_t))};
-    if (!out.ids)
+    if (!out.ids) {
+        rk_fail(RK_ENOMEM, "out of memory for %d generated ids", o.max_new);
         cli_die();
+    }
     if (!o.quiet) {
         fwrite(prompt_text, 1, prompt_len, stdout);
         fflush(stdout);
@@ -198,11 +200,16 @@ int main(int argc, char **argv)
     if (!o.quiet)
         putchar('\n');
 
-    /* The prompt's ids once more, for the record: a prompt that ran fits. */
-    int32_t *prompt = malloc((prompt_len + 1) * sizeof *prompt);
+    /* The prompt's ids once more, for the record: a prompt that ran fits
+     * the plan, which no model has with more than 2^20 positions. */
+    const int cap = prompt_len < (1 << 20) ? (int)prompt_len + 1 : 1 << 20;
+    int32_t *prompt = malloc((size_t)cap * sizeof *prompt);
     int n_prompt = 0;
-    if (!prompt || rankkv_tokenize(r, prompt_text, prompt_len, prompt, (int)prompt_len + 1,
-                                   &n_prompt) != RANKKV_OK)
+    if (!prompt) {
+        rk_fail(RK_ENOMEM, "out of memory for the prompt's ids");
+        cli_die();
+    }
+    if (rankkv_tokenize(r, prompt_text, prompt_len, prompt, cap, &n_prompt) != RANKKV_OK)
         die(r);
     fprintf(stderr,
             "[%s] prompt %d tokens: prefill %.1f tok/s (%.1f ms); %d new tokens: decode %.1f "

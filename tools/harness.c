@@ -100,7 +100,8 @@ static char **list_documents(const harness_dataset *set, int *n)
     return docs;
 }
 
-void harness_load_windows(const rk_tokenizer *tok, harness_dataset *set, int context, int max)
+/* One dataset's windows, as harness_load_datasets describes. */
+static void load_windows(const rk_tokenizer *tok, harness_dataset *set, int context, int max)
 {
     int n_docs;
     char **docs = list_documents(set, &n_docs);
@@ -147,7 +148,7 @@ void harness_load_datasets(harness_datasets *sets, const char *model, int vocab,
         return;
     rk_tokenizer *tok = cli_tokenizer(model, NULL, vocab);
     for (int s = 0; s < sets->n; s++)
-        harness_load_windows(tok, &sets->set[s], context, max);
+        load_windows(tok, &sets->set[s], context, max);
     rk_tok_free(tok);
 }
 
@@ -181,23 +182,18 @@ cJSON *harness_record(int argc, char **argv, const char *model, const char *targ
 static double score_window(rk_model *m, const int32_t *win, int context, int tail,
                            harness_tally *t)
 {
-    const int prompt = context - tail, V = m->cfg.vocab;
+    const int prompt = context - tail;
     rk_seq seq;
     rk_seq_reset(&seq);
     double t0 = rk_now();
     if (rk_model_prefill(m, &seq, win, prompt) != RK_OK)
         cli_die();
     double t1 = rk_now();
-    double nll = 0;
-    for (int i = 0; i < tail; i++) {
-        double token_nll;
-        if (rk_nll(rk_model_logits(m, 0), V, win[prompt + i], &token_nll) != RK_OK) {
-            rk_fail(RK_EINVAL, "position %d of a window: %s", prompt + i, rk_last_error());
-            cli_die();
-        }
-        nll += token_nll;
-        if (i + 1 < tail && rk_model_forward(m, &seq, &win[prompt + i], 1) != RK_OK)
-            cli_die();
+    double nll;
+    rk_status st = rk_model_score_steps(m, &seq, win + prompt, tail, &nll);
+    if (st != RK_OK) {
+        rk_fail(st, "a window, after its prompt of %d tokens: %s", prompt, rk_last_error());
+        cli_die();
     }
     t->prefill_s += t1 - t0;
     t->decode_s += rk_now() - t1;

@@ -46,8 +46,12 @@ typedef struct {
  * PATH is registered as an input; a usage error otherwise. */
 void harness_dataset_take(void *sets, const char *arg);
 
-/* Every dataset cut by harness_load_windows, tokenized with MODEL's
- * tokenizer checked against VOCAB; nothing is read without datasets. */
+/* Every dataset cut into non-overlapping windows of CONTEXT tokens, up to
+ * MAX, taken evenly from its documents (at most ceil(MAX / documents) each,
+ * in file-name order), tokenizing only what those windows need, with
+ * MODEL's tokenizer checked against VOCAB; a directory's entries that are
+ * not readable .txt files are named on stderr as skipped. Nothing is read
+ * without datasets. */
 void harness_load_datasets(harness_datasets *sets, const char *model, int vocab, int context,
                            int max);
 void harness_free_datasets(harness_datasets *sets);
@@ -59,13 +63,6 @@ void harness_check_tail(int tail, int context);
  * tail. */
 struct cJSON *harness_record(int argc, char **argv, const char *model, const char *target,
                              int context, int tail);
-
-/* Cuts the dataset's documents into non-overlapping windows of CONTEXT
- * tokens, up to MAX, taken evenly from the documents (at most
- * ceil(MAX / documents) each, in file-name order), tokenizing only what
- * those windows need. A directory's entries that are not readable .txt
- * files are named on stderr as skipped. */
-void harness_load_windows(const rk_tokenizer *tok, harness_dataset *set, int context, int max);
 
 /* The perplexity of T, exp(nll / scored); an error for a tally that
  * scored no token, a non-finite NLL, or a perplexity that prints as 1.00
