@@ -87,6 +87,7 @@ static rk_status limits_for(const char *dir, const rankkv_options *o, const rk_c
                            o->max_new_tokens, ctx);
         max_prompt = ctx - o->max_new_tokens;
     }
+    kv.max_rows = max_prompt;
     *lim = (rk_limits){.max_prompt = max_prompt, .max_new_tokens = o->max_new_tokens,
                        .logits_rows = 1, .kv_format = ops->kv_format};
     if ((st = rk_kv_policy_make(&kv, cfg->n_layers, &lim->kv)) != RK_OK)

@@ -3,10 +3,26 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 
 /* Layer counts are bounded by the config (RK_MAX_LAYERS); remainders of up to
  * this many layers are ranked on the stack. */
 #define MAX_LAYERS 256
+
+/* The LEFT positions that flooring the shares left over, one each to the
+ * largest remainders REM[0..n) (the earlier on ties); entry i is layer
+ * LAYER[i], or i when LAYER is NULL. */
+static void give_leftovers(int *budget, const int *layer, double *rem, int n, long long left)
+{
+    for (; left > 0; left--) {
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (rem[i] > rem[best])
+                best = i;
+        budget[layer ? layer[best] : best]++;
+        rem[best] = -1.0;
+    }
+}
 
 rk_status rk_budget_from_weights(const double *weight, int layers, int average, int min_budget,
                                  int *budget)
@@ -49,14 +65,7 @@ rk_status rk_budget_from_weights(const double *weight, int layers, int average, 
         rem[l] = share - fl;
         given += budget[l];
     }
-    for (long long left = total - given; left > 0; left--) {
-        int best = 0;
-        for (int l = 1; l < layers; l++)
-            if (rem[l] > rem[best])
-                best = l;
-        budget[best]++;
-        rem[best] = -1.0;
-    }
+    give_leftovers(budget, NULL, rem, layers, total - given);
     return RK_OK;
 }
 
@@ -106,6 +115,65 @@ rk_status rk_budget_pyramid(int layers, int average, int window, double beta, in
     double w[MAX_LAYERS];
     rk_status st = rk_budget_pyramid_weights(layers, average, window, beta, w);
     return st == RK_OK ? rk_budget_above_window(w, layers, average, window, budget) : st;
+}
+
+/* The positions of a capped allocation's other layers, TOTAL in all, shared
+ * in proportion to what each had above the minimum (evenly when none had
+ * any). */
+static void share_again(int *budget, const int *free_layer, int n, long long total, int min_budget)
+{
+    long long above = 0;
+    for (int i = 0; i < n; i++)
+        above += budget[free_layer[i]] - min_budget;
+    const long long spare = total - (long long)n * min_budget;
+    double rem[MAX_LAYERS];
+    long long given = 0;
+    for (int i = 0; i < n; i++) {
+        const int l = free_layer[i];
+        const double w = above > 0 ? (double)(budget[l] - min_budget) / (double)above : 1.0 / n;
+        const double fl = floor((double)spare * w);
+        budget[l] = min_budget + (int)fl;
+        rem[i] = (double)spare * w - fl;
+        given += budget[l];
+    }
+    give_leftovers(budget, free_layer, rem, n, total - given);
+}
+
+rk_status rk_budget_cap(int *budget, int layers, int min_budget, int max_budget)
+{
+    if (layers < 1 || layers > MAX_LAYERS)
+        return rk_fail(RK_EINVAL, "budgets for %d layers (1..%d)", layers, MAX_LAYERS);
+    long long total = 0;
+    for (int l = 0; l < layers; l++)
+        total += budget[l];
+    if (total > (long long)layers * max_budget)
+        return rk_fail(RK_ELIMIT,
+                       "%lld positions over %d layers is more than %d per layer, the most a "
+                       "layer can keep",
+                       total, layers, max_budget);
+    /* Water filling: a layer over the cap keeps the cap and the others share
+     * the rest again, until none is over; each pass caps at least one more
+     * layer, so it ends within LAYERS passes. */
+    int capped[MAX_LAYERS] = {0}, free_layer[MAX_LAYERS];
+    for (;;) {
+        int over = 0, n_free = 0;
+        for (int l = 0; l < layers; l++)
+            if (!capped[l] && budget[l] > max_budget)
+                capped[l] = over = 1;
+        if (!over)
+            return RK_OK;
+        long long rest = total;
+        for (int l = 0; l < layers; l++) {
+            if (capped[l]) {
+                budget[l] = max_budget;
+                rest -= max_budget;
+            } else {
+                free_layer[n_free++] = l;
+            }
+        }
+        if (n_free > 0)
+            share_again(budget, free_layer, n_free, rest, min_budget);
+    }
 }
 
 rk_status rk_budget_check(const int *budget, int n, int layers, int average, int min_budget,

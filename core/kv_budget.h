@@ -36,6 +36,13 @@ rk_status rk_budget_pyramid_weights(int layers, int average, int window, double 
 rk_status rk_budget_above_window(const double *weight, int layers, int average, int window,
                                  int *budget);
 
+/* Caps BUDGET[0..layers) at MAX_BUDGET (a layer cannot keep more rows than
+ * the prompt has): a layer above it keeps MAX_BUDGET and its surplus goes to
+ * the others in proportion to their shares above MIN_BUDGET, so the total
+ * and the order of the others stay. RK_ELIMIT when the total is more than
+ * layers × max_budget. */
+rk_status rk_budget_cap(int *budget, int layers, int min_budget, int max_budget);
+
 /* Checks an explicit array (from a file or a compiled-in profile): LAYERS
  * entries, each at least min_budget and at most max_budget, summing to
  * layers × average. */

@@ -256,15 +256,22 @@ rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *
             return rk_fail(RK_EINVAL, "the RankKV profile '%s' has %d layers; the model has %d",
                            opt->profile->name, opt->profile->layers, layers);
         out->profile = opt->profile;
-        if (pyramid)
-            return rk_budget_pyramid_ranks(&out->rank, opt->profile->rank_mean, layers,
-                                           opt->average, out->window, beta, out->budget);
-        return rk_profile_budgets(opt->profile, &out->rank, opt->average, min_budget,
-                                  out->budget);
     }
-    if (pyramid)
-        return rk_budget_pyramid(layers, opt->average, out->window, beta, out->budget);
-    return rk_budget_uniform(layers, opt->average, min_budget, out->budget);
+    rk_status st;
+    if (rankkv && pyramid)
+        st = rk_budget_pyramid_ranks(&out->rank, opt->profile->rank_mean, layers, opt->average,
+                                     out->window, beta, out->budget);
+    else if (rankkv)
+        st = rk_profile_budgets(opt->profile, &out->rank, opt->average, min_budget, out->budget);
+    else if (pyramid)
+        st = rk_budget_pyramid(layers, opt->average, out->window, beta, out->budget);
+    else
+        st = rk_budget_uniform(layers, opt->average, min_budget, out->budget);
+    /* Uniform budgets are the average everywhere, which the plan checks;
+     * only a schedule can push one layer past the prompt. */
+    if (st != RK_OK || from == BUDGETS_UNIFORM || opt->max_rows < 1)
+        return st;
+    return rk_budget_cap(out->budget, layers, min_budget, opt->max_rows);
 }
 
 const char *rk_kv_policy_name(const rk_kv_policy *p) { return p->name ? p->name : "full"; }

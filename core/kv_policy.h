@@ -58,6 +58,11 @@ typedef struct {
     double beta;
     const rk_profile *profile; /* rankkv: the compiled profile of the model */
     rk_rank_allocation rank;   /* rankkv, rankkv-dynamic */
+    /* The most rows a layer can keep, the prompt limit (0: no limit): a
+     * schedule (pyramid, profile) that gives a layer more passes the
+     * surplus to the others (rk_budget_cap). Uniform and explicit budgets
+     * are checked by the plan, not changed. */
+    int max_rows;
 } rk_kv_options;
 
 /* The method names users can give, for help texts. */

@@ -32,6 +32,40 @@ static void test_beta(void)
     CHECK(rk_kv_policy_make(&dflt, 4, &p) == RK_OK);
 }
 
+/* A schedule that gives a layer more rows than the prompt has passes the
+ * surplus on: the total stays, no layer is over the cap, and the others
+ * keep their order. */
+static void test_cap(void)
+{
+    int b[6] = {2729, 1500, 900, 600, 300, 115};
+    const long long total = sum(b, 6);
+    CHECK(rk_budget_cap(b, 6, 64, 2048) == RK_OK);
+    CHECKF(b[0] == 2048 && sum(b, 6) == total, "%d, total %lld", b[0], sum(b, 6));
+    for (int l = 1; l < 6; l++)
+        CHECKF(b[l] <= 2048 && b[l] <= b[l - 1] && b[l] >= 64, "layer %d: %d", l, b[l]);
+    /* 1500 was over the cap once layer 0's surplus was added: it is capped
+     * in the second pass. */
+    int two[3] = {3000, 1900, 100};
+    CHECK(rk_budget_cap(two, 3, 32, 2048) == RK_OK);
+    CHECKF(two[0] == 2048 && two[1] == 2048 && two[2] == 904, "%d %d %d", two[0], two[1],
+           two[2]);
+    int full[2] = {3000, 1000};
+    CHECK(rk_budget_cap(full, 2, 0, 1999) == RK_ELIMIT);
+
+    /* Through the policy: PyramidKV's bottom layer at average 1024 over 4
+     * layers wants 1966 rows; a 1500-token prompt limit caps it, the sum
+     * stays 4096. */
+    rk_kv_policy p;
+    rk_kv_options o = {.method = "pyramidkv", .average = 1024};
+    CHECK(rk_kv_policy_make(&o, 4, &p) == RK_OK && p.budget[0] > 1500);
+    o.max_rows = 1500;
+    CHECK(rk_kv_policy_make(&o, 4, &p) == RK_OK);
+    CHECKF(p.budget[0] == 1500 && sum(p.budget, 4) == 4096, "%d, total %lld", p.budget[0],
+           sum(p.budget, 4));
+    o.max_rows = 1000;
+    CHECK(rk_kv_policy_make(&o, 4, &p) == RK_ELIMIT && strstr(rk_last_error(), "per layer"));
+}
+
 static void test_budgets(void)
 {
     int b[64];
@@ -185,6 +219,7 @@ int main(void)
 {
     test_beta();
     test_budgets();
+    test_cap();
     test_selection();
     test_flops();
     return rk_test_finish("test_kv_policy");

@@ -887,10 +887,11 @@ void cli_kv_strategy(void *strategy, const char *name)
         cli_usage_error("--rank-strategy: %s", rk_last_error());
 }
 
-rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers)
+rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers, int max_rows)
 {
     rk_kv_policy p;
     rk_kv_options opt = kv->opt;
+    opt.max_rows = max_rows;
     /* Set here, not when parsing: tools copy their options around, and the
      * array must be this copy's. */
     opt.budgets = opt.n_budgets ? kv->budgets : NULL;
@@ -904,7 +905,7 @@ rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers)
 void cli_kv_limits(const cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
                    rk_limits *lim)
 {
-    lim->kv = cli_kv_policy(kv, model, cfg->n_layers);
+    lim->kv = cli_kv_policy(kv, model, cfg->n_layers, lim->max_prompt);
     if (rk_kv_compresses(&lim->kv))
         lim->prefill_chunk = lim->max_prompt;
 #ifdef RANKKV_DYNAMIC

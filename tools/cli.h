@@ -259,9 +259,10 @@ void cli_kv_strategy(void *strategy, const char *name);
                  "(profiles/);\nrankkv-dynamic measures each prompt's "                      \
                  "(builds with -DRANKKV_DYNAMIC=ON only).\n")
 
-/* The policy for the model in MODEL of LAYERS layers; a usage error when it
+/* The policy for the model in MODEL of LAYERS layers, no layer keeping more
+ * than MAX_ROWS (the prompt limit; 0: unchecked here); a usage error when it
  * is inconsistent, an error when rankkv finds no profile for the model. */
-rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers);
+rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers, int max_rows);
 
 /* Sets LIM's policy for the model and what it implies: a compressing policy
  * prefills the whole prompt at once; rankkv-dynamic measures ranks on OPS's

@@ -159,7 +159,7 @@ int main(int argc, char **argv)
      * API, answering with an error, cannot tell from a bad model. */
     rk_config cfg;
     cli_model_config(o.model, &cfg);
-    cli_kv_policy(&o.kv, o.model, cfg.n_layers);
+    cli_kv_policy(&o.kv, o.model, cfg.n_layers, 0);
     const rankkv_options a = api_options(&o);
 
     size_t weights, arena;
