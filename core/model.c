@@ -31,6 +31,32 @@ static rk_kv_layer prompt_cache(const rk_model *m)
                          .head_dim = m->cfg.head_dim, .format = m->cache.format};
 }
 
+/* What only a prompt passing through uses: a compressing prefill's full K/V
+ * of one layer, its attention mass and the rows to keep (the kept rows are
+ * gathered into the cache, with their positions, before the layer ends),
+ * and the rank measurement's scratch (a measured prompt starts its sequence
+ * again). Decode reads none of it (test_plan poisons them after the prompt),
+ * so these bytes are free for decode-only regions. */
+static void plan_prefill_regions(rk_model *m, int max_budget)
+{
+    rk_plan *p = &m->plan;
+    const size_t P = (size_t)m->lim.max_prompt, H = (size_t)m->cfg.n_heads;
+    const size_t row_bytes = H * rk_kv_row_bytes(m->cache.format, m->cfg.head_dim);
+    if (rk_kv_compresses(&m->lim.kv)) {
+        m->a_prefill_k = rk_plan_add_phase(p, "prefill_layer_k", P * row_bytes, RK_PHASE_PREFILL);
+        m->a_prefill_v = rk_plan_add_phase(p, "prefill_layer_v", P * row_bytes, RK_PHASE_PREFILL);
+        m->a_mass = rk_plan_add_phase(p, "prefill_layer_mass", H * P * sizeof(float),
+                                      RK_PHASE_PREFILL);
+        m->a_keep = rk_plan_add_phase(p, "kept_rows", H * (size_t)max_budget * sizeof(int32_t),
+                                      RK_PHASE_PREFILL);
+    }
+    if (m->lim.rank) {
+        m->rank_scratch_bytes = m->lim.rank->scratch_bytes(&m->cfg, m->lim.rank_len);
+        m->a_rank_scratch = rk_plan_add_phase(p, "rank_scratch", m->rank_scratch_bytes,
+                                              RK_PHASE_PREFILL);
+    }
+}
+
 rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim,
                         rk_model *m)
 {
@@ -98,7 +124,6 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     cache->layers = cfg->n_layers;
     cache->heads = cfg->n_heads;
     cache->head_dim = cfg->head_dim;
-    const size_t row_bytes = H * rk_kv_row_bytes(cache->format, cfg->head_dim);
     const rk_kv_hooks *hooks = rk_kv_hooks_of(kv);
     int max_rows = 0, max_budget = 0;
     for (int l = 0; l < cfg->n_layers; l++) {
@@ -138,19 +163,15 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     m->a_top_ids = rk_plan_add(p, "top_k_ids", top * sizeof(int32_t));
     cache->k = rk_plan_add(p, "kv_cache_k", m->kv_bytes / 2);
     cache->v = rk_plan_add(p, "kv_cache_v", m->kv_bytes / 2);
+    /* Each row's position (and H2O's attention) outlive the prompt: decode
+     * attends, evicts and reports kept positions by them. */
     if (compress) {
-        m->a_prefill_k = rk_plan_add(p, "prefill_layer_k", P * row_bytes);
-        m->a_prefill_v = rk_plan_add(p, "prefill_layer_v", P * row_bytes);
-        m->a_mass = rk_plan_add(p, "prefill_layer_mass", H * P * sizeof(float));
-        m->a_keep = rk_plan_add(p, "kept_rows", H * (size_t)max_budget * sizeof(int32_t));
         cache->pos = rk_plan_add(p, "kv_row_positions", H * cache->rows * sizeof(int32_t));
         if (hooks->keeps_scores)
             cache->score = rk_plan_add(p, "kv_row_attention", H * cache->rows * sizeof(float));
     }
-    if (lim->rank) {
-        m->rank_scratch_bytes = lim->rank->scratch_bytes(cfg, lim->rank_len);
-        m->a_rank_scratch = rk_plan_add(p, "rank_scratch", m->rank_scratch_bytes);
-    }
+    /* Last: the first phase region closes the plan's always part. */
+    plan_prefill_regions(m, max_budget);
     return RK_OK;
 }
 

@@ -125,7 +125,7 @@ static void plot_panel(FILE *f, const plot_text *t, const char *title, const cha
     fprintf(f, "\nplot for [i=0:%d] ", t->n_names - 1);
     cli_gp_string(f, t->dat);
     fprintf(f,
-            " index i using 1:%d with linespoints lw 2 pt ((i %% 7) + 1) "
+            " index i using 1:%d with linespoints lw 2 lt (i + 1) pt ((i %% 7) + 1) "
             "title word(names, i + 1)\n",
             col);
 }
@@ -148,8 +148,11 @@ static void plot_script(FILE *f, const char *png, const void *arg)
     cli_str_clear(&s);
     cli_str_add(&s, "rankkv-compare: %s", t->model);
     cli_gp_string(f, s.s);
+    /* gnuplot has 8 line colours: rows past them are their colours dashed,
+     * so no two rows look alike. */
     fputs("\nset xlabel 'average budget (positions per layer)'\nset logscale x 2\n"
-          "set grid\nset key outside right font ',9'\n",
+          "set grid\nset key outside right font ',9'\n"
+          "do for [j=1:8] { set linetype j + 8 lc j dt 2 }\n",
           f);
     for (int d = 0; d < n; d++) {
         cli_str_clear(&s);
