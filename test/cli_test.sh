@@ -148,4 +148,14 @@ else bad "compare JSON: gflops, e2e_tok_s"; fi
 if [ -s "$tmp/seed.png.dat" ] && [ -s "$tmp/seed.png.gp" ]; then ok; else bad "compare --plot data and script"; fi
 if ! command -v gnuplot >/dev/null || [ -s "$tmp/seed.png" ]; then ok; else bad "compare --plot PNG"; fi
 
+# A record shown again: the same markdown and plot data as the run wrote,
+# without a model; it takes nothing that says what to run.
+expect 0 '' -- "$bin/rankkv-compare" --from-json "$tmp/seed.json" --layout seed \
+    --markdown "$tmp/again.md" --plot "$tmp/again.png"
+if cmp -s "$tmp/seed.md" "$tmp/again.md" && cmp -s "$tmp/seed.png.dat" "$tmp/again.png.dat"
+then ok; else bad "compare --from-json: not the run's markdown and plot data"; fi
+expect 2 'not what to run' -- "$bin/rankkv-compare" --from-json "$tmp/seed.json" --budget 64
+expect 2 'not what to run' -- "$bin/rankkv-compare" --from-json "$tmp/seed.json" --json "$tmp/x.json"
+expect 1 'not a rankkv-compare record' -- "$bin/rankkv-compare" --from-json "$tmp/seed.md"
+
 finish cli_test

@@ -276,15 +276,158 @@ static void seed_layout(cli_str *md, const harness_datasets *sets, const row_res
     }
 }
 
+/* A number of row R of RECORD, or an error exit naming it. */
+static double record_number(const char *record, const cJSON *row, int r, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, key);
+    if (!cJSON_IsNumber(v)) {
+        rk_fail(RK_EINVAL, "%s: row %d has no number '%s'", record, r, key);
+        cli_die();
+    }
+    return v->valuedouble;
+}
+
+/* --from-json: the rows, datasets and model name of a record this tool
+ * wrote, for its table and plot again without running anything. The
+ * returned tree owns the strings the rows point to. */
+static cJSON *read_record(const char *record, harness_datasets *sets, row_result *res,
+                          int *n_rows, cli_ints *budgets, const char **model)
+{
+    char *text;
+    size_t len;
+    if (rk_read_file(record, 1 << 26, &text, &len) != RK_OK)
+        cli_die();
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "model");
+    const cJSON *datasets = cJSON_GetObjectItemCaseSensitive(j, "datasets");
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(j, "rows");
+    if (!cJSON_IsString(name) || !cJSON_IsArray(datasets) || !cJSON_IsArray(rows)) {
+        rk_fail(RK_EINVAL, "%s is not a rankkv-compare record (model, datasets, rows)", record);
+        cli_die();
+    }
+    *model = name->valuestring;
+    const cJSON *d;
+    cJSON_ArrayForEach(d, datasets) {
+        const cJSON *dn = cJSON_GetObjectItemCaseSensitive(d, "name");
+        if (!cJSON_IsString(dn) || sets->n == HARNESS_MAX_DATASETS) {
+            rk_fail(RK_EINVAL, "%s: dataset %d has no name, or there are more than %d", record,
+                    sets->n, HARNESS_MAX_DATASETS);
+            cli_die();
+        }
+        sets->set[sets->n++].name = dn->valuestring;
+    }
+    budgets->n = 0;
+    *n_rows = 0;
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows) {
+        const int r = *n_rows;
+        const cJSON *rn = cJSON_GetObjectItemCaseSensitive(row, "row");
+        const cJSON *policy = cJSON_GetObjectItemCaseSensitive(row, "policy");
+        if (r == MAX_ROWS * MAX_BUDGETS || !cJSON_IsString(rn) || !cJSON_IsString(policy)) {
+            rk_fail(RK_EINVAL, "%s: row %d has no row and policy names, or there are more than %d",
+                    record, r, MAX_ROWS * MAX_BUDGETS);
+            cli_die();
+        }
+        row_result *o = &res[r];
+        o->name = rn->valuestring;
+        o->label = policy->valuestring;
+        o->full = strcmp(o->name, "full") == 0;
+        o->budget = o->full ? 0 : (int)record_number(record, row, r, "budget");
+        int b = 0;
+        while (!o->full && b < budgets->n && budgets->v[b] != o->budget)
+            b++;
+        if (!o->full && b == budgets->n && budgets->n < MAX_BUDGETS)
+            budgets->v[budgets->n++] = o->budget;
+        cli_str key = {0};
+        for (int s = 0; s < sets->n; s++) {
+            cli_str_clear(&key);
+            cli_str_add(&key, "%s_ppl", sets->set[s].name);
+            o->ppl[s] = record_number(record, row, r, key.s);
+            cli_str_clear(&key);
+            cli_str_add(&key, "%s_nll_minus_full", sets->set[s].name);
+            if ((o->have_dnll[s] = cJSON_HasObjectItem(row, key.s))) {
+                o->dnll[s] = record_number(record, row, r, key.s);
+                cli_str_add(&key, "_se");
+                o->dnll_se[s] = record_number(record, row, r, key.s);
+            }
+        }
+        cli_str_free(&key);
+        o->t = (harness_timing){record_number(record, row, r, "ttft_ms"),
+                                record_number(record, row, r, "tpot_ms"),
+                                record_number(record, row, r, "prefill_tok_s"),
+                                record_number(record, row, r, "decode_tok_s"),
+                                record_number(record, row, r, "e2e_tok_s")};
+        o->flops = (rk_flops){record_number(record, row, r, "gflops_prefill") * 1e9,
+                              record_number(record, row, r, "gflops_compress") * 1e9,
+                              record_number(record, row, r, "gflops_decode") * 1e9};
+        o->kv_mb = record_number(record, row, r, "kv_cache_mb");
+        o->kv_used_mb = record_number(record, row, r, "kv_used_mb");
+        o->peak_mb = record_number(record, row, r, "peak_mb");
+        (*n_rows)++;
+    }
+    if (*n_rows == 0 || budgets->n == 0) {
+        rk_fail(RK_EINVAL, "%s holds no compressed rows to show", record);
+        cli_die();
+    }
+    return j;
+}
+
+/* The results: the table on stdout and, when asked, as markdown (either
+ * layout) and as a plot. */
+static void show(const char *md_path, int seed, const harness_datasets *sets,
+                 const row_result *res, int n_rows, const cli_ints *budgets,
+                 const cli_plot_paths *plot_to, const char *model_name)
+{
+    cli_str line = {0}, md = {0};
+    if (seed) {
+        seed_layout(&md, sets, res, n_rows, budgets);
+        fputs(md.s ? md.s : "", stdout);
+    } else {
+        cli_str_add(&line, "| row | budget |");
+        for (int s = 0; s < sets->n; s++)
+            cli_str_add(&line, " %s PPL | dNLL vs full |", sets->set[s].name);
+        cli_str_add(&line, " TTFT ms | TPOT ms | prefill tok/s | decode tok/s | e2e tok/s | "
+                           "GFLOPs | KV MB (used) | peak MB |");
+        printf("%s\n", line.s);
+        cli_str_add(&md, "%s\n|---|---|", line.s);
+        for (int s = 0; s < sets->n; s++)
+            cli_str_add(&md, "---|---|");
+        cli_str_add(&md, "---|---|---|---|---|---|---|---|\n");
+        for (int r = 0; r < n_rows; r++) {
+            const row_result *o = &res[r];
+            cli_str_clear(&line);
+            if (o->full)
+                cli_str_add(&line, "| %s | - |", o->name);
+            else
+                cli_str_add(&line, "| %s | %d |", o->name, o->budget);
+            add_cells(&line, o, sets->n, 0);
+            printf("%s\n", line.s);
+            cli_str_add(&md, "%s\n", line.s);
+        }
+    }
+    if (md_path) {
+        FILE *f = cli_out_open(md_path);
+        fputs(md.s ? md.s : "", f);
+        cli_out_close(f);
+    }
+    cli_str_free(&line);
+    cli_str_free(&md);
+
+    if (plot_to->png)
+        plot(plot_to, model_name, sets, res, n_rows, budgets);
+}
+
 int main(int argc, char **argv)
 {
     cli_init("rankkv-compare");
     const char *model = RK_DEFAULT_MODEL, *target = "cpu", *json_path = NULL, *md_path = NULL;
-    const char *rows_arg = DEFAULT_ROWS, *layout = "rows";
+    const char *rows_arg = DEFAULT_ROWS, *layout = "rows", *from_json = NULL;
     cli_plot_paths plot_to = {0};
     int context = 2048, tail = 256, max_windows = 16, prompt_tokens = 0, new_tokens = 128;
     int repeats = 3;
-    cli_ints budgets = {3, {256, 512, 1024}};
+    const cli_ints default_budgets = {3, {256, 512, 1024}};
+    cli_ints budgets = default_budgets;
     harness_datasets sets = {0};
     cli_kv kv = {0};
     const cli_opt opts[] = {
@@ -320,6 +463,9 @@ int main(int argc, char **argv)
                      "PPL and dNLL against budget per row and dataset, TPOT and\n"
                      "KV MB (needs gnuplot; FILE.png.dat and FILE.png.gp, its\n"
                      "data and script, beside it)"),
+        CLI_PATH_OPT("--from-json", CLI_INPUT, &from_json, "RECORD",
+                     "show a record this tool wrote (--json) again, as a table,\n"
+                     "--markdown and --plot, without running anything"),
         CLI_KV_OPTIONS(&kv),
         CLI_HELP_OPT,
         CLI_TEXT_OPT("KV tuning options of every tool (--kv-window, --rank-temperature, ...) "
@@ -332,6 +478,21 @@ int main(int argc, char **argv)
     const int seed = strcmp(layout, "seed") == 0;
     if (!seed && strcmp(layout, "rows") != 0)
         cli_usage_error("--layout wants rows or seed, got '%s'", layout);
+    static row_result res[MAX_ROWS * MAX_BUDGETS];
+    int n_rows = 0;
+    if (from_json) {
+        if (json_path || sets.n || strcmp(rows_arg, DEFAULT_ROWS) != 0 ||
+            memcmp(&budgets, &default_budgets, sizeof budgets) != 0)
+            cli_usage_error("--from-json shows a record again: it takes --layout, --markdown "
+                            "and --plot, not what to run");
+        const char *record_model;
+        cJSON *record = read_record(from_json, &sets, res, &n_rows, &budgets, &record_model);
+        show(md_path, seed, &sets, res, n_rows, &budgets, &plot_to, record_model);
+        cJSON_Delete(record);
+        free(plot_to.dat);
+        free(plot_to.gp);
+        return 0;
+    }
     char *row_names[MAX_ROWS];
     const int n_row_names = cli_split_list("--rows", rows_arg, row_names, MAX_ROWS);
     const rk_ops *ops = cli_target(target);
@@ -349,8 +510,6 @@ int main(int argc, char **argv)
 
     /* Every row's limits are made, and so checked, before anything runs. */
     static rk_limits limits[MAX_ROWS * MAX_BUDGETS];
-    static row_result res[MAX_ROWS * MAX_BUDGETS];
-    int n_rows = 0;
     for (int i = 0; i < n_row_names; i++)
         for (int b = 0; b < budgets.n; b++) {
             const int full = strcmp(row_names[i], "full") == 0;
@@ -418,42 +577,7 @@ int main(int argc, char **argv)
         rk_model_free(m);
     }
 
-    /* The table: stdout, and the same lines as markdown, written whole at
-     * the end when asked. */
-    cli_str line = {0}, md = {0};
-    if (seed) {
-        seed_layout(&md, &sets, res, n_rows, &budgets);
-        fputs(md.s ? md.s : "", stdout);
-    } else {
-        cli_str_add(&line, "| row | budget |");
-        for (int s = 0; s < sets.n; s++)
-            cli_str_add(&line, " %s PPL | dNLL vs full |", sets.set[s].name);
-        cli_str_add(&line, " TTFT ms | TPOT ms | prefill tok/s | decode tok/s | e2e tok/s | "
-                           "GFLOPs | KV MB (used) | peak MB |");
-        printf("%s\n", line.s);
-        cli_str_add(&md, "%s\n|---|---|", line.s);
-        for (int s = 0; s < sets.n; s++)
-            cli_str_add(&md, "---|---|");
-        cli_str_add(&md, "---|---|---|---|---|---|---|---|\n");
-        for (int r = 0; r < n_rows; r++) {
-            const row_result *o = &res[r];
-            cli_str_clear(&line);
-            if (o->full)
-                cli_str_add(&line, "| %s | - |", o->name);
-            else
-                cli_str_add(&line, "| %s | %d |", o->name, o->budget);
-            add_cells(&line, o, sets.n, 0);
-            printf("%s\n", line.s);
-            cli_str_add(&md, "%s\n", line.s);
-        }
-    }
-    if (md_path) {
-        FILE *f = cli_out_open(md_path);
-        fputs(md.s ? md.s : "", f);
-        cli_out_close(f);
-    }
-    cli_str_free(&line);
-    cli_str_free(&md);
+    show(md_path, seed, &sets, res, n_rows, &budgets, &plot_to, cli_base_name(model));
 
     if (json_path) {
         cJSON *j = harness_record(argc, argv, model, ops->name, context, tail);
@@ -508,8 +632,6 @@ int main(int argc, char **argv)
         cli_write_json(json_path, j);
         cJSON_Delete(j);
     }
-    if (plot_to.png)
-        plot(&plot_to, cli_base_name(model), &sets, res, n_rows, &budgets);
     free(plot_to.dat);
     free(plot_to.gp);
     harness_free_datasets(&sets);
