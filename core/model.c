@@ -796,3 +796,45 @@ int rk_model_device_used(const rk_model *m, size_t *in_use, size_t *since_load)
     *since_load = *in_use > m->device_used_before ? *in_use - m->device_used_before : 0;
     return 1;
 }
+
+rk_status rk_model_kv_row(const rk_model *m, const rk_seq *s, int layer, int pos, float *k,
+                          float *v)
+{
+    const rk_kv_policy *kv = &m->lim.kv;
+    if (rk_kv_compresses(kv))
+        return rk_fail(RK_EINVAL, "KV rows of position %d: under %s a cache row is not a "
+                                  "position (only the full cache's are)",
+                       pos, rk_kv_policy_name(kv));
+    if (layer < 0 || layer >= m->cfg.n_layers)
+        return rk_fail(RK_EINVAL, "KV rows of layer %d: the model has layers 0..%d", layer,
+                       m->cfg.n_layers - 1);
+    if (pos < 0 || pos >= s->n_past)
+        return rk_fail(RK_EINVAL, "KV rows of position %d: the sequence has run %d positions",
+                       pos, s->n_past);
+    const rk_kv_layer c = layer_cache(m, layer);
+    const size_t row = rk_kv_row_bytes(c.format, c.head_dim);
+    const size_t n = (size_t)c.heads * (size_t)c.head_dim;
+    /* fp16 rows land in the upper half of the float output and widen in
+     * place from the front: float i overwrites halves up to 2i - n + 1 of
+     * the upper half, at most i, which are already read. No staging, so the
+     * model's host buffers (the logits a decoder still reads) stay. */
+    const size_t at = c.format == RK_KV_FP16 ? n * sizeof(uint16_t) : 0;
+    float *out[2] = {k, v};
+    const char *src[2] = {c.k, c.v};
+    rk_status st = RK_OK;
+    for (int t = 0; t < 2; t++)
+        for (int h = 0; h < c.heads && st == RK_OK; h++)
+            st = m->ops->copy_out(m->ctx, (char *)out[t] + at + (size_t)h * row,
+                                  src[t] + ((size_t)h * (size_t)c.cap + (size_t)pos) * row, row);
+    if (st == RK_OK)
+        st = m->ops->sync(m->ctx);
+    if (st != RK_OK || c.format == RK_KV_FP32)
+        return st;
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < n; i++) {
+            uint16_t half;
+            memcpy(&half, (const char *)out[t] + at + i * sizeof half, sizeof half);
+            out[t][i] = rk_f16_to_f32(half);
+        }
+    return RK_OK;
+}

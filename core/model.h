@@ -185,4 +185,13 @@ size_t rk_model_kv_bytes_used(const rk_model *m, int prompt);
  * weights and arena were allocated. 0 on targets that do not report it. */
 int rk_model_device_used(const rk_model *m, size_t *in_use, size_t *since_load);
 
+/* The K and V of position POS of layer LAYER of S, as host floats into K
+ * and V: heads x head_dim each, head after head as the cache keeps them
+ * (keys after rotary), fp16 caches converted. For analysis beside the
+ * runtime (the ReKV study of rejected draft tokens, core/rekv.h): only the
+ * full cache, whose rows are positions, and only positions S has run;
+ * RK_EINVAL otherwise. Waits for the copy. */
+rk_status rk_model_kv_row(const rk_model *m, const rk_seq *s, int layer, int pos, float *k,
+                          float *v);
+
 #endif

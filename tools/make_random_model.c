@@ -32,6 +32,8 @@ static const struct {
     shape s;
 } presets[] = {
     {"pythia-2.8b", {32, 2560, 32, 10240, 50304, 2048, 0.25}},
+    /* Pythia-160M's shape: the draft of a 2.8B target in speculative runs. */
+    {"pythia-160m", {12, 768, 12, 3072, 50304, 2048, 0.25}},
     {"pythia-nano-shape", {4, 160, 2, 640, 8192, 2048, 0.25}},
     {"pythia-mini-shape", {24, 256, 4, 1024, 8192, 2048, 0.25}},
 };
@@ -136,7 +138,8 @@ int main(int argc, char **argv)
     const cli_opt opts[] = {
         CLI_STRING_OPT("--out", &out, "DIR", "output directory (created if missing)"),
         CLI_STRING_OPT("--preset", &preset, "NAME",
-                       "pythia-2.8b (default), pythia-nano-shape or pythia-mini-shape"),
+                       "pythia-2.8b (default), pythia-160m, pythia-nano-shape or\n"
+                       "pythia-mini-shape"),
         CLI_NUM("--layers", &over.layers, 1, RK_MAX_LAYERS, "N", "override the preset's layers"),
         CLI_NUM("--hidden", &over.hidden, 2, 65536, "N", "override the preset's hidden size"),
         CLI_NUM("--heads", &over.heads, 1, 1024, "N", "override the preset's heads"),
