@@ -4,7 +4,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -617,42 +616,31 @@ static rk_status finish(rk_safetensors *st)
 
 static rk_status map_file(rk_safetensors *st, const char *path, const unsigned char **img, size_t *len)
 {
-    struct stat sb;
-    void *addr;
-    rk_st_map *maps;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-
-    if (fd < 0)
-        return rk_fail(RK_EIO, "cannot open %s: %s", path, strerror(errno));
-    if (fstat(fd, &sb) != 0) {
-        int err = errno;
+    int fd;
+    size_t size;
+    rk_status status = rk_open_regular(path, &fd, &size);
+    if (status != RK_OK)
+        return status;
+    if (size < 8) {
         close(fd);
-        return rk_fail(RK_EIO, "cannot stat %s: %s", path, strerror(err));
+        return rk_fail(RK_EFORMAT, "%s: truncated: %zu bytes, but a safetensors file starts with an 8-byte header length",
+                       path, size);
     }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return rk_fail(RK_EIO, "%s is not a regular file", path);
-    }
-    if (sb.st_size < 8) {
-        close(fd);
-        return rk_fail(RK_EFORMAT, "%s: truncated: %lld bytes, but a safetensors file starts with an 8-byte header length",
-                       path, (long long)sb.st_size);
-    }
-    maps = realloc(st->maps, (size_t)(st->nmaps + 1) * sizeof *maps);
+    rk_st_map *maps = realloc(st->maps, (size_t)(st->nmaps + 1) * sizeof *maps);
     if (!maps) {
         close(fd);
         return rk_fail(RK_ENOMEM, "out of memory opening %s", path);
     }
     st->maps = maps;
-    addr = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *addr = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (addr == MAP_FAILED)
         return rk_fail(RK_EIO, "cannot map %s: %s", path, strerror(errno));
     maps[st->nmaps].addr = addr;
-    maps[st->nmaps].len = (size_t)sb.st_size;
+    maps[st->nmaps].len = size;
     st->nmaps++;
     *img = addr;
-    *len = (size_t)sb.st_size;
+    *len = size;
     return RK_OK;
 }
 
