@@ -1,6 +1,6 @@
 /* The KV cache as core plans it and the ops see it. One layer's cache is a
  * descriptor: where its K and V rows are, how many rows each head has, the
- * element format, and the per-row metadata compressing policies keep. The
+ * storage format, and the per-row metadata compressing policies keep. The
  * cache ops take descriptors instead of runs of pointers and sizes, so that
  * a storage format with codes and group scales changes the descriptor and
  * the ops, not every call site. */
@@ -12,17 +12,53 @@
 
 #include "config.h"
 
-/* How cached K and V elements are stored: its own type, not a file dtype. */
-typedef enum { RK_KV_FP32, RK_KV_FP16 } rk_kv_format;
+/* How cached K and V elements are stored: the cache's own type, not a file
+ * dtype. fp32 and fp16 hold each element; int8 and int4 hold a code per
+ * element, with one fp16 scale and one fp16 minimum per group of channels
+ * of a row (kv_quant.h). Every format keeps a row (one head's head_dim
+ * values at one position) self-contained, so the ops move rows as bytes. */
+typedef enum { RK_KV_FP32, RK_KV_FP16, RK_KV_INT8, RK_KV_INT4, RK_KV_N_FORMATS } rk_kv_format;
+
+/* The names users give, for help texts. */
+#define RK_KV_FORMATS "fp32, fp16, int8, int4"
+/* A target's set of formats (rk_ops.kv_formats) has bit RK_KV_FORMAT_BIT(f). */
+#define RK_KV_FORMAT_BIT(f) (1u << (unsigned)(f))
+/* Channels sharing a scale in int8 and int4 rows when none is asked for:
+ * 16 divides every Pythia head_dim (80 and 64; KIVI's 32 does not divide
+ * 80) and halves the error of a scale per row (README, "Quantized KV
+ * cache"). */
+#define RK_KV_GROUP_DEFAULT 16
+/* Rows of every format but fp32 are widened through stack buffers of this
+ * many floats per row. */
+#define RK_KV_MAX_HEAD_DIM 512
 
 const char *rk_kv_format_name(rk_kv_format f);
 
-/* Bytes of one head's row of HEAD_DIM elements: the unit a layer's cache
- * is counted in. */
-size_t rk_kv_row_bytes(rk_kv_format f, int head_dim);
+/* The format named NAME (one of RK_KV_FORMATS); RK_EINVAL otherwise. */
+rk_status rk_kv_format_parse(const char *name, rk_kv_format *f);
+
+/* Bits of one element's code: 32, 16, 8 or 4. */
+int rk_kv_format_bits(rk_kv_format f);
+
+/* Whether rows of F carry group scales (int8, int4). */
+int rk_kv_format_grouped(rk_kv_format f);
+
+/* Refuses a GROUP that does not divide HEAD_DIM for a grouped format, and
+ * a HEAD_DIM beyond RK_KV_MAX_HEAD_DIM for any format but fp32. */
+rk_status rk_kv_format_check(rk_kv_format f, int head_dim, int group);
+
+/* Bytes of one head's row of HEAD_DIM elements, the unit a layer's cache is
+ * counted in: the codes (HEAD_DIM x bits / 8, the payload) and, for grouped
+ * formats, 4 bytes (fp16 scale + fp16 minimum) per GROUP channels. GROUP is
+ * ignored by fp32 and fp16. */
+size_t rk_kv_row_bytes(rk_kv_format f, int head_dim, int group);
+
+/* The payload alone: HEAD_DIM x bits / 8. */
+size_t rk_kv_row_payload_bytes(rk_kv_format f, int head_dim);
 
 /* One layer's cache (or a region laid out like one, such as the prompt's
- * full K/V while a compressing prefill runs). Rows are [heads][cap]. */
+ * full K/V while a compressing prefill runs). Rows are [heads][cap], each
+ * rk_kv_row_bytes(format, head_dim, group) bytes. */
 typedef struct {
     void *k, *v;
     /* Per row, the position it holds, where rows are not positions
@@ -34,6 +70,7 @@ typedef struct {
     int cap;
     int heads, head_dim;
     rk_kv_format format;
+    int group; /* channels per scale of grouped formats */
 } rk_kv_layer;
 
 /* Per-head fp32 scores of rows (attention mass, accumulated attention):
@@ -47,6 +84,7 @@ typedef struct {
  * they start, as offsets from the arena base. */
 typedef struct {
     rk_kv_format format;
+    int group;
     int layers, heads, head_dim;
     int cap[RK_MAX_LAYERS];        /* rows per head of each layer */
     size_t row_off[RK_MAX_LAYERS]; /* rows per head before layer l's */
@@ -56,6 +94,9 @@ typedef struct {
 
 /* Bytes of K and V together. */
 size_t rk_kv_cache_bytes(const rk_kv_cache *c);
+
+/* Bytes of one row of C. */
+size_t rk_kv_cache_row_bytes(const rk_kv_cache *c);
 
 /* Layer L's descriptor, for an arena at BASE. */
 rk_kv_layer rk_kv_cache_layer(const rk_kv_cache *c, void *base, int l);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv_quant.h"
 #include "kv_select.h"
 #include "profile.h"
 #include "rank_budget.h"
@@ -28,7 +29,8 @@ static rk_kv_layer prompt_cache(const rk_model *m)
 {
     return (rk_kv_layer){.k = AT(m, m->a_prefill_k), .v = AT(m, m->a_prefill_v),
                          .cap = m->lim.max_prompt, .heads = m->cfg.n_heads,
-                         .head_dim = m->cfg.head_dim, .format = m->cache.format};
+                         .head_dim = m->cfg.head_dim, .format = m->cache.format,
+                         .group = m->cache.group};
 }
 
 /* What only a prompt passing through uses: a compressing prefill's full K/V
@@ -41,7 +43,7 @@ static void plan_prefill_regions(rk_model *m, int max_budget)
 {
     rk_plan *p = &m->plan;
     const size_t P = (size_t)m->lim.max_prompt, H = (size_t)m->cfg.n_heads;
-    const size_t row_bytes = H * rk_kv_row_bytes(m->cache.format, m->cfg.head_dim);
+    const size_t row_bytes = H * rk_kv_cache_row_bytes(&m->cache);
     if (rk_kv_compresses(&m->lim.kv)) {
         m->a_prefill_k = rk_plan_add_phase(p, "prefill_layer_k", P * row_bytes, RK_PHASE_PREFILL);
         m->a_prefill_v = rk_plan_add_phase(p, "prefill_layer_v", P * row_bytes, RK_PHASE_PREFILL);
@@ -55,6 +57,21 @@ static void plan_prefill_regions(rk_model *m, int max_budget)
         m->a_rank_scratch = rk_plan_add_phase(p, "rank_scratch", m->rank_scratch_bytes,
                                               RK_PHASE_PREFILL);
     }
+}
+
+rk_status rk_model_check_kv_format(const rk_config *cfg, const rk_ops *ops, rk_kv_format f,
+                                   int group)
+{
+    if ((unsigned)f >= RK_KV_N_FORMATS || !(ops->kv_formats & RK_KV_FORMAT_BIT(f))) {
+        char have[64] = "";
+        for (int i = 0; i < RK_KV_N_FORMATS; i++)
+            if (ops->kv_formats & RK_KV_FORMAT_BIT(i))
+                snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s",
+                         *have ? ", " : "", rk_kv_format_name((rk_kv_format)i));
+        return rk_fail(RK_EDTYPE, "the %s target has no %s KV cache (it stores: %s)", ops->name,
+                       rk_kv_format_name(f), have);
+    }
+    return rk_kv_format_check(f, cfg->head_dim, group ? group : RK_KV_GROUP_DEFAULT);
 }
 
 rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim,
@@ -75,12 +92,14 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     if (lim->logits_rows < 1 || lim->logits_rows > lim->prefill_chunk)
         return rk_fail(RK_ELIMIT, "logits rows %d must be in [1, prefill chunk %d]",
                        lim->logits_rows, lim->prefill_chunk);
-    if (lim->kv_format != ops->kv_format)
-        return rk_fail(RK_EDTYPE, "the %s target keeps the KV cache in %s (asked for %s)",
-                       ops->name, rk_kv_format_name(ops->kv_format),
-                       rk_kv_format_name(lim->kv_format));
-
     rk_status st;
+    if ((st = rk_model_check_kv_format(cfg, ops, lim->kv_format, lim->kv_group)) != RK_OK)
+        return st;
+    /* Rank measurement reads the keys as the target's own format. */
+    if (lim->rank && lim->kv_format != ops->kv_format)
+        return rk_fail(RK_EDTYPE,
+                       "rank measurement reads %s keys; it cannot run over a %s KV cache",
+                       rk_kv_format_name(ops->kv_format), rk_kv_format_name(lim->kv_format));
     if (ops->supports && (st = ops->supports(cfg)) != RK_OK)
         return st;
     if (lim->rank && (strcmp(lim->rank->name, ops->name) != 0 || lim->rank_len < 1 ||
@@ -121,6 +140,7 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     const size_t L = (size_t)cfg->n_layers;
     rk_kv_cache *cache = &m->cache;
     cache->format = lim->kv_format;
+    cache->group = lim->kv_group ? lim->kv_group : RK_KV_GROUP_DEFAULT;
     cache->layers = cfg->n_layers;
     cache->heads = cfg->n_heads;
     cache->head_dim = cfg->head_dim;
@@ -289,6 +309,24 @@ void rk_model_free(rk_model *m)
     free(m);
 }
 
+/* The KV cache's bytes by the row formula, and against fp16 rows: the
+ * payload alone (codes) and with the group scales. */
+static void print_kv_bytes(const rk_model *m, FILE *f)
+{
+    const rk_kv_cache *kc = &m->cache;
+    const int hd = kc->head_dim;
+    const size_t payload = rk_kv_row_payload_bytes(kc->format, hd);
+    const double fp16 = (double)rk_kv_row_bytes(RK_KV_FP16, hd, kc->group);
+    fprintf(f, "KV cache: %zu bytes (2 x %zu positions x %d heads x %zu B of %d %s dims",
+            m->kv_bytes, kc->rows, kc->heads, rk_kv_cache_row_bytes(kc), hd,
+            rk_kv_format_name(kc->format));
+    if (rk_kv_format_grouped(kc->format))
+        fprintf(f, ": %zu B of codes + %d x 4 B fp16 scale and min, one per %d channels",
+                payload, hd / kc->group, kc->group);
+    fprintf(f, ")\nKV dtype %s: %.4f of fp16 rows in payload, %.4f with scales\n",
+            rk_kv_format_name(kc->format), payload / fp16, rk_kv_cache_row_bytes(kc) / fp16);
+}
+
 void rk_model_print_plan(const rk_model *m, FILE *f)
 {
     const rk_config *c = &m->cfg;
@@ -302,7 +340,6 @@ void rk_model_print_plan(const rk_model *m, FILE *f)
     rk_plan_print(&m->wplan, f);
     rk_plan_print(&m->plan, f);
     const rk_kv_policy *kv = &m->lim.kv;
-    const size_t rows = m->cache.rows;
     const int budgets = rk_kv_compresses(kv) && !kv->dynamic;
     if (!rk_kv_compresses(kv))
         fprintf(f, "KV policy: full, every position (prompt + new)\n");
@@ -322,9 +359,7 @@ void rk_model_print_plan(const rk_model *m, FILE *f)
         fprintf(f, "RankKV profile: %s (%s budgets; ranks of %d x %d-token samples)\n",
                 kv->profile->name, rk_rank_strategy_name(kv->rank.strategy), kv->profile->samples,
                 kv->profile->seq_len);
-    fprintf(f, "KV cache: %zu bytes (2 x %zu positions x %d heads x %zu B of %d %s dims)\n",
-            m->kv_bytes, rows, c->n_heads, rk_kv_row_bytes(m->cache.format, c->head_dim),
-            c->head_dim, rk_kv_format_name(m->cache.format));
+    print_kv_bytes(m, f);
     fprintf(f, "device total: %zu bytes (weights %zu + arena %zu)\n",
             m->wplan.total + m->plan.total, m->wplan.total, m->plan.total);
 }
@@ -713,9 +748,17 @@ rk_status rk_model_kept_positions(rk_model *m, const rk_seq *s, int layer, int32
 rk_status rk_model_score_steps(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
                                double *nll)
 {
+    return rk_model_score_steps_each(m, s, tokens, n, nll, NULL, NULL);
+}
+
+rk_status rk_model_score_steps_each(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
+                                    double *nll, rk_score_fn fn, void *user)
+{
     double sum = 0;
     for (int i = 0; i < n; i++) {
         double t;
+        if (fn)
+            fn(user, i, rk_model_logits(m, 0), m->cfg.vocab);
         rk_status st = rk_nll(rk_model_logits(m, 0), m->cfg.vocab, tokens[i], &t);
         if (st != RK_OK)
             return rk_fail(st, "scored token %d: %s", i, rk_last_error());
@@ -812,29 +855,25 @@ rk_status rk_model_kv_row(const rk_model *m, const rk_seq *s, int layer, int pos
         return rk_fail(RK_EINVAL, "KV rows of position %d: the sequence has run %d positions",
                        pos, s->n_past);
     const rk_kv_layer c = layer_cache(m, layer);
-    const size_t row = rk_kv_row_bytes(c.format, c.head_dim);
-    const size_t n = (size_t)c.heads * (size_t)c.head_dim;
-    /* fp16 rows land in the upper half of the float output and widen in
-     * place from the front: float i overwrites halves up to 2i - n + 1 of
-     * the upper half, at most i, which are already read. No staging, so the
-     * model's host buffers (the logits a decoder still reads) stay. */
-    const size_t at = c.format == RK_KV_FP16 ? n * sizeof(uint16_t) : 0;
+    const size_t row = rk_kv_row_bytes(c.format, c.head_dim, c.group);
+    /* One head's row at a time through the format's reader, so every
+     * storage format reads back as the floats attention sees; fp32 rows
+     * (the only ones that may be wider than the stack row) are the floats. */
+    unsigned char raw[RK_KV_MAX_HEAD_DIM * sizeof(float)];
     float *out[2] = {k, v};
     const char *src[2] = {c.k, c.v};
-    rk_status st = RK_OK;
     for (int t = 0; t < 2; t++)
-        for (int h = 0; h < c.heads && st == RK_OK; h++)
-            st = m->ops->copy_out(m->ctx, (char *)out[t] + at + (size_t)h * row,
-                                  src[t] + ((size_t)h * (size_t)c.cap + (size_t)pos) * row, row);
-    if (st == RK_OK)
-        st = m->ops->sync(m->ctx);
-    if (st != RK_OK || c.format == RK_KV_FP32)
-        return st;
-    for (int t = 0; t < 2; t++)
-        for (size_t i = 0; i < n; i++) {
-            uint16_t half;
-            memcpy(&half, (const char *)out[t] + at + i * sizeof half, sizeof half);
-            out[t][i] = rk_f16_to_f32(half);
+        for (int h = 0; h < c.heads; h++) {
+            float *dst = out[t] + (size_t)h * (size_t)c.head_dim;
+            void *to = c.format == RK_KV_FP32 ? (void *)dst : (void *)raw;
+            rk_status st = m->ops->copy_out(
+                m->ctx, to, src[t] + ((size_t)h * (size_t)c.cap + (size_t)pos) * row, row);
+            if (st == RK_OK)
+                st = m->ops->sync(m->ctx);
+            if (st != RK_OK)
+                return st;
+            if (c.format != RK_KV_FP32)
+                rk_kv_dequantize_row(c.format, c.head_dim, c.group, raw, dst);
         }
     return RK_OK;
 }

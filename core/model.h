@@ -19,7 +19,8 @@ typedef struct {
     int max_new_tokens; /* tokens generated after the prompt */
     int prefill_chunk;  /* tokens per forward call */
     int logits_rows;    /* 1 for generation; prefill_chunk to score every position */
-    rk_kv_format kv_format;
+    rk_kv_format kv_format; /* one the target stores (rk_ops.kv_formats) */
+    int kv_group;           /* channels per scale of int8/int4 rows; 0: RK_KV_GROUP_DEFAULT */
     rk_kv_policy kv;    /* zero: the full cache */
     /* Rank measurement (calibrate, tests, the dynamic build): the ops and
      * the longest sequence measured; NULL in the static runtime. */
@@ -75,6 +76,12 @@ typedef struct {
     size_t device_used_before; /* device bytes in use before the two allocations
                                   (targets that report it), for memory reports */
 } rk_model;
+
+/* Whether OPS stores a KV cache of format F, in groups of GROUP channels (0:
+ * RK_KV_GROUP_DEFAULT), for a model of CFG; RK_EDTYPE or RK_EINVAL with the
+ * reason otherwise. rk_model_plan checks it. */
+rk_status rk_model_check_kv_format(const rk_config *cfg, const rk_ops *ops, rk_kv_format f,
+                                   int group);
 
 /* Validates LIM against CFG and the target, and computes both plans without
  * allocating anything. */
@@ -155,6 +162,15 @@ rk_status rk_model_kept_positions(rk_model *m, const rk_seq *s, int layer, int32
 rk_status rk_model_score_steps(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
                                double *nll);
 
+/* What rk_model_score_steps_each hands over for each scored token I: the
+ * VOCAB logits that predicted it. */
+typedef void (*rk_score_fn)(void *user, int i, const float *logits, int vocab);
+
+/* rk_model_score_steps that also calls FN with each scored token's logits
+ * (a quantized cache's distributions against a reference's). */
+rk_status rk_model_score_steps_each(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
+                                    double *nll, rk_score_fn fn, void *user);
+
 /* Row R (0 = first row kept) of the logits of the last forward. */
 const float *rk_model_logits(const rk_model *m, int r);
 
@@ -187,7 +203,8 @@ int rk_model_device_used(const rk_model *m, size_t *in_use, size_t *since_load);
 
 /* The K and V of position POS of layer LAYER of S, as host floats into K
  * and V: heads x head_dim each, head after head as the cache keeps them
- * (keys after rotary), fp16 caches converted. For analysis beside the
+ * (keys after rotary), read back from any storage format as attention reads
+ * it (kv_quant.h). For analysis beside the
  * runtime (the ReKV study of rejected draft tokens, core/rekv.h): only the
  * full cache, whose rows are positions, and only positions S has run;
  * RK_EINVAL otherwise. Waits for the copy. */

@@ -31,7 +31,10 @@ typedef struct {
 typedef struct rk_ops {
     const char *name;
     size_t act_bytes;
-    rk_kv_format kv_format; /* how its KV cache stores elements */
+    rk_kv_format kv_format; /* how its KV cache stores elements unless asked otherwise */
+    /* Every format its cache ops handle (RK_KV_FORMAT_BIT of each); the
+     * plan refuses the others. */
+    unsigned kv_formats;
 
     /* Optional: refuses a model shape the target's kernels are not built for
      * (checked when the memory plan is made, before anything is allocated). */
@@ -89,7 +92,8 @@ typedef struct rk_ops {
     /* Splits fused qkv rows ([n, heads, 3, head_dim], per head [q|k|v]),
      * applies rotary (rotate_half layout on the first rot_dims dims) at
      * positions pos0.., writes q as [heads, n, head_dim] and the k, v rows to
-     * CACHE at rows row0... */
+     * CACHE at rows row0.., stored in CACHE's format (quantized on append;
+     * kv_quant.h). The ops that read the cache read rows in its format. */
     void (*qkv_rotary)(void *ctx, void *q, const rk_kv_layer *cache, const void *qkv,
                        const float *rope, const void *pos, const void *row, int n, int rot_dims);
     /* Causal attention of n queries over CACHE's rows 0..row0+n-1, query i

@@ -58,11 +58,13 @@
  *      and the draft's into draft_*, every layer. The draft has a row at p
  *      only where it ran its token there: for j < K it did (to draft
  *      j + 1); for j = K only if the decoder runs the K-th token through
- *      the draft, otherwise the event is dropped;
+ *      the draft (needs_draft_rows, core/speculative.h), otherwise the
+ *      event is dropped;
  *   3. the next round, once the target's forward has run its own token at
  *      p (p is never rolled back after that), its rows at p into truth_*,
  *      then rk_rekv_add. A rejection in the last round has no truth row
- *      unless the decoder runs one more target step. */
+ *      unless the decoder runs one more target step.
+ * core/rekv_spec.h is that decoder's side, for core/speculative.h. */
 #ifndef RK_REKV_H
 #define RK_REKV_H
 

@@ -338,6 +338,12 @@ rk_status rk_spec_generate(rk_spec *s, const int32_t *prompt, int n, const rk_sp
         drafting = drafting && draft_can_read(s, out, g);
         tokens[0] = out[g - 1];
         const int kr = want > 0 && drafting ? propose(s, out, g, want, tokens, stats, &st) : 0;
+        /* Where the observer reads the draft's row of every proposal: the
+         * last one runs now, since a rejected one would never run. */
+        if (st == RK_OK && kr > 0 && s->obs.needs_draft_rows && s->draft_seq.n_past == pos + kr) {
+            st = rk_model_forward(s->draft, &s->draft_seq, &tokens[kr], 1);
+            stats->draft_steps++;
+        }
         if (st != RK_OK || (st = verify(s, tokens, kr + 1, next)) != RK_OK)
             break;
         stats->rounds++;
@@ -370,7 +376,7 @@ rk_status rk_spec_generate(rk_spec *s, const int32_t *prompt, int n, const rk_sp
         }
         /* Both sequences keep every token out but the last, which the next
          * round runs first; a draft that kept all its proposals has not run
-         * the last of them and stays one behind. */
+         * the last of them (unless needs_draft_rows) and stays one behind. */
         const int keep = n + g - 1;
         st = rk_seq_truncate(t, &s->target_seq, keep);
         if (st == RK_OK && s->draft_seq.n_past > keep)

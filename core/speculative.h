@@ -44,8 +44,9 @@ enum { RK_SPEC_MAX_K = RK_MAX_RECORDED_STEP - 1 };
 typedef struct {
     const rk_model *target, *draft;
     /* The target has run TOKENS (n_past = pos + k + 1); the draft has run
-     * them but the last proposal (n_past = pos + k), or, where its last
-     * proposal was refused for the target's vocabulary, all of them. */
+     * them but the last proposal (n_past = pos + k), or all of them where
+     * the observer needs_draft_rows or where its last proposal was refused
+     * for the target's vocabulary. */
     const rk_seq *target_seq, *draft_seq;
     int round; /* 0 for the first after the prompt */
     int pos;   /* position of TOKENS[0], the last accepted token */
@@ -71,6 +72,13 @@ typedef struct {
      * their logits back (rk_model_forward + host argmax) instead of a
      * device argmax; slower on targets that have one. */
     int needs_logits;
+    /* The draft's KV row of every proposal, the last one included: the
+     * draft runs each round's last proposal in a step of its own before the
+     * target verifies (one draft step more a round, counted in draft_steps),
+     * where it would otherwise run it only after a round that kept it, with
+     * the next round's first token. A rejected last proposal would have no
+     * draft row at all. */
+    int needs_draft_rows;
     rk_status (*on_round)(void *user, const rk_spec_round *r);
 } rk_spec_observer;
 
@@ -92,7 +100,8 @@ typedef struct {
     int target_forwards;        /* the prompt's chunks + rounds */
     int draft_forwards;         /* the prompt's chunks + draft steps */
     int draft_steps;            /* draft forwards after the prompt; the last proposal of a
-                                   round that kept all rides with the next round's first */
+                                   round that kept all rides with the next round's first
+                                   (with needs_draft_rows it runs in a step of its own) */
     int accepted_hist[RK_SPEC_MAX_K + 1]; /* rounds that kept 0, 1, ... proposals */
     int k_last;                 /* K at the end (adaptive) */
     double prefill_s;           /* both prompts, until the first token */

@@ -74,6 +74,12 @@ typedef struct {
     double rank_temperature, rank_power;
     int rank_tiers;
     unsigned rank_seed;
+    /* How the KV cache stores rows: "fp32", "fp16", "int8" or "int4" (NULL:
+     * the target's own, fp32 on cpu, fp16 on cuda, which stores only fp16);
+     * int8 and int4 per token with an fp16 scale and minimum per KV_GROUP
+     * channels (0: 16; it must divide the model's head_dim). */
+    const char *kv_dtype;
+    int kv_group;
 } rankkv_options;
 
 /* Sampling for rankkv_generate: temperature 0 is greedy. */

@@ -7,7 +7,7 @@ bin=$1 nano=$2
 . "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 
 for tool in rankkv-generate rankkv-ppl rankkv-bench rankkv-eval rankkv-compare rankkv-calibrate \
-    rankkv-make-random-model; do
+    rankkv-make-random-model rankkv-speculate; do
     if "$bin/$tool" --help | grep -q '^usage:'; then ok; else bad "$tool --help"; fi
 done
 

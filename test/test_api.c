@@ -1,8 +1,8 @@
 /* The public API (include/rankkv.h) on the bundled pythia-nano, CPU target:
  * greedy generation equals the core's own greedy loop, the callback stops
  * it, two handles live in one process with their own errors, a text's
- * score equals a plain forward's NLL, and bad calls are refused with a
- * message. */
+ * score equals a plain forward's NLL, a KV dtype shrinks the plan, and bad
+ * calls are refused with a message. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +157,20 @@ int main(void)
     CHECK(strstr(rankkv_last_error(bad), "no-such-model") != NULL);
     CHECK(rankkv_generate(bad, PROMPT, strlen(PROMPT), 4, NULL, NULL, NULL, NULL) ==
           RANKKV_EINVAL);
+    /* The KV dtype: int4 rows (60 B of 80 dims) in place of fp32's 320 B
+     * shrink the arena by the difference; a group must divide head_dim. */
+    rankkv_options int4 = o;
+    int4.kv_dtype = "int4";
+    size_t ab4 = 0;
+    CHECK(rankkv_plan(NANO, &int4, NULL, NULL, &ab4, err, sizeof err) == RANKKV_OK);
+    CHECKF(ab - ab4 >= 2 * 4 * 104 * 2 * (320 - 60), "arena %zu with fp32 rows, %zu with int4",
+           ab, ab4);
+    int4.kv_group = 7;
+    CHECK(rankkv_plan(NANO, &int4, NULL, NULL, NULL, err, sizeof err) == RANKKV_EINVAL &&
+          strstr(err, "does not divide head_dim 80"));
+    int4.kv_dtype = "int3";
+    CHECK(rankkv_plan(NANO, &int4, NULL, NULL, NULL, err, sizeof err) == RANKKV_EINVAL &&
+          strstr(err, "unknown KV dtype 'int3'"));
     o.kv = "no-such-policy";
     CHECK(rankkv_plan(NANO, &o, NULL, NULL, NULL, err, sizeof err) == RANKKV_EINVAL &&
           strstr(err, "no-such-policy"));

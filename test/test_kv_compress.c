@@ -1,15 +1,18 @@
 /* KV compression on a target (argument: cpu or cuda; cuda skips without a
- * GPU). First the target's compression ops against plain references on
- * random data: the attention mass in double, the kept rows against
- * kv_select.c's rule (identical on every target when the scores are), the
- * gather, and a sequence of evictions. Then the model on the committed
- * pythia-nano: a budget at least the context equals the full cache; small
- * budgets keep what each method promises, before and while decoding; the KV
- * bytes match the per-layer formula; bad budgets are refused. */
+ * GPU), in every KV storage format the target has (kv_quant.h). First the
+ * target's cache ops against plain references on random data: attention
+ * and the attention mass in double over the rows as the format reads them
+ * back, the kept rows against kv_select.c's rule (identical on every target
+ * when the scores are), the gather, and a sequence of evictions (rows move
+ * byte for byte). Then the model on the committed pythia-nano: a budget at
+ * least the context equals the full cache; small budgets keep what each
+ * method promises, before and while decoding; the KV bytes match the
+ * per-layer formula; bad budgets are refused. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv_quant.h"
 #include "kv_select.h"
 #include "model.h"
 #include "rk_test.h"
@@ -19,6 +22,8 @@
 #define NANO RK_MODELS_DIR "/pythia-nano"
 
 static const rk_ops *ops;
+static rk_kv_format fmt; /* the storage format under test */
+enum { GROUP = 16 };
 static void *ctx;
 static char *arena;
 static size_t arena_used;
@@ -47,15 +52,114 @@ static rk_kv_layer layer(void *k, void *v, int32_t *pos, float *score, int heads
                          int cap)
 {
     return (rk_kv_layer){.k = k, .v = v, .pos = pos, .score = score, .cap = cap, .heads = heads,
-                         .head_dim = head_dim, .format = ops->kv_format};
+                         .head_dim = head_dim, .format = fmt, .group = GROUP};
 }
 
 enum { H = 3, HD = 64, CAP = 80 };
 
+static size_t row_bytes(void) { return rk_kv_row_bytes(fmt, HD, GROUP); }
+
+/* ROWS rows of HD floats X stored at DST in the format under test (by the
+ * reference quantizer, copied in); X is replaced by what the rows read
+ * back as. */
+static void put_rows(void *dst, float *x, int rows)
+{
+    unsigned char bytes[HD * sizeof(float)];
+    const size_t row = row_bytes();
+    for (int r = 0; r < rows; r++) {
+        rk_kv_quantize_row(fmt, HD, GROUP, x + (size_t)r * HD, bytes);
+        rk_kv_dequantize_row(fmt, HD, GROUP, bytes, x + (size_t)r * HD);
+        ops->copy_in(ctx, (char *)dst + (size_t)r * row, bytes, row);
+    }
+}
+
+/* The largest of |GOT - WANT| / (1e-3 + |WANT|) over N. */
+static double worst_relative(const float *got, const double *want, size_t n)
+{
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double err = fabs(got[i] - want[i]) / (1e-3 + fabs(want[i]));
+        worst = err > worst ? err : worst;
+    }
+    return worst;
+}
+
+/* Softmax probabilities of query I (of N, head H) against rows 0..row0+i of
+ * K (host floats, CAP rows per head), in double, into P. */
+static void reference_probs(const float *q, const float *k, int h, int n, int i, int row0,
+                            double *p)
+{
+    double mx = -1e300, sum = 0;
+    for (int c = 0; c <= row0 + i; c++) {
+        p[c] = 0;
+        for (int d = 0; d < HD; d++)
+            p[c] += (double)held(q[((size_t)h * n + i) * HD + d]) *
+                    k[((size_t)h * CAP + c) * HD + d];
+        p[c] /= sqrt(HD);
+        mx = p[c] > mx ? p[c] : mx;
+    }
+    for (int c = 0; c <= row0 + i; c++)
+        sum += p[c] = exp(p[c] - mx);
+    for (int c = 0; c <= row0 + i; c++)
+        p[c] /= sum;
+}
+
+/* Causal attention over a cache in the format under test, tiles of rows
+ * included (the CPU reads 64 rows of HD 64 at a time), against double. */
+static void test_attention(void)
+{
+    static float q[H * CAP * HD], k[H * CAP * HD], v[H * CAP * HD], got[CAP * H * HD];
+    static double want[CAP * H * HD];
+    void *dq = take(sizeof q / 4 * ops->act_bytes), *dout = take(sizeof got / 4 * ops->act_bytes);
+    void *dk = take(H * CAP * row_bytes()), *dv = take(H * CAP * row_bytes());
+    int32_t *drow = take(sizeof(int32_t));
+    const struct {
+        int n, row0;
+    } cases[] = {{40, 0}, {1, 37}, {1, 79}, {5, 60}, {80, 0}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const int n = cases[t].n, row0 = cases[t].row0;
+        for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
+            q[i] = 2.0f * frand(), k[i] = 2.0f * frand(), v[i] = frand();
+        ops->upload(ctx, dq, q, RK_F32, (size_t)H * n * HD);
+        put_rows(dk, k, H * CAP);
+        put_rows(dv, v, H * CAP);
+        put_i32(drow, row0);
+        const rk_kv_layer cache = layer(dk, dv, NULL, NULL, H, HD, CAP);
+        ops->attention(ctx, dout, dq, &cache, drow, n);
+        ops->copy_out(ctx, got, dout, (size_t)n * H * HD * ops->act_bytes);
+        CHECK(ops->sync(ctx) == RK_OK);
+        if (ops->act_bytes == 2) /* a 2-byte target's output is fp16 */
+            for (int i = n * H * HD - 1; i >= 0; i--) {
+                uint16_t u;
+                memcpy(&u, (char *)got + 2 * (size_t)i, 2);
+                got[i] = rk_f16_to_f32(u);
+            }
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < n; i++) {
+                double p[CAP];
+                reference_probs(q, k, h, n, i, row0, p);
+                for (int d = 0; d < HD; d++) {
+                    double o = 0;
+                    for (int c = 0; c <= row0 + i; c++)
+                        o += p[c] * v[((size_t)h * CAP + c) * HD + d];
+                    want[((size_t)i * H + h) * HD + d] = o;
+                }
+            }
+        /* Averages of values in [-1, 1]: absolute error, as outputs near 0
+         * make a relative one meaningless. */
+        double worst = 0;
+        for (int i = 0; i < n * H * HD; i++)
+            worst = fabs(got[i] - want[i]) > worst ? fabs(got[i] - want[i]) : worst;
+        const double tol = ops->act_bytes == 2 ? 5e-3 : 2e-6;
+        CHECKF(worst < tol, "%s case %zu: error %.3g", rk_kv_format_name(fmt), t, worst);
+    }
+}
+
 static void test_attention_mass(void)
 {
     static float q[H * CAP * HD], k[H * CAP * HD], prior[H * CAP], got[H * CAP];
-    void *dq = take(sizeof q / 4 * ops->act_bytes), *dk = take(sizeof k / 4 * ops->act_bytes);
+    static double want[H * CAP];
+    void *dq = take(sizeof q / 4 * ops->act_bytes), *dk = take(H * CAP * row_bytes());
     float *dscore = take(sizeof got);
     int32_t *drow = take(sizeof(int32_t));
     const struct {
@@ -68,7 +172,7 @@ static void test_attention_mass(void)
         for (int i = 0; i < H * CAP; i++)
             prior[i] = (float)i;
         ops->upload(ctx, dq, q, RK_F32, (size_t)H * n * HD);
-        ops->upload(ctx, dk, k, RK_F32, (size_t)H * CAP * HD);
+        put_rows(dk, k, H * CAP);
         ops->copy_in(ctx, dscore, prior, sizeof prior);
         put_i32(drow, row0);
         const rk_kv_layer cache = layer(dk, NULL, NULL, NULL, H, HD, CAP);
@@ -76,32 +180,21 @@ static void test_attention_mass(void)
                             cases[t].add);
         ops->copy_out(ctx, got, dscore, sizeof got);
         CHECK(ops->sync(ctx) == RK_OK);
-        double worst = 0;
         for (int h = 0; h < H; h++) {
-            double want[CAP] = {0};
+            for (int c = 0; c < len; c++)
+                want[h * len + c] = cases[t].add && c < row0 ? prior[h * CAP + c] : 0;
             for (int i = from; i < n; i++) {
-                double s[CAP], mx = -1e300, sum = 0;
-                for (int c = 0; c <= row0 + i; c++) {
-                    s[c] = 0;
-                    for (int d = 0; d < HD; d++)
-                        s[c] += (double)held(q[((size_t)h * n + i) * HD + d]) *
-                                held(k[((size_t)h * CAP + c) * HD + d]);
-                    s[c] /= sqrt(HD);
-                    mx = s[c] > mx ? s[c] : mx;
-                }
+                double p[CAP];
+                reference_probs(q, k, h, n, i, row0, p);
                 for (int c = 0; c <= row0 + i; c++)
-                    sum += exp(s[c] - mx);
-                for (int c = 0; c <= row0 + i; c++)
-                    want[c] += exp(s[c] - mx) / sum;
-            }
-            for (int c = 0; c < len; c++) {
-                const double w = want[c] + (cases[t].add && c < row0 ? prior[h * CAP + c] : 0);
-                const double err = fabs(got[h * CAP + c] - w) / (1e-3 + fabs(w));
-                worst = err > worst ? err : worst;
+                    want[h * len + c] += p[c];
             }
         }
+        for (int h = 0; h < H; h++)
+            memmove(got + h * len, got + h * CAP, (size_t)len * sizeof(float));
+        const double worst = worst_relative(got, want, (size_t)H * len);
         const double tol = ops->act_bytes == 2 ? 2e-3 : 1e-5;
-        CHECKF(worst < tol, "case %zu: relative error %.3g", t, worst);
+        CHECKF(worst < tol, "%s case %zu: relative error %.3g", rk_kv_format_name(fmt), t, worst);
     }
 }
 
@@ -134,7 +227,7 @@ static void test_keep_gather(void)
 
     /* Gather the last case's rows: K/V rows, positions and scores. */
     const int keep = 299, scap = N, dcap = 310;
-    const size_t row = (size_t)HD * ops->act_bytes;
+    const size_t row = row_bytes();
     static float src[H * N * HD];
     for (size_t i = 0; i < sizeof src / sizeof src[0]; i++)
         src[i] = frand();
@@ -142,8 +235,8 @@ static void test_keep_gather(void)
          *dv = take(H * dcap * row);
     int32_t *dpos = take(H * dcap * sizeof(int32_t));
     float *dsc = take(H * dcap * sizeof(float));
-    ops->upload(ctx, sk, src, RK_F32, (size_t)H * N * HD);
-    ops->upload(ctx, sv, src, RK_F32, (size_t)H * N * HD);
+    put_rows(sk, src, H * N);
+    put_rows(sv, src, H * N);
     const rk_kv_layer dst = layer(dk, dv, dpos, dsc, H, HD, dcap),
                       source = layer(sk, sv, NULL, NULL, H, HD, scap);
     ops->kv_gather(ctx, &dst, &source, (rk_kv_scores){dscore, STRIDE}, didx, keep);
@@ -164,30 +257,31 @@ static void test_keep_gather(void)
             bad += pos[h * dcap + j] != r;
             bad += sc[h * dcap + j] != score[h * STRIDE + r];
         }
-    CHECKF(bad == 0, "%d gathered entries differ", bad);
+    CHECKF(bad == 0, "%s: %d gathered entries differ", rk_kv_format_name(fmt), bad);
 }
 
-/* Evictions over 40 steps against a host model of the same rule. Each
- * row's first K element is a tag (an integer, exact in fp16) naming the
- * position it came from. */
+/* Evictions over 40 steps against a host model of the same rule. Every
+ * row the cache holds must be, byte for byte, the row written for the
+ * position it is said to hold. */
 static void test_evict(int with_score)
 {
     enum { B = 8, C = B + 1, STEPS = 40, SINKS = 2, RECENT = 3 };
-    const size_t row = (size_t)HD * ops->act_bytes;
+    const size_t row = row_bytes();
     void *dk = take(H * C * row), *dv = take(H * C * row);
     int32_t *dpos = take(H * C * sizeof(int32_t)), *dp = take(4), *dr = take(4);
     float *dsc = take(H * C * sizeof(float));
     int32_t pos[H * C];
     float sc[H * C], rowv[HD];
+    static unsigned char written[H][STEPS][HD * sizeof(float)];
     int rows = 0, bad = 0;
     for (int t = 0; t < STEPS; t++) {
         const int row0 = rows;
         for (int h = 0; h < H; h++) {
-            rowv[0] = (float)t;
-            for (int d = 1; d < HD; d++)
+            for (int d = 0; d < HD; d++)
                 rowv[d] = frand();
-            ops->upload(ctx, (char *)dk + ((size_t)h * C + row0) * row, rowv, RK_F32, HD);
-            ops->upload(ctx, (char *)dv + ((size_t)h * C + row0) * row, rowv, RK_F32, HD);
+            rk_kv_quantize_row(fmt, HD, GROUP, rowv, written[h][t]);
+            ops->copy_in(ctx, (char *)dk + ((size_t)h * C + row0) * row, written[h][t], row);
+            ops->copy_in(ctx, (char *)dv + ((size_t)h * C + row0) * row, written[h][t], row);
             sc[h * C + row0] = (float)((t * 7 + h * 3) % 11);
         }
         ops->copy_in(ctx, dsc, sc, sizeof sc);
@@ -216,26 +310,22 @@ static void test_evict(int with_score)
         float got_sc[H * C];
         ops->copy_out(ctx, got_pos, dpos, sizeof got_pos);
         ops->copy_out(ctx, got_sc, dsc, sizeof got_sc);
-        static char kb[H * C * HD * 4];
+        static char kb[H * C * HD * 4], vb[H * C * HD * 4];
         ops->copy_out(ctx, kb, dk, H * C * row);
+        ops->copy_out(ctx, vb, dv, H * C * row);
         CHECK(ops->sync(ctx) == RK_OK);
         for (int h = 0; h < H; h++)
             for (int r = 0; r < rows; r++) {
-                float tag;
-                const char *e = kb + ((size_t)h * C + r) * row;
-                if (ops->act_bytes == 2) {
-                    uint16_t u;
-                    memcpy(&u, e, 2);
-                    tag = rk_f16_to_f32(u);
-                } else {
-                    memcpy(&tag, e, 4);
-                }
-                bad += got_pos[h * C + r] != pos[h * C + r] || tag != (float)pos[h * C + r];
+                const size_t at = ((size_t)h * C + r) * row;
+                const int32_t p = pos[h * C + r];
+                bad += got_pos[h * C + r] != p || memcmp(kb + at, written[h][p], row) != 0 ||
+                       memcmp(vb + at, written[h][p], row) != 0;
                 if (with_score)
                     bad += got_sc[h * C + r] != sc[h * C + r];
             }
     }
-    CHECKF(bad == 0, "evictions (%s): %d entries differ from the host's", with_score ? "h2o" : "streaming", bad);
+    CHECKF(bad == 0, "%s evictions (%s): %d entries differ from the host's",
+           rk_kv_format_name(fmt), with_score ? "h2o" : "streaming", bad);
 }
 
 static void test_ops(void)
@@ -246,6 +336,7 @@ static void test_ops(void)
     CHECK(ops->alloc(ctx, bytes, (void **)&arena) == RK_OK);
     ops->bind_scratch(ctx, arena, scratch);
     arena_used = scratch;
+    test_attention();
     test_attention_mass();
     test_keep_gather();
     test_evict(1);
@@ -269,7 +360,7 @@ static rk_kv_policy policy(const char *method, int average, int window)
 static rk_model *load(rk_kv_policy p)
 {
     rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = NEW, .prefill_chunk = PROMPT,
-                     .logits_rows = 1, .kv_format = ops->kv_format, .kv = p};
+                     .logits_rows = 1, .kv_format = fmt, .kv_group = GROUP, .kv = p};
     rk_model *m = NULL;
     CHECKF(rk_model_load(NANO, ops, &lim, &m) == RK_OK, "%s", rk_last_error());
     return m;
@@ -310,12 +401,16 @@ static void test_large_budget_is_full(void)
             const double d = fabs(got[j] - want[j]);
             worst = d > worst ? d : worst;
         }
-        printf("%s, budget = context: max |logit difference| from the full cache %.3g\n",
+        printf("%s %s, budget = context: max |logit difference| from the full cache %.3g\n",
+               rk_kv_format_name(fmt), methods[i], worst);
+        /* The CPU moves the same rows through the same arithmetic, in every
+         * format: the prompt's region holds rows in the cache's format, so
+         * the prompt attends to the values the full cache would hold and
+         * the kept rows move without being quantized again. The CUDA decode
+         * kernel splits the rows by the cache's capacity, which differs, so
+         * it only rounds differently. */
+        CHECKF(worst <= (ops->act_bytes == 2 ? 2e-2 : 0.0), "%s %s: %g", rk_kv_format_name(fmt),
                methods[i], worst);
-        /* The CPU moves the same rows through the same arithmetic; the CUDA
-         * decode kernel splits the rows by the cache's capacity, which
-         * differs, so it only rounds differently. */
-        CHECKF(worst <= (ops->act_bytes == 2 ? 2e-2 : 0.0), "%s: %g", methods[i], worst);
         rk_model_free(m);
     }
     free(want);
@@ -359,7 +454,7 @@ static void test_small_budgets(void)
         for (int l = 0; l < L; l++)
             rows += (size_t)m->cache.cap[l];
         CHECK(m->kv_bytes ==
-              2 * rows * m->cfg.n_heads * rk_kv_row_bytes(ops->kv_format, m->cfg.head_dim));
+              2 * rows * m->cfg.n_heads * rk_kv_row_bytes(fmt, m->cfg.head_dim, GROUP));
         CHECK(rk_plan_find(&m->plan, "kv_cache_k")->size * 2 == m->kv_bytes);
         rk_seq seq;
         rk_seq_reset(&seq);
@@ -382,7 +477,8 @@ static void test_small_budgets(void)
                            ph[RK_KV_SINKS] != PROMPT - (b - RK_KV_SINKS);
             }
         }
-        CHECKF(bad == 0, "%s after the prompt: %d broken promises", methods[i], bad);
+        CHECKF(bad == 0, "%s %s after the prompt: %d broken promises", rk_kv_format_name(fmt),
+               methods[i], bad);
         for (int t = 0; t < NEW - 1; t++)
             CHECK(rk_model_forward(m, &seq, &tokens[PROMPT + t], 1) == RK_OK);
         const int newest = PROMPT + NEW - 2;
@@ -405,7 +501,8 @@ static void test_small_budgets(void)
         }
         for (int l = 0; p.method == RK_KV_SNAPKV && l < L; l++)
             bad += seq.rows[l] != p.budget[l] + NEW - 1;
-        CHECKF(bad == 0, "%s while decoding: %d broken promises", methods[i], bad);
+        CHECKF(bad == 0, "%s %s while decoding: %d broken promises", rk_kv_format_name(fmt),
+               methods[i], bad);
         if (p.method == RK_KV_H2O || p.method == RK_KV_STREAMING)
             CHECK(rk_model_forward(m, &seq, tokens, 2) == RK_ELIMIT);
         rk_model_free(m);
@@ -431,7 +528,7 @@ static void test_refusals(void)
 
     rk_model *m = malloc(sizeof *m);
     rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = NEW, .prefill_chunk = PROMPT,
-                     .logits_rows = 1, .kv_format = ops->kv_format, .kv = policy("snapkv", 5000, 0)};
+                     .logits_rows = 1, .kv_format = fmt, .kv = policy("snapkv", 5000, 0)};
     CHECK(rk_model_plan(&cfg, ops, &lim, m) == RK_ELIMIT &&
           strstr(rk_last_error(), "more than the plan allows"));
     lim.kv = policy("h2o", 64, 0);
@@ -445,11 +542,16 @@ static void test_refusals(void)
 int main(int argc, char **argv)
 {
     ops = rk_test_require_target(argc > 1 ? argv[1] : "cpu");
-    test_ops();
     for (int i = 0; i < PROMPT + NEW; i++)
         tokens[i] = (int32_t)((i * 7919 + 13) % 2000) + (i % 3 == 0 ? 50 : 0);
-    test_large_budget_is_full();
-    test_small_budgets();
+    for (fmt = 0; fmt < RK_KV_N_FORMATS; fmt++) {
+        if (!(ops->kv_formats & RK_KV_FORMAT_BIT(fmt)))
+            continue;
+        test_ops();
+        test_large_budget_is_full();
+        test_small_budgets();
+    }
+    fmt = ops->kv_format;
     test_refusals();
     return rk_test_finish("test_kv_compress");
 }

@@ -49,6 +49,30 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
 }
 
+/* Loads pythia-nano with LIM, warms up, and counts the allocator calls
+ * during 2 prefills + 80 decode steps, which must be none. */
+static void check_steady_state(const rk_limits *lim, rk_sampler *s, const int32_t *prompt,
+                               const char *what)
+{
+    rk_model *m;
+    rk_status st = rk_model_load(RK_MODELS_DIR "/pythia-nano", rk_cpu_ops(), lim, &m);
+    CHECKF(st == RK_OK, "%s: %s", what, rk_last_error());
+    if (st != RK_OK)
+        return;
+    /* A warm-up lets the BLAS library set up its thread pool and buffers. */
+    CHECK(rk_test_generate(m, s, prompt, 200, 40));
+    atomic_store(&calls, 0);
+    atomic_store(&counting, 1);
+    const int ok =
+        rk_test_generate(m, s, prompt, 200, 40) && rk_test_generate(m, s, prompt, 17, 40);
+    atomic_store(&counting, 0);
+    CHECK(ok);
+    printf("%s: allocations during 2 prefills + 80 decode steps: %ld\n", what,
+           atomic_load(&calls));
+    CHECKF(atomic_load(&calls) == 0, "%s", what);
+    rk_model_free(m);
+}
+
 int main(void)
 {
     atomic_store(&counting, 1);
@@ -57,59 +81,41 @@ int main(void)
     CHECKF(atomic_load(&calls) == 1, "the malloc hook is not active (%ld calls)", atomic_load(&calls));
     atomic_store(&calls, 0);
 
-    rk_limits lim = {.max_prompt = 200, .max_new_tokens = 40, .prefill_chunk = 64,
-                     .logits_rows = 1, .kv_format = RK_KV_FP32};
-    rk_model *m;
-    rk_status st = rk_model_load(RK_MODELS_DIR "/pythia-nano", rk_cpu_ops(), &lim, &m);
-    CHECKF(st == RK_OK, "%s", rk_last_error());
-    if (st != RK_OK)
-        return rk_test_finish("test_no_alloc");
+    rk_config nano_cfg;
+    CHECK(rk_config_load(RK_MODELS_DIR "/pythia-nano/config.json", &nano_cfg) == RK_OK);
     rk_sampler s;
     rk_sampling cfg = {.temperature = 0.8f, .top_k = 40, .top_p = 0.9f, .seed = 1};
-    CHECK(rk_sampler_init(&s, &cfg, m->cfg.vocab) == RK_OK);
-
+    CHECK(rk_sampler_init(&s, &cfg, nano_cfg.vocab) == RK_OK);
     int32_t prompt[200];
     for (int i = 0; i < 200; i++)
-        prompt[i] = (int32_t)((i * 7919) % m->cfg.vocab);
-    /* A warm-up lets the BLAS library set up its thread pool and buffers. */
-    CHECK(rk_test_generate(m, &s, prompt, 200, 40));
+        prompt[i] = (int32_t)((i * 7919) % nano_cfg.vocab);
 
-    atomic_store(&counting, 1);
-    int ok = rk_test_generate(m, &s, prompt, 200, 40) && rk_test_generate(m, &s, prompt, 17, 40);
-    atomic_store(&counting, 0);
-    CHECK(ok);
-    printf("allocations during 2 prefills + 80 decode steps: %ld\n", atomic_load(&calls));
-    CHECK(atomic_load(&calls) == 0);
-    rk_model_free(m);
-
-    /* The compressing policies: scoring, selection, gather and eviction
-     * work in the arena too, and so does the dynamic build's SVD of every
-     * prompt (LAPACK with its workspace planned). */
-    const char *methods[] = {"snapkv", "h2o", "streamingllm", "rankkv", "rankkv-dynamic"};
+    /* The full cache, then the compressing policies: scoring, selection,
+     * gather and eviction work in the arena too, and so does the dynamic
+     * build's SVD of every prompt (LAPACK with its workspace planned);
+     * each in every KV storage format (rank measurement reads fp32 keys
+     * only), whose rows are quantized on append and read back a tile at a
+     * time on the stack. */
+    const char *methods[] = {"full", "snapkv", "h2o", "streamingllm", "rankkv", "rankkv-dynamic"};
     rk_identity nano;
     CHECK(rk_identity_of(RK_MODELS_DIR "/pythia-nano", &nano) == RK_OK);
-    for (int i = 0; i < 5; i++) {
-        rk_kv_options o = {.method = methods[i], .average = 48, .window = 8,
-                           .profile = rk_profile_find(&nano)};
-        lim.prefill_chunk = lim.max_prompt;
-        lim.rank = strcmp(methods[i], "rankkv-dynamic") == 0 ? rk_cpu_rank_ops() : NULL;
-        lim.rank_len = lim.max_prompt;
-        CHECK(rk_kv_policy_make(&o, 4, &lim.kv) == RK_OK);
-        st = rk_model_load(RK_MODELS_DIR "/pythia-nano", rk_cpu_ops(), &lim, &m);
-        CHECKF(st == RK_OK, "%s", rk_last_error());
-        if (st != RK_OK)
-            continue;
-        CHECK(rk_test_generate(m, &s, prompt, 200, 40));
-        atomic_store(&calls, 0);
-        atomic_store(&counting, 1);
-        ok = rk_test_generate(m, &s, prompt, 200, 40) && rk_test_generate(m, &s, prompt, 17, 40);
-        atomic_store(&counting, 0);
-        CHECK(ok);
-        printf("%s: allocations during 2 prefills + 80 decode steps: %ld\n", methods[i],
-               atomic_load(&calls));
-        CHECK(atomic_load(&calls) == 0);
-        rk_model_free(m);
-    }
+    for (int f = 0; f < RK_KV_N_FORMATS; f++)
+        for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+            const int dynamic = strcmp(methods[i], "rankkv-dynamic") == 0;
+            if (dynamic && f != RK_KV_FP32)
+                continue;
+            const int full = strcmp(methods[i], "full") == 0;
+            rk_limits lim = {.max_prompt = 200, .max_new_tokens = 40,
+                             .prefill_chunk = full ? 64 : 200, .logits_rows = 1,
+                             .kv_format = (rk_kv_format)f,
+                             .rank = dynamic ? rk_cpu_rank_ops() : NULL, .rank_len = 200};
+            rk_kv_options o = {.method = methods[i], .average = full ? 0 : 48, .window = 8,
+                               .profile = rk_profile_find(&nano)};
+            CHECK(rk_kv_policy_make(&o, 4, &lim.kv) == RK_OK);
+            char what[64];
+            snprintf(what, sizeof what, "%s, %s", methods[i], rk_kv_format_name((rk_kv_format)f));
+            check_steady_state(&lim, &s, prompt, what);
+        }
     rk_sampler_free(&s);
     return rk_test_finish("test_no_alloc");
 }

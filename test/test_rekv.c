@@ -342,8 +342,8 @@ static void report(void)
         return;
     const int ks[2] = {4, 2};
     rekv_report_check(dir, ks, 2);
-    const rekv_report_meta meta[2] = {{"draft-4l", "target-6l", 10, 40, 30},
-                                      {"draft-4l", "target-6l", 5, 10, 10}};
+    const rekv_report_meta meta[2] = {{"draft-4l", "target-6l", 10, 40, 30, 1},
+                                      {"draft-4l", "target-6l", 5, 10, 10, 0}};
     rekv_report_write(dir, run, &meta[0]);
     rekv_report_write(dir, empty, &meta[1]);
     const rk_rekv *runs[2] = {run, empty};
@@ -357,7 +357,8 @@ static void report(void)
         CHECK(strcmp(cJSON_GetObjectItem(v, "verdict")->valuestring, "CAUTION") == 0);
         CHECK(near(cJSON_GetObjectItem(v, "score")->valuedouble, 0.65, 1e-6));
         CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(v, "draft_layers_above_go")) == 2);
-        CHECK(cJSON_GetObjectItem(j, "events")->valueint == 2);
+        CHECK(cJSON_GetObjectItem(j, "events")->valueint == 2 &&
+              cJSON_GetObjectItem(j, "truth_steps")->valueint == 1);
         CHECK(near(cJSON_GetObjectItem(j, "acceptance_rate")->valuedouble, 0.75, 1e-12));
         const cJSON *by = cJSON_GetObjectItem(j, "by_layer");
         CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(by, "draft_vs_target")) == 4 &&
@@ -551,6 +552,36 @@ static void kv_row(const rk_ops *ops)
     CHECK(rk_model_kv_row(m, &s, 2, 6, k2, v2) == RK_EINVAL);
     CHECK(rk_model_kv_row(m, &s, 2, 5, k2, v2) == RK_OK && rel_diff_f(k2, k[2][5], ROW) <= tol);
     rk_model_free(m);
+
+    /* Quantized caches read back through their format: near the fp32 rows
+     * (layer 0 differs by the rounding of its own rows alone; the others
+     * also by the attention above), not codes taken for floats. */
+    const struct {
+        rk_kv_format f;
+        double tol0, tol;
+    } quant[] = {{RK_KV_INT8, 1e-2, 3e-2}, {RK_KV_INT4, 0.1, 0.3}};
+    for (int q = 0; ops->kv_format == RK_KV_FP32 && q < 2; q++) {
+        rk_limits ql = lim;
+        ql.kv_format = quant[q].f;
+        CHECKF(rk_model_load(NANO, ops, &ql, &m) == RK_OK, "%s", rk_last_error());
+        if (!m)
+            continue;
+        rk_seq_reset(&s);
+        CHECK(rk_model_prefill(m, &s, tokens, PROMPT) == RK_OK);
+        double d0 = 0, d = 0;
+        for (int l = 0; l < 4; l++)
+            for (int p = 0; p < PROMPT; p++) {
+                CHECK(rk_model_kv_row(m, &s, l, p, k2, v2) == RK_OK);
+                const double e = fmax(rel_diff_f(k2, k[l][p], ROW), rel_diff_f(v2, v[l][p], ROW));
+                d0 = l == 0 ? fmax(d0, e) : d0;
+                d = fmax(d, e);
+            }
+        printf("%s: %s rows against fp32: layer 0 %.2e, all %.2e\n", ops->name,
+               rk_kv_format_name(quant[q].f), d0, d);
+        CHECKF(d0 <= quant[q].tol0 && d <= quant[q].tol, "%s rows: %.2e, %.2e",
+               rk_kv_format_name(quant[q].f), d0, d);
+        rk_model_free(m);
+    }
 
     /* A compressing policy's rows are not positions. */
     rk_kv_options opt = {.method = "snapkv", .average = 34};

@@ -4,6 +4,8 @@
  * random weights (almost nothing accepted); after a round that rejected,
  * both caches are as if it never ran; a SnapKV target rolls back after its
  * compressed prompt; the observer sees each round before the rollback; the
+ * ReKV observer records, for every rejected proposal, the rows and scalars a
+ * fresh run of the same tokens gives (its truth row a round later); the
  * loop allocates nothing; and what cannot work is refused: different
  * tokenizers, K outside the plan, evicting KV policies. The bundled
  * pythia-nano always runs (as target and draft); pythia-mini's cases need
@@ -17,6 +19,7 @@
 
 #include "golden.h"
 #include "model.h"
+#include "rekv_spec.h"
 #include "rk_test.h"
 #include "sampler.h"
 #include "speculative.h"
@@ -288,8 +291,9 @@ enum { N_PROMPT = sizeof prompt_ids / sizeof prompt_ids[0] };
 
 /* A draft of random weights rejects nearly every proposal: after rounds
  * that ended in a rejection, both sequences continue as fresh ones do; the
- * observer saw every round before the rollback, with and without logits;
- * outputs are the same either way. */
+ * observer saw every round before the rollback, with and without logits
+ * (and the draft's rows of every proposal); outputs are the same either
+ * way. */
 static void rollback_and_observer(rk_model *target, rk_model *draft)
 {
     if (!target || !draft)
@@ -299,7 +303,8 @@ static void rollback_and_observer(rk_model *target, rk_model *draft)
     rk_spec_stats bst, st;
     for (int logits = 0; logits < 2; logits++) {
         watch w = {0};
-        const rk_spec_observer obs = {.user = &w, .needs_logits = logits, .on_round = on_round};
+        const rk_spec_observer obs = {.user = &w, .needs_logits = logits,
+                                      .needs_draft_rows = logits, .on_round = on_round};
         rk_spec s;
         CHECKF(rk_spec_init(&s, target, draft, &obs) == RK_OK, "%s", rk_last_error());
         const int lengths[] = {6, 11, 20};
@@ -328,6 +333,237 @@ static void rollback_and_observer(rk_model *target, rk_model *draft)
         }
         rk_spec_release(&s);
     }
+}
+
+/* What the ReKV observer handed rk_rekv_add, event by event: the wrapper
+ * copies the rows out of the observer as each event is made pending (the
+ * rejected token's rows) and as it is added (the truth rows). */
+enum { MAX_EVENTS = 48 };
+typedef struct {
+    rk_rekv_observer obs;
+    int rejections;  /* rounds that rejected, counted here */
+    size_t tsize, dsize; /* floats of one event's target rows and draft rows */
+    int window_pos[MAX_EVENTS], position[MAX_EVENTS];
+    int32_t draft_token[MAX_EVENTS], target_token[MAX_EVENTS];
+    /* MAX_EVENTS x tsize (or dsize) each */
+    float *truth_k, *truth_v, *rejected_k, *rejected_v, *draft_k, *draft_v;
+} rekv_watch;
+
+static void copy_rows(float *to, const float *from, size_t n, int e)
+{
+    if (e < MAX_EVENTS)
+        memcpy(to + (size_t)e * n, from, n * sizeof *from);
+}
+
+/* The truth rows of the event just added (the observer's rows keep them
+ * until the next event is resolved). */
+static void take_truth(rekv_watch *w)
+{
+    const int e = w->obs.acc->n - 1;
+    copy_rows(w->truth_k, w->obs.rows.truth_k, w->tsize, e);
+    copy_rows(w->truth_v, w->obs.rows.truth_v, w->tsize, e);
+}
+
+static rk_status rekv_round(void *user, const rk_spec_round *r)
+{
+    rekv_watch *w = user;
+    const int was_pending = w->obs.pending, added = w->obs.acc->n;
+    const rk_status st = rk_rekv_observer_round(&w->obs, r);
+    if (st != RK_OK)
+        return st;
+    if (was_pending && w->obs.acc->n == added + 1)
+        take_truth(w);
+    w->rejections += r->accepted < r->k;
+    /* A new rejection: its index once added is the count so far. */
+    const int e = w->obs.acc->n;
+    if (w->obs.pending && e < MAX_EVENTS) {
+        const rk_rekv_rows *rows = &w->obs.rows;
+        w->window_pos[e] = rows->window_pos;
+        w->position[e] = rows->position;
+        w->draft_token[e] = rows->draft_token;
+        w->target_token[e] = rows->target_token;
+        copy_rows(w->rejected_k, rows->rejected_k, w->tsize, e);
+        copy_rows(w->rejected_v, rows->rejected_v, w->tsize, e);
+        copy_rows(w->draft_k, rows->draft_k, w->dsize, e);
+        copy_rows(w->draft_v, rows->draft_v, w->dsize, e);
+    }
+    return RK_OK;
+}
+
+/* M's K and V at position P after a fresh prefill of TOKENS[0..p) and
+ * TOKEN at p, every layer; and the logits row that predicted p. */
+static const float *fresh_rows(rk_model *m, const int32_t *tokens, int p, int32_t token,
+                               float *k, float *v)
+{
+    static int32_t ids[MAX_PROMPT];
+    static float before[8192];
+    CHECK(p + 1 <= MAX_PROMPT && m->cfg.vocab <= 8192);
+    memcpy(ids, tokens, (size_t)p * sizeof *ids);
+    ids[p] = token;
+    rk_seq s;
+    rk_seq_reset(&s);
+    CHECKF(rk_model_prefill(m, &s, ids, p) == RK_OK, "%s", rk_last_error());
+    memcpy(before, rk_model_logits(m, m->n_logits - 1), (size_t)m->cfg.vocab * sizeof(float));
+    CHECKF(rk_model_forward(m, &s, ids + p, 1) == RK_OK, "%s", rk_last_error());
+    const size_t layer = (size_t)m->cfg.n_heads * m->cfg.head_dim;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        CHECK(rk_model_kv_row(m, &s, l, p, k + l * layer, v + l * layer) == RK_OK);
+    return before;
+}
+
+/* The ranks TOKEN may have under LOGITS when every logit may be off by REL
+ * of the largest: 1 + those surely above it, to 1 + those that may be. */
+static void rank_range(const float *logits, int vocab, int32_t token, double rel, int *lo,
+                       int *hi)
+{
+    double mx = 0;
+    for (int i = 0; i < vocab; i++)
+        mx = fmax(mx, fabs((double)logits[i]));
+    const double x = logits[token], eps = 2 * rel * mx;
+    *lo = *hi = 1;
+    for (int i = 0; i < vocab; i++) {
+        *lo += i != token && logits[i] > x + eps;
+        *hi += i != token && logits[i] >= x - eps;
+    }
+}
+
+/* Every event of one generation (PROMPT, then OUT) against fresh runs of
+ * the same tokens: the truth rows are the target's rows of its own token at
+ * p, the rejected rows its rows of the draft's token there, the draft's rows
+ * the draft's of that token; the confidence and the rank come from the rows
+ * that predicted p. Returns the largest relative difference. */
+static double check_events(rk_model *target, rk_model *draft, const rekv_watch *w,
+                           const rk_rekv *acc, const int32_t *prompt, int np,
+                           const int32_t *out, int n_out)
+{
+    static int32_t tokens[MAX_PROMPT];
+    static float k[16384], v[16384];
+    CHECK(np + n_out <= MAX_PROMPT && w->tsize <= 16384 && w->dsize <= 16384);
+    memcpy(tokens, prompt, (size_t)np * sizeof *prompt);
+    memcpy(tokens + np, out, (size_t)n_out * sizeof *out);
+    double worst = 0;
+    for (int e = 0; e < acc->n && e < MAX_EVENTS; e++) {
+        const rk_rekv_event *ev = &acc->events[e];
+        const int p = w->position[e];
+        CHECK(ev->position == p && ev->window_pos == w->window_pos[e] &&
+              ev->draft_token == w->draft_token[e] && ev->target_token == w->target_token[e]);
+        CHECKF(p >= np && p < np + n_out && tokens[p] == ev->target_token &&
+                   ev->draft_token != ev->target_token,
+               "event %d at %d: the target's token %d is not the output's", e, p,
+               (int)ev->target_token);
+        const float *tl = fresh_rows(target, tokens, p, ev->target_token, k, v);
+        const double truth = fmax(rel_diff(w->truth_k + e * w->tsize, k, (int)w->tsize),
+                                  rel_diff(w->truth_v + e * w->tsize, v, (int)w->tsize));
+        /* The truth differs from the rejected rows it is compared with. */
+        CHECK(rel_diff(w->rejected_k + e * w->tsize, k, (int)w->tsize) > 1e-3);
+        /* A rank moves only past near ties, which a K + 1-row step may
+         * round otherwise than a prefill. */
+        int lo, hi;
+        rank_range(tl, target->cfg.vocab, ev->draft_token, cpu ? 1e-4 : 2e-2, &lo, &hi);
+        CHECKF(ev->target_rank >= lo && ev->target_rank <= hi,
+               "event %d: target rank %d, fresh %d..%d within rounding", e, ev->target_rank, lo,
+               hi);
+        fresh_rows(target, tokens, p, ev->draft_token, k, v);
+        const double rejected = fmax(rel_diff(w->rejected_k + e * w->tsize, k, (int)w->tsize),
+                                     rel_diff(w->rejected_v + e * w->tsize, v, (int)w->tsize));
+        const float *dl = fresh_rows(draft, tokens, p, ev->draft_token, k, v);
+        const double drafted = fmax(rel_diff(w->draft_k + e * w->dsize, k, (int)w->dsize),
+                                    rel_diff(w->draft_v + e * w->dsize, v, (int)w->dsize));
+        const double prob = rk_rekv_prob(dl, draft->cfg.vocab, ev->draft_token);
+        CHECKF(fabs(prob - ev->draft_prob) <= (cpu ? 1e-4 : 2e-2) * fmax(prob, 1e-3),
+               "event %d: draft probability %g, fresh %g", e, ev->draft_prob, prob);
+        worst = fmax(worst, fmax(truth, fmax(rejected, drafted)));
+    }
+    return worst;
+}
+
+/* The ReKV observer on TARGET and DRAFT: each K of 1 (every rejection at
+ * the window's last place, whose draft row only needs_draft_rows gives) and
+ * 3, and K 3 again ended by an end-of-text token the target chose after a
+ * rejection (the last truth row from one target step more). Every rejection
+ * becomes an event, and its rows are a fresh run's. */
+static void rekv_protocol(rk_model *target, rk_model *draft, const char *label)
+{
+    if (!target || !draft)
+        return;
+    const double tol = cpu ? 1e-4 : 2e-2;
+    rekv_watch *w = calloc(1, sizeof *w);
+    CHECK(w && rk_rekv_observer_init(&w->obs, &draft->cfg, &target->cfg) == RK_OK);
+    w->tsize = (size_t)target->cfg.n_layers * target->cfg.n_heads * target->cfg.head_dim;
+    w->dsize = (size_t)draft->cfg.n_layers * draft->cfg.n_heads * draft->cfg.head_dim;
+    float *rows = malloc((4 * w->tsize + 2 * w->dsize) * MAX_EVENTS * sizeof *rows);
+    CHECK(rows != NULL);
+    w->truth_k = rows;
+    w->truth_v = w->truth_k + MAX_EVENTS * w->tsize;
+    w->rejected_k = w->truth_v + MAX_EVENTS * w->tsize;
+    w->rejected_v = w->rejected_k + MAX_EVENTS * w->tsize;
+    w->draft_k = w->rejected_v + MAX_EVENTS * w->tsize;
+    w->draft_v = w->draft_k + MAX_EVENTS * w->dsize;
+    const rk_spec_observer obs = {.user = w, .needs_logits = 1, .needs_draft_rows = 1,
+                                  .on_round = rekv_round};
+    rk_spec s;
+    CHECKF(rk_spec_init(&s, target, draft, &obs) == RK_OK, "%s", rk_last_error());
+
+    int32_t base[MAX_NEW], out[MAX_NEW];
+    rk_spec_stats bst, st;
+    rk_spec_options o = {.max_new = MAX_NEW, .ignore_eos = 1};
+    CHECK(rk_spec_greedy(&s, prompt_ids, N_PROMPT, &o, base, &bst) == RK_OK);
+    const int eos = target->cfg.eos_id;
+    int stop = -1; /* where the last run ends: index into the output */
+    long truth_steps = 0;
+    for (int run = 0; run < 3; run++) {
+        o.k = run == 0 ? 1 : 3;
+        /* The last run repeats the second up to a token the target chose
+         * after a rejection, the first of its kind, taken as the end of
+         * text. */
+        o.ignore_eos = run < 2;
+        if (run == 2 && stop < 0)
+            break;
+        if (run == 2)
+            target->cfg.eos_id = out[stop];
+        rk_rekv *acc = NULL;
+        CHECK(rk_rekv_new(&draft->cfg, &target->cfg, o.k, &acc) == RK_OK);
+        w->rejections = 0;
+        const long steps = w->obs.truth_steps;
+        CHECKF(rk_rekv_generate(&s, &w->obs, acc, prompt_ids, N_PROMPT, &o, out, &st) == RK_OK,
+               "%s", rk_last_error());
+        /* The last event's truth rows, where rk_rekv_generate resolved it. */
+        if (acc->n)
+            take_truth(w);
+        truth_steps += w->obs.truth_steps - steps;
+        CHECK(agrees(target, prompt_ids, N_PROMPT, base, run < 2 ? bst.generated : st.generated,
+                     out, st.generated));
+        CHECK(run < 2 || st.generated == stop + 1);
+        CHECKF(acc->n == w->rejections, "%s: %d rejections, %d events", label, w->rejections,
+               acc->n);
+        int at_k = 0;
+        for (int e = 0; e < acc->n; e++)
+            at_k += acc->events[e].window_pos == o.k;
+        const double worst = check_events(target, draft, w, acc, prompt_ids, N_PROMPT, out,
+                                          st.generated);
+        printf("%s, K %d%s: %d events (%d at window position K), rows against fresh runs "
+               "%.2e\n",
+               label, o.k, run == 2 ? ", ended by an end of text" : "", acc->n, at_k, worst);
+        CHECKF(worst <= tol, "%s: the observer's rows differ from fresh runs' by %.2e", label,
+               worst);
+        CHECK(acc->n > 0 && (run != 0 || at_k == acc->n));
+        for (int e = acc->n - 1; run == 1 && e >= 0 && stop < 0; e--) {
+            const int i = acc->events[e].position - N_PROMPT;
+            int first = 0;
+            while (out[first] != out[i])
+                first++;
+            stop = first == i ? i : -1;
+        }
+        CHECK(run != 1 || stop >= 0);
+        rk_rekv_free(acc);
+    }
+    target->cfg.eos_id = eos;
+    printf("%s: %ld truth row(s) from a target step after the last round\n", label, truth_steps);
+    CHECK(truth_steps >= 1);
+    rk_spec_release(&s);
+    rk_rekv_observer_release(&w->obs);
+    free(rows);
+    free(w);
 }
 
 /* The target's end-of-text token ends speculative decoding where it ends
@@ -632,6 +868,7 @@ int main(int argc, char **argv)
     exact_on_goldens(nano, nano_draft, NANO, "nano -> nano", ACCEPT_ALL);
     exact_on_goldens(nano, random, NANO, "random -> nano", ACCEPT_FEW);
     rollback_and_observer(nano, random);
+    rekv_protocol(nano, random, "random -> nano");
     stops_at_eos(nano, nano_draft);
     stops_at_eos(nano, random);
     snapkv_target(random);
@@ -645,6 +882,7 @@ int main(int argc, char **argv)
         exact_on_goldens(mini, mini_draft, MINI, "mini -> mini", ACCEPT_ALL);
         exact_on_goldens(mini, random, MINI, "random -> mini", ACCEPT_FEW);
         rollback_and_observer(mini, nano_draft);
+        rekv_protocol(mini, nano_draft, "nano -> mini");
         rk_model_free(mini);
         rk_model_free(mini_draft);
     } else {

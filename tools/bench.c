@@ -18,7 +18,7 @@ static const char usage[] =
     "A run's context is its prompt length: decode is timed from there on.\n"
     "\n";
 
-enum { MAX_MODELS = 8, MAX_PROMPTS = 16, MAX_METHODS = 8 };
+enum { MAX_MODELS = 8, MAX_PROMPTS = 16, MAX_METHODS = 8, MAX_DTYPES = 4 };
 
 typedef struct {
     const char *dir[MAX_MODELS];
@@ -58,44 +58,52 @@ int main(int argc, char **argv)
                      "write the JSON record to FILE ('-': standard output, after\n"
                      "the table; default: the table only)"),
         CLI_HELP_OPT,
-        CLI_TEXT_OPT("--kv takes a comma-separated list here: one run per method.\n"),
+        CLI_TEXT_OPT("--kv and --kv-dtype take comma-separated lists here: one run per\n"
+                     "model x dtype x method.\n"),
         {0}};
     cli_parse(argc, argv, usage, opts);
-    char *methods[MAX_METHODS];
+    char *methods[MAX_METHODS], *dtypes[MAX_DTYPES];
     const int n_methods = cli_split_list("--kv", kv.opt.method, methods, MAX_METHODS);
     if (models.n == 0)
         cli_usage_error("give at least one --model DIR");
     const rk_ops *ops = cli_target(target);
+    const char *dtype_arg = kv.dtype ? kv.dtype : rk_kv_format_name(ops->kv_format);
+    const int n_dtypes = cli_split_list("--kv-dtype", dtype_arg, dtypes, MAX_DTYPES);
+    const int n_runs = models.n * n_dtypes * n_methods;
     cli_check_paths(NULL);
     for (int i = 0; i < prompts.n; i++)
         longest = prompts.v[i] > longest ? prompts.v[i] : longest;
 
     /* Every model's config and every method's plan are checked before the
      * first run, so that a bad last entry does not fail after the others. */
-    static rk_limits limits[MAX_MODELS * MAX_METHODS];
-    for (int run_i = 0; run_i < models.n * n_methods; run_i++) {
-        const int k = run_i / n_methods;
+    static rk_limits limits[MAX_MODELS * MAX_DTYPES * MAX_METHODS];
+    for (int run_i = 0; run_i < n_runs; run_i++) {
+        const int k = run_i / (n_dtypes * n_methods);
         const char *method = methods[run_i % n_methods];
         rk_config cfg;
         cli_model_config(models.dir[k], &cfg);
         cli_kv one = kv;
         one.opt.method = method;
+        one.dtype = dtypes[run_i / n_methods % n_dtypes];
         if (strcmp(method, "full") == 0)
             one.opt.average = 0;
         limits[run_i] = (rk_limits){.max_prompt = longest, .max_new_tokens = new_tokens,
                                     .prefill_chunk = chunk && chunk < longest ? chunk : longest,
-                                    .logits_rows = 1, .kv_format = ops->kv_format};
+                                    .logits_rows = 1};
         cli_kv_limits(&one, models.dir[k], &cfg, ops, &limits[run_i]);
         cli_check_plan(&cfg, ops, &limits[run_i]);
     }
 
     cJSON *runs = cJSON_CreateArray();
-    printf("%-20s %-13s %7s %10s %10s %11s %11s %10s %10s %10s\n", "model", "kv", "context",
-           "ttft_ms", "tpot_ms", "prefill_t/s", "decode_t/s", "kv_MB", "arena_MB", "device_MB");
-    for (int run_i = 0; run_i < models.n * n_methods; run_i++) {
-        const char *model = models.dir[run_i / n_methods], *method = methods[run_i % n_methods];
+    printf("%-20s %-5s %-13s %7s %10s %10s %11s %11s %10s %10s %10s\n", "model", "dtype", "kv",
+           "context", "ttft_ms", "tpot_ms", "prefill_t/s", "decode_t/s", "kv_MB", "arena_MB",
+           "device_MB");
+    for (int run_i = 0; run_i < n_runs; run_i++) {
+        const char *model = models.dir[run_i / (n_dtypes * n_methods)];
+        const char *method = methods[run_i % n_methods];
         const rk_limits lim = limits[run_i];
-        fprintf(stderr, "[bench] loading %s (kv %s)\n", model, method);
+        const char *dtype = rk_kv_format_name(lim.kv_format);
+        fprintf(stderr, "[bench] loading %s (kv %s, %s)\n", model, method, dtype);
         rk_model *m = cli_model_load(model, ops, &lim);
         rk_model_print_plan(m, stderr);
         int32_t *prompt = malloc((size_t)longest * sizeof *prompt);
@@ -119,8 +127,8 @@ int main(int argc, char **argv)
             const int reported = rk_model_device_used(m, &in_use, &since_load);
             if (reported)
                 cli_fmt(device_col, sizeof device_col, "%.1f", harness_mb(since_load));
-            printf("%-20s %-13s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10.1f %10s\n",
-                   cli_base_name(model), method, n, t.ttft_ms, t.tpot_ms, t.prefill_tok_s,
+            printf("%-20s %-5s %-13s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10.1f %10s\n",
+                   cli_base_name(model), dtype, method, n, t.ttft_ms, t.tpot_ms, t.prefill_tok_s,
                    t.decode_tok_s, kv_mb, arena_mb, device_col);
 
             cJSON *run = cJSON_CreateObject();
@@ -132,6 +140,9 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(run, "context", n);
             cJSON_AddNumberToObject(run, "prefill_chunk", lim.prefill_chunk);
             cJSON_AddStringToObject(run, "kv_method", rk_kv_policy_name(&m->lim.kv));
+            cJSON_AddStringToObject(run, "kv_dtype", dtype);
+            if (rk_kv_format_grouped(lim.kv_format))
+                cJSON_AddNumberToObject(run, "kv_group", m->cache.group);
             if (rk_kv_compresses(&m->lim.kv))
                 cJSON_AddNumberToObject(run, "kv_budget", lim.kv.average);
             cJSON_AddNumberToObject(run, "kv_cache_mb", kv_mb);
@@ -163,5 +174,6 @@ int main(int argc, char **argv)
         cli_write_json(out, record);
     cJSON_Delete(record);
     free(methods[0]);
+    free(dtypes[0]);
     return 0;
 }

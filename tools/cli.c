@@ -902,9 +902,22 @@ rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers, int 
     return p;
 }
 
+rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops,
+                           const rk_config *cfg)
+{
+    rk_kv_format f = ops->kv_format;
+    if (name && rk_kv_format_parse(name, &f) != RK_OK)
+        cli_usage_error("--kv-dtype: %s", rk_last_error());
+    if (rk_model_check_kv_format(cfg, ops, f, kv->group) != RK_OK)
+        cli_usage_error("--kv-dtype %s: %s", rk_kv_format_name(f), rk_last_error());
+    return f;
+}
+
 void cli_kv_limits(const cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
                    rk_limits *lim)
 {
+    lim->kv_format = cli_kv_format(kv, kv->dtype, ops, cfg);
+    lim->kv_group = kv->group;
     lim->kv = cli_kv_policy(kv, model, cfg->n_layers, lim->max_prompt);
     if (rk_kv_compresses(&lim->kv))
         lim->prefill_chunk = lim->max_prompt;

@@ -40,6 +40,9 @@ typedef enum {
 } cli_kind;
 
 enum { CLI_INTS_MAX = 16 };
+/* A number in a help text, as its digits. */
+#define RK_STR_(x) #x
+#define RK_STR(x) RK_STR_(x)
 typedef struct {
     int n, v[CLI_INTS_MAX];
 } cli_ints;
@@ -214,10 +217,13 @@ rk_status cli_tokenize_file(const rk_tokenizer *tok, const char *path, size_t li
                             int32_t **ids, size_t *n);
 
 
-/* The KV-policy options every tool that runs a model takes. */
+/* The KV-cache options every tool that runs a model takes: the policy, and
+ * how the cache stores its rows. */
 typedef struct {
     rk_kv_options opt;
     int budgets[RK_MAX_LAYERS];
+    const char *dtype; /* a name of RK_KV_FORMATS (a list in eval and bench); NULL: the target's */
+    int group;         /* --kv-group; 0: RK_KV_GROUP_DEFAULT */
 } cli_kv;
 
 /* --kv-budgets and --rank-strategy, as CLI_CALL options take them. */
@@ -255,6 +261,14 @@ void cli_kv_strategy(void *strategy, const char *name);
             "adaptive strategy: rank-quantile tiers (default 4)"),                            \
     CLI_NUM("--rank-seed", &(kv)->opt.rank.seed, 1, 0x7fffffff, "N",                          \
             "random strategy's shuffle (default 1)"),                                         \
+    CLI_STRING_OPT("--kv-dtype", &(kv)->dtype, "TYPE",                                       \
+                   "how the KV cache stores rows: " RK_KV_FORMATS "\n"                       \
+                   "(default: the target's own, fp32 on cpu, fp16 on cuda; cuda\n"           \
+                   "has fp16 only); int8 and int4 per token, asymmetric, with an\n"         \
+                   "fp16 scale and minimum per --kv-group channels"),                        \
+    CLI_NUM("--kv-group", &(kv)->group, 1, RK_KV_MAX_HEAD_DIM, "N",                           \
+            "channels per scale of int8/int4 rows; must divide head_dim\n"                   \
+            "(default " RK_STR(RK_KV_GROUP_DEFAULT) ")"),                                     \
     CLI_TEXT_OPT("rankkv takes its ranks from the profile compiled in for the model "          \
                  "(profiles/);\nrankkv-dynamic measures each prompt's "                      \
                  "(builds with -DRANKKV_DYNAMIC=ON only).\n")
@@ -264,10 +278,18 @@ void cli_kv_strategy(void *strategy, const char *name);
  * is inconsistent, an error when rankkv finds no profile for the model. */
 rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers, int max_rows);
 
+/* The KV storage format NAME (NULL: OPS's own) for a model of CFG, in
+ * groups of KV's --kv-group; a usage error naming --kv-dtype when NAME is
+ * unknown, OPS has no cache of it, or the group does not divide the
+ * model's head_dim. */
+rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops,
+                           const rk_config *cfg);
+
 /* Sets LIM's policy for the model and what it implies: a compressing policy
  * prefills the whole prompt at once; rankkv-dynamic measures ranks on OPS's
  * target in dynamic builds (static builds leave that out, and the plan
- * refuses the policy with a message). */
+ * refuses the policy with a message). The cache stores rows as KV's
+ * --kv-dtype (one name) says (cli_kv_format). */
 void cli_kv_limits(const cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
                    rk_limits *lim);
 

@@ -52,6 +52,7 @@ typedef struct {
     double kv_mb, kv_used_mb, peak_mb;
     double mean_budget[RK_MAX_LAYERS];
     int budget, full;
+    const char *dtype; /* how its KV cache stores rows */
 } row_result;
 
 /* The policies whose rows may name a rank strategy: POLICY-STRATEGY. */
@@ -260,11 +261,12 @@ static void seed_section(cli_str *md, const char *title, const harness_datasets 
 
 /* The published table's layout: a section per budget (SnapKV and PyramidKV,
  * each with its own allocation and with RankKV's), the full-cache
- * baseline, and the ablations at 256 and 512. */
+ * baseline, and the ablations at 256 and 512, after the KV dtype of all. */
 static void seed_layout(cli_str *md, const harness_datasets *sets, const row_result *res,
                         int n_rows, const cli_ints *budgets)
 {
     char title[64];
+    cli_str_add(md, "KV cache rows stored as %s.\n", n_rows ? res[0].dtype : "-");
     for (int b = 0; b < budgets->n; b++) {
         cli_fmt(title, sizeof title, "Average budget %d", budgets->v[b]);
         seed_section(md, title, sets, res, n_rows, 0, 0, budgets->v[b]);
@@ -307,6 +309,10 @@ static cJSON *read_record(const char *record, harness_datasets *sets, row_result
         cli_die();
     }
     *model = name->valuestring;
+    /* Records from before --kv-dtype name none: each target's own then. */
+    const cJSON *target = cJSON_GetObjectItemCaseSensitive(j, "target");
+    const char *own_dtype =
+        cJSON_IsString(target) && strcmp(target->valuestring, "cuda") == 0 ? "fp16" : "fp32";
     const cJSON *d;
     cJSON_ArrayForEach(d, datasets) {
         const cJSON *dn = cJSON_GetObjectItemCaseSensitive(d, "name");
@@ -333,6 +339,8 @@ static cJSON *read_record(const char *record, harness_datasets *sets, row_result
         o->name = rn->valuestring;
         o->label = policy->valuestring;
         o->full = strcmp(o->name, "full") == 0;
+        const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(row, "kv_dtype");
+        o->dtype = cJSON_IsString(dtype) ? dtype->valuestring : own_dtype;
         o->budget = o->full ? 0 : (int)record_number(record, row, r, "budget");
         int b = 0;
         while (!o->full && b < budgets->n && budgets->v[b] != o->budget)
@@ -384,13 +392,13 @@ static void show(const char *md_path, int seed, const harness_datasets *sets,
         seed_layout(&md, sets, res, n_rows, budgets);
         fputs(md.s ? md.s : "", stdout);
     } else {
-        cli_str_add(&line, "| row | budget |");
+        cli_str_add(&line, "| row | budget | KV dtype |");
         for (int s = 0; s < sets->n; s++)
             cli_str_add(&line, " %s PPL | dNLL vs full |", sets->set[s].name);
         cli_str_add(&line, " TTFT ms | TPOT ms | prefill tok/s | decode tok/s | e2e tok/s | "
                            "GFLOPs | KV MB (used) | peak MB |");
         printf("%s\n", line.s);
-        cli_str_add(&md, "%s\n|---|---|", line.s);
+        cli_str_add(&md, "%s\n|---|---|---|", line.s);
         for (int s = 0; s < sets->n; s++)
             cli_str_add(&md, "---|---|");
         cli_str_add(&md, "---|---|---|---|---|---|---|---|\n");
@@ -398,9 +406,9 @@ static void show(const char *md_path, int seed, const harness_datasets *sets,
             const row_result *o = &res[r];
             cli_str_clear(&line);
             if (o->full)
-                cli_str_add(&line, "| %s | - |", o->name);
+                cli_str_add(&line, "| %s | - | %s |", o->name, o->dtype);
             else
-                cli_str_add(&line, "| %s | %d |", o->name, o->budget);
+                cli_str_add(&line, "| %s | %d | %s |", o->name, o->budget, o->dtype);
             add_cells(&line, o, sets->n, 0);
             printf("%s\n", line.s);
             cli_str_add(&md, "%s\n", line.s);
@@ -518,9 +526,9 @@ int main(int argc, char **argv)
             cli_kv one;
             row_options(row_names[i], &kv, budgets.v[b], &one);
             limits[n_rows] = (rk_limits){.max_prompt = max_prompt, .max_new_tokens = max_new,
-                                         .prefill_chunk = max_prompt, .logits_rows = 1,
-                                         .kv_format = ops->kv_format};
+                                         .prefill_chunk = max_prompt, .logits_rows = 1};
             cli_kv_limits(&one, model, &cfg, ops, &limits[n_rows]);
+            res[n_rows].dtype = rk_kv_format_name(limits[n_rows].kv_format);
             cli_check_plan(&cfg, ops, &limits[n_rows]);
             res[n_rows].name = row_names[i];
             res[n_rows].budget = full ? 0 : budgets.v[b];
@@ -599,6 +607,7 @@ int main(int argc, char **argv)
             cJSON *x = cJSON_CreateObject();
             cJSON_AddStringToObject(x, "row", o->name);
             cJSON_AddStringToObject(x, "policy", o->label);
+            cJSON_AddStringToObject(x, "kv_dtype", o->dtype);
             if (!o->full) {
                 cJSON_AddNumberToObject(x, "budget", o->budget);
                 cJSON_AddItemToObject(x, "mean_layer_budgets",

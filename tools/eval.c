@@ -24,18 +24,19 @@ static const char usage[] =
     "whose *.txt files are the documents (other entries are named on stderr as\n"
     "skipped); each document is cut into non-overlapping windows, taken evenly\n"
     "from the documents (at most ceil(N / documents) each, in file-name order),\n"
-    "and only the text they need is tokenized. One row per dataset x method x\n"
-    "budget.\n"
+    "and only the text they need is tokenized. One row per dataset x KV dtype x\n"
+    "method x budget; the first full-cache row is the reference the others are\n"
+    "compared with.\n"
     "\n";
 
-enum { MAX_LIST = 16 };
+enum { MAX_LIST = 16, MAX_DTYPES = 8 };
 
 int main(int argc, char **argv)
 {
     cli_init("rankkv-eval");
     const char *model = RK_DEFAULT_MODEL, *target = "cpu", *json_path = NULL;
     const char *method_arg = "full";
-    int context = 2048, tail = 256, max_windows = 16;
+    int context = 2048, tail = 256, max_windows = 16, kl = 0;
     cli_ints budgets = {4, {128, 256, 512, 1024}};
     harness_datasets sets = {0};
     cli_kv kv = {0};
@@ -51,14 +52,20 @@ int main(int argc, char **argv)
                        "comma-separated KV methods: " RK_KV_METHODS "\n(default full)"),
         CLI_INTS_OPT("--budget", &budgets, 1, 1 << 20, MAX_LIST, "LIST",
                      "comma-separated average budgets (default 128,256,512,1024);\n"
-                     "the full cache runs once, and the rows after it get their\n"
-                     "NLL difference from it on the same windows"),
+                     "the full cache runs once per KV dtype, and the rows after\n"
+                     "the first full one get their NLL difference from it on the\n"
+                     "same windows"),
+        CLI_FLAG_OPT("--kl", &kl,
+                     "also the mean KL divergence of each scored token's\n"
+                     "distribution from the reference row's (it keeps datasets x\n"
+                     "windows x tail x vocab floats in memory)"),
         CLI_KV_OPTIONS(&kv),
         CLI_TARGET_OPT(&target),
         CLI_PATH_OPT("--json", CLI_OUTPUT_STDOUT, &json_path, "FILE",
                      "also write the results as JSON ('-': standard output,\nafter the table)"),
         CLI_HELP_OPT,
-        CLI_TEXT_OPT("Progress goes to stderr; the table to stdout.\n"),
+        CLI_TEXT_OPT("--kv-dtype takes a comma-separated list here (default: the target's "
+                     "own).\nProgress goes to stderr; the table to stdout.\n"),
         {0}};
     cli_parse(argc, argv, usage, opts);
     if (sets.n == 0)
@@ -66,67 +73,84 @@ int main(int argc, char **argv)
     harness_check_tail(tail, context);
     if (kv.opt.method || kv.opt.average)
         cli_usage_error("rankkv-eval takes --method and --budget lists, not --kv/--kv-budget");
-    char *methods[MAX_LIST];
+    char *methods[MAX_LIST], *dtypes[MAX_DTYPES];
     const int n_methods = cli_split_list("--method", method_arg, methods, MAX_LIST);
     const rk_ops *ops = cli_target(target);
+    const char *dtype_arg = kv.dtype ? kv.dtype : rk_kv_format_name(ops->kv_format);
+    const int n_dtypes = cli_split_list("--kv-dtype", dtype_arg, dtypes, MAX_DTYPES);
     cli_check_paths(model);
 
     rk_config cfg;
     cli_model_config(model, &cfg);
-    /* Every policy is checked before the first window runs. */
-    rk_limits limits[MAX_LIST * MAX_LIST];
-    const char *row_method[MAX_LIST * MAX_LIST];
+    /* Every row is checked before the first window runs. */
+    static rk_limits limits[MAX_DTYPES * MAX_LIST * MAX_LIST];
+    const char *row_method[MAX_DTYPES * MAX_LIST * MAX_LIST];
     int n_rows = 0;
-    for (int i = 0; i < n_methods; i++)
-        for (int b = 0; b < budgets.n; b++) {
-            cli_kv one = kv;
-            one.opt.method = methods[i];
-            if (strcmp(methods[i], "full") != 0)
-                one.opt.average = budgets.v[b];
-            else if (b > 0)
-                break;
-            row_method[n_rows] = methods[i];
-            limits[n_rows] = (rk_limits){.max_prompt = context - tail, .max_new_tokens = tail,
-                                         .prefill_chunk = context - tail, .logits_rows = 1,
-                                         .kv_format = ops->kv_format};
-            cli_kv_limits(&one, model, &cfg, ops, &limits[n_rows]);
-            cli_check_plan(&cfg, ops, &limits[n_rows++]);
-        }
+    for (int d = 0; d < n_dtypes; d++)
+        for (int i = 0; i < n_methods; i++)
+            for (int b = 0; b < budgets.n; b++) {
+                cli_kv one = kv;
+                one.dtype = dtypes[d];
+                one.opt.method = methods[i];
+                if (strcmp(methods[i], "full") != 0)
+                    one.opt.average = budgets.v[b];
+                else if (b > 0)
+                    break;
+                row_method[n_rows] = methods[i];
+                limits[n_rows] = (rk_limits){.max_prompt = context - tail,
+                                             .max_new_tokens = tail,
+                                             .prefill_chunk = context - tail, .logits_rows = 1};
+                cli_kv_limits(&one, model, &cfg, ops, &limits[n_rows]);
+                cli_check_plan(&cfg, ops, &limits[n_rows++]);
+            }
     double *row_nll = malloc((size_t)max_windows * sizeof(double));
     if (!row_nll) {
         rk_fail(RK_ENOMEM, "out of memory for %d windows", max_windows);
         cli_die();
     }
     harness_load_datasets(&sets, model, cfg.vocab, context, max_windows);
+    if (kl)
+        harness_keep_distributions(&sets, tail, cfg.vocab);
 
     cJSON *results = cJSON_CreateArray();
-    /* dNLL: mean NLL per token minus the full cache's on the same windows,
-     * with its standard error over windows. */
-    printf("%-12s %-13s %7s %8s %8s %9s %17s %9s %9s %9s\n", "dataset", "method", "budget",
-           "windows", "tokens", "ppl", "dNLL_vs_full", "kv_MB", "ttft_ms", "tpot_ms");
+    /* dNLL: mean NLL per token minus the reference's (the first full-cache
+     * row) on the same windows, with its standard error over windows; KL:
+     * the mean divergence of each scored token's distribution from the
+     * reference's, ± its standard error over windows. */
+    printf("%-12s %-13s %-5s %7s %8s %8s %9s %17s %17s %9s %9s %9s\n", "dataset", "method",
+           "kv", "budget", "windows", "tokens", "ppl", "dNLL_vs_ref", "KL_vs_ref", "kv_MB",
+           "ttft_ms", "tpot_ms");
     for (int r = 0; r < n_rows; r++) {
         rk_model *m = cli_model_load(model, ops, &limits[r]);
         const rk_kv_policy *pol = &m->lim.kv;
+        const char *dtype = rk_kv_format_name(m->cache.format);
         const double kv_mb = harness_mb(rk_model_kv_bytes(m));
         char label[160];
-        cli_fmt(label, sizeof label, "[eval %d/%d] %s %d", r + 1, n_rows, row_method[r],
-                pol->average);
+        cli_fmt(label, sizeof label, "[eval %d/%d] %s %s %d", r + 1, n_rows, dtype,
+                row_method[r], pol->average);
         for (int s = 0; s < sets.n; s++) {
             harness_row row;
             harness_run_dataset(m, &sets.set[s], context, tail, label, row_nll, &row);
             const harness_tally t = row.t;
             const double ppl = row.ppl, ttft = 1e3 * t.prefill_s / t.windows,
                          tpot = 1e3 * t.decode_s / (t.steps ? t.steps : 1);
-            cli_str dcol = {0};
+            cli_str dcol = {0}, klcol = {0};
             if (row.have_diff)
                 cli_str_add(&dcol, "%+.4f±%.4f", row.d_mean, row.d_se);
-            printf("%-12s %-13s %7d %8ld %8ld %9.4f %17s %9.3f %9.2f %9.3f\n", sets.set[s].name,
-                   rk_kv_policy_name(pol), pol->average, t.windows, t.scored, ppl,
-                   row.have_diff ? dcol.s : "-", kv_mb, ttft, tpot);
+            if (row.have_kl)
+                cli_str_add(&klcol, "%.2e±%.1e", row.kl_mean, row.kl_se);
+            printf("%-12s %-13s %-5s %7d %8ld %8ld %9.4f %17s %17s %9.3f %9.2f %9.3f\n",
+                   sets.set[s].name, rk_kv_policy_name(pol), dtype, pol->average, t.windows,
+                   t.scored, ppl, row.have_diff ? dcol.s : "-", row.have_kl ? klcol.s : "-",
+                   kv_mb, ttft, tpot);
             cli_str_free(&dcol);
+            cli_str_free(&klcol);
             fflush(stdout);
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "dataset", sets.set[s].name);
+            cJSON_AddStringToObject(o, "kv_dtype", dtype);
+            if (rk_kv_format_grouped(m->cache.format))
+                cJSON_AddNumberToObject(o, "kv_group", m->cache.group);
             cJSON_AddStringToObject(o, "method", rk_kv_policy_name(pol));
             cJSON_AddNumberToObject(o, "budget", pol->average);
             if (rk_kv_compresses(pol) && !pol->dynamic)
@@ -140,6 +164,10 @@ int main(int argc, char **argv)
             if (row.have_diff) {
                 cJSON_AddNumberToObject(o, "nll_minus_full", row.d_mean);
                 cJSON_AddNumberToObject(o, "nll_minus_full_se", row.d_se);
+            }
+            if (row.have_kl) {
+                cJSON_AddNumberToObject(o, "kl_vs_full", row.kl_mean);
+                cJSON_AddNumberToObject(o, "kl_vs_full_se", row.kl_se);
             }
             cJSON *per_window = cJSON_AddArrayToObject(o, "window_mean_nll");
             for (int w = 0; w < t.windows; w++)
@@ -156,6 +184,14 @@ int main(int argc, char **argv)
 
     if (json_path) {
         cJSON *j = harness_record(argc, argv, model, ops->name, context, tail);
+        /* The rows' nll_minus_full and kl_vs_full are against this one. */
+        for (int r = 0; r < n_rows; r++)
+            if (!rk_kv_compresses(&limits[r].kv)) {
+                cJSON *ref = cJSON_AddObjectToObject(j, "reference");
+                cJSON_AddStringToObject(ref, "method", "full");
+                cJSON_AddStringToObject(ref, "kv_dtype", rk_kv_format_name(limits[r].kv_format));
+                break;
+            }
         cJSON_AddItemToObject(j, "results", results);
         cli_write_json(json_path, j);
         cJSON_Delete(j);
@@ -165,5 +201,6 @@ int main(int argc, char **argv)
     harness_free_datasets(&sets);
     free(row_nll);
     free(methods[0]);
+    free(dtypes[0]);
     return 0;
 }

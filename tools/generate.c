@@ -94,6 +94,8 @@ static rankkv_options api_options(const options *o)
     a.rank_power = kv->rank.power;
     a.rank_tiers = kv->rank.tiers;
     a.rank_seed = kv->rank.seed;
+    a.kv_dtype = o->kv.dtype;
+    a.kv_group = o->kv.group;
     return a;
 }
 
@@ -127,9 +129,9 @@ _Noreturn static void die(const rankkv *r)
     cli_die();
 }
 
-static void print_json(const options *o, const rankkv_options *a, const int32_t *prompt,
-                       int n_prompt, const streamed *out, double t_prefill, double t_decode,
-                       size_t weights, size_t arena)
+static void print_json(const options *o, const rankkv_options *a, rk_kv_format dtype,
+                       const int32_t *prompt, int n_prompt, const streamed *out,
+                       double t_prefill, double t_decode, size_t weights, size_t arena)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "prompt_tokens", n_prompt);
@@ -142,6 +144,7 @@ static void print_json(const options *o, const rankkv_options *a, const int32_t 
     cJSON_AddNumberToObject(j, "decode_s", t_decode);
     cJSON_AddNumberToObject(j, "decode_tok_s", out->n > 1 ? (out->n - 1) / t_decode : 0.0);
     cJSON_AddStringToObject(j, "kv_method", a->kv);
+    cJSON_AddStringToObject(j, "kv_dtype", rk_kv_format_name(dtype));
     if (strcmp(a->kv, "full") != 0)
         cJSON_AddNumberToObject(j, "kv_budget", a->kv_budget);
     cJSON_AddNumberToObject(j, "weights_bytes", (double)weights);
@@ -153,13 +156,14 @@ int main(int argc, char **argv)
 {
     cli_init("rankkv-generate");
     options o = parse(argc, argv);
-    cli_target(o.target);
+    const rk_ops *ops = cli_target(o.target);
     cli_check_paths(o.model);
     /* Inconsistent KV options are a bad command line (exit 2), which the
      * API, answering with an error, cannot tell from a bad model. */
     rk_config cfg;
     cli_model_config(o.model, &cfg);
     cli_kv_policy(&o.kv, o.model, cfg.n_layers, 0);
+    const rk_kv_format dtype = cli_kv_format(&o.kv, o.kv.dtype, ops, &cfg);
     const rankkv_options a = api_options(&o);
 
     size_t weights, arena;
@@ -217,7 +221,7 @@ int main(int argc, char **argv)
             o.target, n_prompt, n_prompt / (t1 - t0), 1e3 * (t1 - t0), out.n,
             out.n > 1 ? (out.n - 1) / (t2 - t1) : 0.0, arena / 1048576.0, weights / 1048576.0);
     if (o.json)
-        print_json(&o, &a, prompt, n_prompt, &out, t1 - t0, t2 - t1, weights, arena);
+        print_json(&o, &a, dtype, prompt, n_prompt, &out, t1 - t0, t2 - t1, weights, arena);
 
     rankkv_close(r);
     cli_str_free(&out.text);

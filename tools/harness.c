@@ -157,7 +157,20 @@ void harness_free_datasets(harness_datasets *sets)
     for (int s = 0; s < sets->n; s++) {
         free(sets->set[s].windows);
         free(sets->set[s].full_nll);
+        free(sets->set[s].ref_logp);
         free((char *)sets->set[s].name);
+    }
+}
+
+void harness_keep_distributions(harness_datasets *sets, int tail, int vocab)
+{
+    for (int s = 0; s < sets->n; s++) {
+        const size_t n = (size_t)sets->set[s].n_windows * (size_t)tail * (size_t)vocab;
+        if (!(sets->set[s].ref_logp = malloc(n * sizeof(float)))) {
+            rk_fail(RK_ENOMEM, "out of memory for the reference's distributions of %s (%.0f MB)",
+                    sets->set[s].name, harness_mb(n * sizeof(float)));
+            cli_die();
+        }
     }
 }
 
@@ -176,11 +189,48 @@ cJSON *harness_record(int argc, char **argv, const char *model, const char *targ
     return j;
 }
 
+/* A window's scored distributions against the reference's: the
+ * reference row keeps its log-probabilities in REF (tail × vocab), a later
+ * row sums its KL divergence from them. */
+typedef struct {
+    float *ref;
+    int keep;
+    double kl;
+} window_kl;
+
+static double log_sum_exp(const float *x, int n)
+{
+    double mx = x[0], sum = 0;
+    for (int i = 1; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
+    for (int i = 0; i < n; i++)
+        sum += exp(x[i] - mx);
+    return mx + log(sum);
+}
+
+/* rk_score_fn: scored token I's logits against the reference's. */
+static void compare_distribution(void *user, int i, const float *logits, int vocab)
+{
+    window_kl *w = user;
+    float *ref = w->ref + (size_t)i * vocab;
+    const double lse = log_sum_exp(logits, vocab);
+    if (w->keep) {
+        for (int v = 0; v < vocab; v++)
+            ref[v] = (float)(logits[v] - lse);
+        return;
+    }
+    double kl = 0;
+    for (int v = 0; v < vocab; v++)
+        kl += exp((double)ref[v]) * ((double)ref[v] - (logits[v] - lse));
+    w->kl += kl;
+}
+
 /* One window: prefill CONTEXT − TAIL tokens, then score TAIL tokens one
- * decode step at a time (the prefill's last logits predict the first).
- * Returns the window's summed NLL and adds to T. */
+ * decode step at a time (the prefill's last logits predict the first),
+ * each distribution against the reference's when KL is not NULL. Returns
+ * the window's summed NLL and adds to T. */
 static double score_window(rk_model *m, const int32_t *win, int context, int tail,
-                           harness_tally *t)
+                           harness_tally *t, window_kl *kl)
 {
     const int prompt = context - tail;
     rk_seq seq;
@@ -190,7 +240,8 @@ static double score_window(rk_model *m, const int32_t *win, int context, int tai
         cli_die();
     double t1 = rk_now();
     double nll;
-    rk_status st = rk_model_score_steps(m, &seq, win + prompt, tail, &nll);
+    rk_status st = rk_model_score_steps_each(m, &seq, win + prompt, tail, &nll,
+                                             kl ? compare_distribution : NULL, kl);
     if (st != RK_OK) {
         rk_fail(st, "a window, after its prompt of %d tokens: %s", prompt, rk_last_error());
         cli_die();
@@ -204,17 +255,18 @@ static double score_window(rk_model *m, const int32_t *win, int context, int tai
     return nll;
 }
 
-/* Mean and standard error over N windows of the paired difference in mean
- * NLL per token between A and B: the noise of comparing two rows on the
- * same windows. */
-static void paired(const double *a, const double *b, int n, int tail, double *mean, double *se)
+/* Mean and standard error over N windows of (A - B) / TAIL (B may be NULL:
+ * A / TAIL), per-window sums made per-token means: with B the paired
+ * difference of two rows on the same windows, whose noise the error is. */
+static void per_token(const double *a, const double *b, int n, int tail, double *mean,
+                      double *se)
 {
     double s = 0, ss = 0;
     for (int i = 0; i < n; i++)
-        s += (a[i] - b[i]) / tail;
+        s += (a[i] - (b ? b[i] : 0)) / tail;
     *mean = s / n;
     for (int i = 0; i < n; i++) {
-        const double d = (a[i] - b[i]) / tail - *mean;
+        const double d = (a[i] - (b ? b[i] : 0)) / tail - *mean;
         ss += d * d;
     }
     *se = n > 1 ? sqrt(ss / (n - 1) / n) : 0.0;
@@ -239,10 +291,23 @@ void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tai
                          const char *label, double *row_nll, harness_row *out)
 {
     const int L = m->cfg.n_layers;
+    const int reference = !set->have_full && !rk_kv_compresses(&m->lim.kv);
+    double *row_kl = NULL;
+    if (set->ref_logp && (reference || set->have_full) &&
+        !(row_kl = calloc((size_t)set->n_windows, sizeof *row_kl))) {
+        rk_fail(RK_ENOMEM, "out of memory for %d windows", set->n_windows);
+        cli_die();
+    }
     memset(out, 0, sizeof *out);
     harness_tally *t = &out->t;
     for (int w = 0; w < set->n_windows; w++) {
-        row_nll[w] = score_window(m, set->windows + (size_t)w * context, context, tail, t);
+        window_kl kl = {.keep = reference};
+        if (row_kl)
+            kl.ref = set->ref_logp + (size_t)w * tail * m->cfg.vocab;
+        row_nll[w] = score_window(m, set->windows + (size_t)w * context, context, tail, t,
+                                  row_kl ? &kl : NULL);
+        if (row_kl)
+            row_kl[w] = kl.kl;
         for (int l = 0; l < L; l++)
             out->mean_budget[l] += m->lim.kv.budget[l];
         fprintf(stderr, "\r%s %s window %ld/%d ppl %.4f", label, set->name, t->windows,
@@ -255,13 +320,17 @@ void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tai
     }
     for (int l = 0; l < L; l++)
         out->mean_budget[l] /= set->n_windows;
-    if (!rk_kv_compresses(&m->lim.kv)) {
+    if (reference) {
         memcpy(set->full_nll, row_nll, (size_t)set->n_windows * sizeof(double));
         set->have_full = 1;
     } else if (set->have_full) {
-        paired(row_nll, set->full_nll, set->n_windows, tail, &out->d_mean, &out->d_se);
+        per_token(row_nll, set->full_nll, set->n_windows, tail, &out->d_mean, &out->d_se);
         out->have_diff = 1;
+        if (row_kl)
+            per_token(row_kl, NULL, set->n_windows, tail, &out->kl_mean, &out->kl_se);
+        out->have_kl = row_kl != NULL;
     }
+    free(row_kl);
 }
 
 /* One timed greedy generation: TTFT and the mean decode-step time. */

@@ -17,8 +17,11 @@ typedef struct {
     const char *name, *path;
     int32_t *windows; /* n_windows × context token ids */
     int n_windows;
-    double *full_nll; /* per window, from the full-cache row ... */
+    double *full_nll; /* per window, from the reference row (the first full-cache row) ... */
     int have_full;    /* ... once it has run */
+    /* With harness_keep_distributions: the reference row's log-probabilities
+     * of every scored token (n_windows × tail × vocab); NULL otherwise. */
+    float *ref_logp;
 } harness_dataset;
 
 typedef struct {
@@ -31,8 +34,10 @@ typedef struct {
     harness_tally t;
     double ppl;                        /* checked by harness_ppl */
     double mean_budget[RK_MAX_LAYERS]; /* each layer's, over the windows */
-    int have_diff;                     /* d_mean ± d_se: NLL per token minus the full cache's */
+    int have_diff;                     /* d_mean ± d_se: NLL per token minus the reference's */
     double d_mean, d_se;
+    int have_kl; /* kl_mean ± kl_se: KL(reference ‖ row) per scored token, in nats */
+    double kl_mean, kl_se;
 } harness_row;
 
 /* The --dataset options of a run. */
@@ -56,6 +61,12 @@ void harness_load_datasets(harness_datasets *sets, const char *model, int vocab,
                            int max);
 void harness_free_datasets(harness_datasets *sets);
 
+/* Has the reference row keep the distribution of every token it scores in
+ * every dataset of SETS (windows × TAIL × VOCAB floats each), so that the
+ * rows after it get the mean KL divergence of theirs from it. After
+ * harness_load_datasets. */
+void harness_keep_distributions(harness_datasets *sets, int tail, int vocab);
+
 /* The usage error of eval and compare for TAIL not shorter than CONTEXT. */
 void harness_check_tail(int tail, int context);
 
@@ -73,9 +84,10 @@ rk_status harness_ppl(const harness_tally *t, double *ppl);
 /* Every window of SET through harness_score_window on M, progress on
  * stderr after LABEL; per-window NLLs to ROW_NLL, the perplexity checked by
  * harness_ppl (an error exit naming LABEL and the dataset otherwise). Dynamic budgets change
- * with every window, so each layer's is averaged. A full-cache row becomes
- * the dataset's reference; other rows get their paired difference from it
- * (mean and standard error over windows) once it has run. */
+ * with every window, so each layer's is averaged. The first full-cache row
+ * becomes the dataset's reference; the rows after it get their paired
+ * difference from it (mean and standard error over windows) and, with
+ * harness_keep_distributions, their KL divergence from it. */
 void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tail,
                          const char *label, double *row_nll, harness_row *out);
 

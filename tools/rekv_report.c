@@ -135,6 +135,7 @@ static cJSON *run_json(const rk_rekv *r, const rekv_report_meta *meta)
     add_mean(j, "acceptance_rate", meta->drafted ? (double)meta->accepted / meta->drafted : 0,
              meta->drafted > 0);
     cJSON_AddNumberToObject(j, "events", r->n);
+    cJSON_AddNumberToObject(j, "truth_steps", (double)meta->truth_steps);
     return j;
 }
 

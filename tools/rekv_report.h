@@ -16,6 +16,8 @@ typedef struct {
     long rounds;   /* verification rounds */
     long drafted;  /* draft tokens proposed */
     long accepted; /* of them, accepted */
+    long truth_steps; /* target steps run after a generation for the truth row of a
+                         rejection in its last round (rk_rekv_generate) */
 } rekv_report_meta;
 
 /* The plots of one K, in plots/ (each with PNG.dat and PNG.gp beside it). */

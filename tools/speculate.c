@@ -1,7 +1,8 @@
 /* rankkv-speculate: greedy speculative decoding with a draft model
  * (core/speculative.h), timed against the target alone on the same prompts
- * in the same run; or, with --time-only, the costs of its steps at a long
- * context and the speedups they imply. */
+ * in the same run; with --rekv, the ReKV analysis of every rejected draft
+ * token's KV rows (core/rekv_spec.h) on those runs; or, with --time-only,
+ * the costs of its steps at a long context and the speedups they imply. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,8 @@
 #include "cli.h"
 #include "harness.h"
 #include "model.h"
+#include "rekv_report.h"
+#include "rekv_spec.h"
 #include "sampler.h"
 #include "speculative.h"
 #include "targets.h"
@@ -28,9 +31,27 @@ static const char usage[] =
     "of random token ids, and the speedup these costs give at acceptance rates\n"
     "0.5, 0.7 and 0.9 per token: tokens per round (1 - a^(K+1)) / (1 - a), time per\n"
     "round K t_draft + t_verify(K), speedup = tokens per round x t_target / round time.\n"
+    "--rekv DIR adds the ReKV analysis to the runs: at every rejected proposal, the\n"
+    "draft's and the target's KV rows of the rejected token against the target's rows\n"
+    "of its own token at that position, per layer; a GO / CAUTION / NO-GO verdict on\n"
+    "stdout, JSON and plots in DIR.\n"
     "\n";
 
 enum { MAX_SETS = 3, TIME_ONLY_ACCEPTANCES = 3 };
+
+/* The ReKV analysis's run sizes: prompts of each set, new tokens, windows.
+ * Explicit --max-prompts, --max-new-tokens and --spec-k win; quick's are
+ * the tool's defaults. */
+static const struct {
+    const char *name;
+    int max_prompts, max_new, k_from, k_to;
+} rekv_presets[] = {
+    {"debug", 2, 16, 4, 4},
+    {"quick", 10, 64, 4, 4},
+    {"full", 1 << 20, 128, 4, 4},
+    {"sweep", 10, 64, 1, 8},
+};
+enum { N_REKV_PRESETS = sizeof rekv_presets / sizeof rekv_presets[0] };
 
 /* The prompt sets of ../shared/data/prompts: file, and the field a prompt
  * is made of. */
@@ -46,19 +67,61 @@ enum { N_PROMPT_SETS = sizeof prompt_sets / sizeof prompt_sets[0] };
 static const double acceptances[TIME_ONLY_ACCEPTANCES] = {0.5, 0.7, 0.9};
 
 typedef struct {
-    const char *model, *draft, *target, *prompt, *sets, *prompts_dir, *json;
+    const char *model, *draft, *target, *prompt, *sets, *prompts_dir, *json, *rekv, *preset;
     int max_prompts, max_new, chunk, adaptive, no_baseline, ignore_eos, print_plan, quiet;
     int time_only, context, repeats;
     cli_ints ks;
     cli_kv kv;
 } options;
 
+/* --rekv and --rekv-preset: what the analysis cannot run with refused, and
+ * the sizes the preset (or the tool's defaults) gives where none was given. */
+static void rekv_options(options *o)
+{
+    int p = 1; /* quick */
+    if (o->preset && !o->rekv)
+        cli_usage_error("--rekv-preset sizes the ReKV analysis: it needs --rekv DIR");
+    if (o->preset) {
+        p = 0;
+        while (p < N_REKV_PRESETS && strcmp(rekv_presets[p].name, o->preset) != 0)
+            p++;
+        if (p == N_REKV_PRESETS)
+            cli_usage_error("unknown --rekv-preset '%s' (expected debug, quick, full or sweep)",
+                            o->preset);
+    }
+    if (o->rekv) {
+        /* Rows of a compressing policy's cache are not positions, and the
+         * rows of an evicting one are gone. */
+        if (strcmp(o->kv.opt.method, "full") != 0)
+            cli_usage_error("--rekv compares the KV rows at a position: only --kv full, not %s",
+                            o->kv.opt.method);
+        if (o->time_only)
+            cli_usage_error("--rekv analyses generated text: not with --time-only");
+        if (o->adaptive)
+            cli_usage_error("--rekv analyses fixed draft windows: not with --spec-adaptive");
+        if (!o->prompt && !o->sets)
+            o->sets = "mt-bench,gsm8k,humaneval";
+    }
+    if (!o->max_prompts)
+        o->max_prompts = rekv_presets[p].max_prompts;
+    if (!o->max_new)
+        o->max_new = rekv_presets[p].max_new;
+    if (!o->ks.n)
+        for (int k = rekv_presets[p].k_from; k <= rekv_presets[p].k_to; k++)
+            o->ks.v[o->ks.n++] = k;
+    for (int i = 0; o->rekv && i < o->ks.n; i++)
+        for (int j = 0; j < i; j++)
+            if (o->ks.v[i] == o->ks.v[j])
+                cli_usage_error("--rekv writes one summary per K: --spec-k names %d twice",
+                                o->ks.v[i]);
+}
+
 static options parse(int argc, char **argv)
 {
+    /* Sizes left 0 are the preset's or the defaults, after parsing. */
     options o = {.model = RK_DEFAULT_MODEL, .target = "cpu",
-                 .prompts_dir = RK_SOURCE_DIR "/../shared/data/prompts", .max_prompts = 10,
-                 .max_new = 64, .chunk = 256, .context = 1920, .repeats = 20,
-                 .ks = {1, {4}}, .kv = {.opt.method = "full"}};
+                 .prompts_dir = RK_SOURCE_DIR "/../shared/data/prompts", .chunk = 256,
+                 .context = 1920, .repeats = 20, .kv = {.opt.method = "full"}};
     const cli_opt opts[] = {
         CLI_STRING_OPT("--model", &o.model, "DIR",
                        "the target model (default: the bundled " RK_DEFAULT_MODEL ")"),
@@ -73,11 +136,12 @@ static options parse(int argc, char **argv)
                        "where the sets' .jsonl files are (default: ../shared/\n"
                        "data/prompts beside the source tree)"),
         CLI_NUM("--max-prompts", &o.max_prompts, 1, 1 << 20, "N",
-                "the first N prompts of each set (default 10)"),
+                "the first N prompts of each set (default 10, or --rekv-preset's)"),
         CLI_NUM("--max-new-tokens", &o.max_new, 1, 1 << 20, "N",
-                "tokens to generate per prompt (default 64)"),
+                "tokens to generate per prompt (default 64, or --rekv-preset's)"),
         CLI_INTS_OPT("--spec-k", &o.ks, 1, RK_SPEC_MAX_K, CLI_INTS_MAX, "K[,K...]",
-                     "draft tokens per round (default 4); a list runs each"),
+                     "draft tokens per round (default 4, or --rekv-preset's); a\n"
+                     "list runs each"),
         CLI_FLAG_OPT("--spec-adaptive", &o.adaptive,
                      "K grows after a round that kept every proposal and\n"
                      "shrinks after one that did not (--spec-k: where it starts)"),
@@ -93,6 +157,16 @@ static options parse(int argc, char **argv)
                 "--time-only: context the steps run at (default 1920)"),
         CLI_NUM("--repeats", &o.repeats, 1, 1000, "N",
                 "--time-only: timed steps per figure, median (default 20)"),
+        CLI_STRING_OPT("--rekv", &o.rekv, "DIR",
+                       "ReKV analysis of every rejected proposal's KV rows into DIR\n"
+                       "(it must exist): summary_K{K}.json, events_K{K}.json and\n"
+                       "plots/ per K, combined_results.json over the K list; the\n"
+                       "verdict on stdout. Full cache only; prompts default to\n"
+                       "mt-bench,gsm8k,humaneval"),
+        CLI_STRING_OPT("--rekv-preset", &o.preset, "NAME",
+                       "--rekv's run size: debug (2 prompts of each set, 16 new\n"
+                       "tokens, K 4), quick (10, 64, K 4; the default), full (every\n"
+                       "prompt, 128, K 4) or sweep (10, 64, K 1..8)"),
         CLI_FLAG_OPT("--print-plan", &o.print_plan,
                      "print both memory plans and exit (no weights are read)"),
         CLI_PATH_OPT("--json", CLI_OUTPUT_STDOUT, &o.json, "FILE",
@@ -110,10 +184,11 @@ static options parse(int argc, char **argv)
         cli_usage_error("--prompt and --prompts exclude each other");
     if (o.time_only && (o.prompt || o.sets))
         cli_usage_error("--time-only runs on random token ids: no --prompt or --prompts");
-    if (!o.prompt && !o.sets)
-        o.prompt = "The ship sailed";
     if (o.adaptive && o.ks.n > 1)
         cli_usage_error("--spec-adaptive starts from one --spec-k, not a list");
+    rekv_options(&o);
+    if (!o.prompt && !o.sets)
+        o.prompt = "The ship sailed";
     return o;
 }
 
@@ -378,6 +453,73 @@ static cJSON *totals_json(const char *set, int k, const totals *t, const totals 
     return j;
 }
 
+/* The ReKV analysis of a run: the observer the decoder feeds, and an
+ * accumulator per K of the list. */
+typedef struct {
+    rk_rekv_observer obs;
+    rk_rekv *acc[CLI_INTS_MAX];
+    rk_rekv *warm;                   /* the untimed first generation's events, dropped */
+    long truth_steps[CLI_INTS_MAX];  /* per K, of obs.truth_steps */
+} rekv_run;
+
+static void rekv_start(const options *o, const rk_model *target, const rk_model *draft,
+                       rekv_run *rv, rk_spec_observer *hooks)
+{
+    if (rk_rekv_observer_init(&rv->obs, &draft->cfg, &target->cfg) != RK_OK ||
+        rk_rekv_new(&draft->cfg, &target->cfg, o->ks.v[0], &rv->warm) != RK_OK)
+        cli_die();
+    for (int k = 0; k < o->ks.n; k++)
+        if (rk_rekv_new(&draft->cfg, &target->cfg, o->ks.v[k], &rv->acc[k]) != RK_OK)
+            cli_die();
+    *hooks = rk_rekv_observer_hooks(&rv->obs);
+}
+
+/* One speculative generation of PR, feeding ACC when it is not NULL. */
+static void speculate(rk_spec *spec, rekv_run *rv, rk_rekv *acc, const prompt *pr,
+                      const rk_spec_options *so, int32_t *out, rk_spec_stats *st)
+{
+    if ((acc ? rk_rekv_generate(spec, &rv->obs, acc, pr->ids, pr->n, so, out, st)
+             : rk_spec_generate(spec, pr->ids, pr->n, so, out, st)) != RK_OK)
+        cli_die();
+}
+
+/* The analysis's files and a verdict line per K on stdout. ALL[k]: the sums
+ * over every prompt at the list's K number k. */
+static void rekv_finish(const options *o, rekv_run *rv, const totals *all)
+{
+    rekv_report_meta metas[CLI_INTS_MAX];
+    char draft_name[256], target_name[256]; /* cli_base_name has one buffer */
+    rk_base_name(o->draft, draft_name, sizeof draft_name);
+    rk_base_name(o->model, target_name, sizeof target_name);
+    for (int k = 0; k < o->ks.n; k++) {
+        metas[k] = (rekv_report_meta){
+            .draft_model = draft_name, .target_model = target_name,
+            .rounds = all[k].rounds, .drafted = all[k].proposed, .accepted = all[k].accepted,
+            .truth_steps = rv->truth_steps[k]};
+        rekv_report_write(o->rekv, rv->acc[k], &metas[k]);
+    }
+    rekv_report_combined(o->rekv, (const rk_rekv *const *)rv->acc, metas, o->ks.n);
+    rk_rekv_summary *s = malloc(sizeof *s);
+    if (!s) {
+        rk_fail(RK_ENOMEM, "out of memory for the ReKV summary");
+        cli_die();
+    }
+    for (int k = 0; k < o->ks.n; k++) {
+        char text[1024];
+        rk_rekv_summarize(rv->acc[k], s);
+        rk_rekv_verdict_text(s, text, sizeof text);
+        printf("ReKV K=%d: %s", o->ks.v[k], text);
+        if (s->events)
+            printf("; target rejected vs target: cosine K %.3f, V %.3f", s->all.self.mean.cos_k,
+                   s->all.self.mean.cos_v);
+        putchar('\n');
+        rk_rekv_free(rv->acc[k]);
+    }
+    free(s);
+    rk_rekv_free(rv->warm);
+    rk_rekv_observer_release(&rv->obs);
+}
+
 /* The first index where A and B differ (-1: none). */
 static int first_difference(const int32_t *a, int na, const int32_t *b, int nb)
 {
@@ -393,6 +535,8 @@ static void generate_runs(const options *o, int argc, char **argv)
     const rk_ops *ops = cli_target(o->target);
     cli_model_input(o->draft);
     cli_check_paths(o->model);
+    if (o->rekv && !o->print_plan)
+        rekv_report_check(o->rekv, o->ks.v, o->ks.n);
 
     rk_config tcfg, dcfg;
     cli_model_config(o->model, &tcfg);
@@ -407,14 +551,22 @@ static void generate_runs(const options *o, int argc, char **argv)
     rk_limits tl, dl;
     const int k_max = max_k(o);
     make_limits(o, longest, o->max_new, k_max, ops, &tl, &dl);
+    if (o->rekv && tl.kv_format != ops->kv_format)
+        cli_usage_error("--rekv reads KV rows in the %s target's own format, %s, not %s",
+                        ops->name, rk_kv_format_name(ops->kv_format),
+                        rk_kv_format_name(tl.kv_format));
 
     fprintf(stderr, "[speculate] %d prompt(s), up to %d tokens; target %s", n_prompts, longest,
             cli_base_name(o->model));
     fprintf(stderr, ", draft %s\n", cli_base_name(o->draft));
     rk_model *target = cli_model_load(o->model, ops, &tl);
     rk_model *draft = cli_model_load(o->draft, ops, &dl);
+    rekv_run rv = {0};
+    rk_spec_observer hooks;
+    if (o->rekv)
+        rekv_start(o, target, draft, &rv, &hooks);
     rk_spec spec;
-    if (rk_spec_init(&spec, target, draft, NULL) != RK_OK)
+    if (rk_spec_init(&spec, target, draft, o->rekv ? &hooks : NULL) != RK_OK)
         cli_die();
     int32_t *out = malloc((size_t)o->max_new * sizeof *out);
     int32_t *base_out = malloc((size_t)o->max_new * sizeof *base_out);
@@ -431,8 +583,8 @@ static void generate_runs(const options *o, int argc, char **argv)
     rk_spec_options so = {.k = o->ks.v[0], .adaptive = o->adaptive,
                           .max_new = o->max_new < 8 ? o->max_new : 8, .ignore_eos = o->ignore_eos};
     rk_spec_stats st, bst;
-    if (rk_spec_generate(&spec, prompts[0].ids, prompts[0].n, &so, out, &st) != RK_OK ||
-        rk_spec_greedy(&spec, prompts[0].ids, prompts[0].n, &so, out, &st) != RK_OK)
+    speculate(&spec, &rv, rv.warm, &prompts[0], &so, out, &st);
+    if (rk_spec_greedy(&spec, prompts[0].ids, prompts[0].n, &so, out, &st) != RK_OK)
         cli_die();
     so.max_new = o->max_new;
 
@@ -448,8 +600,9 @@ static void generate_runs(const options *o, int argc, char **argv)
         }
         for (int k = 0; k < o->ks.n; k++) {
             so.k = o->ks.v[k];
-            if (rk_spec_generate(&spec, pr->ids, pr->n, &so, out, &st) != RK_OK)
-                cli_die();
+            const long truth_steps = rv.obs.truth_steps;
+            speculate(&spec, &rv, rv.acc[k], pr, &so, out, &st);
+            rv.truth_steps[k] += rv.obs.truth_steps - truth_steps;
             const int diff = o->no_baseline ? -1
                                             : first_difference(out, st.generated, base_out,
                                                                bst.generated);
@@ -511,6 +664,8 @@ static void generate_runs(const options *o, int argc, char **argv)
     if (o->json)
         cli_write_json(o->json, record);
     cJSON_Delete(record);
+    if (o->rekv)
+        rekv_finish(o, &rv, TOT(sets.n, 0));
 
     int mismatched = 0;
     for (int k = 0; k < o->ks.n; k++)

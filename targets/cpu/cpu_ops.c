@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kv_quant.h"
 #include "kv_select.h"
 #include "plan.h"
 #include "pool.h"
@@ -259,34 +260,97 @@ static void rotate(float *dst, const float *src, const float *rope, int head_dim
     memcpy(dst + rot_dims, src + rot_dims, (size_t)(head_dim - rot_dims) * sizeof(float));
 }
 
+/* Bytes of one row of C. */
+static size_t row_bytes(const rk_kv_layer *c)
+{
+    return rk_kv_row_bytes(c->format, c->head_dim, c->group);
+}
+
+/* The rotated key and the value of one head at one position, stored as
+ * C's rows at K and V: an fp32 cache takes them as they are, any other
+ * format quantizes them on append. */
+static void append_row(const rk_kv_layer *c, char *k, char *v, const float *src,
+                       const float *rope, int rot_dims)
+{
+    const int hd = c->head_dim;
+    if (c->format == RK_KV_FP32) {
+        rotate((float *)k, src, rope, hd, rot_dims);
+        memcpy(v, src + hd, (size_t)hd * sizeof(float));
+        return;
+    }
+    float rotated[RK_KV_MAX_HEAD_DIM];
+    rotate(rotated, src, rope, hd, rot_dims);
+    rk_kv_quantize_row(c->format, hd, c->group, rotated, k);
+    rk_kv_quantize_row(c->format, hd, c->group, src + hd, v);
+}
+
 static void cpu_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const void *qkv,
                            const float *rope, const void *pos, const void *row, int n,
                            int rot_dims)
 {
     const int pos0 = *(const int32_t *)pos, row0 = *(const int32_t *)row;
     const int heads = cache->heads, head_dim = cache->head_dim, cap = cache->cap;
-    float *k_cache = cache->k, *v_cache = cache->v;
+    const size_t bytes = row_bytes(cache);
     for (int i = 0; i < n; i++) {
         const float *r = rope + (size_t)(pos0 + i) * rot_dims;
         for (int h = 0; h < heads; h++) {
             const float *src = (const float *)qkv + ((size_t)i * heads + h) * 3 * head_dim;
-            size_t dst = (size_t)h * cap + row0 + i;
+            const size_t dst = ((size_t)h * cap + row0 + i) * bytes;
             rotate((float *)q + ((size_t)h * n + i) * head_dim, src, r, head_dim, rot_dims);
-            rotate(k_cache + dst * head_dim, src + head_dim, r, head_dim, rot_dims);
-            memcpy(v_cache + dst * head_dim, src + 2 * head_dim,
-                   (size_t)head_dim * sizeof(float));
+            append_row(cache, (char *)cache->k + dst, (char *)cache->v + dst, src + head_dim, r,
+                       rot_dims);
         }
     }
 }
 
 typedef struct {
     float *out;
-    const float *q, *k, *v;
+    const float *q;
+    const char *k, *v; /* rows of the cache's format */
+    rk_kv_format format;
+    int group;
+    size_t row_bytes;
     float *scratch;
     int n, heads, head_dim, cap, row0;
     float *mass; /* attention_mass: [heads, stride] */
     int from, stride, add;
 } attention_job;
+
+/* A job of N queries Q over CACHE's rows 0..row0+n-1 (ROW holds row0). */
+static attention_job job_of(void *ctx, const void *q, const rk_kv_layer *cache, const void *row,
+                            int n)
+{
+    return (attention_job){.q = q, .k = cache->k, .v = cache->v, .format = cache->format,
+                           .group = cache->group, .row_bytes = row_bytes(cache),
+                           .scratch = ((cpu_ctx *)ctx)->scratch, .n = n, .heads = cache->heads,
+                           .head_dim = cache->head_dim, .cap = cache->cap,
+                           .row0 = *(const int32_t *)row};
+}
+
+/* Attention reads the rows of a cache in any format but fp32 a tile at a
+ * time, each row read back (dequantized) into a buffer of this many floats
+ * on the worker's stack: never a widened copy of the cache. */
+enum { KV_TILE_FLOATS = 4096 };
+
+/* Rows per tile: an fp32 cache's rows are read in place, all at once. */
+static int tile_rows(const attention_job *j, int len)
+{
+    return j->format == RK_KV_FP32 ? len : KV_TILE_FLOATS / j->head_dim;
+}
+
+/* Rows [r0, r0 + n) of head H of K or V (BASE) as floats: the rows
+ * themselves in an fp32 cache, otherwise read back into TILE. */
+static const float *kv_rows(const attention_job *j, const char *base, int h, int r0, int n,
+                            float *tile)
+{
+    const char *src = base + ((size_t)h * j->cap + r0) * j->row_bytes;
+    if (j->format == RK_KV_FP32)
+        return (const float *)src;
+    for (int r = 0; r < n; r++)
+        rk_kv_dequantize_row(j->format, j->head_dim, j->group, src + (size_t)r * j->row_bytes,
+                             tile + (size_t)r * j->head_dim);
+    return tile;
+}
 
 /* The causal softmax of queries FROM..n-1 of head H against rows
  * 0..row0+n-1, into S ([n - from, len]); masked entries are 0. */
@@ -295,9 +359,14 @@ static void softmax_scores(const attention_job *j, int h, float *s)
     const int n = j->n, hd = j->head_dim, len = j->row0 + n, rows = n - j->from;
     const float scale = 1.0f / sqrtf((float)hd);
     const float *qh = j->q + ((size_t)h * n + j->from) * hd;
-    const float *kh = j->k + (size_t)h * j->cap * hd;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, len, hd, scale, qh, hd, kh, hd,
-                0.0f, s, len);
+    const int t = tile_rows(j, len);
+    float tile[KV_TILE_FLOATS];
+    for (int c0 = 0; c0 < len; c0 += t) {
+        const int m = t < len - c0 ? t : len - c0;
+        const float *kh = kv_rows(j, j->k, h, c0, m, tile);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, m, hd, scale, qh, hd, kh, hd,
+                    0.0f, s + c0, len);
+    }
     for (int i = 0; i < rows; i++) {
         float *row = s + (size_t)i * len;
         const int visible = j->row0 + j->from + i + 1;
@@ -316,28 +385,31 @@ static void softmax_scores(const attention_job *j, int h, float *s)
     }
 }
 
-/* Heads [lo, hi): scores with one GEMM, causal softmax, values with another.
- * Each thread uses its own slice of the scratch, one score matrix per head. */
+/* Heads [lo, hi): scores with one GEMM, causal softmax, values with another
+ * (per tile of rows in formats but fp32). Each thread uses its own slice of
+ * the scratch, one score matrix per head. */
 static void attention_part(void *arg, int lo, int hi)
 {
     const attention_job *j = arg;
-    const int n = j->n, hd = j->head_dim, len = j->row0 + n;
+    const int n = j->n, hd = j->head_dim, len = j->row0 + n, t = tile_rows(j, len);
+    float tile[KV_TILE_FLOATS];
     for (int h = lo; h < hi; h++) {
         float *s = j->scratch + (size_t)h * n * len;
-        const float *vh = j->v + (size_t)h * j->cap * hd;
         softmax_scores(j, h, s);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, len, 1.0f, s, len, vh, hd,
-                    0.0f, j->out + (size_t)h * hd, j->heads * hd);
+        for (int c0 = 0; c0 < len; c0 += t) {
+            const int m = t < len - c0 ? t : len - c0;
+            const float *vh = kv_rows(j, j->v, h, c0, m, tile);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, m, 1.0f, s + c0, len,
+                        vh, hd, c0 ? 1.0f : 0.0f, j->out + (size_t)h * hd, j->heads * hd);
+        }
     }
 }
 
 static void cpu_attention(void *ctx, void *out, const void *q, const rk_kv_layer *cache,
                           const void *row, int n)
 {
-    attention_job j = {.out = out, .q = q, .k = cache->k, .v = cache->v,
-                       .scratch = ((cpu_ctx *)ctx)->scratch, .n = n, .heads = cache->heads,
-                       .head_dim = cache->head_dim, .cap = cache->cap,
-                       .row0 = *(const int32_t *)row};
+    attention_job j = job_of(ctx, q, cache, row, n);
+    j.out = out;
     if ((long)n * (j.row0 + n) * j.head_dim * j.heads < PARALLEL_MIN_WORK)
         attention_part(&j, 0, j.heads);
     else
@@ -367,10 +439,11 @@ static void cpu_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
                                const rk_kv_layer *cache, const void *row, int n, int from,
                                int add)
 {
-    attention_job j = {.q = q, .k = cache->k, .scratch = ((cpu_ctx *)ctx)->scratch, .n = n,
-                       .heads = cache->heads, .head_dim = cache->head_dim, .cap = cache->cap,
-                       .row0 = *(const int32_t *)row, .mass = scores.s, .from = from,
-                       .stride = scores.stride, .add = add};
+    attention_job j = job_of(ctx, q, cache, row, n);
+    j.mass = scores.s;
+    j.stride = scores.stride;
+    j.from = from;
+    j.add = add;
     if ((long)(n - from) * (j.row0 + n) * j.head_dim * j.heads < PARALLEL_MIN_WORK)
         mass_part(&j, 0, j.heads);
     else
@@ -389,17 +462,18 @@ static void cpu_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int 
                          idx + (size_t)h * keep, pooled, heap);
 }
 
+/* Rows are self-contained in every format (codes and their group
+ * scales), and SRC holds the cache's format, so rows move as bytes. */
 static void cpu_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *src,
                           rk_kv_scores src_scores, const int32_t *idx, int keep)
 {
-    const int hd = dst->head_dim;
-    const size_t row = (size_t)hd * sizeof(float);
+    const size_t row = row_bytes(dst);
     for (int h = 0; h < dst->heads; h++)
         for (int j = 0; j < keep; j++) {
             const int32_t r = idx[(size_t)h * keep + j];
             const size_t d = (size_t)h * dst->cap + j, s = (size_t)h * src->cap + r;
-            memcpy((float *)dst->k + d * hd, (const float *)src->k + s * hd, row);
-            memcpy((float *)dst->v + d * hd, (const float *)src->v + s * hd, row);
+            memcpy((char *)dst->k + d * row, (const char *)src->k + s * row, row);
+            memcpy((char *)dst->v + d * row, (const char *)src->v + s * row, row);
             dst->pos[d] = r;
             if (dst->score)
                 dst->score[d] = src_scores.s[(size_t)h * src_scores.stride + r];
@@ -410,9 +484,9 @@ static void cpu_kv_evict(void *ctx, const rk_kv_layer *cache, const void *pos, c
                          int budget, int sinks, int recent)
 {
     const int pos0 = *(const int32_t *)pos, row0 = *(const int32_t *)row;
-    const int head_dim = cache->head_dim, cap = cache->cap;
-    float *k_cache = cache->k, *v_cache = cache->v;
-    const size_t bytes = (size_t)head_dim * sizeof(float);
+    const int cap = cache->cap;
+    char *k_cache = cache->k, *v_cache = cache->v;
+    const size_t bytes = row_bytes(cache);
     for (int h = 0; h < cache->heads; h++) {
         int32_t *p = cache->pos + (size_t)h * cap;
         float *sc = cache->score ? cache->score + (size_t)h * cap : NULL;
@@ -429,8 +503,8 @@ static void cpu_kv_evict(void *ctx, const rk_kv_layer *cache, const void *pos, c
         if (victim < 0)
             continue; /* nothing old enough: the new row is overwritten next step */
         const size_t from = (size_t)h * cap + row0, to = (size_t)h * cap + victim;
-        memcpy(k_cache + to * head_dim, k_cache + from * head_dim, bytes);
-        memcpy(v_cache + to * head_dim, v_cache + from * head_dim, bytes);
+        memcpy(k_cache + to * bytes, k_cache + from * bytes, bytes);
+        memcpy(v_cache + to * bytes, v_cache + from * bytes, bytes);
         p[victim] = p[row0];
         if (sc)
             sc[victim] = sc[row0];
@@ -441,6 +515,8 @@ static const rk_ops cpu_ops = {
     .name = "cpu",
     .act_bytes = sizeof(float),
     .kv_format = RK_KV_FP32,
+    .kv_formats = RK_KV_FORMAT_BIT(RK_KV_FP32) | RK_KV_FORMAT_BIT(RK_KV_FP16) |
+                  RK_KV_FORMAT_BIT(RK_KV_INT8) | RK_KV_FORMAT_BIT(RK_KV_INT4),
     .init = cpu_init,
     .shutdown = cpu_shutdown,
     .device_name = cpu_device_name,

@@ -460,6 +460,9 @@ static const rk_ops cuda_ops = {
     .name = "cuda",
     .act_bytes = 2,
     .kv_format = RK_KV_FP16,
+    /* The quantized formats' kernels are not written yet: the plan refuses
+     * them here rather than run an fp16 kernel over codes. */
+    .kv_formats = RK_KV_FORMAT_BIT(RK_KV_FP16),
     .supports = cuda_supports,
     .init = cuda_init,
     .shutdown = cuda_shutdown,

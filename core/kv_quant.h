@@ -1,0 +1,36 @@
+/* How one head's row of HEAD_DIM K or V values is stored in each
+ * rk_kv_format and read back: the plain reference of the quantized KV
+ * cache, target-agnostic. The CPU target quantizes every row it appends and
+ * reads every row it attends to through it; a device kernel is checked
+ * against it code for code.
+ *
+ * int8 and int4 rows are quantized per token, in groups of GROUP channels,
+ * asymmetrically (KIVI's min/max): a group keeps its minimum m and its scale
+ * s = max(max - m, 0) / (2^bits - 1), m rounded to fp16 first and s after,
+ * and each element the code q = clamp(round((x - m) / s), 0, 2^bits - 1),
+ * rounded half to even (0 where s = 0); it reads back as q * s + m.
+ * Asymmetric rather than absmax-symmetric because on pythia-mini's real K/V
+ * it leaves less error at the same bytes per row: int4 with groups of 16
+ * (scale + min) has relative Frobenius error 0.067 (K) / 0.065 (V) where a
+ * symmetric int4 of the same bytes (groups of 8, a scale each) has 0.075 /
+ * 0.071 and a symmetric one in groups of 16 0.091 / 0.084; int8 0.0039 /
+ * 0.0038 against 0.0050 / 0.0047 (README, "Quantized KV cache").
+ *
+ * A row: the codes (int8 one byte each; int4 two per byte, element 2i in
+ * the low nibble), then each group's scale and minimum as fp16, in that
+ * order: rk_kv_row_bytes(f, head_dim, group) bytes, self-contained, so rows
+ * move as bytes. fp16 rows are IEEE half rounded to nearest even, as the
+ * CUDA target's cache holds them; fp32 rows are the floats. */
+#ifndef RK_KV_QUANT_H
+#define RK_KV_QUANT_H
+
+#include "kv_cache.h"
+
+/* X (HEAD_DIM floats) as a row of format F, GROUP channels per scale, into
+ * ROW (rk_kv_row_bytes bytes). */
+void rk_kv_quantize_row(rk_kv_format f, int head_dim, int group, const float *x, void *row);
+
+/* ROW of format F read back into X (HEAD_DIM floats). */
+void rk_kv_dequantize_row(rk_kv_format f, int head_dim, int group, const void *row, float *x);
+
+#endif
