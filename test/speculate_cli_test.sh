@@ -48,7 +48,18 @@ expect 2 'spec-k expects an integer in \[1, 15\]' -- "$spec" --draft-model "$nan
 expect 2 'evicts rows' -- "$spec" --draft-model "$nano" --kv h2o --kv-budget 24
 expect 2 'evicts rows' -- "$spec" --draft-model "$nano" --kv streamingllm --kv-budget 24
 expect 2 'draft-model DIR is required' -- "$spec"
-expect 2 'exclude each other' -- "$spec" --draft-model "$nano" --prompt hi --prompts gsm8k
+expect 2 'excludes --prompts and --dataset' -- "$spec" --draft-model "$nano" --prompt hi --prompts gsm8k
+expect 2 'excludes --prompts and --dataset' -- "$spec" --draft-model "$nano" --prompt hi --dataset t=/dev/null
+
+# Continuations: prompts cut from a text, shown under the dataset's name
+# beside a jsonl set, every output the target's own.
+for i in $(seq 60); do printf 'The ship sailed out of the harbour at dawn, and the crew sang. '; done > "$tmp/story.txt"
+expect 0 'story ' -- "$spec" --draft-model "$nano" --dataset story="$tmp/story.txt" \
+    --dataset-prompt 24 --max-prompts 3 --max-new-tokens 8 --spec-k 2 --json "$tmp/cont.json"
+if [ "$("$bin/json_get" "$tmp/cont.json" prompt_sets.0)" = story ] && grep -q ' 3/3$' "$tmp/out"
+then ok; else bad "--dataset: the story set and its three identical outputs"; cat "$tmp/out"; fi
+expect 2 'no --prompt, --prompts or --dataset' -- "$spec" --draft-model "$nano" --time-only \
+    --dataset story="$tmp/story.txt"
 expect 2 'unknown prompt set' -- "$spec" --draft-model "$nano" --prompts wikitext
 expect 2 'not a list' -- "$spec" --draft-model "$nano" --spec-k 2,4 --spec-adaptive
 expect 2 'unknown target' -- "$spec" --draft-model "$nano" --target tpu

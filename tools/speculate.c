@@ -37,7 +37,7 @@ static const char usage[] =
     "stdout, JSON and plots in DIR.\n"
     "\n";
 
-enum { MAX_SETS = 3, TIME_ONLY_ACCEPTANCES = 3 };
+enum { MAX_SETS = 3 + HARNESS_MAX_DATASETS, TIME_ONLY_ACCEPTANCES = 3 };
 
 /* The ReKV analysis's run sizes: prompts of each set, new tokens, windows.
  * Explicit --max-prompts, --max-new-tokens and --spec-k win; quick's are
@@ -70,6 +70,8 @@ typedef struct {
     const char *model, *draft, *target, *prompt, *sets, *prompts_dir, *json, *rekv, *preset;
     int max_prompts, max_new, chunk, adaptive, no_baseline, ignore_eos, print_plan, quiet;
     int time_only, context, repeats;
+    int text_prompt; /* tokens of each --dataset window that make its prompt */
+    harness_datasets texts;
     cli_ints ks;
     cli_kv kv;
 } options;
@@ -99,7 +101,7 @@ static void rekv_options(options *o)
             cli_usage_error("--rekv analyses generated text: not with --time-only");
         if (o->adaptive)
             cli_usage_error("--rekv analyses fixed draft windows: not with --spec-adaptive");
-        if (!o->prompt && !o->sets)
+        if (!o->prompt && !o->sets && !o->texts.n)
             o->sets = "mt-bench,gsm8k,humaneval";
     }
     if (!o->max_prompts)
@@ -121,7 +123,8 @@ static options parse(int argc, char **argv)
     /* Sizes left 0 are the preset's or the defaults, after parsing. */
     options o = {.model = RK_DEFAULT_MODEL, .target = "cpu",
                  .prompts_dir = RK_SOURCE_DIR "/../shared/data/prompts", .chunk = 256,
-                 .context = 1920, .repeats = 20, .kv = {.opt.method = "full"}};
+                 .context = 1920, .repeats = 20, .text_prompt = 128,
+                 .kv = {.opt.method = "full"}};
     const cli_opt opts[] = {
         CLI_STRING_OPT("--model", &o.model, "DIR",
                        "the target model (default: the bundled " RK_DEFAULT_MODEL ")"),
@@ -135,6 +138,12 @@ static options parse(int argc, char **argv)
         CLI_STRING_OPT("--prompts-dir", &o.prompts_dir, "DIR",
                        "where the sets' .jsonl files are (default: ../shared/\n"
                        "data/prompts beside the source tree)"),
+        CLI_CALL_OPT("--dataset", &o.texts, harness_dataset_take, "NAME=PATH",
+                     "continuations: prompts of --dataset-prompt tokens from a\n"
+                     "text file or a directory of .txt, windows taken evenly\n"
+                     "from its documents (repeatable, with or without --prompts)"),
+        CLI_NUM("--dataset-prompt", &o.text_prompt, 1, 1 << 20, "N",
+                "tokens of each --dataset prompt (default 128)"),
         CLI_NUM("--max-prompts", &o.max_prompts, 1, 1 << 20, "N",
                 "the first N prompts of each set (default 10, or --rekv-preset's)"),
         CLI_NUM("--max-new-tokens", &o.max_new, 1, 1 << 20, "N",
@@ -180,14 +189,15 @@ static options parse(int argc, char **argv)
     cli_parse(argc, argv, usage, opts);
     if (!o.draft)
         cli_usage_error("--draft-model DIR is required");
-    if (o.prompt && o.sets)
-        cli_usage_error("--prompt and --prompts exclude each other");
-    if (o.time_only && (o.prompt || o.sets))
-        cli_usage_error("--time-only runs on random token ids: no --prompt or --prompts");
+    if (o.prompt && (o.sets || o.texts.n))
+        cli_usage_error("--prompt excludes --prompts and --dataset");
+    if (o.time_only && (o.prompt || o.sets || o.texts.n))
+        cli_usage_error("--time-only runs on random token ids: no --prompt, --prompts or "
+                        "--dataset");
     if (o.adaptive && o.ks.n > 1)
         cli_usage_error("--spec-adaptive starts from one --spec-k, not a list");
     rekv_options(&o);
-    if (!o.prompt && !o.sets)
+    if (!o.prompt && !o.sets && !o.texts.n)
         o.prompt = "The ship sailed";
     return o;
 }
@@ -201,7 +211,7 @@ typedef struct {
 
 typedef struct {
     const char *name[MAX_SETS];
-    int index[MAX_SETS]; /* into prompt_sets */
+    int index[MAX_SETS]; /* into prompt_sets; -1 for a --dataset */
     int n;
     cli_str path[MAX_SETS];
 } set_list;
@@ -209,13 +219,13 @@ typedef struct {
 static set_list parse_sets(const options *o)
 {
     set_list s = {0};
-    if (!o->sets) {
+    if (o->prompt) {
         s.name[0] = "prompt";
         s.n = 1;
         return s;
     }
-    char *words[MAX_SETS];
-    const int n = cli_split_list("--prompts", o->sets, words, MAX_SETS);
+    char *words[MAX_SETS] = {NULL};
+    const int n = o->sets ? cli_split_list("--prompts", o->sets, words, N_PROMPT_SETS) : 0;
     for (int i = 0; i < n; i++) {
         int k = 0;
         while (k < N_PROMPT_SETS && strcmp(prompt_sets[k].name, words[i]) != 0)
@@ -233,6 +243,11 @@ static set_list parse_sets(const options *o)
         s.n++;
     }
     free(words[0]);
+    /* Continuations come after the jsonl sets, under their own names. */
+    for (int d = 0; d < o->texts.n; d++) {
+        s.name[s.n] = o->texts.set[d].name;
+        s.index[s.n++] = -1;
+    }
     return s;
 }
 
@@ -250,15 +265,10 @@ static void prompt_text(int set, const char *path, int line, const cJSON *j, cli
     cli_str_add(t, prompt_sets[set].format, f->valuestring);
 }
 
-static void add_prompt(prompt **all, int *n, int *cap, int set, const rk_tokenizer *tok,
-                       const char *text, const char *where)
+/* Appends the prompt IDS (LEN of them, owned by the list from now on). */
+static void add_prompt_ids(prompt **all, int *n, int *cap, int set, int32_t *ids, size_t len,
+                           const char *where)
 {
-    int32_t *ids;
-    size_t len;
-    if (rk_tok_encode(tok, text, strlen(text), &ids, &len) != RK_OK) {
-        rk_fail(RK_EINVAL, "%s: %s", where, rk_last_error());
-        cli_die();
-    }
     if (len == 0 || len > (1 << 20)) {
         rk_fail(RK_EINVAL, "%s: a prompt of %zu tokens", where, len);
         cli_die();
@@ -275,9 +285,44 @@ static void add_prompt(prompt **all, int *n, int *cap, int set, const rk_tokeniz
     (*all)[(*n)++] = (prompt){.set = set, .ids = ids, .n = (int)len};
 }
 
-/* Every prompt of the run, tokenized by TOK. */
+static void add_prompt(prompt **all, int *n, int *cap, int set, const rk_tokenizer *tok,
+                       const char *text, const char *where)
+{
+    int32_t *ids;
+    size_t len;
+    if (rk_tok_encode(tok, text, strlen(text), &ids, &len) != RK_OK) {
+        rk_fail(RK_EINVAL, "%s: %s", where, rk_last_error());
+        cli_die();
+    }
+    add_prompt_ids(all, n, cap, set, ids, len, where);
+}
+
+/* The continuation prompts of the --dataset sets TEXTS (loaded here; the
+ * caller frees them, and with them the names the sets are shown under):
+ * the first text_prompt tokens of each of up to max_prompts windows, as
+ * the sets after the jsonl ones (FIRST on). */
+static void add_continuations(const options *o, harness_datasets *texts, int first, int vocab,
+                              prompt **all, int *n, int *cap)
+{
+    harness_load_datasets(texts, o->model, vocab, o->text_prompt, o->max_prompts);
+    for (int d = 0; d < texts->n; d++)
+        for (int w = 0; w < texts->set[d].n_windows; w++) {
+            int32_t *ids = malloc((size_t)o->text_prompt * sizeof *ids);
+            if (!ids) {
+                rk_fail(RK_ENOMEM, "out of memory for the %s prompts", texts->set[d].name);
+                cli_die();
+            }
+            memcpy(ids, texts->set[d].windows + (size_t)w * (size_t)o->text_prompt,
+                   (size_t)o->text_prompt * sizeof *ids);
+            add_prompt_ids(all, n, cap, first + d, ids, (size_t)o->text_prompt,
+                           texts->set[d].name);
+        }
+}
+
+/* Every prompt of the run, tokenized by TOK (the target's, of VOCAB); the
+ * --dataset sets are loaded into TEXTS. */
 static prompt *load_prompts(const options *o, const set_list *sets, const rk_tokenizer *tok,
-                            int *n)
+                            int vocab, harness_datasets *texts, int *n)
 {
     prompt *all = NULL;
     int cap = 0;
@@ -287,7 +332,8 @@ static prompt *load_prompts(const options *o, const set_list *sets, const rk_tok
         return all;
     }
     cli_str text = {0}, where = {0};
-    for (int s = 0; s < sets->n; s++) {
+    const int jsonl_sets = sets->n - o->texts.n;
+    for (int s = 0; s < jsonl_sets; s++) {
         const char *path = sets->path[s].s;
         char *data;
         size_t len;
@@ -320,6 +366,7 @@ static prompt *load_prompts(const options *o, const set_list *sets, const rk_tok
     }
     cli_str_free(&text);
     cli_str_free(&where);
+    add_continuations(o, texts, jsonl_sets, vocab, &all, n, &cap);
     return all;
 }
 
@@ -545,7 +592,8 @@ static void generate_runs(const options *o, int argc, char **argv)
         cli_die();
     rk_tokenizer *tok = cli_tokenizer(o->model, NULL, tcfg.vocab);
     int n_prompts, longest = 0;
-    prompt *prompts = load_prompts(o, &sets, tok, &n_prompts);
+    harness_datasets texts = o->texts;
+    prompt *prompts = load_prompts(o, &sets, tok, tcfg.vocab, &texts, &n_prompts);
     for (int i = 0; i < n_prompts; i++)
         longest = prompts[i].n > longest ? prompts[i].n : longest;
     rk_limits tl, dl;
@@ -679,6 +727,7 @@ static void generate_runs(const options *o, int argc, char **argv)
     free(base_out);
     for (int s = 0; s < sets.n; s++)
         cli_str_free(&sets.path[s]);
+    harness_free_datasets(&texts);
     rk_spec_release(&spec);
     rk_model_free(target);
     rk_model_free(draft);
