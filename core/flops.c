@@ -46,3 +46,23 @@ rk_flops rk_flops_count(const rk_config *cfg, const rk_limits *lim, int prompt, 
 }
 
 double rk_flops_total(const rk_flops *f) { return f->prefill + f->compress + f->decode; }
+
+double rk_kv_step_bytes(const rk_config *cfg, const rk_limits *lim, int prompt, int new_tokens)
+{
+    if (new_tokens < 2)
+        return 0;
+    const rk_kv_policy *p = &lim->kv;
+    const rk_kv_hooks *hooks = rk_kv_hooks_of(p);
+    const int group = lim->kv_group ? lim->kv_group : RK_KV_GROUP_DEFAULT;
+    const double row = 2.0 * cfg->n_heads * rk_kv_row_bytes(lim->kv_format, cfg->head_dim, group);
+    double rows_read = 0;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const int budget = p->budget[l];
+        int rows = hooks->rows_after(0, prompt, budget, rk_kv_compresses(p));
+        for (int i = 1; i < new_tokens; i++) {
+            rows_read += rows + 1;
+            rows = hooks->rows_after(rows, 1, budget, 0);
+        }
+    }
+    return rows_read * row / (new_tokens - 1);
+}

@@ -820,6 +820,12 @@ size_t rk_model_memory_bytes(const rk_model *m)
 
 size_t rk_model_kv_bytes(const rk_model *m) { return m->kv_bytes; }
 
+size_t rk_model_step_weight_bytes(const rk_model *m)
+{
+    const rk_region *embed = rk_plan_find(&m->wplan, "embed_in");
+    return m->wplan.total - (embed ? embed->size : 0) + (size_t)m->cfg.hidden * m->ops->act_bytes;
+}
+
 size_t rk_model_kv_bytes_used(const rk_model *m, int prompt)
 {
     rk_kv_cache used = m->cache;

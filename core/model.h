@@ -191,6 +191,10 @@ size_t rk_model_memory_bytes(const rk_model *m);
 /* Bytes of its KV cache (K and V of all layers), inside the arena. */
 size_t rk_model_kv_bytes(const rk_model *m);
 
+/* Bytes of weights a decode step reads: all of them but the input
+ * embedding, of which it reads one row. */
+size_t rk_model_step_weight_bytes(const rk_model *m);
+
 /* Bytes of that cache holding rows once a prompt of PROMPT tokens and all
  * the planned new tokens have run (dynamic budgets reserve more than they
  * fill). */

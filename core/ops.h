@@ -149,6 +149,11 @@ typedef struct rk_ops {
     rk_status (*replay)(void *ctx, int slot);
     /* Optional: bytes of device memory in use, for memory reports. */
     size_t (*device_used_bytes)(void *ctx);
+    /* Optional: what a device-to-device copy moves, in bytes per second,
+     * each byte counted once read and once written: the bench's yardstick
+     * for a decode step's bytes. It allocates its own buffers and frees
+     * them, so it runs before any model is loaded. */
+    rk_status (*copy_bandwidth)(double *bytes_per_s);
 } rk_ops;
 
 #endif

@@ -192,6 +192,14 @@ static void test_flops(void)
     rk_flops f = rk_flops_count(&nano, &lim, 100, 5);
     CHECKF(f.prefill == prefill && f.compress == 0 && f.decode == 4 * step + 4 * 4 * 160 * 410.0,
            "full: %.0f %.0f %.0f", f.prefill, f.compress, f.decode);
+    /* The KV a step reads: 102.5 rows on average, 4 layers, K and V of 2
+     * heads of 80 fp32; int8 rows in groups of 16 are 80 codes + 5 × 4
+     * bytes of scale and minimum. */
+    CHECK(rk_kv_step_bytes(&nano, &lim, 100, 5) == 102.5 * 4 * 2 * 2 * 320);
+    lim.kv_format = RK_KV_INT8;
+    CHECK(rk_kv_step_bytes(&nano, &lim, 100, 5) == 102.5 * 4 * 2 * 2 * 100);
+    lim.kv_format = RK_KV_FP32;
+    CHECK(rk_kv_step_bytes(&nano, &lim, 100, 1) == 0);
 
     /* SnapKV at 40: the 32-query window sees K(32, 100) = 2704 rows,
      * (2·160 + 2·2)·2704 to score; pooling 2·100·6, selection of 40 of 100
@@ -202,6 +210,8 @@ static void test_flops(void)
     CHECKF(f.prefill == prefill && f.compress == 4 * (324.0 * 2704 + 1200 + 1200) &&
                f.decode == 4 * step + 4 * 4 * 160 * 170.0,
            "snapkv: %.0f %.0f %.0f", f.prefill, f.compress, f.decode);
+    /* SnapKV's steps attend 41..44 rows of the 40 kept. */
+    CHECK(rk_kv_step_bytes(&nano, &lim, 100, 5) == 42.5 * 4 * 2 * 2 * 320);
     CHECK(rk_flops_total(&f) == f.prefill + f.compress + f.decode);
 
     /* rankkv-dynamic adds, per layer, the 64-token attention matrices

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "flops.h"
 #include "harness.h"
 #include "model.h"
 #include "targets.h"
@@ -16,6 +17,10 @@ static const char usage[] =
     "Times prefill (time to first token) and decode (time per output token) on a\n"
     "synthetic prompt of fixed token ids, after one warm-up run; reports medians.\n"
     "A run's context is its prompt length: decode is timed from there on.\n"
+    "On targets that can measure it, the device's copy bandwidth is measured first\n"
+    "and each run's decode is shown as the bytes a step reads (the weights but the\n"
+    "input embedding, and the K/V rows it attends) over its TPOT, and as the\n"
+    "fraction of that bandwidth it reaches.\n"
     "\n";
 
 enum { MAX_MODELS = 8, MAX_PROMPTS = 16, MAX_METHODS = 8, MAX_DTYPES = 4 };
@@ -94,10 +99,17 @@ int main(int argc, char **argv)
         cli_check_plan(&cfg, ops, &limits[run_i]);
     }
 
+    /* The yardstick, before any model holds device memory. */
+    double copy_bps = 0;
+    if (ops->copy_bandwidth) {
+        if (ops->copy_bandwidth(&copy_bps) != RK_OK)
+            cli_die();
+        printf("device copy bandwidth: %.0f GB/s (read + written)\n", copy_bps / 1e9);
+    }
     cJSON *runs = cJSON_CreateArray();
-    printf("%-20s %-5s %-13s %7s %10s %10s %11s %11s %10s %10s %10s\n", "model", "dtype", "kv",
-           "context", "ttft_ms", "tpot_ms", "prefill_t/s", "decode_t/s", "kv_MB", "arena_MB",
-           "device_MB");
+    printf("%-20s %-5s %-13s %7s %10s %10s %11s %11s %10s %10s %10s %8s %7s\n", "model", "dtype",
+           "kv", "context", "ttft_ms", "tpot_ms", "prefill_t/s", "decode_t/s", "kv_MB",
+           "arena_MB", "device_MB", "step_GB", "of_copy");
     for (int run_i = 0; run_i < n_runs; run_i++) {
         const char *model = models.dir[run_i / (n_dtypes * n_methods)];
         const char *method = methods[run_i % n_methods];
@@ -127,9 +139,17 @@ int main(int argc, char **argv)
             const int reported = rk_model_device_used(m, &in_use, &since_load);
             if (reported)
                 cli_fmt(device_col, sizeof device_col, "%.1f", harness_mb(since_load));
-            printf("%-20s %-5s %-13s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10.1f %10s\n",
+            /* What a decode step must read, and how close to the copy
+             * bandwidth the measured TPOT reads it. */
+            const double step_bytes = (double)rk_model_step_weight_bytes(m) +
+                                      rk_kv_step_bytes(&m->cfg, &m->lim, n, new_tokens);
+            const double step_bps = t.tpot_ms > 0 ? step_bytes / (t.tpot_ms * 1e-3) : 0;
+            char fraction_col[16] = "-";
+            if (copy_bps > 0)
+                cli_fmt(fraction_col, sizeof fraction_col, "%.3f", step_bps / copy_bps);
+            printf("%-20s %-5s %-13s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10.1f %10s %8.3f %7s\n",
                    cli_base_name(model), dtype, method, n, t.ttft_ms, t.tpot_ms, t.prefill_tok_s,
-                   t.decode_tok_s, kv_mb, arena_mb, device_col);
+                   t.decode_tok_s, kv_mb, arena_mb, device_col, step_bytes / 1e9, fraction_col);
 
             cJSON *run = cJSON_CreateObject();
             cJSON_AddStringToObject(run, "model", cli_base_name(model));
@@ -147,6 +167,10 @@ int main(int argc, char **argv)
                 cJSON_AddNumberToObject(run, "kv_budget", lim.kv.average);
             cJSON_AddNumberToObject(run, "kv_cache_mb", kv_mb);
             harness_timing_json(run, &t);
+            cJSON_AddNumberToObject(run, "decode_step_bytes", step_bytes);
+            cJSON_AddNumberToObject(run, "decode_bytes_per_s", step_bps);
+            if (copy_bps > 0)
+                cJSON_AddNumberToObject(run, "decode_copy_fraction", step_bps / copy_bps);
             cJSON_AddNumberToObject(run, "weights_mb", harness_mb(m->wplan.total));
             cJSON_AddNumberToObject(run, "arena_mb", arena_mb);
             if (reported) {
@@ -169,6 +193,8 @@ int main(int argc, char **argv)
     }
 
     cJSON *record = cli_record_new(argc, argv, NULL, ops->name);
+    if (copy_bps > 0)
+        cJSON_AddNumberToObject(record, "copy_bandwidth_bytes_per_s", copy_bps);
     cJSON_AddItemToObject(record, "runs", runs);
     if (out)
         cli_write_json(out, record);
