@@ -111,3 +111,35 @@ void rk_kv_dequantize_row(rk_kv_format f, int head_dim, int group, const void *r
         break;
     }
 }
+
+void rk_kv_error_add(rk_kv_error *e, int layer, int is_v, const float *x)
+{
+    const int hd = e->head_dim, group = e->group ? e->group : RK_KV_GROUP_DEFAULT;
+    unsigned char row[RK_KV_MAX_HEAD_DIM * sizeof(float)];
+    float back[RK_KV_MAX_HEAD_DIM];
+    for (int i = 0; i < hd; i++)
+        e->norm2[is_v][layer] += (double)x[i] * x[i];
+    for (int f = 0; f < RK_KV_N_FORMATS; f++) {
+        rk_kv_quantize_row((rk_kv_format)f, hd, group, x, row);
+        rk_kv_dequantize_row((rk_kv_format)f, hd, group, row, back);
+        double sum = 0;
+        for (int i = 0; i < hd; i++)
+            sum += ((double)back[i] - x[i]) * ((double)back[i] - x[i]);
+        e->err2[f][is_v][layer] += sum;
+    }
+}
+
+double rk_kv_error_layer(const rk_kv_error *e, rk_kv_format f, int is_v, int layer)
+{
+    return sqrt(e->err2[f][is_v][layer] / e->norm2[is_v][layer]);
+}
+
+double rk_kv_error_overall(const rk_kv_error *e, rk_kv_format f, int is_v)
+{
+    double err2 = 0, norm2 = 0;
+    for (int l = 0; l < e->layers; l++) {
+        err2 += e->err2[f][is_v][l];
+        norm2 += e->norm2[is_v][l];
+    }
+    return sqrt(err2 / norm2);
+}

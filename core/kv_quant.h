@@ -33,4 +33,28 @@ void rk_kv_quantize_row(rk_kv_format f, int head_dim, int group, const float *x,
 /* ROW of format F read back into X (HEAD_DIM floats). */
 void rk_kv_dequantize_row(rk_kv_format f, int head_dim, int group, const void *row, float *x);
 
+/* What storing rows in each format costs against the floats they came
+ * from: per layer, for K and V, the sums of squared errors of the rows read
+ * back and of squares of the rows, in every format (fp32's error is 0), in
+ * groups of GROUP channels. Zero-initialise, set LAYERS, HEAD_DIM and GROUP
+ * (0: RK_KV_GROUP_DEFAULT), then add rows. */
+typedef struct {
+    int layers, head_dim, group;
+    double err2[RK_KV_N_FORMATS][2][RK_MAX_LAYERS]; /* [format][0 K, 1 V][layer] */
+    double norm2[2][RK_MAX_LAYERS];
+} rk_kv_error;
+
+/* One row X (HEAD_DIM floats) of layer LAYER's K (IS_V 0) or V (1),
+ * quantized and read back in every format. */
+void rk_kv_error_add(rk_kv_error *e, int layer, int is_v, const float *x);
+
+/* The relative Frobenius error ||X - X'|| / ||X|| of format F on layer
+ * LAYER's K or V rows added so far. */
+double rk_kv_error_layer(const rk_kv_error *e, rk_kv_format f, int is_v, int layer);
+
+/* The same over all layers' rows together: the error of the whole cache,
+ * sqrt(sum of err2 / sum of norm2), so a layer weighs by its squared norm
+ * and the overall lies between the smallest and largest layer's. */
+double rk_kv_error_overall(const rk_kv_error *e, rk_kv_format f, int is_v);
+
 #endif

@@ -14,6 +14,9 @@ has() {
     if grep -qF -- "$2" "$1"; then ok; else bad "$3: no '$2'"; head -c 3000 "$1"; fi
 }
 
+# lines WHAT: the last command's stderr is its one line and the pointer to --help.
+lines() { if [ "$(wc -l <"$tmp/err")" -eq 2 ]; then ok; else bad "more than one line: $*"; cat "$tmp/err"; fi; }
+
 # pythia-nano: 4 layers x 512 positions x 2 heads, rows of 80 dims. A row:
 # fp32 320 B, fp16 160, int8 80 + 5 groups x 4 = 100, int4 40 + 20 = 60;
 # int4 in one group of 80: 40 + 4 = 44. K and V: 2 x 2048 x 2 x row.
@@ -72,8 +75,66 @@ expect 0 '' -- "$bin/rankkv-compare" --model "$nano" --rows full,snapkv --budget
 has "$tmp/cmp.json" '"kv_dtype":	"int8"' "compare --kv-dtype int8"
 has "$tmp/cmp.md" '| snapkv | 40 | int8 |' "compare table"
 
+# rankkv-ppl: the full cache in a dtype, named in its JSON; --kv-error's
+# table (a row per layer, then the overall) and record.
+expect 0 '' -- "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" --window 64 \
+    --max-windows 2 --kv-dtype int4 --kv-group 80 --json
+has "$tmp/out" '"kv_dtype":"int4","kv_group":80' "ppl --kv-dtype int4"
+expect 0 '' -- "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" --window 64 \
+    --max-windows 2 --kv-error int8,int4 --out "$tmp/kve.json"
+if grep -q '^3  *[0-9.e-]* *[0-9.e-]* *[0-9.e-]* *[0-9.e-]*$' "$tmp/out" &&
+    grep -q '^overall ' "$tmp/out"; then ok; else bad "ppl --kv-error table"; cat "$tmp/out"; fi
+has "$tmp/kve.json" '"int4":	{' "ppl --kv-error record"
+has "$tmp/kve.json" '"rows_per_layer":	256' "ppl --kv-error rows (2 windows x 64 x 2 heads)"
+expect 2 '--kv-error measures against the fp32 cache, and this run'"'"'s is fp16' -- \
+    "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" --kv-dtype fp16 --kv-error int8
+lines ppl kv-error over fp16
+expect 2 "unknown KV dtype 'int2'" -- "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" \
+    --kv-error int8,int2
+
+# --kv-memory: the most bits whose whole cache fits (the bytes of the rows
+# above: 512 positions, 448 prompt + 64 new), else int8's largest SnapKV
+# budget (1600 B a position over the 4 layers x 2 heads x K and V), and the
+# choice in the record.
+for case in 1.5GiB:fp32:2621440 2621439:fp16:1310720 819200:int8:819200 0.8MB:int4:491520; do
+    IFS=: read -r memory dtype bytes <<<"$case"
+    expect 0 "$dtype KV cache, full: 512 positions per layer, $bytes bytes" -- "$gen" \
+        --model "$nano" --print-plan --max-context 512 --kv-memory "$memory"
+    has "$tmp/out" "KV cache: $bytes bytes" "--kv-memory $memory"
+done
+expect 0 'int8 KV cache, snapkv keeping an average of 243 positions per layer, 491200 bytes' -- \
+    "$gen" --model "$nano" --print-plan --max-context 512 --kv snapkv --kv-memory 491519
+has "$tmp/out" "KV cache: 491200 bytes" "--kv-memory 491519 --kv snapkv"
+# 128 positions (120 + 8): int8 holds no window of 32 in 60 kB, int4 keeps
+# 54 (62 rows a layer of 960 B).
+expect 0 'int4 KV cache, snapkv keeping an average of 54' -- "$gen" --model "$nano" \
+    --max-context 128 --max-new-tokens 8 --kv snapkv --kv-memory 60kB --json --quiet
+has "$tmp/out" '"kv_dtype":"int4","kv_budget":54' "generate --kv-memory record"
+has "$tmp/out" '"kv_memory":{"given_bytes":60000,"kv_dtype":"int4","kv_budget":54,"whole_prompt":false,"kv_bytes":59520}' \
+    "generate --kv-memory choice"
+# --kv-dtype fixes the dtype, the budget follows: 37 int8 rows, a window of 8.
+expect 0 'int8 KV cache, snapkv keeping an average of 29 positions per layer, 59200 bytes' -- "$gen" --model "$nano" \
+    --print-plan --max-context 128 --max-new-tokens 8 --kv snapkv --kv-memory 60kB --kv-dtype int8 \
+    --kv-window 8
+expect 2 '--kv-memory 92159: 92159 bytes are too few for snapkv: its smallest cache (average 32 positions per layer, int4) needs 92160' \
+    -- "$gen" --model "$nano" --max-context 512 --kv snapkv --kv-memory 92159
+lines kv-memory too small
+expect 2 'hold no full KV cache of 512 positions: it needs 491520 at int4' -- "$gen" \
+    --model "$nano" --max-context 512 --kv-memory 491519
+lines kv-memory too small, full
+expect 2 '--kv-memory chooses the budget: give it or --kv-budget(s), not both' -- "$gen" \
+    --model "$nano" --kv snapkv --kv-budget 40 --kv-memory 1MB
+lines kv-memory and kv-budget
+expect 2 "--kv-memory: '1.5G' is not a size in bytes" -- "$gen" --model "$nano" --kv-memory 1.5G
+lines kv-memory 1.5G
+expect 2 'not --kv/--kv-budget/--kv-memory' -- "$bin/rankkv-eval" --model "$nano" \
+    --dataset t="$tmp/text.txt" --kv-memory 1MB
+expect 0 '' -- "$bin/rankkv-bench" --model "$nano" --prompt-tokens 64 --new-tokens 4 --repeats 1 \
+    --kv snapkv --kv-memory 40kB --kv-dtype int4 --out "$tmp/bench-mem.json"
+# 64 + 4 positions: 41 int4 rows a layer.
+has "$tmp/bench-mem.json" '"kv_budget":	37' "bench --kv-memory"
+
 # Bad options: one line naming the option, exit 2, nothing run.
-lines() { if [ "$(wc -l <"$tmp/err")" -eq 2 ]; then ok; else bad "more than one line: $*"; cat "$tmp/err"; fi; }
 expect 2 "unknown KV dtype 'int3' (have: fp32, fp16, int8, int4)" -- "$gen" --model "$nano" --kv-dtype int3
 lines unknown dtype
 expect 2 'KV group of 7 channels does not divide head_dim 80' -- "$gen" --model "$nano" \

@@ -4,8 +4,10 @@
  * edges of a group: its maximum and minimum, ties, equal values, zeros,
  * scales too small for fp16. The bytes formula. Real K/V of pythia-nano (and
  * pythia-mini where ../shared has it): relative Frobenius error per layer
- * and overall in the order fp16 < int8 < int4, and the rows a quantized
- * cache appends equal to the reference's codes of the fp32 cache's rows.
+ * and overall in the order fp16 < int8 < int4, the same from rk_kv_error
+ * over the rows rk_model_kv_row reads back (rankkv-ppl --kv-error), and
+ * the rows a quantized cache appends equal to the reference's codes of the
+ * fp32 cache's rows.
  * Every policy with every format against the fp32 cache: fp16 generates the
  * same greedy tokens, int8 logits stay close, int4 logits finite and its
  * NLL near. Refusals: a group that does not divide head_dim, an unknown
@@ -272,6 +274,62 @@ static void check_appended_rows(const char *model, const rk_model *fp32, const i
     }
 }
 
+/* rk_kv_error (what rankkv-ppl --kv-error records), fed the rows of the
+ * fp32 cache of M as rk_model_kv_row reads them back after the P positions
+ * S has run, against this test's own sums over the cache's rows (ERRS per
+ * layer, TOTAL over the layers): the same errors, fp32's 0 exactly, the
+ * order fp16 < int8 < int4 in every layer, and the overall the error of
+ * the whole cache, between the smallest and largest layer's. */
+static void check_error_record(const rk_model *m, const rk_seq *s, int P,
+                               double errs[][2][N_QUANTIZED],
+                               double total[2][N_QUANTIZED][2])
+{
+    const int L = m->cfg.n_layers, H = m->cfg.n_heads, hd = m->cfg.head_dim;
+    static rk_kv_error e;
+    e = (rk_kv_error){.layers = L, .head_dim = hd};
+    float *k = malloc((size_t)H * hd * sizeof *k), *v = malloc((size_t)H * hd * sizeof *v);
+    for (int l = 0; l < L; l++)
+        for (int pos = 0; pos < P; pos++) {
+            CHECK(rk_model_kv_row(m, s, l, pos, k, v) == RK_OK);
+            for (int h = 0; h < H; h++) {
+                rk_kv_error_add(&e, l, 0, k + (size_t)h * hd);
+                rk_kv_error_add(&e, l, 1, v + (size_t)h * hd);
+            }
+        }
+    free(k);
+    free(v);
+    int differ = 0, order = 0, zero = 1;
+    for (int is_v = 0; is_v < 2; is_v++) {
+        for (int l = 0; l < L; l++) {
+            double got[N_QUANTIZED];
+            for (int q = 0; q < N_QUANTIZED; q++) {
+                got[q] = rk_kv_error_layer(&e, quantized[q], is_v, l);
+                differ += !(fabs(got[q] - errs[l][is_v][q]) <= 1e-9 * errs[l][is_v][q]);
+            }
+            order += !(got[0] < got[1] && got[1] < got[2]);
+            zero &= rk_kv_error_layer(&e, RK_KV_FP32, is_v, l) == 0.0;
+        }
+        for (int q = 0; q < N_QUANTIZED; q++) {
+            const double all = rk_kv_error_overall(&e, quantized[q], is_v);
+            const double want = sqrt(total[is_v][q][0] / total[is_v][q][1]);
+            double lo = INFINITY, hi = 0;
+            for (int l = 0; l < L; l++) {
+                const double x = rk_kv_error_layer(&e, quantized[q], is_v, l);
+                lo = x < lo ? x : lo;
+                hi = x > hi ? x : hi;
+            }
+            CHECKF(fabs(all - want) <= 1e-9 * want && lo <= all && all <= hi,
+                   "%s overall %s: %.9g, the cache's %.9g, layers %.9g..%.9g",
+                   rk_kv_format_name(quantized[q]), is_v ? "V" : "K", all, want, lo, hi);
+        }
+    }
+    CHECKF(differ == 0, "%d layer errors of rk_kv_error differ from the cache's", differ);
+    CHECKF(order == 0, "%d layers' K or V out of the order fp16 < int8 < int4 in rk_kv_error",
+           order);
+    CHECK(zero);
+    CHECK(rk_kv_error_overall(&e, RK_KV_FP32, 0) == 0.0);
+}
+
 /* The fp32 cache of a prompt of P tokens of MODEL, per layer and overall:
  * each format's error in order, and the rows each quantized cache appends
  * for layer 0 (whose input no format changes) equal to the reference's
@@ -290,12 +348,13 @@ static void test_real_kv(const char *model, int P)
     CHECK(rk_model_prefill(m, &seq, ids, P) == RK_OK);
     const int L = m->cfg.n_layers, H = m->cfg.n_heads, hd = m->cfg.head_dim;
     double total[2][N_QUANTIZED][2] = {{{0}}};
+    double errs[RK_MAX_LAYERS][2][N_QUANTIZED];
     int order = 0;
     printf("%s, %d README tokens: relative Frobenius error of K | V per layer (fp16 int8 int4)\n",
            model, P);
     for (int l = 0; l < L; l++) {
         const rk_kv_layer c = rk_kv_cache_layer(&m->cache, m->base, l);
-        double e[2][N_QUANTIZED];
+        double(*e)[N_QUANTIZED] = errs[l];
         printf("  layer %2d:", l);
         for (int kv = 0; kv < 2; kv++) {
             for (int q = 0; q < N_QUANTIZED; q++) {
@@ -323,6 +382,7 @@ static void test_real_kv(const char *model, int P)
         CHECKF(e[0] < 1e-3 && e[1] < 1e-2 && e[2] < 0.15, "%s %s: %g %g %g", model,
                kv ? "V" : "K", e[0], e[1], e[2]);
     }
+    check_error_record(m, &seq, P, errs, total);
     check_appended_rows(model, m, ids, P);
     rk_model_free(m);
     free(ids);

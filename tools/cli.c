@@ -881,6 +881,13 @@ void cli_kv_budgets(void *kv, const char *path)
     k->opt.n_budgets = read_budgets(cli_input(path), k->budgets);
 }
 
+void cli_kv_memory(void *kv, const char *bytes)
+{
+    cli_kv *k = kv;
+    if (rk_bytes_parse(bytes, &k->memory) != RK_OK)
+        cli_usage_error("--kv-memory: %s", rk_last_error());
+}
+
 void cli_kv_strategy(void *strategy, const char *name)
 {
     if (rk_rank_strategy_parse(name, strategy) != RK_OK)
@@ -913,9 +920,59 @@ rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops
     return f;
 }
 
-void cli_kv_limits(const cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
+void cli_kv_fit(cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
+                int max_prompt, int max_new)
+{
+    if (!kv->memory || kv->fit.bytes)
+        return;
+    if (kv->opt.average || kv->opt.n_budgets)
+        cli_usage_error("--kv-memory chooses the budget: give it or --kv-budget(s), not both");
+    const int group = kv->group ? kv->group : RK_KV_GROUP_DEFAULT;
+    /* A group given for the quantized formats must divide head_dim even
+     * when the choice ends up unquantized. */
+    if (kv->group && rk_kv_format_check(RK_KV_INT8, cfg->head_dim, group) != RK_OK)
+        cli_usage_error("--kv-group: %s", rk_last_error());
+    unsigned formats = 0;
+    if (kv->dtype)
+        formats = RK_KV_FORMAT_BIT(cli_kv_format(kv, kv->dtype, ops, cfg));
+    else
+        for (int f = 0; f < RK_KV_N_FORMATS; f++)
+            if (rk_model_check_kv_format(cfg, ops, (rk_kv_format)f, group) == RK_OK)
+                formats |= RK_KV_FORMAT_BIT(f);
+    rk_kv_options opt = kv->opt;
+    if (rk_kv_options_find_profile(&opt, model) != RK_OK)
+        cli_die();
+    if (rk_kv_fit_memory(cfg, formats, group, &opt, max_prompt, max_new, kv->memory, &kv->fit) !=
+        RK_OK)
+        cli_usage_error("--kv-memory %zu: %s", kv->memory, rk_last_error());
+    kv->dtype = rk_kv_format_name(kv->fit.format);
+    kv->opt.average = kv->fit.average;
+    fprintf(stderr,
+            "%s: --kv-memory %zu: %s KV cache, %s%s%d positions per layer%s, %zu bytes "
+            "(%d prompt + %d new tokens)\n",
+            tool_name, kv->memory, kv->dtype, kv->opt.method ? kv->opt.method : "full",
+            kv->fit.average ? " keeping an average of " : ": ",
+            kv->fit.average ? kv->fit.average : max_prompt + max_new,
+            kv->fit.whole && kv->fit.average ? " (the whole prompt)" : "", kv->fit.bytes,
+            max_prompt, max_new);
+}
+
+void cli_kv_fit_json(cJSON *j, const cli_kv *kv)
+{
+    if (!kv->fit.bytes)
+        return;
+    cJSON *o = cJSON_AddObjectToObject(j, "kv_memory");
+    cJSON_AddNumberToObject(o, "given_bytes", (double)kv->memory);
+    cJSON_AddStringToObject(o, "kv_dtype", rk_kv_format_name(kv->fit.format));
+    cJSON_AddNumberToObject(o, "kv_budget", kv->fit.average);
+    cJSON_AddBoolToObject(o, "whole_prompt", kv->fit.whole);
+    cJSON_AddNumberToObject(o, "kv_bytes", (double)kv->fit.bytes);
+}
+
+void cli_kv_limits(cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
                    rk_limits *lim)
 {
+    cli_kv_fit(kv, model, cfg, ops, lim->max_prompt, lim->max_new_tokens);
     lim->kv_format = cli_kv_format(kv, kv->dtype, ops, cfg);
     lim->kv_group = kv->group;
     lim->kv = cli_kv_policy(kv, model, cfg->n_layers, lim->max_prompt);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kv_fit.h"
 #include "model.h"
 #include "rk_error.h"
 #include "tokenizer.h"
@@ -224,10 +225,14 @@ typedef struct {
     int budgets[RK_MAX_LAYERS];
     const char *dtype; /* a name of RK_KV_FORMATS (a list in eval and bench); NULL: the target's */
     int group;         /* --kv-group; 0: RK_KV_GROUP_DEFAULT */
+    size_t memory;     /* --kv-memory in bytes; 0: none */
+    rk_kv_fit fit;     /* what cli_kv_fit chose for MEMORY; bytes 0 until it has */
 } cli_kv;
 
-/* --kv-budgets and --rank-strategy, as CLI_CALL options take them. */
+/* --kv-budgets, --kv-memory and --rank-strategy, as CLI_CALL options take
+ * them. */
 void cli_kv_budgets(void *kv, const char *path);
+void cli_kv_memory(void *kv, const char *bytes);
 void cli_kv_strategy(void *strategy, const char *name);
 
 /* The KV options' table entries, writing to the cli_kv at KV. */
@@ -239,6 +244,10 @@ void cli_kv_strategy(void *strategy, const char *name);
     CLI_CALL_OPT("--kv-budgets", (kv), cli_kv_budgets, "FILE",                                \
                  "explicit per-layer budgets (whitespace-separated; they must\n"              \
                  "sum to layers x --kv-budget)"),                                              \
+    CLI_CALL_OPT("--kv-memory", (kv), cli_kv_memory, "BYTES",                                  \
+                 "KV cache bytes instead of a budget (200MB, 1.5GiB, 123456789):\n"           \
+                 "the most bits that keep the whole prompt, else the largest\n"               \
+                 "budget at int8 (at int4 when int8 holds no budget); README"),               \
     CLI_NUM("--kv-window", &(kv)->opt.window, 1, 1 << 20, "N",                                \
             "SnapKV/PyramidKV observation window (default 32)"),                              \
     CLI_NUM("--kv-pool", &(kv)->opt.pool, 1, 1023, "N",                                       \
@@ -285,12 +294,26 @@ rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers, int 
 rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops,
                            const rk_config *cfg);
 
+/* With --kv-memory: the dtype and average budget kv_fit.h's rule chooses
+ * for prompts of MAX_PROMPT tokens and MAX_NEW after them, on OPS (or in
+ * the one --kv-dtype names), into KV's dtype, opt.average and fit, and said
+ * on stderr; nothing when KV has no memory or has already chosen. A usage
+ * error when --kv-budget(s) is given too or the memory is too small. */
+void cli_kv_fit(cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
+                int max_prompt, int max_new);
+
+/* KV's --kv-memory choice as "kv_memory" in J: the bytes given, the dtype,
+ * the average budget (0: the full cache), whether the whole prompt is kept
+ * and the cache's bytes; nothing without --kv-memory. */
+void cli_kv_fit_json(struct cJSON *j, const cli_kv *kv);
+
 /* Sets LIM's policy for the model and what it implies: a compressing policy
  * prefills the whole prompt at once; rankkv-dynamic measures ranks on OPS's
  * target in dynamic builds (static builds leave that out, and the plan
  * refuses the policy with a message). The cache stores rows as KV's
- * --kv-dtype (one name) says (cli_kv_format). */
-void cli_kv_limits(const cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
+ * --kv-dtype (one name) says (cli_kv_format); with --kv-memory, as
+ * cli_kv_fit chooses for LIM's prompt and new tokens. */
+void cli_kv_limits(cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
                    rk_limits *lim);
 
 #endif

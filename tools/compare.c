@@ -480,8 +480,9 @@ int main(int argc, char **argv)
                      "apply to\nevery row; --kv and --kv-budget are --rows and --budget here.\n"),
         {0}};
     cli_parse(argc, argv, usage, opts);
-    if (kv.opt.method || kv.opt.average)
-        cli_usage_error("rankkv-compare takes --rows and --budget lists, not --kv/--kv-budget");
+    if (kv.opt.method || kv.opt.average || kv.memory)
+        cli_usage_error("rankkv-compare takes --rows and --budget lists, not "
+                        "--kv/--kv-budget/--kv-memory");
     harness_check_tail(tail, context);
     const int seed = strcmp(layout, "seed") == 0;
     if (!seed && strcmp(layout, "rows") != 0)

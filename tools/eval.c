@@ -71,8 +71,9 @@ int main(int argc, char **argv)
     if (sets.n == 0)
         cli_usage_error("give at least one --dataset NAME=PATH");
     harness_check_tail(tail, context);
-    if (kv.opt.method || kv.opt.average)
-        cli_usage_error("rankkv-eval takes --method and --budget lists, not --kv/--kv-budget");
+    if (kv.opt.method || kv.opt.average || kv.memory)
+        cli_usage_error("rankkv-eval takes --method and --budget lists, not "
+                        "--kv/--kv-budget/--kv-memory");
     char *methods[MAX_LIST], *dtypes[MAX_DTYPES];
     const int n_methods = cli_split_list("--method", method_arg, methods, MAX_LIST);
     const rk_ops *ops = cli_target(target);

@@ -147,6 +147,7 @@ static void print_json(const options *o, const rankkv_options *a, rk_kv_format d
     cJSON_AddStringToObject(j, "kv_dtype", rk_kv_format_name(dtype));
     if (strcmp(a->kv, "full") != 0)
         cJSON_AddNumberToObject(j, "kv_budget", a->kv_budget);
+    cli_kv_fit_json(j, &o->kv);
     cJSON_AddNumberToObject(j, "weights_bytes", (double)weights);
     cJSON_AddNumberToObject(j, "arena_bytes", (double)arena);
     cli_print_json_line(j);
@@ -162,6 +163,14 @@ int main(int argc, char **argv)
      * API, answering with an error, cannot tell from a bad model. */
     rk_config cfg;
     cli_model_config(o.model, &cfg);
+    if (o.kv.memory) {
+        /* The context the API plans when --max-context is not given. */
+        const int ctx = o.max_context ? o.max_context : cfg.max_pos < 2048 ? cfg.max_pos : 2048;
+        if (o.max_new >= ctx)
+            cli_usage_error("--max-new-tokens %d leaves no room for a prompt in a context of %d",
+                            o.max_new, ctx);
+        cli_kv_fit(&o.kv, o.model, &cfg, ops, ctx - o.max_new, o.max_new);
+    }
     cli_kv_policy(&o.kv, o.model, cfg.n_layers, 0);
     const rk_kv_format dtype = cli_kv_format(&o.kv, o.kv.dtype, ops, &cfg);
     const rankkv_options a = api_options(&o);

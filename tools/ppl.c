@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kv_quant.h"
 #include "model.h"
 #include "targets.h"
 #include "textio.h"
@@ -19,13 +20,96 @@ static const char usage[] =
     "tokens that follow each of its positions (as goldens.json's ppl_full_cache\n"
     "does). Line ends are read as Python's text mode reads them: CRLF and CR\n"
     "become LF.\n"
+    "With --kv-error, every K and V row of each window's fp32 cache is also stored\n"
+    "in each listed dtype and read back (kv_quant.c), and the relative Frobenius\n"
+    "error of each, per layer and over all layers, is printed and recorded.\n"
     "\n";
+
+enum { MAX_ERROR_DTYPES = RK_KV_N_FORMATS };
+
+/* --kv-error's dtypes, in the order given. */
+typedef struct {
+    rk_kv_format f[MAX_ERROR_DTYPES];
+    int n;
+} error_dtypes;
+
+static void take_error_dtypes(void *to, const char *list)
+{
+    error_dtypes *d = to;
+    char *words[MAX_ERROR_DTYPES];
+    d->n = cli_split_list("--kv-error", list, words, MAX_ERROR_DTYPES);
+    for (int i = 0; i < d->n; i++)
+        if (rk_kv_format_parse(words[i], &d->f[i]) != RK_OK)
+            cli_usage_error("--kv-error: %s", rk_last_error());
+    free(words[0]);
+}
+
+/* Every row of every layer of the window S has run, into E. */
+static void add_window_rows(const rk_model *m, const rk_seq *s, int window, rk_kv_error *e)
+{
+    const int H = m->cfg.n_heads, hd = m->cfg.head_dim;
+    float *k = malloc((size_t)H * hd * sizeof *k), *v = malloc((size_t)H * hd * sizeof *v);
+    if (!k || !v) {
+        rk_fail(RK_ENOMEM, "out of memory for a KV row");
+        cli_die();
+    }
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int pos = 0; pos < window; pos++) {
+            if (rk_model_kv_row(m, s, l, pos, k, v) != RK_OK)
+                cli_die();
+            for (int h = 0; h < H; h++) {
+                rk_kv_error_add(e, l, 0, k + (size_t)h * hd);
+                rk_kv_error_add(e, l, 1, v + (size_t)h * hd);
+            }
+        }
+    free(k);
+    free(v);
+}
+
+/* The table on stdout: a row per layer, K and V of each dtype, then the
+ * overall row; the same numbers into J's "kv_error". */
+static void report_error(const rk_kv_error *e, const error_dtypes *d, long rows, cJSON *j)
+{
+    printf("KV error: relative Frobenius error of rows stored in each dtype and read back,\n"
+           "against the fp32 cache (%ld rows of K and of V per layer)\n%-7s", rows, "layer");
+    for (int i = 0; i < d->n; i++)
+        printf(" %9s_K %9s_V", rk_kv_format_name(d->f[i]), rk_kv_format_name(d->f[i]));
+    putchar('\n');
+    for (int l = 0; l <= e->layers; l++) {
+        if (l == e->layers)
+            printf("%-7s", "overall");
+        else
+            printf("%-7d", l);
+        for (int i = 0; i < d->n; i++)
+            for (int is_v = 0; is_v < 2; is_v++)
+                printf(" %11.3e", l == e->layers ? rk_kv_error_overall(e, d->f[i], is_v)
+                                                 : rk_kv_error_layer(e, d->f[i], is_v, l));
+        putchar('\n');
+    }
+    cJSON *o = cJSON_AddObjectToObject(j, "kv_error");
+    cJSON_AddStringToObject(o, "reference", "fp32");
+    cJSON_AddNumberToObject(o, "kv_group", e->group);
+    cJSON_AddNumberToObject(o, "rows_per_layer", (double)rows);
+    for (int i = 0; i < d->n; i++) {
+        cJSON *t = cJSON_AddObjectToObject(o, rk_kv_format_name(d->f[i]));
+        for (int is_v = 0; is_v < 2; is_v++) {
+            cJSON *kv = cJSON_AddObjectToObject(t, is_v ? "V" : "K");
+            double layer[RK_MAX_LAYERS];
+            for (int l = 0; l < e->layers; l++)
+                layer[l] = rk_kv_error_layer(e, d->f[i], is_v, l);
+            cJSON_AddNumberToObject(kv, "overall", rk_kv_error_overall(e, d->f[i], is_v));
+            cJSON_AddItemToObject(kv, "layers", cJSON_CreateDoubleArray(layer, e->layers));
+        }
+    }
+}
 
 int main(int argc, char **argv)
 {
     cli_init("rankkv-ppl");
-    const char *model = RK_DEFAULT_MODEL, *text = NULL, *target = "cpu";
+    const char *model = RK_DEFAULT_MODEL, *text = NULL, *target = "cpu", *out_path = NULL;
+    error_dtypes errors = {0};
     int window = 1024, max_windows = 0, chunk = 256, json = 0, print_plan = 0;
+    cli_kv kv = {0};
     const cli_opt opts[] = {
         CLI_MODEL_OPT(&model),
         CLI_PATH_OPT("--text", CLI_INPUT, &text, "FILE", "text to score (required)"),
@@ -35,7 +119,19 @@ int main(int argc, char **argv)
                 "text_tokens then counts the tokens read for them)"),
         CLI_NUM("--chunk", &chunk, 1, 1 << 16, "N", "prefill chunk (default 256)"),
         CLI_TARGET_OPT(&target),
+        CLI_STRING_OPT("--kv-dtype", &kv.dtype, "TYPE",
+                       "how the KV cache stores rows: " RK_KV_FORMATS "\n"
+                       "(default: the target's own; see rankkv-generate --help)"),
+        CLI_NUM("--kv-group", &kv.group, 1, RK_KV_MAX_HEAD_DIM, "N",
+                "channels per scale of int8/int4 rows; must divide head_dim\n"
+                "(default " RK_STR(RK_KV_GROUP_DEFAULT) ")"),
+        CLI_CALL_OPT("--kv-error", &errors, take_error_dtypes, "LIST",
+                     "also the error of storing the fp32 cache's rows in each\n"
+                     "of these comma-separated dtypes (" RK_KV_FORMATS ")"),
         CLI_FLAG_OPT("--json", &json, "last stdout line is one JSON object"),
+        CLI_PATH_OPT("--out", CLI_OUTPUT, &out_path, "FILE",
+                     "also write that object as a record (with the device,\n"
+                     "commit, command and date) to FILE"),
         CLI_FLAG_OPT("--print-plan", &print_plan,
                      "print the memory plan and exit (reads only config.json)"),
         CLI_HELP_OPT,
@@ -43,14 +139,27 @@ int main(int argc, char **argv)
         {0}};
     cli_parse(argc, argv, usage, opts);
     const rk_ops *ops = cli_target(target);
-    /* Every position of a window is scored, so every row keeps its logits. */
+    if (!text && !print_plan)
+        cli_usage_error("--text FILE is required");
+    rk_config cfg;
+    cli_model_config(model, &cfg);
+    /* Every position of a window is scored, so every row keeps its logits.
+     * The full cache only: a window is scored as it is prefilled, with no
+     * decode step after it for a policy to compress for. */
     rk_limits lim = {.max_prompt = window, .max_new_tokens = 0,
-                     .prefill_chunk = chunk < window ? chunk : window, .kv_format = ops->kv_format};
+                     .prefill_chunk = chunk < window ? chunk : window,
+                     .kv_format = cli_kv_format(&kv, kv.dtype, ops, &cfg), .kv_group = kv.group};
     lim.logits_rows = lim.prefill_chunk;
+    if (errors.n && lim.kv_format != RK_KV_FP32)
+        cli_usage_error("--kv-error measures against the fp32 cache, and this run's is %s",
+                        rk_kv_format_name(lim.kv_format));
+    for (int i = 0; i < errors.n; i++)
+        if (rk_kv_format_check(errors.f[i], cfg.head_dim,
+                               kv.group ? kv.group : RK_KV_GROUP_DEFAULT) != RK_OK)
+            cli_usage_error("--kv-error %s: %s", rk_kv_format_name(errors.f[i]),
+                            rk_last_error());
     if (print_plan)
         cli_print_plan(model, ops, &lim);
-    if (!text)
-        cli_usage_error("--text FILE is required");
     cli_check_paths(model);
 
     rk_tokenizer *tok = cli_tokenizer(model, NULL, 0);
@@ -72,6 +181,8 @@ int main(int argc, char **argv)
     if (rk_tok_check_vocab(tok, m->cfg.vocab) != RK_OK)
         cli_die();
 
+    rk_kv_error err = {.layers = m->cfg.n_layers, .head_dim = m->cfg.head_dim,
+                       .group = m->cache.group};
     double nll = 0, t0 = rk_now();
     long scored = 0;
     for (long w = 0; w < windows; w++) {
@@ -94,6 +205,8 @@ int main(int argc, char **argv)
             }
             scored += k;
         }
+        if (errors.n)
+            add_window_rows(m, &seq, window, &err);
         double dt = rk_now() - t0;
         fprintf(stderr, "\r[ppl] window %ld/%ld  ppl %.4f  %.0f tok/s", w + 1, windows,
                 exp(nll / scored), scored / dt);
@@ -108,8 +221,8 @@ int main(int argc, char **argv)
     }
     printf("ppl %.4f over %ld tokens (%ld windows of %d) in %.1f s\n", ppl, scored, windows,
            window, secs);
-    if (json) {
-        cJSON *j = cJSON_CreateObject();
+    cJSON *j = cJSON_CreateObject();
+    {
         cJSON_AddNumberToObject(j, "ppl", ppl);
         cJSON_AddNumberToObject(j, "mean_nll", nll / scored);
         cJSON_AddNumberToObject(j, "tokens_scored", (double)scored);
@@ -119,9 +232,25 @@ int main(int argc, char **argv)
         cJSON_AddStringToObject(j, "model", model);
         cJSON_AddStringToObject(j, "text", text);
         cJSON_AddStringToObject(j, "target", ops->name);
+        cJSON_AddStringToObject(j, "kv_dtype", rk_kv_format_name(m->cache.format));
+        if (rk_kv_format_grouped(m->cache.format))
+            cJSON_AddNumberToObject(j, "kv_group", m->cache.group);
         cJSON_AddNumberToObject(j, "seconds", secs);
-        cli_print_json_line(j);
     }
+    if (errors.n)
+        report_error(&err, &errors, windows * (long)window * m->cfg.n_heads, j);
+    if (out_path) {
+        cJSON *rec = cli_record_new(argc, argv, model, ops->name);
+        for (const cJSON *c = j->child; c; c = c->next)
+            if (!cJSON_HasObjectItem(rec, c->string))
+                cJSON_AddItemToObject(rec, c->string, cJSON_Duplicate(c, 1));
+        cli_write_json(out_path, rec);
+        cJSON_Delete(rec);
+    }
+    if (json)
+        cli_print_json_line(j);
+    else
+        cJSON_Delete(j);
     rk_model_free(m);
     rk_tok_free(tok);
     free(ids);

@@ -390,7 +390,8 @@ static void make_limits(const options *o, int max_prompt, int max_new, int k_max
     *dl = (rk_limits){.max_prompt = max_prompt, .max_new_tokens = max_new,
                       .prefill_chunk = chunk < 2 ? 2 : chunk, .logits_rows = 2,
                       .kv_format = ops->kv_format};
-    cli_kv_limits(&o->kv, o->model, &tcfg, ops, tl);
+    cli_kv kv = o->kv;
+    cli_kv_limits(&kv, o->model, &tcfg, ops, tl);
     if (rk_spec_check_limits(tl, dl, k_max) != RK_OK)
         cli_usage_error("%s", rk_last_error());
     if (o->print_plan) {
