@@ -31,6 +31,9 @@ typedef enum { RK_KV_FP32, RK_KV_FP16, RK_KV_INT8, RK_KV_INT4, RK_KV_N_FORMATS }
 /* Rows of every format but fp32 are widened through stack buffers of this
  * many floats per row. */
 #define RK_KV_MAX_HEAD_DIM 512
+/* The widest row of such a format: int8 in groups of 1 channel, a code and
+ * 4 bytes of scale and minimum per element. */
+#define RK_KV_MAX_ROW_BYTES (5 * RK_KV_MAX_HEAD_DIM)
 
 const char *rk_kv_format_name(rk_kv_format f);
 

@@ -32,20 +32,30 @@ static void put_code(unsigned char *codes, int bits, int i, unsigned q)
         codes[i / 2] |= (unsigned char)(q << 4);
 }
 
+/* The largest finite fp16. */
+#define FP16_MAX 65504.0f
+
 /* One group of N values: its minimum and scale to META, the codes of
  * elements FIRST.. to CODES. */
 static void quantize_group(int bits, const float *x, int first, int n, unsigned char *codes,
                            unsigned char *meta)
 {
     const float qmax = (float)((1u << bits) - 1);
-    float lo = x[first], hi = x[first];
-    for (int i = first + 1; i < first + n; i++) {
-        lo = x[i] < lo ? x[i] : lo;
-        hi = x[i] > hi ? x[i] : hi;
+    /* fminf and fmaxf pass over a NaN wherever it sits (it then reads back
+     * as the group's minimum), and the range is clamped to what fp16 holds,
+     * so one extreme element cannot make its neighbours infinite. */
+    float lo = INFINITY, hi = -INFINITY;
+    for (int i = first; i < first + n; i++) {
+        lo = fminf(lo, x[i]);
+        hi = fmaxf(hi, x[i]);
     }
+    if (!(lo <= hi))
+        lo = hi = 0.0f;
+    lo = fminf(fmaxf(lo, -FP16_MAX), FP16_MAX);
+    hi = fminf(fmaxf(hi, -FP16_MAX), FP16_MAX);
     /* m rounded up past the maximum (a group of equal values) has no range
      * left to scale. */
-    const float m = to_f16(lo), s = to_f16(fmaxf(hi - m, 0.0f) / qmax);
+    const float m = to_f16(lo), s = to_f16(fminf(fmaxf(hi - m, 0.0f) / qmax, FP16_MAX));
     put_f16(meta, s);
     put_f16(meta + sizeof(uint16_t), m);
     for (int i = first; i < first + n; i++) {
@@ -115,11 +125,13 @@ void rk_kv_dequantize_row(rk_kv_format f, int head_dim, int group, const void *r
 void rk_kv_error_add(rk_kv_error *e, int layer, int is_v, const float *x)
 {
     const int hd = e->head_dim, group = e->group ? e->group : RK_KV_GROUP_DEFAULT;
-    unsigned char row[RK_KV_MAX_HEAD_DIM * sizeof(float)];
+    unsigned char row[RK_KV_MAX_ROW_BYTES];
     float back[RK_KV_MAX_HEAD_DIM];
     for (int i = 0; i < hd; i++)
         e->norm2[is_v][layer] += (double)x[i] * x[i];
     for (int f = 0; f < RK_KV_N_FORMATS; f++) {
+        if (!(e->formats & RK_KV_FORMAT_BIT(f)))
+            continue;
         rk_kv_quantize_row((rk_kv_format)f, hd, group, x, row);
         rk_kv_dequantize_row((rk_kv_format)f, hd, group, row, back);
         double sum = 0;

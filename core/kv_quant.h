@@ -35,11 +35,14 @@ void rk_kv_dequantize_row(rk_kv_format f, int head_dim, int group, const void *r
 
 /* What storing rows in each format costs against the floats they came
  * from: per layer, for K and V, the sums of squared errors of the rows read
- * back and of squares of the rows, in every format (fp32's error is 0), in
- * groups of GROUP channels. Zero-initialise, set LAYERS, HEAD_DIM and GROUP
- * (0: RK_KV_GROUP_DEFAULT), then add rows. */
+ * back and of squares of the rows, in each format of FORMATS (fp32's error
+ * is 0), in groups of GROUP channels. Zero-initialise, set LAYERS, HEAD_DIM
+ * (at most RK_KV_MAX_HEAD_DIM), GROUP (0: RK_KV_GROUP_DEFAULT) and
+ * FORMATS, then add rows. */
 typedef struct {
     int layers, head_dim, group;
+    unsigned formats; /* RK_KV_FORMAT_BIT of each format measured; each must
+                         pass rk_kv_format_check for HEAD_DIM and GROUP */
     double err2[RK_KV_N_FORMATS][2][RK_MAX_LAYERS]; /* [format][0 K, 1 V][layer] */
     double norm2[2][RK_MAX_LAYERS];
 } rk_kv_error;

@@ -863,9 +863,9 @@ rk_status rk_model_kv_row(const rk_model *m, const rk_seq *s, int layer, int pos
     const rk_kv_layer c = layer_cache(m, layer);
     const size_t row = rk_kv_row_bytes(c.format, c.head_dim, c.group);
     /* One head's row at a time through the format's reader, so every
-     * storage format reads back as the floats attention sees; fp32 rows
-     * (the only ones that may be wider than the stack row) are the floats. */
-    unsigned char raw[RK_KV_MAX_HEAD_DIM * sizeof(float)];
+     * storage format reads back as the floats attention sees; fp32 rows,
+     * whose head_dim has no limit, are the floats. */
+    unsigned char raw[RK_KV_MAX_ROW_BYTES];
     float *out[2] = {k, v};
     const char *src[2] = {c.k, c.v};
     for (int t = 0; t < 2; t++)

@@ -64,7 +64,7 @@ rk_status rk_rekv_observer_round(void *user, const rk_spec_round *r)
         if ((st = resolve(o, r->target, r->target_seq, r->tokens[0])) != RK_OK)
             return st;
     }
-    if (r->accepted == r->k)
+    if (r->first_rejected < 0)
         return RK_OK;
     const int j = r->accepted + 1, vd = r->draft->cfg.vocab, vt = r->target->cfg.vocab;
     rk_rekv_rows *w = &o->rows;

@@ -351,17 +351,27 @@ rk_status rk_spec_generate(rk_spec *s, const int32_t *prompt, int n, const rk_sp
         int a = 0;
         while (a < kr && tokens[a + 1] == next[a])
             a++;
+        /* An end of text among the kept proposals ends the output there: the
+         * proposals after it were never judged, and no rejection happened. */
+        int judged = kr;
+        for (int i = 1; i <= a; i++)
+            if (ends(t, o, tokens[i])) {
+                a = judged = i;
+                break;
+            }
         if (kr > 0) {
-            stats->proposed += kr;
+            stats->proposed += judged;
             stats->accepted += a;
             stats->accepted_hist[a]++;
         }
-        if (kr > 0 && s->obs.on_round) {
+        /* Every round, a round without proposals too: an observer waiting
+         * for the row the round's first token writes reads it there. */
+        if (s->obs.on_round) {
             const rk_spec_round r = {
                 .target = t, .draft = s->draft, .target_seq = &s->target_seq,
                 .draft_seq = &s->draft_seq, .round = stats->rounds - 1, .pos = pos, .k = kr,
                 .tokens = tokens, .target_next = next, .accepted = a,
-                .first_rejected = a < kr ? pos + 1 + a : -1,
+                .first_rejected = a < judged ? pos + 1 + a : -1,
                 .draft_logits = s->obs.needs_logits ? s->draft_logits : NULL,
                 .target_logits = s->obs.needs_logits ? rk_model_logits(t, 0) : NULL};
             if ((st = s->obs.on_round(s->obs.user, &r)) != RK_OK)

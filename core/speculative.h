@@ -50,12 +50,14 @@ typedef struct {
     const rk_seq *target_seq, *draft_seq;
     int round; /* 0 for the first after the prompt */
     int pos;   /* position of TOKENS[0], the last accepted token */
-    int k;     /* proposals verified */
+    int k;     /* proposals verified (0: a round that ran the target's token alone) */
     const int32_t *tokens;      /* k + 1: the last accepted token, then the proposals */
     const int32_t *target_next; /* k + 1: the target's argmax after each of TOKENS */
     int accepted;               /* proposals kept, 0..k: TOKENS[1..accepted] */
-    int first_rejected;         /* pos + 1 + accepted, the first proposal's position
-                                   that is dropped; -1 when all k were kept */
+    int first_rejected;         /* pos + 1 + accepted, the position of the proposal
+                                   the target rejected; -1 when none was: all k
+                                   kept, or an end of text among the kept ones
+                                   (then the last of them) ended the output */
     /* With needs_logits: row i (0..k-1) of DRAFT_LOGITS is the draft's
      * logits that proposed TOKENS[i + 1] (draft vocabulary wide); row r
      * (0..k) of TARGET_LOGITS is the target's after TOKENS[r]. NULL

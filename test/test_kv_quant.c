@@ -286,7 +286,9 @@ static void check_error_record(const rk_model *m, const rk_seq *s, int P,
 {
     const int L = m->cfg.n_layers, H = m->cfg.n_heads, hd = m->cfg.head_dim;
     static rk_kv_error e;
-    e = (rk_kv_error){.layers = L, .head_dim = hd};
+    e = (rk_kv_error){.layers = L, .head_dim = hd,
+                      .formats = RK_KV_FORMAT_BIT(RK_KV_FP32) | RK_KV_FORMAT_BIT(RK_KV_FP16) |
+                                 RK_KV_FORMAT_BIT(RK_KV_INT8) | RK_KV_FORMAT_BIT(RK_KV_INT4)};
     float *k = malloc((size_t)H * hd * sizeof *k), *v = malloc((size_t)H * hd * sizeof *v);
     for (int l = 0; l < L; l++)
         for (int pos = 0; pos < P; pos++) {

@@ -263,15 +263,17 @@ static rk_status on_round(void *user, const rk_spec_round *r)
 {
     watch *w = user;
     w->rounds++;
-    w->last_rejected = r->accepted < r->k;
+    w->last_rejected = r->first_rejected >= 0;
     w->rejected += w->last_rejected;
     int bad = r->target_seq->n_past != r->pos + r->k + 1 ||
-              (r->draft_seq->n_past != r->pos + r->k && r->draft_seq->n_past != r->pos + r->k + 1) ||
-              r->first_rejected != (r->accepted < r->k ? r->pos + 1 + r->accepted : -1) ||
-              r->k < 1 || r->accepted < 0 || r->accepted > r->k;
+              (r->k > 0 && r->draft_seq->n_past != r->pos + r->k &&
+               r->draft_seq->n_past != r->pos + r->k + 1) ||
+              (r->first_rejected >= 0 &&
+               (r->first_rejected != r->pos + 1 + r->accepted || r->accepted == r->k)) ||
+              r->first_rejected < -1 || r->k < 0 || r->accepted < 0 || r->accepted > r->k;
     for (int i = 0; i < r->accepted; i++)
         bad |= r->tokens[i + 1] != r->target_next[i];
-    if (r->accepted < r->k)
+    if (r->first_rejected >= 0)
         bad |= r->tokens[r->accepted + 1] == r->target_next[r->accepted];
     if (r->draft_logits) {
         for (int i = 0; i < r->k; i++)
@@ -598,6 +600,45 @@ static void stops_at_eos(rk_model *target, rk_model *draft)
     rk_spec_release(&s);
 }
 
+/* The ReKV analysis when an end of text ends a round: each of the first
+ * tokens of the greedy output in turn is taken as the end of text, so some
+ * of them are kept proposals of a round that rejected a later one (that
+ * rejection never happened, as far as the output goes). Every run ends
+ * where greedy decoding ends, and the analysis accepts it. */
+static void rekv_eos_in_round(rk_model *target, rk_model *draft)
+{
+    rk_rekv_observer obs;
+    CHECK(rk_rekv_observer_init(&obs, &draft->cfg, &target->cfg) == RK_OK);
+    const rk_spec_observer hooks = rk_rekv_observer_hooks(&obs);
+    rk_spec s;
+    CHECK(rk_spec_init(&s, target, draft, &hooks) == RK_OK);
+    int32_t base[MAX_NEW], want[MAX_NEW], out[MAX_NEW];
+    rk_spec_stats bst, st;
+    rk_spec_options o = {.k = 4, .max_new = 32, .ignore_eos = 1};
+    CHECK(rk_spec_greedy(&s, prompt_ids, N_PROMPT, &o, base, &bst) == RK_OK);
+    const int eos = target->cfg.eos_id;
+    o.ignore_eos = 0;
+    int tried = 0, failed = 0;
+    for (int i = 1; i < 24 && i < bst.generated; i++) {
+        target->cfg.eos_id = base[i];
+        rk_spec_stats wst;
+        rk_rekv *acc = NULL;
+        CHECK(rk_rekv_new(&draft->cfg, &target->cfg, o.k, &acc) == RK_OK);
+        CHECK(rk_spec_greedy(&s, prompt_ids, N_PROMPT, &o, want, &wst) == RK_OK);
+        const rk_status r = rk_rekv_generate(&s, &obs, acc, prompt_ids, N_PROMPT, &o, out, &st);
+        failed += r != RK_OK || !agrees(target, prompt_ids, N_PROMPT, want, wst.generated, out,
+                                        st.generated);
+        if (r != RK_OK)
+            printf("end of text %d: %s\n", (int)base[i], rk_last_error());
+        tried++;
+        rk_rekv_free(acc);
+    }
+    target->cfg.eos_id = eos;
+    CHECKF(failed == 0, "%d of %d runs ended by an end of text failed", failed, tried);
+    rk_spec_release(&s);
+    rk_rekv_observer_release(&obs);
+}
+
 /* SnapKV compresses the target's prompt; rejected rows come after it and
  * roll back. */
 static void snapkv_target(rk_model *draft)
@@ -883,6 +924,7 @@ int main(int argc, char **argv)
         exact_on_goldens(mini, random, MINI, "random -> mini", ACCEPT_FEW);
         rollback_and_observer(mini, nano_draft);
         rekv_protocol(mini, nano_draft, "nano -> mini");
+        rekv_eos_in_round(mini, nano_draft);
         rk_model_free(mini);
         rk_model_free(mini_draft);
     } else {

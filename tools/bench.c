@@ -143,13 +143,16 @@ int main(int argc, char **argv)
              * bandwidth the measured TPOT reads it. */
             const double step_bytes = (double)rk_model_step_weight_bytes(m) +
                                       rk_kv_step_bytes(&m->cfg, &m->lim, n, new_tokens);
-            const double step_bps = t.tpot_ms > 0 ? step_bytes / (t.tpot_ms * 1e-3) : 0;
-            char fraction_col[16] = "-";
-            if (copy_bps > 0)
+            const int decodes = new_tokens > 1 && t.tpot_ms > 0; /* a run of one token has no step */
+            const double step_bps = decodes ? step_bytes / (t.tpot_ms * 1e-3) : 0;
+            char step_col[16] = "-", fraction_col[16] = "-";
+            if (decodes)
+                cli_fmt(step_col, sizeof step_col, "%.3f", step_bytes / 1e9);
+            if (decodes && copy_bps > 0)
                 cli_fmt(fraction_col, sizeof fraction_col, "%.3f", step_bps / copy_bps);
-            printf("%-20s %-5s %-13s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10.1f %10s %8.3f %7s\n",
+            printf("%-20s %-5s %-13s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10.1f %10s %8s %7s\n",
                    cli_base_name(model), dtype, method, n, t.ttft_ms, t.tpot_ms, t.prefill_tok_s,
-                   t.decode_tok_s, kv_mb, arena_mb, device_col, step_bytes / 1e9, fraction_col);
+                   t.decode_tok_s, kv_mb, arena_mb, device_col, step_col, fraction_col);
 
             cJSON *run = cJSON_CreateObject();
             cJSON_AddStringToObject(run, "model", cli_base_name(model));
@@ -167,9 +170,11 @@ int main(int argc, char **argv)
                 cJSON_AddNumberToObject(run, "kv_budget", lim.kv.average);
             cJSON_AddNumberToObject(run, "kv_cache_mb", kv_mb);
             harness_timing_json(run, &t);
-            cJSON_AddNumberToObject(run, "decode_step_bytes", step_bytes);
-            cJSON_AddNumberToObject(run, "decode_bytes_per_s", step_bps);
-            if (copy_bps > 0)
+            if (decodes) {
+                cJSON_AddNumberToObject(run, "decode_step_bytes", step_bytes);
+                cJSON_AddNumberToObject(run, "decode_bytes_per_s", step_bps);
+            }
+            if (decodes && copy_bps > 0)
                 cJSON_AddNumberToObject(run, "decode_copy_fraction", step_bps / copy_bps);
             cJSON_AddNumberToObject(run, "weights_mb", harness_mb(m->wplan.total));
             cJSON_AddNumberToObject(run, "arena_mb", arena_mb);

@@ -341,7 +341,13 @@ static cJSON *read_record(const char *record, harness_datasets *sets, row_result
         o->full = strcmp(o->name, "full") == 0;
         const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(row, "kv_dtype");
         o->dtype = cJSON_IsString(dtype) ? dtype->valuestring : own_dtype;
-        o->budget = o->full ? 0 : (int)record_number(record, row, r, "budget");
+        const double budget = o->full ? 0 : record_number(record, row, r, "budget");
+        if (!o->full && !(budget >= 1 && budget <= (1 << 20) && budget == floor(budget))) {
+            rk_fail(RK_EINVAL, "%s: row %d has budget %g, not a whole number in 1..%d", record,
+                    r, budget, 1 << 20);
+            cli_die();
+        }
+        o->budget = (int)budget;
         int b = 0;
         while (!o->full && b < budgets->n && budgets->v[b] != o->budget)
             b++;

@@ -38,9 +38,13 @@ static void take_error_dtypes(void *to, const char *list)
     error_dtypes *d = to;
     char *words[MAX_ERROR_DTYPES];
     d->n = cli_split_list("--kv-error", list, words, MAX_ERROR_DTYPES);
-    for (int i = 0; i < d->n; i++)
+    for (int i = 0; i < d->n; i++) {
         if (rk_kv_format_parse(words[i], &d->f[i]) != RK_OK)
             cli_usage_error("--kv-error: %s", rk_last_error());
+        for (int j = 0; j < i; j++)
+            if (d->f[j] == d->f[i])
+                cli_usage_error("--kv-error names %s twice", words[i]);
+    }
     free(words[0]);
 }
 
@@ -153,6 +157,9 @@ int main(int argc, char **argv)
     if (errors.n && lim.kv_format != RK_KV_FP32)
         cli_usage_error("--kv-error measures against the fp32 cache, and this run's is %s",
                         rk_kv_format_name(lim.kv_format));
+    if (errors.n && cfg.head_dim > RK_KV_MAX_HEAD_DIM)
+        cli_usage_error("--kv-error reads rows of head_dim up to %d (the model's is %d)",
+                        RK_KV_MAX_HEAD_DIM, cfg.head_dim);
     for (int i = 0; i < errors.n; i++)
         if (rk_kv_format_check(errors.f[i], cfg.head_dim,
                                kv.group ? kv.group : RK_KV_GROUP_DEFAULT) != RK_OK)
@@ -183,6 +190,8 @@ int main(int argc, char **argv)
 
     rk_kv_error err = {.layers = m->cfg.n_layers, .head_dim = m->cfg.head_dim,
                        .group = m->cache.group};
+    for (int i = 0; i < errors.n; i++)
+        err.formats |= RK_KV_FORMAT_BIT(errors.f[i]);
     double nll = 0, t0 = rk_now();
     long scored = 0;
     for (long w = 0; w < windows; w++) {

@@ -667,7 +667,7 @@ static void generate_runs(const options *o, int argc, char **argv)
                 if (rk_tok_decode(tok, out, (size_t)st.generated, &text, &len) != RK_OK)
                     cli_die();
                 if (!o->quiet)
-                    printf("%s%s\n", o->prompt, text);
+                    printf("%s%s\n", o->prompt ? o->prompt : "", text);
                 single = cJSON_CreateObject();
                 cJSON_AddItemToObject(single, "prompt_ids", cJSON_CreateIntArray(pr->ids, pr->n));
                 cJSON_AddItemToObject(single, "output_ids",
@@ -785,7 +785,7 @@ static void time_only(const options *o, int argc, char **argv)
         cli_die();
     }
     for (int i = 0; i < o->context + k_max + 1; i++)
-        ids[i] = (int32_t)((i * 7919 + 13) % vocab);
+        ids[i] = (int32_t)(((int64_t)i * 7919 + 13) % vocab);
     rk_seq ts, ds;
     rk_seq_reset(&ts);
     rk_seq_reset(&ds);
