@@ -93,10 +93,16 @@ static rk_status same_vocab(const cJSON *t, const cJSON *d)
     if (cJSON_GetArraySize(t) != cJSON_GetArraySize(d))
         return rk_fail(RK_EINVAL, "the target's vocabulary has %d tokens, the draft's %d",
                        cJSON_GetArraySize(t), cJSON_GetArraySize(d));
-    const cJSON *e;
+    /* Two copies of one tokenizer list the tokens in the same order: walk
+     * both together and look a token up (a linear search) only where they
+     * part, which keeps Pythia's 50k tokens from costing 50k searches. */
+    const cJSON *e, *same = d->child;
     cJSON_ArrayForEach(e, t)
     {
-        const cJSON *o = cJSON_GetObjectItemCaseSensitive(d, e->string);
+        const cJSON *o = same && strcmp(same->string, e->string) == 0
+                             ? same
+                             : cJSON_GetObjectItemCaseSensitive(d, e->string);
+        same = same ? same->next : NULL;
         if (!o)
             return rk_fail(RK_EINVAL, "the target's token '%s' is not in the draft's vocabulary",
                            e->string);

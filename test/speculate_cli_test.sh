@@ -49,6 +49,7 @@ expect 2 'evicts rows' -- "$spec" --draft-model "$nano" --kv h2o --kv-budget 24
 expect 2 'evicts rows' -- "$spec" --draft-model "$nano" --kv streamingllm --kv-budget 24
 expect 2 'draft-model DIR is required' -- "$spec"
 expect 2 'excludes --prompts and --dataset' -- "$spec" --draft-model "$nano" --prompt hi --prompts gsm8k
+expect 2 'prompt is empty' -- "$spec" --draft-model "$nano" --prompt ''
 expect 2 'excludes --prompts and --dataset' -- "$spec" --draft-model "$nano" --prompt hi --dataset t=/dev/null
 
 # Continuations: prompts cut from a text, shown under the dataset's name

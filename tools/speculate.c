@@ -189,6 +189,8 @@ static options parse(int argc, char **argv)
     cli_parse(argc, argv, usage, opts);
     if (!o.draft)
         cli_usage_error("--draft-model DIR is required");
+    if (o.prompt && !*o.prompt)
+        cli_usage_error("--prompt is empty: give a prompt's text");
     if (o.prompt && (o.sets || o.texts.n))
         cli_usage_error("--prompt excludes --prompts and --dataset");
     if (o.time_only && (o.prompt || o.sets || o.texts.n))
