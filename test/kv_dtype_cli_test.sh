@@ -143,6 +143,8 @@ lines bad group
 expect 2 'does not divide head_dim 80' -- "$bin/rankkv-eval" --model "$nano" \
     --dataset t="$tmp/text.txt" --kv-dtype fp32,int8 --kv-group 7
 expect 2 'kv-group' -- "$gen" --model "$nano" --kv-dtype int8 --kv-group 0
+# A group is checked against the model even where the dtype has none.
+expect 2 '--kv-group: KV group of 7 channels' -- "$gen" --model "$nano" --kv-dtype fp32 --kv-group 7
 expect 2 'unknown KV dtype' -- "$bin/rankkv-bench" --model "$nano" --kv-dtype fp32,bf16
 expect 2 'unknown KV dtype' -- "$bin/rankkv-compare" --model "$nano" --kv-dtype q8
 # CUDA stores fp16 only until its quantized kernels exist: a build with the

@@ -915,6 +915,10 @@ rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops
     rk_kv_format f = ops->kv_format;
     if (name && rk_kv_format_parse(name, &f) != RK_OK)
         cli_usage_error("--kv-dtype: %s", rk_last_error());
+    /* A group given must fit the model whatever the dtype: it is one the
+     * user meant for int8/int4 rows. */
+    if (kv->group && rk_kv_format_check(RK_KV_INT8, cfg->head_dim, kv->group) != RK_OK)
+        cli_usage_error("--kv-group: %s", rk_last_error());
     if (rk_model_check_kv_format(cfg, ops, f, kv->group) != RK_OK)
         cli_usage_error("--kv-dtype %s: %s", rk_kv_format_name(f), rk_last_error());
     return f;
@@ -928,8 +932,6 @@ void cli_kv_fit(cli_kv *kv, const char *model, const rk_config *cfg, const rk_op
     if (kv->opt.average || kv->opt.n_budgets)
         cli_usage_error("--kv-memory chooses the budget: give it or --kv-budget(s), not both");
     const int group = kv->group ? kv->group : RK_KV_GROUP_DEFAULT;
-    /* A group given for the quantized formats must divide head_dim even
-     * when the choice ends up unquantized. */
     if (kv->group && rk_kv_format_check(RK_KV_INT8, cfg->head_dim, group) != RK_OK)
         cli_usage_error("--kv-group: %s", rk_last_error());
     unsigned formats = 0;
