@@ -5,13 +5,26 @@
 /* Key rows the last W of N causal queries see. */
 static double causal_keys(double w, double n) { return w * n - w * (w - 1) / 2; }
 
+/* The rows a layer of budget BUDGET attends over the NEW_TOKENS − 1 decode
+ * steps after a PROMPT-token prompt, summed: its cache and the new row. */
+static double rows_attended(const rk_kv_policy *p, int budget, int prompt, int new_tokens)
+{
+    const rk_kv_hooks *hooks = rk_kv_hooks_of(p);
+    int rows = hooks->rows_after(0, prompt, budget, rk_kv_compresses(p));
+    double sum = 0;
+    for (int i = 1; i < new_tokens; i++) {
+        sum += rows + 1;
+        rows = hooks->rows_after(rows, 1, budget, 0);
+    }
+    return sum;
+}
+
 rk_flops rk_flops_count(const rk_config *cfg, const rk_limits *lim, int prompt, int new_tokens)
 {
     const double d = cfg->hidden, f = cfg->ffn, V = cfg->vocab, H = cfg->n_heads, n = prompt;
     const int L = cfg->n_layers;
     const rk_kv_policy *p = &lim->kv;
     const rk_kv_hooks *hooks = rk_kv_hooks_of(p);
-    const int compresses = rk_kv_compresses(p);
     const double dense = 8 * d * d + 4 * d * f; /* QKV, output, MLP per token and layer */
     const double logits = 2 * d * V;
     const int logit_rows = lim->logits_rows < prompt ? lim->logits_rows : prompt;
@@ -31,14 +44,9 @@ rk_flops rk_flops_count(const rk_config *cfg, const rk_limits *lim, int prompt, 
             const double r = prompt < lim->rank_len ? prompt : lim->rank_len;
             out.compress += d * r * (r + 1) + H * 10.0 / 3.0 * r * r * r;
         }
-        int rows = hooks->rows_after(0, prompt, budget, compresses);
-        for (int i = 1; i < new_tokens; i++) {
-            const double r = rows + 1;
-            out.decode += 4 * d * r;
-            if (hooks->keeps_scores)
-                out.decode += (2 * d + 2 * H) * r + H * r;
-            rows = hooks->rows_after(rows, 1, budget, 0);
-        }
+        /* Attention, and H2O's rescoring and eviction, are per row. */
+        const double per_row = 4 * d + (hooks->keeps_scores ? 2 * d + 3 * H : 0);
+        out.decode += per_row * rows_attended(p, budget, prompt, new_tokens);
     }
     if (new_tokens > 1)
         out.decode += (new_tokens - 1) * (L * dense + logits);
@@ -51,18 +59,10 @@ double rk_kv_step_bytes(const rk_config *cfg, const rk_limits *lim, int prompt, 
 {
     if (new_tokens < 2)
         return 0;
-    const rk_kv_policy *p = &lim->kv;
-    const rk_kv_hooks *hooks = rk_kv_hooks_of(p);
     const int group = lim->kv_group ? lim->kv_group : RK_KV_GROUP_DEFAULT;
     const double row = 2.0 * cfg->n_heads * rk_kv_row_bytes(lim->kv_format, cfg->head_dim, group);
     double rows_read = 0;
-    for (int l = 0; l < cfg->n_layers; l++) {
-        const int budget = p->budget[l];
-        int rows = hooks->rows_after(0, prompt, budget, rk_kv_compresses(p));
-        for (int i = 1; i < new_tokens; i++) {
-            rows_read += rows + 1;
-            rows = hooks->rows_after(rows, 1, budget, 0);
-        }
-    }
+    for (int l = 0; l < cfg->n_layers; l++)
+        rows_read += rows_attended(&lim->kv, lim->kv.budget[l], prompt, new_tokens);
     return rows_read * row / (new_tokens - 1);
 }

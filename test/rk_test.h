@@ -4,6 +4,7 @@
 #ifndef RK_TEST_H
 #define RK_TEST_H
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -42,6 +43,18 @@ static inline void rk_test_require_path(const char *path)
         printf("SKIP: %s is absent (the ../shared fixtures are not here)\n", path);
         exit(RK_SKIP);
     }
+}
+
+/* The largest |a - b| over N values, relative to the largest |b|: how far
+ * two runs' rows or logits are apart. */
+static inline double rk_test_rel_diff(const float *a, const float *b, int n)
+{
+    double d = 0, mx = 1e-30;
+    for (int i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        mx = fmax(mx, fabs((double)b[i]));
+    }
+    return d / mx;
 }
 
 static inline int rk_test_finish(const char *name)

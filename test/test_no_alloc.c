@@ -2,52 +2,17 @@
  * malloc family and mmap for the whole process (OpenBLAS included), runs a
  * prefill and a decode loop, and counts the calls made meanwhile. */
 #define _GNU_SOURCE
-#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "alloc_count.h"
 #include "generate_loop.h"
 #include "model.h"
 #include "rk_test.h"
 #include "rank.h"
 #include "sampler.h"
 #include "targets.h"
-
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-extern void __libc_free(void *);
-
-static atomic_int counting;
-static atomic_long calls;
-
-static void note(void)
-{
-    if (atomic_load(&counting))
-        atomic_fetch_add(&calls, 1);
-}
-
-void *malloc(size_t n) { note(); return __libc_malloc(n); }
-void *calloc(size_t a, size_t b) { note(); return __libc_calloc(a, b); }
-void *realloc(void *p, size_t n) { note(); return __libc_realloc(p, n); }
-void *aligned_alloc(size_t al, size_t n) { note(); return __libc_memalign(al, n); }
-void *memalign(size_t al, size_t n) { note(); return __libc_memalign(al, n); }
-int posix_memalign(void **p, size_t al, size_t n)
-{
-    note();
-    *p = __libc_memalign(al, n);
-    return *p ? 0 : 12;
-}
-void free(void *p) { __libc_free(p); }
-void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
-{
-    note();
-    return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
-}
 
 /* Loads pythia-nano with LIM, warms up, and counts the allocator calls
  * during 2 prefills + 80 decode steps, which must be none. */

@@ -473,16 +473,6 @@ static double rel_diff(const float *a, const double *b, int n)
     return d / mx;
 }
 
-static double rel_diff_f(const float *a, const float *b, int n)
-{
-    double d = 0, mx = 1e-30;
-    for (int i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        mx = fmax(mx, fabs((double)b[i]));
-    }
-    return d / mx;
-}
-
 enum { PROMPT = 12, ROW = 2 * 80 }; /* pythia-nano: 2 heads x 80 dims */
 
 static void kv_row(const rk_ops *ops)
@@ -535,12 +525,12 @@ static void kv_row(const rk_ops *ops)
     for (int l = 0; l < 4; l++)
         for (int p = 0; p < PROMPT; p++) {
             CHECK(rk_model_kv_row(m, &s, l, p, k2, v2) == RK_OK);
-            worst = fmax(worst, fmax(rel_diff_f(k2, k[l][p], ROW), rel_diff_f(v2, v[l][p], ROW)));
+            worst = fmax(worst, fmax(rk_test_rel_diff(k2, k[l][p], ROW), rk_test_rel_diff(v2, v[l][p], ROW)));
         }
     printf("%s: KV rows of a prefill against one-token steps: %.2e\n", ops->name, worst);
     CHECKF(worst <= tol, "%s: rows differ by %.2e", ops->name, worst);
     /* Distinct positions are distinct rows. */
-    CHECK(rel_diff_f(k[3][4], k[3][5], ROW) > 1e-2);
+    CHECK(rk_test_rel_diff(k[3][4], k[3][5], ROW) > 1e-2);
 
     /* Positions not run are refused, before and after a rollback. */
     CHECK(rk_model_kv_row(m, &s, 0, PROMPT, k2, v2) == RK_EINVAL &&
@@ -550,7 +540,7 @@ static void kv_row(const rk_ops *ops)
           strstr(rk_last_error(), "layers 0..3"));
     CHECK(rk_seq_truncate(m, &s, 6) == RK_OK);
     CHECK(rk_model_kv_row(m, &s, 2, 6, k2, v2) == RK_EINVAL);
-    CHECK(rk_model_kv_row(m, &s, 2, 5, k2, v2) == RK_OK && rel_diff_f(k2, k[2][5], ROW) <= tol);
+    CHECK(rk_model_kv_row(m, &s, 2, 5, k2, v2) == RK_OK && rk_test_rel_diff(k2, k[2][5], ROW) <= tol);
     rk_model_free(m);
 
     /* Quantized caches read back through their format: near the fp32 rows
@@ -572,7 +562,7 @@ static void kv_row(const rk_ops *ops)
         for (int l = 0; l < 4; l++)
             for (int p = 0; p < PROMPT; p++) {
                 CHECK(rk_model_kv_row(m, &s, l, p, k2, v2) == RK_OK);
-                const double e = fmax(rel_diff_f(k2, k[l][p], ROW), rel_diff_f(v2, v[l][p], ROW));
+                const double e = fmax(rk_test_rel_diff(k2, k[l][p], ROW), rk_test_rel_diff(v2, v[l][p], ROW));
                 d0 = l == 0 ? fmax(d0, e) : d0;
                 d = fmax(d, e);
             }

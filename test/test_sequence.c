@@ -31,16 +31,6 @@ static rk_model *load(const char *method, int budget)
     return m;
 }
 
-/* Largest |a - b| relative to the largest |b| of a row. */
-static double rel_diff(const float *a, const float *b, int n)
-{
-    double d = 0, mx = 1e-30;
-    for (int i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        mx = fmax(mx, fabs((double)b[i]));
-    }
-    return d / mx;
-}
 
 /* The logits of tokens[PROMPT..PROMPT+K) one step at a time, into WANT. */
 static void one_at_a_time(rk_model *m, const int32_t *tokens, float *want)
@@ -75,7 +65,7 @@ static void steps_and_truncate(const char *method, double tol)
     CHECK(s.n_past == PROMPT + K);
     double worst = 0;
     for (int r = 0; r < K; r++)
-        worst = fmax(worst, rel_diff(rk_model_logits(m, r), want + (size_t)r * V, V));
+        worst = fmax(worst, rk_test_rel_diff(rk_model_logits(m, r), want + (size_t)r * V, V));
     printf("%s on %s: a step of %d rows against one-token steps: %.2e\n", method, ops->name, K,
            worst);
     CHECKF(worst <= tol, "%s: rows differ by %.2e", method, worst);
@@ -95,7 +85,7 @@ static void steps_and_truncate(const char *method, double tol)
      * of a run that saw only the kept ones. */
     CHECK(rk_seq_truncate(m, &s, PROMPT + 2) == RK_OK && s.n_past == PROMPT + 2);
     CHECK(rk_model_forward(m, &s, tokens + PROMPT + 2, 1) == RK_OK);
-    CHECKF(rel_diff(rk_model_logits(m, 0), want + 2 * (size_t)V, V) <= tol,
+    CHECKF(rk_test_rel_diff(rk_model_logits(m, 0), want + 2 * (size_t)V, V) <= tol,
            "%s: after truncating, logits differ", method);
     CHECK(rk_seq_truncate(m, &s, s.n_past + 1) == RK_EINVAL);
     free(want);

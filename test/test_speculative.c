@@ -26,44 +26,7 @@
 #include "target_test.h"
 
 #ifdef RK_SPEC_COUNT_ALLOCS
-/* The malloc family and mmap interposed for the whole process, counted
- * while COUNTING is set (test_no_alloc.c's pattern). */
-#include <stdatomic.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
-
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-extern void __libc_free(void *);
-
-static atomic_int counting;
-static atomic_long calls;
-
-static void note(void)
-{
-    if (atomic_load(&counting))
-        atomic_fetch_add(&calls, 1);
-}
-
-void *malloc(size_t n) { note(); return __libc_malloc(n); }
-void *calloc(size_t a, size_t b) { note(); return __libc_calloc(a, b); }
-void *realloc(void *p, size_t n) { note(); return __libc_realloc(p, n); }
-void *aligned_alloc(size_t al, size_t n) { note(); return __libc_memalign(al, n); }
-void *memalign(size_t al, size_t n) { note(); return __libc_memalign(al, n); }
-int posix_memalign(void **p, size_t al, size_t n)
-{
-    note();
-    *p = __libc_memalign(al, n);
-    return *p ? 0 : 12;
-}
-void free(void *p) { __libc_free(p); }
-void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
-{
-    note();
-    return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
-}
+#include "alloc_count.h"
 #endif
 
 #define NANO RK_MODELS_DIR "/pythia-nano"
@@ -222,16 +185,6 @@ static void exact_on_goldens(rk_model *target, rk_model *draft, const char *gold
     cJSON_Delete(g);
 }
 
-/* Largest |a - b| relative to the largest |b|. */
-static double rel_diff(const float *a, const float *b, int n)
-{
-    double d = 0, mx = 1e-30;
-    for (int i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        mx = fmax(mx, fabs((double)b[i]));
-    }
-    return d / mx;
-}
 
 /* After speculative decoding, M's sequence S holds the first S.n_past of
  * TOKENS[0..n) (the prompt and the output but its last token): running the
@@ -248,7 +201,7 @@ static double continue_vs_fresh(rk_model *m, rk_seq *s, const int32_t *tokens, i
     rk_seq_reset(&fresh);
     CHECK(rk_model_prefill(m, &fresh, tokens, n - 1) == RK_OK);
     CHECK(rk_model_forward(m, &fresh, tokens + n - 1, 1) == RK_OK);
-    return rel_diff(cont, rk_model_logits(m, 0), V);
+    return rk_test_rel_diff(cont, rk_model_logits(m, 0), V);
 }
 
 typedef struct {
@@ -454,10 +407,10 @@ static double check_events(rk_model *target, rk_model *draft, const rekv_watch *
                "event %d at %d: the target's token %d is not the output's", e, p,
                (int)ev->target_token);
         const float *tl = fresh_rows(target, tokens, p, ev->target_token, k, v);
-        const double truth = fmax(rel_diff(w->truth_k + e * w->tsize, k, (int)w->tsize),
-                                  rel_diff(w->truth_v + e * w->tsize, v, (int)w->tsize));
+        const double truth = fmax(rk_test_rel_diff(w->truth_k + e * w->tsize, k, (int)w->tsize),
+                                  rk_test_rel_diff(w->truth_v + e * w->tsize, v, (int)w->tsize));
         /* The truth differs from the rejected rows it is compared with. */
-        CHECK(rel_diff(w->rejected_k + e * w->tsize, k, (int)w->tsize) > 1e-3);
+        CHECK(rk_test_rel_diff(w->rejected_k + e * w->tsize, k, (int)w->tsize) > 1e-3);
         /* A rank moves only past near ties, which a K + 1-row step may
          * round otherwise than a prefill. */
         int lo, hi;
@@ -466,11 +419,11 @@ static double check_events(rk_model *target, rk_model *draft, const rekv_watch *
                "event %d: target rank %d, fresh %d..%d within rounding", e, ev->target_rank, lo,
                hi);
         fresh_rows(target, tokens, p, ev->draft_token, k, v);
-        const double rejected = fmax(rel_diff(w->rejected_k + e * w->tsize, k, (int)w->tsize),
-                                     rel_diff(w->rejected_v + e * w->tsize, v, (int)w->tsize));
+        const double rejected = fmax(rk_test_rel_diff(w->rejected_k + e * w->tsize, k, (int)w->tsize),
+                                     rk_test_rel_diff(w->rejected_v + e * w->tsize, v, (int)w->tsize));
         const float *dl = fresh_rows(draft, tokens, p, ev->draft_token, k, v);
-        const double drafted = fmax(rel_diff(w->draft_k + e * w->dsize, k, (int)w->dsize),
-                                    rel_diff(w->draft_v + e * w->dsize, v, (int)w->dsize));
+        const double drafted = fmax(rk_test_rel_diff(w->draft_k + e * w->dsize, k, (int)w->dsize),
+                                    rk_test_rel_diff(w->draft_v + e * w->dsize, v, (int)w->dsize));
         const double prob = rk_rekv_prob(dl, draft->cfg.vocab, ev->draft_token);
         CHECKF(fabs(prob - ev->draft_prob) <= (cpu ? 1e-4 : 2e-2) * fmax(prob, 1e-3),
                "event %d: draft probability %g, fresh %g", e, ev->draft_prob, prob);
