@@ -157,5 +157,8 @@ then ok; else bad "compare --from-json: not the run's markdown and plot data"; f
 expect 2 'not what to run' -- "$bin/rankkv-compare" --from-json "$tmp/seed.json" --budget 64
 expect 2 'not what to run' -- "$bin/rankkv-compare" --from-json "$tmp/seed.json" --json "$tmp/x.json"
 expect 1 'not a rankkv-compare record' -- "$bin/rankkv-compare" --from-json "$tmp/seed.md"
+expect 2 'is also an input' -- "$bin/rankkv-compare" --from-json "$tmp/seed.json" --markdown "$tmp/seed.json"
+if "$bin/json_get" "$tmp/seed.json" rows.0.row >/dev/null 2>&1 || grep -q '"rows"' "$tmp/seed.json"
+then ok; else bad "compare --from-json: the record was written over"; fi
 
 finish cli_test

@@ -50,6 +50,13 @@ expect 2 'evicts rows' -- "$spec" --draft-model "$nano" --kv streamingllm --kv-b
 expect 2 'draft-model DIR is required' -- "$spec"
 expect 2 'excludes --prompts and --dataset' -- "$spec" --draft-model "$nano" --prompt hi --prompts gsm8k
 expect 2 'prompt is empty' -- "$spec" --draft-model "$nano" --prompt ''
+# An output of --rekv that is an input is refused before the work, and
+# the input stays as it was.
+mkdir -p "$tmp/clash"
+echo 'The ship sailed out of the harbour at dawn.' > "$tmp/clash/summary_K4.json"
+expect 2 'summary_K4.json is also an input' -- "$spec" --draft-model "$nano" --rekv "$tmp/clash" \
+    --rekv-preset debug --dataset s="$tmp/clash/summary_K4.json" --dataset-prompt 4
+if grep -q '^The ship sailed' "$tmp/clash/summary_K4.json"; then ok; else bad "--rekv wrote over an input"; fi
 expect 2 'excludes --prompts and --dataset' -- "$spec" --draft-model "$nano" --prompt hi --dataset t=/dev/null
 
 # Continuations: prompts cut from a text, shown under the dataset's name

@@ -542,14 +542,45 @@ static void add_input(file_ids *ids, const char *path, int model)
     closedir(d);
 }
 
+/* Every input given so far, as the checks compare them. */
+static file_ids input_ids(void)
+{
+    file_ids in = {0};
+    for (int i = 0; i < n_inputs; i++)
+        add_input(&in, inputs[i].path, inputs[i].model);
+    return in;
+}
+
+static void free_ids(file_ids *in)
+{
+    for (int k = 0; k < in->n; k++) {
+        free((char *)in->id[k].path);
+        free(in->id[k].name);
+    }
+    free(in->id);
+}
+
+/* The output PATH of FLAG, writable as rk_out_check says and none of IN:
+ * its identity. */
+static file_id output_id(const file_ids *in, const char *flag, const char *path)
+{
+    if (rk_out_check(path, NULL) != RK_OK) {
+        rk_fail(RK_EIO, "%s: %s", flag, rk_last_error());
+        cli_die();
+    }
+    file_id out = identify(path, path);
+    for (int k = 0; k < in->n; k++)
+        if (same_file(&out, &in->id[k]))
+            cli_usage_error("%s %s is also an input (%s)", flag, path, in->id[k].path);
+    return out;
+}
+
 void cli_check_paths(const char *model)
 {
     if (model)
         cli_model_input(model);
-    file_ids in = {0};
+    file_ids in = input_ids();
     file_id out[MAX_OUTPUTS];
-    for (int i = 0; i < n_inputs; i++)
-        add_input(&in, inputs[i].path, inputs[i].model);
     for (int i = 0; i < n_outputs; i++) {
         const char *flag = outputs[i].flag, *path = outputs[i].path;
         out[i] = (file_id){.path = path};
@@ -560,26 +591,23 @@ void cli_check_paths(const char *model)
                                     flag);
             continue;
         }
-        if (rk_out_check(path, NULL) != RK_OK) {
-            rk_fail(RK_EIO, "%s: %s", flag, rk_last_error());
-            cli_die();
-        }
-        out[i] = identify(path, path);
-        for (int k = 0; k < in.n; k++)
-            if (same_file(&out[i], &in.id[k]))
-                cli_usage_error("%s %s is also an input (%s)", flag, path, in.id[k].path);
+        out[i] = output_id(&in, flag, path);
         for (int k = 0; k < i; k++)
             if (same_file(&out[i], &out[k]))
                 cli_usage_error("%s %s is the same file as %s %s", flag, path, outputs[k].flag,
                                 outputs[k].path);
     }
-    for (int k = 0; k < in.n; k++) {
-        free((char *)in.id[k].path);
-        free(in.id[k].name);
-    }
+    free_ids(&in);
     for (int i = 0; i < n_outputs; i++)
         free(out[i].name);
-    free(in.id);
+}
+
+void cli_check_output(const char *flag, const char *path)
+{
+    file_ids in = input_ids();
+    file_id out = output_id(&in, flag, path);
+    free(out.name);
+    free_ids(&in);
 }
 
 FILE *cli_out_open(const char *path)

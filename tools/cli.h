@@ -139,6 +139,10 @@ const char *cli_output(const char *flag, const char *path, int may_stdout);
  * directory and name when they do not yet. */
 void cli_check_paths(const char *model);
 
+/* The same check for one output of FLAG that the table does not hold (a
+ * tool writing many files into a directory), after cli_check_paths. */
+void cli_check_output(const char *flag, const char *path);
+
 /* An output opened for writing: a temporary file beside PATH (stdout for
  * "-"); cli_out_close renames it into place and says so on stderr. Exits
  * with the reason on any failure; an exit before the close (cli_die,

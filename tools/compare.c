@@ -500,6 +500,8 @@ int main(int argc, char **argv)
             memcmp(&budgets, &default_budgets, sizeof budgets) != 0)
             cli_usage_error("--from-json shows a record again: it takes --layout, --markdown "
                             "and --plot, not what to run");
+        /* The record is an input like any other: no output may replace it. */
+        cli_check_paths(NULL);
         const char *record_model;
         cJSON *record = read_record(from_json, &sets, res, &n_rows, &budgets, &record_model);
         show(md_path, seed, &sets, res, n_rows, &budgets, &plot_to, record_model);

@@ -48,8 +48,7 @@ static void free_plot_files(cli_plot_paths *p)
 
 static void check_out(char *path)
 {
-    if (rk_out_check(path, NULL) != RK_OK)
-        cli_die();
+    cli_check_output("--rekv", path);
     free(path);
 }
 

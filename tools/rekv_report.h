@@ -26,7 +26,8 @@ extern const char *const rekv_report_plot_names[REKV_REPORT_PLOTS];
 
 /* Before the work: DIR must exist; DIR/plots is made when absent; every
  * output of the windows KS[0..n) and combined_results.json must be writable
- * as rk_out_check says. An error exit naming the path otherwise. */
+ * as rk_out_check says and none of the run's inputs (cli_check_output). An
+ * error exit naming the path otherwise. */
 void rekv_report_check(const char *dir, const int *ks, int n);
 
 /* Writes R's summary_K{K}.json, events_K{K}.json and plots into DIR (and
