@@ -471,7 +471,22 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
         const rk_kv_layer cache = layer_cache(m, l);
         const void *row = step + 1 + l;
 
-        o->linear(ctx, qkv, h, WT(m, w->qkv_w), WT(m, w->qkv_b), n, D, 3 * D, 0);
+        /* A parallel-residual MLP reads ln2(x), not the attention: its first
+         * product goes with QKV's, and its last with the attention's output
+         * projection, whose sum is all the residual stream takes. */
+        const rk_product qkv_p = {.y = qkv, .x = h, .w = WT(m, w->qkv_w), .bias = WT(m, w->qkv_b),
+                                  .in = D, .out = 3 * D};
+        const rk_product fc1_p = {.y = mlp_h, .x = h2, .w = WT(m, w->fc1_w),
+                                  .bias = WT(m, w->fc1_b), .in = D, .out = c->ffn, .gelu = 1};
+        const rk_product dense_p = {.y = par ? mlp_out : attn_out, .x = att,
+                                    .w = WT(m, w->dense_w), .bias = WT(m, w->dense_b), .in = D,
+                                    .out = D};
+        const rk_product fc2_p = {.y = mlp_out, .x = mlp_h, .w = WT(m, w->fc2_w),
+                                  .bias = WT(m, w->fc2_b), .in = c->ffn, .out = D};
+        if (par)
+            o->linear_pair(ctx, &qkv_p, &fc1_p, n);
+        else
+            o->linear(ctx, &qkv_p, n);
         if (via_prompt) {
             const rk_kv_layer prompt = prompt_cache(m);
             o->qkv_rotary(ctx, q, &prompt, qkv, rope, pos, pos, n, c->rotary_dims);
@@ -492,18 +507,20 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
                 hooks->after_decode_attention(kv, &s);
             }
         }
-        o->linear(ctx, attn_out, att, WT(m, w->dense_w), WT(m, w->dense_b), n, D, D, 0);
-        if (!par)
+        if (par) {
+            o->linear_sum(ctx, &dense_p, &fc2_p, n);
+        } else {
+            o->linear(ctx, &dense_p, n);
             o->add_layernorm(ctx, resid, attn_out, NULL, NORM(h2, w->ln2_w, w->ln2_b), none, n,
                              D, c->ln_eps);
+            o->linear(ctx, &fc1_p, n);
+            o->linear(ctx, &fc2_p, n);
+        }
 
-        o->linear(ctx, mlp_h, h2, WT(m, w->fc1_w), WT(m, w->fc1_b), n, D, c->ffn, 1);
-        o->linear(ctx, mlp_out, mlp_h, WT(m, w->fc2_w), WT(m, w->fc2_b), n, c->ffn, D, 0);
-
-        /* x += mlp (+ attn), normalised for the next layer or, after the
-         * last, by the final LayerNorm. */
+        /* x += mlp (+ attn, in mlp_out already where parallel), normalised
+         * for the next layer or, after the last, by the final LayerNorm. */
         const rk_layer_weights *nx = l + 1 < L ? &m->w_layer[l + 1] : NULL;
-        o->add_layernorm(ctx, resid, mlp_out, par ? attn_out : NULL,
+        o->add_layernorm(ctx, resid, mlp_out, NULL,
                          nx ? NORM(h, nx->ln1_w, nx->ln1_b) : NORM(h, m->w_lnf_w, m->w_lnf_b),
                          nx && par ? NORM(h2, nx->ln2_w, nx->ln2_b) : none, n, D, c->ln_eps);
     }

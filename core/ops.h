@@ -23,6 +23,14 @@ typedef struct {
     const void *w, *b;
 } rk_norm_out;
 
+/* One matrix product: y[n, out] = x[n, in] · W[out, in]ᵀ + bias (bias may be
+ * NULL), exact GELU (erf) after the bias when gelu is set. */
+typedef struct {
+    void *y;
+    const void *x, *w, *bias;
+    int in, out, gelu;
+} rk_product;
+
 #define RK_TOP_K_MAX 64
 /* The most rows of a step after the prompt that a target records (draft
  * tokens verified at once); longer steps run unrecorded. */
@@ -75,10 +83,16 @@ typedef struct rk_ops {
      * fp32. One op so that a target can do it in one pass over x. */
     void (*add_layernorm)(void *ctx, void *x, const void *a, const void *b, rk_norm_out out1,
                           rk_norm_out out2, int n, int dim, float eps);
-    /* y[n, out] = x[n, in] · W[out, in]ᵀ + bias (bias may be NULL); GELU
-     * (exact, erf) applied after the bias when gelu is set. */
-    void (*linear)(void *ctx, void *y, const void *x, const void *w, const void *bias,
-                   int n, int in, int out, int gelu);
+    /* P over N rows. */
+    void (*linear)(void *ctx, const rk_product *p, int n);
+    /* Two products of the same N rows that do not depend on each other, in
+     * one pass over both weights where the target can: a parallel-residual
+     * layer's QKV and first MLP products read two norms of the same x. */
+    void (*linear_pair)(void *ctx, const rk_product *a, const rk_product *b, int n);
+    /* a.y = A + B (both biases, no GELU; a.out == b.out, b.y unused): a
+     * parallel-residual layer's attention output and MLP output, whose sum
+     * is all its residual stream takes. */
+    void (*linear_sum)(void *ctx, const rk_product *a, const rk_product *b, int n);
     /* Same as linear but y is fp32 whatever the compute type (logits). */
     void (*linear_f32out)(void *ctx, float *y, const void *x, const void *w,
                           int n, int in, int out);

@@ -431,44 +431,49 @@ __global__ void __launch_bounds__(WARPS * 32)
     extern __shared__ uint4 smem_raw[];
     __half *const qs = reinterpret_cast<__half *>(smem_raw);
 
-    /* Launched as a programmatic dependent of the previous kernel: wait for
-     * it (its outputs are our inputs), then let the merge kernel launch; it
-     * waits for this grid to finish before it reads the partials. */
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int h = blockIdx.y, r0 = blockIdx.z * kDecodeRows;
+    /* pos (the step's first cache row) is an input of the whole step, final
+     * before the graph runs, so it may be read before the wait below. */
     const int pos0 = *pos;
     const int kv_len = pos0 + n;
-    if (blockIdx.x * WARPS * KW >= kv_len)
-        return;
     const int slice = blockIdx.x * WARPS + warp;
     const int key0 = slice * KW;
     const bool active = key0 < kv_len;
+    /* A slice of rows cached before this step holds nothing a running
+     * kernel writes: the one before us (rotary) writes only the step's own
+     * rows, and lets us launch only once it has waited for everything
+     * earlier. Its keys and values are fetched while rotary still runs. */
+    const bool early = key0 + KW <= pos0;
     __half *const ks = qs + kDecodeRows * LD + warp * 2 * KW * LD;
     __half *const vs = ks + KW * LD;
+    if (early && blockIdx.x * WARPS * KW < kv_len) {
+        load_rows<D, KW, 32>(ks, k_cache + (size_t)h * cap * D, key0, kv_len, lane);
+        load_rows<D, KW, 32>(vs, v_cache + (size_t)h * cap * D, key0, kv_len, lane);
+    }
+
+    /* Launched as a programmatic dependent of the previous kernel: wait for
+     * it (the queries and the step's rows are its outputs), then let the
+     * merge kernel launch; it waits for this grid to finish before it reads
+     * the partials. */
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    if (blockIdx.x * WARPS * KW >= kv_len)
+        return;
 
     load_rows<D, kDecodeRows, WARPS * 32>(qs, q + (size_t)h * n * D, r0, n, tid);
-    cp_async_commit();
-    if (active) {
+    if (active && !early) {
         load_rows<D, KW, 32>(ks, k_cache + (size_t)h * cap * D, key0, kv_len, lane);
-        cp_async_commit();
         load_rows<D, KW, 32>(vs, v_cache + (size_t)h * cap * D, key0, kv_len, lane);
-    } else {
-        cp_async_commit();
     }
-    /* Every thread commits three groups, so waiting for all but two means
-     * its part of the queries has landed. */
     cp_async_commit();
-    cp_async_wait<2>();
+    cp_async_wait<0>();
     __syncthreads();
     if (!active)
         return;
 
     QueryFrags<D, 1> qf;
     qf.init(qs, lane);
-    cp_async_wait<1>();
-    __syncwarp();
     float s[1][NT][4];
     tile_scores<D, NT, 1>(s, qf, ks, lane);
     const int row0 = r0 + (lane >> 2);
@@ -480,8 +485,6 @@ __global__ void __launch_bounds__(WARPS * 32)
         o[0][dt][0] = o[0][dt][1] = o[0][dt][2] = o[0][dt][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     softmax_step<NT, DT>(s[0], o[0], m, l, scale_log2);
-    cp_async_wait<0>();
-    __syncwarp();
     tile_pv<D, NT, 1>(o, s, vs, lane);
 
     const size_t base = ((size_t)h * decode_slices<KW>(cap) + slice) * n;

@@ -65,8 +65,29 @@ __device__ float block_sum(float v, float *shared)
     return total;
 }
 
+/* A LayerNorm's weight and bias chunks for one thread, loaded before the
+ * wait for the previous kernel: they are weights, and one dependent round
+ * trip less after it. */
+template <int CHUNKS> struct norm_params {
+    uint4 w[CHUNKS], b[CHUNKS];
+};
+
 template <int CHUNKS>
-__device__ __forceinline__ void norm_store(__half *y, const __half *w, const __half *b,
+__device__ __forceinline__ void norm_load(norm_params<CHUNKS> &p, const __half *w, const __half *b,
+                                          int mine, int stride)
+{
+#pragma unroll
+    for (int i = 0; i < CHUNKS; i++) {
+        if (i >= mine)
+            break;
+        const int c = threadIdx.x + i * stride;
+        p.w[i] = reinterpret_cast<const uint4 *>(w)[c];
+        p.b[i] = reinterpret_cast<const uint4 *>(b)[c];
+    }
+}
+
+template <int CHUNKS>
+__device__ __forceinline__ void norm_store(__half *y, const norm_params<CHUNKS> &p,
                                            const half8 (&v)[CHUNKS], int mine, int stride,
                                            float mean, float rstd)
 {
@@ -75,8 +96,7 @@ __device__ __forceinline__ void norm_store(__half *y, const __half *w, const __h
         if (i >= mine)
             break;
         const int c = threadIdx.x + i * stride;
-        const half8 wv = unpack(reinterpret_cast<const uint4 *>(w)[c]);
-        const half8 bv = unpack(reinterpret_cast<const uint4 *>(b)[c]);
+        const half8 wv = unpack(p.w[i]), bv = unpack(p.b[i]);
         half8 o;
 #pragma unroll
         for (int k = 0; k < 8; k++)
@@ -94,12 +114,18 @@ __global__ void add_layernorm_kernel(__half *x, const __half *a, const __half *b
                                      const __half *w2, const __half *b2, int dim, float eps)
 {
     __shared__ float shared[kThreads / 32];
-    rk_wait_previous();
-    rk_allow_next();
     const size_t off = (size_t)blockIdx.x * dim;
     uint4 *xr = reinterpret_cast<uint4 *>(x + off);
     const int nc = dim / 8, stride = blockDim.x;
     const int mine = threadIdx.x < nc ? (nc - 1 - threadIdx.x) / stride + 1 : 0;
+    /* The next kernel (a product) may launch now and prefetch its weights
+     * into what the product before this one leaves free. */
+    rk_allow_next();
+    norm_params<CHUNKS> p1, p2;
+    norm_load(p1, w1, b1, mine, stride);
+    if (y2)
+        norm_load(p2, w2, b2, mine, stride);
+    rk_wait_previous();
     half8 v[CHUNKS];
     float s = 0.0f;
 #pragma unroll
@@ -137,9 +163,9 @@ __global__ void add_layernorm_kernel(__half *x, const __half *a, const __half *b
             q += (v[i].v[k] - mean) * (v[i].v[k] - mean);
     }
     const float rstd = rsqrtf(block_sum(q, shared) / dim + eps);
-    norm_store(y1 + off, w1, b1, v, mine, stride, mean, rstd);
+    norm_store(y1 + off, p1, v, mine, stride, mean, rstd);
     if (y2)
-        norm_store(y2 + off, w2, b2, v, mine, stride, mean, rstd);
+        norm_store(y2 + off, p2, v, mine, stride, mean, rstd);
 }
 
 /* One thread per 8 dims of a head's q, k or v; blockIdx.x is the token. A

@@ -1,7 +1,12 @@
 /* Matrix-vector products for the one-token decode step, where a GEMM is a
  * pass over the weights: y[o] = W[o, :] · x + bias[o] (then exact GELU when
  * asked), fp16 weights and input, fp32 accumulation, fp16 or fp32 output.
- * W is row-major [out, in]; in must be a multiple of 8. */
+ * W is row-major [out, in]; in must be a multiple of 8.
+ *
+ * A step reads every weight once, so its time is the bytes over the memory
+ * bandwidth plus what each launch loses ramping up and draining. Two
+ * products that need not wait for each other therefore run as one launch:
+ * a pair (both outputs) or a sum (one output, the two products added). */
 #ifndef RK_GEMV_H
 #define RK_GEMV_H
 
@@ -11,11 +16,21 @@
 extern "C" {
 #endif
 
-/* Sizes the launches for the current device; call once before rk_k_gemv,
- * outside any stream capture. */
+/* One product; Y is fp16 [out], or fp32 where the call says so. */
+typedef struct {
+    void *y;
+    const void *w, *x, *bias; /* bias may be NULL */
+    int in, out, gelu;
+} rk_gemv_part;
+
+/* Sizes the launches for the current device; call once before the
+ * products, outside any stream capture. */
 void rk_k_gemv_init(void);
-void rk_k_gemv(cudaStream_t s, void *y, const void *w, const void *x, const void *bias, int in,
-               int out, int gelu, int f32out);
+void rk_k_gemv(cudaStream_t s, const rk_gemv_part *p, int f32out);
+/* A and B, fp16 outputs. */
+void rk_k_gemv_pair(cudaStream_t s, const rk_gemv_part *a, const rk_gemv_part *b);
+/* a.y = A + B (both biases); a.out == b.out, no GELU, b.y unused. */
+void rk_k_gemv_sum(cudaStream_t s, const rk_gemv_part *a, const rk_gemv_part *b);
 
 #ifdef __cplusplus
 }

@@ -206,6 +206,7 @@ typedef struct {
     float *y;
     const float *x, *w, *bias;
     int n, in, out, gelu;
+    int accumulate; /* y += the product rather than y = */
 } linear_job;
 
 /* Up to this many rows (a speculative decoder verifying one or two
@@ -234,7 +235,8 @@ static void small_rows_part(const linear_job *j, int lo, int hi)
                 sum += acc[l];
             for (; i < j->in; i++)
                 sum += wc[i] * xr[i];
-            j->y[(size_t)r * j->out + c] = sum;
+            float *yc = j->y + (size_t)r * j->out + c;
+            *yc = sum + (j->accumulate ? *yc : 0.0f);
         }
     }
 }
@@ -246,14 +248,15 @@ static void linear_part(void *arg, int lo, int hi)
     const linear_job *j = arg;
     const int cols = hi - lo;
     const float *w = j->w + (size_t)lo * j->in;
+    const float beta = j->accumulate ? 1.0f : 0.0f;
     if (j->n == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, cols, j->in, 1.0f, w, j->in, j->x, 1, 0.0f,
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, cols, j->in, 1.0f, w, j->in, j->x, 1, beta,
                     j->y + lo, 1);
     else if (j->n <= SMALL_ROWS)
         small_rows_part(j, lo, hi);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, cols, j->in, 1.0f, j->x, j->in,
-                    w, j->in, 0.0f, j->y + lo, j->out);
+                    w, j->in, beta, j->y + lo, j->out);
     for (int i = 0; i < j->n; i++) {
         float *yr = j->y + (size_t)i * j->out;
         for (int c = lo; c < hi; c++) {
@@ -266,20 +269,37 @@ static void linear_part(void *arg, int lo, int hi)
 /* Below this many multiply-adds a split costs more than it saves. */
 enum { PARALLEL_MIN_WORK = 1 << 17 };
 
-static void cpu_linear(void *ctx, void *y, const void *x, const void *w, const void *bias, int n,
-                       int in, int out, int gelu)
+static void run_linear(const linear_job *j)
 {
-    linear_job j = {y, x, w, bias, n, in, out, gelu};
-    if ((long)n * in * out < PARALLEL_MIN_WORK)
-        linear_part(&j, 0, out);
+    if ((long)j->n * j->in * j->out < PARALLEL_MIN_WORK)
+        linear_part((void *)j, 0, j->out);
     else
-        pool_run(linear_part, &j, out, 64);
+        pool_run(linear_part, (void *)j, j->out, 64);
+}
+
+static void cpu_linear(void *ctx, const rk_product *p, int n)
+{
+    run_linear(&(linear_job){.y = p->y, .x = p->x, .w = p->w, .bias = p->bias, .n = n,
+                             .in = p->in, .out = p->out, .gelu = p->gelu});
+}
+
+static void cpu_linear_pair(void *ctx, const rk_product *a, const rk_product *b, int n)
+{
+    cpu_linear(ctx, a, n);
+    cpu_linear(ctx, b, n);
+}
+
+static void cpu_linear_sum(void *ctx, const rk_product *a, const rk_product *b, int n)
+{
+    cpu_linear(ctx, a, n);
+    run_linear(&(linear_job){.y = a->y, .x = b->x, .w = b->w, .bias = b->bias, .n = n,
+                             .in = b->in, .out = b->out, .accumulate = 1});
 }
 
 static void cpu_linear_f32out(void *ctx, float *y, const void *x, const void *w, int n, int in,
                               int out)
 {
-    cpu_linear(ctx, y, x, w, NULL, n, in, out, 0);
+    run_linear(&(linear_job){.y = y, .x = x, .w = w, .n = n, .in = in, .out = out});
 }
 
 static void rotate(float *dst, const float *src, const float *rope, int head_dim, int rot_dims)
@@ -564,6 +584,8 @@ static const rk_ops cpu_ops = {
     .embed = cpu_embed,
     .add_layernorm = cpu_add_layernorm,
     .linear = cpu_linear,
+    .linear_pair = cpu_linear_pair,
+    .linear_sum = cpu_linear_sum,
     .linear_f32out = cpu_linear_f32out,
     .qkv_rotary = cpu_qkv_rotary,
     .attention = cpu_attention,

@@ -316,8 +316,9 @@ static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int lo
     return st;
 }
 
+/* y = x Wᵀ + bias, or y += with ACCUMULATE. */
 static void gemm(cuda_ctx *c, void *y, const void *x, const void *w, const void *bias, int n,
-                 int in, int out, int f32out)
+                 int in, int out, int f32out, int accumulate)
 {
     const int rows = gemm_bucket(n, f32out ? c->logits_rows : c->chunk);
     gemm_plan *g = gemm_find(c, out, rows, in, f32out, bias != NULL);
@@ -325,38 +326,70 @@ static void gemm(cuda_ctx *c, void *y, const void *x, const void *w, const void 
         remember(c, rk_fail(RK_EDEVICE, "no GEMM plan for %dx%dx%d (not prepared)", out, rows, in));
         return;
     }
-    const float one = 1.0f, zero = 0.0f;
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     if (bias)
         cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                        sizeof bias);
-    cublasStatus_t s = cublasLtMatmul(c->lt, g->desc, &one, w, g->a, x, g->b, &zero, y, g->c, y,
+    cublasStatus_t s = cublasLtMatmul(c->lt, g->desc, &one, w, g->a, x, g->b, &beta, y, g->c, y,
                                       g->c, &g->algo, c->workspace, GEMM_WORKSPACE, c->stream);
     if (s != CUBLAS_STATUS_SUCCESS)
         remember(c, rk_fail(RK_EDEVICE, "cublasLtMatmul failed (%d) for %dx%dx%d", (int)s, out,
                             rows, in));
 }
 
-static void cuda_linear(void *ctx, void *y, const void *x, const void *w, const void *bias, int n,
-                        int in, int out, int gelu)
+static rk_gemv_part gemv_part(const rk_product *p)
+{
+    return (rk_gemv_part){.y = p->y, .w = p->w, .x = p->x, .bias = p->bias, .in = p->in,
+                          .out = p->out, .gelu = p->gelu};
+}
+
+static void cuda_linear(void *ctx, const rk_product *p, int n)
 {
     cuda_ctx *c = ctx;
     if (n == 1) {
-        rk_k_gemv(c->stream, y, w, x, bias, in, out, gelu, 0);
+        const rk_gemv_part g = gemv_part(p);
+        rk_k_gemv(c->stream, &g, 0);
         return;
     }
-    gemm(c, y, x, w, bias, n, in, out, 0);
+    gemm(c, p->y, p->x, p->w, p->bias, n, p->in, p->out, 0, 0);
     /* cuBLASLt's GELU epilogue is the tanh approximation; GPT-NeoX uses erf. */
-    if (gelu)
-        rk_k_gelu(c->stream, y, (size_t)n * out);
+    if (p->gelu)
+        rk_k_gelu(c->stream, p->y, (size_t)n * p->out);
+}
+
+static void cuda_linear_pair(void *ctx, const rk_product *a, const rk_product *b, int n)
+{
+    cuda_ctx *c = ctx;
+    if (n == 1) {
+        const rk_gemv_part ga = gemv_part(a), gb = gemv_part(b);
+        rk_k_gemv_pair(c->stream, &ga, &gb);
+        return;
+    }
+    cuda_linear(ctx, a, n);
+    cuda_linear(ctx, b, n);
+}
+
+static void cuda_linear_sum(void *ctx, const rk_product *a, const rk_product *b, int n)
+{
+    cuda_ctx *c = ctx;
+    if (n == 1) {
+        const rk_gemv_part ga = gemv_part(a), gb = gemv_part(b);
+        rk_k_gemv_sum(c->stream, &ga, &gb);
+        return;
+    }
+    gemm(c, a->y, a->x, a->w, a->bias, n, a->in, a->out, 0, 0);
+    gemm(c, a->y, b->x, b->w, b->bias, n, b->in, b->out, 0, 1);
 }
 
 static void cuda_linear_f32out(void *ctx, float *y, const void *x, const void *w, int n, int in,
                                int out)
 {
-    if (n == 1)
-        rk_k_gemv(((cuda_ctx *)ctx)->stream, y, w, x, NULL, in, out, 0, 1);
-    else
-        gemm(ctx, y, x, w, NULL, n, in, out, 1);
+    if (n == 1) {
+        const rk_gemv_part g = {.y = y, .w = w, .x = x, .in = in, .out = out};
+        rk_k_gemv(((cuda_ctx *)ctx)->stream, &g, 1);
+    } else {
+        gemm(ctx, y, x, w, NULL, n, in, out, 1, 0);
+    }
 }
 
 static void cuda_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const void *qkv,
@@ -527,6 +560,8 @@ static const rk_ops cuda_ops = {
     .embed = cuda_embed,
     .add_layernorm = cuda_add_layernorm,
     .linear = cuda_linear,
+    .linear_pair = cuda_linear_pair,
+    .linear_sum = cuda_linear_sum,
     .linear_f32out = cuda_linear_f32out,
     .qkv_rotary = cuda_qkv_rotary,
     .attention = cuda_attention,
