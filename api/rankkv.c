@@ -89,7 +89,8 @@ static rk_status limits_for(const char *dir, const rankkv_options *o, const rk_c
     }
     kv.max_rows = max_prompt;
     *lim = (rk_limits){.max_prompt = max_prompt, .max_new_tokens = o->max_new_tokens,
-                       .logits_rows = 1, .kv_format = ops->kv_format, .kv_group = o->kv_group};
+                       .logits_rows = 1, .kv_format = ops->kv_format, .kv_group = o->kv_group,
+                       .kv_residual = o->kv_residual};
     if (o->kv_dtype && (st = rk_kv_format_parse(o->kv_dtype, &lim->kv_format)) != RK_OK)
         return st;
     if ((st = rk_kv_policy_make(&kv, cfg->n_layers, &lim->kv)) != RK_OK)

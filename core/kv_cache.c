@@ -2,8 +2,11 @@
 
 #include <string.h>
 
+#include "kv_kivi.h"
+
 static const char *const names[RK_KV_N_FORMATS] = {
-    [RK_KV_FP32] = "fp32", [RK_KV_FP16] = "fp16", [RK_KV_INT8] = "int8", [RK_KV_INT4] = "int4"};
+    [RK_KV_FP32] = "fp32", [RK_KV_FP16] = "fp16",   [RK_KV_INT8] = "int8",  [RK_KV_INT4] = "int4",
+    [RK_KV_KIVI] = "kivi", [RK_KV_KIVI2] = "kivi2", [RK_KV_KIVI4] = "kivi4"};
 
 const char *rk_kv_format_name(rk_kv_format f)
 {
@@ -20,14 +23,29 @@ rk_status rk_kv_format_parse(const char *name, rk_kv_format *f)
     return rk_fail(RK_EINVAL, "unknown KV dtype '%s' (have: " RK_KV_FORMATS ")", name);
 }
 
+int rk_kv_format_kivi(rk_kv_format f)
+{
+    return f == RK_KV_KIVI || f == RK_KV_KIVI2 || f == RK_KV_KIVI4;
+}
+
+int rk_kv_kivi_bits(rk_kv_format f, int is_v)
+{
+    return f == RK_KV_KIVI4 || (f == RK_KV_KIVI && is_v) ? 4 : 2;
+}
+
 int rk_kv_format_bits(rk_kv_format f)
 {
     static const int bits[RK_KV_N_FORMATS] = {
         [RK_KV_FP32] = 32, [RK_KV_FP16] = 16, [RK_KV_INT8] = 8, [RK_KV_INT4] = 4};
-    return bits[f];
+    return rk_kv_format_kivi(f) ? (rk_kv_kivi_bits(f, 0) + rk_kv_kivi_bits(f, 1)) / 2 : bits[f];
 }
 
 int rk_kv_format_grouped(rk_kv_format f) { return rk_kv_format_bits(f) < 16; }
+
+rk_kv_format rk_kv_prompt_format(rk_kv_format f)
+{
+    return rk_kv_format_kivi(f) ? RK_KV_FP16 : f;
+}
 
 rk_status rk_kv_format_check(rk_kv_format f, int head_dim, int group)
 {
@@ -42,6 +60,21 @@ rk_status rk_kv_format_check(rk_kv_format f, int head_dim, int group)
     return RK_OK;
 }
 
+rk_status rk_kv_residual_check(rk_kv_format f, int head_dim, int group, int residual)
+{
+    if (!rk_kv_format_kivi(f))
+        return RK_OK;
+    if (residual < group || residual % group != 0)
+        return rk_fail(RK_EINVAL,
+                       "KV residual of %d positions is not a multiple of the KV group of %d (%s "
+                       "quantizes keys in groups of that many positions)",
+                       residual, group, rk_kv_format_name(f));
+    if (head_dim % 4 != 0)
+        return rk_fail(RK_EINVAL, "%s packs four 2-bit codes a byte: head_dim %d is not a "
+                                  "multiple of 4", rk_kv_format_name(f), head_dim);
+    return RK_OK;
+}
+
 size_t rk_kv_row_payload_bytes(rk_kv_format f, int head_dim)
 {
     return (size_t)head_dim * (size_t)rk_kv_format_bits(f) / 8;
@@ -53,24 +86,51 @@ size_t rk_kv_row_bytes(rk_kv_format f, int head_dim, int group)
     return rk_kv_row_payload_bytes(f, head_dim) + groups * 2 * sizeof(uint16_t);
 }
 
+size_t rk_kv_head_bytes(rk_kv_format f, int is_v, int head_dim, int group, int residual,
+                        int cap)
+{
+    if (rk_kv_format_kivi(f))
+        return rk_kivi_side_of(f, is_v, head_dim, group, residual, cap).bytes;
+    return (size_t)cap * rk_kv_row_bytes(f, head_dim, group);
+}
+
+void *rk_kv_layer_head(const rk_kv_layer *c, int is_v, int h)
+{
+    const size_t bytes =
+        rk_kv_head_bytes(c->format, is_v, c->head_dim, c->group, c->residual, c->cap);
+    return (char *)(is_v ? c->v : c->k) + (size_t)h * bytes;
+}
+
 size_t rk_kv_cache_row_bytes(const rk_kv_cache *c)
 {
     return rk_kv_row_bytes(c->format, c->head_dim, c->group);
 }
 
-size_t rk_kv_cache_bytes(const rk_kv_cache *c)
+void rk_kv_cache_lay_out(rk_kv_cache *c)
 {
-    return 2 * c->rows * (size_t)c->heads * rk_kv_cache_row_bytes(c);
+    c->rows = 0;
+    c->side_bytes[0] = c->side_bytes[1] = 0;
+    for (int l = 0; l < c->layers; l++) {
+        c->row_off[l] = c->rows;
+        c->rows += (size_t)c->cap[l];
+        for (int is_v = 0; is_v < 2; is_v++) {
+            c->side_off[is_v][l] = c->side_bytes[is_v];
+            c->side_bytes[is_v] += (size_t)c->heads * rk_kv_head_bytes(c->format, is_v,
+                                                                       c->head_dim, c->group,
+                                                                       c->residual, c->cap[l]);
+        }
+    }
 }
+
+size_t rk_kv_cache_bytes(const rk_kv_cache *c) { return c->side_bytes[0] + c->side_bytes[1]; }
 
 rk_kv_layer rk_kv_cache_layer(const rk_kv_cache *c, void *base, int l)
 {
     char *b = base;
-    const size_t row = rk_kv_cache_row_bytes(c);
     const size_t first = c->row_off[l] * (size_t)c->heads;
     return (rk_kv_layer){
-        .k = b + c->k + first * row,
-        .v = b + c->v + first * row,
+        .k = b + c->k + c->side_off[0][l],
+        .v = b + c->v + c->side_off[1][l],
         .pos = c->pos ? (int32_t *)(b + c->pos) + first : NULL,
         .score = c->score ? (float *)(b + c->score) + first : NULL,
         .cap = c->cap[l],
@@ -78,5 +138,6 @@ rk_kv_layer rk_kv_cache_layer(const rk_kv_cache *c, void *base, int l)
         .head_dim = c->head_dim,
         .format = c->format,
         .group = c->group,
+        .residual = c->residual,
     };
 }

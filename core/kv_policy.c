@@ -276,6 +276,16 @@ rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *
 
 const char *rk_kv_policy_name(const rk_kv_policy *p) { return p->name ? p->name : "full"; }
 
+rk_status rk_kv_policy_stores(const rk_kv_policy *p, rk_kv_format f)
+{
+    if (rk_kv_format_kivi(f) && rk_kv_hooks_of(p)->after_decode_attention)
+        return rk_fail(RK_EINVAL,
+                       "%s evicts single rows, and a %s cache quantizes keys per channel over "
+                       "groups of positions: use it with full, snapkv, pyramidkv or rankkv",
+                       rk_kv_policy_name(p), rk_kv_format_name(f));
+    return RK_OK;
+}
+
 rk_status rk_kv_policy_check(const rk_kv_policy *p, int layers, int max_context)
 {
     if (p->method == RK_KV_FULL)

@@ -143,6 +143,11 @@ int rk_kv_rows_used(const rk_kv_policy *p, int l, int prompt, int max_new, int c
 rk_status rk_kv_policy_check(const rk_kv_policy *p, int layers, int max_context);
 
 
+/* Refuses a policy that evicts rows while decoding (h2o, streamingllm) over
+ * a KIVI format: a key belongs to a group of positions quantized per
+ * channel together, and one row cannot leave it or take a victim's place. */
+rk_status rk_kv_policy_stores(const rk_kv_policy *p, rk_kv_format f);
+
 /* The name users gave the policy (full for a zero policy). */
 const char *rk_kv_policy_name(const rk_kv_policy *p);
 

@@ -20,14 +20,46 @@
  * the low nibble), then each group's scale and minimum as fp16, in that
  * order: rk_kv_row_bytes(f, head_dim, group) bytes, self-contained, so rows
  * move as bytes. fp16 rows are IEEE half rounded to nearest even, as the
- * CUDA target's cache holds them; fp32 rows are the floats. */
+ * CUDA target's cache holds them; fp32 rows are the floats.
+ *
+ * The same group rule, at 2 bits too, quantizes the KIVI formats' values
+ * per token (rk_kv_quantize_tokens) and their keys per channel over a group
+ * of positions (rk_kv_quantize_group with a stride): kv_kivi.h. */
 #ifndef RK_KV_QUANT_H
 #define RK_KV_QUANT_H
 
 #include "kv_cache.h"
 
+/* N values X as one group of BITS-bit codes (2, 4 or 8): the group's fp16
+ * scale and minimum to META (4 bytes), value I's code to element
+ * FIRST + I x STRIDE of CODES, packed as kv_quant.c's rows are (8 / BITS a
+ * byte, the lowest element in the low bits); the other codes of a byte are
+ * kept. */
+void rk_kv_quantize_group(int bits, const float *x, int n, unsigned char *codes, size_t first,
+                          size_t stride, unsigned char *meta);
+
+/* Element I's code in CODES of BITS bits. */
+static inline unsigned rk_kv_code(const unsigned char *codes, int bits, size_t i)
+{
+    const size_t per = (size_t)(8 / bits);
+    return (codes[i / per] >> ((size_t)bits * (i % per))) & ((1u << bits) - 1u);
+}
+
+/* A group's scale and minimum, as rk_kv_quantize_group wrote them. */
+void rk_kv_group_meta(const unsigned char *meta, float *scale, float *min);
+
+/* Bytes of a per-token row of BITS-bit codes in groups of GROUP channels:
+ * HEAD_DIM x BITS / 8 of codes, then 4 per group. */
+size_t rk_kv_tokens_bytes(int bits, int head_dim, int group);
+
+/* X (HEAD_DIM floats) as such a row into ROW, and back. int8 and int4 rows
+ * are these at 8 and 4 bits. */
+void rk_kv_quantize_tokens(int bits, int head_dim, int group, const float *x, void *row);
+void rk_kv_dequantize_tokens(int bits, int head_dim, int group, const void *row, float *x);
+
 /* X (HEAD_DIM floats) as a row of format F, GROUP channels per scale, into
- * ROW (rk_kv_row_bytes bytes). */
+ * ROW (rk_kv_row_bytes bytes). F is a row format (fp32, fp16, int8, int4),
+ * not a KIVI one. */
 void rk_kv_quantize_row(rk_kv_format f, int head_dim, int group, const float *x, void *row);
 
 /* ROW of format F read back into X (HEAD_DIM floats). */
@@ -36,20 +68,24 @@ void rk_kv_dequantize_row(rk_kv_format f, int head_dim, int group, const void *r
 /* What storing rows in each format costs against the floats they came
  * from: per layer, for K and V, the sums of squared errors of the rows read
  * back and of squares of the rows, in each format of FORMATS (fp32's error
- * is 0), in groups of GROUP channels. Zero-initialise, set LAYERS, HEAD_DIM
- * (at most RK_KV_MAX_HEAD_DIM), GROUP (0: RK_KV_GROUP_DEFAULT) and
- * FORMATS, then add rows. */
+ * is 0), in groups of GROUP channels (KIVI: and positions, with a residual
+ * of RESIDUAL). Zero-initialise, set LAYERS, HEAD_DIM (at most
+ * RK_KV_MAX_HEAD_DIM), GROUP (0: RK_KV_GROUP_DEFAULT), RESIDUAL (0:
+ * RK_KV_RESIDUAL_DEFAULT) and FORMATS, then add rows. */
 typedef struct {
-    int layers, head_dim, group;
+    int layers, head_dim, group, residual;
     unsigned formats; /* RK_KV_FORMAT_BIT of each format measured; each must
-                         pass rk_kv_format_check for HEAD_DIM and GROUP */
+                         pass rk_kv_format_check and rk_kv_residual_check */
     double err2[RK_KV_N_FORMATS][2][RK_MAX_LAYERS]; /* [format][0 K, 1 V][layer] */
     double norm2[2][RK_MAX_LAYERS];
 } rk_kv_error;
 
-/* One row X (HEAD_DIM floats) of layer LAYER's K (IS_V 0) or V (1),
- * quantized and read back in every format. */
-void rk_kv_error_add(rk_kv_error *e, int layer, int is_v, const float *x);
+/* N rows X (N x HEAD_DIM floats) of one head of layer LAYER's K (IS_V 0) or
+ * V (1), in position order from position 0, stored and read back in every
+ * format: a row format's rows one by one, a KIVI format's as its cache holds
+ * them once the N positions have run (kv_kivi.h). RK_ENOMEM when a KIVI
+ * format's scratch cache cannot be had. */
+rk_status rk_kv_error_add_rows(rk_kv_error *e, int layer, int is_v, const float *x, int n);
 
 /* The relative Frobenius error ||X - X'|| / ||X|| of format F on layer
  * LAYER's K or V rows added so far. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv_kivi.h"
 #include "kv_quant.h"
 #include "kv_select.h"
 #include "profile.h"
@@ -24,12 +25,14 @@ static rk_kv_layer layer_cache(const rk_model *m, int l)
 }
 
 /* While a compressing prefill runs, the prompt's full K/V of one layer,
- * laid out like a cache whose rows are the positions. */
+ * laid out like a cache whose rows are the positions, in the cache's format
+ * (fp16 for KIVI: rk_kv_prompt_format). */
 static rk_kv_layer prompt_cache(const rk_model *m)
 {
     return (rk_kv_layer){.k = AT(m, m->a_prefill_k), .v = AT(m, m->a_prefill_v),
                          .cap = m->lim.max_prompt, .heads = m->cfg.n_heads,
-                         .head_dim = m->cfg.head_dim, .format = m->cache.format,
+                         .head_dim = m->cfg.head_dim,
+                         .format = rk_kv_prompt_format(m->cache.format),
                          .group = m->cache.group};
 }
 
@@ -43,7 +46,8 @@ static void plan_prefill_regions(rk_model *m, int max_budget)
 {
     rk_plan *p = &m->plan;
     const size_t P = (size_t)m->lim.max_prompt, H = (size_t)m->cfg.n_heads;
-    const size_t row_bytes = H * rk_kv_cache_row_bytes(&m->cache);
+    const size_t row_bytes =
+        H * rk_kv_row_bytes(rk_kv_prompt_format(m->cache.format), m->cfg.head_dim, m->cache.group);
     if (rk_kv_compresses(&m->lim.kv)) {
         m->a_prefill_k = rk_plan_add_phase(p, "prefill_layer_k", P * row_bytes, RK_PHASE_PREFILL);
         m->a_prefill_v = rk_plan_add_phase(p, "prefill_layer_v", P * row_bytes, RK_PHASE_PREFILL);
@@ -60,7 +64,7 @@ static void plan_prefill_regions(rk_model *m, int max_budget)
 }
 
 rk_status rk_model_check_kv_format(const rk_config *cfg, const rk_ops *ops, rk_kv_format f,
-                                   int group)
+                                   int group, int residual)
 {
     if ((unsigned)f >= RK_KV_N_FORMATS || !(ops->kv_formats & RK_KV_FORMAT_BIT(f))) {
         char have[64] = "";
@@ -71,7 +75,11 @@ rk_status rk_model_check_kv_format(const rk_config *cfg, const rk_ops *ops, rk_k
         return rk_fail(RK_EDTYPE, "the %s target has no %s KV cache (it stores: %s)", ops->name,
                        rk_kv_format_name(f), have);
     }
-    return rk_kv_format_check(f, cfg->head_dim, group ? group : RK_KV_GROUP_DEFAULT);
+    const int g = group ? group : RK_KV_GROUP_DEFAULT;
+    rk_status st = rk_kv_format_check(f, cfg->head_dim, g);
+    return st == RK_OK ? rk_kv_residual_check(f, cfg->head_dim, g,
+                                              residual ? residual : RK_KV_RESIDUAL_DEFAULT)
+                       : st;
 }
 
 rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim,
@@ -93,7 +101,9 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
         return rk_fail(RK_ELIMIT, "logits rows %d must be in [1, prefill chunk %d]",
                        lim->logits_rows, lim->prefill_chunk);
     rk_status st;
-    if ((st = rk_model_check_kv_format(cfg, ops, lim->kv_format, lim->kv_group)) != RK_OK)
+    if ((st = rk_model_check_kv_format(cfg, ops, lim->kv_format, lim->kv_group,
+                                       lim->kv_residual)) != RK_OK ||
+        (st = rk_kv_policy_stores(&lim->kv, lim->kv_format)) != RK_OK)
         return st;
     /* Rank measurement reads the keys as the target's own format. */
     if (lim->rank && lim->kv_format != ops->kv_format)
@@ -141,6 +151,7 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     rk_kv_cache *cache = &m->cache;
     cache->format = lim->kv_format;
     cache->group = lim->kv_group ? lim->kv_group : RK_KV_GROUP_DEFAULT;
+    cache->residual = lim->kv_residual ? lim->kv_residual : RK_KV_RESIDUAL_DEFAULT;
     cache->layers = cfg->n_layers;
     cache->heads = cfg->n_heads;
     cache->head_dim = cfg->head_dim;
@@ -149,13 +160,12 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     for (int l = 0; l < cfg->n_layers; l++) {
         const int b = kv->budget[l];
         cache->cap[l] = hooks->layer_cap(kv, b, lim->max_prompt, lim->max_new_tokens);
-        cache->row_off[l] = cache->rows;
-        cache->rows += (size_t)cache->cap[l];
         max_rows = cache->cap[l] > max_rows ? cache->cap[l] : max_rows;
         max_budget = b > max_budget ? b : max_budget;
     }
     if (kv->dynamic)
         max_budget = lim->max_prompt;
+    rk_kv_cache_lay_out(cache);
     m->kv_bytes = rk_kv_cache_bytes(cache);
     /* Attention reads up to the longest layer cache, or the prompt's
      * full-length K/V while compressing. */
@@ -181,8 +191,8 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     const size_t top = (size_t)lim->logits_rows * RK_TOP_K_MAX;
     m->a_top_vals = rk_plan_add(p, "top_k_values", top * sizeof(float));
     m->a_top_ids = rk_plan_add(p, "top_k_ids", top * sizeof(int32_t));
-    cache->k = rk_plan_add(p, "kv_cache_k", m->kv_bytes / 2);
-    cache->v = rk_plan_add(p, "kv_cache_v", m->kv_bytes / 2);
+    cache->k = rk_plan_add(p, "kv_cache_k", cache->side_bytes[0]);
+    cache->v = rk_plan_add(p, "kv_cache_v", cache->side_bytes[1]);
     /* Each row's position (and H2O's attention) outlive the prompt: decode
      * attends, evicts and reports kept positions by them. */
     if (compress) {
@@ -309,12 +319,46 @@ void rk_model_free(rk_model *m)
     free(m);
 }
 
+/* A KIVI cache's bytes by its layout's formula (kv_kivi.h), and against
+ * fp16 rows of the same positions: the payload, the payload and scales of
+ * quantized rows, and all of it with the residual. */
+static void print_kivi_bytes(const rk_model *m, FILE *f)
+{
+    const rk_kv_cache *kc = &m->cache;
+    const int hd = kc->head_dim, G = kc->group, R = kc->residual;
+    const rk_kv_format fmt = kc->format;
+    size_t quantized = 0, slots = 0;
+    for (int l = 0; l < kc->layers; l++) {
+        const rk_kivi_side s = rk_kivi_side_of(fmt, 0, hd, G, R, kc->cap[l]);
+        quantized += (size_t)s.quantized;
+        slots += (size_t)s.slots;
+    }
+    const int k_bits = rk_kv_kivi_bits(fmt, 0), v_bits = rk_kv_kivi_bits(fmt, 1);
+    const size_t scales = 2 * (size_t)(hd / G) * 4;
+    const size_t position = (size_t)(hd * k_bits / 8 + hd * v_bits / 8) + scales;
+    fprintf(f, "KV cache: %zu bytes (%s: %d heads x (%zu quantized positions x %zu B + %zu fp16 "
+               "residual positions x %d B); a quantized position: %d B of %d-bit keys + %d B of "
+               "%d-bit values + 2 x %d x 4 B fp16 scale and min, one per %d positions of a key "
+               "channel and per %d channels of a value)\n",
+            m->kv_bytes, rk_kv_format_name(fmt), kc->heads, quantized, position, slots, 4 * hd,
+            hd * k_bits / 8, k_bits, hd * v_bits / 8, v_bits, hd / G, G, G);
+    fprintf(f, "KV dtype %s: %.4f of fp16 rows in payload, %.4f with scales, %.4f of this "
+               "plan's %zu fp16 positions with the residual (group %d, residual %d)\n",
+            rk_kv_format_name(fmt), rk_kv_row_payload_bytes(fmt, hd) / (2.0 * hd),
+            rk_kv_row_bytes(fmt, hd, G) / (2.0 * hd),
+            m->kv_bytes / (4.0 * (double)kc->rows * kc->heads * hd), kc->rows, G, R);
+}
+
 /* The KV cache's bytes by the row formula, and against fp16 rows: the
  * payload alone (codes) and with the group scales. */
 static void print_kv_bytes(const rk_model *m, FILE *f)
 {
     const rk_kv_cache *kc = &m->cache;
     const int hd = kc->head_dim;
+    if (rk_kv_format_kivi(kc->format)) {
+        print_kivi_bytes(m, f);
+        return;
+    }
     const size_t payload = rk_kv_row_payload_bytes(kc->format, hd);
     const double fp16 = (double)rk_kv_row_bytes(RK_KV_FP16, hd, kc->group);
     fprintf(f, "KV cache: %zu bytes (2 x %zu positions x %d heads x %zu B of %d %s dims",
@@ -384,6 +428,15 @@ rk_status rk_seq_truncate(const rk_model *m, rk_seq *s, int n)
                        "%s cannot roll a sequence back to position %d, inside its compressed "
                        "prompt of %d",
                        rk_kv_policy_name(kv), n, s->prompt);
+    for (int l = 0; rk_kv_format_kivi(m->cache.format) && l < m->cfg.n_layers; l++) {
+        const rk_kv_layer c = layer_cache(m, l);
+        if (!rk_kivi_can_truncate(&c, s->rows[l], s->rows[l] - drop))
+            return rk_fail(RK_EINVAL,
+                           "a %s cache cannot roll back %d positions: layer %d's rows past %d "
+                           "were quantized and their fp16 residual rows overwritten",
+                           rk_kv_format_name(c.format), drop, l,
+                           (s->rows[l] - drop) / c.residual * c.residual);
+    }
     for (int l = 0; l < m->cfg.n_layers; l++)
         s->rows[l] -= drop;
     s->n_past = n;
@@ -846,10 +899,9 @@ size_t rk_model_step_weight_bytes(const rk_model *m)
 size_t rk_model_kv_bytes_used(const rk_model *m, int prompt)
 {
     rk_kv_cache used = m->cache;
-    used.rows = 0;
     for (int l = 0; l < used.layers; l++)
-        used.rows +=
-            (size_t)rk_kv_rows_used(&m->lim.kv, l, prompt, m->lim.max_new_tokens, used.cap[l]);
+        used.cap[l] = rk_kv_rows_used(&m->lim.kv, l, prompt, m->lim.max_new_tokens, used.cap[l]);
+    rk_kv_cache_lay_out(&used);
     return rk_kv_cache_bytes(&used);
 }
 
@@ -878,6 +930,15 @@ rk_status rk_model_kv_row(const rk_model *m, const rk_seq *s, int layer, int pos
         return rk_fail(RK_EINVAL, "KV rows of position %d: the sequence has run %d positions",
                        pos, s->n_past);
     const rk_kv_layer c = layer_cache(m, layer);
+    /* KIVI caches exist on host targets only (no device target lists them
+     * in rk_ops.kv_formats): read in place through the reference. */
+    if (rk_kv_format_kivi(c.format)) {
+        for (int h = 0; h < c.heads; h++) {
+            rk_kivi_read(&c, 0, h, s->rows[layer], pos, k + (size_t)h * (size_t)c.head_dim);
+            rk_kivi_read(&c, 1, h, s->rows[layer], pos, v + (size_t)h * (size_t)c.head_dim);
+        }
+        return RK_OK;
+    }
     const size_t row = rk_kv_row_bytes(c.format, c.head_dim, c.group);
     /* One head's row at a time through the format's reader, so every
      * storage format reads back as the floats attention sees; fp32 rows,

@@ -20,7 +20,9 @@ typedef struct {
     int prefill_chunk;  /* tokens per forward call */
     int logits_rows;    /* 1 for generation; prefill_chunk to score every position */
     rk_kv_format kv_format; /* one the target stores (rk_ops.kv_formats) */
-    int kv_group;           /* channels per scale of int8/int4 rows; 0: RK_KV_GROUP_DEFAULT */
+    int kv_group;           /* channels per scale of int8/int4 rows, and KIVI's
+                               positions per key scale; 0: RK_KV_GROUP_DEFAULT */
+    int kv_residual;        /* KIVI's fp16 rows; 0: RK_KV_RESIDUAL_DEFAULT */
     rk_kv_policy kv;    /* zero: the full cache */
     /* Rank measurement (calibrate, tests, the dynamic build): the ops and
      * the longest sequence measured; NULL in the static runtime. */
@@ -78,10 +80,11 @@ typedef struct {
 } rk_model;
 
 /* Whether OPS stores a KV cache of format F, in groups of GROUP channels (0:
- * RK_KV_GROUP_DEFAULT), for a model of CFG; RK_EDTYPE or RK_EINVAL with the
- * reason otherwise. rk_model_plan checks it. */
+ * RK_KV_GROUP_DEFAULT) and, for KIVI, a residual of RESIDUAL rows (0:
+ * RK_KV_RESIDUAL_DEFAULT), for a model of CFG; RK_EDTYPE or RK_EINVAL with
+ * the reason otherwise. rk_model_plan checks it. */
 rk_status rk_model_check_kv_format(const rk_config *cfg, const rk_ops *ops, rk_kv_format f,
-                                   int group);
+                                   int group, int residual);
 
 /* Validates LIM against CFG and the target, and computes both plans without
  * allocating anything. */

@@ -74,12 +74,17 @@ typedef struct {
     double rank_temperature, rank_power;
     int rank_tiers;
     unsigned rank_seed;
-    /* How the KV cache stores rows: "fp32", "fp16", "int8" or "int4" (NULL:
-     * the target's own, fp32 on cpu, fp16 on cuda, which stores only fp16);
-     * int8 and int4 per token with an fp16 scale and minimum per KV_GROUP
-     * channels (0: 16; it must divide the model's head_dim). */
+    /* How the KV cache stores rows: "fp32", "fp16", "int8", "int4", "kivi",
+     * "kivi2" or "kivi4" (NULL: the target's own, fp32 on cpu, fp16 on
+     * cuda, which stores only fp16); int8 and int4 per token with an fp16
+     * scale and minimum per KV_GROUP channels (0: 16; it must divide the
+     * model's head_dim); the kivi formats (cpu only, not with h2o or
+     * streamingllm) keys per channel over KV_GROUP positions, values per
+     * token, the newest KV_RESIDUAL positions fp16 (0: 64; a multiple of
+     * KV_GROUP). */
     const char *kv_dtype;
     int kv_group;
+    int kv_residual;
 } rankkv_options;
 
 /* Sampling for rankkv_generate: temperature 0 is greedy. */

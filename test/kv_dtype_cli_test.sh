@@ -31,6 +31,30 @@ has "$tmp/out" "KV dtype int4: 0.2500 of fp16 rows in payload, 0.3750 with scale
 has "$tmp/out" "KV int4, target cpu" "int4 in the limits line"
 expect 0 '' -- "$gen" --model "$nano" --print-plan --kv-dtype int8
 has "$tmp/out" "KV dtype int8: 0.5000 of fp16 rows in payload, 0.6250 with scales" "int8 ratios"
+# KIVI (kv_kivi.h): per head and layer of 512 rows, 512 quantized
+# positions (512 rounded down to the residual R) and min(R, 512) fp16 ones.
+# A quantized position: 80 x (key bits + value bits) / 8 B of codes + 2 x 5
+# groups x 4 B of scales; a residual position 2 x 160 B. x 2 heads x 4 layers:
+# kivi (2/4) 512 x 100 + 64 x 320 = 71680 B a head and layer, 573440 in all;
+# kivi2 (2/2) 512 x 80 + 20480 = 61440, 491520; kivi4 (4/4) 512 x 120 + 20480
+# = 81920, 655360; kivi with R = 32: 512 x 100 + 32 x 320 = 61440, 491520.
+for case in kivi:64:573440 kivi2:64:491520 kivi4:64:655360 kivi:32:491520; do
+    IFS=: read -r dtype residual bytes <<<"$case"
+    expect 0 '' -- "$gen" --model "$nano" --print-plan --max-context 512 --kv-dtype "$dtype" \
+        --kv-residual "$residual"
+    has "$tmp/out" "KV cache: $bytes bytes ($dtype: 2 heads x (2048 quantized positions x" \
+        "--print-plan --kv-dtype $dtype --kv-residual $residual"
+done
+expect 0 '' -- "$gen" --model "$nano" --print-plan --max-context 512 --kv-dtype kivi
+has "$tmp/out" "KV dtype kivi: 0.1875 of fp16 rows in payload, 0.3125 with scales, 0.4375 of this plan's 2048 fp16 positions with the residual (group 16, residual 64)" "kivi ratios"
+# SnapKV keeping 40 of 200: 40 + 40 rows a layer, 64 quantized and 64 fp16
+# slots, 64 x 100 + 64 x 320 = 26880 B a head and layer; the prompt's region
+# fp16, 200 x 2 heads x 160 B.
+expect 0 '' -- "$gen" --model "$nano" --print-plan --kv-dtype kivi --kv snapkv --kv-budget 40 \
+    --max-context 240 --max-new-tokens 40
+has "$tmp/out" "KV cache: 215040 bytes (kivi: 2 heads x (256 quantized positions x 100 B + 256 fp16 residual positions x 320 B)" "kivi snapkv bytes"
+if grep -q 'prefill_layer_k .* 64000 ' "$tmp/out"; then ok; else bad "kivi prefill region"; cat "$tmp/out"; fi
+
 # The prompt's region of a compressing prefill holds rows in the format:
 # 200 positions x 2 heads x 60 B.
 expect 0 '' -- "$gen" --model "$nano" --print-plan --kv-dtype int4 --kv snapkv --kv-budget 40 \
@@ -38,8 +62,9 @@ expect 0 '' -- "$gen" --model "$nano" --print-plan --kv-dtype int4 --kv snapkv -
 if grep -q 'prefill_layer_k .* 24000 ' "$tmp/out"; then ok; else bad "int4 prefill region"; cat "$tmp/out"; fi
 
 # Generation in every format and policy; the record names the dtype.
-for dtype in fp16 int8 int4; do
+for dtype in fp16 int8 int4 kivi kivi2 kivi4; do
     for kv in full snapkv h2o; do
+        case "$dtype:$kv" in kivi*:h2o) continue ;; esac
         budget=()
         [ "$kv" = full ] || budget=(--kv-budget 40)
         expect 0 'decode' -- "$gen" --model "$nano" --kv "$kv" "${budget[@]}" --kv-dtype "$dtype" \
@@ -52,14 +77,15 @@ done
 for i in $(seq 40); do echo "The ship sailed out of the harbour on the morning tide, line $i."; done >"$tmp/text.txt"
 expect 0 '' -- "$bin/rankkv-eval" --model "$nano" --dataset t="$tmp/text.txt" --context 128 \
     --tail 16 --max-windows 2 --method full,snapkv --budget 40 --kv-window 8 \
-    --kv-dtype fp32,fp16,int8,int4 --kl --json "$tmp/eval.json"
-for dtype in fp32 fp16 int8 int4; do
+    --kv-dtype fp32,fp16,int8,int4,kivi,kivi2,kivi4 --kl --json "$tmp/eval.json"
+for dtype in fp32 fp16 int8 int4 kivi kivi2 kivi4; do
     has "$tmp/eval.json" "\"kv_dtype\":	\"$dtype\"" "eval --kv-dtype $dtype"
     if grep -q "^t  *full  *$dtype " "$tmp/out"; then ok; else bad "eval table: full $dtype"; cat "$tmp/out"; fi
 done
-if [ "$(grep -c '"kl_vs_full"' "$tmp/eval.json")" -eq 7 ] &&
-    [ "$(grep -c '"nll_minus_full"' "$tmp/eval.json")" -eq 7 ]; then ok
-else bad "eval: dNLL and KL for the 7 rows after the reference"; cat "$tmp/eval.json"; fi
+if [ "$(grep -c '"kl_vs_full"' "$tmp/eval.json")" -eq 13 ] &&
+    [ "$(grep -c '"nll_minus_full"' "$tmp/eval.json")" -eq 13 ]; then ok
+else bad "eval: dNLL and KL for the 13 rows after the reference"; cat "$tmp/eval.json"; fi
+has "$tmp/eval.json" '"kv_residual":	64' "eval kivi residual"
 has "$tmp/eval.json" '"reference":	{' "eval reference"
 expect 0 '' -- "$bin/rankkv-eval" --model "$nano" --dataset t="$tmp/text.txt" --context 128 \
     --tail 16 --max-windows 1 --method full --kv-dtype int8,int4 --json "$tmp/eval2.json"
@@ -86,6 +112,13 @@ if grep -q '^3  *[0-9.e-]* *[0-9.e-]* *[0-9.e-]* *[0-9.e-]*$' "$tmp/out" &&
     grep -q '^overall ' "$tmp/out"; then ok; else bad "ppl --kv-error table"; cat "$tmp/out"; fi
 has "$tmp/kve.json" '"int4":	{' "ppl --kv-error record"
 has "$tmp/kve.json" '"rows_per_layer":	256' "ppl --kv-error rows (2 windows x 64 x 2 heads)"
+expect 0 '' -- "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" --window 64 \
+    --max-windows 2 --kv-error int4,kivi,kivi4 --kv-residual 32 --out "$tmp/kve-kivi.json"
+has "$tmp/kve-kivi.json" '"kivi4":	{' "ppl --kv-error kivi4 record"
+has "$tmp/kve-kivi.json" '"kv_residual":	32' "ppl --kv-error kivi residual"
+expect 0 '' -- "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" --window 64 \
+    --max-windows 2 --kv-dtype kivi2 --json
+has "$tmp/out" '"kv_dtype":"kivi2","kv_group":16,"kv_residual":64' "ppl --kv-dtype kivi2"
 expect 2 '--kv-error measures against the fp32 cache, and this run'"'"'s is fp16' -- \
     "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" --kv-dtype fp16 --kv-error int8
 lines ppl kv-error over fp16
@@ -135,8 +168,26 @@ expect 0 '' -- "$bin/rankkv-bench" --model "$nano" --prompt-tokens 64 --new-toke
 has "$tmp/bench-mem.json" '"kv_budget":	37' "bench --kv-memory"
 
 # Bad options: one line naming the option, exit 2, nothing run.
-expect 2 "unknown KV dtype 'int3' (have: fp32, fp16, int8, int4)" -- "$gen" --model "$nano" --kv-dtype int3
+expect 2 "unknown KV dtype 'int3' (have: fp32, fp16, int8, int4, kivi, kivi2, kivi4)" -- "$gen" --model "$nano" --kv-dtype int3
 lines unknown dtype
+# KIVI: the evicting policies, a residual that is not a multiple of the
+# group, a group that does not divide head_dim, --kv-memory.
+expect 2 '--kv-dtype kivi: h2o evicts single rows, and a kivi cache quantizes keys per channel' \
+    -- "$gen" --model "$nano" --kv h2o --kv-budget 40 --kv-dtype kivi
+lines kivi h2o
+expect 2 '--kv-dtype kivi4: streamingllm evicts single rows' -- "$bin/rankkv-eval" \
+    --model "$nano" --dataset t="$tmp/text.txt" --method full,streamingllm --budget 40 \
+    --kv-dtype fp32,kivi4
+lines kivi streamingllm
+expect 2 'KV residual of 24 positions is not a multiple of the KV group of 16' -- "$gen" \
+    --model "$nano" --kv-dtype kivi --kv-residual 24
+lines kivi residual
+expect 2 'KV group of 7 channels does not divide head_dim 80' -- "$gen" --model "$nano" \
+    --kv-dtype kivi2 --kv-group 7
+lines kivi group
+expect 2 '--kv-memory chooses among the row formats (fp32, fp16, int8, int4), not kivi' -- \
+    "$gen" --model "$nano" --kv snapkv --kv-memory 1MB --kv-dtype kivi
+lines kivi kv-memory
 expect 2 'KV group of 7 channels does not divide head_dim 80' -- "$gen" --model "$nano" \
     --kv-dtype int4 --kv-group 7
 lines bad group
@@ -157,6 +208,9 @@ else
     lines cuda int8
     expect 2 'the cuda target has no int4 KV cache' -- "$bin/rankkv-eval" --model "$nano" \
         --target cuda --dataset t="$tmp/text.txt" --kv-dtype fp16,int4
+    expect 2 'the cuda target has no kivi KV cache (it stores: fp16)' -- "$gen" --model "$nano" \
+        --target cuda --kv-dtype kivi
+    lines cuda kivi
 fi
 
 finish kv_dtype_cli_test

@@ -23,7 +23,7 @@ static const char usage[] =
     "fraction of that bandwidth it reaches.\n"
     "\n";
 
-enum { MAX_MODELS = 8, MAX_PROMPTS = 16, MAX_METHODS = 8, MAX_DTYPES = 4 };
+enum { MAX_MODELS = 8, MAX_PROMPTS = 16, MAX_METHODS = 8, MAX_DTYPES = RK_KV_N_FORMATS };
 
 typedef struct {
     const char *dir[MAX_MODELS];
@@ -166,6 +166,8 @@ int main(int argc, char **argv)
             cJSON_AddStringToObject(run, "kv_dtype", dtype);
             if (rk_kv_format_grouped(lim.kv_format))
                 cJSON_AddNumberToObject(run, "kv_group", m->cache.group);
+            if (rk_kv_format_kivi(lim.kv_format))
+                cJSON_AddNumberToObject(run, "kv_residual", m->cache.residual);
             if (rk_kv_compresses(&m->lim.kv))
                 cJSON_AddNumberToObject(run, "kv_budget", lim.kv.average);
             cJSON_AddNumberToObject(run, "kv_cache_mb", kv_mb);

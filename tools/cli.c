@@ -947,9 +947,15 @@ rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops
      * user meant for int8/int4 rows. */
     if (kv->group && rk_kv_format_check(RK_KV_INT8, cfg->head_dim, kv->group) != RK_OK)
         cli_usage_error("--kv-group: %s", rk_last_error());
-    if (rk_model_check_kv_format(cfg, ops, f, kv->group) != RK_OK)
+    if (rk_model_check_kv_format(cfg, ops, f, kv->group, kv->residual) != RK_OK)
         cli_usage_error("--kv-dtype %s: %s", rk_kv_format_name(f), rk_last_error());
     return f;
+}
+
+void cli_kv_stores(const rk_kv_policy *p, rk_kv_format f)
+{
+    if (rk_kv_policy_stores(p, f) != RK_OK)
+        cli_usage_error("--kv-dtype %s: %s", rk_kv_format_name(f), rk_last_error());
 }
 
 void cli_kv_fit(cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
@@ -962,13 +968,22 @@ void cli_kv_fit(cli_kv *kv, const char *model, const rk_config *cfg, const rk_op
     const int group = kv->group ? kv->group : RK_KV_GROUP_DEFAULT;
     if (kv->group && rk_kv_format_check(RK_KV_INT8, cfg->head_dim, group) != RK_OK)
         cli_usage_error("--kv-group: %s", rk_last_error());
+    /* kv_fit.c counts a cache in rows of one size, which KIVI's residual
+     * and groups of positions are not: the rule chooses among the row
+     * formats. */
     unsigned formats = 0;
-    if (kv->dtype)
-        formats = RK_KV_FORMAT_BIT(cli_kv_format(kv, kv->dtype, ops, cfg));
-    else
+    if (kv->dtype) {
+        const rk_kv_format f = cli_kv_format(kv, kv->dtype, ops, cfg);
+        if (rk_kv_format_kivi(f))
+            cli_usage_error("--kv-memory chooses among the row formats (fp32, fp16, int8, int4), "
+                            "not %s: give --kv-budget with it", kv->dtype);
+        formats = RK_KV_FORMAT_BIT(f);
+    } else {
         for (int f = 0; f < RK_KV_N_FORMATS; f++)
-            if (rk_model_check_kv_format(cfg, ops, (rk_kv_format)f, group) == RK_OK)
+            if (!rk_kv_format_kivi((rk_kv_format)f) &&
+                rk_model_check_kv_format(cfg, ops, (rk_kv_format)f, group, 0) == RK_OK)
                 formats |= RK_KV_FORMAT_BIT(f);
+    }
     rk_kv_options opt = kv->opt;
     if (rk_kv_options_find_profile(&opt, model) != RK_OK)
         cli_die();
@@ -1005,7 +1020,9 @@ void cli_kv_limits(cli_kv *kv, const char *model, const rk_config *cfg, const rk
     cli_kv_fit(kv, model, cfg, ops, lim->max_prompt, lim->max_new_tokens);
     lim->kv_format = cli_kv_format(kv, kv->dtype, ops, cfg);
     lim->kv_group = kv->group;
+    lim->kv_residual = kv->residual;
     lim->kv = cli_kv_policy(kv, model, cfg->n_layers, lim->max_prompt);
+    cli_kv_stores(&lim->kv, lim->kv_format);
     if (rk_kv_compresses(&lim->kv))
         lim->prefill_chunk = lim->max_prompt;
 #ifdef RANKKV_DYNAMIC

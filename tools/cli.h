@@ -229,6 +229,7 @@ typedef struct {
     int budgets[RK_MAX_LAYERS];
     const char *dtype; /* a name of RK_KV_FORMATS (a list in eval and bench); NULL: the target's */
     int group;         /* --kv-group; 0: RK_KV_GROUP_DEFAULT */
+    int residual;      /* --kv-residual; 0: RK_KV_RESIDUAL_DEFAULT */
     size_t memory;     /* --kv-memory in bytes; 0: none */
     rk_kv_fit fit;     /* what cli_kv_fit chose for MEMORY; bytes 0 until it has */
 } cli_kv;
@@ -278,10 +279,18 @@ void cli_kv_strategy(void *strategy, const char *name);
                    "how the KV cache stores rows: " RK_KV_FORMATS "\n"                       \
                    "(default: the target's own, fp32 on cpu, fp16 on cuda; cuda\n"           \
                    "has fp16 only); int8 and int4 per token, asymmetric, with an\n"         \
-                   "fp16 scale and minimum per --kv-group channels"),                        \
+                   "fp16 scale and minimum per --kv-group channels; kivi (2-bit\n"           \
+                   "keys, 4-bit values), kivi2 (2/2), kivi4 (4/4): keys per channel\n"      \
+                   "over --kv-group positions, values per token, the newest\n"              \
+                   "--kv-residual positions fp16 (cpu only; not with h2o or\n"              \
+                   "streamingllm)"),                                                          \
     CLI_NUM("--kv-group", &(kv)->group, 1, RK_KV_MAX_HEAD_DIM, "N",                           \
-            "channels per scale of int8/int4 rows; must divide head_dim\n"                   \
+            "channels per scale of int8/int4 rows and of kivi values, and\n"                 \
+            "positions per scale of kivi keys; must divide head_dim\n"                       \
             "(default " RK_STR(RK_KV_GROUP_DEFAULT) ")"),                                     \
+    CLI_NUM("--kv-residual", &(kv)->residual, 1, 1 << 20, "N",                                \
+            "kivi: positions kept fp16 before they are quantized together;\n"               \
+            "a multiple of --kv-group (default " RK_STR(RK_KV_RESIDUAL_DEFAULT) ")"),         \
     CLI_TEXT_OPT("rankkv takes its ranks from the profile compiled in for the model "          \
                  "(profiles/);\nrankkv-dynamic measures each prompt's "                      \
                  "(builds with -DRANKKV_DYNAMIC=ON only).\n")
@@ -297,6 +306,10 @@ rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers, int 
  * model's head_dim. */
 rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops,
                            const rk_config *cfg);
+
+/* A usage error when policy P cannot keep a cache of format F (h2o or
+ * streamingllm over KIVI). */
+void cli_kv_stores(const rk_kv_policy *p, rk_kv_format f);
 
 /* With --kv-memory: the dtype and average budget kv_fit.h's rule chooses
  * for prompts of MAX_PROMPT tokens and MAX_NEW after them, on OPS (or in

@@ -152,6 +152,8 @@ int main(int argc, char **argv)
             cJSON_AddStringToObject(o, "kv_dtype", dtype);
             if (rk_kv_format_grouped(m->cache.format))
                 cJSON_AddNumberToObject(o, "kv_group", m->cache.group);
+            if (rk_kv_format_kivi(m->cache.format))
+                cJSON_AddNumberToObject(o, "kv_residual", m->cache.residual);
             cJSON_AddStringToObject(o, "method", rk_kv_policy_name(pol));
             cJSON_AddNumberToObject(o, "budget", pol->average);
             if (rk_kv_compresses(pol) && !pol->dynamic)

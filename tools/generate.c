@@ -96,6 +96,7 @@ static rankkv_options api_options(const options *o)
     a.rank_seed = kv->rank.seed;
     a.kv_dtype = o->kv.dtype;
     a.kv_group = o->kv.group;
+    a.kv_residual = o->kv.residual;
     return a;
 }
 
@@ -171,8 +172,9 @@ int main(int argc, char **argv)
                             o.max_new, ctx);
         cli_kv_fit(&o.kv, o.model, &cfg, ops, ctx - o.max_new, o.max_new);
     }
-    cli_kv_policy(&o.kv, o.model, cfg.n_layers, 0);
+    const rk_kv_policy policy = cli_kv_policy(&o.kv, o.model, cfg.n_layers, 0);
     const rk_kv_format dtype = cli_kv_format(&o.kv, o.kv.dtype, ops, &cfg);
+    cli_kv_stores(&policy, dtype);
     const rankkv_options a = api_options(&o);
 
     size_t weights, arena;

@@ -21,8 +21,10 @@ static const char usage[] =
     "does). Line ends are read as Python's text mode reads them: CRLF and CR\n"
     "become LF.\n"
     "With --kv-error, every K and V row of each window's fp32 cache is also stored\n"
-    "in each listed dtype and read back (kv_quant.c), and the relative Frobenius\n"
-    "error of each, per layer and over all layers, is printed and recorded.\n"
+    "in each listed dtype and read back (kv_quant.c; a kivi dtype stores each head's\n"
+    "rows of a window as its cache would after the window, kv_kivi.c), and the\n"
+    "relative Frobenius error of each, per layer and over all layers, is printed\n"
+    "and recorded.\n"
     "\n";
 
 enum { MAX_ERROR_DTYPES = RK_KV_N_FORMATS };
@@ -48,26 +50,36 @@ static void take_error_dtypes(void *to, const char *list)
     free(words[0]);
 }
 
-/* Every row of every layer of the window S has run, into E. */
+/* Every row of every layer of the window S has run, into E: each head's
+ * rows in position order, as a cache holds them. */
 static void add_window_rows(const rk_model *m, const rk_seq *s, int window, rk_kv_error *e)
 {
     const int H = m->cfg.n_heads, hd = m->cfg.head_dim;
-    float *k = malloc((size_t)H * hd * sizeof *k), *v = malloc((size_t)H * hd * sizeof *v);
-    if (!k || !v) {
-        rk_fail(RK_ENOMEM, "out of memory for a KV row");
+    const size_t row = (size_t)H * hd, head = (size_t)window * hd;
+    float *k = malloc(row * sizeof *k), *v = malloc(row * sizeof *v);
+    float *heads = malloc(2 * (size_t)H * head * sizeof *heads);
+    if (!k || !v || !heads) {
+        rk_fail(RK_ENOMEM, "out of memory for a window's KV rows");
         cli_die();
     }
-    for (int l = 0; l < m->cfg.n_layers; l++)
+    for (int l = 0; l < m->cfg.n_layers; l++) {
         for (int pos = 0; pos < window; pos++) {
             if (rk_model_kv_row(m, s, l, pos, k, v) != RK_OK)
                 cli_die();
             for (int h = 0; h < H; h++) {
-                rk_kv_error_add(e, l, 0, k + (size_t)h * hd);
-                rk_kv_error_add(e, l, 1, v + (size_t)h * hd);
+                memcpy(heads + (size_t)h * head + (size_t)pos * hd, k + (size_t)h * hd,
+                       (size_t)hd * sizeof *k);
+                memcpy(heads + (size_t)(H + h) * head + (size_t)pos * hd, v + (size_t)h * hd,
+                       (size_t)hd * sizeof *v);
             }
         }
+        for (int h = 0; h < 2 * H; h++)
+            if (rk_kv_error_add_rows(e, l, h >= H, heads + (size_t)h * head, window) != RK_OK)
+                cli_die();
+    }
     free(k);
     free(v);
+    free(heads);
 }
 
 /* The table on stdout: a row per layer, K and V of each dtype, then the
@@ -93,6 +105,9 @@ static void report_error(const rk_kv_error *e, const error_dtypes *d, long rows,
     cJSON *o = cJSON_AddObjectToObject(j, "kv_error");
     cJSON_AddStringToObject(o, "reference", "fp32");
     cJSON_AddNumberToObject(o, "kv_group", e->group);
+    for (int i = 0; i < d->n; i++)
+        if (rk_kv_format_kivi(d->f[i]) && !cJSON_HasObjectItem(o, "kv_residual"))
+            cJSON_AddNumberToObject(o, "kv_residual", e->residual);
     cJSON_AddNumberToObject(o, "rows_per_layer", (double)rows);
     for (int i = 0; i < d->n; i++) {
         cJSON *t = cJSON_AddObjectToObject(o, rk_kv_format_name(d->f[i]));
@@ -127,8 +142,11 @@ int main(int argc, char **argv)
                        "how the KV cache stores rows: " RK_KV_FORMATS "\n"
                        "(default: the target's own; see rankkv-generate --help)"),
         CLI_NUM("--kv-group", &kv.group, 1, RK_KV_MAX_HEAD_DIM, "N",
-                "channels per scale of int8/int4 rows; must divide head_dim\n"
-                "(default " RK_STR(RK_KV_GROUP_DEFAULT) ")"),
+                "channels per scale of int8/int4 rows and kivi values, positions\n"
+                "per scale of kivi keys; must divide head_dim (default " RK_STR(RK_KV_GROUP_DEFAULT) ")"),
+        CLI_NUM("--kv-residual", &kv.residual, 1, 1 << 20, "N",
+                "kivi: positions kept fp16 before they are quantized together;\n"
+                "a multiple of --kv-group (default " RK_STR(RK_KV_RESIDUAL_DEFAULT) ")"),
         CLI_CALL_OPT("--kv-error", &errors, take_error_dtypes, "LIST",
                      "also the error of storing the fp32 cache's rows in each\n"
                      "of these comma-separated dtypes (" RK_KV_FORMATS ")"),
@@ -152,7 +170,8 @@ int main(int argc, char **argv)
      * decode step after it for a policy to compress for. */
     rk_limits lim = {.max_prompt = window, .max_new_tokens = 0,
                      .prefill_chunk = chunk < window ? chunk : window,
-                     .kv_format = cli_kv_format(&kv, kv.dtype, ops, &cfg), .kv_group = kv.group};
+                     .kv_format = cli_kv_format(&kv, kv.dtype, ops, &cfg), .kv_group = kv.group,
+                     .kv_residual = kv.residual};
     lim.logits_rows = lim.prefill_chunk;
     if (errors.n && lim.kv_format != RK_KV_FP32)
         cli_usage_error("--kv-error measures against the fp32 cache, and this run's is %s",
@@ -160,9 +179,11 @@ int main(int argc, char **argv)
     if (errors.n && cfg.head_dim > RK_KV_MAX_HEAD_DIM)
         cli_usage_error("--kv-error reads rows of head_dim up to %d (the model's is %d)",
                         RK_KV_MAX_HEAD_DIM, cfg.head_dim);
+    const int group = kv.group ? kv.group : RK_KV_GROUP_DEFAULT;
     for (int i = 0; i < errors.n; i++)
-        if (rk_kv_format_check(errors.f[i], cfg.head_dim,
-                               kv.group ? kv.group : RK_KV_GROUP_DEFAULT) != RK_OK)
+        if (rk_kv_format_check(errors.f[i], cfg.head_dim, group) != RK_OK ||
+            rk_kv_residual_check(errors.f[i], cfg.head_dim, group,
+                                 kv.residual ? kv.residual : RK_KV_RESIDUAL_DEFAULT) != RK_OK)
             cli_usage_error("--kv-error %s: %s", rk_kv_format_name(errors.f[i]),
                             rk_last_error());
     if (print_plan)
@@ -189,7 +210,7 @@ int main(int argc, char **argv)
         cli_die();
 
     rk_kv_error err = {.layers = m->cfg.n_layers, .head_dim = m->cfg.head_dim,
-                       .group = m->cache.group};
+                       .group = m->cache.group, .residual = m->cache.residual};
     for (int i = 0; i < errors.n; i++)
         err.formats |= RK_KV_FORMAT_BIT(errors.f[i]);
     double nll = 0, t0 = rk_now();
@@ -244,6 +265,8 @@ int main(int argc, char **argv)
         cJSON_AddStringToObject(j, "kv_dtype", rk_kv_format_name(m->cache.format));
         if (rk_kv_format_grouped(m->cache.format))
             cJSON_AddNumberToObject(j, "kv_group", m->cache.group);
+        if (rk_kv_format_kivi(m->cache.format))
+            cJSON_AddNumberToObject(j, "kv_residual", m->cache.residual);
         cJSON_AddNumberToObject(j, "seconds", secs);
     }
     if (errors.n)

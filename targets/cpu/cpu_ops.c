@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kv_kivi.h"
 #include "kv_quant.h"
 #include "kv_select.h"
 #include "plan.h"
@@ -319,19 +320,27 @@ static size_t row_bytes(const rk_kv_layer *c)
     return rk_kv_row_bytes(c->format, c->head_dim, c->group);
 }
 
-/* The rotated key and the value of one head at one position, stored as
- * C's rows at K and V: an fp32 cache takes them as they are, any other
- * format quantizes them on append. */
-static void append_row(const rk_kv_layer *c, char *k, char *v, const float *src,
+/* The rotated key and the value of head H at row ROW, stored in C: an
+ * fp32 cache takes them as they are, any other format quantizes them on
+ * append (KIVI: into its residual, flushed as it fills). */
+static void append_row(const rk_kv_layer *c, int h, int row, const float *src,
                        const float *rope, int rot_dims)
 {
     const int hd = c->head_dim;
+    float rotated[RK_KV_MAX_HEAD_DIM];
+    if (rk_kv_format_kivi(c->format)) {
+        rotate(rotated, src, rope, hd, rot_dims);
+        rk_kivi_append(c, 0, h, row, rotated);
+        rk_kivi_append(c, 1, h, row, src + hd);
+        return;
+    }
+    const size_t at = ((size_t)h * c->cap + (size_t)row) * row_bytes(c);
+    char *k = (char *)c->k + at, *v = (char *)c->v + at;
     if (c->format == RK_KV_FP32) {
         rotate((float *)k, src, rope, hd, rot_dims);
         memcpy(v, src + hd, (size_t)hd * sizeof(float));
         return;
     }
-    float rotated[RK_KV_MAX_HEAD_DIM];
     rotate(rotated, src, rope, hd, rot_dims);
     rk_kv_quantize_row(c->format, hd, c->group, rotated, k);
     rk_kv_quantize_row(c->format, hd, c->group, src + hd, v);
@@ -342,16 +351,13 @@ static void cpu_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const v
                            int rot_dims)
 {
     const int pos0 = *(const int32_t *)pos, row0 = *(const int32_t *)row;
-    const int heads = cache->heads, head_dim = cache->head_dim, cap = cache->cap;
-    const size_t bytes = row_bytes(cache);
+    const int heads = cache->heads, head_dim = cache->head_dim;
     for (int i = 0; i < n; i++) {
         const float *r = rope + (size_t)(pos0 + i) * rot_dims;
         for (int h = 0; h < heads; h++) {
             const float *src = (const float *)qkv + ((size_t)i * heads + h) * 3 * head_dim;
-            const size_t dst = ((size_t)h * cap + row0 + i) * bytes;
             rotate((float *)q + ((size_t)h * n + i) * head_dim, src, r, head_dim, rot_dims);
-            append_row(cache, (char *)cache->k + dst, (char *)cache->v + dst, src + head_dim, r,
-                       rot_dims);
+            append_row(cache, h, row0 + i, src + head_dim, r, rot_dims);
         }
     }
 }
@@ -359,9 +365,7 @@ static void cpu_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const v
 typedef struct {
     float *out;
     const float *q;
-    const char *k, *v; /* rows of the cache's format */
-    rk_kv_format format;
-    int group;
+    rk_kv_layer cache;
     size_t row_bytes;
     float *scratch;
     int n, heads, head_dim, cap, row0;
@@ -373,8 +377,7 @@ typedef struct {
 static attention_job job_of(void *ctx, const void *q, const rk_kv_layer *cache, const void *row,
                             int n)
 {
-    return (attention_job){.q = q, .k = cache->k, .v = cache->v, .format = cache->format,
-                           .group = cache->group, .row_bytes = row_bytes(cache),
+    return (attention_job){.q = q, .cache = *cache, .row_bytes = row_bytes(cache),
                            .scratch = ((cpu_ctx *)ctx)->scratch, .n = n, .heads = cache->heads,
                            .head_dim = cache->head_dim, .cap = cache->cap,
                            .row0 = *(const int32_t *)row};
@@ -388,19 +391,26 @@ enum { KV_TILE_FLOATS = 4096 };
 /* Rows per tile: an fp32 cache's rows are read in place, all at once. */
 static int tile_rows(const attention_job *j, int len)
 {
-    return j->format == RK_KV_FP32 ? len : KV_TILE_FLOATS / j->head_dim;
+    return j->cache.format == RK_KV_FP32 ? len : KV_TILE_FLOATS / j->head_dim;
 }
 
-/* Rows [r0, r0 + n) of head H of K or V (BASE) as floats: the rows
- * themselves in an fp32 cache, otherwise read back into TILE. */
-static const float *kv_rows(const attention_job *j, const char *base, int h, int r0, int n,
-                            float *tile)
+/* Rows [r0, r0 + n) of head H of K (IS_V 0) or V as floats: the rows
+ * themselves in an fp32 cache, otherwise read back into TILE (a KIVI
+ * cache's as it stands with the call's rows appended). */
+static const float *kv_rows(const attention_job *j, int is_v, int h, int r0, int n, float *tile)
 {
-    const char *src = base + ((size_t)h * j->cap + r0) * j->row_bytes;
-    if (j->format == RK_KV_FP32)
+    const rk_kv_layer *c = &j->cache;
+    if (rk_kv_format_kivi(c->format)) {
+        for (int r = 0; r < n; r++)
+            rk_kivi_read(c, is_v, h, j->row0 + j->n, r0 + r, tile + (size_t)r * j->head_dim);
+        return tile;
+    }
+    const char *src =
+        (const char *)(is_v ? c->v : c->k) + ((size_t)h * j->cap + r0) * j->row_bytes;
+    if (c->format == RK_KV_FP32)
         return (const float *)src;
     for (int r = 0; r < n; r++)
-        rk_kv_dequantize_row(j->format, j->head_dim, j->group, src + (size_t)r * j->row_bytes,
+        rk_kv_dequantize_row(c->format, j->head_dim, c->group, src + (size_t)r * j->row_bytes,
                              tile + (size_t)r * j->head_dim);
     return tile;
 }
@@ -416,7 +426,7 @@ static void softmax_scores(const attention_job *j, int h, float *s)
     float tile[KV_TILE_FLOATS];
     for (int c0 = 0; c0 < len; c0 += t) {
         const int m = t < len - c0 ? t : len - c0;
-        const float *kh = kv_rows(j, j->k, h, c0, m, tile);
+        const float *kh = kv_rows(j, 0, h, c0, m, tile);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, m, hd, scale, qh, hd, kh, hd,
                     0.0f, s + c0, len);
     }
@@ -451,7 +461,7 @@ static void attention_part(void *arg, int lo, int hi)
         softmax_scores(j, h, s);
         for (int c0 = 0; c0 < len; c0 += t) {
             const int m = t < len - c0 ? t : len - c0;
-            const float *vh = kv_rows(j, j->v, h, c0, m, tile);
+            const float *vh = kv_rows(j, 1, h, c0, m, tile);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, m, 1.0f, s + c0, len,
                         vh, hd, c0 ? 1.0f : 0.0f, j->out + (size_t)h * hd, j->heads * hd);
         }
@@ -515,18 +525,36 @@ static void cpu_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int 
                          idx + (size_t)h * keep, pooled, heap);
 }
 
-/* Rows are self-contained in every format (codes and their group
- * scales), and SRC holds the cache's format, so rows move as bytes. */
+/* Kept row R of SRC (fp16 rows) appended to the KIVI cache DST as its row
+ * J of head H: its keys are grouped with the kept rows beside it, not with
+ * the prompt's, so it is quantized here, once. */
+static void gather_kivi(const rk_kv_layer *dst, const rk_kv_layer *src, int h, int j, int32_t r)
+{
+    const size_t row = row_bytes(src), at = ((size_t)h * src->cap + (size_t)r) * row;
+    float x[RK_KV_MAX_HEAD_DIM];
+    rk_kv_dequantize_row(src->format, src->head_dim, src->group, (const char *)src->k + at, x);
+    rk_kivi_append(dst, 0, h, j, x);
+    rk_kv_dequantize_row(src->format, src->head_dim, src->group, (const char *)src->v + at, x);
+    rk_kivi_append(dst, 1, h, j, x);
+}
+
+/* Rows of the row formats are self-contained (codes and their group
+ * scales), and SRC holds the cache's format, so they move as bytes. */
 static void cpu_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *src,
                           rk_kv_scores src_scores, const int32_t *idx, int keep)
 {
     const size_t row = row_bytes(dst);
+    const int kivi = rk_kv_format_kivi(dst->format);
     for (int h = 0; h < dst->heads; h++)
         for (int j = 0; j < keep; j++) {
             const int32_t r = idx[(size_t)h * keep + j];
             const size_t d = (size_t)h * dst->cap + j, s = (size_t)h * src->cap + r;
-            memcpy((char *)dst->k + d * row, (const char *)src->k + s * row, row);
-            memcpy((char *)dst->v + d * row, (const char *)src->v + s * row, row);
+            if (kivi) {
+                gather_kivi(dst, src, h, j, r);
+            } else {
+                memcpy((char *)dst->k + d * row, (const char *)src->k + s * row, row);
+                memcpy((char *)dst->v + d * row, (const char *)src->v + s * row, row);
+            }
             dst->pos[d] = r;
             if (dst->score)
                 dst->score[d] = src_scores.s[(size_t)h * src_scores.stride + r];
@@ -569,7 +597,9 @@ static const rk_ops cpu_ops = {
     .act_bytes = sizeof(float),
     .kv_format = RK_KV_FP32,
     .kv_formats = RK_KV_FORMAT_BIT(RK_KV_FP32) | RK_KV_FORMAT_BIT(RK_KV_FP16) |
-                  RK_KV_FORMAT_BIT(RK_KV_INT8) | RK_KV_FORMAT_BIT(RK_KV_INT4),
+                  RK_KV_FORMAT_BIT(RK_KV_INT8) | RK_KV_FORMAT_BIT(RK_KV_INT4) |
+                  RK_KV_FORMAT_BIT(RK_KV_KIVI) | RK_KV_FORMAT_BIT(RK_KV_KIVI2) |
+                  RK_KV_FORMAT_BIT(RK_KV_KIVI4),
     .init = cpu_init,
     .shutdown = cpu_shutdown,
     .device_name = cpu_device_name,
