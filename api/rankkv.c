@@ -93,6 +93,16 @@ static rk_status limits_for(const char *dir, const rankkv_options *o, const rk_c
                        .kv_residual = o->kv_residual};
     if (o->kv_dtype && (st = rk_kv_format_parse(o->kv_dtype, &lim->kv_format)) != RK_OK)
         return st;
+    if (o->kv_precision &&
+        (st = rk_kv_precision_parse(o->kv_precision, &lim->kv_precision)) != RK_OK)
+        return st;
+    if (lim->kv_precision == RK_KV_RANK && !(lim->kv_profile = kv.profile ? kv.profile : o->profile)) {
+        rk_identity id;
+        if ((st = rk_identity_of(dir, &id)) != RK_OK)
+            return st;
+        if (!(lim->kv_profile = rk_profile_find(&id)))
+            return RK_EINVAL;
+    }
     if ((st = rk_kv_policy_make(&kv, cfg->n_layers, &lim->kv)) != RK_OK)
         return st;
     /* A compressing policy sees the whole prompt at once. */

@@ -55,14 +55,13 @@ rk_flops rk_flops_count(const rk_config *cfg, const rk_limits *lim, int prompt, 
 
 double rk_flops_total(const rk_flops *f) { return f->prefill + f->compress + f->decode; }
 
-double rk_kv_step_bytes(const rk_config *cfg, const rk_limits *lim, int prompt, int new_tokens)
+double rk_kv_step_bytes(const rk_kv_cache *c, const rk_kv_policy *p, int prompt, int new_tokens)
 {
     if (new_tokens < 2)
         return 0;
-    const int group = lim->kv_group ? lim->kv_group : RK_KV_GROUP_DEFAULT;
-    const double row = 2.0 * cfg->n_heads * rk_kv_row_bytes(lim->kv_format, cfg->head_dim, group);
-    double rows_read = 0;
-    for (int l = 0; l < cfg->n_layers; l++)
-        rows_read += rows_attended(&lim->kv, lim->kv.budget[l], prompt, new_tokens);
-    return rows_read * row / (new_tokens - 1);
+    double bytes = 0;
+    for (int l = 0; l < c->layers; l++)
+        bytes += rows_attended(p, p->budget[l], prompt, new_tokens) * 2.0 * c->heads *
+                 (double)rk_kv_row_bytes(c->format[l], c->head_dim, c->group);
+    return bytes / (new_tokens - 1);
 }

@@ -38,13 +38,14 @@ rk_flops rk_flops_count(const rk_config *cfg, const rk_limits *lim, int prompt, 
 double rk_flops_total(const rk_flops *f);
 
 /* The bytes of KV cache a decode step of that generation reads, the mean
- * over its new − 1 steps: each layer's K and V rows it attends (r_l above),
- * every head, at the bytes a row takes in LIM's storage format (KIVI: a
+ * over its new − 1 steps: each layer's K and V rows it attends under policy
+ * P (r_l above), every head, at the bytes a row takes in that layer's
+ * storage format in cache C, whose shape, group and formats are used (KIVI: a
  * quantized row's, rk_kv_row_bytes; the fewer than R newest rows read as
  * fp16 are counted as quantized). What else a policy reads per row (H2O's
  * scores and positions) is left out. With the
  * weights a step reads (rk_model_step_weight_bytes), the decode's demand on
  * memory bandwidth. */
-double rk_kv_step_bytes(const rk_config *cfg, const rk_limits *lim, int prompt, int new_tokens);
+double rk_kv_step_bytes(const rk_kv_cache *c, const rk_kv_policy *p, int prompt, int new_tokens);
 
 #endif

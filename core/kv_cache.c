@@ -6,7 +6,7 @@
 
 static const char *const names[RK_KV_N_FORMATS] = {
     [RK_KV_FP32] = "fp32", [RK_KV_FP16] = "fp16",   [RK_KV_INT8] = "int8",  [RK_KV_INT4] = "int4",
-    [RK_KV_KIVI] = "kivi", [RK_KV_KIVI2] = "kivi2", [RK_KV_KIVI4] = "kivi4"};
+    [RK_KV_INT2] = "int2", [RK_KV_KIVI] = "kivi",   [RK_KV_KIVI2] = "kivi2", [RK_KV_KIVI4] = "kivi4"};
 
 const char *rk_kv_format_name(rk_kv_format f)
 {
@@ -28,6 +28,8 @@ int rk_kv_format_kivi(rk_kv_format f)
     return f == RK_KV_KIVI || f == RK_KV_KIVI2 || f == RK_KV_KIVI4;
 }
 
+int rk_kv_format_row(rk_kv_format f) { return (unsigned)f <= RK_KV_INT2; }
+
 int rk_kv_kivi_bits(rk_kv_format f, int is_v)
 {
     return f == RK_KV_KIVI4 || (f == RK_KV_KIVI && is_v) ? 4 : 2;
@@ -36,7 +38,7 @@ int rk_kv_kivi_bits(rk_kv_format f, int is_v)
 int rk_kv_format_bits(rk_kv_format f)
 {
     static const int bits[RK_KV_N_FORMATS] = {
-        [RK_KV_FP32] = 32, [RK_KV_FP16] = 16, [RK_KV_INT8] = 8, [RK_KV_INT4] = 4};
+        [RK_KV_FP32] = 32, [RK_KV_FP16] = 16, [RK_KV_INT8] = 8, [RK_KV_INT4] = 4, [RK_KV_INT2] = 2};
     return rk_kv_format_kivi(f) ? (rk_kv_kivi_bits(f, 0) + rk_kv_kivi_bits(f, 1)) / 2 : bits[f];
 }
 
@@ -57,6 +59,9 @@ rk_status rk_kv_format_check(rk_kv_format f, int head_dim, int group)
                        "KV group of %d channels does not divide head_dim %d (%s rows are "
                        "quantized in whole groups)",
                        group, head_dim, rk_kv_format_name(f));
+    if (f == RK_KV_INT2 && head_dim % 4 != 0)
+        return rk_fail(RK_EINVAL, "int2 packs four codes a byte: head_dim %d is not a multiple "
+                                  "of 4", head_dim);
     return RK_OK;
 }
 
@@ -101,9 +106,13 @@ void *rk_kv_layer_head(const rk_kv_layer *c, int is_v, int h)
     return (char *)(is_v ? c->v : c->k) + (size_t)h * bytes;
 }
 
-size_t rk_kv_cache_row_bytes(const rk_kv_cache *c)
+size_t rk_kv_cache_layer_bytes(const rk_kv_cache *c, int l)
 {
-    return rk_kv_row_bytes(c->format, c->head_dim, c->group);
+    size_t bytes = 0;
+    for (int is_v = 0; is_v < 2; is_v++)
+        bytes += (size_t)c->heads * rk_kv_head_bytes(c->format[l], is_v, c->head_dim, c->group,
+                                                     c->residual, c->cap[l]);
+    return bytes;
 }
 
 void rk_kv_cache_lay_out(rk_kv_cache *c)
@@ -115,7 +124,7 @@ void rk_kv_cache_lay_out(rk_kv_cache *c)
         c->rows += (size_t)c->cap[l];
         for (int is_v = 0; is_v < 2; is_v++) {
             c->side_off[is_v][l] = c->side_bytes[is_v];
-            c->side_bytes[is_v] += (size_t)c->heads * rk_kv_head_bytes(c->format, is_v,
+            c->side_bytes[is_v] += (size_t)c->heads * rk_kv_head_bytes(c->format[l], is_v,
                                                                        c->head_dim, c->group,
                                                                        c->residual, c->cap[l]);
         }
@@ -136,7 +145,7 @@ rk_kv_layer rk_kv_cache_layer(const rk_kv_cache *c, void *base, int l)
         .cap = c->cap[l],
         .heads = c->heads,
         .head_dim = c->head_dim,
-        .format = c->format,
+        .format = c->format[l],
         .group = c->group,
         .residual = c->residual,
     };

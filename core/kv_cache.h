@@ -3,7 +3,8 @@
  * storage format, and the per-row metadata compressing policies keep. The
  * cache ops take descriptors instead of runs of pointers and sizes, so that
  * a storage format with codes and group scales changes the descriptor and
- * the ops, not every call site. */
+ * the ops, not every call site; and so that layers of one cache can store
+ * rows in different formats (--kv-precision rank, kv_precision.h). */
 #ifndef RK_KV_CACHE_H
 #define RK_KV_CACHE_H
 
@@ -13,10 +14,13 @@
 #include "config.h"
 
 /* How cached K and V elements are stored: the cache's own type, not a file
- * dtype. fp32 and fp16 hold each element; int8 and int4 hold a code per
- * element, with one fp16 scale and one fp16 minimum per group of channels
- * of a row (kv_quant.h). These row formats keep a row (one head's head_dim
- * values at one position) self-contained, so the ops move rows as bytes.
+ * dtype. fp32 and fp16 hold each element; int8, int4 and int2 hold a code
+ * per element, with one fp16 scale and one fp16 minimum per group of
+ * channels of a row (kv_quant.h). These row formats keep a row (one head's
+ * head_dim values at one position) self-contained, so the ops move rows as
+ * bytes; the enum lists them from most bits to fewest, each step halving
+ * the bits, the ladder --kv-memory and --kv-precision rank climb. int2 is
+ * the step below int4 that rank precision pays for its upgrades with.
  * The KIVI formats do not (kv_kivi.h): keys are quantized per channel over
  * groups of positions and the newest positions wait in an fp16 residual,
  * so a head's rows are one block that only grows at its end. kivi has 2-bit
@@ -26,6 +30,7 @@ typedef enum {
     RK_KV_FP16,
     RK_KV_INT8,
     RK_KV_INT4,
+    RK_KV_INT2,
     RK_KV_KIVI,
     RK_KV_KIVI2,
     RK_KV_KIVI4,
@@ -33,7 +38,7 @@ typedef enum {
 } rk_kv_format;
 
 /* The names users give, for help texts. */
-#define RK_KV_FORMATS "fp32, fp16, int8, int4, kivi, kivi2, kivi4"
+#define RK_KV_FORMATS "fp32, fp16, int8, int4, int2, kivi, kivi2, kivi4"
 /* A target's set of formats (rk_ops.kv_formats) has bit RK_KV_FORMAT_BIT(f). */
 #define RK_KV_FORMAT_BIT(f) (1u << (unsigned)(f))
 /* Channels sharing a scale in int8 and int4 rows when none is asked for:
@@ -58,14 +63,18 @@ const char *rk_kv_format_name(rk_kv_format f);
 /* The format named NAME (one of RK_KV_FORMATS); RK_EINVAL otherwise. */
 rk_status rk_kv_format_parse(const char *name, rk_kv_format *f);
 
-/* Bits of one element's code: 32, 16, 8 or 4; a KIVI format's mean of its
+/* Whether F is a row format (fp32, fp16, int8, int4, int2). */
+int rk_kv_format_row(rk_kv_format f);
+
+/* Bits of one element's code: 32, 16, 8, 4 or 2; a KIVI format's mean of its
  * key and value bits (kivi 3, kivi2 2, kivi4 4). */
 int rk_kv_format_bits(rk_kv_format f);
 
 /* Bits of a KIVI format's key (IS_V 0) or value (1) codes. */
 int rk_kv_kivi_bits(rk_kv_format f, int is_v);
 
-/* Whether rows of F carry group scales (int8, int4, the KIVI formats). */
+/* Whether rows of F carry group scales (int8, int4, int2, the KIVI
+ * formats). */
 int rk_kv_format_grouped(rk_kv_format f);
 
 /* Whether F is a KIVI format. */
@@ -76,8 +85,9 @@ int rk_kv_format_kivi(rk_kv_format f);
  * only once they are gathered (kv_kivi.h). */
 rk_kv_format rk_kv_prompt_format(rk_kv_format f);
 
-/* Refuses a GROUP that does not divide HEAD_DIM for a grouped format, and
- * a HEAD_DIM beyond RK_KV_MAX_HEAD_DIM for any format but fp32. */
+/* Refuses a GROUP that does not divide HEAD_DIM for a grouped format, a
+ * HEAD_DIM beyond RK_KV_MAX_HEAD_DIM for any format but fp32, and for int2
+ * a HEAD_DIM whose codes do not fill whole bytes. */
 rk_status rk_kv_format_check(rk_kv_format f, int head_dim, int group);
 
 /* Refuses, for a KIVI format, a RESIDUAL that is not a multiple of GROUP
@@ -133,10 +143,12 @@ typedef struct {
     int stride;
 } rk_kv_scores;
 
-/* The whole cache as the plan lays it out: each layer's rows and where
- * they start, as offsets from the arena base. */
+/* The whole cache as the plan lays it out: each layer's format and rows
+ * and where they start, as offsets from the arena base. */
 typedef struct {
-    rk_kv_format format;
+    rk_kv_format dtype;                 /* the one named (--kv-dtype) */
+    rk_kv_format format[RK_MAX_LAYERS]; /* each layer's: DTYPE everywhere but
+                                           under --kv-precision rank */
     int group, residual;
     int layers, heads, head_dim;
     int cap[RK_MAX_LAYERS];        /* rows per head of each layer */
@@ -149,15 +161,15 @@ typedef struct {
     size_t k, v, pos, score;       /* arena offsets; pos and score 0 when absent */
 } rk_kv_cache;
 
-/* Sets C's row_off, rows, side_off and side_bytes from its format, shape
+/* Sets C's row_off, rows, side_off and side_bytes from its formats, shape
  * and caps. */
 void rk_kv_cache_lay_out(rk_kv_cache *c);
 
 /* Bytes of K and V together. */
 size_t rk_kv_cache_bytes(const rk_kv_cache *c);
 
-/* Bytes of one row of C. */
-size_t rk_kv_cache_row_bytes(const rk_kv_cache *c);
+/* Bytes of layer L's K and V together. */
+size_t rk_kv_cache_layer_bytes(const rk_kv_cache *c, int l);
 
 /* Layer L's descriptor, for an arena at BASE. */
 rk_kv_layer rk_kv_cache_layer(const rk_kv_cache *c, void *base, int l);

@@ -122,6 +122,7 @@ void rk_kv_quantize_row(rk_kv_format f, int head_dim, int group, const float *x,
         return;
     case RK_KV_INT8:
     case RK_KV_INT4:
+    case RK_KV_INT2:
         rk_kv_quantize_tokens(rk_kv_format_bits(f), head_dim, group, x, row);
         return;
     case RK_KV_KIVI:
@@ -145,6 +146,7 @@ void rk_kv_dequantize_row(rk_kv_format f, int head_dim, int group, const void *r
         return;
     case RK_KV_INT8:
     case RK_KV_INT4:
+    case RK_KV_INT2:
         rk_kv_dequantize_tokens(rk_kv_format_bits(f), head_dim, group, row, x);
         return;
     case RK_KV_KIVI:

@@ -4,7 +4,7 @@
  * reads every row it attends to through it; a device kernel is checked
  * against it code for code.
  *
- * int8 and int4 rows are quantized per token, in groups of GROUP channels,
+ * int8, int4 and int2 rows are quantized per token, in groups of GROUP channels,
  * asymmetrically (KIVI's min/max): a group keeps its minimum m and its scale
  * s = max(max - m, 0) / (2^bits - 1), m rounded to fp16 first and s after,
  * and each element the code q = clamp(round((x - m) / s), 0, 2^bits - 1),
@@ -17,9 +17,10 @@
  * 0.0038 against 0.0050 / 0.0047 (README, "Quantized KV cache").
  *
  * A row: the codes (int8 one byte each; int4 two per byte, element 2i in
- * the low nibble), then each group's scale and minimum as fp16, in that
- * order: rk_kv_row_bytes(f, head_dim, group) bytes, self-contained, so rows
- * move as bytes. fp16 rows are IEEE half rounded to nearest even, as the
+ * the low nibble; int2 four per byte, element 4i in the lowest bits),
+ * then each group's scale and minimum as fp16, in that order:
+ * rk_kv_row_bytes(f, head_dim, group) bytes, self-contained, so rows move
+ * as bytes. fp16 rows are IEEE half rounded to nearest even, as the
  * CUDA target's cache holds them; fp32 rows are the floats.
  *
  * The same group rule, at 2 bits too, quantizes the KIVI formats' values
@@ -52,14 +53,14 @@ void rk_kv_group_meta(const unsigned char *meta, float *scale, float *min);
  * HEAD_DIM x BITS / 8 of codes, then 4 per group. */
 size_t rk_kv_tokens_bytes(int bits, int head_dim, int group);
 
-/* X (HEAD_DIM floats) as such a row into ROW, and back. int8 and int4 rows
- * are these at 8 and 4 bits. */
+/* X (HEAD_DIM floats) as such a row into ROW, and back. int8, int4 and
+ * int2 rows are these at 8, 4 and 2 bits. */
 void rk_kv_quantize_tokens(int bits, int head_dim, int group, const float *x, void *row);
 void rk_kv_dequantize_tokens(int bits, int head_dim, int group, const void *row, float *x);
 
 /* X (HEAD_DIM floats) as a row of format F, GROUP channels per scale, into
- * ROW (rk_kv_row_bytes bytes). F is a row format (fp32, fp16, int8, int4),
- * not a KIVI one. */
+ * ROW (rk_kv_row_bytes bytes). F is a row format (fp32, fp16, int8, int4,
+ * int2), not a KIVI one. */
 void rk_kv_quantize_row(rk_kv_format f, int head_dim, int group, const float *x, void *row);
 
 /* ROW of format F read back into X (HEAD_DIM floats). */

@@ -24,15 +24,15 @@ static rk_kv_layer layer_cache(const rk_model *m, int l)
     return rk_kv_cache_layer(&m->cache, m->base, l);
 }
 
-/* While a compressing prefill runs, the prompt's full K/V of one layer,
- * laid out like a cache whose rows are the positions, in the cache's format
- * (fp16 for KIVI: rk_kv_prompt_format). */
-static rk_kv_layer prompt_cache(const rk_model *m)
+/* While a compressing prefill runs, the prompt's full K/V of layer L,
+ * laid out like a cache whose rows are the positions, in the layer's format
+ * (fp16 for KIVI: rk_kv_prompt_format), so kept rows move as bytes. */
+static rk_kv_layer prompt_cache(const rk_model *m, int l)
 {
     return (rk_kv_layer){.k = AT(m, m->a_prefill_k), .v = AT(m, m->a_prefill_v),
                          .cap = m->lim.max_prompt, .heads = m->cfg.n_heads,
                          .head_dim = m->cfg.head_dim,
-                         .format = rk_kv_prompt_format(m->cache.format),
+                         .format = rk_kv_prompt_format(m->cache.format[l]),
                          .group = m->cache.group};
 }
 
@@ -46,8 +46,13 @@ static void plan_prefill_regions(rk_model *m, int max_budget)
 {
     rk_plan *p = &m->plan;
     const size_t P = (size_t)m->lim.max_prompt, H = (size_t)m->cfg.n_heads;
-    const size_t row_bytes =
-        H * rk_kv_row_bytes(rk_kv_prompt_format(m->cache.format), m->cfg.head_dim, m->cache.group);
+    /* One layer at a time passes through: the widest layer's rows. */
+    size_t row_bytes = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const size_t b = H * rk_kv_row_bytes(rk_kv_prompt_format(m->cache.format[l]),
+                                             m->cfg.head_dim, m->cache.group);
+        row_bytes = b > row_bytes ? b : row_bytes;
+    }
     if (rk_kv_compresses(&m->lim.kv)) {
         m->a_prefill_k = rk_plan_add_phase(p, "prefill_layer_k", P * row_bytes, RK_PHASE_PREFILL);
         m->a_prefill_v = rk_plan_add_phase(p, "prefill_layer_v", P * row_bytes, RK_PHASE_PREFILL);
@@ -82,6 +87,29 @@ rk_status rk_model_check_kv_format(const rk_config *cfg, const rk_ops *ops, rk_k
                        : st;
 }
 
+/* Rank precision: the model's profile, and every step of the ladder
+ * around the dtype one the target stores (a layer may get any of them). */
+static rk_status check_precision(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim)
+{
+    if (lim->kv_precision == RK_KV_UNIFORM)
+        return RK_OK;
+    rk_kv_format steps[3];
+    rk_status st = rk_kv_precision_steps(lim->kv_format, steps);
+    if (st != RK_OK)
+        return st;
+    if (!lim->kv_profile)
+        return rk_fail(RK_EINVAL, "rank precision takes its ranks from a compiled profile of the "
+                                  "model, and none was given");
+    if (lim->kv_profile->layers != cfg->n_layers)
+        return rk_fail(RK_EINVAL, "the RankKV profile '%s' has %d layers; the model has %d",
+                       lim->kv_profile->name, lim->kv_profile->layers, cfg->n_layers);
+    for (int s = 0; s < 3; s++)
+        if ((st = rk_model_check_kv_format(cfg, ops, steps[s], lim->kv_group,
+                                           lim->kv_residual)) != RK_OK)
+            return st;
+    return RK_OK;
+}
+
 rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim,
                         rk_model *m)
 {
@@ -104,6 +132,8 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     if ((st = rk_model_check_kv_format(cfg, ops, lim->kv_format, lim->kv_group,
                                        lim->kv_residual)) != RK_OK ||
         (st = rk_kv_policy_stores(&lim->kv, lim->kv_format)) != RK_OK)
+        return st;
+    if ((st = check_precision(cfg, ops, lim)) != RK_OK)
         return st;
     /* Rank measurement reads the keys as the target's own format. */
     if (lim->rank && lim->kv_format != ops->kv_format)
@@ -149,7 +179,7 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     const size_t D = (size_t)cfg->hidden, F = (size_t)cfg->ffn, H = (size_t)cfg->n_heads;
     const size_t L = (size_t)cfg->n_layers;
     rk_kv_cache *cache = &m->cache;
-    cache->format = lim->kv_format;
+    cache->dtype = lim->kv_format;
     cache->group = lim->kv_group ? lim->kv_group : RK_KV_GROUP_DEFAULT;
     cache->residual = lim->kv_residual ? lim->kv_residual : RK_KV_RESIDUAL_DEFAULT;
     cache->layers = cfg->n_layers;
@@ -165,7 +195,10 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     }
     if (kv->dynamic)
         max_budget = lim->max_prompt;
-    rk_kv_cache_lay_out(cache);
+    if ((st = rk_kv_precision_assign(lim->kv_precision,
+                                     lim->kv_profile ? lim->kv_profile->rank_mean : NULL,
+                                     cache)) != RK_OK)
+        return st;
     m->kv_bytes = rk_kv_cache_bytes(cache);
     /* Attention reads up to the longest layer cache, or the prompt's
      * full-length K/V while compressing. */
@@ -280,13 +313,15 @@ rk_status rk_model_load(const char *dir, const rk_ops *ops, const rk_limits *lim
     snprintf(path, sizeof path, "%s/config.json", dir);
     if ((st = rk_config_load(path, &cfg)) != RK_OK)
         return st;
-    /* A static profile holds budgets for one model: refuse any other. */
-    if (lim->kv.profile) {
-        rk_identity id;
-        if ((st = rk_identity_of(dir, &id)) != RK_OK ||
-            (st = rk_profile_check(lim->kv.profile, &id)) != RK_OK)
-            return st;
-    }
+    /* A static profile holds ranks of one model: refuse any other. */
+    const rk_profile *profiles[2] = {lim->kv.profile, lim->kv_profile};
+    for (int i = 0; i < 2; i++)
+        if (profiles[i]) {
+            rk_identity id;
+            if ((st = rk_identity_of(dir, &id)) != RK_OK ||
+                (st = rk_profile_check(profiles[i], &id)) != RK_OK)
+                return st;
+        }
     rk_model *m = calloc(1, sizeof *m);
     if (!m)
         return rk_fail(RK_ENOMEM, "out of host memory for the model");
@@ -319,6 +354,24 @@ void rk_model_free(rk_model *m)
     free(m);
 }
 
+/* Rank precision: each layer's format, rows and bytes, its profile rank,
+ * and the total against the uniform cache of the dtype it stays within. */
+static void print_precision_bytes(const rk_model *m, FILE *f)
+{
+    const rk_kv_cache *kc = &m->cache;
+    rk_kv_cache uniform = *kc;
+    rk_kv_precision_assign(RK_KV_UNIFORM, NULL, &uniform);
+    fprintf(f, "KV cache: %zu bytes (precision rank around %s, profile %s; the uniform %s "
+               "cache: %zu bytes)\n",
+            m->kv_bytes, rk_kv_format_name(kc->dtype), m->lim.kv_profile->name,
+            rk_kv_format_name(kc->dtype), rk_kv_cache_bytes(&uniform));
+    for (int l = 0; l < kc->layers; l++)
+        fprintf(f, "KV layer %d: %s, rank %.1f, 2 x %d positions x %d heads x %zu B = %zu bytes\n",
+                l, rk_kv_format_name(kc->format[l]), m->lim.kv_profile->rank_mean[l], kc->cap[l],
+                kc->heads, rk_kv_row_bytes(kc->format[l], kc->head_dim, kc->group),
+                rk_kv_cache_layer_bytes(kc, l));
+}
+
 /* A KIVI cache's bytes by its layout's formula (kv_kivi.h), and against
  * fp16 rows of the same positions: the payload, the payload and scales of
  * quantized rows, and all of it with the residual. */
@@ -326,7 +379,7 @@ static void print_kivi_bytes(const rk_model *m, FILE *f)
 {
     const rk_kv_cache *kc = &m->cache;
     const int hd = kc->head_dim, G = kc->group, R = kc->residual;
-    const rk_kv_format fmt = kc->format;
+    const rk_kv_format fmt = kc->dtype;
     size_t quantized = 0, slots = 0;
     for (int l = 0; l < kc->layers; l++) {
         const rk_kivi_side s = rk_kivi_side_of(fmt, 0, hd, G, R, kc->cap[l]);
@@ -355,20 +408,23 @@ static void print_kv_bytes(const rk_model *m, FILE *f)
 {
     const rk_kv_cache *kc = &m->cache;
     const int hd = kc->head_dim;
-    if (rk_kv_format_kivi(kc->format)) {
+    if (rk_kv_format_kivi(kc->dtype)) {
         print_kivi_bytes(m, f);
         return;
     }
-    const size_t payload = rk_kv_row_payload_bytes(kc->format, hd);
+    if (m->lim.kv_precision != RK_KV_UNIFORM) {
+        print_precision_bytes(m, f);
+        return;
+    }
+    const size_t payload = rk_kv_row_payload_bytes(kc->dtype, hd), row = rk_kv_row_bytes(kc->dtype, hd, kc->group);
     const double fp16 = (double)rk_kv_row_bytes(RK_KV_FP16, hd, kc->group);
     fprintf(f, "KV cache: %zu bytes (2 x %zu positions x %d heads x %zu B of %d %s dims",
-            m->kv_bytes, kc->rows, kc->heads, rk_kv_cache_row_bytes(kc), hd,
-            rk_kv_format_name(kc->format));
-    if (rk_kv_format_grouped(kc->format))
+            m->kv_bytes, kc->rows, kc->heads, row, hd, rk_kv_format_name(kc->dtype));
+    if (rk_kv_format_grouped(kc->dtype))
         fprintf(f, ": %zu B of codes + %d x 4 B fp16 scale and min, one per %d channels",
                 payload, hd / kc->group, kc->group);
     fprintf(f, ")\nKV dtype %s: %.4f of fp16 rows in payload, %.4f with scales\n",
-            rk_kv_format_name(kc->format), payload / fp16, rk_kv_cache_row_bytes(kc) / fp16);
+            rk_kv_format_name(kc->dtype), payload / fp16, row / fp16);
 }
 
 void rk_model_print_plan(const rk_model *m, FILE *f)
@@ -377,9 +433,10 @@ void rk_model_print_plan(const rk_model *m, FILE *f)
     fprintf(f, "model: %d layers, hidden %d, %d heads x %d, ffn %d, vocab %d, rotary dims %d\n",
             c->n_layers, c->hidden, c->n_heads, c->head_dim, c->ffn, c->vocab, c->rotary_dims);
     fprintf(f, "limits: prompt %d + new %d = %d cache positions, chunk %d, logits rows %d, "
-               "KV %s, target %s (%zu-byte elements)\n",
+               "KV %s%s, target %s (%zu-byte elements)\n",
             m->lim.max_prompt, m->lim.max_new_tokens, m->cap, m->lim.prefill_chunk,
-            m->lim.logits_rows, rk_kv_format_name(m->lim.kv_format), m->ops->name,
+            m->lim.logits_rows, rk_kv_format_name(m->lim.kv_format),
+            m->lim.kv_precision == RK_KV_UNIFORM ? "" : " precision rank", m->ops->name,
             m->ops->act_bytes);
     rk_plan_print(&m->wplan, f);
     rk_plan_print(&m->plan, f);
@@ -428,7 +485,7 @@ rk_status rk_seq_truncate(const rk_model *m, rk_seq *s, int n)
                        "%s cannot roll a sequence back to position %d, inside its compressed "
                        "prompt of %d",
                        rk_kv_policy_name(kv), n, s->prompt);
-    for (int l = 0; rk_kv_format_kivi(m->cache.format) && l < m->cfg.n_layers; l++) {
+    for (int l = 0; rk_kv_format_kivi(m->cache.dtype) && l < m->cfg.n_layers; l++) {
         const rk_kv_layer c = layer_cache(m, l);
         if (!rk_kivi_can_truncate(&c, s->rows[l], s->rows[l] - drop))
             return rk_fail(RK_EINVAL,
@@ -541,7 +598,7 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
         else
             o->linear(ctx, &qkv_p, n);
         if (via_prompt) {
-            const rk_kv_layer prompt = prompt_cache(m);
+            const rk_kv_layer prompt = prompt_cache(m, l);
             o->qkv_rotary(ctx, q, &prompt, qkv, rope, pos, pos, n, c->rotary_dims);
             o->attention(ctx, att, q, &prompt, pos, n);
             if (call->mode == FORWARD_MEASURE) {

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "kv_cache.h"
 #include "kv_policy.h"
+#include "kv_precision.h"
 #include "ops.h"
 #include "plan.h"
 #include "rank_ops.h"
@@ -23,6 +24,9 @@ typedef struct {
     int kv_group;           /* channels per scale of int8/int4 rows, and KIVI's
                                positions per key scale; 0: RK_KV_GROUP_DEFAULT */
     int kv_residual;        /* KIVI's fp16 rows; 0: RK_KV_RESIDUAL_DEFAULT */
+    rk_kv_precision kv_precision; /* uniform: every layer kv_format; rank: each
+                                     layer's from kv_profile (kv_precision.h) */
+    const rk_profile *kv_profile; /* rank: the model's compiled profile */
     rk_kv_policy kv;    /* zero: the full cache */
     /* Rank measurement (calibrate, tests, the dynamic build): the ops and
      * the longest sequence measured; NULL in the static runtime. */

@@ -74,9 +74,9 @@ typedef struct {
     double rank_temperature, rank_power;
     int rank_tiers;
     unsigned rank_seed;
-    /* How the KV cache stores rows: "fp32", "fp16", "int8", "int4", "kivi",
-     * "kivi2" or "kivi4" (NULL: the target's own, fp32 on cpu, fp16 on
-     * cuda, which stores only fp16); int8 and int4 per token with an fp16
+    /* How the KV cache stores rows: "fp32", "fp16", "int8", "int4", "int2",
+     * "kivi", "kivi2" or "kivi4" (NULL: the target's own, fp32 on cpu, fp16
+     * on cuda, which stores only fp16); int8, int4 and int2 per token with an fp16
      * scale and minimum per KV_GROUP channels (0: 16; it must divide the
      * model's head_dim); the kivi formats (cpu only, not with h2o or
      * streamingllm) keys per channel over KV_GROUP positions, values per
@@ -85,6 +85,13 @@ typedef struct {
     const char *kv_dtype;
     int kv_group;
     int kv_residual;
+    /* Bits per layer: "uniform" (NULL: every layer KV_DTYPE) or "rank":
+     * layers of higher effective rank, by PROFILE (NULL: the one compiled
+     * in for this model, refused when there is none), one step up the
+     * ladder int2 < int4 < int8 < fp16 < fp32 and lower ones one step
+     * down, within the uniform cache's bytes; KV_DTYPE fp16, int8 or int4
+     * (cpu only). */
+    const char *kv_precision;
 } rankkv_options;
 
 /* Sampling for rankkv_generate: temperature 0 is greedy. */

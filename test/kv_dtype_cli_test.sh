@@ -18,9 +18,11 @@ has() {
 lines() { if [ "$(wc -l <"$tmp/err")" -eq 2 ]; then ok; else bad "more than one line: $*"; cat "$tmp/err"; fi; }
 
 # pythia-nano: 4 layers x 512 positions x 2 heads, rows of 80 dims. A row:
-# fp32 320 B, fp16 160, int8 80 + 5 groups x 4 = 100, int4 40 + 20 = 60;
-# int4 in one group of 80: 40 + 4 = 44. K and V: 2 x 2048 x 2 x row.
-for case in fp32:16:2621440 fp16:16:1310720 int8:16:819200 int4:16:491520 int4:80:360448; do
+# fp32 320 B, fp16 160, int8 80 + 5 groups x 4 = 100, int4 40 + 20 = 60,
+# int2 20 + 20 = 40; int4 in one group of 80: 40 + 4 = 44. K and V:
+# 2 x 2048 x 2 x row.
+for case in fp32:16:2621440 fp16:16:1310720 int8:16:819200 int4:16:491520 int2:16:327680 \
+    int4:80:360448; do
     IFS=: read -r dtype group bytes <<<"$case"
     expect 0 '' -- "$gen" --model "$nano" --print-plan --max-context 512 --kv-dtype "$dtype" \
         --kv-group "$group"
@@ -122,8 +124,8 @@ has "$tmp/out" '"kv_dtype":"kivi2","kv_group":16,"kv_residual":64' "ppl --kv-dty
 expect 2 '--kv-error measures against the fp32 cache, and this run'"'"'s is fp16' -- \
     "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" --kv-dtype fp16 --kv-error int8
 lines ppl kv-error over fp16
-expect 2 "unknown KV dtype 'int2'" -- "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" \
-    --kv-error int8,int2
+expect 2 "unknown KV dtype 'int3'" -- "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" \
+    --kv-error int8,int3
 
 # --kv-memory: the most bits whose whole cache fits (the bytes of the rows
 # above: 512 positions, 448 prompt + 64 new), else int8's largest SnapKV
@@ -168,7 +170,7 @@ expect 0 '' -- "$bin/rankkv-bench" --model "$nano" --prompt-tokens 64 --new-toke
 has "$tmp/bench-mem.json" '"kv_budget":	37' "bench --kv-memory"
 
 # Bad options: one line naming the option, exit 2, nothing run.
-expect 2 "unknown KV dtype 'int3' (have: fp32, fp16, int8, int4, kivi, kivi2, kivi4)" -- "$gen" --model "$nano" --kv-dtype int3
+expect 2 "unknown KV dtype 'int3' (have: fp32, fp16, int8, int4, int2, kivi, kivi2, kivi4)" -- "$gen" --model "$nano" --kv-dtype int3
 lines unknown dtype
 # KIVI: the evicting policies, a residual that is not a multiple of the
 # group, a group that does not divide head_dim, --kv-memory.
@@ -211,6 +213,106 @@ else
     expect 2 'the cuda target has no kivi KV cache (it stores: fp16)' -- "$gen" --model "$nano" \
         --target cuda --kv-dtype kivi
     lines cuda kivi
+fi
+
+# --kv-precision rank (core/kv_precision.h). The plan prints each layer's
+# format, rank and bytes; the bytes are the row formula's, sum to the
+# total, stay within the uniform cache's, and a layer of higher rank never
+# has fewer bits. check_rank_plan FILE WHAT checks a printed plan so.
+check_rank_plan() {
+    if awk '
+        /^KV cache: .* bytes \(precision rank/ { total = $3; uniform = $(NF - 1) }
+        /^KV layer / {
+            f = $4; sub(",", "", f); bits = f == "fp32" ? 32 : f == "fp16" ? 16 : substr(f, 4) + 0
+            r = $6 + 0; sub(",", "", r); n++; R[n] = r; B[n] = bits
+            if ($7 * $9 * $12 * $15 != $(NF - 1)) bad = "layer bytes"
+            sum += $(NF - 1)
+        }
+        END {
+            if (!n || sum != total || total > uniform) bad = bad " total " sum " " total " " uniform
+            for (i = 1; i <= n; i++) for (j = 1; j <= n; j++)
+                if (R[i] > R[j] && B[i] < B[j]) bad = bad " order"
+            if (bad) { print bad; exit 1 }
+        }' "$1"; then ok; else bad "$2"; cat "$1"; fi
+}
+# pythia-nano's ranks (394 to 652) span less than a factor of two: every
+# layer reaches int4 before any can step up, so rank is the uniform cache.
+expect 0 '' -- "$gen" --model "$nano" --print-plan --max-context 512 --kv-dtype int4 \
+    --kv-precision rank
+has "$tmp/out" "KV cache: 491520 bytes (precision rank around int4, profile pythia-nano; the uniform int4 cache: 491520 bytes)" "rank plan"
+has "$tmp/out" "KV layer 3: int4, rank 393.6, 2 x 512 positions x 2 heads x 60 B = 122880 bytes" "rank plan layer"
+has "$tmp/out" "KV int4 precision rank, target cpu" "rank in the limits line"
+check_rank_plan "$tmp/out" "nano rank plan"
+expect 0 '' -- "$gen" --model "$nano" --print-plan --kv-dtype int8 --kv-precision rank --kv rankkv \
+    --kv-budget 64 --max-context 512
+check_rank_plan "$tmp/out" "nano rank plan with rankkv budgets"
+expect 0 'decode' -- "$gen" --model "$nano" --kv snapkv --kv-budget 40 --kv-dtype int4 \
+    --kv-precision rank --max-new-tokens 8 --json --quiet
+has "$tmp/out" '"kv_precision":"rank"' "generate --json --kv-precision rank"
+expect 0 '' -- "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" --window 64 \
+    --max-windows 1 --kv-dtype int8 --kv-precision rank --json
+has "$tmp/out" '"kv_dtype":"int8","kv_group":16,"kv_precision":"rank","kv_layer_dtypes":["int8","int8","int8","int8"]' "ppl --kv-precision rank"
+# rankkv-eval: a list of precisions; fp32 has no rank rows, and says so.
+expect 0 'no rank rows for fp32' -- "$bin/rankkv-eval" --model "$nano" --dataset t="$tmp/text.txt" \
+    --context 128 --tail 16 --max-windows 1 --method full,snapkv --budget 40 --kv-window 8 \
+    --kv-dtype fp32,int4 --kv-precision uniform,rank --json "$tmp/eval-prec.json"
+if [ "$(grep -c '"kv_precision":	"rank"' "$tmp/eval-prec.json")" -eq 2 ] &&
+    [ "$(grep -c '"kv_precision":	"uniform"' "$tmp/eval-prec.json")" -eq 5 ] &&
+    grep -q "^t  *snapkv  *int4  *rank " "$tmp/out"; then ok
+else bad "eval --kv-precision uniform,rank"; cat "$tmp/out" "$tmp/eval-prec.json"; fi
+expect 0 '' -- "$bin/rankkv-bench" --model "$nano" --prompt-tokens 64 --new-tokens 4 --repeats 1 \
+    --kv full --kv-dtype int4 --kv-precision rank --out "$tmp/bench-prec.json"
+has "$tmp/bench-prec.json" '"kv_precision":	"rank"' "bench --kv-precision rank"
+expect 0 '' -- "$bin/rankkv-compare" --model "$nano" --rows full,snapkv --budget 40 --context 128 \
+    --tail 16 --new-tokens 4 --repeats 1 --kv-dtype int8 --kv-precision rank --json "$tmp/cmp-prec.json" \
+    --markdown "$tmp/cmp-prec.md"
+has "$tmp/cmp-prec.json" '"kv_precision":	"rank"' "compare --kv-precision rank"
+has "$tmp/cmp-prec.md" '| snapkv | 40 | int8 rank |' "compare table, rank"
+# pythia-mini (../shared): ranks 208 to 502; at int4 its two layers under
+# half the top rank (7 and 11) go to int2 and pay for the top (16) at int8.
+mini="$(dirname "$nano")/../../shared/models/pythia-mini"
+if [ -d "$mini" ]; then
+    expect 0 '' -- "$gen" --model "$mini" --print-plan --max-context 1024 --kv-dtype int4 \
+        --kv-precision rank
+    has "$tmp/out" "KV cache: 9437184 bytes (precision rank around int4, profile pythia-mini; the uniform int4 cache: 9437184 bytes)" "mini rank plan"
+    has "$tmp/out" "KV layer 11: int2, rank 208.1, 2 x 1024 positions x 4 heads x 32 B = 262144 bytes" "mini int2 layer"
+    has "$tmp/out" "KV layer 16: int8, rank 501.8, 2 x 1024 positions x 4 heads x 80 B = 655360 bytes" "mini int8 layer"
+    check_rank_plan "$tmp/out" "mini rank plan"
+    for kv in snapkv pyramidkv h2o streamingllm rankkv; do
+        expect 0 '' -- "$gen" --model "$mini" --print-plan --max-context 1024 --kv-dtype int8 \
+            --kv-precision rank --kv "$kv" --kv-budget 256
+        check_rank_plan "$tmp/out" "mini rank plan, $kv"
+    done
+else
+    echo "SKIP pythia-mini rank plans: $mini is absent"
+fi
+# Bad precisions: one line, exit 2, nothing run.
+"$bin/rankkv-make-random-model" --preset pythia-nano-shape --out "$tmp/random-nano" >/dev/null 2>&1
+cp "$nano/tokenizer.json" "$tmp/random-nano/"
+expect 2 "--kv-precision: unknown KV precision 'ranked' (have: uniform, rank)" -- "$gen" \
+    --model "$nano" --kv-dtype int4 --kv-precision ranked
+lines unknown precision
+expect 2 '--kv-precision rank: rank precision varies a row format one step either side (int2 < int4 < int8 < fp16 < fp32); fp32 has none above it' \
+    -- "$gen" --model "$nano" --kv-precision rank
+lines rank fp32
+expect 2 'int2 has none below it' -- "$gen" --model "$nano" --kv-dtype int2 --kv-precision rank
+lines rank int2
+expect 2 'kivi has no row format' -- "$gen" --model "$nano" --kv-dtype kivi --kv-precision rank
+lines rank kivi
+expect 2 '--kv-precision rank: no RankKV profile in this build matches the model random-nano' -- \
+    "$gen" --model "$tmp/random-nano" --kv-dtype int4 --kv-precision rank
+lines rank without a profile
+expect 2 "--kv-precision rank: --kv-memory chooses one dtype for every layer" -- "$gen" \
+    --model "$nano" --kv snapkv --kv-memory 1MB --kv-dtype int4 --kv-precision rank
+lines rank kv-memory
+expect 2 '--kv-precision rank varies fp16, int8 or int4, and --kv-dtype names fp32' -- \
+    "$bin/rankkv-eval" --model "$nano" --dataset t="$tmp/text.txt" --kv-dtype fp32 --kv-precision rank
+expect 2 'fp32 has none above it' -- "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" \
+    --kv-precision rank
+if ! "$gen" --target cuda --print-plan 2>&1 | grep -q 'no CUDA target'; then
+    expect 2 '--kv-precision rank: the cuda target has no int8 KV cache (it stores: fp16)' -- \
+        "$gen" --model "$nano" --target cuda --kv-dtype fp16 --kv-precision rank
+    lines cuda rank
 fi
 
 finish kv_dtype_cli_test

@@ -195,11 +195,18 @@ static void test_flops(void)
     /* The KV a step reads: 102.5 rows on average, 4 layers, K and V of 2
      * heads of 80 fp32; int8 rows in groups of 16 are 80 codes + 5 × 4
      * bytes of scale and minimum. */
-    CHECK(rk_kv_step_bytes(&nano, &lim, 100, 5) == 102.5 * 4 * 2 * 2 * 320);
-    lim.kv_format = RK_KV_INT8;
-    CHECK(rk_kv_step_bytes(&nano, &lim, 100, 5) == 102.5 * 4 * 2 * 2 * 100);
-    lim.kv_format = RK_KV_FP32;
-    CHECK(rk_kv_step_bytes(&nano, &lim, 100, 1) == 0);
+    rk_kv_cache cache = {.layers = 4, .heads = 2, .head_dim = 80, .group = 16};
+    CHECK(rk_kv_step_bytes(&cache, &lim.kv, 100, 5) == 102.5 * 4 * 2 * 2 * 320);
+    for (int l = 0; l < 4; l++)
+        cache.format[l] = RK_KV_INT8;
+    CHECK(rk_kv_step_bytes(&cache, &lim.kv, 100, 5) == 102.5 * 4 * 2 * 2 * 100);
+    /* Each layer at its own format (rank precision): one int4 layer, 40 +
+     * 20 bytes a row. */
+    cache.format[3] = RK_KV_INT4;
+    CHECK(rk_kv_step_bytes(&cache, &lim.kv, 100, 5) == 102.5 * 2 * 2 * (3 * 100 + 60));
+    for (int l = 0; l < 4; l++)
+        cache.format[l] = RK_KV_FP32;
+    CHECK(rk_kv_step_bytes(&cache, &lim.kv, 100, 1) == 0);
 
     /* SnapKV at 40: the 32-query window sees K(32, 100) = 2704 rows,
      * (2·160 + 2·2)·2704 to score; pooling 2·100·6, selection of 40 of 100
@@ -211,7 +218,7 @@ static void test_flops(void)
                f.decode == 4 * step + 4 * 4 * 160 * 170.0,
            "snapkv: %.0f %.0f %.0f", f.prefill, f.compress, f.decode);
     /* SnapKV's steps attend 41..44 rows of the 40 kept. */
-    CHECK(rk_kv_step_bytes(&nano, &lim, 100, 5) == 42.5 * 4 * 2 * 2 * 320);
+    CHECK(rk_kv_step_bytes(&cache, &lim.kv, 100, 5) == 42.5 * 4 * 2 * 2 * 320);
     CHECK(rk_flops_total(&f) == f.prefill + f.compress + f.decode);
 
     /* rankkv-dynamic adds, per layer, the 64-token attention matrices

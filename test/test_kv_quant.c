@@ -32,7 +32,7 @@
 #define NANO RK_MODELS_DIR "/pythia-nano"
 #define MINI RK_SHARED_DIR "/models/pythia-mini"
 
-static const rk_kv_format quantized[] = {RK_KV_FP16, RK_KV_INT8, RK_KV_INT4};
+static const rk_kv_format quantized[] = {RK_KV_FP16, RK_KV_INT8, RK_KV_INT4, RK_KV_INT2};
 enum { N_QUANTIZED = sizeof quantized / sizeof quantized[0] };
 /* KIVI's formats (test_kv_kivi has their layout and arithmetic). */
 static const rk_kv_format kivi[] = {RK_KV_KIVI, RK_KV_KIVI2, RK_KV_KIVI4};
@@ -52,7 +52,8 @@ static void test_row_bytes(void)
     } rows[] = {{RK_KV_FP32, 80, 16, 320}, {RK_KV_FP16, 80, 16, 160}, {RK_KV_INT8, 80, 16, 100},
                 {RK_KV_INT4, 80, 16, 60},  {RK_KV_FP32, 64, 16, 256}, {RK_KV_FP16, 64, 16, 128},
                 {RK_KV_INT8, 64, 16, 80},  {RK_KV_INT4, 64, 16, 48},  {RK_KV_INT8, 80, 80, 84},
-                {RK_KV_INT4, 64, 8, 64},   {RK_KV_INT4, 80, 5, 104}};
+                {RK_KV_INT4, 64, 8, 64},   {RK_KV_INT4, 80, 5, 104},  {RK_KV_INT2, 64, 16, 32},
+                {RK_KV_INT2, 80, 16, 40}};
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         CHECKF(rk_kv_row_bytes(rows[i].f, rows[i].hd, rows[i].group) == rows[i].bytes,
                "%s, head_dim %d, group %d: %zu bytes", rk_kv_format_name(rows[i].f), rows[i].hd,
@@ -298,6 +299,7 @@ static void check_error_record(const rk_model *m, const rk_seq *s, int P,
     e = (rk_kv_error){.layers = L, .head_dim = hd,
                       .formats = RK_KV_FORMAT_BIT(RK_KV_FP32) | RK_KV_FORMAT_BIT(RK_KV_FP16) |
                                  RK_KV_FORMAT_BIT(RK_KV_INT8) | RK_KV_FORMAT_BIT(RK_KV_INT4) |
+                                 RK_KV_FORMAT_BIT(RK_KV_INT2) |
                                  RK_KV_FORMAT_BIT(RK_KV_KIVI) | RK_KV_FORMAT_BIT(RK_KV_KIVI2) |
                                  RK_KV_FORMAT_BIT(RK_KV_KIVI4)};
     const size_t head = (size_t)P * hd;
@@ -327,7 +329,7 @@ static void check_error_record(const rk_model *m, const rk_seq *s, int P,
                 got[q] = rk_kv_error_layer(&e, quantized[q], is_v, l);
                 differ += !(fabs(got[q] - errs[l][is_v][q]) <= 1e-9 * errs[l][is_v][q]);
             }
-            order += !(got[0] < got[1] && got[1] < got[2]);
+            order += !(got[0] < got[1] && got[1] < got[2] && got[2] < got[3]);
             zero &= rk_kv_error_layer(&e, RK_KV_FP32, is_v, l) == 0.0;
         }
         for (int q = 0; q < N_QUANTIZED; q++) {
@@ -345,7 +347,7 @@ static void check_error_record(const rk_model *m, const rk_seq *s, int P,
         }
     }
     CHECKF(differ == 0, "%d layer errors of rk_kv_error differ from the cache's", differ);
-    CHECKF(order == 0, "%d layers' K or V out of the order fp16 < int8 < int4 in rk_kv_error",
+    CHECKF(order == 0, "%d layers' K or V out of the order fp16 < int8 < int4 < int2 in rk_kv_error",
            order);
     CHECK(zero);
     CHECK(rk_kv_error_overall(&e, RK_KV_FP32, 0) == 0.0);
@@ -558,7 +560,8 @@ static void test_refusals(void)
     CHECK(rk_model_plan(&cfg, rk_cpu_ops(), &lim, m) == RK_OK);
     rk_kv_format f;
     CHECK(rk_kv_format_parse("int3", &f) == RK_EINVAL &&
-          strstr(rk_last_error(), "unknown KV dtype 'int3' (have: fp32, fp16, int8, int4, kivi, kivi2, kivi4)"));
+          strstr(rk_last_error(), "unknown KV dtype 'int3' (have: fp32, fp16, int8, int4, int2, "
+                                  "kivi, kivi2, kivi4)"));
     CHECK(rk_kv_format_parse("int4", &f) == RK_OK && f == RK_KV_INT4);
 
     /* A target that stores fp16 only (the CUDA target until its quantized

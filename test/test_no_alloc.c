@@ -14,13 +14,13 @@
 #include "sampler.h"
 #include "targets.h"
 
-/* Loads pythia-nano with LIM, warms up, and counts the allocator calls
- * during 2 prefills + 80 decode steps, which must be none. */
-static void check_steady_state(const rk_limits *lim, rk_sampler *s, const int32_t *prompt,
-                               const char *what)
+/* Loads the model in DIR with LIM, warms up, and counts the allocator
+ * calls during 2 prefills + 80 decode steps, which must be none. */
+static void check_steady_state(const char *dir, const rk_limits *lim, rk_sampler *s,
+                               const int32_t *prompt, const char *what)
 {
     rk_model *m;
-    rk_status st = rk_model_load(RK_MODELS_DIR "/pythia-nano", rk_cpu_ops(), lim, &m);
+    rk_status st = rk_model_load(dir, rk_cpu_ops(), lim, &m);
     CHECKF(st == RK_OK, "%s: %s", what, rk_last_error());
     if (st != RK_OK)
         return;
@@ -81,8 +81,27 @@ int main(void)
                 continue; /* h2o and streamingllm over KIVI are refused */
             char what[64];
             snprintf(what, sizeof what, "%s, %s", methods[i], rk_kv_format_name((rk_kv_format)f));
-            check_steady_state(&lim, &s, prompt, what);
+            check_steady_state(RK_MODELS_DIR "/pythia-nano", &lim, &s, prompt, what);
         }
+    /* Rank precision: layers in int2, int4 and int8 at once (pythia-mini's
+     * ranks span more than a factor of two; pythia-nano's do not, and its
+     * rank cache is uniform), a layer's rows through its own format. */
+    const char *mini = RK_SHARED_DIR "/models/pythia-mini";
+    rk_identity mini_id;
+    if (access(mini, R_OK) != 0 || rk_identity_of(mini, &mini_id) != RK_OK) {
+        printf("SKIP rank precision: %s is absent\n", mini);
+    } else {
+        for (int i = 0; i < 2; i++) {
+            rk_limits lim = {.max_prompt = 200, .max_new_tokens = 40,
+                             .prefill_chunk = i ? 200 : 64, .logits_rows = 1,
+                             .kv_format = RK_KV_INT4, .kv_precision = RK_KV_RANK,
+                             .kv_profile = rk_profile_find(&mini_id)};
+            rk_kv_options o = {.method = i ? "snapkv" : "full", .average = i ? 48 : 0,
+                               .window = 8};
+            CHECK(rk_kv_policy_make(&o, 24, &lim.kv) == RK_OK);
+            check_steady_state(mini, &lim, &s, prompt, i ? "snapkv, int4 rank" : "full, int4 rank");
+        }
+    }
     rk_sampler_free(&s);
     return rk_test_finish("test_no_alloc");
 }

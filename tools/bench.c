@@ -64,7 +64,7 @@ int main(int argc, char **argv)
                      "the table; default: the table only)"),
         CLI_HELP_OPT,
         CLI_TEXT_OPT("--kv and --kv-dtype take comma-separated lists here: one run per\n"
-                     "model x dtype x method.\n"),
+                     "model x dtype x method, each at the one --kv-precision.\n"),
         {0}};
     cli_parse(argc, argv, usage, opts);
     char *methods[MAX_METHODS], *dtypes[MAX_DTYPES];
@@ -107,8 +107,8 @@ int main(int argc, char **argv)
         printf("device copy bandwidth: %.0f GB/s (read + written)\n", copy_bps / 1e9);
     }
     cJSON *runs = cJSON_CreateArray();
-    printf("%-20s %-5s %-13s %7s %10s %10s %11s %11s %10s %10s %10s %8s %7s\n", "model", "dtype",
-           "kv", "context", "ttft_ms", "tpot_ms", "prefill_t/s", "decode_t/s", "kv_MB",
+    printf("%-20s %-5s %-7s %-13s %7s %10s %10s %11s %11s %10s %10s %10s %8s %7s\n", "model",
+           "dtype", "prec", "kv", "context", "ttft_ms", "tpot_ms", "prefill_t/s", "decode_t/s", "kv_MB",
            "arena_MB", "device_MB", "step_GB", "of_copy");
     for (int run_i = 0; run_i < n_runs; run_i++) {
         const char *model = models.dir[run_i / (n_dtypes * n_methods)];
@@ -142,7 +142,7 @@ int main(int argc, char **argv)
             /* What a decode step must read, and how close to the copy
              * bandwidth the measured TPOT reads it. */
             const double step_bytes = (double)rk_model_step_weight_bytes(m) +
-                                      rk_kv_step_bytes(&m->cfg, &m->lim, n, new_tokens);
+                                      rk_kv_step_bytes(&m->cache, &m->lim.kv, n, new_tokens);
             const int decodes = new_tokens > 1 && t.tpot_ms > 0; /* a run of one token has no step */
             const double step_bps = decodes ? step_bytes / (t.tpot_ms * 1e-3) : 0;
             char step_col[16] = "-", fraction_col[16] = "-";
@@ -150,8 +150,9 @@ int main(int argc, char **argv)
                 cli_fmt(step_col, sizeof step_col, "%.3f", step_bytes / 1e9);
             if (decodes && copy_bps > 0)
                 cli_fmt(fraction_col, sizeof fraction_col, "%.3f", step_bps / copy_bps);
-            printf("%-20s %-5s %-13s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10.1f %10s %8s %7s\n",
-                   cli_base_name(model), dtype, method, n, t.ttft_ms, t.tpot_ms, t.prefill_tok_s,
+            printf("%-20s %-5s %-7s %-13s %7d %10.2f %10.3f %11.1f %11.1f %10.1f %10.1f %10s %8s "
+                   "%7s\n",
+                   cli_base_name(model), dtype, rk_kv_precision_name(lim.kv_precision), method, n, t.ttft_ms, t.tpot_ms, t.prefill_tok_s,
                    t.decode_tok_s, kv_mb, arena_mb, device_col, step_col, fraction_col);
 
             cJSON *run = cJSON_CreateObject();
@@ -163,11 +164,7 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(run, "context", n);
             cJSON_AddNumberToObject(run, "prefill_chunk", lim.prefill_chunk);
             cJSON_AddStringToObject(run, "kv_method", rk_kv_policy_name(&m->lim.kv));
-            cJSON_AddStringToObject(run, "kv_dtype", dtype);
-            if (rk_kv_format_grouped(lim.kv_format))
-                cJSON_AddNumberToObject(run, "kv_group", m->cache.group);
-            if (rk_kv_format_kivi(lim.kv_format))
-                cJSON_AddNumberToObject(run, "kv_residual", m->cache.residual);
+            cli_kv_cache_json(run, m);
             if (rk_kv_compresses(&m->lim.kv))
                 cJSON_AddNumberToObject(run, "kv_budget", lim.kv.average);
             cJSON_AddNumberToObject(run, "kv_cache_mb", kv_mb);

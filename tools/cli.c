@@ -952,6 +952,47 @@ rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops
     return f;
 }
 
+void cli_kv_precision(const cli_kv *kv, const char *name, const char *model, const rk_config *cfg,
+                      const rk_ops *ops, rk_limits *lim)
+{
+    lim->kv_precision = RK_KV_UNIFORM;
+    lim->kv_profile = NULL;
+    if (name && rk_kv_precision_parse(name, &lim->kv_precision) != RK_OK)
+        cli_usage_error("--kv-precision: %s", rk_last_error());
+    if (lim->kv_precision == RK_KV_UNIFORM)
+        return;
+    rk_kv_format steps[3];
+    if (rk_kv_precision_steps(lim->kv_format, steps) != RK_OK)
+        cli_usage_error("--kv-precision %s: %s", name, rk_last_error());
+    for (int i = 0; i < 3; i++)
+        if (rk_model_check_kv_format(cfg, ops, steps[i], kv->group, kv->residual) != RK_OK)
+            cli_usage_error("--kv-precision %s: %s", name, rk_last_error());
+    rk_identity id;
+    if (rk_identity_of(model, &id) != RK_OK)
+        cli_die();
+    if (!(lim->kv_profile = rk_profile_find(&id)))
+        cli_usage_error("--kv-precision %s: %s", name, rk_last_error());
+}
+
+void cli_kv_cache_json(cJSON *j, const rk_model *m)
+{
+    const rk_kv_cache *c = &m->cache;
+    int grouped = 0;
+    for (int l = 0; l < c->layers; l++)
+        grouped |= rk_kv_format_grouped(c->format[l]);
+    cJSON_AddStringToObject(j, "kv_dtype", rk_kv_format_name(c->dtype));
+    if (grouped)
+        cJSON_AddNumberToObject(j, "kv_group", c->group);
+    if (rk_kv_format_kivi(c->dtype))
+        cJSON_AddNumberToObject(j, "kv_residual", c->residual);
+    cJSON_AddStringToObject(j, "kv_precision", rk_kv_precision_name(m->lim.kv_precision));
+    if (m->lim.kv_precision == RK_KV_UNIFORM)
+        return;
+    cJSON *layers = cJSON_AddArrayToObject(j, "kv_layer_dtypes");
+    for (int l = 0; l < c->layers; l++)
+        cJSON_AddItemToArray(layers, cJSON_CreateString(rk_kv_format_name(c->format[l])));
+}
+
 void cli_kv_stores(const rk_kv_policy *p, rk_kv_format f)
 {
     if (rk_kv_policy_stores(p, f) != RK_OK)
@@ -965,12 +1006,23 @@ void cli_kv_fit(cli_kv *kv, const char *model, const rk_config *cfg, const rk_op
         return;
     if (kv->opt.average || kv->opt.n_budgets)
         cli_usage_error("--kv-memory chooses the budget: give it or --kv-budget(s), not both");
+    /* --kv-memory's rule chooses one format for every layer, and rank
+     * precision's bytes are bounded by the uniform cache of the format it
+     * is given: each would decide the bytes. */
+    rk_kv_precision precision = RK_KV_UNIFORM;
+    if (kv->precision && rk_kv_precision_parse(kv->precision, &precision) != RK_OK)
+        cli_usage_error("--kv-precision: %s", rk_last_error());
+    if (precision != RK_KV_UNIFORM)
+        cli_usage_error("--kv-precision %s: --kv-memory chooses one dtype for every layer; give "
+                        "--kv-dtype and a budget with rank precision", kv->precision);
     const int group = kv->group ? kv->group : RK_KV_GROUP_DEFAULT;
     if (kv->group && rk_kv_format_check(RK_KV_INT8, cfg->head_dim, group) != RK_OK)
         cli_usage_error("--kv-group: %s", rk_last_error());
     /* kv_fit.c counts a cache in rows of one size, which KIVI's residual
      * and groups of positions are not: the rule chooses among the row
-     * formats. */
+     * formats, down to int4. int2, rank precision's step below int4, has
+     * about five times int4's error: it is for a few layers, never all of
+     * them unless --kv-dtype names it. */
     unsigned formats = 0;
     if (kv->dtype) {
         const rk_kv_format f = cli_kv_format(kv, kv->dtype, ops, cfg);
@@ -980,7 +1032,7 @@ void cli_kv_fit(cli_kv *kv, const char *model, const rk_config *cfg, const rk_op
         formats = RK_KV_FORMAT_BIT(f);
     } else {
         for (int f = 0; f < RK_KV_N_FORMATS; f++)
-            if (!rk_kv_format_kivi((rk_kv_format)f) &&
+            if (rk_kv_format_row((rk_kv_format)f) && f != RK_KV_INT2 &&
                 rk_model_check_kv_format(cfg, ops, (rk_kv_format)f, group, 0) == RK_OK)
                 formats |= RK_KV_FORMAT_BIT(f);
     }
@@ -1021,6 +1073,7 @@ void cli_kv_limits(cli_kv *kv, const char *model, const rk_config *cfg, const rk
     lim->kv_format = cli_kv_format(kv, kv->dtype, ops, cfg);
     lim->kv_group = kv->group;
     lim->kv_residual = kv->residual;
+    cli_kv_precision(kv, kv->precision, model, cfg, ops, lim);
     lim->kv = cli_kv_policy(kv, model, cfg->n_layers, lim->max_prompt);
     cli_kv_stores(&lim->kv, lim->kv_format);
     if (rk_kv_compresses(&lim->kv))

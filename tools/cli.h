@@ -230,6 +230,8 @@ typedef struct {
     const char *dtype; /* a name of RK_KV_FORMATS (a list in eval and bench); NULL: the target's */
     int group;         /* --kv-group; 0: RK_KV_GROUP_DEFAULT */
     int residual;      /* --kv-residual; 0: RK_KV_RESIDUAL_DEFAULT */
+    const char *precision; /* a name of RK_KV_PRECISIONS (a list in eval and bench); NULL:
+                              uniform */
     size_t memory;     /* --kv-memory in bytes; 0: none */
     rk_kv_fit fit;     /* what cli_kv_fit chose for MEMORY; bytes 0 until it has */
 } cli_kv;
@@ -291,6 +293,12 @@ void cli_kv_strategy(void *strategy, const char *name);
     CLI_NUM("--kv-residual", &(kv)->residual, 1, 1 << 20, "N",                                \
             "kivi: positions kept fp16 before they are quantized together;\n"               \
             "a multiple of --kv-group (default " RK_STR(RK_KV_RESIDUAL_DEFAULT) ")"),         \
+    CLI_STRING_OPT("--kv-precision", &(kv)->precision, "P",                                  \
+                   "bits per layer: uniform (default: every layer --kv-dtype) or\n"         \
+                   "rank: layers of higher effective rank (the model's compiled\n"          \
+                   "profile) one step up the ladder int2 < int4 < int8 < fp16 <\n"          \
+                   "fp32, lower ones one step down, within the uniform cache's\n"           \
+                   "bytes (--kv-dtype fp16, int8 or int4; README)"),                       \
     CLI_TEXT_OPT("rankkv takes its ranks from the profile compiled in for the model "          \
                  "(profiles/);\nrankkv-dynamic measures each prompt's "                      \
                  "(builds with -DRANKKV_DYNAMIC=ON only).\n")
@@ -307,6 +315,19 @@ rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers, int 
 rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops,
                            const rk_config *cfg);
 
+/* LIM's --kv-precision NAME (NULL: uniform), LIM's kv_format set: for
+ * rank, the profile compiled in for the model in MODEL (found as rankkv
+ * finds it) and the ladder's steps checked against OPS for CFG. A usage
+ * error when NAME is unknown, the dtype has no step on a side, OPS stores
+ * no step's format, or no profile matches the model. */
+void cli_kv_precision(const cli_kv *kv, const char *name, const char *model, const rk_config *cfg,
+                      const rk_ops *ops, rk_limits *lim);
+
+/* M's KV storage into J as every record names it: kv_dtype, kv_group (of
+ * grouped formats), kv_residual (KIVI), kv_precision, and under rank
+ * precision each layer's dtype (kv_layer_dtypes). */
+void cli_kv_cache_json(struct cJSON *j, const rk_model *m);
+
 /* A usage error when policy P cannot keep a cache of format F (h2o or
  * streamingllm over KIVI). */
 void cli_kv_stores(const rk_kv_policy *p, rk_kv_format f);
@@ -315,7 +336,8 @@ void cli_kv_stores(const rk_kv_policy *p, rk_kv_format f);
  * for prompts of MAX_PROMPT tokens and MAX_NEW after them, on OPS (or in
  * the one --kv-dtype names), into KV's dtype, opt.average and fit, and said
  * on stderr; nothing when KV has no memory or has already chosen. A usage
- * error when --kv-budget(s) is given too or the memory is too small. */
+ * error when --kv-budget(s) or --kv-precision rank is given too or the
+ * memory is too small. */
 void cli_kv_fit(cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
                 int max_prompt, int max_new);
 
@@ -329,7 +351,8 @@ void cli_kv_fit_json(struct cJSON *j, const cli_kv *kv);
  * target in dynamic builds (static builds leave that out, and the plan
  * refuses the policy with a message). The cache stores rows as KV's
  * --kv-dtype (one name) says (cli_kv_format); with --kv-memory, as
- * cli_kv_fit chooses for LIM's prompt and new tokens. */
+ * cli_kv_fit chooses for LIM's prompt and new tokens; at KV's
+ * --kv-precision (one name, cli_kv_precision). */
 void cli_kv_limits(cli_kv *kv, const char *model, const rk_config *cfg, const rk_ops *ops,
                    rk_limits *lim);
 

@@ -52,8 +52,16 @@ typedef struct {
     double kv_mb, kv_used_mb, peak_mb;
     double mean_budget[RK_MAX_LAYERS];
     int budget, full;
-    const char *dtype; /* how its KV cache stores rows */
+    const char *dtype;     /* how its KV cache stores rows */
+    const char *precision; /* and at how many bits per layer (kv_precision.h) */
 } row_result;
+
+/* The row's storage as the tables name it: the dtype, and rank after it
+ * where the bits vary by layer. */
+static void add_storage(cli_str *s, const row_result *o)
+{
+    cli_str_add(s, "%s%s", o->dtype, strcmp(o->precision, "uniform") == 0 ? "" : " rank");
+}
 
 /* The policies whose rows may name a rank strategy: POLICY-STRATEGY. */
 static const char *const ranked[] = {"rankkv", "pyramidkv-rankkv"};
@@ -266,7 +274,12 @@ static void seed_layout(cli_str *md, const harness_datasets *sets, const row_res
                         int n_rows, const cli_ints *budgets)
 {
     char title[64];
-    cli_str_add(md, "KV cache rows stored as %s.\n", n_rows ? res[0].dtype : "-");
+    cli_str_add(md, "KV cache rows stored as ");
+    if (n_rows)
+        add_storage(md, &res[0]);
+    else
+        cli_str_add(md, "-");
+    cli_str_add(md, ".\n");
     for (int b = 0; b < budgets->n; b++) {
         cli_fmt(title, sizeof title, "Average budget %d", budgets->v[b]);
         seed_section(md, title, sets, res, n_rows, 0, 0, budgets->v[b]);
@@ -341,6 +354,9 @@ static cJSON *read_record(const char *record, harness_datasets *sets, row_result
         o->full = strcmp(o->name, "full") == 0;
         const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(row, "kv_dtype");
         o->dtype = cJSON_IsString(dtype) ? dtype->valuestring : own_dtype;
+        /* Records from before --kv-precision: uniform. */
+        const cJSON *precision = cJSON_GetObjectItemCaseSensitive(row, "kv_precision");
+        o->precision = cJSON_IsString(precision) ? precision->valuestring : "uniform";
         const double budget = o->full ? 0 : record_number(record, row, r, "budget");
         if (!o->full && !(budget >= 1 && budget <= (1 << 20) && budget == floor(budget))) {
             rk_fail(RK_EINVAL, "%s: row %d has budget %g, not a whole number in 1..%d", record,
@@ -412,9 +428,11 @@ static void show(const char *md_path, int seed, const harness_datasets *sets,
             const row_result *o = &res[r];
             cli_str_clear(&line);
             if (o->full)
-                cli_str_add(&line, "| %s | - | %s |", o->name, o->dtype);
+                cli_str_add(&line, "| %s | - | ", o->name);
             else
-                cli_str_add(&line, "| %s | %d | %s |", o->name, o->budget, o->dtype);
+                cli_str_add(&line, "| %s | %d | ", o->name, o->budget);
+            add_storage(&line, o);
+            cli_str_add(&line, " |");
             add_cells(&line, o, sets->n, 0);
             printf("%s\n", line.s);
             cli_str_add(&md, "%s\n", line.s);
@@ -538,6 +556,7 @@ int main(int argc, char **argv)
                                          .prefill_chunk = max_prompt, .logits_rows = 1};
             cli_kv_limits(&one, model, &cfg, ops, &limits[n_rows]);
             res[n_rows].dtype = rk_kv_format_name(limits[n_rows].kv_format);
+            res[n_rows].precision = rk_kv_precision_name(limits[n_rows].kv_precision);
             cli_check_plan(&cfg, ops, &limits[n_rows]);
             res[n_rows].name = row_names[i];
             res[n_rows].budget = full ? 0 : budgets.v[b];
@@ -617,6 +636,7 @@ int main(int argc, char **argv)
             cJSON_AddStringToObject(x, "row", o->name);
             cJSON_AddStringToObject(x, "policy", o->label);
             cJSON_AddStringToObject(x, "kv_dtype", o->dtype);
+            cJSON_AddStringToObject(x, "kv_precision", o->precision);
             if (!o->full) {
                 cJSON_AddNumberToObject(x, "budget", o->budget);
                 cJSON_AddItemToObject(x, "mean_layer_budgets",

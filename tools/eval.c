@@ -25,11 +25,11 @@ static const char usage[] =
     "skipped); each document is cut into non-overlapping windows, taken evenly\n"
     "from the documents (at most ceil(N / documents) each, in file-name order),\n"
     "and only the text they need is tokenized. One row per dataset x KV dtype x\n"
-    "method x budget; the first full-cache row is the reference the others are\n"
-    "compared with.\n"
+    "KV precision x method x budget; the first full-cache row is the reference\n"
+    "the others are compared with.\n"
     "\n";
 
-enum { MAX_LIST = 16, MAX_DTYPES = 8 };
+enum { MAX_LIST = 16, MAX_DTYPES = 8, MAX_PRECISIONS = 2 };
 
 int main(int argc, char **argv)
 {
@@ -64,8 +64,9 @@ int main(int argc, char **argv)
         CLI_PATH_OPT("--json", CLI_OUTPUT_STDOUT, &json_path, "FILE",
                      "also write the results as JSON ('-': standard output,\nafter the table)"),
         CLI_HELP_OPT,
-        CLI_TEXT_OPT("--kv-dtype takes a comma-separated list here (default: the target's "
-                     "own).\nProgress goes to stderr; the table to stdout.\n"),
+        CLI_TEXT_OPT("--kv-dtype and --kv-precision take comma-separated lists here (default: "
+                     "the\ntarget's own dtype, uniform); rank rows are made for the dtypes it "
+                     "varies.\nProgress goes to stderr; the table to stdout.\n"),
         {0}};
     cli_parse(argc, argv, usage, opts);
     if (sets.n == 0)
@@ -74,36 +75,64 @@ int main(int argc, char **argv)
     if (kv.opt.method || kv.opt.average || kv.memory)
         cli_usage_error("rankkv-eval takes --method and --budget lists, not "
                         "--kv/--kv-budget/--kv-memory");
-    char *methods[MAX_LIST], *dtypes[MAX_DTYPES];
+    char *methods[MAX_LIST], *dtypes[MAX_DTYPES], *precisions[MAX_PRECISIONS];
     const int n_methods = cli_split_list("--method", method_arg, methods, MAX_LIST);
     const rk_ops *ops = cli_target(target);
     const char *dtype_arg = kv.dtype ? kv.dtype : rk_kv_format_name(ops->kv_format);
     const int n_dtypes = cli_split_list("--kv-dtype", dtype_arg, dtypes, MAX_DTYPES);
+    const int n_precisions = cli_split_list("--kv-precision", kv.precision ? kv.precision : "uniform",
+                                            precisions, MAX_PRECISIONS);
     cli_check_paths(model);
 
     rk_config cfg;
     cli_model_config(model, &cfg);
     /* Every row is checked before the first window runs. */
-    static rk_limits limits[MAX_DTYPES * MAX_LIST * MAX_LIST];
-    const char *row_method[MAX_DTYPES * MAX_LIST * MAX_LIST];
+    enum { MAX_ROWS = MAX_DTYPES * MAX_PRECISIONS * MAX_LIST * MAX_LIST };
+    static rk_limits limits[MAX_ROWS];
+    const char *row_method[MAX_ROWS];
     int n_rows = 0;
+    cli_str skipped = {0};
     for (int d = 0; d < n_dtypes; d++)
-        for (int i = 0; i < n_methods; i++)
-            for (int b = 0; b < budgets.n; b++) {
-                cli_kv one = kv;
-                one.dtype = dtypes[d];
-                one.opt.method = methods[i];
-                if (strcmp(methods[i], "full") != 0)
-                    one.opt.average = budgets.v[b];
-                else if (b > 0)
-                    break;
-                row_method[n_rows] = methods[i];
-                limits[n_rows] = (rk_limits){.max_prompt = context - tail,
-                                             .max_new_tokens = tail,
-                                             .prefill_chunk = context - tail, .logits_rows = 1};
-                cli_kv_limits(&one, model, &cfg, ops, &limits[n_rows]);
-                cli_check_plan(&cfg, ops, &limits[n_rows++]);
+        for (int p = 0; p < n_precisions; p++) {
+            rk_kv_precision prec;
+            rk_kv_format fmt, steps[3];
+            /* Uniform rows for every dtype, rank rows where rank can vary
+             * it; a list with rank and no such dtype is refused below. */
+            if (rk_kv_precision_parse(precisions[p], &prec) == RK_OK && prec == RK_KV_RANK &&
+                rk_kv_format_parse(dtypes[d], &fmt) == RK_OK &&
+                rk_kv_precision_steps(fmt, steps) != RK_OK) {
+                cli_str_add(&skipped, "%s%s", skipped.s ? ", " : "", dtypes[d]);
+                continue;
             }
+            for (int i = 0; i < n_methods; i++)
+                for (int b = 0; b < budgets.n; b++) {
+                    cli_kv one = kv;
+                    one.dtype = dtypes[d];
+                    one.precision = precisions[p];
+                    one.opt.method = methods[i];
+                    if (strcmp(methods[i], "full") != 0)
+                        one.opt.average = budgets.v[b];
+                    else if (b > 0)
+                        break;
+                    row_method[n_rows] = methods[i];
+                    limits[n_rows] = (rk_limits){.max_prompt = context - tail,
+                                                 .max_new_tokens = tail,
+                                                 .prefill_chunk = context - tail, .logits_rows = 1};
+                    cli_kv_limits(&one, model, &cfg, ops, &limits[n_rows]);
+                    cli_check_plan(&cfg, ops, &limits[n_rows++]);
+                }
+        }
+    if (skipped.s) {
+        int ranked = 0;
+        for (int r = 0; r < n_rows; r++)
+            ranked |= limits[r].kv_precision == RK_KV_RANK;
+        if (!ranked)
+            cli_usage_error("--kv-precision rank varies fp16, int8 or int4, and --kv-dtype names "
+                            "%s", skipped.s);
+        fprintf(stderr, "rankkv-eval: no rank rows for %s (rank precision varies fp16, int8 or "
+                        "int4)\n", skipped.s);
+        cli_str_free(&skipped);
+    }
     double *row_nll = malloc((size_t)max_windows * sizeof(double));
     if (!row_nll) {
         rk_fail(RK_ENOMEM, "out of memory for %d windows", max_windows);
@@ -118,16 +147,17 @@ int main(int argc, char **argv)
      * row) on the same windows, with its standard error over windows; KL:
      * the mean divergence of each scored token's distribution from the
      * reference's, ± its standard error over windows. */
-    printf("%-12s %-13s %-5s %7s %8s %8s %9s %17s %17s %9s %9s %9s\n", "dataset", "method",
-           "kv", "budget", "windows", "tokens", "ppl", "dNLL_vs_ref", "KL_vs_ref", "kv_MB",
+    printf("%-12s %-13s %-5s %-7s %7s %8s %8s %9s %17s %17s %9s %9s %9s\n", "dataset", "method",
+           "kv", "prec", "budget", "windows", "tokens", "ppl", "dNLL_vs_ref", "KL_vs_ref", "kv_MB",
            "ttft_ms", "tpot_ms");
     for (int r = 0; r < n_rows; r++) {
         rk_model *m = cli_model_load(model, ops, &limits[r]);
         const rk_kv_policy *pol = &m->lim.kv;
-        const char *dtype = rk_kv_format_name(m->cache.format);
+        const char *dtype = rk_kv_format_name(m->cache.dtype);
+        const char *precision = rk_kv_precision_name(m->lim.kv_precision);
         const double kv_mb = harness_mb(rk_model_kv_bytes(m));
         char label[160];
-        cli_fmt(label, sizeof label, "[eval %d/%d] %s %s %d", r + 1, n_rows, dtype,
+        cli_fmt(label, sizeof label, "[eval %d/%d] %s %s %s %d", r + 1, n_rows, dtype, precision,
                 row_method[r], pol->average);
         for (int s = 0; s < sets.n; s++) {
             harness_row row;
@@ -140,8 +170,9 @@ int main(int argc, char **argv)
                 cli_str_add(&dcol, "%+.4f±%.4f", row.d_mean, row.d_se);
             if (row.have_kl)
                 cli_str_add(&klcol, "%.2e±%.1e", row.kl_mean, row.kl_se);
-            printf("%-12s %-13s %-5s %7d %8ld %8ld %9.4f %17s %17s %9.3f %9.2f %9.3f\n",
-                   sets.set[s].name, rk_kv_policy_name(pol), dtype, pol->average, t.windows,
+            printf("%-12s %-13s %-5s %-7s %7d %8ld %8ld %9.4f %17s %17s %9.3f %9.2f %9.3f\n",
+                   sets.set[s].name, rk_kv_policy_name(pol), dtype, precision, pol->average,
+                   t.windows,
                    t.scored, ppl, row.have_diff ? dcol.s : "-", row.have_kl ? klcol.s : "-",
                    kv_mb, ttft, tpot);
             cli_str_free(&dcol);
@@ -149,11 +180,7 @@ int main(int argc, char **argv)
             fflush(stdout);
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "dataset", sets.set[s].name);
-            cJSON_AddStringToObject(o, "kv_dtype", dtype);
-            if (rk_kv_format_grouped(m->cache.format))
-                cJSON_AddNumberToObject(o, "kv_group", m->cache.group);
-            if (rk_kv_format_kivi(m->cache.format))
-                cJSON_AddNumberToObject(o, "kv_residual", m->cache.residual);
+            cli_kv_cache_json(o, m);
             cJSON_AddStringToObject(o, "method", rk_kv_policy_name(pol));
             cJSON_AddNumberToObject(o, "budget", pol->average);
             if (rk_kv_compresses(pol) && !pol->dynamic)
@@ -193,6 +220,8 @@ int main(int argc, char **argv)
                 cJSON *ref = cJSON_AddObjectToObject(j, "reference");
                 cJSON_AddStringToObject(ref, "method", "full");
                 cJSON_AddStringToObject(ref, "kv_dtype", rk_kv_format_name(limits[r].kv_format));
+                cJSON_AddStringToObject(ref, "kv_precision",
+                                        rk_kv_precision_name(limits[r].kv_precision));
                 break;
             }
         cJSON_AddItemToObject(j, "results", results);
@@ -205,5 +234,6 @@ int main(int argc, char **argv)
     free(row_nll);
     free(methods[0]);
     free(dtypes[0]);
+    free(precisions[0]);
     return 0;
 }

@@ -97,6 +97,7 @@ static rankkv_options api_options(const options *o)
     a.kv_dtype = o->kv.dtype;
     a.kv_group = o->kv.group;
     a.kv_residual = o->kv.residual;
+    a.kv_precision = o->kv.precision;
     return a;
 }
 
@@ -148,6 +149,7 @@ static void print_json(const options *o, const rankkv_options *a, rk_kv_format d
     cJSON_AddStringToObject(j, "kv_dtype", rk_kv_format_name(dtype));
     if (strcmp(a->kv, "full") != 0)
         cJSON_AddNumberToObject(j, "kv_budget", a->kv_budget);
+    cJSON_AddStringToObject(j, "kv_precision", a->kv_precision ? a->kv_precision : "uniform");
     cli_kv_fit_json(j, &o->kv);
     cJSON_AddNumberToObject(j, "weights_bytes", (double)weights);
     cJSON_AddNumberToObject(j, "arena_bytes", (double)arena);
@@ -175,6 +177,8 @@ int main(int argc, char **argv)
     const rk_kv_policy policy = cli_kv_policy(&o.kv, o.model, cfg.n_layers, 0);
     const rk_kv_format dtype = cli_kv_format(&o.kv, o.kv.dtype, ops, &cfg);
     cli_kv_stores(&policy, dtype);
+    rk_limits precision = {.kv_format = dtype};
+    cli_kv_precision(&o.kv, o.kv.precision, o.model, &cfg, ops, &precision);
     const rankkv_options a = api_options(&o);
 
     size_t weights, arena;

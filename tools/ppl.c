@@ -147,6 +147,9 @@ int main(int argc, char **argv)
         CLI_NUM("--kv-residual", &kv.residual, 1, 1 << 20, "N",
                 "kivi: positions kept fp16 before they are quantized together;\n"
                 "a multiple of --kv-group (default " RK_STR(RK_KV_RESIDUAL_DEFAULT) ")"),
+        CLI_STRING_OPT("--kv-precision", &kv.precision, "P",
+                       "bits per layer: uniform (default) or rank (see\n"
+                       "rankkv-generate --help)"),
         CLI_CALL_OPT("--kv-error", &errors, take_error_dtypes, "LIST",
                      "also the error of storing the fp32 cache's rows in each\n"
                      "of these comma-separated dtypes (" RK_KV_FORMATS ")"),
@@ -173,6 +176,7 @@ int main(int argc, char **argv)
                      .kv_format = cli_kv_format(&kv, kv.dtype, ops, &cfg), .kv_group = kv.group,
                      .kv_residual = kv.residual};
     lim.logits_rows = lim.prefill_chunk;
+    cli_kv_precision(&kv, kv.precision, model, &cfg, ops, &lim);
     if (errors.n && lim.kv_format != RK_KV_FP32)
         cli_usage_error("--kv-error measures against the fp32 cache, and this run's is %s",
                         rk_kv_format_name(lim.kv_format));
@@ -262,11 +266,7 @@ int main(int argc, char **argv)
         cJSON_AddStringToObject(j, "model", model);
         cJSON_AddStringToObject(j, "text", text);
         cJSON_AddStringToObject(j, "target", ops->name);
-        cJSON_AddStringToObject(j, "kv_dtype", rk_kv_format_name(m->cache.format));
-        if (rk_kv_format_grouped(m->cache.format))
-            cJSON_AddNumberToObject(j, "kv_group", m->cache.group);
-        if (rk_kv_format_kivi(m->cache.format))
-            cJSON_AddNumberToObject(j, "kv_residual", m->cache.residual);
+        cli_kv_cache_json(j, m);
         cJSON_AddNumberToObject(j, "seconds", secs);
     }
     if (errors.n)

@@ -598,6 +598,7 @@ static const rk_ops cpu_ops = {
     .kv_format = RK_KV_FP32,
     .kv_formats = RK_KV_FORMAT_BIT(RK_KV_FP32) | RK_KV_FORMAT_BIT(RK_KV_FP16) |
                   RK_KV_FORMAT_BIT(RK_KV_INT8) | RK_KV_FORMAT_BIT(RK_KV_INT4) |
+                  RK_KV_FORMAT_BIT(RK_KV_INT2) |
                   RK_KV_FORMAT_BIT(RK_KV_KIVI) | RK_KV_FORMAT_BIT(RK_KV_KIVI2) |
                   RK_KV_FORMAT_BIT(RK_KV_KIVI4),
     .init = cpu_init,
