@@ -604,10 +604,9 @@ int sm_count;
 void configure_once()
 {
     static const bool done = [] {
-        configure_head_dim<64>();
-        configure_head_dim<80>();
-        configure_head_dim<128>();
-        configure_head_dim<256>();
+#define RK_CONFIGURE(D) configure_head_dim<D>();
+        RK_ATTENTION_HEAD_DIMS(RK_CONFIGURE)
+#undef RK_CONFIGURE
         int device = 0;
         cudaGetDevice(&device);
         cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
@@ -679,7 +678,9 @@ void launch_decode(cudaStream_t s, void *out, const void *q, const void *k, cons
 
 extern "C" int rk_attention_supports(int head_dim)
 {
-    return head_dim == 64 || head_dim == 80 || head_dim == 128 || head_dim == 256;
+#define RK_IS(D) head_dim == D ||
+    return RK_ATTENTION_HEAD_DIMS(RK_IS) 0;
+#undef RK_IS
 }
 
 extern "C" void rk_attention_prefill(cudaStream_t s, void *out, const void *q,
@@ -688,10 +689,10 @@ extern "C" void rk_attention_prefill(cudaStream_t s, void *out, const void *q,
 {
     configure_once();
     switch (head_dim) {
-    case 64: launch_prefill<64>(s, out, q, k_cache, v_cache, pos, n, heads, cap); break;
-    case 80: launch_prefill<80>(s, out, q, k_cache, v_cache, pos, n, heads, cap); break;
-    case 128: launch_prefill<128>(s, out, q, k_cache, v_cache, pos, n, heads, cap); break;
-    case 256: launch_prefill<256>(s, out, q, k_cache, v_cache, pos, n, heads, cap); break;
+#define RK_CASE(D)                                                                                 \
+    case D: launch_prefill<D>(s, out, q, k_cache, v_cache, pos, n, heads, cap); break;
+        RK_ATTENTION_HEAD_DIMS(RK_CASE)
+#undef RK_CASE
     }
 }
 
@@ -699,10 +700,10 @@ extern "C" size_t rk_attention_decode_scratch_bytes(int n, int heads, int head_d
 {
     configure_once();
     switch (head_dim) {
-    case 64: return decode_scratch<64>(n, heads, cap);
-    case 80: return decode_scratch<80>(n, heads, cap);
-    case 128: return decode_scratch<128>(n, heads, cap);
-    case 256: return decode_scratch<256>(n, heads, cap);
+#define RK_CASE(D)                                                                                 \
+    case D: return decode_scratch<D>(n, heads, cap);
+        RK_ATTENTION_HEAD_DIMS(RK_CASE)
+#undef RK_CASE
     }
     return 0;
 }
@@ -713,9 +714,9 @@ extern "C" void rk_attention_decode(cudaStream_t s, void *out, const void *q, co
 {
     configure_once();
     switch (head_dim) {
-    case 64: launch_decode<64>(s, out, q, k_cache, v_cache, scratch, pos, n, heads, cap); break;
-    case 80: launch_decode<80>(s, out, q, k_cache, v_cache, scratch, pos, n, heads, cap); break;
-    case 128: launch_decode<128>(s, out, q, k_cache, v_cache, scratch, pos, n, heads, cap); break;
-    case 256: launch_decode<256>(s, out, q, k_cache, v_cache, scratch, pos, n, heads, cap); break;
+#define RK_CASE(D)                                                                                 \
+    case D: launch_decode<D>(s, out, q, k_cache, v_cache, scratch, pos, n, heads, cap); break;
+        RK_ATTENTION_HEAD_DIMS(RK_CASE)
+#undef RK_CASE
     }
 }

@@ -23,7 +23,12 @@
 extern "C" {
 #endif
 
-/* Nonzero for the head sizes the kernels are built for: 64, 80, 128, 256. */
+/* The head sizes the attention and KV-scoring kernels are built for, each
+ * a multiple of the MMA tile's 16: GPT-NeoX checkpoints use 32, 64, 80
+ * (Pythia), 96 (GPT-NeoX-20B), 128 and 256. X(D) for each. */
+#define RK_ATTENTION_HEAD_DIMS(X) X(32) X(64) X(80) X(96) X(128) X(256)
+
+/* Nonzero for the head sizes in RK_ATTENTION_HEAD_DIMS. */
 int rk_attention_supports(int head_dim);
 
 /* Causal prefill attention for a chunk of n queries (n >= 1). */

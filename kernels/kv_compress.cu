@@ -1,6 +1,7 @@
 #include <cuda_fp16.h>
 #include <float.h>
 
+#include "attention.h"
 #include "kv_compress.h"
 
 /* Rows move as uint4 (8 halves); head_dim is a multiple of 8 up to 256. */
@@ -354,10 +355,12 @@ void rk_k_attention_mass(cudaStream_t s, float *score, const void *q, const void
                          int stride, int add, void *scratch)
 {
     switch (head_dim) {
-    case 64: mass_groups<64>(s, score, q, k_cache, row, n, from, heads, cap, stride, add, scratch); break;
-    case 80: mass_groups<80>(s, score, q, k_cache, row, n, from, heads, cap, stride, add, scratch); break;
-    case 128: mass_groups<128>(s, score, q, k_cache, row, n, from, heads, cap, stride, add, scratch); break;
-    case 256: mass_groups<256>(s, score, q, k_cache, row, n, from, heads, cap, stride, add, scratch); break;
+#define RK_CASE(D)                                                                                 \
+    case D:                                                                                        \
+        mass_groups<D>(s, score, q, k_cache, row, n, from, heads, cap, stride, add, scratch);      \
+        break;
+        RK_ATTENTION_HEAD_DIMS(RK_CASE)
+#undef RK_CASE
     }
 }
 

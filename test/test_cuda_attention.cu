@@ -212,12 +212,17 @@ static std::vector<uint16_t> fetch_out(const Problem &p, const DeviceProblem &d)
     return out;
 }
 
-static double worst_by_dim[4];
+#define RK_LIST(D) D,
+static const int dims[] = {RK_ATTENTION_HEAD_DIMS(RK_LIST)};
+#undef RK_LIST
+enum { N_DIMS = sizeof dims / sizeof dims[0] };
+static double worst_by_dim[N_DIMS];
 
 static void record(int head_dim, double err)
 {
-    const int slot = head_dim == 64 ? 0 : head_dim == 80 ? 1 : head_dim == 128 ? 2 : 3;
-    worst_by_dim[slot] = std::max(worst_by_dim[slot], err);
+    for (int i = 0; i < N_DIMS; i++)
+        if (dims[i] == head_dim)
+            worst_by_dim[i] = std::max(worst_by_dim[i], err);
 }
 
 static void run_case(int head_dim, int heads, int n, int pos0, int cap, bool prefill, bool decode)
@@ -411,8 +416,7 @@ int main(int argc, char **argv)
         return RK_SKIP;
     }
     fill_half_values();
-    static const int dims[] = {64, 80, 128, 256};
-    for (int di = 0; di < 4; di++) {
+    for (int di = 0; di < N_DIMS; di++) {
         const int D = dims[di];
         CHECK(rk_attention_supports(D));
         if (quick) {
@@ -450,7 +454,7 @@ int main(int argc, char **argv)
     graph_replay_case(80, 4, 2048, positions, 3);
     if (!quick)
         timings();
-    for (int di = 0; di < 4; di++)
+    for (int di = 0; di < N_DIMS; di++)
         printf("head_dim %3d: max abs err %.2e\n", dims[di], worst_by_dim[di]);
     return rk_test_finish("test_cuda_attention");
 }

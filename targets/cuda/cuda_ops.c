@@ -71,7 +71,8 @@ static rk_status cuda_supports(const rk_config *cfg)
 {
     if (!rk_attention_supports(cfg->head_dim))
         return rk_fail(RK_ECONFIG,
-                       "the CUDA attention kernels are built for head_dim 64, 80, 128 and 256; "
+                       "the CUDA attention kernels are built for head_dim 32, 64, 80, 96, 128 "
+                       "and 256; "
                        "this model has %d (use --target cpu)",
                        cfg->head_dim);
     if (!rk_k_supports_dim(cfg->hidden) || cfg->ffn % 8 != 0)
