@@ -3,10 +3,12 @@
 #include <string.h>
 
 #include "kv_kivi.h"
+#include "kv_smart.h"
 
 static const char *const names[RK_KV_N_FORMATS] = {
     [RK_KV_FP32] = "fp32", [RK_KV_FP16] = "fp16",   [RK_KV_INT8] = "int8",  [RK_KV_INT4] = "int4",
-    [RK_KV_INT2] = "int2", [RK_KV_KIVI] = "kivi",   [RK_KV_KIVI2] = "kivi2", [RK_KV_KIVI4] = "kivi4"};
+    [RK_KV_INT2] = "int2", [RK_KV_KIVI] = "kivi",   [RK_KV_KIVI2] = "kivi2", [RK_KV_KIVI4] = "kivi4",
+    [RK_KV_SMART] = "smartkv"};
 
 const char *rk_kv_format_name(rk_kv_format f)
 {
@@ -38,7 +40,8 @@ int rk_kv_kivi_bits(rk_kv_format f, int is_v)
 int rk_kv_format_bits(rk_kv_format f)
 {
     static const int bits[RK_KV_N_FORMATS] = {
-        [RK_KV_FP32] = 32, [RK_KV_FP16] = 16, [RK_KV_INT8] = 8, [RK_KV_INT4] = 4, [RK_KV_INT2] = 2};
+        [RK_KV_FP32] = 32, [RK_KV_FP16] = 16, [RK_KV_INT8] = 8, [RK_KV_INT4] = 4, [RK_KV_INT2] = 2,
+        [RK_KV_SMART] = 8};
     return rk_kv_format_kivi(f) ? (rk_kv_kivi_bits(f, 0) + rk_kv_kivi_bits(f, 1)) / 2 : bits[f];
 }
 
@@ -46,7 +49,7 @@ int rk_kv_format_grouped(rk_kv_format f) { return rk_kv_format_bits(f) < 16; }
 
 rk_kv_format rk_kv_prompt_format(rk_kv_format f)
 {
-    return rk_kv_format_kivi(f) ? RK_KV_FP16 : f;
+    return rk_kv_format_kivi(f) || f == RK_KV_SMART ? RK_KV_FP16 : f;
 }
 
 rk_status rk_kv_format_check(rk_kv_format f, int head_dim, int group)
@@ -59,9 +62,9 @@ rk_status rk_kv_format_check(rk_kv_format f, int head_dim, int group)
                        "KV group of %d channels does not divide head_dim %d (%s rows are "
                        "quantized in whole groups)",
                        group, head_dim, rk_kv_format_name(f));
-    if (f == RK_KV_INT2 && head_dim % 4 != 0)
-        return rk_fail(RK_EINVAL, "int2 packs four codes a byte: head_dim %d is not a multiple "
-                                  "of 4", head_dim);
+    if ((f == RK_KV_INT2 || f == RK_KV_SMART) && head_dim % 4 != 0)
+        return rk_fail(RK_EINVAL, "%s packs four 2-bit codes a byte: head_dim %d is not a "
+                                  "multiple of 4", rk_kv_format_name(f), head_dim);
     return RK_OK;
 }
 
@@ -92,8 +95,10 @@ size_t rk_kv_row_bytes(rk_kv_format f, int head_dim, int group)
 }
 
 size_t rk_kv_head_bytes(rk_kv_format f, int is_v, int head_dim, int group, int residual,
-                        int cap)
+                        double bits_avg, int cap)
 {
+    if (f == RK_KV_SMART)
+        return rk_smart_side_of(is_v, head_dim, group, bits_avg, cap).bytes;
     if (rk_kv_format_kivi(f))
         return rk_kivi_side_of(f, is_v, head_dim, group, residual, cap).bytes;
     return (size_t)cap * rk_kv_row_bytes(f, head_dim, group);
@@ -102,7 +107,8 @@ size_t rk_kv_head_bytes(rk_kv_format f, int is_v, int head_dim, int group, int r
 void *rk_kv_layer_head(const rk_kv_layer *c, int is_v, int h)
 {
     const size_t bytes =
-        rk_kv_head_bytes(c->format, is_v, c->head_dim, c->group, c->residual, c->cap);
+        rk_kv_head_bytes(c->format, is_v, c->head_dim, c->group, c->residual, c->bits_avg,
+                         c->cap);
     return (char *)(is_v ? c->v : c->k) + (size_t)h * bytes;
 }
 
@@ -111,7 +117,7 @@ size_t rk_kv_cache_layer_bytes(const rk_kv_cache *c, int l)
     size_t bytes = 0;
     for (int is_v = 0; is_v < 2; is_v++)
         bytes += (size_t)c->heads * rk_kv_head_bytes(c->format[l], is_v, c->head_dim, c->group,
-                                                     c->residual, c->cap[l]);
+                                                     c->residual, c->bits_avg, c->cap[l]);
     return bytes;
 }
 
@@ -126,7 +132,8 @@ void rk_kv_cache_lay_out(rk_kv_cache *c)
             c->side_off[is_v][l] = c->side_bytes[is_v];
             c->side_bytes[is_v] += (size_t)c->heads * rk_kv_head_bytes(c->format[l], is_v,
                                                                        c->head_dim, c->group,
-                                                                       c->residual, c->cap[l]);
+                                                                       c->residual, c->bits_avg,
+                                                                       c->cap[l]);
         }
     }
 }
@@ -148,5 +155,6 @@ rk_kv_layer rk_kv_cache_layer(const rk_kv_cache *c, void *base, int l)
         .format = c->format[l],
         .group = c->group,
         .residual = c->residual,
+        .bits_avg = c->bits_avg,
     };
 }

@@ -24,7 +24,9 @@
  * The KIVI formats do not (kv_kivi.h): keys are quantized per channel over
  * groups of positions and the newest positions wait in an fp16 residual,
  * so a head's rows are one block that only grows at its end. kivi has 2-bit
- * keys and 4-bit values, kivi2 2/2, kivi4 4/4. */
+ * keys and 4-bit values, kivi2 2/2, kivi4 4/4. smartkv (kv_smart.h) is
+ * not a row format either: a head's rows sit in tiers of fp16, int8, int4
+ * and int2 slots, each row in a slot by its importance. */
 typedef enum {
     RK_KV_FP32,
     RK_KV_FP16,
@@ -34,11 +36,12 @@ typedef enum {
     RK_KV_KIVI,
     RK_KV_KIVI2,
     RK_KV_KIVI4,
+    RK_KV_SMART,
     RK_KV_N_FORMATS
 } rk_kv_format;
 
 /* The names users give, for help texts. */
-#define RK_KV_FORMATS "fp32, fp16, int8, int4, int2, kivi, kivi2, kivi4"
+#define RK_KV_FORMATS "fp32, fp16, int8, int4, int2, kivi, kivi2, kivi4, smartkv"
 /* A target's set of formats (rk_ops.kv_formats) has bit RK_KV_FORMAT_BIT(f). */
 #define RK_KV_FORMAT_BIT(f) (1u << (unsigned)(f))
 /* Channels sharing a scale in int8 and int4 rows when none is asked for:
@@ -67,7 +70,8 @@ rk_status rk_kv_format_parse(const char *name, rk_kv_format *f);
 int rk_kv_format_row(rk_kv_format f);
 
 /* Bits of one element's code: 32, 16, 8, 4 or 2; a KIVI format's mean of its
- * key and value bits (kivi 3, kivi2 2, kivi4 4). */
+ * key and value bits (kivi 3, kivi2 2, kivi4 4); smartkv's default average,
+ * 8 (its plan's average is --kv-bits-avg). */
 int rk_kv_format_bits(rk_kv_format f);
 
 /* Bits of a KIVI format's key (IS_V 0) or value (1) codes. */
@@ -81,8 +85,8 @@ int rk_kv_format_grouped(rk_kv_format f);
 int rk_kv_format_kivi(rk_kv_format f);
 
 /* What a compressing prefill holds the prompt's rows in: the cache's own
- * format, but fp16 for the KIVI formats, whose kept rows are quantized
- * only once they are gathered (kv_kivi.h). */
+ * format, but fp16 for the KIVI formats and smartkv, whose kept rows are
+ * quantized only once they are gathered (kv_kivi.h, kv_smart.h). */
 rk_kv_format rk_kv_prompt_format(rk_kv_format f);
 
 /* Refuses a GROUP that does not divide HEAD_DIM for a grouped format, a
@@ -110,9 +114,10 @@ size_t rk_kv_row_payload_bytes(rk_kv_format f, int head_dim);
 /* Bytes of one head's K (IS_V 0) or V (1) in a layer cache of CAP rows:
  * CAP rows of a row format; for a KIVI format, its layout's (kv_kivi.h):
  * the codes and scales of the CAP rows rounded down to RESIDUAL, and
- * min(RESIDUAL, CAP) fp16 rows. */
+ * min(RESIDUAL, CAP) fp16 rows; for smartkv, its tiers' slots at the
+ * average BITS_AVG (and, on K, its slot maps: kv_smart.h). */
 size_t rk_kv_head_bytes(rk_kv_format f, int is_v, int head_dim, int group, int residual,
-                        int cap);
+                        double bits_avg, int cap);
 
 /* One layer's cache (or a region laid out like one, such as the prompt's
  * full K/V while a compressing prefill runs). Rows are [heads][cap], each
@@ -130,6 +135,7 @@ typedef struct {
     rk_kv_format format;
     int group;    /* channels per scale of grouped formats; KIVI's key positions too */
     int residual; /* KIVI: fp16 rows before a flush */
+    double bits_avg; /* smartkv: --kv-bits-avg */
 } rk_kv_layer;
 
 /* Head H's K (IS_V 0) or V (1) in layer C: its CAP rows in a row format,
@@ -150,6 +156,7 @@ typedef struct {
     rk_kv_format format[RK_MAX_LAYERS]; /* each layer's: DTYPE everywhere but
                                            under --kv-precision rank */
     int group, residual;
+    double bits_avg; /* smartkv's average bits per element (kv_smart.h) */
     int layers, heads, head_dim;
     int cap[RK_MAX_LAYERS];        /* rows per head of each layer */
     size_t row_off[RK_MAX_LAYERS]; /* rows per head before layer l's */

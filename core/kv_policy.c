@@ -283,6 +283,12 @@ rk_status rk_kv_policy_stores(const rk_kv_policy *p, rk_kv_format f)
                        "%s evicts single rows, and a %s cache quantizes keys per channel over "
                        "groups of positions: use it with full, snapkv, pyramidkv or rankkv",
                        rk_kv_policy_name(p), rk_kv_format_name(f));
+    if (f == RK_KV_SMART && rk_kv_hooks_of(p)->after_decode_attention)
+        return rk_fail(RK_EINVAL,
+                       "%s evicts single rows into a victim's place, and a smartkv cache keeps "
+                       "rows in tiers of different sizes: use it with full, snapkv, pyramidkv "
+                       "or rankkv",
+                       rk_kv_policy_name(p));
     return RK_OK;
 }
 

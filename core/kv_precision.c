@@ -45,7 +45,8 @@ static size_t layer_bytes(const rk_kv_cache *c, int l, rk_kv_format f)
     size_t bytes = 0;
     for (int is_v = 0; is_v < 2; is_v++)
         bytes += (size_t)c->heads *
-                 rk_kv_head_bytes(f, is_v, c->head_dim, c->group, c->residual, c->cap[l]);
+                 rk_kv_head_bytes(f, is_v, c->head_dim, c->group, c->residual, c->bits_avg,
+                                  c->cap[l]);
     return bytes;
 }
 

@@ -128,6 +128,7 @@ void rk_kv_quantize_row(rk_kv_format f, int head_dim, int group, const float *x,
     case RK_KV_KIVI:
     case RK_KV_KIVI2:
     case RK_KV_KIVI4:
+    case RK_KV_SMART:
     case RK_KV_N_FORMATS:
         break;
     }
@@ -152,6 +153,7 @@ void rk_kv_dequantize_row(rk_kv_format f, int head_dim, int group, const void *r
     case RK_KV_KIVI:
     case RK_KV_KIVI2:
     case RK_KV_KIVI4:
+    case RK_KV_SMART:
     case RK_KV_N_FORMATS:
         break;
     }
@@ -175,7 +177,7 @@ static rk_status kivi_error(const rk_kv_error *e, rk_kv_format f, int is_v, cons
     rk_kv_layer c = {.cap = n, .heads = 1, .head_dim = hd, .format = f,
                      .group = e->group ? e->group : RK_KV_GROUP_DEFAULT,
                      .residual = e->residual ? e->residual : RK_KV_RESIDUAL_DEFAULT};
-    void *head = malloc(rk_kv_head_bytes(f, is_v, hd, c.group, c.residual, n));
+    void *head = malloc(rk_kv_head_bytes(f, is_v, hd, c.group, c.residual, 0, n));
     if (!head)
         return rk_fail(RK_ENOMEM, "out of memory for a %s cache of %d rows", rk_kv_format_name(f),
                        n);

@@ -8,6 +8,7 @@
 #include "kv_kivi.h"
 #include "kv_quant.h"
 #include "kv_select.h"
+#include "kv_smart.h"
 #include "profile.h"
 #include "rank_budget.h"
 #include "safetensors.h"
@@ -36,6 +37,15 @@ static rk_kv_layer prompt_cache(const rk_model *m, int l)
                          .group = m->cache.group};
 }
 
+/* Whether a sequence's first call passes its prompt through the prefill
+ * region: a compressing policy keeps some of its rows; a smartkv cache
+ * places them in its tiers by the window's scores, which only exist once
+ * the prompt has attended (kv_smart.h). */
+static int prompt_passes(const rk_limits *lim)
+{
+    return rk_kv_compresses(&lim->kv) || lim->kv_format == RK_KV_SMART;
+}
+
 /* What only a prompt passing through uses: a compressing prefill's full K/V
  * of one layer, its attention mass and the rows to keep (the kept rows are
  * gathered into the cache, with their positions, before the layer ends),
@@ -53,7 +63,7 @@ static void plan_prefill_regions(rk_model *m, int max_budget)
                                              m->cfg.head_dim, m->cache.group);
         row_bytes = b > row_bytes ? b : row_bytes;
     }
-    if (rk_kv_compresses(&m->lim.kv)) {
+    if (prompt_passes(&m->lim)) {
         m->a_prefill_k = rk_plan_add_phase(p, "prefill_layer_k", P * row_bytes, RK_PHASE_PREFILL);
         m->a_prefill_v = rk_plan_add_phase(p, "prefill_layer_v", P * row_bytes, RK_PHASE_PREFILL);
         m->a_mass = rk_plan_add_phase(p, "prefill_layer_mass", H * P * sizeof(float),
@@ -133,6 +143,11 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
                                        lim->kv_residual)) != RK_OK ||
         (st = rk_kv_policy_stores(&lim->kv, lim->kv_format)) != RK_OK)
         return st;
+    const int smart = lim->kv_format == RK_KV_SMART;
+    const double bits_avg = lim->kv_bits_avg > 0 ? lim->kv_bits_avg : RK_SMART_BITS_DEFAULT;
+    if (smart && (st = rk_smart_check(bits_avg, cfg->head_dim,
+                                      lim->kv_group ? lim->kv_group : RK_KV_GROUP_DEFAULT)) != RK_OK)
+        return st;
     if ((st = check_precision(cfg, ops, lim)) != RK_OK)
         return st;
     /* Rank measurement reads the keys as the target's own format. */
@@ -155,17 +170,20 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
             return rk_fail(RK_EINVAL, "the %s target has no KV-compression ops", ops->name);
         if ((st = rk_kv_policy_check(kv, cfg->n_layers, (int)cap)) != RK_OK)
             return st;
+    }
+    if (compress || smart) {
         if (kv->dynamic && !lim->rank)
             return rk_fail(RK_EINVAL, "rankkv-dynamic measures the ranks of every prompt, and "
                                       "this build has no rank measurement (configure with "
                                       "-DRANKKV_DYNAMIC=ON)");
-        /* Compression happens layer by layer as the prompt passes, so the
-         * prompt must pass in one call. */
+        /* Compression (and smartkv's placement) happens layer by layer as
+         * the prompt passes, so the prompt must pass in one call. */
         if (lim->prefill_chunk != lim->max_prompt)
             return rk_fail(RK_ELIMIT,
-                           "KV compression prefills the whole prompt at once: the chunk (%d) "
-                           "must equal the prompt limit (%d)",
-                           lim->prefill_chunk, lim->max_prompt);
+                           "%s prefills the whole prompt at once: the chunk (%d) must equal "
+                           "the prompt limit (%d)",
+                           compress ? "KV compression" : "a smartkv cache", lim->prefill_chunk,
+                           lim->max_prompt);
     }
 
     memset(m, 0, sizeof *m);
@@ -182,6 +200,7 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     cache->dtype = lim->kv_format;
     cache->group = lim->kv_group ? lim->kv_group : RK_KV_GROUP_DEFAULT;
     cache->residual = lim->kv_residual ? lim->kv_residual : RK_KV_RESIDUAL_DEFAULT;
+    cache->bits_avg = smart ? bits_avg : 0;
     cache->layers = cfg->n_layers;
     cache->heads = cfg->n_heads;
     cache->head_dim = cfg->head_dim;
@@ -193,7 +212,8 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
         max_rows = cache->cap[l] > max_rows ? cache->cap[l] : max_rows;
         max_budget = b > max_budget ? b : max_budget;
     }
-    if (kv->dynamic)
+    /* smartkv over the full cache gathers every prompt row into its tiers. */
+    if (kv->dynamic || (smart && !compress))
         max_budget = lim->max_prompt;
     if ((st = rk_kv_precision_assign(lim->kv_precision,
                                      lim->kv_profile ? lim->kv_profile->rank_mean : NULL,
@@ -228,11 +248,11 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     cache->v = rk_plan_add(p, "kv_cache_v", cache->side_bytes[1]);
     /* Each row's position (and H2O's attention) outlive the prompt: decode
      * attends, evicts and reports kept positions by them. */
-    if (compress) {
+    if (compress)
         cache->pos = rk_plan_add(p, "kv_row_positions", H * cache->rows * sizeof(int32_t));
-        if (hooks->keeps_scores)
-            cache->score = rk_plan_add(p, "kv_row_attention", H * cache->rows * sizeof(float));
-    }
+    /* smartkv ranks rows by their accumulated attention, as H2O does. */
+    if ((compress && hooks->keeps_scores) || smart)
+        cache->score = rk_plan_add(p, "kv_row_attention", H * cache->rows * sizeof(float));
     /* Last: the first phase region closes the plan's always part. */
     plan_prefill_regions(m, max_budget);
     return RK_OK;
@@ -402,6 +422,38 @@ static void print_kivi_bytes(const rk_model *m, FILE *f)
             m->kv_bytes / (4.0 * (double)kc->rows * kc->heads * hd), kc->rows, G, R);
 }
 
+/* A smartkv cache's bytes by its tiers (kv_smart.h): each layer's
+ * capacities and bytes, and the whole against fp16 rows of the same
+ * positions: the payload, with scales, and with the slot maps too. */
+static void print_smart_bytes(const rk_model *m, FILE *f)
+{
+    const rk_kv_cache *kc = &m->cache;
+    const int hd = kc->head_dim, G = kc->group, H = kc->heads;
+    size_t payload = 0, scaled = 0;
+    fprintf(f, "KV cache: %zu bytes (smartkv, average %g bits per element with scales; tiers "
+               "fp16 / int8 / int4 / int2 of %zu / %zu / %zu / %zu B a row, + 8 B of slot maps "
+               "a position)\n",
+            m->kv_bytes, kc->bits_avg, rk_kv_row_bytes(RK_KV_FP16, hd, G),
+            rk_kv_row_bytes(RK_KV_INT8, hd, G), rk_kv_row_bytes(RK_KV_INT4, hd, G),
+            rk_kv_row_bytes(RK_KV_INT2, hd, G));
+    for (int l = 0; l < kc->layers; l++) {
+        const rk_smart_side s = rk_smart_side_of(0, hd, G, kc->bits_avg, kc->cap[l]);
+        fprintf(f, "KV layer %d: smartkv tiers %d / %d / %d / %d of %d positions x %d heads, "
+                   "%zu bytes\n",
+                l, s.cap[0], s.cap[1], s.cap[2], s.cap[3], kc->cap[l], H,
+                rk_kv_cache_layer_bytes(kc, l));
+        for (int t = 0; t < RK_SMART_TIERS; t++) {
+            const rk_kv_format tf = rk_smart_tier_format(t);
+            payload += 2 * (size_t)H * s.cap[t] * rk_kv_row_payload_bytes(tf, hd);
+            scaled += 2 * (size_t)H * s.cap[t] * rk_kv_row_bytes(tf, hd, G);
+        }
+    }
+    const double fp16 = 4.0 * (double)kc->rows * H * hd;
+    fprintf(f, "KV dtype smartkv: %.4f of fp16 rows in payload, %.4f with scales, %.4f with "
+               "the slot maps (group %d)\n",
+            payload / fp16, scaled / fp16, m->kv_bytes / fp16, G);
+}
+
 /* The KV cache's bytes by the row formula, and against fp16 rows: the
  * payload alone (codes) and with the group scales. */
 static void print_kv_bytes(const rk_model *m, FILE *f)
@@ -410,6 +462,10 @@ static void print_kv_bytes(const rk_model *m, FILE *f)
     const int hd = kc->head_dim;
     if (rk_kv_format_kivi(kc->dtype)) {
         print_kivi_bytes(m, f);
+        return;
+    }
+    if (kc->dtype == RK_KV_SMART) {
+        print_smart_bytes(m, f);
         return;
     }
     if (m->lim.kv_precision != RK_KV_UNIFORM) {
@@ -480,6 +536,10 @@ rk_status rk_seq_truncate(const rk_model *m, rk_seq *s, int n)
     if (rk_kv_hooks_of(kv)->after_decode_attention)
         return rk_fail(RK_EINVAL, "%s cannot roll a sequence back: it evicts rows as it decodes",
                        rk_kv_policy_name(kv));
+    /* A demoted row's higher-precision values are gone. */
+    if (m->cache.dtype == RK_KV_SMART)
+        return rk_fail(RK_EINVAL, "a smartkv cache cannot roll a sequence back: it demotes rows "
+                                  "as it decodes");
     if (n < s->prompt)
         return rk_fail(RK_EINVAL,
                        "%s cannot roll a sequence back to position %d, inside its compressed "
@@ -510,6 +570,23 @@ static rk_kv_layer_step policy_step(rk_model *m, int l, int n, const void *q,
         .pos = step, .row = step + 1 + l,
         .mass = {AT(m, m->a_mass), m->lim.max_prompt}, .keep = AT(m, m->a_keep),
         .host_keep = m->host_keep, .budget = m->lim.kv.budget[l]};
+}
+
+/* smartkv over the full cache, after the prompt's attention in a layer:
+ * every row's SnapKV window score, then every row into the layer's tiers
+ * by it (kv_gather places rows of a smartkv cache: kv_smart.h). */
+static rk_status smart_place_prompt(const rk_kv_policy *p, const rk_kv_layer_step *s)
+{
+    const int window = p->window < s->n ? p->window : s->n, H = s->cache->heads;
+    s->ops->attention_mass(s->ctx, s->mass, s->q, s->prompt, s->row, s->n, s->n - window, 0);
+    for (int h = 0; h < H; h++)
+        for (int r = 0; r < s->n; r++)
+            s->host_keep[(size_t)h * s->n + r] = r;
+    rk_status st = s->ops->copy_in(s->ctx, s->keep, s->host_keep,
+                                   (size_t)H * s->n * sizeof(int32_t));
+    if (st == RK_OK)
+        s->ops->kv_gather(s->ctx, s->cache, s->prompt, s->mass, s->keep, s->n);
+    return st;
 }
 
 /* Rows of logits a forward of N tokens leaves. */
@@ -557,7 +634,8 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
      * a time: attention reads them from the prefill region (rows =
      * positions from 0), then only the kept rows move to the layer's cache.
      * A measured prompt passes there too. */
-    const int via_prompt = rk_kv_compresses(kv) && call->mode != FORWARD_APPEND;
+    const int via_prompt = prompt_passes(&m->lim) && call->mode != FORWARD_APPEND;
+    const int smart = m->cache.dtype == RK_KV_SMART;
     const rk_ops *o = m->ops;
     const int D = c->hidden, L = c->n_layers, par = c->parallel_residual;
     void *ctx = m->ctx;
@@ -605,7 +683,8 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
                 measure_layer(m, call, l, n, q, &prompt);
             } else if (call->status == RK_OK) {
                 const rk_kv_layer_step s = policy_step(m, l, n, q, &cache, &prompt);
-                call->status = hooks->after_prefill_layer(kv, &s);
+                call->status = hooks->after_prefill_layer ? hooks->after_prefill_layer(kv, &s)
+                                                          : smart_place_prompt(kv, &s);
             }
         } else {
             o->qkv_rotary(ctx, q, &cache, qkv, rope, pos, row, n, c->rotary_dims);
@@ -615,6 +694,11 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
             else if (hooks->after_decode_attention) {
                 const rk_kv_layer_step s = policy_step(m, l, n, q, &cache, NULL);
                 hooks->after_decode_attention(kv, &s);
+            } else if (smart) {
+                /* H2O's accumulated attention: the importance smartkv
+                 * demotes by. */
+                o->attention_mass(ctx, (rk_kv_scores){cache.score, cache.cap}, q, &cache, row,
+                                  n, 0, 1);
             }
         }
         if (par) {
@@ -716,7 +800,7 @@ static rk_status run_forward(rk_model *m, const rk_seq *s, const int32_t *tokens
                        s->n_past + n, m->cap, m->lim.max_prompt, m->lim.max_new_tokens);
     const rk_kv_policy *kv = &m->lim.kv;
     const rk_kv_hooks *hooks = rk_kv_hooks_of(kv);
-    const int compressing = rk_kv_compresses(kv) && s->n_past == 0;
+    const int compressing = prompt_passes(&m->lim) && s->n_past == 0;
     if (compressing && kv->dynamic) {
         rk_status st = dynamic_budgets(m, tokens, n);
         if (st != RK_OK)
@@ -987,8 +1071,16 @@ rk_status rk_model_kv_row(const rk_model *m, const rk_seq *s, int layer, int pos
         return rk_fail(RK_EINVAL, "KV rows of position %d: the sequence has run %d positions",
                        pos, s->n_past);
     const rk_kv_layer c = layer_cache(m, layer);
-    /* KIVI caches exist on host targets only (no device target lists them
-     * in rk_ops.kv_formats): read in place through the reference. */
+    /* KIVI and smartkv caches exist on host targets only (no device target
+     * lists them in rk_ops.kv_formats): read in place through the
+     * reference. */
+    if (c.format == RK_KV_SMART) {
+        for (int h = 0; h < c.heads; h++) {
+            rk_smart_read(&c, 0, h, pos, k + (size_t)h * (size_t)c.head_dim);
+            rk_smart_read(&c, 1, h, pos, v + (size_t)h * (size_t)c.head_dim);
+        }
+        return RK_OK;
+    }
     if (rk_kv_format_kivi(c.format)) {
         for (int h = 0; h < c.heads; h++) {
             rk_kivi_read(&c, 0, h, s->rows[layer], pos, k + (size_t)h * (size_t)c.head_dim);

@@ -24,6 +24,8 @@ typedef struct {
     int kv_group;           /* channels per scale of int8/int4 rows, and KIVI's
                                positions per key scale; 0: RK_KV_GROUP_DEFAULT */
     int kv_residual;        /* KIVI's fp16 rows; 0: RK_KV_RESIDUAL_DEFAULT */
+    double kv_bits_avg;     /* smartkv's average bits per element with scales;
+                               0: RK_SMART_BITS_DEFAULT (kv_smart.h) */
     rk_kv_precision kv_precision; /* uniform: every layer kv_format; rank: each
                                      layer's from kv_profile (kv_precision.h) */
     const rk_profile *kv_profile; /* rank: the model's compiled profile */

@@ -81,10 +81,14 @@ typedef struct {
      * model's head_dim); the kivi formats (cpu only, not with h2o or
      * streamingllm) keys per channel over KV_GROUP positions, values per
      * token, the newest KV_RESIDUAL positions fp16 (0: 64; a multiple of
-     * KV_GROUP). */
+     * KV_GROUP); smartkv (cpu only, not with h2o or streamingllm) each
+     * row fp16, int8, int4 or int2 by the attention it gets, in tiers
+     * sized for KV_BITS_AVG bits per element, scales counted (0: 8, half
+     * of fp16's bytes; README, "SmartKV"). */
     const char *kv_dtype;
     int kv_group;
     int kv_residual;
+    double kv_bits_avg;
     /* Bits per layer: "uniform" (NULL: every layer KV_DTYPE) or "rank":
      * layers of higher effective rank, by PROFILE (NULL: the one compiled
      * in for this model, refused when there is none), one step up the

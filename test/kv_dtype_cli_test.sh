@@ -57,6 +57,46 @@ expect 0 '' -- "$gen" --model "$nano" --print-plan --kv-dtype kivi --kv snapkv -
 has "$tmp/out" "KV cache: 215040 bytes (kivi: 2 heads x (256 quantized positions x 100 B + 256 fp16 residual positions x 320 B)" "kivi snapkv bytes"
 if grep -q 'prefill_layer_k .* 64000 ' "$tmp/out"; then ok; else bad "kivi prefill region"; cat "$tmp/out"; fi
 
+# smartkv (kv_smart.h): per head and layer of C = 512 rows, an fp16 tier of
+# 36 (4 sinks + 32 recent) and the other 476 split between the steps that
+# bracket their average a = (8 x 512 - 16 x 36) / 476 bits (bits a row
+# element with scales: fp16 16, int8 10, int4 6): floor(476 x (a - 6) / 4)
+# = 166 int8, 310 int4. Rows 160 / 100 / 60 B: 36 x 160 + 166 x 100 + 310 x
+# 60 = 40960 B of K and of V, + 8 x 512 of slot maps on K: 86016 a head and
+# layer, x 2 heads x 4 layers = 688128. Payload 36 x 160 + 166 x 80 + 310 x
+# 40 = 31440 of fp16's 81920 (0.3838); with scales 0.5000; with maps 0.5250.
+expect 0 '' -- "$gen" --model "$nano" --print-plan --max-context 512 --kv-dtype smartkv
+has "$tmp/out" "KV cache: 688128 bytes (smartkv, average 8 bits per element with scales" "smartkv bytes"
+has "$tmp/out" "KV layer 3: smartkv tiers 36 / 166 / 310 / 0 of 512 positions x 2 heads, 172032 bytes" "smartkv tiers"
+has "$tmp/out" "KV dtype smartkv: 0.3838 of fp16 rows in payload, 0.5000 with scales, 0.5250 with the slot maps (group 16)" "smartkv ratios"
+# At 5 bits: a = (5 x 512 - 576) / 476 = 4.17, between int2 (4) and int4:
+# floor(476 x 0.17 / 2) = 40 int4, 436 int2; 36 x 160 + 40 x 60 + 436 x 40
+# = 25600 B, + 4096 of maps on K: 55296 a head and layer, 442368 in all.
+expect 0 '' -- "$gen" --model "$nano" --print-plan --max-context 512 --kv-dtype smartkv \
+    --kv-bits-avg 5
+has "$tmp/out" "KV layer 0: smartkv tiers 36 / 0 / 40 / 436 of 512 positions x 2 heads, 110592 bytes" "smartkv 5-bit tiers"
+has "$tmp/out" "KV cache: 442368 bytes" "smartkv 5-bit bytes"
+expect 2 'kv-bits-avg 3 is outside' -- "$gen" --model "$nano" --kv-dtype smartkv \
+    --kv-bits-avg 3
+lines smartkv bits below
+expect 2 'kv-bits-avg 16.5 is outside' -- "$gen" --model "$nano" --kv-dtype smartkv \
+    --kv-bits-avg 16.5
+lines smartkv bits above
+for kv in h2o streamingllm; do
+    expect 2 "--kv-dtype smartkv: $kv evicts single rows into a victim's place" -- "$gen" \
+        --model "$nano" --kv-dtype smartkv --kv "$kv" --kv-budget 40
+    lines smartkv "$kv"
+done
+expect 2 '--kv-error smartkv: a smartkv row' -- "$bin/rankkv-ppl" --model "$nano" \
+    --text "$nano/config.json" --kv-error smartkv
+for kv in full snapkv; do
+    budget=()
+    [ "$kv" = full ] || budget=(--kv-budget 40)
+    expect 0 'decode' -- "$gen" --model "$nano" --kv "$kv" "${budget[@]}" --kv-dtype smartkv \
+        --max-new-tokens 8 --json --quiet
+    has "$tmp/out" '"kv_dtype":"smartkv"' "generate --json smartkv --kv $kv"
+done
+
 # The prompt's region of a compressing prefill holds rows in the format:
 # 200 positions x 2 heads x 60 B.
 expect 0 '' -- "$gen" --model "$nano" --print-plan --kv-dtype int4 --kv snapkv --kv-budget 40 \
@@ -89,6 +129,13 @@ if [ "$(grep -c '"kl_vs_full"' "$tmp/eval.json")" -eq 13 ] &&
 else bad "eval: dNLL and KL for the 13 rows after the reference"; cat "$tmp/eval.json"; fi
 has "$tmp/eval.json" '"kv_residual":	64' "eval kivi residual"
 has "$tmp/eval.json" '"reference":	{' "eval reference"
+expect 0 '' -- "$bin/rankkv-eval" --model "$nano" --dataset t="$tmp/text.txt" --context 128 \
+    --tail 16 --max-windows 2 --method full,snapkv --budget 40 --kv-window 8 \
+    --kv-dtype fp32,smartkv --kl --json "$tmp/eval3.json"
+if [ "$(grep -c '"kv_dtype":	"smartkv"' "$tmp/eval3.json")" -eq 2 ] &&
+    grep -q '"kv_bits_avg":	8' "$tmp/eval3.json" &&
+    grep -q "^t  *snapkv  *smartkv  *uniform  *40 " "$tmp/out"; then ok
+else bad "eval smartkv rows"; cat "$tmp/out"; fi
 expect 0 '' -- "$bin/rankkv-eval" --model "$nano" --dataset t="$tmp/text.txt" --context 128 \
     --tail 16 --max-windows 1 --method full --kv-dtype int8,int4 --json "$tmp/eval2.json"
 if grep -q '"kv_dtype":	"int8"' "$tmp/eval2.json" && ! grep -q '"kl_vs_full"' "$tmp/eval2.json"; then ok
@@ -170,7 +217,7 @@ expect 0 '' -- "$bin/rankkv-bench" --model "$nano" --prompt-tokens 64 --new-toke
 has "$tmp/bench-mem.json" '"kv_budget":	37' "bench --kv-memory"
 
 # Bad options: one line naming the option, exit 2, nothing run.
-expect 2 "unknown KV dtype 'int3' (have: fp32, fp16, int8, int4, int2, kivi, kivi2, kivi4)" -- "$gen" --model "$nano" --kv-dtype int3
+expect 2 "unknown KV dtype 'int3' (have: fp32, fp16, int8, int4, int2, kivi, kivi2, kivi4, smartkv)" -- "$gen" --model "$nano" --kv-dtype int3
 lines unknown dtype
 # KIVI: the evicting policies, a residual that is not a multiple of the
 # group, a group that does not divide head_dim, --kv-memory.

@@ -544,10 +544,10 @@ int main(int argc, char **argv)
     ops = rk_test_require_target(argc > 1 ? argv[1] : "cpu");
     for (int i = 0; i < PROMPT + NEW; i++)
         tokens[i] = (int32_t)((i * 7919 + 13) % 2000) + (i % 3 == 0 ? 50 : 0);
-    /* The row formats: KIVI's rows do not move as bytes, and its prompt
-     * attends in fp16 (test_kv_kivi). */
+    /* The row formats: KIVI's and smartkv's rows do not move as bytes, and
+     * their prompts attend in fp16 (test_kv_kivi, test_kv_smart). */
     for (fmt = 0; fmt < RK_KV_N_FORMATS; fmt++) {
-        if (!(ops->kv_formats & RK_KV_FORMAT_BIT(fmt)) || rk_kv_format_kivi(fmt))
+        if (!(ops->kv_formats & RK_KV_FORMAT_BIT(fmt)) || !rk_kv_format_row(fmt))
             continue;
         test_ops();
         test_large_budget_is_full();

@@ -38,8 +38,8 @@ static void test_bytes(void)
     /* A head of 512 rows of 80 dims, G 16, R 64, kivi: K 512 x 20 B of
      * codes + 32 groups x 80 channels x 4 B + 64 x 160 B of residual; V
      * 512 x (40 + 5 x 4) B + 64 x 160 B. */
-    CHECK(rk_kv_head_bytes(RK_KV_KIVI, 0, 80, 16, 64, 512) == 30720);
-    CHECK(rk_kv_head_bytes(RK_KV_KIVI, 1, 80, 16, 64, 512) == 40960);
+    CHECK(rk_kv_head_bytes(RK_KV_KIVI, 0, 80, 16, 64, 0, 512) == 30720);
+    CHECK(rk_kv_head_bytes(RK_KV_KIVI, 1, 80, 16, 64, 0, 512) == 40960);
     int bad = 0;
     const int caps[] = {1, 15, 63, 64, 65, 100, 128, 224, 1000};
     for (int f = 0; f < N_FORMATS; f++)
@@ -53,8 +53,8 @@ static void test_bytes(void)
                 const size_t q = (size_t)(cap / R * R), slots = (size_t)(cap < R ? cap : R);
                 const size_t want = q * ((size_t)hd * (kb + vb) / 8 + 2 * (size_t)(hd / G) * 4) +
                                     slots * 2 * (size_t)hd * 2;
-                bad += rk_kv_head_bytes(formats[f], 0, hd, G, R, cap) +
-                           rk_kv_head_bytes(formats[f], 1, hd, G, R, cap) !=
+                bad += rk_kv_head_bytes(formats[f], 0, hd, G, R, 0, cap) +
+                           rk_kv_head_bytes(formats[f], 1, hd, G, R, 0, cap) !=
                        want;
             }
     CHECKF(bad == 0, "%d KIVI head sizes differ from the formula", bad);
@@ -81,8 +81,8 @@ static scratch_layer scratch(rk_kv_format f, int hd, int G, int R, int cap)
 {
     scratch_layer s = {.c = {.cap = cap, .heads = 2, .head_dim = hd, .format = f, .group = G,
                              .residual = R}};
-    const size_t k = 2 * rk_kv_head_bytes(f, 0, hd, G, R, cap);
-    s.mem = calloc(1, k + 2 * rk_kv_head_bytes(f, 1, hd, G, R, cap));
+    const size_t k = 2 * rk_kv_head_bytes(f, 0, hd, G, R, 0, cap);
+    s.mem = calloc(1, k + 2 * rk_kv_head_bytes(f, 1, hd, G, R, 0, cap));
     s.c.k = s.mem;
     s.c.v = s.mem + k;
     return s;
@@ -296,8 +296,8 @@ static unsigned char *layer_bytes(const rk_model *m, int l, size_t *n)
 {
     const rk_kv_layer x = rk_kv_cache_layer(&m->cache, m->base, l);
     const size_t k = (size_t)x.heads * rk_kv_head_bytes(x.format, 0, x.head_dim, x.group,
-                                                        x.residual, x.cap);
-    *n = k + (size_t)x.heads * rk_kv_head_bytes(x.format, 1, x.head_dim, x.group, x.residual,
+                                                        x.residual, 0, x.cap);
+    *n = k + (size_t)x.heads * rk_kv_head_bytes(x.format, 1, x.head_dim, x.group, x.residual, 0,
                                                 x.cap);
     unsigned char *copy = malloc(*n);
     memcpy(copy, x.k, k);
@@ -457,9 +457,9 @@ static void test_plan(void)
             CHECK(rk_model_plan(&cfg, rk_cpu_ops(), &lim, m) == RK_OK);
             size_t k = 0, v = 0;
             for (int l = 0; l < cfg.n_layers; l++) {
-                k += (size_t)cfg.n_heads * rk_kv_head_bytes(formats[f], 0, cfg.head_dim, G_, R_,
+                k += (size_t)cfg.n_heads * rk_kv_head_bytes(formats[f], 0, cfg.head_dim, G_, R_, 0,
                                                             m->cache.cap[l]);
-                v += (size_t)cfg.n_heads * rk_kv_head_bytes(formats[f], 1, cfg.head_dim, G_, R_,
+                v += (size_t)cfg.n_heads * rk_kv_head_bytes(formats[f], 1, cfg.head_dim, G_, R_, 0,
                                                             m->cache.cap[l]);
             }
             CHECK(m->kv_bytes == k + v && rk_plan_find(&m->plan, "kv_cache_k")->size == k &&

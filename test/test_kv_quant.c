@@ -150,7 +150,7 @@ static void test_round_trips(void)
     } shapes[] = {{80, 16}, {64, 16}, {80, 80}, {64, 8}, {80, 5}, {80, 1}, {64, 2}};
     float x[RK_KV_MAX_HEAD_DIM];
     for (int f = 0; f < RK_KV_N_FORMATS; f++) {
-        if (rk_kv_format_kivi((rk_kv_format)f))
+        if (!rk_kv_format_row((rk_kv_format)f))
             continue;
         int bad = 0, rows = 0;
         for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
@@ -561,7 +561,7 @@ static void test_refusals(void)
     rk_kv_format f;
     CHECK(rk_kv_format_parse("int3", &f) == RK_EINVAL &&
           strstr(rk_last_error(), "unknown KV dtype 'int3' (have: fp32, fp16, int8, int4, int2, "
-                                  "kivi, kivi2, kivi4)"));
+                                  "kivi, kivi2, kivi4, smartkv)"));
     CHECK(rk_kv_format_parse("int4", &f) == RK_OK && f == RK_KV_INT4);
 
     /* A target that stores fp16 only (the CUDA target until its quantized
@@ -593,7 +593,7 @@ static void test_plan_bytes(void)
     rk_model *m = malloc(sizeof *m);
     rk_kv_options o = {.method = "snapkv", .average = 40, .window = 8};
     for (int f = 0; f < RK_KV_N_FORMATS; f++) {
-        if (rk_kv_format_kivi((rk_kv_format)f))
+        if (!rk_kv_format_row((rk_kv_format)f))
             continue;
         rk_limits lim = {.max_prompt = 100, .max_new_tokens = 20, .prefill_chunk = 100,
                          .logits_rows = 1, .kv_format = (rk_kv_format)f};

@@ -60,7 +60,8 @@ int main(void)
      * build's SVD of every prompt (LAPACK with its workspace planned);
      * each in every KV storage format (rank measurement reads fp32 keys
      * only), whose rows are quantized on append and read back a tile at a
-     * time on the stack; KIVI's flushes and gathers too. */
+     * time on the stack; KIVI's flushes and gathers too, and smartkv's
+     * placement and demotions (its prompt passes in one call). */
     const char *methods[] = {"full", "snapkv", "h2o", "streamingllm", "rankkv", "rankkv-dynamic"};
     rk_identity nano;
     CHECK(rk_identity_of(RK_MODELS_DIR "/pythia-nano", &nano) == RK_OK);
@@ -71,14 +72,15 @@ int main(void)
                 continue;
             const int full = strcmp(methods[i], "full") == 0;
             rk_limits lim = {.max_prompt = 200, .max_new_tokens = 40,
-                             .prefill_chunk = full ? 64 : 200, .logits_rows = 1,
+                             .prefill_chunk = full && f != RK_KV_SMART ? 64 : 200,
+                             .logits_rows = 1,
                              .kv_format = (rk_kv_format)f,
                              .rank = dynamic ? rk_cpu_rank_ops() : NULL, .rank_len = 200};
             rk_kv_options o = {.method = methods[i], .average = full ? 0 : 48, .window = 8,
                                .profile = rk_profile_find(&nano)};
             CHECK(rk_kv_policy_make(&o, 4, &lim.kv) == RK_OK);
             if (rk_kv_policy_stores(&lim.kv, (rk_kv_format)f) != RK_OK)
-                continue; /* h2o and streamingllm over KIVI are refused */
+                continue; /* h2o and streamingllm over KIVI and smartkv are refused */
             char what[64];
             snprintf(what, sizeof what, "%s, %s", methods[i], rk_kv_format_name((rk_kv_format)f));
             check_steady_state(RK_MODELS_DIR "/pythia-nano", &lim, &s, prompt, what);

@@ -3,6 +3,7 @@
 
 #include "cli.h"
 
+#include "kv_smart.h"
 #include "targets.h"
 #include "textio.h"
 #ifdef RANKKV_DYNAMIC
@@ -949,6 +950,9 @@ rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops
         cli_usage_error("--kv-group: %s", rk_last_error());
     if (rk_model_check_kv_format(cfg, ops, f, kv->group, kv->residual) != RK_OK)
         cli_usage_error("--kv-dtype %s: %s", rk_kv_format_name(f), rk_last_error());
+    if (kv->bits_avg && rk_smart_check(kv->bits_avg, cfg->head_dim,
+                                       kv->group ? kv->group : RK_KV_GROUP_DEFAULT) != RK_OK)
+        cli_usage_error("%s", rk_last_error());
     return f;
 }
 
@@ -985,6 +989,8 @@ void cli_kv_cache_json(cJSON *j, const rk_model *m)
         cJSON_AddNumberToObject(j, "kv_group", c->group);
     if (rk_kv_format_kivi(c->dtype))
         cJSON_AddNumberToObject(j, "kv_residual", c->residual);
+    if (c->dtype == RK_KV_SMART)
+        cJSON_AddNumberToObject(j, "kv_bits_avg", c->bits_avg);
     cJSON_AddStringToObject(j, "kv_precision", rk_kv_precision_name(m->lim.kv_precision));
     if (m->lim.kv_precision == RK_KV_UNIFORM)
         return;
@@ -1026,7 +1032,7 @@ void cli_kv_fit(cli_kv *kv, const char *model, const rk_config *cfg, const rk_op
     unsigned formats = 0;
     if (kv->dtype) {
         const rk_kv_format f = cli_kv_format(kv, kv->dtype, ops, cfg);
-        if (rk_kv_format_kivi(f))
+        if (!rk_kv_format_row(f))
             cli_usage_error("--kv-memory chooses among the row formats (fp32, fp16, int8, int4), "
                             "not %s: give --kv-budget with it", kv->dtype);
         formats = RK_KV_FORMAT_BIT(f);
@@ -1073,10 +1079,11 @@ void cli_kv_limits(cli_kv *kv, const char *model, const rk_config *cfg, const rk
     lim->kv_format = cli_kv_format(kv, kv->dtype, ops, cfg);
     lim->kv_group = kv->group;
     lim->kv_residual = kv->residual;
+    lim->kv_bits_avg = kv->bits_avg;
     cli_kv_precision(kv, kv->precision, model, cfg, ops, lim);
     lim->kv = cli_kv_policy(kv, model, cfg->n_layers, lim->max_prompt);
     cli_kv_stores(&lim->kv, lim->kv_format);
-    if (rk_kv_compresses(&lim->kv))
+    if (rk_kv_compresses(&lim->kv) || lim->kv_format == RK_KV_SMART)
         lim->prefill_chunk = lim->max_prompt;
 #ifdef RANKKV_DYNAMIC
     if (lim->kv.dynamic) {

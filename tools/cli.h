@@ -230,6 +230,7 @@ typedef struct {
     const char *dtype; /* a name of RK_KV_FORMATS (a list in eval and bench); NULL: the target's */
     int group;         /* --kv-group; 0: RK_KV_GROUP_DEFAULT */
     int residual;      /* --kv-residual; 0: RK_KV_RESIDUAL_DEFAULT */
+    double bits_avg;   /* --kv-bits-avg (smartkv); 0: RK_SMART_BITS_DEFAULT */
     const char *precision; /* a name of RK_KV_PRECISIONS (a list in eval and bench); NULL:
                               uniform */
     size_t memory;     /* --kv-memory in bytes; 0: none */
@@ -285,7 +286,9 @@ void cli_kv_strategy(void *strategy, const char *name);
                    "keys, 4-bit values), kivi2 (2/2), kivi4 (4/4): keys per channel\n"      \
                    "over --kv-group positions, values per token, the newest\n"              \
                    "--kv-residual positions fp16 (cpu only; not with h2o or\n"              \
-                   "streamingllm)"),                                                          \
+                   "streamingllm); smartkv: each row fp16, int8, int4 or int2 by\n"         \
+                   "its attention, tiers sized by --kv-bits-avg (cpu only; not\n"          \
+                   "with h2o or streamingllm; README)"),                                                          \
     CLI_NUM("--kv-group", &(kv)->group, 1, RK_KV_MAX_HEAD_DIM, "N",                           \
             "channels per scale of int8/int4 rows and of kivi values, and\n"                 \
             "positions per scale of kivi keys; must divide head_dim\n"                       \
@@ -293,6 +296,10 @@ void cli_kv_strategy(void *strategy, const char *name);
     CLI_NUM("--kv-residual", &(kv)->residual, 1, 1 << 20, "N",                                \
             "kivi: positions kept fp16 before they are quantized together;\n"               \
             "a multiple of --kv-group (default " RK_STR(RK_KV_RESIDUAL_DEFAULT) ")"),         \
+    CLI_NUM("--kv-bits-avg", &(kv)->bits_avg, 1e-9, 1e9, "X",                                \
+            "smartkv: average bits per element, scales counted (int8 10,\n"                  \
+            "int4 6, int2 4 at group 16), in [int2's, 16] (default 8: half\n"               \
+            "of fp16's bytes)"),                                                            \
     CLI_STRING_OPT("--kv-precision", &(kv)->precision, "P",                                  \
                    "bits per layer: uniform (default: every layer --kv-dtype) or\n"         \
                    "rank: layers of higher effective rank (the model's compiled\n"          \

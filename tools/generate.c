@@ -97,6 +97,7 @@ static rankkv_options api_options(const options *o)
     a.kv_dtype = o->kv.dtype;
     a.kv_group = o->kv.group;
     a.kv_residual = o->kv.residual;
+    a.kv_bits_avg = o->kv.bits_avg;
     a.kv_precision = o->kv.precision;
     return a;
 }

@@ -185,7 +185,11 @@ int main(int argc, char **argv)
                         RK_KV_MAX_HEAD_DIM, cfg.head_dim);
     const int group = kv.group ? kv.group : RK_KV_GROUP_DEFAULT;
     for (int i = 0; i < errors.n; i++)
-        if (rk_kv_format_check(errors.f[i], cfg.head_dim, group) != RK_OK ||
+        if (errors.f[i] == RK_KV_SMART)
+            cli_usage_error("--kv-error smartkv: a smartkv row's bits follow the attention it "
+                            "gets, which storage alone does not have; measure it with "
+                            "rankkv-eval");
+        else if (rk_kv_format_check(errors.f[i], cfg.head_dim, group) != RK_OK ||
             rk_kv_residual_check(errors.f[i], cfg.head_dim, group,
                                  kv.residual ? kv.residual : RK_KV_RESIDUAL_DEFAULT) != RK_OK)
             cli_usage_error("--kv-error %s: %s", rk_kv_format_name(errors.f[i]),

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "kv_kivi.h"
+#include "kv_smart.h"
 #include "kv_quant.h"
 #include "kv_select.h"
 #include "plan.h"
@@ -334,6 +335,11 @@ static void append_row(const rk_kv_layer *c, int h, int row, const float *src,
         rk_kivi_append(c, 1, h, row, src + hd);
         return;
     }
+    if (c->format == RK_KV_SMART) {
+        rotate(rotated, src, rope, hd, rot_dims);
+        rk_smart_append(c, h, row, rotated, src + hd);
+        return;
+    }
     const size_t at = ((size_t)h * c->cap + (size_t)row) * row_bytes(c);
     char *k = (char *)c->k + at, *v = (char *)c->v + at;
     if (c->format == RK_KV_FP32) {
@@ -403,6 +409,11 @@ static const float *kv_rows(const attention_job *j, int is_v, int h, int r0, int
     if (rk_kv_format_kivi(c->format)) {
         for (int r = 0; r < n; r++)
             rk_kivi_read(c, is_v, h, j->row0 + j->n, r0 + r, tile + (size_t)r * j->head_dim);
+        return tile;
+    }
+    if (c->format == RK_KV_SMART) {
+        for (int r = 0; r < n; r++)
+            rk_smart_read(c, is_v, h, r0 + r, tile + (size_t)r * j->head_dim);
         return tile;
     }
     const char *src =
@@ -538,11 +549,42 @@ static void gather_kivi(const rk_kv_layer *dst, const rk_kv_layer *src, int h, i
     rk_kivi_append(dst, 1, h, j, x);
 }
 
+/* Kept rows into the smartkv cache DST: positions and scores first, as
+ * their scores place them in its tiers (kv_smart.h); then each kept row of
+ * SRC (fp16 rows) quantized once, into its slot. */
+static void gather_smart(const rk_kv_layer *dst, const rk_kv_layer *src, rk_kv_scores src_scores,
+                         const int32_t *idx, int keep)
+{
+    const size_t row = row_bytes(src);
+    float k[RK_KV_MAX_HEAD_DIM], v[RK_KV_MAX_HEAD_DIM];
+    for (int h = 0; h < dst->heads; h++) {
+        for (int j = 0; j < keep; j++) {
+            const int32_t r = idx[(size_t)h * keep + j];
+            if (dst->pos)
+                dst->pos[(size_t)h * dst->cap + j] = r;
+            dst->score[(size_t)h * dst->cap + j] = src_scores.s[(size_t)h * src_scores.stride + r];
+        }
+        rk_smart_place(dst, h, keep);
+        for (int j = 0; j < keep; j++) {
+            const size_t at = ((size_t)h * src->cap + (size_t)idx[(size_t)h * keep + j]) * row;
+            rk_kv_dequantize_row(src->format, src->head_dim, src->group, (const char *)src->k + at,
+                                 k);
+            rk_kv_dequantize_row(src->format, src->head_dim, src->group, (const char *)src->v + at,
+                                 v);
+            rk_smart_write(dst, h, j, k, v);
+        }
+    }
+}
+
 /* Rows of the row formats are self-contained (codes and their group
  * scales), and SRC holds the cache's format, so they move as bytes. */
 static void cpu_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *src,
                           rk_kv_scores src_scores, const int32_t *idx, int keep)
 {
+    if (dst->format == RK_KV_SMART) {
+        gather_smart(dst, src, src_scores, idx, keep);
+        return;
+    }
     const size_t row = row_bytes(dst);
     const int kivi = rk_kv_format_kivi(dst->format);
     for (int h = 0; h < dst->heads; h++)
@@ -600,7 +642,7 @@ static const rk_ops cpu_ops = {
                   RK_KV_FORMAT_BIT(RK_KV_INT8) | RK_KV_FORMAT_BIT(RK_KV_INT4) |
                   RK_KV_FORMAT_BIT(RK_KV_INT2) |
                   RK_KV_FORMAT_BIT(RK_KV_KIVI) | RK_KV_FORMAT_BIT(RK_KV_KIVI2) |
-                  RK_KV_FORMAT_BIT(RK_KV_KIVI4),
+                  RK_KV_FORMAT_BIT(RK_KV_KIVI4) | RK_KV_FORMAT_BIT(RK_KV_SMART),
     .init = cpu_init,
     .shutdown = cpu_shutdown,
     .device_name = cpu_device_name,
