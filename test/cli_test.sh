@@ -34,6 +34,9 @@ expect 2 'temperature' -- "$gen" --temperature -1
 expect 2 'top-p' -- "$gen" --top-p 0
 expect 2 'max-new-tokens' -- "$gen" --max-new-tokens abc
 expect 2 'unknown option' -- "$gen" --no-such-flag
+# A list naming an entry twice would run and report the same row twice.
+expect 2 "lists 'int8' twice" -- "$bin/rankkv-bench" --model "$nano" --kv-dtype int8,fp32,int8
+expect 2 "lists '64' twice" -- "$bin/rankkv-bench" --model "$nano" --prompt-tokens 64,64
 expect 2 'empty' -- "$gen" --prompt ''
 
 mkdir -p "$tmp/broken"

@@ -163,7 +163,7 @@ expect 2 'needs --rekv DIR' -- "$spec" --draft-model "$tmp/random" --rekv-preset
 expect 2 "unknown --rekv-preset 'huge'" -- "$spec" --draft-model "$tmp/random" --rekv "$tmp/rekv" --rekv-preset huge
 expect 2 'not with --spec-adaptive' -- "$spec" --draft-model "$tmp/random" --rekv "$tmp/rekv" --spec-adaptive
 expect 2 'not with --time-only' -- "$spec" --draft-model "$tmp/random" --rekv "$tmp/rekv" --time-only
-expect 2 'names 4 twice' -- "$spec" --draft-model "$tmp/random" --rekv "$tmp/rekv" --spec-k 4,2,4
+expect 2 'names 4 twice' -- "$spec" --draft-model "$tmp/random" --rekv "$tmp/rekv" --spec-k 4,2,04
 
 # A trained draft for pythia-mini, when ../shared is here: identical output
 # (exit 1 otherwise), some proposals rejected.

@@ -223,6 +223,10 @@ int cli_split_list(const char *flag, const char *list, char **out, int max)
     for (char *w = strtok(copy, ","); w; w = strtok(NULL, ",")) {
         if (n == max)
             cli_usage_error("%s takes at most %d entries", flag, max);
+        /* A repeated entry would run, and report, the same row twice. */
+        for (int i = 0; i < n; i++)
+            if (strcmp(out[i], w) == 0)
+                cli_usage_error("%s lists '%s' twice", flag, w);
         out[n++] = w;
     }
     if (n == 0) {
