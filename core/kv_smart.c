@@ -242,10 +242,17 @@ void rk_smart_write(const rk_kv_layer *c, int h, int r, const float *k, const fl
     store(c, h, &s, row_slot(c, h, &s)[r], k, v);
 }
 
-void rk_smart_read(const rk_kv_layer *c, int is_v, int h, int r, float *x)
+void rk_smart_read_rows(const rk_kv_layer *c, int is_v, int h, int r0, int n, float *x)
 {
     const rk_smart_side s = side(c, 0);
-    load(c, is_v, h, &s, row_slot(c, h, &s)[r], x);
+    const int32_t *slot = row_slot(c, h, &s);
+    for (int r = 0; r < n; r++)
+        load(c, is_v, h, &s, slot[r0 + r], x + (size_t)r * c->head_dim);
+}
+
+void rk_smart_read(const rk_kv_layer *c, int is_v, int h, int r, float *x)
+{
+    rk_smart_read_rows(c, is_v, h, r, 1, x);
 }
 
 int rk_smart_tier_of(const rk_kv_layer *c, int h, int r)

@@ -90,6 +90,10 @@ void rk_smart_write(const rk_kv_layer *c, int h, int r, const float *k, const fl
 /* Row R of head H's K (IS_V 0) or V read back into X. */
 void rk_smart_read(const rk_kv_layer *c, int is_v, int h, int r, float *x);
 
+/* Rows R0..R0+N-1 the same way into X (N x head_dim floats): the layout
+ * worked out once for them, not once a row (attention reads tiles). */
+void rk_smart_read_rows(const rk_kv_layer *c, int is_v, int h, int r0, int n, float *x);
+
 /* The tier of row R of head H. */
 int rk_smart_tier_of(const rk_kv_layer *c, int h, int r);
 

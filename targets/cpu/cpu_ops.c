@@ -412,8 +412,7 @@ static const float *kv_rows(const attention_job *j, int is_v, int h, int r0, int
         return tile;
     }
     if (c->format == RK_KV_SMART) {
-        for (int r = 0; r < n; r++)
-            rk_smart_read(c, is_v, h, r0 + r, tile + (size_t)r * j->head_dim);
+        rk_smart_read_rows(c, is_v, h, r0, n, tile);
         return tile;
     }
     const char *src =
