@@ -89,6 +89,8 @@ for kv in h2o streamingllm; do
 done
 expect 2 '--kv-error smartkv: a smartkv row' -- "$bin/rankkv-ppl" --model "$nano" \
     --text "$nano/config.json" --kv-error smartkv
+expect 2 'every score would be fp16' -- "$bin/rankkv-ppl" --model "$nano" \
+    --text "$nano/config.json" --kv-dtype smartkv
 for kv in full snapkv; do
     budget=()
     [ "$kv" = full ] || budget=(--kv-budget 40)

@@ -175,6 +175,10 @@ int main(int argc, char **argv)
                      .prefill_chunk = chunk < window ? chunk : window,
                      .kv_format = cli_kv_format(&kv, kv.dtype, ops, &cfg), .kv_group = kv.group,
                      .kv_residual = kv.residual};
+    if (lim.kv_format == RK_KV_SMART)
+        cli_usage_error("--kv-dtype smartkv: rankkv-ppl scores a window as it is prefilled, and "
+                        "smartkv quantizes rows only once the prompt is in, so every score would "
+                        "be fp16's; measure it with rankkv-eval");
     lim.logits_rows = lim.prefill_chunk;
     cli_kv_precision(&kv, kv.precision, model, &cfg, ops, &lim);
     if (errors.n && lim.kv_format != RK_KV_FP32)
