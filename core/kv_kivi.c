@@ -72,28 +72,43 @@ void rk_kivi_append(const rk_kv_layer *c, int is_v, int h, int row, const float 
         flush(c, is_v, head, &s, row - slot);
 }
 
-void rk_kivi_read(const rk_kv_layer *c, int is_v, int h, int rows, int r, float *x)
+void rk_kivi_read_rows(const rk_kv_layer *c, int is_v, int h, int rows, int r0, int n, float *x)
 {
     const rk_kivi_side s = side(c, is_v);
     const unsigned char *head = rk_kv_layer_head(c, is_v, h);
-    const int hd = c->head_dim, R = c->residual;
-    if (r >= rows / R * R) {
-        const uint16_t *src = residual_row(head, &s, hd, r % R);
+    const int hd = c->head_dim, R = c->residual, quantized = rows / R * R;
+    /* A key group's per-channel scales and minima, widened once for the
+     * rows of the group rather than once an element. */
+    float scale[RK_KV_MAX_HEAD_DIM], min[RK_KV_MAX_HEAD_DIM];
+    int widened = -1;
+    for (int i = 0; i < n; i++) {
+        const int r = r0 + i;
+        float *out = x + (size_t)i * hd;
+        if (r >= quantized) {
+            const uint16_t *src = residual_row(head, &s, hd, r % R);
+            for (int d = 0; d < hd; d++)
+                out[d] = rk_f16_to_f32(src[d]);
+            continue;
+        }
+        if (is_v) {
+            rk_kv_dequantize_tokens(s.bits, hd, c->group, head + (size_t)r * s.row, out);
+            continue;
+        }
+        if (r / c->group != widened) {
+            widened = r / c->group;
+            const unsigned char *meta = head + s.meta + (size_t)widened * (size_t)hd * 4;
+            for (int d = 0; d < hd; d++)
+                rk_kv_group_meta(meta + 4 * d, &scale[d], &min[d]);
+        }
+        const unsigned char *codes = head + (size_t)r * s.row;
         for (int d = 0; d < hd; d++)
-            x[d] = rk_f16_to_f32(src[d]);
-        return;
+            out[d] = (float)rk_kv_code(codes, s.bits, (size_t)d) * scale[d] + min[d];
     }
-    if (is_v) {
-        rk_kv_dequantize_tokens(s.bits, hd, c->group, head + (size_t)r * s.row, x);
-        return;
-    }
-    const unsigned char *codes = head + (size_t)r * s.row;
-    const unsigned char *meta = head + s.meta + (size_t)(r / c->group) * (size_t)hd * 4;
-    for (int d = 0; d < hd; d++) {
-        float scale, min;
-        rk_kv_group_meta(meta + 4 * d, &scale, &min);
-        x[d] = (float)rk_kv_code(codes, s.bits, (size_t)d) * scale + min;
-    }
+}
+
+void rk_kivi_read(const rk_kv_layer *c, int is_v, int h, int rows, int r, float *x)
+{
+    rk_kivi_read_rows(c, is_v, h, rows, r, 1, x);
 }
 
 int rk_kivi_can_truncate(const rk_kv_layer *c, int rows, int n)

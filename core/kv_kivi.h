@@ -63,6 +63,10 @@ void rk_kivi_append(const rk_kv_layer *c, int is_v, int h, int row, const float 
  * into X (head_dim floats). */
 void rk_kivi_read(const rk_kv_layer *c, int is_v, int h, int rows, int r, float *x);
 
+/* Rows R0..R0+N-1 the same way into X (N x head_dim floats): a key group's
+ * scales are widened once for its rows (attention reads tiles). */
+void rk_kivi_read_rows(const rk_kv_layer *c, int is_v, int h, int rows, int r0, int n, float *x);
+
 /* Whether a cache of C's format and residual that has held ROWS rows still
  * has the fp16 rows to go back to N rows: no row at or past the next flush
  * boundary above N has overwritten the residual. */

@@ -407,8 +407,7 @@ static const float *kv_rows(const attention_job *j, int is_v, int h, int r0, int
 {
     const rk_kv_layer *c = &j->cache;
     if (rk_kv_format_kivi(c->format)) {
-        for (int r = 0; r < n; r++)
-            rk_kivi_read(c, is_v, h, j->row0 + j->n, r0 + r, tile + (size_t)r * j->head_dim);
+        rk_kivi_read_rows(c, is_v, h, j->row0 + j->n, r0, n, tile);
         return tile;
     }
     if (c->format == RK_KV_SMART) {
