@@ -236,7 +236,10 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     m->a_qkv = rk_plan_add(p, "qkv", C * 3 * D * a);
     m->a_q = rk_plan_add(p, "q_rotated", C * D * a);
     m->a_att = rk_plan_add(p, "attn_heads", C * D * a);
-    m->a_attn_out = rk_plan_add(p, "attn_out", C * D * a);
+    /* A parallel-residual layer sums its attention output into mlp_out
+     * (linear_sum): only a sequential one keeps it apart. */
+    if (!cfg->parallel_residual)
+        m->a_attn_out = rk_plan_add(p, "attn_out", C * D * a);
     m->a_mlp_h = rk_plan_add(p, "mlp_hidden", C * F * a);
     m->a_mlp_out = rk_plan_add(p, "mlp_out", C * D * a);
     m->a_scratch = rk_plan_add(p, "target_scratch", ops->scratch_bytes(cfg, (int)C, attn_ctx));
