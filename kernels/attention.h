@@ -1,7 +1,8 @@
-/* Causal multi-head attention of the CUDA target over a layer's fp16 KV cache.
+/* Causal multi-head attention of the CUDA target over a layer's KV cache.
  *
- * Layouts (all fp16): q is [heads, n, head_dim] (already rotated); the caches
- * are [heads, cap, head_dim] with rows 0..pos0+n-1 valid; out is
+ * Layouts: q is [heads, n, head_dim] fp16 (already rotated); the cache is
+ * a kv_rows.h descriptor, fp16 or quantized rows [heads, cap] with rows
+ * 0..pos0+n-1 valid; out (fp16) is
  * [n, heads * head_dim], head h at columns h*head_dim... Query i sits at
  * position pos0+i and attends to cache rows 0..pos0+i, scaled by
  * 1/sqrt(head_dim), with softmax statistics and sums in fp32.
@@ -19,6 +20,8 @@
 #include <cuda_runtime_api.h>
 #include <stddef.h>
 
+#include "kv_rows.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -32,9 +35,8 @@ extern "C" {
 int rk_attention_supports(int head_dim);
 
 /* Causal prefill attention for a chunk of n queries (n >= 1). */
-void rk_attention_prefill(cudaStream_t s, void *out, const void *q, const void *k_cache,
-                          const void *v_cache, const int *pos, int n, int heads, int head_dim,
-                          int cap);
+void rk_attention_prefill(cudaStream_t s, void *out, const void *q, const rk_k_kv *cache,
+                          const int *pos, int n);
 
 /* Attention for a few queries (decode: n = 1; any n works, meant for n <= 16)
  * over a long context: the context is split across thread blocks whose
@@ -42,9 +44,8 @@ void rk_attention_prefill(cudaStream_t s, void *out, const void *q, const void *
  * rk_attention_decode_scratch_bytes(n, ...) bytes (or more), 16-byte aligned,
  * that needs no initialisation and may be reused by the next call. */
 size_t rk_attention_decode_scratch_bytes(int n, int heads, int head_dim, int cap);
-void rk_attention_decode(cudaStream_t s, void *out, const void *q, const void *k_cache,
-                         const void *v_cache, void *scratch, const int *pos, int n, int heads,
-                         int head_dim, int cap);
+void rk_attention_decode(cudaStream_t s, void *out, const void *q, const rk_k_kv *cache,
+                         void *scratch, const int *pos, int n);
 
 #ifdef __cplusplus
 }

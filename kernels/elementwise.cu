@@ -1,6 +1,7 @@
 #include <cuda_fp16.h>
 
 #include "elementwise.h"
+#include "kv_rows.cuh"
 #include "launch.cuh"
 
 /* Rows move as uint4 (8 halves): the CUDA target requires hidden, ffn and
@@ -203,6 +204,55 @@ __global__ void qkv_rotary_kernel(__half *q, __half *kc, __half *vc, const __hal
     reinterpret_cast<uint4 *>(dst)[c] = raw;
 }
 
+/* The same for a cache of BITS-bit rows (kv_rows.h): a block per token and
+ * head, a warp each for q, k and v, lane L holding elements L + 32i.
+ * Rotated values are computed in fp32 in the reference's order and
+ * roundings, and k and v are quantized from them, not from their fp16
+ * roundings, as the CPU target quantizes its floats. */
+template <int BITS>
+__global__ void qkv_rotary_quant_kernel(__half *q, unsigned char *kc, unsigned char *vc,
+                                        const __half *qkv, const float *rope, const int *pos,
+                                        const int *row, int n, int heads, int head_dim, int rot,
+                                        int cap, int group)
+{
+    __shared__ float xs[2][kKvMaxHeadDim];
+    __shared__ float2 meta[2][kKvMaxHeadDim];
+    rk_wait_previous();
+    rk_allow_next();
+    const int i = blockIdx.x, h = blockIdx.y, part = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int p = *pos + i, r = *row + i, half = rot / 2;
+    const __half *src = qkv + ((size_t)i * heads + h) * 3 * head_dim + (size_t)part * head_dim;
+    const float *rp = rope + (size_t)p * rot;
+    float x[kKvMaxHeadDim / 32] = {};
+#pragma unroll
+    for (int k = 0; k < kKvMaxHeadDim / 32; ++k) {
+        const int j = lane + 32 * k;
+        if (j >= head_dim)
+            break;
+        x[k] = __half2float(src[j]);
+        if (part < 2 && j < rot) {
+            const int jj = j < half ? j : j - half;
+            const float other = __half2float(src[j < half ? j + half : j - half]);
+            const float a = __fmul_rn(x[k], rp[2 * jj]), b = __fmul_rn(other, rp[2 * jj + 1]);
+            x[k] = j < half ? __fsub_rn(a, b) : __fadd_rn(a, b);
+        }
+        if (part == 0)
+            q[((size_t)h * n + i) * head_dim + j] = __float2half_rn(x[k]);
+        else
+            xs[part - 1][j] = x[k];
+    }
+    if (part == 0)
+        return;
+    unsigned char *dst = (part == 1 ? kc : vc) +
+                         ((size_t)h * cap + r) * kv_row_bytes(BITS, head_dim, group);
+    if (group <= 32 && (group & (group - 1)) == 0) {
+        kv_quantize_row_lanes<BITS>(dst, x, head_dim, group, lane);
+    } else {
+        __syncwarp();
+        kv_quantize_row_warp<BITS>(dst, xs[part - 1], meta[part - 1], head_dim, group, lane);
+    }
+}
+
 __global__ void gelu_kernel(__half *x, size_t chunks)
 {
     rk_wait_previous();
@@ -384,15 +434,26 @@ void rk_k_add_layernorm(cudaStream_t s, void *x, const void *a, const void *b, v
                      (__half *)y2, (const __half *)w2, (const __half *)b2, dim, eps);
 }
 
-void rk_k_qkv_rotary(cudaStream_t s, void *q, void *k_cache, void *v_cache, const void *qkv,
-                     const float *rope, const int *pos, const int *row, int n, int heads,
-                     int head_dim, int rot_dims, int cap)
+void rk_k_qkv_rotary(cudaStream_t s, void *q, const rk_k_kv *cache, const void *qkv,
+                     const float *rope, const int *pos, const int *row, int n, int rot_dims)
 {
-    const int per_token = heads * 3 * head_dim / 8;
-    launch_dependent(qkv_rotary_kernel, dim3(n, (per_token + kThreads - 1) / kThreads),
-                     dim3(kThreads), 0, s, (__half *)q,
-                     (__half *)k_cache, (__half *)v_cache, (const __half *)qkv, rope, pos, row,
-                     n, heads, head_dim, rot_dims, cap);
+    const int heads = cache->heads, head_dim = cache->head_dim, cap = cache->cap;
+    if (cache->bits == 16) {
+        const int per_token = heads * 3 * head_dim / 8;
+        launch_dependent(qkv_rotary_kernel, dim3(n, (per_token + kThreads - 1) / kThreads),
+                         dim3(kThreads), 0, s, (__half *)q, (__half *)cache->k,
+                         (__half *)cache->v, (const __half *)qkv, rope, pos, row, n, heads,
+                         head_dim, rot_dims, cap);
+        return;
+    }
+    void (*kernel)(__half *, unsigned char *, unsigned char *, const __half *, const float *,
+                   const int *, const int *, int, int, int, int, int, int) =
+        cache->bits == 8   ? qkv_rotary_quant_kernel<8>
+        : cache->bits == 4 ? qkv_rotary_quant_kernel<4>
+                           : qkv_rotary_quant_kernel<2>;
+    launch_dependent(kernel, dim3(n, heads), dim3(96), 0, s, (__half *)q,
+                     (unsigned char *)cache->k, (unsigned char *)cache->v, (const __half *)qkv,
+                     rope, pos, row, n, heads, head_dim, rot_dims, cap, cache->group);
 }
 
 size_t rk_k_top_k_scratch_bytes(void) { return kArgmaxBlocks * sizeof(arg_best) + 16; }

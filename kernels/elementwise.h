@@ -7,6 +7,8 @@
 #include <cuda_runtime_api.h>
 #include <stddef.h>
 
+#include "kv_rows.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -20,10 +22,10 @@ void rk_k_embed(cudaStream_t s, void *x, const void *table, const int *tokens, i
 void rk_k_add_layernorm(cudaStream_t s, void *x, const void *a, const void *b, void *y1,
                         const void *w1, const void *b1, void *y2, const void *w2, const void *b2,
                         int n, int dim, float eps);
-/* Rotary at positions *pos.., cache rows *row... */
-void rk_k_qkv_rotary(cudaStream_t s, void *q, void *k_cache, void *v_cache, const void *qkv,
-                     const float *rope, const int *pos, const int *row, int n, int heads,
-                     int head_dim, int rot_dims, int cap);
+/* Rotary at positions *pos.., the keys and values appended to CACHE at
+ * rows *row.., quantized on the way where its rows are codes. */
+void rk_k_qkv_rotary(cudaStream_t s, void *q, const rk_k_kv *cache, const void *qkv,
+                     const float *rope, const int *pos, const int *row, int n, int rot_dims);
 /* The K largest of VOCAB floats, values and indices, in any order; K = 1 is
  * the argmax with ties to the lowest index. SCRATCH:
  * rk_k_top_k_scratch_bytes() of device memory, zeroed before the first call

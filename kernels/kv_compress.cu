@@ -3,8 +3,10 @@
 
 #include "attention.h"
 #include "kv_compress.h"
+#include "kv_rows.cuh"
 
-/* Rows move as uint4 (8 halves); head_dim is a multiple of 8 up to 256. */
+/* Rows of every storage format move as 32-bit words (kv_rows.h: rows are
+ * 4-byte aligned); fp16 keys are read as uint4 (8 halves). */
 namespace {
 
 constexpr int kQueryTile = 16; /* queries whose dot products a thread keeps at once */
@@ -15,18 +17,29 @@ constexpr size_t kMassScratch = (size_t)32 << 20;
 
 /* Scaled scores of queries q0..q0+g-1 (a group of the call's n) against
  * every cached row, into S [heads, g, cap]; rows a query does not see get
- * -inf. One thread per row, its key in registers; queries pass through
- * shared memory a tile at a time. grid (row blocks, heads). */
-template <int D>
-__global__ void group_scores_kernel(float *s, const __half *q, const __half *k, const int *row,
-                                    int n, int q0, int g, int cap, float scale)
+ * -inf. One thread per row, its key in registers (a quantized key read
+ * back as floats, as the CPU target reads it); queries pass through shared
+ * memory a tile at a time. grid (row blocks, heads). */
+template <int D, int BITS>
+__global__ void group_scores_kernel(float *s, const __half *q, const unsigned char *k, int group,
+                                    const int *row, int n, int q0, int g, int cap, float scale)
 {
     __shared__ float4 qs[kQueryTile][D / 4];
     const int h = blockIdx.y, c = blockIdx.x * kKeysPerBlock + threadIdx.x;
     const int row0 = *row, len = row0 + n;
     float kf[D];
-    if (c < len) {
-        const uint4 *kc = reinterpret_cast<const uint4 *>(k + ((size_t)h * cap + c) * D);
+    if (c < len && BITS != 16) {
+        const unsigned char *kr = k + ((size_t)h * cap + c) * kv_row_bytes(BITS, D, group);
+#pragma unroll
+        for (int d8 = 0; d8 < D / 8; d8++) {
+            float x[8];
+            kv_dequant8<BITS>(kr, D, group, d8, x);
+#pragma unroll
+            for (int t = 0; t < 8; t++)
+                kf[d8 * 8 + t] = x[t];
+        }
+    } else if (c < len) {
+        const uint4 *kc = reinterpret_cast<const uint4 *>(k) + ((size_t)h * cap + c) * (D / 8);
 #pragma unroll
         for (int d8 = 0; d8 < D / 8; d8++) {
             const uint4 u = kc[d8];
@@ -228,29 +241,28 @@ __global__ void keep_kernel(int *idx, const float *score, int n, int stride, int
     }
 }
 
-/* Chunk C (8 halves) of cache row FROM to row TO, in K and V. */
-__device__ __forceinline__ void copy_kv_chunk(__half *dk, __half *dv, const __half *sk,
-                                              const __half *sv, size_t to, size_t from,
-                                              int head_dim, int c)
+/* Word C of cache row FROM to row TO (rows of WORDS words), in K and V. */
+__device__ __forceinline__ void copy_kv_word(uint32_t *dk, uint32_t *dv, const uint32_t *sk,
+                                             const uint32_t *sv, size_t to, size_t from,
+                                             int words, int c)
 {
-    reinterpret_cast<uint4 *>(dk + to * head_dim)[c] =
-        reinterpret_cast<const uint4 *>(sk + from * head_dim)[c];
-    reinterpret_cast<uint4 *>(dv + to * head_dim)[c] =
-        reinterpret_cast<const uint4 *>(sv + from * head_dim)[c];
+    dk[to * words + c] = sk[from * words + c];
+    dv[to * words + c] = sv[from * words + c];
 }
 
-/* grid (row blocks, heads): thread t moves 8 halves of row t / chunks. */
-__global__ void gather_kernel(__half *dk, __half *dv, int *pos, float *dscore, const __half *sk,
-                              const __half *sv, const float *sscore, const int *idx, int keep,
-                              int head_dim, int dcap, int scap, int sstride)
+/* grid (row blocks, heads): thread t moves word t % words of row t / words. */
+__global__ void gather_kernel(uint32_t *dk, uint32_t *dv, int *pos, float *dscore,
+                              const uint32_t *sk, const uint32_t *sv, const float *sscore,
+                              const int *idx, int keep, int words, int dcap, int scap,
+                              int sstride)
 {
-    const int h = blockIdx.y, chunks = head_dim / 8;
-    const int t = blockIdx.x * blockDim.x + threadIdx.x, j = t / chunks, c = t % chunks;
+    const int h = blockIdx.y;
+    const int t = blockIdx.x * blockDim.x + threadIdx.x, j = t / words, c = t % words;
     if (j >= keep)
         return;
     const int r = idx[(size_t)h * keep + j];
     const size_t d = (size_t)h * dcap + j;
-    copy_kv_chunk(dk, dv, sk, sv, d, (size_t)h * scap + r, head_dim, c);
+    copy_kv_word(dk, dv, sk, sv, d, (size_t)h * scap + r, words, c);
     if (c == 0) {
         pos[d] = r;
         if (sscore)
@@ -267,20 +279,21 @@ __device__ __forceinline__ bool better(float v, int r, float bv, int br)
 
 /* One block per head: the lowest-scoring candidate (lowest position when
  * there are no scores), ties to the lower row, takes the new row. */
-__global__ void evict_kernel(__half *k, __half *v, int *pos_rows, float *score, const int *pos,
-                             const int *row, int head_dim, int cap, int budget, int sinks,
-                             int recent)
+__global__ void evict_kernel(uint32_t *k, uint32_t *v, int *pos_rows, float *score,
+                             const int *pos, const int *row, int words, int cap, int budget,
+                             int sinks, int recent)
 {
     __shared__ float best_v[32];
     __shared__ int best_r[32];
     const int h = blockIdx.x, tid = threadIdx.x, pos0 = *pos, row0 = *row;
     int *p = pos_rows + (size_t)h * cap;
     float *sc = score ? score + (size_t)h * cap : nullptr;
-    if (row0 < budget) {
-        if (tid == 0)
-            p[row0] = pos0;
+    /* The new row's position, as the CPU target records it, whether or not
+     * it moves; the search below reads rows before it only. */
+    if (tid == 0)
+        p[row0] = pos0;
+    if (row0 < budget)
         return;
-    }
     float bv = FLT_MAX;
     int br = -1;
     for (int r = tid; r < row0; r += blockDim.x) {
@@ -306,14 +319,11 @@ __global__ void evict_kernel(__half *k, __half *v, int *pos_rows, float *score, 
     }
     __syncthreads();
     const int victim = best_r[0];
-    if (victim < 0) {
-        if (tid == 0)
-            p[row0] = pos0; /* nothing old enough: the new row is overwritten next step */
-        return;
-    }
+    if (victim < 0)
+        return; /* nothing old enough: the new row is overwritten next step */
     const size_t from = (size_t)h * cap + row0, to = (size_t)h * cap + victim;
-    for (int c = tid; c < head_dim / 8; c += blockDim.x)
-        copy_kv_chunk(k, v, k, v, to, from, head_dim, c);
+    for (int c = tid; c < words; c += blockDim.x)
+        copy_kv_word(k, v, k, v, to, from, words, c);
     if (tid == 0) {
         p[victim] = pos0;
         if (sc)
@@ -325,12 +335,12 @@ __global__ void evict_kernel(__half *k, __half *v, int *pos_rows, float *score, 
 
 size_t rk_k_mass_scratch_bytes(void) { return kMassScratch; }
 
-template <int D>
-static void mass_groups(cudaStream_t s, float *score, const void *q, const void *k,
-                        const int *row, int n, int from, int heads, int cap, int stride, int add,
-                        void *scratch)
+template <int D, int BITS>
+static void mass_groups(cudaStream_t s, float *score, const void *q, const rk_k_kv *c,
+                        const int *row, int n, int from, int stride, int add, void *scratch)
 {
     const float scale = 1.0f / sqrtf((float)D);
+    const int heads = c->heads, cap = c->cap;
     /* As many queries per group as the scratch holds scores (and
      * statistics) for. */
     const size_t per_query = (size_t)heads * (cap * sizeof(float) + sizeof(float2));
@@ -340,25 +350,34 @@ static void mass_groups(cudaStream_t s, float *score, const void *q, const void 
         const int g = n - q0 < group ? n - q0 : group;
         float *sbuf = static_cast<float *>(scratch);
         float2 *stats = reinterpret_cast<float2 *>(sbuf + (size_t)heads * g * cap);
-        group_scores_kernel<D><<<dim3((cap + kKeysPerBlock - 1) / kKeysPerBlock, heads),
-                                 kKeysPerBlock, 0, s>>>(sbuf, static_cast<const __half *>(q),
-                                                        static_cast<const __half *>(k), row, n,
-                                                        q0, g, cap, scale);
+        group_scores_kernel<D, BITS>
+            <<<dim3((cap + kKeysPerBlock - 1) / kKeysPerBlock, heads), kKeysPerBlock, 0, s>>>(
+                sbuf, static_cast<const __half *>(q), static_cast<const unsigned char *>(c->k),
+                c->group, row, n, q0, g, cap, scale);
         group_stats_kernel<<<dim3(g, heads), 256, 0, s>>>(stats, sbuf, row, n, g, cap);
         group_mass_kernel<<<dim3((cap + 127) / 128, heads), 128, 0, s>>>(
             score, sbuf, stats, row, n, g, cap, stride, add, q0 == from);
     }
 }
 
-void rk_k_attention_mass(cudaStream_t s, float *score, const void *q, const void *k_cache,
-                         const int *row, int n, int from, int heads, int head_dim, int cap,
-                         int stride, int add, void *scratch)
+template <int D>
+static void mass_bits(cudaStream_t s, float *score, const void *q, const rk_k_kv *c,
+                      const int *row, int n, int from, int stride, int add, void *scratch)
 {
-    switch (head_dim) {
+    switch (c->bits) {
+#define RK_CASE(B)                                                                                 \
+    case B: mass_groups<D, B>(s, score, q, c, row, n, from, stride, add, scratch); break;
+        RK_CASE(16) RK_CASE(8) RK_CASE(4) RK_CASE(2)
+#undef RK_CASE
+    }
+}
+
+void rk_k_attention_mass(cudaStream_t s, float *score, const void *q, const rk_k_kv *cache,
+                         const int *row, int n, int from, int stride, int add, void *scratch)
+{
+    switch (cache->head_dim) {
 #define RK_CASE(D)                                                                                 \
-    case D:                                                                                        \
-        mass_groups<D>(s, score, q, k_cache, row, n, from, heads, cap, stride, add, scratch);      \
-        break;
+    case D: mass_bits<D>(s, score, q, cache, row, n, from, stride, add, scratch); break;
         RK_ATTENTION_HEAD_DIMS(RK_CASE)
 #undef RK_CASE
     }
@@ -371,22 +390,21 @@ void rk_k_kv_keep(cudaStream_t s, int *idx, const float *score, int n, int heads
                                                                   budget, tail);
 }
 
-void rk_k_kv_gather(cudaStream_t s, void *dk, void *dv, int *pos, float *dscore, const void *sk,
-                    const void *sv, const float *sscore, const int *idx, int keep, int heads,
-                    int head_dim, int dcap, int scap, int sstride)
+void rk_k_kv_gather(cudaStream_t s, const rk_k_kv *dst, int *pos, float *dscore,
+                    const rk_k_kv *src, const float *sscore, const int *idx, int keep,
+                    int sstride)
 {
-    const int threads = keep * (head_dim / 8);
-    gather_kernel<<<dim3((threads + 255) / 256, heads), 256, 0, s>>>(
-        static_cast<__half *>(dk), static_cast<__half *>(dv), pos, dscore,
-        static_cast<const __half *>(sk), static_cast<const __half *>(sv), sscore, idx, keep,
-        head_dim, dcap, scap, sstride);
+    const int words = (int)(rk_k_kv_row_bytes(dst) / 4), threads = keep * words;
+    gather_kernel<<<dim3((threads + 255) / 256, dst->heads), 256, 0, s>>>(
+        static_cast<uint32_t *>(dst->k), static_cast<uint32_t *>(dst->v), pos, dscore,
+        static_cast<const uint32_t *>(src->k), static_cast<const uint32_t *>(src->v), sscore, idx,
+        keep, words, dst->cap, src->cap, sstride);
 }
 
-void rk_k_kv_evict(cudaStream_t s, void *k_cache, void *v_cache, int *pos_rows, float *score,
-                   const int *pos, const int *row, int heads, int head_dim, int cap, int budget,
-                   int sinks, int recent)
+void rk_k_kv_evict(cudaStream_t s, const rk_k_kv *cache, int *pos_rows, float *score,
+                   const int *pos, const int *row, int budget, int sinks, int recent)
 {
-    evict_kernel<<<heads, 256, 0, s>>>(static_cast<__half *>(k_cache),
-                                       static_cast<__half *>(v_cache), pos_rows, score, pos, row,
-                                       head_dim, cap, budget, sinks, recent);
+    evict_kernel<<<cache->heads, 256, 0, s>>>(
+        static_cast<uint32_t *>(cache->k), static_cast<uint32_t *>(cache->v), pos_rows, score,
+        pos, row, (int)(rk_k_kv_row_bytes(cache) / 4), cache->cap, budget, sinks, recent);
 }

@@ -249,19 +249,20 @@ expect 2 'kv-group' -- "$gen" --model "$nano" --kv-dtype int8 --kv-group 0
 expect 2 '--kv-group: KV group of 7 channels' -- "$gen" --model "$nano" --kv-dtype fp32 --kv-group 7
 expect 2 'unknown KV dtype' -- "$bin/rankkv-bench" --model "$nano" --kv-dtype fp32,bf16
 expect 2 'unknown KV dtype' -- "$bin/rankkv-compare" --model "$nano" --kv-dtype q8
-# CUDA stores fp16 only until its quantized kernels exist: a build with the
-# target refuses int8 before touching the device; one without has no target.
+# CUDA stores the row formats (fp16, int8, int4, int2); a build with the
+# target refuses the others before touching the device; one without has no
+# target.
 if "$gen" --target cuda --print-plan 2>&1 | grep -q 'no CUDA target'; then
     expect 1 'no CUDA target' -- "$gen" --model "$nano" --target cuda --kv-dtype int8
 else
-    expect 2 'the cuda target has no int8 KV cache (it stores: fp16)' -- "$gen" --model "$nano" \
-        --target cuda --kv-dtype int8
-    lines cuda int8
-    expect 2 'the cuda target has no int4 KV cache' -- "$bin/rankkv-eval" --model "$nano" \
-        --target cuda --dataset t="$tmp/text.txt" --kv-dtype fp16,int4
-    expect 2 'the cuda target has no kivi KV cache (it stores: fp16)' -- "$gen" --model "$nano" \
-        --target cuda --kv-dtype kivi
+    expect 2 'the cuda target has no kivi KV cache (it stores: fp16, int8, int4, int2)' -- \
+        "$gen" --model "$nano" --target cuda --kv-dtype kivi
     lines cuda kivi
+    expect 2 'the cuda target has no smartkv KV cache' -- "$bin/rankkv-eval" --model "$nano" \
+        --target cuda --dataset t="$tmp/text.txt" --kv-dtype int8,smartkv
+    expect 2 'the cuda target has no fp32 KV cache' -- "$gen" --model "$nano" --target cuda \
+        --kv-dtype fp32
+    lines cuda fp32
 fi
 
 # --kv-precision rank (core/kv_precision.h). The plan prints each layer's
@@ -359,7 +360,7 @@ expect 2 '--kv-precision rank varies fp16, int8 or int4, and --kv-dtype names fp
 expect 2 'fp32 has none above it' -- "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" \
     --kv-precision rank
 if ! "$gen" --target cuda --print-plan 2>&1 | grep -q 'no CUDA target'; then
-    expect 2 '--kv-precision rank: the cuda target has no int8 KV cache (it stores: fp16)' -- \
+    expect 2 '--kv-precision rank: the cuda target has no fp32 KV cache (it stores: fp16, int8, int4, int2)' -- \
         "$gen" --model "$nano" --target cuda --kv-dtype fp16 --kv-precision rank
     lines cuda rank
 fi

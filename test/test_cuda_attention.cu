@@ -78,6 +78,12 @@ static double from_half_bits(uint16_t b)
     return half_value[b];
 }
 
+/* An fp16 cache of HEADS x CAP rows of HEAD_DIM at K and V. */
+static rk_k_kv fp16_cache(void *k, void *v, int heads, int head_dim, int cap)
+{
+    return rk_k_kv{k, v, cap, heads, head_dim, 16, 0};
+}
+
 struct Problem {
     int head_dim, heads, n, pos0, cap;
     std::vector<uint16_t> q, k, v;
@@ -231,7 +237,8 @@ static void run_case(int head_dim, int heads, int n, int pos0, int cap, bool pre
     DeviceProblem d = upload(p);
     if (prefill) {
         poison(d);
-        rk_attention_prefill(0, d.out, d.q, d.k, d.v, d.pos, n, heads, head_dim, cap);
+        const rk_k_kv kv = fp16_cache(d.k, d.v, heads, head_dim, cap);
+        rk_attention_prefill(0, d.out, d.q, &kv, d.pos, n);
         const double err = max_error(p, fetch_out(p, d));
         printf("prefill D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d max abs err %.2e\n", head_dim,
                heads, n, pos0, cap, err);
@@ -240,7 +247,8 @@ static void run_case(int head_dim, int heads, int n, int pos0, int cap, bool pre
     }
     if (decode) {
         poison(d);
-        rk_attention_decode(0, d.out, d.q, d.k, d.v, d.scratch, d.pos, n, heads, head_dim, cap);
+        const rk_k_kv kv = fp16_cache(d.k, d.v, heads, head_dim, cap);
+        rk_attention_decode(0, d.out, d.q, &kv, d.scratch, d.pos, n);
         const double err = max_error(p, fetch_out(p, d));
         printf("decode  D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d max abs err %.2e\n", head_dim,
                heads, n, pos0, cap, err);
@@ -261,7 +269,8 @@ static void graph_replay_case(int head_dim, int heads, int cap, const int *posit
     cudaGraphExec_t exec;
     CUDA_OK(cudaStreamCreate(&s));
     CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-    rk_attention_decode(s, d.out, d.q, d.k, d.v, d.scratch, d.pos, 1, heads, head_dim, cap);
+    const rk_k_kv kv = fp16_cache(d.k, d.v, heads, head_dim, cap);
+    rk_attention_decode(s, d.out, d.q, &kv, d.scratch, d.pos, 1);
     CUDA_OK(cudaStreamEndCapture(s, &graph));
     CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
     for (int i = 0; i < count; i++) {
@@ -332,12 +341,14 @@ static void timings(void)
 
     const int zero = 0;
     CUDA_OK(cudaMemcpy(pos, &zero, sizeof(int), cudaMemcpyHostToDevice));
+    const rk_k_kv first = fp16_cache(k, v, heads, D, cap);
     for (int i = 0; i < 3; i++)
-        rk_attention_prefill(0, out, q, k, v, pos, n_prefill, heads, D, cap);
+        rk_attention_prefill(0, out, q, &first, pos, n_prefill);
     for (int i = 0; i < reps; i++) {
         const size_t layer = (size_t)(i % layers) * cache;
         CUDA_OK(cudaEventRecord(t0));
-        rk_attention_prefill(0, out, q, k + layer, v + layer, pos, n_prefill, heads, D, cap);
+        const rk_k_kv kv = fp16_cache(k + layer, v + layer, heads, D, cap);
+        rk_attention_prefill(0, out, q, &kv, pos, n_prefill);
         CUDA_OK(cudaEventRecord(t1));
         CUDA_OK(cudaEventSynchronize(t1));
         CUDA_OK(cudaEventElapsedTime(&elapsed, t0, t1));
@@ -353,12 +364,13 @@ static void timings(void)
     CUDA_OK(cudaMemcpy(pos, &last, sizeof(int), cudaMemcpyHostToDevice));
     const double bytes = 2.0 * heads * (last + 1) * D * 2;
     for (int i = 0; i < 3; i++)
-        rk_attention_decode(0, out, q, k, v, scratch, pos, 1, heads, D, cap);
+        rk_attention_decode(0, out, q, &first, scratch, pos, 1);
     ms.clear();
     for (int i = 0; i < reps; i++) {
         const size_t layer = (size_t)(i % layers) * cache;
         CUDA_OK(cudaEventRecord(t0));
-        rk_attention_decode(0, out, q, k + layer, v + layer, scratch, pos, 1, heads, D, cap);
+        const rk_k_kv kv = fp16_cache(k + layer, v + layer, heads, D, cap);
+        rk_attention_decode(0, out, q, &kv, scratch, pos, 1);
         CUDA_OK(cudaEventRecord(t1));
         CUDA_OK(cudaEventSynchronize(t1));
         CUDA_OK(cudaEventElapsedTime(&elapsed, t0, t1));
@@ -374,9 +386,10 @@ static void timings(void)
     cudaGraphExec_t exec;
     CUDA_OK(cudaStreamCreate(&s));
     CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-    for (int l = 0; l < layers; l++)
-        rk_attention_decode(s, out, q, k + l * cache, v + l * cache, scratch, pos, 1, heads, D,
-                            cap);
+    for (int l = 0; l < layers; l++) {
+        const rk_k_kv kv = fp16_cache(k + l * cache, v + l * cache, heads, D, cap);
+        rk_attention_decode(s, out, q, &kv, scratch, pos, 1);
+    }
     CUDA_OK(cudaStreamEndCapture(s, &graph));
     CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
     for (int i = 0; i < 3; i++)

@@ -1,6 +1,8 @@
 /* CPU and CUDA select the same cache rows on pythia-mini: the same prompt
  * (the first 1024 tokens of WikiText-2 test) compressed by SnapKV,
- * PyramidKV and H2O at an average budget of 128 on both targets; per layer
+ * PyramidKV and H2O at an average budget of 128 on both targets, over
+ * the fp16 cache and over quantized ones, whose keys both targets score
+ * as read back from the same codes; per layer
  * and head, the share of the CPU's kept rows that CUDA keeps too. The
  * targets' scores differ in rounding (fp32 against fp16 activations), so
  * rows near the cut-off can swap; the test requires 95 % agreement and
@@ -19,11 +21,11 @@
 
 enum { PROMPT = 1024, AVERAGE = 128 };
 
-static rk_model *load(const rk_ops *ops, const char *method)
+static rk_model *load(const rk_ops *ops, const char *method, rk_kv_format format)
 {
     rk_kv_options o = {.method = method, .average = AVERAGE};
     rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = 1, .prefill_chunk = PROMPT,
-                     .logits_rows = 1, .kv_format = ops->kv_format};
+                     .logits_rows = 1, .kv_format = format};
     rk_model *m = NULL;
     if (rk_kv_policy_make(&o, 24, &lim.kv) != RK_OK ||
         rk_model_load(MINI, ops, &lim, &m) != RK_OK)
@@ -47,9 +49,15 @@ int main(void)
     len = rk_text_universal_newlines(text, len < 100000 ? len : 100000);
     CHECK(rk_tok_encode(tok, text, len, &ids, &n) == RK_OK && n >= PROMPT);
 
-    const char *methods[] = {"snapkv", "pyramidkv", "h2o"};
-    for (int i = 0; i < 3; i++) {
-        rk_model *a = load(rk_cpu_ops(), methods[i]), *b = load(cuda, methods[i]);
+    const struct {
+        const char *method;
+        rk_kv_format format;
+    } runs[] = {{"snapkv", RK_KV_FP16}, {"pyramidkv", RK_KV_FP16}, {"h2o", RK_KV_FP16},
+                {"snapkv", RK_KV_INT8}, {"h2o", RK_KV_INT4}};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        const char *method = runs[i].method;
+        rk_model *a = load(rk_cpu_ops(), method, runs[i].format),
+                 *b = load(cuda, method, runs[i].format);
         CHECK(a && b);
         if (!a || !b)
             continue;
@@ -81,8 +89,9 @@ int main(void)
             }
         }
         const double rate = (double)same / (double)all;
-        printf("%-10s budget %d: CUDA keeps %.4f of the CPU's rows (%ld of %ld; worst head %.4f)\n",
-               methods[i], AVERAGE, rate, same, all, worst);
+        printf("%-10s %-4s budget %d: CUDA keeps %.4f of the CPU's rows (%ld of %ld; worst head "
+               "%.4f)\n",
+               method, rk_kv_format_name(runs[i].format), AVERAGE, rate, same, all, worst);
         CHECK(rate >= 0.95);
         free(pa);
         free(pb);

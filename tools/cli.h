@@ -281,8 +281,9 @@ void cli_kv_strategy(void *strategy, const char *name);
     CLI_STRING_OPT("--kv-dtype", &(kv)->dtype, "TYPE",                                       \
                    "how the KV cache stores rows: " RK_KV_FORMATS "\n"                       \
                    "(default: the target's own, fp32 on cpu, fp16 on cuda; cuda\n"           \
-                   "has fp16 only); int8 and int4 per token, asymmetric, with an\n"         \
-                   "fp16 scale and minimum per --kv-group channels; kivi (2-bit\n"           \
+                   "stores fp16, int8, int4 and int2); int8, int4 and int2 per\n"          \
+                   "token, asymmetric, with an fp16 scale and minimum per\n"                 \
+                   "--kv-group channels; kivi (2-bit\n"                                        \
                    "keys, 4-bit values), kivi2 (2/2), kivi4 (4/4): keys per channel\n"      \
                    "over --kv-group positions, values per token, the newest\n"              \
                    "--kv-residual positions fp16 (cpu only; not with h2o or\n"              \

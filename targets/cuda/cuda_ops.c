@@ -393,24 +393,32 @@ static void cuda_linear_f32out(void *ctx, float *y, const void *x, const void *w
     }
 }
 
+/* A layer's cache as the kernels take it. Its format is one of kv_formats
+ * (the plan refuses the others), so the bits name it. */
+static rk_k_kv kernel_kv(const rk_kv_layer *c)
+{
+    return (rk_k_kv){.k = c->k, .v = c->v, .cap = c->cap, .heads = c->heads,
+                     .head_dim = c->head_dim, .bits = rk_kv_format_bits(c->format),
+                     .group = c->group};
+}
+
 static void cuda_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const void *qkv,
                             const float *rope, const void *pos, const void *row, int n,
                             int rot_dims)
 {
-    rk_k_qkv_rotary(((cuda_ctx *)ctx)->stream, q, cache->k, cache->v, qkv, rope, pos, row, n,
-                    cache->heads, cache->head_dim, rot_dims, cache->cap);
+    const rk_k_kv kv = kernel_kv(cache);
+    rk_k_qkv_rotary(((cuda_ctx *)ctx)->stream, q, &kv, qkv, rope, pos, row, n, rot_dims);
 }
 
 static void cuda_attention(void *ctx, void *out, const void *q, const rk_kv_layer *cache,
                            const void *row, int n)
 {
     cuda_ctx *c = ctx;
+    const rk_k_kv kv = kernel_kv(cache);
     if (n <= DECODE_MAX_QUERIES)
-        rk_attention_decode(c->stream, out, q, cache->k, cache->v, c->attn_scratch, row, n,
-                            cache->heads, cache->head_dim, cache->cap);
+        rk_attention_decode(c->stream, out, q, &kv, c->attn_scratch, row, n);
     else
-        rk_attention_prefill(c->stream, out, q, cache->k, cache->v, row, n, cache->heads,
-                             cache->head_dim, cache->cap);
+        rk_attention_prefill(c->stream, out, q, &kv, row, n);
 }
 
 static void cuda_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
@@ -418,8 +426,9 @@ static void cuda_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
                                 int add)
 {
     cuda_ctx *c = ctx;
-    rk_k_attention_mass(c->stream, scores.s, q, cache->k, row, n, from, cache->heads,
-                        cache->head_dim, cache->cap, scores.stride, add, c->workspace);
+    const rk_k_kv kv = kernel_kv(cache);
+    rk_k_attention_mass(c->stream, scores.s, q, &kv, row, n, from, scores.stride, add,
+                        c->workspace);
 }
 
 static void cuda_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int heads,
@@ -437,16 +446,17 @@ static void cuda_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int
 static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *src,
                            rk_kv_scores src_scores, const int32_t *idx, int keep)
 {
-    rk_k_kv_gather(((cuda_ctx *)ctx)->stream, dst->k, dst->v, dst->pos, dst->score, src->k,
-                   src->v, dst->score ? src_scores.s : NULL, idx, keep, dst->heads, dst->head_dim,
-                   dst->cap, src->cap, src_scores.stride);
+    const rk_k_kv d = kernel_kv(dst), s = kernel_kv(src);
+    rk_k_kv_gather(((cuda_ctx *)ctx)->stream, &d, dst->pos, dst->score, &s,
+                   dst->score ? src_scores.s : NULL, idx, keep, src_scores.stride);
 }
 
 static void cuda_kv_evict(void *ctx, const rk_kv_layer *cache, const void *pos, const void *row,
                           int budget, int sinks, int recent)
 {
-    rk_k_kv_evict(((cuda_ctx *)ctx)->stream, cache->k, cache->v, cache->pos, cache->score, pos,
-                  row, cache->heads, cache->head_dim, cache->cap, budget, sinks, recent);
+    const rk_k_kv kv = kernel_kv(cache);
+    rk_k_kv_evict(((cuda_ctx *)ctx)->stream, &kv, cache->pos, cache->score, pos, row, budget,
+                  sinks, recent);
 }
 
 static void cuda_top_k(void *ctx, float *vals, int32_t *ids, const float *logits, int vocab,
@@ -542,9 +552,11 @@ static const rk_ops cuda_ops = {
     .name = "cuda",
     .act_bytes = 2,
     .kv_format = RK_KV_FP16,
-    /* The quantized formats' kernels are not written yet: the plan refuses
-     * them here rather than run an fp16 kernel over codes. */
-    .kv_formats = RK_KV_FORMAT_BIT(RK_KV_FP16),
+    /* The row formats (kv_rows.h). KIVI's per-channel key blocks and
+     * smartkv's tiers have no kernels: the plan refuses them here rather
+     * than run a row kernel over them. */
+    .kv_formats = RK_KV_FORMAT_BIT(RK_KV_FP16) | RK_KV_FORMAT_BIT(RK_KV_INT8) |
+                  RK_KV_FORMAT_BIT(RK_KV_INT4) | RK_KV_FORMAT_BIT(RK_KV_INT2),
     .supports = cuda_supports,
     .init = cuda_init,
     .shutdown = cuda_shutdown,

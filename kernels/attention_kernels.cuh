@@ -1,0 +1,853 @@
+/* Causal attention on tensor cores (mma.sync m16n8k16, fp16 in, fp32 out).
+ *
+ * Both kernels share one warp-level step: a warp owns 16 or 32 query rows
+ * (one or two MMA row tiles), forms the scores of a tile of keys with the
+ * queries as A fragments, turns them into probabilities with an online
+ * softmax kept in registers, and multiplies them by the value tile. head_dim
+ * reaches the MMAs as a multiple of 16 on both sides (80 = 5 x 16), so no
+ * size needs padding.
+ *
+ * Prefill: a block takes 64 or 128 consecutive queries of one head and
+ * streams key and value tiles through double-buffered shared memory
+ * (cp.async), up to the block's last visible key; only tiles crossing the
+ * diagonal are masked, and a warp skips the tiles that lie wholly after its
+ * rows.
+ *
+ * Decode: each warp takes a fixed slice of the context for up to 16 queries
+ * and writes its unnormalised output with its softmax max and sum to the
+ * scratch; a second kernel, launched as a programmatic dependent so that its
+ * launch overlaps the first, merges the slices. The grids cover the whole
+ * cache (cap) and slices past pos0+n exit at once, so nothing launched
+ * depends on pos0.
+ *
+ * Both read a cache of fp16 rows with cp.async, and a cache of quantized
+ * rows (kv_rows.h) with plain loads whose codes are read back in registers
+ * into the same fp16 tiles in shared memory; everything after the tiles is
+ * the same code for every storage format. */
+#ifndef RK_ATTENTION_KERNELS_CUH
+#define RK_ATTENTION_KERNELS_CUH
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "attention.h"
+#include "kv_rows.cuh"
+#include "launch.cuh"
+
+/* The kernels and their launchers, templates over head_dim and the cache's
+ * storage bits. Each storage format's instances are compiled in a file of
+ * their own (attention_fp16.cu, attention_int8.cu, ...), so that the
+ * formats compile in parallel; attention.cu dispatches to them. */
+namespace rk_attn {
+
+/* Shared-memory rows are padded by 16 bytes: with a row stride of D+8 halves
+ * the 8 rows one ldmatrix phase reads land on distinct banks for every
+ * supported D, and rows stay 16-byte aligned for cp.async. */
+constexpr int kPad = 8;
+constexpr float kLog2e = 1.4426950408889634f;
+
+/* Prefill blocks are kPrefillWarps warps of MT row tiles of 16 queries and
+ * take key tiles of prefill_keys(D) keys. Two row tiles per warp let each K
+ * and V fragment read from shared memory feed twice the MMAs, which
+ * shared-memory bandwidth otherwise limits (on an H100, n = 1920: +10% at
+ * head_dim 80, +10% at 128). It halves the number of blocks, though, and
+ * below about three blocks per SM one row tile is faster (n = 256 after 1536
+ * cached rows: 35 us instead of 50). At 128 two row tiles fit in registers
+ * only with 32-key tiles, and at 256 not at all. */
+constexpr int kPrefillWarps = 4;
+constexpr int kPrefillWideMinBlocksPerSM = 3;
+
+template <int D> constexpr int prefill_keys() { return D >= 128 ? 32 : 64; }
+template <int D> constexpr int prefill_wide_tiles() { return D <= 128 ? 2 : 1; }
+
+/* Decode blocks are WARPS warps of KEYS keys each: the fastest of the shapes
+ * tried on an H100 at 1920 cached rows (KEYS 32, 64 or 128; WARPS 2, 4 or 8).
+ * Longer slices leave fewer partials to merge, but 128 keys per warp spill
+ * registers, and at head_dim 256 64 keys were slower than 32. */
+template <int D, int BITS> struct DecodeShape {
+    static constexpr int kWarps = D <= 80 ? 4 : 2;
+    /* A warp holds a quantized slice's codes in registers, keys and values
+     * together so that both are loaded in one round trip: 32 rows of them
+     * fit. */
+    static constexpr int kKeys = BITS != 16 || D > 128 ? 32 : 64;
+};
+
+/* Decode slices are never shorter than this, whatever the format: the
+ * scratch is sized by it. */
+constexpr int kDecodeMinKeys = 32;
+
+constexpr int kDecodeRows = 16;
+constexpr int kCombineWarps = 8;
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p)
+{
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+/* A 16-byte copy to shared memory that writes zeros when !valid (the source
+ * is then not read). */
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+template <int N> __device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                          uint32_t b1)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* 2^x on the special-function unit; 2^-inf is exactly 0, which masking uses. */
+__device__ __forceinline__ float exp2_approx(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi)
+{
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+
+/* Copies ROWS rows of D halves, rows FIRST.. of SRC, into shared DST (stride
+ * D + kPad), THREADS threads cooperating. Rows at or past LIMIT become zeros:
+ * they may lie past the buffer, or be unwritten cache rows whose bits could
+ * be a NaN, which a zero softmax weight would not cancel. */
+template <int D, int ROWS, int THREADS>
+__device__ __forceinline__ void load_rows(__half *dst, const __half *src, int first, int limit,
+                                          int tid)
+{
+    constexpr int kChunks = D / 8;
+    constexpr int kTotal = ROWS * kChunks;
+#pragma unroll
+    for (int j = 0; j < (kTotal + THREADS - 1) / THREADS; ++j) {
+        const int i = tid + j * THREADS;
+        if (kTotal % THREADS == 0 || i < kTotal) {
+            const int r = i / kChunks, c = i - r * kChunks;
+            const bool valid = first + r < limit;
+            const __half *from = src + (valid ? (size_t)(first + r) * D + c * 8 : 0);
+            cp_async16(smem_addr(dst + r * (D + kPad) + c * 8), from, valid);
+        }
+    }
+}
+
+/* ROWS cache rows of BITS-bit codes (kv_rows.h) from HEAD, the first of
+ * one head's rows, THREADS threads cooperating: fetch loads their codes
+ * and scales into registers, store writes them to shared DST as load_rows
+ * lays out fp16 rows (zeros at or past LIMIT). Apart, so that a tile's
+ * loads are in flight while the previous tile is computed on. */
+template <int D, int BITS, int ROWS, int THREADS> struct KvTile {
+    static constexpr int kChunks = D / 8, kTotal = ROWS * kChunks;
+    static constexpr int kPer = (kTotal + THREADS - 1) / THREADS;
+    KvChunk<BITS> chunk[kPer];
+
+    __device__ __forceinline__ void fetch(const unsigned char *head, int group, int first,
+                                          int limit, int tid)
+    {
+        const size_t row_bytes = kv_row_bytes(BITS, D, group);
+#pragma unroll
+        for (int j = 0; j < kPer; ++j) {
+            const int i = tid + j * THREADS, r = i / kChunks, c = i - r * kChunks;
+            chunk[j] = (kTotal % THREADS == 0 || i < kTotal) && first + r < limit
+                           ? kv_chunk_load<BITS>(head + (size_t)(first + r) * row_bytes, D,
+                                                 group, c)
+                           : kv_chunk_zero<BITS>();
+        }
+    }
+
+    __device__ __forceinline__ void store(__half *dst, const unsigned char *head, int group,
+                                          int first, int limit, int tid) const
+    {
+        if (group % 8 != 0) {
+            store_any(dst, head, group, first, limit, tid);
+            return;
+        }
+        const size_t row_bytes = kv_row_bytes(BITS, D, group);
+#pragma unroll
+        for (int j = 0; j < kPer; ++j) {
+            const int i = tid + j * THREADS, r = i / kChunks, c = i - r * kChunks;
+            if (kTotal % THREADS != 0 && i >= kTotal)
+                continue;
+            *reinterpret_cast<uint4 *>(dst + r * (D + kPad) + c * 8) =
+                first + r < limit ? kv_chunk_half8<BITS>(chunk[j]) : make_uint4(0, 0, 0, 0);
+        }
+    }
+
+    /* The same from the rows themselves, under a group that is not a
+     * multiple of 8 (20 at head_dim 80, say), whose chunks span groups.
+     * Rare, so out of line and unhurried: inlined, it would double the code
+     * of the loops that read tiles, which the instruction cache holds. */
+    static __device__ __noinline__ void store_any(__half *dst, const unsigned char *head,
+                                                  int group, int first, int limit, int tid)
+    {
+        const size_t row_bytes = kv_row_bytes(BITS, D, group);
+        for (int i = tid; i < kTotal; i += THREADS) {
+            const int r = i / kChunks, c = i - r * kChunks;
+            uint4 out = make_uint4(0, 0, 0, 0);
+            if (first + r < limit) {
+                const unsigned char *row = head + (size_t)(first + r) * row_bytes;
+                float x[8];
+                kv_chunk_values<BITS>(kv_chunk_load<BITS>(row, D, group, c), row, D, group, c,
+                                      x);
+                out = kv_pack_half8(x);
+            }
+            *reinterpret_cast<uint4 *>(dst + r * (D + kPad) + c * 8) = out;
+        }
+    }
+};
+
+/* A tile of K or V rows of any format into shared DST at once: fp16 rows
+ * through cp.async (complete at the caller's next wait), quantized rows
+ * read back before it returns. */
+template <int D, int BITS, int ROWS, int THREADS>
+__device__ __forceinline__ void load_kv(__half *dst, const unsigned char *head, int group,
+                                        int first, int limit, int tid)
+{
+    if constexpr (BITS == 16) {
+        load_rows<D, ROWS, THREADS>(dst, reinterpret_cast<const __half *>(head), first, limit,
+                                    tid);
+    } else {
+        KvTile<D, BITS, ROWS, THREADS> t;
+        t.fetch(head, group, first, limit, tid);
+        t.store(dst, head, group, first, limit, tid);
+    }
+}
+
+/* The A fragments of a warp's MT row tiles of queries. Small enough, they
+ * stay in registers; otherwise (beyond 40 registers) they would crowd out the
+ * output accumulators, so they are read again from shared memory at each
+ * use. */
+template <int D, int MT> struct QueryFrags {
+    static constexpr bool kInRegs = D * MT <= 160;
+    uint32_t frag[kInRegs ? MT : 1][kInRegs ? D / 16 : 1][4];
+    uint32_t base;
+
+    __device__ __forceinline__ void init(const __half *rows, int lane)
+    {
+        base = smem_addr(rows + (lane & 15) * (D + kPad) + (lane >> 4) * 8);
+        if constexpr (kInRegs) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int kk = 0; kk < D / 16; ++kk)
+                    ldsm_x4(frag[mt][kk], base + (mt * 16 * (D + kPad) + kk * 16) * 2);
+        }
+    }
+
+    __device__ __forceinline__ void get(int mt, int kk, uint32_t (&a)[4]) const
+    {
+        if constexpr (kInRegs) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                a[i] = frag[mt][kk][i];
+        } else {
+            ldsm_x4(a, base + (mt * 16 * (D + kPad) + kk * 16) * 2);
+        }
+    }
+};
+
+/* s = Q · Kᵀ for the warp's MT row tiles against 8*NT keys at KS. */
+template <int D, int NT, int MT>
+__device__ __forceinline__ void tile_scores(float (&s)[MT][NT][4], const QueryFrags<D, MT> &q,
+                                            const __half *ks, int lane)
+{
+    const uint32_t kb =
+        smem_addr(ks + ((lane & 7) + ((lane >> 4) << 3)) * (D + kPad) + ((lane >> 3) & 1) * 8);
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+            s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+            q.get(mt, kk, a[mt]);
+#pragma unroll
+        for (int j = 0; j < NT / 2; ++j) {
+            uint32_t b[4];
+            ldsm_x4(b, kb + (j * 16 * (D + kPad) + kk * 16) * 2);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                mma_16816(s[mt][2 * j], a[mt], b[0], b[1]);
+                mma_16816(s[mt][2 * j + 1], a[mt], b[2], b[3]);
+            }
+        }
+    }
+}
+
+/* o += P · V for probabilities P (score layout) over the 8*NT value rows at VS. */
+template <int D, int NT, int MT>
+__device__ __forceinline__ void tile_pv(float (&o)[MT][D / 8][4], const float (&p)[MT][NT][4],
+                                        const __half *vs, int lane)
+{
+    const uint32_t vb = smem_addr(vs + (lane & 15) * (D + kPad) + (lane >> 4) * 8);
+#pragma unroll
+    for (int kk = 0; kk < NT / 2; ++kk) {
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            a[mt][0] = pack_half2(p[mt][2 * kk][0], p[mt][2 * kk][1]);
+            a[mt][1] = pack_half2(p[mt][2 * kk][2], p[mt][2 * kk][3]);
+            a[mt][2] = pack_half2(p[mt][2 * kk + 1][0], p[mt][2 * kk + 1][1]);
+            a[mt][3] = pack_half2(p[mt][2 * kk + 1][2], p[mt][2 * kk + 1][3]);
+        }
+#pragma unroll
+        for (int dn = 0; dn < D / 16; ++dn) {
+            uint32_t b[4];
+            ldsm_x4_trans(b, vb + (kk * 16 * (D + kPad) + dn * 16) * 2);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                mma_16816(o[mt][2 * dn], a[mt], b[0], b[1]);
+                mma_16816(o[mt][2 * dn + 1], a[mt], b[2], b[3]);
+            }
+        }
+    }
+}
+
+/* Sets to -inf the scores of keys after each row's position. The thread
+ * holds rows ROW0 and ROW0+8 (absolute positions) and, in tile column j,
+ * keys KEY0 + 8j + {0, 1}. */
+template <int NT>
+__device__ __forceinline__ void mask_causal(float (&s)[NT][4], int row0, int key0)
+{
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+            if (key0 + 8 * j + (e & 1) > row0 + 8 * (e >> 1))
+                s[j][e] = -INFINITY;
+}
+
+/* One online-softmax step over a row tile's raw scores: the running max M
+ * (in log2 units, i.e. of score * scale * log2 e) absorbs the tile, the
+ * output and this thread's part of the sum L are rescaled, and S becomes the
+ * unnormalised probabilities. A row that has seen only masked keys keeps
+ * M = -inf; its weights are computed against 0 so they stay 0, not NaN. */
+template <int NT, int DT>
+__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[DT][4], float (&m)[2],
+                                             float (&l)[2], float scale_log2)
+{
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+            mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m[r], mx * scale_log2);
+        const float base = m_new == -INFINITY ? 0.0f : m_new;
+        const float alpha = exp2_approx(m[r] - base);
+        m[r] = m_new;
+        float sum = 0.0f;
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int e = 2 * r; e < 2 * r + 2; ++e) {
+                s[j][e] = exp2_approx(fmaf(s[j][e], scale_log2, -base));
+                sum += s[j][e];
+            }
+        l[r] = l[r] * alpha + sum;
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt) {
+            o[dt][2 * r] *= alpha;
+            o[dt][2 * r + 1] *= alpha;
+        }
+    }
+}
+
+__device__ __forceinline__ float quad_sum(float x)
+{
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+template <int D, int WARPS, int MT, int BN> constexpr int prefill_smem_bytes()
+{
+    return (16 * MT * WARPS + 4 * BN) * (D + kPad) * 2;
+}
+
+/* grid (heads, query tiles), the last tiles, which see the most keys, first. */
+template <int D, int BITS, int WARPS, int MT, int BN>
+__global__ void __launch_bounds__(WARPS * 32)
+    prefill_kernel(__half *__restrict__ out, const __half *__restrict__ q,
+                   const unsigned char *__restrict__ k_cache,
+                   const unsigned char *__restrict__ v_cache, int group,
+                   const int *__restrict__ pos, int n, int heads, int cap, float scale_log2)
+{
+    constexpr int WM = 16 * MT, BM = WM * WARPS, LD = D + kPad, NT = BN / 8, DT = D / 8;
+    constexpr int THREADS = WARPS * 32;
+    extern __shared__ uint4 smem_raw[];
+    __half *const qs = reinterpret_cast<__half *>(smem_raw);
+    __half *const ks = qs + BM * LD;
+    __half *const vs = ks + 2 * BN * LD;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int h = blockIdx.x;
+    const int q0 = (gridDim.y - 1 - blockIdx.y) * BM;
+    const int pos0 = *pos;
+    const int kv_len = pos0 + n;
+    const int rows = min(BM, n - q0);
+    const int n_tiles = (pos0 + q0 + rows + BN - 1) / BN;
+    /* Tiles before this one lie wholly at or before the block's first query. */
+    const int first_masked = (pos0 + q0 + 1) / BN;
+    /* Warps whose rows are all past n (in the last block) only keep the
+     * barriers; the others stop computing after the tile of their last row. */
+    const int warp_q0 = q0 + warp * WM;
+    const int warp_end = warp_q0 < n ? pos0 + min(warp_q0 + WM, n) : 0;
+
+    const size_t head_bytes = (size_t)cap * kv_row_bytes(BITS, D, group);
+    const unsigned char *const kh = k_cache + h * head_bytes;
+    const unsigned char *const vh = v_cache + h * head_bytes;
+    /* Quantized rows wait in registers: each tile's codes are fetched
+     * while the tile before it is computed on, and read back into its
+     * buffer at the top of its own iteration (one call site each, which
+     * keeps the loop's code small). */
+    KvTile<D, BITS, BN, THREADS> next_k, next_v;
+    load_rows<D, BM, THREADS>(qs, q + (size_t)h * n * D, q0, n, tid);
+    if constexpr (BITS == 16) {
+        load_kv<D, BITS, BN, THREADS>(ks, kh, group, 0, kv_len, tid);
+        load_kv<D, BITS, BN, THREADS>(vs, vh, group, 0, kv_len, tid);
+    } else {
+        next_k.fetch(kh, group, 0, kv_len, tid);
+        next_v.fetch(vh, group, 0, kv_len, tid);
+    }
+    cp_async_commit();
+
+    float o[MT][DT][4];
+    float m[MT][2], l[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt)
+            o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.0f;
+        m[mt][0] = m[mt][1] = -INFINITY;
+        l[mt][0] = l[mt][1] = 0.0f;
+    }
+    QueryFrags<D, MT> qf;
+    const int row0 = pos0 + warp_q0 + (lane >> 2);
+
+    for (int t = 0; t < n_tiles; ++t) {
+        const int buf = t & 1;
+        if constexpr (BITS == 16) {
+            if (t + 1 < n_tiles) {
+                load_rows<D, BN, THREADS>(ks + (buf ^ 1) * BN * LD,
+                                          reinterpret_cast<const __half *>(kh), (t + 1) * BN,
+                                          kv_len, tid);
+                load_rows<D, BN, THREADS>(vs + (buf ^ 1) * BN * LD,
+                                          reinterpret_cast<const __half *>(vh), (t + 1) * BN,
+                                          kv_len, tid);
+                cp_async_commit();
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+        } else {
+            /* This buffer was last read two iterations ago, before the
+             * barrier that ended the last one. */
+            next_k.store(ks + buf * BN * LD, kh, group, t * BN, kv_len, tid);
+            next_v.store(vs + buf * BN * LD, vh, group, t * BN, kv_len, tid);
+            if (t + 1 < n_tiles) {
+                next_k.fetch(kh, group, (t + 1) * BN, kv_len, tid);
+                next_v.fetch(vh, group, (t + 1) * BN, kv_len, tid);
+            }
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (t == 0)
+            qf.init(qs + warp * WM * LD, lane);
+
+        if (t * BN < warp_end) {
+            float s[MT][NT][4];
+            tile_scores<D, NT, MT>(s, qf, ks + buf * BN * LD, lane);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                if (t >= first_masked)
+                    mask_causal<NT>(s[mt], row0 + 16 * mt, t * BN + 2 * (lane & 3));
+                softmax_step<NT, DT>(s[mt], o[mt], m[mt], l[mt], scale_log2);
+            }
+            tile_pv<D, NT, MT>(o, s, vs + buf * BN * LD, lane);
+        }
+        /* The next iteration refills the buffer just read. */
+        __syncthreads();
+    }
+
+    /* Stage the warp's rows (its own rows of qs, which no other warp reads)
+     * to store whole 16-byte pieces of the output rows. */
+    __half *const stage = qs + warp * WM * LD;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const float inv = 1.0f / quad_sum(l[mt][r]);
+            __half *const row = stage + (16 * mt + (lane >> 2) + 8 * r) * LD + 2 * (lane & 3);
+#pragma unroll
+            for (int dt = 0; dt < DT; ++dt)
+                *reinterpret_cast<__half2 *>(row + dt * 8) =
+                    __floats2half2_rn(o[mt][dt][2 * r] * inv, o[mt][dt][2 * r + 1] * inv);
+        }
+    __syncwarp();
+    const size_t out_stride = (size_t)heads * D;
+#pragma unroll
+    for (int j = 0; j < (WM * DT + 31) / 32; ++j) {
+        const int i = lane + 32 * j;
+        const int r = i / DT, c = i - r * DT;
+        const int qi = warp_q0 + r;
+        if (i < WM * DT && qi < n)
+            *reinterpret_cast<uint4 *>(out + qi * out_stride + h * D + c * 8) =
+                *reinterpret_cast<const uint4 *>(stage + r * LD + c * 8);
+    }
+}
+
+template <int D, int KW, int WARPS> constexpr int decode_smem_bytes()
+{
+    return (kDecodeRows + 2 * WARPS * KW) * (D + kPad) * 2;
+}
+
+/* Partial results of decode slice c (keys c*KW..), query row i, head h:
+ * part_o[((h * slices + c) * n + i) * D ..] is the unnormalised output,
+ * part_ml[(h * slices + c) * n + i] the max (log2 units) and the sum. */
+template <int KW> __host__ __device__ constexpr int decode_slices(int cap)
+{
+    return (cap + KW - 1) / KW;
+}
+
+/* grid (blocks of WARPS slices over cap, heads, groups of 16 queries). */
+template <int D, int BITS, int KW, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32)
+    decode_split_kernel(float *__restrict__ part_o, float2 *__restrict__ part_ml,
+                        const __half *__restrict__ q, const unsigned char *__restrict__ k_cache,
+                        const unsigned char *__restrict__ v_cache, int group,
+                        const int *__restrict__ pos, int n, int cap, float scale_log2)
+{
+    constexpr int LD = D + kPad, NT = KW / 8, DT = D / 8;
+    extern __shared__ uint4 smem_raw[];
+    __half *const qs = reinterpret_cast<__half *>(smem_raw);
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int h = blockIdx.y, r0 = blockIdx.z * kDecodeRows;
+    /* pos (the step's first cache row) is an input of the whole step, final
+     * before the graph runs, so it may be read before the wait below. */
+    const int pos0 = *pos;
+    const int kv_len = pos0 + n;
+    const int slice = blockIdx.x * WARPS + warp;
+    const int key0 = slice * KW;
+    const bool active = key0 < kv_len;
+    /* A slice of rows cached before this step holds nothing a running
+     * kernel writes: the one before us (rotary) writes only the step's own
+     * rows, and lets us launch only once it has waited for everything
+     * earlier. Its keys and values are fetched while rotary still runs. */
+    const bool early = key0 + KW <= pos0;
+    __half *const ks = qs + kDecodeRows * LD + warp * 2 * KW * LD;
+    __half *const vs = ks + KW * LD;
+    const size_t head_bytes = (size_t)cap * kv_row_bytes(BITS, D, group);
+    const unsigned char *const kh = k_cache + h * head_bytes;
+    const unsigned char *const vh = v_cache + h * head_bytes;
+
+    /* Launched as a programmatic dependent of the previous kernel: wait for
+     * it (the queries and the step's rows are its outputs), then let the
+     * merge kernel launch; it waits for this grid to finish before it reads
+     * the partials. A warp of an early slice waits after its loads, the
+     * others before: one call site of the loads keeps the code of a
+     * quantized cache's, which reads its codes back inline, small enough
+     * for the instruction cache. */
+    if (!early) {
+        asm volatile("griddepcontrol.wait;\n" ::: "memory");
+        asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    }
+    if (active) {
+        if constexpr (BITS == 16) {
+#pragma unroll 1
+            for (int side = 0; side < 2; ++side)
+                load_kv<D, BITS, KW, 32>(side ? vs : ks, side ? vh : kh, group, key0, kv_len,
+                                         lane);
+        } else {
+            KvTile<D, BITS, KW, 32> tk, tv;
+            tk.fetch(kh, group, key0, kv_len, lane);
+            tv.fetch(vh, group, key0, kv_len, lane);
+            tk.store(ks, kh, group, key0, kv_len, lane);
+            tv.store(vs, vh, group, key0, kv_len, lane);
+        }
+    }
+    if (early) {
+        asm volatile("griddepcontrol.wait;\n" ::: "memory");
+        asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    }
+    if (blockIdx.x * WARPS * KW >= kv_len)
+        return;
+
+    load_rows<D, kDecodeRows, WARPS * 32>(qs, q + (size_t)h * n * D, r0, n, tid);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    if (!active)
+        return;
+
+    QueryFrags<D, 1> qf;
+    qf.init(qs, lane);
+    float s[1][NT][4];
+    tile_scores<D, NT, 1>(s, qf, ks, lane);
+    const int row0 = r0 + (lane >> 2);
+    mask_causal<NT>(s[0], pos0 + row0, key0 + 2 * (lane & 3));
+
+    float o[1][DT][4];
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt)
+        o[0][dt][0] = o[0][dt][1] = o[0][dt][2] = o[0][dt][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    softmax_step<NT, DT>(s[0], o[0], m, l, scale_log2);
+    tile_pv<D, NT, 1>(o, s, vs, lane);
+
+    const size_t base = ((size_t)h * decode_slices<KW>(cap) + slice) * n;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const float sum = quad_sum(l[r]);
+        const int row = row0 + 8 * r;
+        if (row >= n)
+            continue;
+        float *const dst = part_o + (base + row) * D + 2 * (lane & 3);
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt)
+            *reinterpret_cast<float2 *>(dst + dt * 8) =
+                make_float2(o[0][dt][2 * r], o[0][dt][2 * r + 1]);
+        if ((lane & 3) == 0)
+            part_ml[base + row] = make_float2(m[r], sum);
+    }
+}
+
+/* grid (heads, n): merges the slices that query row i sees, 0..(pos0+i)/KW,
+ * each of which holds at least one of its keys and so a finite max. Each
+ * warp folds every kCombineWarps-th slice into a running max, sum and output
+ * (loads of later slices do not wait on the arithmetic of earlier ones), then
+ * the warps' results are merged. */
+template <int D, int KW>
+__global__ void __launch_bounds__(kCombineWarps * 32)
+    decode_combine_kernel(__half *__restrict__ out, const float *__restrict__ part_o,
+                          const float2 *__restrict__ part_ml, const int *__restrict__ pos, int n,
+                          int heads, int cap)
+{
+    constexpr int DL = (D + 31) / 32;
+    __shared__ float warp_m[kCombineWarps], warp_l[kCombineWarps];
+    __shared__ float warp_o[kCombineWarps][D];
+
+    const int h = blockIdx.x, row = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    /* pos was final before the split kernel got past its own wait, which
+     * precedes its launch trigger: it may be read before this grid's wait. */
+    const int count = (*pos + row) / KW + 1;
+    const size_t first = (size_t)h * decode_slices<KW>(cap) * n + row;
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    /* The next kernel (the output projection) prefetches its weights while
+     * the partials are merged. */
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+
+    float m = -INFINITY, l = 0.0f, acc[DL];
+#pragma unroll
+    for (int i = 0; i < DL; ++i)
+        acc[i] = 0.0f;
+#pragma unroll 4
+    for (int c = warp; c < count; c += kCombineWarps) {
+        const size_t at = first + (size_t)c * n;
+        const float2 ml = part_ml[at];
+        float v[DL];
+#pragma unroll
+        for (int i = 0; i < DL; ++i)
+            v[i] = lane + 32 * i < D ? part_o[at * D + lane + 32 * i] : 0.0f;
+        const float m_new = fmaxf(m, ml.x);
+        const float alpha = exp2_approx(m - m_new), w = exp2_approx(ml.x - m_new);
+        l = l * alpha + w * ml.y;
+#pragma unroll
+        for (int i = 0; i < DL; ++i)
+            acc[i] = acc[i] * alpha + w * v[i];
+        m = m_new;
+    }
+    if (lane == 0) {
+        warp_m[warp] = m;
+        warp_l[warp] = l;
+    }
+#pragma unroll
+    for (int i = 0; i < DL; ++i)
+        if (lane + 32 * i < D)
+            warp_o[warp][lane + 32 * i] = acc[i];
+    __syncthreads();
+
+    float mx = warp_m[0];
+#pragma unroll
+    for (int w = 1; w < kCombineWarps; ++w)
+        mx = fmaxf(mx, warp_m[w]);
+    float scale[kCombineWarps], sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kCombineWarps; ++w) {
+        scale[w] = exp2_approx(warp_m[w] - mx);
+        sum += scale[w] * warp_l[w];
+    }
+    const float inv = 1.0f / sum;
+    for (int d = threadIdx.x; d < D; d += kCombineWarps * 32) {
+        float x = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kCombineWarps; ++w)
+            x += scale[w] * warp_o[w][d];
+        out[(size_t)row * heads * D + h * D + d] = __float2half_rn(x * inv);
+    }
+}
+
+/* Each storage format is an instance of the kernels: X(BITS) for each. */
+#define RK_KV_BITS(X) X(16) X(8) X(4) X(2)
+
+template <int D, int BITS, int MT> void allow_prefill_smem()
+{
+    cudaFuncSetAttribute(prefill_kernel<D, BITS, kPrefillWarps, MT, prefill_keys<D>()>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         prefill_smem_bytes<D, kPrefillWarps, MT, prefill_keys<D>()>());
+}
+
+/* Quantized rows prefill with one row tile per warp only: the next tile's
+ * codes held in registers leave no room for two (255 registers and 256
+ * bytes of spills at head_dim 80). */
+template <int D, int BITS> constexpr int prefill_max_tiles()
+{
+    return BITS == 16 ? prefill_wide_tiles<D>() : 1;
+}
+
+template <int D, int BITS> void configure_format()
+{
+    using S = DecodeShape<D, BITS>;
+    allow_prefill_smem<D, BITS, 1>();
+    allow_prefill_smem<D, BITS, prefill_max_tiles<D, BITS>()>();
+    cudaFuncSetAttribute(decode_split_kernel<D, BITS, S::kKeys, S::kWarps>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         decode_smem_bytes<D, S::kKeys, S::kWarps>());
+}
+
+
+/* The device's SM count, read once by attention.cu's configure_once. */
+extern int sm_count;
+
+inline float scale_log2(int head_dim)
+{
+    return kLog2e / sqrtf((float)head_dim);
+}
+
+template <int D, int BITS, int MT>
+void launch_prefill_with(cudaStream_t s, void *out, const void *q, const rk_k_kv *c,
+                         const int *pos, int n)
+{
+    constexpr int BM = 16 * MT * kPrefillWarps, BN = prefill_keys<D>();
+    const dim3 grid(c->heads, (n + BM - 1) / BM);
+    prefill_kernel<D, BITS, kPrefillWarps, MT, BN>
+        <<<grid, kPrefillWarps * 32, prefill_smem_bytes<D, kPrefillWarps, MT, BN>(), s>>>(
+            static_cast<__half *>(out), static_cast<const __half *>(q),
+            static_cast<const unsigned char *>(c->k), static_cast<const unsigned char *>(c->v),
+            c->group, pos, n, c->heads, c->cap, scale_log2(D));
+}
+
+template <int D, int BITS>
+void launch_prefill(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, const int *pos,
+                    int n)
+{
+    constexpr int wide = prefill_max_tiles<D, BITS>(), wide_rows = 16 * wide * kPrefillWarps;
+    const long wide_blocks = (long)c->heads * ((n + wide_rows - 1) / wide_rows);
+    if (wide_blocks >= (long)kPrefillWideMinBlocksPerSM * sm_count)
+        launch_prefill_with<D, BITS, wide>(s, out, q, c, pos, n);
+    else
+        launch_prefill_with<D, BITS, 1>(s, out, q, c, pos, n);
+}
+
+template <int D, int BITS>
+void launch_decode(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, void *scratch,
+                   const int *pos, int n)
+{
+    constexpr int KW = DecodeShape<D, BITS>::kKeys, WARPS = DecodeShape<D, BITS>::kWarps;
+    const int slices = decode_slices<KW>(c->cap), heads = c->heads;
+    float *const part_o = static_cast<float *>(scratch);
+    float2 *const part_ml = reinterpret_cast<float2 *>(part_o + (size_t)heads * slices * n * D);
+    launch_dependent(decode_split_kernel<D, BITS, KW, WARPS>,
+                     dim3((slices + WARPS - 1) / WARPS, heads, (n + kDecodeRows - 1) / kDecodeRows),
+                     dim3(WARPS * 32), decode_smem_bytes<D, KW, WARPS>(), s, part_o, part_ml, q,
+                     static_cast<const unsigned char *>(c->k),
+                     static_cast<const unsigned char *>(c->v), c->group, pos, n, c->cap,
+                     scale_log2(D));
+    launch_dependent(decode_combine_kernel<D, KW>, dim3(heads, n), dim3(kCombineWarps * 32), 0, s,
+                     out, part_o, part_ml, pos, n, heads, c->cap);
+}
+
+/* Per storage format, over every head_dim of RK_ATTENTION_HEAD_DIMS (a
+ * shape rk_attention_supports rejects launches nothing): raising the
+ * kernels' shared-memory limits, prefill and decode. */
+template <int BITS> void configure()
+{
+#define RK_CONFIGURE(D) configure_format<D, BITS>();
+    RK_ATTENTION_HEAD_DIMS(RK_CONFIGURE)
+#undef RK_CONFIGURE
+}
+
+template <int BITS>
+void prefill(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, const int *pos, int n)
+{
+    switch (c->head_dim) {
+#define RK_CASE(D)                                                                                 \
+    case D: launch_prefill<D, BITS>(s, out, q, c, pos, n); break;
+        RK_ATTENTION_HEAD_DIMS(RK_CASE)
+#undef RK_CASE
+    }
+}
+
+template <int BITS>
+void decode(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, void *scratch,
+            const int *pos, int n)
+{
+    switch (c->head_dim) {
+#define RK_CASE(D)                                                                                 \
+    case D: launch_decode<D, BITS>(s, out, q, c, scratch, pos, n); break;
+        RK_ATTENTION_HEAD_DIMS(RK_CASE)
+#undef RK_CASE
+    }
+}
+
+/* The instances of one storage format, made in its own file. */
+#define RK_ATTENTION_INSTANCES(BITS)                                                               \
+    template void configure<BITS>();                                                               \
+    template void prefill<BITS>(cudaStream_t, void *, const void *, const rk_k_kv *, const int *,  \
+                                int);                                                              \
+    template void decode<BITS>(cudaStream_t, void *, const void *, const rk_k_kv *, void *,        \
+                               const int *, int);
+
+} // namespace rk_attn
+
+#endif

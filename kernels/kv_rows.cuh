@@ -1,0 +1,214 @@
+/* Device side of kv_rows.h: writing a row of a quantized format and reading
+ * eight of its elements back. The arithmetic is core/kv_quant.c's, step for
+ * step and rounded the same way (explicit _rn intrinsics, so the compiler
+ * fuses nothing the C reference computes in two roundings), which is what
+ * makes the codes the CPU target's for the same floats. */
+#ifndef RK_KV_ROWS_CUH
+#define RK_KV_ROWS_CUH
+
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "kv_rows.h"
+
+/* The largest head_dim a row is staged for in shared memory. */
+constexpr int kKvMaxHeadDim = 256;
+
+__host__ __device__ constexpr size_t kv_row_bytes(int bits, int head_dim, int group)
+{
+    return bits == 16 ? (size_t)head_dim * 2
+                      : (size_t)head_dim * bits / 8 + (size_t)(head_dim / group) * 4;
+}
+
+/* Elements 8C..8C+7 of a row of BITS-bit codes (8, 4 or 2) of HEAD_DIM
+ * elements in groups of GROUP, as loaded: their codes and the (scale,
+ * minimum) of the group of element 8C. Loading is apart from reading back
+ * so that a warp can have all of its chunks' loads in flight before it
+ * waits for any. Rows and their codes' offsets are 4-byte aligned for every
+ * supported shape (kv_rows.h). The cache is read through the read-only
+ * path: no kernel writes rows it reads. */
+template <int BITS> struct KvChunk {
+    uint32_t code[BITS == 8 ? 2 : 1];
+    uint32_t meta;
+};
+
+template <int BITS>
+__device__ __forceinline__ KvChunk<BITS> kv_chunk_load(const unsigned char *row, int head_dim,
+                                                       int group, int c)
+{
+    KvChunk<BITS> k;
+    if constexpr (BITS == 8) {
+        k.code[0] = __ldg(reinterpret_cast<const unsigned *>(row + c * 8));
+        k.code[1] = __ldg(reinterpret_cast<const unsigned *>(row + c * 8 + 4));
+    } else if constexpr (BITS == 4) {
+        k.code[0] = __ldg(reinterpret_cast<const unsigned *>(row + c * 4));
+    } else {
+        k.code[0] = __ldg(reinterpret_cast<const unsigned short *>(row + c * 2));
+    }
+    k.meta = __ldg(reinterpret_cast<const unsigned *>(row + head_dim * BITS / 8) + c * 8 / group);
+    return k;
+}
+
+/* A chunk of zeros (rows past the valid ones): codes 0 at scale 0 and
+ * minimum 0. */
+template <int BITS> __device__ __forceinline__ KvChunk<BITS> kv_chunk_zero()
+{
+    KvChunk<BITS> k = {};
+    return k;
+}
+
+/* Element E's code of a chunk. */
+template <int BITS> __device__ __forceinline__ unsigned kv_chunk_code(const KvChunk<BITS> &k, int e)
+{
+    if constexpr (BITS == 8)
+        return (k.code[e / 4] >> (8 * (e % 4))) & 0xffu;
+    else
+        return (k.code[0] >> (BITS * e)) & ((1u << BITS) - 1u);
+}
+
+/* The chunk read back as code x scale + minimum, as rk_kv_dequantize_tokens
+ * computes it. A group that is a multiple of 8 holds whole chunks; under
+ * any other the elements past the first group look theirs up in ROW. */
+template <int BITS>
+__device__ __forceinline__ void kv_chunk_values(const KvChunk<BITS> &k, const unsigned char *row,
+                                                int head_dim, int group, int c, float (&x)[8])
+{
+    const __half2 *meta = reinterpret_cast<const __half2 *>(row + head_dim * BITS / 8);
+    const bool one_group = group % 8 == 0 || c * 8 / group == (c * 8 + 7) / group;
+    const unsigned mbits = k.meta;
+    float2 sm = __half22float2(*reinterpret_cast<const __half2 *>(&mbits));
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+        if (!one_group)
+            sm = __half22float2(meta[(c * 8 + e) / group]);
+        x[e] = __fadd_rn(__fmul_rn((float)kv_chunk_code<BITS>(k, e), sm.x), sm.y);
+    }
+}
+
+__device__ __forceinline__ uint4 kv_pack_half8(const float (&x)[8])
+{
+    uint4 u;
+    __half2 *h = reinterpret_cast<__half2 *>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+        h[i] = __floats2half2_rn(x[2 * i], x[2 * i + 1]);
+    return u;
+}
+
+/* kv_chunk_values rounded to 8 halves, the attention kernels' tiles, for a
+ * GROUP that is a multiple of 8. */
+template <int BITS>
+__device__ __forceinline__ uint4 kv_chunk_half8(const KvChunk<BITS> &k)
+{
+    const unsigned mbits = k.meta;
+    const float2 sm = __half22float2(*reinterpret_cast<const __half2 *>(&mbits));
+    float x[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+        x[e] = __fadd_rn(__fmul_rn((float)kv_chunk_code<BITS>(k, e), sm.x), sm.y);
+    return kv_pack_half8(x);
+}
+
+template <int BITS>
+__device__ __forceinline__ void kv_dequant8(const unsigned char *row, int head_dim, int group,
+                                            int c, float (&x)[8])
+{
+    kv_chunk_values<BITS>(kv_chunk_load<BITS>(row, head_dim, group, c), row, head_dim, group, c,
+                          x);
+}
+
+/* One warp writes the row of HEAD_DIM floats X (shared memory) as BITS-bit
+ * codes in groups of GROUP into ROW: rk_kv_quantize_tokens. META (shared,
+ * head_dim / group entries) holds each group's (scale, minimum) between the
+ * two passes. */
+/* A group's (scale, minimum) from its extremes, as rk_kv_quantize_group
+ * rounds them: NaNs pass (fminf and fmaxf skip them), the range is clamped
+ * to fp16's, and a minimum rounded up past the maximum leaves no range. */
+template <int BITS> __device__ __forceinline__ float2 kv_group_scale_min(float lo, float hi)
+{
+    constexpr float kQmax = (float)((1u << BITS) - 1u), kFp16Max = 65504.0f;
+    if (!(lo <= hi))
+        lo = hi = 0.0f;
+    lo = fminf(fmaxf(lo, -kFp16Max), kFp16Max);
+    hi = fminf(fmaxf(hi, -kFp16Max), kFp16Max);
+    const float m = __half2float(__float2half_rn(lo));
+    const float range = fmaxf(__fsub_rn(hi, m), 0.0f);
+    const float sc = __half2float(__float2half_rn(fminf(__fdiv_rn(range, kQmax), kFp16Max)));
+    return make_float2(sc, m);
+}
+
+/* X's code under a group's (scale, minimum). */
+template <int BITS> __device__ __forceinline__ unsigned kv_code_of(float x, float2 sm)
+{
+    constexpr float kQmax = (float)((1u << BITS) - 1u);
+    float q = sm.x > 0.0f ? rintf(__fdiv_rn(__fsub_rn(x, sm.y), sm.x)) : 0.0f;
+    /* Rounding the minimum up or the scale down can put the extremes a code
+     * outside. */
+    q = !(q >= 0.0f) ? 0.0f : q > kQmax ? kQmax : q;
+    return (unsigned)q;
+}
+
+template <int BITS>
+__device__ void kv_quantize_row_warp(unsigned char *row, const float *x, float2 *meta,
+                                     int head_dim, int group, int lane)
+{
+    const int groups = head_dim / group, code_bytes = head_dim * BITS / 8;
+    for (int g = lane; g < groups; g += 32) {
+        float lo = INFINITY, hi = -INFINITY;
+        for (int i = g * group; i < (g + 1) * group; ++i) {
+            lo = fminf(lo, x[i]);
+            hi = fmaxf(hi, x[i]);
+        }
+        const float2 sm = kv_group_scale_min<BITS>(lo, hi);
+        reinterpret_cast<__half2 *>(row + code_bytes)[g] =
+            __halves2half2(__float2half_rn(sm.x), __float2half_rn(sm.y));
+        meta[g] = sm;
+    }
+    __syncwarp();
+    constexpr int kPer = 8 / BITS;
+    for (int b = lane; b < code_bytes; b += 32) {
+        unsigned byte = 0;
+#pragma unroll
+        for (int e = 0; e < kPer; ++e) {
+            const int i = b * kPer + e;
+            byte |= kv_code_of<BITS>(x[i], meta[i / group]) << (BITS * e);
+        }
+        row[b] = (unsigned char)byte;
+    }
+}
+
+/* One warp writes a row of HEAD_DIM values as BITS-bit codes into ROW, the
+ * same codes as kv_quantize_row_warp, for a GROUP that is a power of two
+ * up to 32: lane L holds elements L + 32k in X[k], a group's lanes are
+ * aligned, and its extremes are reduced by shuffles instead of one lane's
+ * pass over the group (the decode step's rotary kernel waits on this). */
+template <int BITS>
+__device__ __forceinline__ void kv_quantize_row_lanes(unsigned char *row, const float (&x)[8],
+                                                      int head_dim, int group, int lane)
+{
+    constexpr int kPer = 8 / BITS;
+    unsigned char *const meta = row + head_dim * BITS / 8;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+        if (32 * k >= head_dim)
+            break;
+        const int j = lane + 32 * k;
+        float lo = x[k], hi = x[k];
+        for (int o = group / 2; o > 0; o /= 2) {
+            lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+            hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+        }
+        const float2 sm = kv_group_scale_min<BITS>(lo, hi);
+        if (j < head_dim && j % group == 0)
+            reinterpret_cast<__half2 *>(meta)[j / group] =
+                __halves2half2(__float2half_rn(sm.x), __float2half_rn(sm.y));
+        unsigned byte = kv_code_of<BITS>(x[k], sm);
+#pragma unroll
+        for (int e = 1; e < kPer; ++e)
+            byte |= __shfl_down_sync(0xffffffffu, byte & ((1u << BITS) - 1u), e) << (BITS * e);
+        if (j < head_dim && j % kPer == 0)
+            row[j / kPer] = (unsigned char)byte;
+    }
+}
+
+#endif
