@@ -247,6 +247,18 @@ expect 2 'does not divide head_dim 80' -- "$bin/rankkv-eval" --model "$nano" \
 expect 2 'kv-group' -- "$gen" --model "$nano" --kv-dtype int8 --kv-group 0
 # A group is checked against the model even where the dtype has none.
 expect 2 '--kv-group: KV group of 7 channels' -- "$gen" --model "$nano" --kv-dtype fp32 --kv-group 7
+# Options of one format with a dtype that has none of it: refused, not ignored.
+expect 2 '--kv-bits-avg sets smartkv' -- "$gen" --model "$nano" --kv-dtype int8 --kv-bits-avg 6
+lines bits-avg without smartkv
+expect 2 '--kv-residual sets a KIVI cache' -- "$bin/rankkv-eval" --model "$nano" \
+    --dataset t="$tmp/text.txt" --kv-dtype fp32,int4 --kv-residual 32
+expect 2 '--kv-dtype (the target' -- "$bin/rankkv-bench" --model "$nano" --kv-bits-avg 6
+# generate's record names what the rows were made with, defaults included.
+expect 0 '' -- "$gen" --model "$nano" --kv-dtype kivi --max-new-tokens 2 --json --quiet
+has "$tmp/out" '"kv_group":16,"kv_residual":64' 'generate --json with kivi'
+expect 0 '' -- "$gen" --model "$nano" --kv-dtype smartkv --kv-bits-avg 6 --max-new-tokens 2 \
+    --json --quiet
+has "$tmp/out" '"kv_bits_avg":6' 'generate --json with smartkv'
 expect 2 'unknown KV dtype' -- "$bin/rankkv-bench" --model "$nano" --kv-dtype fp32,bf16
 expect 2 'unknown KV dtype' -- "$bin/rankkv-compare" --model "$nano" --kv-dtype q8
 # CUDA stores the row formats (fp16, int8, int4, int2); a build with the

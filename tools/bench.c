@@ -67,6 +67,7 @@ int main(int argc, char **argv)
                      "model x dtype x method, each at the one --kv-precision.\n"),
         {0}};
     cli_parse(argc, argv, usage, opts);
+    cli_kv_check_dtype_options(&kv);
     char *methods[MAX_METHODS], *dtypes[MAX_DTYPES];
     const int n_methods = cli_split_list("--kv", kv.opt.method, methods, MAX_METHODS);
     if (models.n == 0)

@@ -1003,6 +1003,38 @@ void cli_kv_cache_json(cJSON *j, const rk_model *m)
         cJSON_AddItemToArray(layers, cJSON_CreateString(rk_kv_format_name(c->format[l])));
 }
 
+/* Whether a name of the comma-separated LIST is a format PRED holds of. */
+static int list_has_format(const char *list, int (*pred)(rk_kv_format))
+{
+    for (const char *p = list; p && *p;) {
+        const size_t n = strcspn(p, ",");
+        char name[32];
+        rk_kv_format f;
+        if (n < sizeof name) {
+            memcpy(name, p, n);
+            name[n] = '\0';
+            if (rk_kv_format_parse(name, &f) == RK_OK && pred(f))
+                return 1;
+        }
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
+static int is_smart(rk_kv_format f) { return f == RK_KV_SMART; }
+
+void cli_kv_check_dtype_options(const cli_kv *kv)
+{
+    if (kv->bits_avg && !list_has_format(kv->dtype, is_smart))
+        cli_usage_error("--kv-bits-avg sets smartkv's average bits; --kv-dtype %s has no smartkv "
+                        "cache",
+                        kv->dtype ? kv->dtype : "(the target's own)");
+    if (kv->residual && !list_has_format(kv->dtype, rk_kv_format_kivi))
+        cli_usage_error("--kv-residual sets a KIVI cache's fp16 rows; --kv-dtype %s has no kivi, "
+                        "kivi2 or kivi4 cache",
+                        kv->dtype ? kv->dtype : "(the target's own)");
+}
+
 void cli_kv_stores(const rk_kv_policy *p, rk_kv_format f)
 {
     if (rk_kv_policy_stores(p, f) != RK_OK)

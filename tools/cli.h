@@ -340,6 +340,12 @@ void cli_kv_cache_json(struct cJSON *j, const rk_model *m);
  * streamingllm over KIVI). */
 void cli_kv_stores(const rk_kv_policy *p, rk_kv_format f);
 
+/* A usage error for an option no --kv-dtype named uses, which would
+ * otherwise be ignored: --kv-bits-avg without smartkv, --kv-residual
+ * without a KIVI format (KV's --kv-dtype is one name or, in the tools that
+ * take lists, a comma-separated list). */
+void cli_kv_check_dtype_options(const cli_kv *kv);
+
 /* With --kv-memory: the dtype and average budget kv_fit.h's rule chooses
  * for prompts of MAX_PROMPT tokens and MAX_NEW after them, on OPS (or in
  * the one --kv-dtype names), into KV's dtype, opt.average and fit, and said

@@ -504,6 +504,7 @@ int main(int argc, char **argv)
                      "apply to\nevery row; --kv and --kv-budget are --rows and --budget here.\n"),
         {0}};
     cli_parse(argc, argv, usage, opts);
+    cli_kv_check_dtype_options(&kv);
     if (kv.opt.method || kv.opt.average || kv.memory)
         cli_usage_error("rankkv-compare takes --rows and --budget lists, not "
                         "--kv/--kv-budget/--kv-memory");

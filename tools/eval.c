@@ -69,6 +69,7 @@ int main(int argc, char **argv)
                      "varies.\nProgress goes to stderr; the table to stdout.\n"),
         {0}};
     cli_parse(argc, argv, usage, opts);
+    cli_kv_check_dtype_options(&kv);
     if (sets.n == 0)
         cli_usage_error("give at least one --dataset NAME=PATH");
     harness_check_tail(tail, context);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kv_smart.h"
 #include "rankkv.h"
 #include "textio.h"
 
@@ -62,6 +63,7 @@ static options parse(int argc, char **argv)
         CLI_HELP_OPT,
         {0}};
     cli_parse(argc, argv, usage, opts);
+    cli_kv_check_dtype_options(&o.kv);
     return o;
 }
 
@@ -151,6 +153,17 @@ static void print_json(const options *o, const rankkv_options *a, rk_kv_format d
     if (strcmp(a->kv, "full") != 0)
         cJSON_AddNumberToObject(j, "kv_budget", a->kv_budget);
     cJSON_AddStringToObject(j, "kv_precision", a->kv_precision ? a->kv_precision : "uniform");
+    /* The parameters the cache's rows were made with, as the plan took
+     * them (the defaults where none was given). */
+    const int rank = a->kv_precision && strcmp(a->kv_precision, "rank") == 0;
+    if (rk_kv_format_grouped(dtype) || dtype == RK_KV_SMART || rank)
+        cJSON_AddNumberToObject(j, "kv_group", a->kv_group ? a->kv_group : RK_KV_GROUP_DEFAULT);
+    if (rk_kv_format_kivi(dtype))
+        cJSON_AddNumberToObject(j, "kv_residual",
+                                a->kv_residual ? a->kv_residual : RK_KV_RESIDUAL_DEFAULT);
+    if (dtype == RK_KV_SMART)
+        cJSON_AddNumberToObject(j, "kv_bits_avg",
+                                a->kv_bits_avg ? a->kv_bits_avg : RK_SMART_BITS_DEFAULT);
     cli_kv_fit_json(j, &o->kv);
     cJSON_AddNumberToObject(j, "weights_bytes", (double)weights);
     cJSON_AddNumberToObject(j, "arena_bytes", (double)arena);

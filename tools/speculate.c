@@ -187,6 +187,7 @@ static options parse(int argc, char **argv)
                      "streamingllm) cannot roll rejected tokens back and are refused.\n"),
         {0}};
     cli_parse(argc, argv, usage, opts);
+    cli_kv_check_dtype_options(&o.kv);
     if (!o.draft)
         cli_usage_error("--draft-model DIR is required");
     if (o.prompt && !*o.prompt)
