@@ -7,7 +7,8 @@
  * and overall in the order fp16 < int8 < int4, the same from rk_kv_error
  * over the rows rk_model_kv_row reads back (rankkv-ppl --kv-error), and
  * the rows a quantized cache appends equal to the reference's codes of the
- * fp32 cache's rows.
+ * fp32 cache's rows; smartkv's rows, as its attention placed them, between
+ * int8's and int4's error.
  * Every policy with every format against the fp32 cache: fp16 generates the
  * same greedy tokens, int8 logits stay close, int4 logits finite and its
  * NLL near. Refusals: a group that does not divide head_dim, an unknown
@@ -411,6 +412,74 @@ static void test_real_kv(const char *model, int P)
     free(ids);
 }
 
+/* SmartKV among the others, on a prompt of P tokens of MODEL: the rows of
+ * its cache (each in the tier its attention placed it in, read back by
+ * rk_model_kv_row) against the fp16 cache's of the same prompt, whose
+ * activations they share (smartkv holds the prompt in fp16 until it is
+ * placed), and int8 and int4 as the reference quantizes those same rows.
+ * Its default average (8 bits of fp16's 16, scales counted) lies between
+ * int8's 10 and int4's 6, and so must its error, overall, K and V. */
+static void test_smart_order(const char *model, int P)
+{
+    int32_t *ids = readme_tokens(model, P);
+    CHECKF(ids != NULL, "README tokens of %s", model);
+    rk_model *ref = ids ? load(model, RK_KV_FP16, (rk_kv_policy){0}, P, 1) : NULL;
+    rk_model *smart = ids ? load(model, RK_KV_SMART, (rk_kv_policy){0}, P, 1) : NULL;
+    if (!ref || !smart) {
+        rk_model_free(ref);
+        rk_model_free(smart);
+        free(ids);
+        return;
+    }
+    rk_seq sr, ss;
+    rk_seq_reset(&sr);
+    rk_seq_reset(&ss);
+    CHECK(rk_model_prefill(ref, &sr, ids, P) == RK_OK);
+    CHECK(rk_model_prefill(smart, &ss, ids, P) == RK_OK);
+    const int L = ref->cfg.n_layers, H = ref->cfg.n_heads, hd = ref->cfg.head_dim;
+    const size_t width = (size_t)H * hd;
+    float *k = malloc(2 * width * sizeof *k), *v = k + width;
+    float *sk = malloc(2 * width * sizeof *sk), *sv = sk + width;
+    /* [K, V][int8, smartkv, int4] */
+    double err2[2][3] = {{0}}, norm2[2][3] = {{0}};
+    for (int l = 0; l < L; l++)
+        for (int pos = 0; pos < P; pos++) {
+            CHECK(rk_model_kv_row(ref, &sr, l, pos, k, v) == RK_OK);
+            CHECK(rk_model_kv_row(smart, &ss, l, pos, sk, sv) == RK_OK);
+            /* The newest rows stay in smartkv's fp16 tier: equal, as the
+             * activations are the same. */
+            if (pos == P - 1)
+                CHECKF(memcmp(k, sk, width * sizeof *k) == 0 &&
+                           memcmp(v, sv, width * sizeof *v) == 0,
+                       "%s layer %d: smartkv's newest row differs from the fp16 cache's", model,
+                       l);
+            for (int kv = 0; kv < 2; kv++) {
+                const float *x = kv ? v : k, *got = kv ? sv : sk;
+                for (size_t i = 0; i < width; i++) {
+                    err2[kv][1] += ((double)got[i] - x[i]) * ((double)got[i] - x[i]);
+                    norm2[kv][1] += (double)x[i] * x[i];
+                }
+                layer_error(RK_KV_INT8, x, H, hd, &err2[kv][0], &norm2[kv][0]);
+                layer_error(RK_KV_INT4, x, H, hd, &err2[kv][2], &norm2[kv][2]);
+            }
+        }
+    for (int kv = 0; kv < 2; kv++) {
+        double e[3];
+        for (int q = 0; q < 3; q++)
+            e[q] = sqrt(err2[kv][q] / norm2[kv][q]);
+        printf("%s, %d README tokens, %s against the fp16 cache: int8 %.5f, smartkv (8 bits) "
+               "%.5f, int4 %.5f\n",
+               model, P, kv ? "V" : "K", e[0], e[1], e[2]);
+        CHECKF(e[0] < e[1] && e[1] < e[2], "%s %s: smartkv's error %g not between int8's %g and "
+               "int4's %g", model, kv ? "V" : "K", e[1], e[0], e[2]);
+    }
+    free(k);
+    free(sk);
+    rk_model_free(ref);
+    rk_model_free(smart);
+    free(ids);
+}
+
 /* ---- every policy in every format against the fp32 cache ---- */
 
 enum { PROMPT = 200, NEW = 24, GREEDY = 48, PROMPTS = 3, BUDGET = 40, WINDOW = 8 };
@@ -616,9 +685,11 @@ int main(void)
     test_plan_bytes();
     test_refusals();
     test_real_kv(NANO, 512);
-    if (access(MINI "/model.safetensors", R_OK) == 0)
+    test_smart_order(NANO, 512);
+    if (access(MINI "/model.safetensors", R_OK) == 0) {
         test_real_kv(MINI, 1024);
-    else
+        test_smart_order(MINI, 1024);
+    } else
         printf("pythia-mini is absent (../shared): its K/V are not measured\n");
     test_policies();
     return rk_test_finish("test_kv_quant");
