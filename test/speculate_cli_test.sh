@@ -19,6 +19,14 @@ if grep -q '^prompt  *3  *24  *1.000 .* 1/1$' "$tmp/out"; then ok; else bad "nan
 for key in '"acceptance_rate":	1' '"speedup"' '"draft_model":	"pythia-nano"' '"commit"' '"device"' '"output_ids"'; do
     if grep -q "$key" "$tmp/run.json"; then ok; else bad "--json lacks $key"; fi
 done
+# 26 tokens at K 3, every proposal kept: six rounds of four tokens, then
+# one with a single token left to make, which proposes nothing; the mean
+# of kept proposals is over the six that proposed.
+expect 0 '' -- "$spec" --draft-model "$nano" --max-new-tokens 26 --spec-k 3 --json "$tmp/k3.json" --quiet
+if [ "$("$bin/json_get" "$tmp/k3.json" runs.0.rounds)" = 7 ] \
+    && [ "$("$bin/json_get" "$tmp/k3.json" runs.0.proposing_rounds)" = 6 ] \
+    && [ "$("$bin/json_get" "$tmp/k3.json" runs.0.mean_accepted_per_round)" = 3 ]; then ok
+else bad "kept proposals per round counts a round without proposals"; cat "$tmp/k3.json"; fi
 expect 0 '' -- "$spec" --draft-model "$nano" --max-new-tokens 24 --spec-k 2 --spec-adaptive --no-baseline --quiet
 if grep -q '^prompt  *~2  *24  *1.000 .* -$' "$tmp/out"; then ok; else bad "--spec-adaptive --no-baseline"; cat "$tmp/out"; fi
 

@@ -455,11 +455,23 @@ static void add_stats(totals *t, const rk_spec_stats *s, int mismatch)
 
 static double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
 
+/* Rounds that had proposals to judge (the histogram's): the kept
+ * proposals' mean is over these, not over rounds the draft sat out (a
+ * round with one token left to make, or a draft that can no longer read
+ * the context). */
+static long proposing_rounds(const totals *t)
+{
+    long n = 0;
+    for (int i = 0; i <= RK_SPEC_MAX_K; i++)
+        n += t->hist[i];
+    return n;
+}
+
 static void print_row(const char *set, const char *k, const totals *t, const totals *base)
 {
     const double secs = t->prefill_s + t->decode_s, bsecs = base->prefill_s + base->decode_s;
     printf("%-10s %4s %7ld %6.3f %8.2f %8.2f %7ld %7ld %9.1f", set, k, t->generated,
-           ratio(t->accepted, t->proposed), ratio(t->accepted, t->rounds),
+           ratio(t->accepted, t->proposed), ratio(t->accepted, proposing_rounds(t)),
            ratio(t->generated - t->prompts, t->rounds), t->target_forwards, t->draft_steps,
            ratio(t->generated, secs));
     if (base->prompts)
@@ -490,7 +502,9 @@ static cJSON *totals_json(const char *set, int k, const totals *t, const totals 
     cJSON_AddNumberToObject(j, "proposed", (double)t->proposed);
     cJSON_AddNumberToObject(j, "accepted", (double)t->accepted);
     cJSON_AddNumberToObject(j, "acceptance_rate", ratio(t->accepted, t->proposed));
-    cJSON_AddNumberToObject(j, "mean_accepted_per_round", ratio(t->accepted, t->rounds));
+    cJSON_AddNumberToObject(j, "proposing_rounds", (double)proposing_rounds(t));
+    cJSON_AddNumberToObject(j, "mean_accepted_per_round",
+                            ratio(t->accepted, proposing_rounds(t)));
     cJSON_AddNumberToObject(j, "tokens_per_round", ratio(t->generated - t->prompts, t->rounds));
     cJSON *hist = cJSON_AddArrayToObject(j, "rounds_by_accepted");
     for (int i = 0; i <= RK_SPEC_MAX_K; i++)
