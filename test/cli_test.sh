@@ -161,6 +161,14 @@ expect 2 'not what to run' -- "$bin/rankkv-compare" --from-json "$tmp/seed.json"
 expect 2 'not what to run' -- "$bin/rankkv-compare" --from-json "$tmp/seed.json" --json "$tmp/x.json"
 expect 1 'not a rankkv-compare record' -- "$bin/rankkv-compare" --from-json "$tmp/seed.md"
 expect 2 'is also an input' -- "$bin/rankkv-compare" --from-json "$tmp/seed.json" --markdown "$tmp/seed.json"
+# A perplexity no run makes (the check harness_ppl applies to a run's):
+# refused, not shown. The record of pythia-mini's table, with its PPLs 1.
+record="$(dirname "${BASH_SOURCE[0]}")/../bench/results/rankkv_compare_pythia-mini.json"
+expect 0 '' -- "$bin/rankkv-compare" --from-json "$record"
+if grep -q 'wikitext PPL' "$tmp/out"; then ok; else bad "compare --from-json: pythia-mini's record"; fi
+sed 's/_ppl":[^,}]*/_ppl":\t1/' "$record" >"$tmp/ppl1.json"
+expect 1 'wikitext_ppl of row 0: perplexity 1 is not one a run makes' -- \
+    "$bin/rankkv-compare" --from-json "$tmp/ppl1.json"
 if "$bin/json_get" "$tmp/seed.json" rows.0.row >/dev/null 2>&1 || grep -q '"rows"' "$tmp/seed.json"
 then ok; else bad "compare --from-json: the record was written over"; fi
 

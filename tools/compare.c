@@ -374,6 +374,11 @@ static cJSON *read_record(const char *record, harness_datasets *sets, row_result
             cli_str_clear(&key);
             cli_str_add(&key, "%s_ppl", sets->set[s].name);
             o->ppl[s] = record_number(record, row, r, key.s);
+            cli_str_add(&key, " of row %d", r);
+            if (harness_ppl_check(o->ppl[s], key.s) != RK_OK) {
+                rk_fail(RK_EINVAL, "%s: %s", record, rk_last_error());
+                cli_die();
+            }
             cli_str_clear(&key);
             cli_str_add(&key, "%s_nll_minus_full", sets->set[s].name);
             if ((o->have_dnll[s] = cJSON_HasObjectItem(row, key.s))) {

@@ -272,6 +272,9 @@ static void per_token(const double *a, const double *b, int n, int tail, double 
     *se = n > 1 ? sqrt(ss / (n - 1) / n) : 0.0;
 }
 
+/* Below this a perplexity prints as 1.00 (harness.h). */
+#define MIN_PPL 1.005
+
 rk_status harness_ppl(const harness_tally *t, double *ppl)
 {
     if (t->scored <= 0)
@@ -279,11 +282,21 @@ rk_status harness_ppl(const harness_tally *t, double *ppl)
     *ppl = exp(t->nll / t->scored);
     if (!isfinite(*ppl))
         return rk_fail(RK_EINVAL, "the perplexity of %ld scored tokens is %g", t->scored, *ppl);
-    if (*ppl < 1.005)
+    if (*ppl < MIN_PPL)
         return rk_fail(RK_EINVAL,
                        "perplexity %.6f over %ld tokens prints as 1.00: the tokens were not "
                        "really scored",
                        *ppl, t->scored);
+    return RK_OK;
+}
+
+rk_status harness_ppl_check(double ppl, const char *what)
+{
+    if (!isfinite(ppl) || ppl < MIN_PPL)
+        return rk_fail(RK_EINVAL,
+                       "%s: perplexity %g is not one a run makes (finite, at least %.3f: below, "
+                       "it prints as 1.00 and its tokens were not really scored)",
+                       what, ppl, MIN_PPL);
     return RK_OK;
 }
 

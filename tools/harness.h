@@ -81,6 +81,10 @@ struct cJSON *harness_record(int argc, char **argv, const char *model, const cha
  * really scored; the published table's PG-19 column was all 1.00). */
 rk_status harness_ppl(const harness_tally *t, double *ppl);
 
+/* The same check of a perplexity read back (a record shown again): an
+ * error naming WHAT unless PPL is finite and at least 1.005. */
+rk_status harness_ppl_check(double ppl, const char *what);
+
 /* Every window of SET through harness_score_window on M, progress on
  * stderr after LABEL; per-window NLLs to ROW_NLL, the perplexity checked by
  * harness_ppl (an error exit naming LABEL and the dataset otherwise). Dynamic budgets change
