@@ -109,6 +109,8 @@ __device__ __forceinline__ uint4 kv_chunk_half8(const KvChunk<BITS> &k)
     return kv_pack_half8(x);
 }
 
+/* Elements 8C..8C+7 of ROW loaded and read back at once (the attention
+ * mass kernel's keys). */
 template <int BITS>
 __device__ __forceinline__ void kv_dequant8(const unsigned char *row, int head_dim, int group,
                                             int c, float (&x)[8])
@@ -117,10 +119,6 @@ __device__ __forceinline__ void kv_dequant8(const unsigned char *row, int head_d
                           x);
 }
 
-/* One warp writes the row of HEAD_DIM floats X (shared memory) as BITS-bit
- * codes in groups of GROUP into ROW: rk_kv_quantize_tokens. META (shared,
- * head_dim / group entries) holds each group's (scale, minimum) between the
- * two passes. */
 /* A group's (scale, minimum) from its extremes, as rk_kv_quantize_group
  * rounds them: NaNs pass (fminf and fmaxf skip them), the range is clamped
  * to fp16's, and a minimum rounded up past the maximum leaves no range. */
@@ -148,6 +146,10 @@ template <int BITS> __device__ __forceinline__ unsigned kv_code_of(float x, floa
     return (unsigned)q;
 }
 
+/* One warp writes the row of HEAD_DIM floats X (shared memory) as BITS-bit
+ * codes in groups of GROUP into ROW: rk_kv_quantize_tokens. META (shared,
+ * head_dim / group entries) holds each group's (scale, minimum) between the
+ * two passes. */
 template <int BITS>
 __device__ void kv_quantize_row_warp(unsigned char *row, const float *x, float2 *meta,
                                      int head_dim, int group, int lane)
@@ -202,6 +204,8 @@ __device__ __forceinline__ void kv_quantize_row_lanes(unsigned char *row, const 
         if (j < head_dim && j % group == 0)
             reinterpret_cast<__half2 *>(meta)[j / group] =
                 __halves2half2(__float2half_rn(sm.x), __float2half_rn(sm.y));
+        /* The codes of a byte from the lanes after its first; each lane's
+         * own code is its low bits, as the lanes fold theirs in together. */
         unsigned byte = kv_code_of<BITS>(x[k], sm);
 #pragma unroll
         for (int e = 1; e < kPer; ++e)
