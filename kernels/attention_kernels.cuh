@@ -232,23 +232,6 @@ template <int D, int BITS, int ROWS, int THREADS> struct KvTile {
     }
 };
 
-/* A tile of K or V rows of any format into shared DST at once: fp16 rows
- * through cp.async (complete at the caller's next wait), quantized rows
- * read back before it returns. */
-template <int D, int BITS, int ROWS, int THREADS>
-__device__ __forceinline__ void load_kv(__half *dst, const unsigned char *head, int group,
-                                        int first, int limit, int tid)
-{
-    if constexpr (BITS == 16) {
-        load_rows<D, ROWS, THREADS>(dst, reinterpret_cast<const __half *>(head), first, limit,
-                                    tid);
-    } else {
-        KvTile<D, BITS, ROWS, THREADS> t;
-        t.fetch(head, group, first, limit, tid);
-        t.store(dst, head, group, first, limit, tid);
-    }
-}
-
 /* The A fragments of a warp's MT row tiles of queries. Small enough, they
  * stay in registers; otherwise (beyond 40 registers) they would crowd out the
  * output accumulators, so they are read again from shared memory at each
@@ -444,8 +427,8 @@ __global__ void __launch_bounds__(WARPS * 32)
     KvTile<D, BITS, BN, THREADS> next_k, next_v;
     load_rows<D, BM, THREADS>(qs, q + (size_t)h * n * D, q0, n, tid);
     if constexpr (BITS == 16) {
-        load_kv<D, BITS, BN, THREADS>(ks, kh, group, 0, kv_len, tid);
-        load_kv<D, BITS, BN, THREADS>(vs, vh, group, 0, kv_len, tid);
+        load_rows<D, BN, THREADS>(ks, reinterpret_cast<const __half *>(kh), 0, kv_len, tid);
+        load_rows<D, BN, THREADS>(vs, reinterpret_cast<const __half *>(vh), 0, kv_len, tid);
     } else {
         next_k.fetch(kh, group, 0, kv_len, tid);
         next_v.fetch(vh, group, 0, kv_len, tid);
@@ -597,8 +580,9 @@ __global__ void __launch_bounds__(WARPS * 32)
         if constexpr (BITS == 16) {
 #pragma unroll 1
             for (int side = 0; side < 2; ++side)
-                load_kv<D, BITS, KW, 32>(side ? vs : ks, side ? vh : kh, group, key0, kv_len,
-                                         lane);
+                load_rows<D, KW, 32>(side ? vs : ks,
+                                     reinterpret_cast<const __half *>(side ? vh : kh), key0,
+                                     kv_len, lane);
         } else {
             KvTile<D, BITS, KW, 32> tk, tv;
             tk.fetch(kh, group, key0, kv_len, lane);
@@ -727,9 +711,6 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
         out[(size_t)row * heads * D + h * D + d] = __float2half_rn(x * inv);
     }
 }
-
-/* Each storage format is an instance of the kernels: X(BITS) for each. */
-#define RK_KV_BITS(X) X(16) X(8) X(4) X(2)
 
 template <int D, int BITS, int MT> void allow_prefill_smem()
 {

@@ -367,7 +367,7 @@ static void mass_bits(cudaStream_t s, float *score, const void *q, const rk_k_kv
     switch (c->bits) {
 #define RK_CASE(B)                                                                                 \
     case B: mass_groups<D, B>(s, score, q, c, row, n, from, stride, add, scratch); break;
-        RK_CASE(16) RK_CASE(8) RK_CASE(4) RK_CASE(2)
+        RK_KV_BITS(RK_CASE)
 #undef RK_CASE
     }
 }

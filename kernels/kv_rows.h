@@ -17,6 +17,10 @@
 extern "C" {
 #endif
 
+/* The storage bits the kernels are built for, each an instance of them:
+ * X(BITS) for each. */
+#define RK_KV_BITS(X) X(16) X(8) X(4) X(2)
+
 typedef struct {
     void *k, *v;
     int cap, heads, head_dim;
