@@ -72,6 +72,16 @@ void rk_kivi_append(const rk_kv_layer *c, int is_v, int h, int row, const float 
         flush(c, is_v, head, &s, row - slot);
 }
 
+/* A key row of HD codes of BITS bits read back with per-channel scales and
+ * minima; inlined for each constant BITS, as kv_quant.c's token rows are:
+ * the inner loop of every read of a KIVI cache's keys. */
+static inline void key_row(int bits, const unsigned char *codes, int hd, const float *scale,
+                           const float *min, float *out)
+{
+    for (int d = 0; d < hd; d++)
+        out[d] = (float)rk_kv_code(codes, bits, (size_t)d) * scale[d] + min[d];
+}
+
 void rk_kivi_read_rows(const rk_kv_layer *c, int is_v, int h, int rows, int r0, int n, float *x)
 {
     const rk_kivi_side s = side(c, is_v);
@@ -101,8 +111,10 @@ void rk_kivi_read_rows(const rk_kv_layer *c, int is_v, int h, int rows, int r0, 
                 rk_kv_group_meta(meta + 4 * d, &scale[d], &min[d]);
         }
         const unsigned char *codes = head + (size_t)r * s.row;
-        for (int d = 0; d < hd; d++)
-            out[d] = (float)rk_kv_code(codes, s.bits, (size_t)d) * scale[d] + min[d];
+        if (s.bits == 2)
+            key_row(2, codes, hd, scale, min, out);
+        else
+            key_row(4, codes, hd, scale, min, out);
     }
 }
 

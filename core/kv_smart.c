@@ -77,14 +77,23 @@ static rk_smart_side side(const rk_kv_layer *c, int is_v)
     return rk_smart_side_of(is_v, c->head_dim, c->group, c->bits_avg, c->cap);
 }
 
-static int32_t *row_slot(const rk_kv_layer *c, int h, const rk_smart_side *k)
-{
-    return (int32_t *)((char *)rk_kv_layer_head(c, 0, h) + k->maps);
-}
+/* One head of a layer as the calls below walk it: the tiers' layout (K's
+ * and V's alike; K's slot maps follow its tiers), where each side's block
+ * starts, and the maps, row to slot and slot to row. Made once a call, so
+ * that reading or writing a row costs its own bytes only. */
+typedef struct {
+    rk_smart_side s;
+    char *block[2];
+    int32_t *where, *owner;
+} smart_head;
 
-static int32_t *slot_row(const rk_kv_layer *c, int h, const rk_smart_side *k)
+static smart_head head_of(const rk_kv_layer *c, int h)
 {
-    return row_slot(c, h, k) + c->cap;
+    smart_head x = {.s = side(c, 0),
+                    .block = {rk_kv_layer_head(c, 0, h), rk_kv_layer_head(c, 1, h)}};
+    x.where = (int32_t *)(x.block[0] + x.s.maps);
+    x.owner = x.where + c->cap;
+    return x;
 }
 
 static int tier_of_slot(const rk_smart_side *s, int slot)
@@ -95,28 +104,24 @@ static int tier_of_slot(const rk_smart_side *s, int slot)
     return t;
 }
 
-static char *slot_at(const rk_kv_layer *c, int is_v, int h, const rk_smart_side *s, int slot)
+static char *slot_at(const smart_head *x, int is_v, int slot)
 {
-    const int t = tier_of_slot(s, slot);
-    return (char *)rk_kv_layer_head(c, is_v, h) + s->off[t] +
-           (size_t)(slot - s->first[t]) * s->row[t];
+    const int t = tier_of_slot(&x->s, slot);
+    return x->block[is_v] + x->s.off[t] + (size_t)(slot - x->s.first[t]) * x->s.row[t];
 }
 
-/* K's and V's tiers lie alike (K's maps follow them), so S, either side's
- * layout, places a slot on both. */
-static void store(const rk_kv_layer *c, int h, const rk_smart_side *s, int slot, const float *k,
+static void store(const rk_kv_layer *c, const smart_head *x, int slot, const float *k,
                   const float *v)
 {
-    const rk_kv_format f = tiers[tier_of_slot(s, slot)];
-    rk_kv_quantize_row(f, c->head_dim, c->group, k, slot_at(c, 0, h, s, slot));
-    rk_kv_quantize_row(f, c->head_dim, c->group, v, slot_at(c, 1, h, s, slot));
+    const rk_kv_format f = tiers[tier_of_slot(&x->s, slot)];
+    rk_kv_quantize_row(f, c->head_dim, c->group, k, slot_at(x, 0, slot));
+    rk_kv_quantize_row(f, c->head_dim, c->group, v, slot_at(x, 1, slot));
 }
 
-static void load(const rk_kv_layer *c, int is_v, int h, const rk_smart_side *s, int slot,
-                 float *x)
+static void load(const rk_kv_layer *c, const smart_head *x, int is_v, int slot, float *out)
 {
-    rk_kv_dequantize_row(tiers[tier_of_slot(s, slot)], c->head_dim, c->group,
-                         slot_at(c, is_v, h, s, slot), x);
+    rk_kv_dequantize_row(tiers[tier_of_slot(&x->s, slot)], c->head_dim, c->group,
+                         slot_at(x, is_v, slot), out);
 }
 
 static float score_of(const rk_kv_layer *c, int h, int r)
@@ -134,17 +139,18 @@ static int below(const rk_kv_layer *c, int h, int32_t a, int32_t b)
 
 void rk_smart_append(const rk_kv_layer *c, int h, int row, const float *k, const float *v)
 {
-    const rk_smart_side s = side(c, 0);
-    int32_t *where = row_slot(c, h, &s), *owner = slot_row(c, h, &s);
+    const smart_head x = head_of(c, h);
+    const rk_smart_side *const s = &x.s;
+    int32_t *where = x.where, *owner = x.owner;
     float kx[RK_KV_MAX_HEAD_DIM], vx[RK_KV_MAX_HEAD_DIM];
     memcpy(kx, k, (size_t)c->head_dim * sizeof(float));
     memcpy(vx, v, (size_t)c->head_dim * sizeof(float));
     int r = row;
     for (int t = 0; t < RK_SMART_TIERS; t++) {
-        if (s.cap[t] == 0)
+        if (s->cap[t] == 0)
             continue;
         int free_slot = -1, victim = -1;
-        for (int i = s.first[t]; i < s.first[t] + s.cap[t]; i++) {
+        for (int i = s->first[t]; i < s->first[t] + s->cap[t]; i++) {
             const int o = owner[i];
             if (o < 0) {
                 free_slot = i;
@@ -157,7 +163,7 @@ void rk_smart_append(const rk_kv_layer *c, int h, int row, const float *k, const
                 victim = i;
         }
         if (free_slot >= 0) {
-            store(c, h, &s, free_slot, kx, vx);
+            store(c, &x, free_slot, kx, vx);
             owner[free_slot] = r;
             where[r] = free_slot;
             return;
@@ -166,9 +172,9 @@ void rk_smart_append(const rk_kv_layer *c, int h, int row, const float *k, const
             continue; /* the arriving row is the least important: it goes on down */
         const int out = owner[victim];
         float ko[RK_KV_MAX_HEAD_DIM], vo[RK_KV_MAX_HEAD_DIM];
-        load(c, 0, h, &s, victim, ko);
-        load(c, 1, h, &s, victim, vo);
-        store(c, h, &s, victim, kx, vx);
+        load(c, &x, 0, victim, ko);
+        load(c, &x, 1, victim, vo);
+        store(c, &x, victim, kx, vx);
         owner[victim] = r;
         where[r] = victim;
         memcpy(kx, ko, sizeof ko);
@@ -212,7 +218,8 @@ static void sort_by_score(const rk_kv_layer *c, int h, int32_t *x, int n)
 void rk_smart_place(const rk_kv_layer *c, int h, int rows)
 {
     const rk_smart_side s = side(c, 0);
-    int32_t *where = row_slot(c, h, &s), *owner = slot_row(c, h, &s);
+    const smart_head x = head_of(c, h);
+    int32_t *where = x.where, *owner = x.owner;
     const int window = s.cap[0] - RK_SMART_SINKS;
     int next[RK_SMART_TIERS], ranked = 0;
     memcpy(next, s.first, sizeof next);
@@ -238,16 +245,15 @@ void rk_smart_place(const rk_kv_layer *c, int h, int rows)
 
 void rk_smart_write(const rk_kv_layer *c, int h, int r, const float *k, const float *v)
 {
-    const rk_smart_side s = side(c, 0);
-    store(c, h, &s, row_slot(c, h, &s)[r], k, v);
+    const smart_head x = head_of(c, h);
+    store(c, &x, x.where[r], k, v);
 }
 
 void rk_smart_read_rows(const rk_kv_layer *c, int is_v, int h, int r0, int n, float *x)
 {
-    const rk_smart_side s = side(c, 0);
-    const int32_t *slot = row_slot(c, h, &s);
+    const smart_head head = head_of(c, h);
     for (int r = 0; r < n; r++)
-        load(c, is_v, h, &s, slot[r0 + r], x + (size_t)r * c->head_dim);
+        load(c, &head, is_v, head.where[r0 + r], x + (size_t)r * c->head_dim);
 }
 
 void rk_smart_read(const rk_kv_layer *c, int is_v, int h, int r, float *x)
@@ -257,6 +263,6 @@ void rk_smart_read(const rk_kv_layer *c, int is_v, int h, int r, float *x)
 
 int rk_smart_tier_of(const rk_kv_layer *c, int h, int r)
 {
-    const rk_smart_side s = side(c, 0);
-    return tier_of_slot(&s, row_slot(c, h, &s)[r]);
+    const smart_head x = head_of(c, h);
+    return tier_of_slot(&x.s, x.where[r]);
 }
