@@ -105,10 +105,7 @@ static rk_status limits_for(const char *dir, const rankkv_options *o, const rk_c
     }
     if ((st = rk_kv_policy_make(&kv, cfg->n_layers, &lim->kv)) != RK_OK)
         return st;
-    /* A compressing policy, and smartkv placing rows by their window
-     * scores, see the whole prompt at once. */
-    lim->prefill_chunk = rk_kv_compresses(&lim->kv) || lim->kv_format == RK_KV_SMART ||
-                                 o->prefill_chunk > max_prompt
+    lim->prefill_chunk = rk_limits_prompt_passes(lim) || o->prefill_chunk > max_prompt
                              ? max_prompt
                              : o->prefill_chunk;
     return RK_OK;
@@ -324,8 +321,7 @@ rankkv_status rankkv_score(rankkv *r, const char *text, size_t len, double *nll,
     for (size_t at = 0; st == RK_OK && at + 1 < n; at += window) {
         const int w = (int)(n - at < window ? n - at : window);
         const int tail = m->lim.max_new_tokens < w - 1 ? m->lim.max_new_tokens : w - 1;
-        const int prompt =
-            rk_kv_compresses(&m->lim.kv) || m->cache.dtype == RK_KV_SMART ? w - tail : 1;
+        const int prompt = rk_limits_prompt_passes(&m->lim) ? w - tail : 1;
         const int32_t *win = ids + at;
         double t = 0;
         rk_seq_reset(&r->seq);

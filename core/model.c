@@ -37,11 +37,7 @@ static rk_kv_layer prompt_cache(const rk_model *m, int l)
                          .group = m->cache.group};
 }
 
-/* Whether a sequence's first call passes its prompt through the prefill
- * region: a compressing policy keeps some of its rows; a smartkv cache
- * places them in its tiers by the window's scores, which only exist once
- * the prompt has attended (kv_smart.h). */
-static int prompt_passes(const rk_limits *lim)
+int rk_limits_prompt_passes(const rk_limits *lim)
 {
     return rk_kv_compresses(&lim->kv) || lim->kv_format == RK_KV_SMART;
 }
@@ -63,7 +59,7 @@ static void plan_prefill_regions(rk_model *m, int max_budget)
                                              m->cfg.head_dim, m->cache.group);
         row_bytes = b > row_bytes ? b : row_bytes;
     }
-    if (prompt_passes(&m->lim)) {
+    if (rk_limits_prompt_passes(&m->lim)) {
         m->a_prefill_k = rk_plan_add_phase(p, "prefill_layer_k", P * row_bytes, RK_PHASE_PREFILL);
         m->a_prefill_v = rk_plan_add_phase(p, "prefill_layer_v", P * row_bytes, RK_PHASE_PREFILL);
         m->a_mass = rk_plan_add_phase(p, "prefill_layer_mass", H * P * sizeof(float),
@@ -171,7 +167,7 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
         if ((st = rk_kv_policy_check(kv, cfg->n_layers, (int)cap)) != RK_OK)
             return st;
     }
-    if (compress || smart) {
+    if (rk_limits_prompt_passes(lim)) {
         if (kv->dynamic && !lim->rank)
             return rk_fail(RK_EINVAL, "rankkv-dynamic measures the ranks of every prompt, and "
                                       "this build has no rank measurement (configure with "
@@ -637,7 +633,7 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
      * a time: attention reads them from the prefill region (rows =
      * positions from 0), then only the kept rows move to the layer's cache.
      * A measured prompt passes there too. */
-    const int via_prompt = prompt_passes(&m->lim) && call->mode != FORWARD_APPEND;
+    const int via_prompt = rk_limits_prompt_passes(&m->lim) && call->mode != FORWARD_APPEND;
     const int smart = m->cache.dtype == RK_KV_SMART;
     const rk_ops *o = m->ops;
     const int D = c->hidden, L = c->n_layers, par = c->parallel_residual;
@@ -803,7 +799,7 @@ static rk_status run_forward(rk_model *m, const rk_seq *s, const int32_t *tokens
                        s->n_past + n, m->cap, m->lim.max_prompt, m->lim.max_new_tokens);
     const rk_kv_policy *kv = &m->lim.kv;
     const rk_kv_hooks *hooks = rk_kv_hooks_of(kv);
-    const int compressing = prompt_passes(&m->lim) && s->n_past == 0;
+    const int compressing = rk_limits_prompt_passes(&m->lim) && s->n_past == 0;
     if (compressing && kv->dynamic) {
         rk_status st = dynamic_budgets(m, tokens, n);
         if (st != RK_OK)

@@ -85,6 +85,12 @@ typedef struct {
                                   (targets that report it), for memory reports */
 } rk_model;
 
+/* Whether a sequence's first call passes its prompt through the prefill
+ * region, whole: a compressing policy keeps some of its rows; a smartkv
+ * cache places them in its tiers by the window's scores, which only exist
+ * once the prompt has attended (kv_smart.h). Such a prompt is one chunk. */
+int rk_limits_prompt_passes(const rk_limits *lim);
+
 /* Whether OPS stores a KV cache of format F, in groups of GROUP channels (0:
  * RK_KV_GROUP_DEFAULT) and, for KIVI, a residual of RESIDUAL rows (0:
  * RK_KV_RESIDUAL_DEFAULT), for a model of CFG; RK_EDTYPE or RK_EINVAL with

@@ -1119,7 +1119,7 @@ void cli_kv_limits(cli_kv *kv, const char *model, const rk_config *cfg, const rk
     cli_kv_precision(kv, kv->precision, model, cfg, ops, lim);
     lim->kv = cli_kv_policy(kv, model, cfg->n_layers, lim->max_prompt);
     cli_kv_stores(&lim->kv, lim->kv_format);
-    if (rk_kv_compresses(&lim->kv) || lim->kv_format == RK_KV_SMART)
+    if (rk_limits_prompt_passes(lim))
         lim->prefill_chunk = lim->max_prompt;
 #ifdef RANKKV_DYNAMIC
     if (lim->kv.dynamic) {

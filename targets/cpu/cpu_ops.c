@@ -534,71 +534,54 @@ static void cpu_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int 
                          idx + (size_t)h * keep, pooled, heap);
 }
 
-/* Kept row R of SRC (fp16 rows) appended to the KIVI cache DST as its row
- * J of head H: its keys are grouped with the kept rows beside it, not with
- * the prompt's, so it is quantized here, once. */
-static void gather_kivi(const rk_kv_layer *dst, const rk_kv_layer *src, int h, int j, int32_t r)
+/* Kept row R of head H of SRC read back into K and V. */
+static void read_kept(const rk_kv_layer *src, int h, int32_t r, float *k, float *v)
 {
-    const size_t row = row_bytes(src), at = ((size_t)h * src->cap + (size_t)r) * row;
-    float x[RK_KV_MAX_HEAD_DIM];
-    rk_kv_dequantize_row(src->format, src->head_dim, src->group, (const char *)src->k + at, x);
-    rk_kivi_append(dst, 0, h, j, x);
-    rk_kv_dequantize_row(src->format, src->head_dim, src->group, (const char *)src->v + at, x);
-    rk_kivi_append(dst, 1, h, j, x);
-}
-
-/* Kept rows into the smartkv cache DST: positions and scores first, as
- * their scores place them in its tiers (kv_smart.h); then each kept row of
- * SRC (fp16 rows) quantized once, into its slot. */
-static void gather_smart(const rk_kv_layer *dst, const rk_kv_layer *src, rk_kv_scores src_scores,
-                         const int32_t *idx, int keep)
-{
-    const size_t row = row_bytes(src);
-    float k[RK_KV_MAX_HEAD_DIM], v[RK_KV_MAX_HEAD_DIM];
-    for (int h = 0; h < dst->heads; h++) {
-        for (int j = 0; j < keep; j++) {
-            const int32_t r = idx[(size_t)h * keep + j];
-            if (dst->pos)
-                dst->pos[(size_t)h * dst->cap + j] = r;
-            dst->score[(size_t)h * dst->cap + j] = src_scores.s[(size_t)h * src_scores.stride + r];
-        }
-        rk_smart_place(dst, h, keep);
-        for (int j = 0; j < keep; j++) {
-            const size_t at = ((size_t)h * src->cap + (size_t)idx[(size_t)h * keep + j]) * row;
-            rk_kv_dequantize_row(src->format, src->head_dim, src->group, (const char *)src->k + at,
-                                 k);
-            rk_kv_dequantize_row(src->format, src->head_dim, src->group, (const char *)src->v + at,
-                                 v);
-            rk_smart_write(dst, h, j, k, v);
-        }
-    }
+    const size_t at = ((size_t)h * src->cap + (size_t)r) * row_bytes(src);
+    rk_kv_dequantize_row(src->format, src->head_dim, src->group, (const char *)src->k + at, k);
+    rk_kv_dequantize_row(src->format, src->head_dim, src->group, (const char *)src->v + at, v);
 }
 
 /* Rows of the row formats are self-contained (codes and their group
- * scales), and SRC holds the cache's format, so they move as bytes. */
+ * scales), and SRC holds the cache's format, so they move as bytes. The
+ * KIVI formats and smartkv take the prompt's rows from an fp16 SRC and
+ * quantize the kept ones here, once: a KIVI key is grouped with the kept
+ * rows beside it, not with the prompt's; a smartkv row goes to the slot
+ * its score places it in (kv_smart.h), so positions and scores come
+ * first. */
 static void cpu_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *src,
                           rk_kv_scores src_scores, const int32_t *idx, int keep)
 {
-    if (dst->format == RK_KV_SMART) {
-        gather_smart(dst, src, src_scores, idx, keep);
-        return;
-    }
-    const size_t row = row_bytes(dst);
-    const int kivi = rk_kv_format_kivi(dst->format);
-    for (int h = 0; h < dst->heads; h++)
+    const int rows = rk_kv_format_row(dst->format);
+    const size_t row = rows ? row_bytes(dst) : 0;
+    float k[RK_KV_MAX_HEAD_DIM], v[RK_KV_MAX_HEAD_DIM];
+    for (int h = 0; h < dst->heads; h++) {
+        const int32_t *kept = idx + (size_t)h * keep;
         for (int j = 0; j < keep; j++) {
-            const int32_t r = idx[(size_t)h * keep + j];
-            const size_t d = (size_t)h * dst->cap + j, s = (size_t)h * src->cap + r;
-            if (kivi) {
-                gather_kivi(dst, src, h, j, r);
-            } else {
+            const size_t d = (size_t)h * dst->cap + j;
+            if (dst->pos)
+                dst->pos[d] = kept[j];
+            if (dst->score)
+                dst->score[d] = src_scores.s[(size_t)h * src_scores.stride + kept[j]];
+        }
+        if (dst->format == RK_KV_SMART)
+            rk_smart_place(dst, h, keep);
+        for (int j = 0; j < keep; j++) {
+            const size_t d = (size_t)h * dst->cap + j, s = (size_t)h * src->cap + kept[j];
+            if (rows) {
                 memcpy((char *)dst->k + d * row, (const char *)src->k + s * row, row);
                 memcpy((char *)dst->v + d * row, (const char *)src->v + s * row, row);
+                continue;
             }
-            dst->pos[d] = r;
-            if (dst->score)
-                dst->score[d] = src_scores.s[(size_t)h * src_scores.stride + r];
+            read_kept(src, h, kept[j], k, v);
+            if (dst->format == RK_KV_SMART) {
+                rk_smart_write(dst, h, j, k, v);
+            } else {
+                rk_kivi_append(dst, 0, h, j, k);
+                rk_kivi_append(dst, 1, h, j, v);
+            }
         }
+    }
 }
 
 static void cpu_kv_evict(void *ctx, const rk_kv_layer *cache, const void *pos, const void *row,
