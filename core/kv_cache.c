@@ -112,13 +112,21 @@ void *rk_kv_layer_head(const rk_kv_layer *c, int is_v, int h)
     return (char *)(is_v ? c->v : c->k) + (size_t)h * bytes;
 }
 
+/* Bytes of layer L's K (IS_V 0) or V at format F, all heads. */
+static size_t side_bytes(const rk_kv_cache *c, int l, rk_kv_format f, int is_v)
+{
+    return (size_t)c->heads *
+           rk_kv_head_bytes(f, is_v, c->head_dim, c->group, c->residual, c->bits_avg, c->cap[l]);
+}
+
+size_t rk_kv_cache_layer_bytes_as(const rk_kv_cache *c, int l, rk_kv_format f)
+{
+    return side_bytes(c, l, f, 0) + side_bytes(c, l, f, 1);
+}
+
 size_t rk_kv_cache_layer_bytes(const rk_kv_cache *c, int l)
 {
-    size_t bytes = 0;
-    for (int is_v = 0; is_v < 2; is_v++)
-        bytes += (size_t)c->heads * rk_kv_head_bytes(c->format[l], is_v, c->head_dim, c->group,
-                                                     c->residual, c->bits_avg, c->cap[l]);
-    return bytes;
+    return rk_kv_cache_layer_bytes_as(c, l, c->format[l]);
 }
 
 void rk_kv_cache_lay_out(rk_kv_cache *c)
@@ -130,10 +138,7 @@ void rk_kv_cache_lay_out(rk_kv_cache *c)
         c->rows += (size_t)c->cap[l];
         for (int is_v = 0; is_v < 2; is_v++) {
             c->side_off[is_v][l] = c->side_bytes[is_v];
-            c->side_bytes[is_v] += (size_t)c->heads * rk_kv_head_bytes(c->format[l], is_v,
-                                                                       c->head_dim, c->group,
-                                                                       c->residual, c->bits_avg,
-                                                                       c->cap[l]);
+            c->side_bytes[is_v] += side_bytes(c, l, c->format[l], is_v);
         }
     }
 }

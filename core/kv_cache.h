@@ -178,6 +178,11 @@ size_t rk_kv_cache_bytes(const rk_kv_cache *c);
 /* Bytes of layer L's K and V together. */
 size_t rk_kv_cache_layer_bytes(const rk_kv_cache *c, int l);
 
+/* The same were layer L stored at format F (its cap and the cache's group,
+ * residual and average bits unchanged): the bytes --kv-precision rank
+ * weighs a step by. */
+size_t rk_kv_cache_layer_bytes_as(const rk_kv_cache *c, int l, rk_kv_format f);
+
 /* Layer L's descriptor, for an arena at BASE. */
 rk_kv_layer rk_kv_cache_layer(const rk_kv_cache *c, void *base, int l);
 

@@ -39,17 +39,6 @@ rk_status rk_kv_precision_steps(rk_kv_format f, rk_kv_format steps[3])
     return RK_OK;
 }
 
-/* Layer L of C at format F: its K and V bytes. */
-static size_t layer_bytes(const rk_kv_cache *c, int l, rk_kv_format f)
-{
-    size_t bytes = 0;
-    for (int is_v = 0; is_v < 2; is_v++)
-        bytes += (size_t)c->heads *
-                 rk_kv_head_bytes(f, is_v, c->head_dim, c->group, c->residual, c->bits_avg,
-                                  c->cap[l]);
-    return bytes;
-}
-
 /* Layer LAYER stepping up to step STEP once c reaches KEY = its bits /
  * the layer's rank. */
 typedef struct {
@@ -93,8 +82,8 @@ rk_status rk_kv_precision_assign(rk_kv_precision p, const double *rank, rk_kv_ca
         if (!(rank[l] > 0) || !isfinite(rank[l]))
             return rk_fail(RK_EINVAL, "rank precision: layer %d's rank %g is not a positive "
                                       "number", l, rank[l]);
-        limit += layer_bytes(c, l, c->dtype);
-        bytes += layer_bytes(c, l, steps[0]);
+        limit += rk_kv_cache_layer_bytes_as(c, l, c->dtype);
+        bytes += rk_kv_cache_layer_bytes_as(c, l, steps[0]);
         at[l] = 0;
         for (int s = 1; s < 3; s++)
             ups[2 * l + s - 1] =
@@ -114,7 +103,8 @@ rk_status rk_kv_precision_assign(rk_kv_precision p, const double *rank, rk_kv_ca
             ok &= at[l] == s - 1;
             for (int m = 0; m < L; m++)
                 ok &= !(rank[m] > rank[l] && at[m] < s);
-            next += layer_bytes(c, l, steps[s]) - layer_bytes(c, l, steps[at[l]]);
+            next += rk_kv_cache_layer_bytes_as(c, l, steps[s]) -
+                    rk_kv_cache_layer_bytes_as(c, l, steps[at[l]]);
         }
         if (ok && next <= limit) {
             for (int k = i; k < j; k++)
