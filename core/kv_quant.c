@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kv_kivi.h"
+#include "kv_smart.h"
 #include "safetensors.h"
 
 static float to_f16(float x) { return rk_f16_to_f32(rk_f32_to_f16(x)); }
@@ -107,6 +108,23 @@ void rk_kv_dequantize_tokens(int bits, int head_dim, int group, const void *row,
         else
             dequantize_codes(2, codes, g * group, group, s, m, x);
     }
+}
+
+void rk_kv_read_rows(const rk_kv_layer *c, int is_v, int h, int rows, int r0, int n, float *x)
+{
+    if (rk_kv_format_kivi(c->format)) {
+        rk_kivi_read_rows(c, is_v, h, rows, r0, n, x);
+        return;
+    }
+    if (c->format == RK_KV_SMART) {
+        rk_smart_read_rows(c, is_v, h, r0, n, x);
+        return;
+    }
+    const size_t row = rk_kv_row_bytes(c->format, c->head_dim, c->group);
+    const char *src = (const char *)rk_kv_layer_head(c, is_v, h) + (size_t)r0 * row;
+    for (int r = 0; r < n; r++)
+        rk_kv_dequantize_row(c->format, c->head_dim, c->group, src + (size_t)r * row,
+                             x + (size_t)r * c->head_dim);
 }
 
 void rk_kv_quantize_row(rk_kv_format f, int head_dim, int group, const float *x, void *row)

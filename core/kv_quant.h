@@ -66,6 +66,13 @@ void rk_kv_quantize_row(rk_kv_format f, int head_dim, int group, const float *x,
 /* ROW of format F read back into X (HEAD_DIM floats). */
 void rk_kv_dequantize_row(rk_kv_format f, int head_dim, int group, const void *row, float *x);
 
+/* Rows [R0, R0 + N) of head H of layer C's K (IS_V 0) or V, in host
+ * memory, read back as floats into X (N x head_dim): a row format's rows
+ * through rk_kv_dequantize_row (fp32's copied), a KIVI cache's as it
+ * stands with ROWS rows written (kv_kivi.h), a smartkv cache's through its
+ * slots (kv_smart.h). */
+void rk_kv_read_rows(const rk_kv_layer *c, int is_v, int h, int rows, int r0, int n, float *x);
+
 /* What storing rows in each format costs against the floats they came
  * from: per layer, for K and V, the sums of squared errors of the rows read
  * back and of squares of the rows, in each format of FORMATS (fp32's error

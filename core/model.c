@@ -1073,17 +1073,10 @@ rk_status rk_model_kv_row(const rk_model *m, const rk_seq *s, int layer, int pos
     /* KIVI and smartkv caches exist on host targets only (no device target
      * lists them in rk_ops.kv_formats): read in place through the
      * reference. */
-    if (c.format == RK_KV_SMART) {
+    if (c.format == RK_KV_SMART || rk_kv_format_kivi(c.format)) {
         for (int h = 0; h < c.heads; h++) {
-            rk_smart_read(&c, 0, h, pos, k + (size_t)h * (size_t)c.head_dim);
-            rk_smart_read(&c, 1, h, pos, v + (size_t)h * (size_t)c.head_dim);
-        }
-        return RK_OK;
-    }
-    if (rk_kv_format_kivi(c.format)) {
-        for (int h = 0; h < c.heads; h++) {
-            rk_kivi_read(&c, 0, h, s->rows[layer], pos, k + (size_t)h * (size_t)c.head_dim);
-            rk_kivi_read(&c, 1, h, s->rows[layer], pos, v + (size_t)h * (size_t)c.head_dim);
+            rk_kv_read_rows(&c, 0, h, s->rows[layer], pos, 1, k + (size_t)h * (size_t)c.head_dim);
+            rk_kv_read_rows(&c, 1, h, s->rows[layer], pos, 1, v + (size_t)h * (size_t)c.head_dim);
         }
         return RK_OK;
     }

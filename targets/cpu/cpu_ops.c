@@ -372,7 +372,6 @@ typedef struct {
     float *out;
     const float *q;
     rk_kv_layer cache;
-    size_t row_bytes;
     float *scratch;
     int n, heads, head_dim, cap, row0;
     float *mass; /* attention_mass: [heads, stride] */
@@ -383,7 +382,7 @@ typedef struct {
 static attention_job job_of(void *ctx, const void *q, const rk_kv_layer *cache, const void *row,
                             int n)
 {
-    return (attention_job){.q = q, .cache = *cache, .row_bytes = row_bytes(cache),
+    return (attention_job){.q = q, .cache = *cache,
                            .scratch = ((cpu_ctx *)ctx)->scratch, .n = n, .heads = cache->heads,
                            .head_dim = cache->head_dim, .cap = cache->cap,
                            .row0 = *(const int32_t *)row};
@@ -406,21 +405,9 @@ static int tile_rows(const attention_job *j, int len)
 static const float *kv_rows(const attention_job *j, int is_v, int h, int r0, int n, float *tile)
 {
     const rk_kv_layer *c = &j->cache;
-    if (rk_kv_format_kivi(c->format)) {
-        rk_kivi_read_rows(c, is_v, h, j->row0 + j->n, r0, n, tile);
-        return tile;
-    }
-    if (c->format == RK_KV_SMART) {
-        rk_smart_read_rows(c, is_v, h, r0, n, tile);
-        return tile;
-    }
-    const char *src =
-        (const char *)(is_v ? c->v : c->k) + ((size_t)h * j->cap + r0) * j->row_bytes;
     if (c->format == RK_KV_FP32)
-        return (const float *)src;
-    for (int r = 0; r < n; r++)
-        rk_kv_dequantize_row(c->format, j->head_dim, c->group, src + (size_t)r * j->row_bytes,
-                             tile + (size_t)r * j->head_dim);
+        return (const float *)(is_v ? c->v : c->k) + ((size_t)h * j->cap + r0) * j->head_dim;
+    rk_kv_read_rows(c, is_v, h, j->row0 + j->n, r0, n, tile);
     return tile;
 }
 
