@@ -54,6 +54,12 @@ typedef enum {
  * groups of 16 positions, KIVI's own ratio (residual 128, group 32) at the
  * group that divides Pythia's head_dim (kv_kivi.h). */
 #define RK_KV_RESIDUAL_DEFAULT 64
+/* A group or residual as given (0: none given) and as used. */
+static inline int rk_kv_group_of(int group) { return group ? group : RK_KV_GROUP_DEFAULT; }
+static inline int rk_kv_residual_of(int residual)
+{
+    return residual ? residual : RK_KV_RESIDUAL_DEFAULT;
+}
 /* Rows of every format but fp32 are widened through stack buffers of this
  * many floats per row. */
 #define RK_KV_MAX_HEAD_DIM 512

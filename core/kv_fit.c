@@ -12,7 +12,7 @@ size_t rk_kv_fit_bytes(const rk_config *cfg, const rk_kv_policy *p, rk_kv_format
     size_t rows = 0;
     for (int l = 0; l < cfg->n_layers; l++)
         rows += (size_t)hooks->layer_cap(p, p->budget[l], max_prompt, max_new);
-    const int g = group ? group : RK_KV_GROUP_DEFAULT;
+    const int g = rk_kv_group_of(group);
     return 2 * rows * (size_t)cfg->n_heads * rk_kv_row_bytes(f, cfg->head_dim, g);
 }
 

@@ -193,8 +193,8 @@ static rk_status kivi_error(const rk_kv_error *e, rk_kv_format f, int is_v, cons
 {
     const int hd = e->head_dim;
     rk_kv_layer c = {.cap = n, .heads = 1, .head_dim = hd, .format = f,
-                     .group = e->group ? e->group : RK_KV_GROUP_DEFAULT,
-                     .residual = e->residual ? e->residual : RK_KV_RESIDUAL_DEFAULT};
+                     .group = rk_kv_group_of(e->group),
+                     .residual = rk_kv_residual_of(e->residual)};
     void *head = malloc(rk_kv_head_bytes(f, is_v, hd, c.group, c.residual, 0, n));
     if (!head)
         return rk_fail(RK_ENOMEM, "out of memory for a %s cache of %d rows", rk_kv_format_name(f),
@@ -213,7 +213,7 @@ static rk_status kivi_error(const rk_kv_error *e, rk_kv_format f, int is_v, cons
 
 rk_status rk_kv_error_add_rows(rk_kv_error *e, int layer, int is_v, const float *x, int n)
 {
-    const int hd = e->head_dim, group = e->group ? e->group : RK_KV_GROUP_DEFAULT;
+    const int hd = e->head_dim, group = rk_kv_group_of(e->group);
     unsigned char row[RK_KV_MAX_ROW_BYTES];
     float back[RK_KV_MAX_HEAD_DIM];
     for (size_t i = 0; i < (size_t)n * hd; i++)

@@ -86,10 +86,9 @@ rk_status rk_model_check_kv_format(const rk_config *cfg, const rk_ops *ops, rk_k
         return rk_fail(RK_EDTYPE, "the %s target has no %s KV cache (it stores: %s)", ops->name,
                        rk_kv_format_name(f), have);
     }
-    const int g = group ? group : RK_KV_GROUP_DEFAULT;
+    const int g = rk_kv_group_of(group);
     rk_status st = rk_kv_format_check(f, cfg->head_dim, g);
-    return st == RK_OK ? rk_kv_residual_check(f, cfg->head_dim, g,
-                                              residual ? residual : RK_KV_RESIDUAL_DEFAULT)
+    return st == RK_OK ? rk_kv_residual_check(f, cfg->head_dim, g, rk_kv_residual_of(residual))
                        : st;
 }
 
@@ -141,8 +140,8 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
         return st;
     const int smart = lim->kv_format == RK_KV_SMART;
     const double bits_avg = lim->kv_bits_avg > 0 ? lim->kv_bits_avg : RK_SMART_BITS_DEFAULT;
-    if (smart && (st = rk_smart_check(bits_avg, cfg->head_dim,
-                                      lim->kv_group ? lim->kv_group : RK_KV_GROUP_DEFAULT)) != RK_OK)
+    if (smart &&
+        (st = rk_smart_check(bits_avg, cfg->head_dim, rk_kv_group_of(lim->kv_group))) != RK_OK)
         return st;
     if ((st = check_precision(cfg, ops, lim)) != RK_OK)
         return st;
@@ -194,8 +193,8 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     const size_t L = (size_t)cfg->n_layers;
     rk_kv_cache *cache = &m->cache;
     cache->dtype = lim->kv_format;
-    cache->group = lim->kv_group ? lim->kv_group : RK_KV_GROUP_DEFAULT;
-    cache->residual = lim->kv_residual ? lim->kv_residual : RK_KV_RESIDUAL_DEFAULT;
+    cache->group = rk_kv_group_of(lim->kv_group);
+    cache->residual = rk_kv_residual_of(lim->kv_residual);
     cache->bits_avg = smart ? bits_avg : 0;
     cache->layers = cfg->n_layers;
     cache->heads = cfg->n_heads;

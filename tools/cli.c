@@ -954,8 +954,8 @@ rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops
         cli_usage_error("--kv-group: %s", rk_last_error());
     if (rk_model_check_kv_format(cfg, ops, f, kv->group, kv->residual) != RK_OK)
         cli_usage_error("--kv-dtype %s: %s", rk_kv_format_name(f), rk_last_error());
-    if (kv->bits_avg && rk_smart_check(kv->bits_avg, cfg->head_dim,
-                                       kv->group ? kv->group : RK_KV_GROUP_DEFAULT) != RK_OK)
+    if (kv->bits_avg &&
+        rk_smart_check(kv->bits_avg, cfg->head_dim, rk_kv_group_of(kv->group)) != RK_OK)
         cli_usage_error("%s", rk_last_error());
     return f;
 }
@@ -1057,7 +1057,7 @@ void cli_kv_fit(cli_kv *kv, const char *model, const rk_config *cfg, const rk_op
     if (precision != RK_KV_UNIFORM)
         cli_usage_error("--kv-precision %s: --kv-memory chooses one dtype for every layer; give "
                         "--kv-dtype and a budget with rank precision", kv->precision);
-    const int group = kv->group ? kv->group : RK_KV_GROUP_DEFAULT;
+    const int group = rk_kv_group_of(kv->group);
     if (kv->group && rk_kv_format_check(RK_KV_INT8, cfg->head_dim, group) != RK_OK)
         cli_usage_error("--kv-group: %s", rk_last_error());
     /* kv_fit.c counts a cache in rows of one size, which KIVI's residual

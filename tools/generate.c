@@ -157,10 +157,9 @@ static void print_json(const options *o, const rankkv_options *a, rk_kv_format d
      * them (the defaults where none was given). */
     const int rank = a->kv_precision && strcmp(a->kv_precision, "rank") == 0;
     if (rk_kv_format_grouped(dtype) || dtype == RK_KV_SMART || rank)
-        cJSON_AddNumberToObject(j, "kv_group", a->kv_group ? a->kv_group : RK_KV_GROUP_DEFAULT);
+        cJSON_AddNumberToObject(j, "kv_group", rk_kv_group_of(a->kv_group));
     if (rk_kv_format_kivi(dtype))
-        cJSON_AddNumberToObject(j, "kv_residual",
-                                a->kv_residual ? a->kv_residual : RK_KV_RESIDUAL_DEFAULT);
+        cJSON_AddNumberToObject(j, "kv_residual", rk_kv_residual_of(a->kv_residual));
     if (dtype == RK_KV_SMART)
         cJSON_AddNumberToObject(j, "kv_bits_avg",
                                 a->kv_bits_avg ? a->kv_bits_avg : RK_SMART_BITS_DEFAULT);

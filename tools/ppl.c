@@ -187,7 +187,7 @@ int main(int argc, char **argv)
     if (errors.n && cfg.head_dim > RK_KV_MAX_HEAD_DIM)
         cli_usage_error("--kv-error reads rows of head_dim up to %d (the model's is %d)",
                         RK_KV_MAX_HEAD_DIM, cfg.head_dim);
-    const int group = kv.group ? kv.group : RK_KV_GROUP_DEFAULT;
+    const int group = rk_kv_group_of(kv.group);
     for (int i = 0; i < errors.n; i++)
         if (errors.f[i] == RK_KV_SMART)
             cli_usage_error("--kv-error smartkv: a smartkv row's bits follow the attention it "
@@ -195,7 +195,7 @@ int main(int argc, char **argv)
                             "rankkv-eval");
         else if (rk_kv_format_check(errors.f[i], cfg.head_dim, group) != RK_OK ||
             rk_kv_residual_check(errors.f[i], cfg.head_dim, group,
-                                 kv.residual ? kv.residual : RK_KV_RESIDUAL_DEFAULT) != RK_OK)
+                                 rk_kv_residual_of(kv.residual)) != RK_OK)
             cli_usage_error("--kv-error %s: %s", rk_kv_format_name(errors.f[i]),
                             rk_last_error());
     if (print_plan)
