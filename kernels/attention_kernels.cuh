@@ -20,10 +20,11 @@
  * cache (cap) and slices past pos0+n exit at once, so nothing launched
  * depends on pos0.
  *
- * Both read a cache of fp16 rows with cp.async, and a cache of quantized
- * rows (kv_rows.h) with plain loads whose codes are read back in registers
- * into the same fp16 tiles in shared memory; everything after the tiles is
- * the same code for every storage format. */
+ * Both read a cache of fp16 rows with cp.async. A cache of quantized rows
+ * (kv_rows.h) is read back into the same fp16 tiles in shared memory:
+ * prefill copies a tile's codes as they lie into shared memory with
+ * cp.async first, decode loads a slice's codes into registers; everything
+ * after the tiles is the same code for every storage format. */
 #ifndef RK_ATTENTION_KERNELS_CUH
 #define RK_ATTENTION_KERNELS_CUH
 
@@ -86,13 +87,24 @@ __device__ __forceinline__ uint32_t smem_addr(const void *p)
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-/* A 16-byte copy to shared memory that writes zeros when !valid (the source
- * is then not read). */
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid)
+/* A 16-byte copy to shared memory of the source's first BYTES bytes, the
+ * rest zeros (none read when BYTES is 0). */
+__device__ __forceinline__ void cp_async16_bytes(uint32_t dst, const void *src, int bytes)
 {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(valid ? 16 : 0)
+                 "r"(bytes)
                  : "memory");
+}
+
+/* The same, all 16 bytes or, when !valid, zeros. */
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid)
+{
+    cp_async16_bytes(dst, src, valid ? 16 : 0);
+}
+
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void *src)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src) : "memory");
 }
 
 __device__ __forceinline__ void cp_async_commit()
@@ -230,6 +242,79 @@ template <int D, int BITS, int ROWS, int THREADS> struct KvTile {
         }
     }
 };
+
+/* dequant_tile under a group that is not a multiple of 8 (20 at head_dim
+ * 80, say), whose chunks span groups. Rare, so out of line: inlined, it
+ * would double the code of the loop that reads tiles, which the
+ * instruction cache holds. */
+template <int D, int BITS, int ROWS, int THREADS>
+__device__ __noinline__ void dequant_tile_any(__half *dst, const unsigned char *codes, int group,
+                                              int valid, int tid)
+{
+    constexpr int kChunks = D / 8, kTotal = ROWS * kChunks;
+    const int row_bytes = (int)kv_row_bytes(BITS, D, group);
+    for (int i = tid; i < kTotal; i += THREADS) {
+        const int r = i / kChunks, c = i - r * kChunks;
+        uint4 out = make_uint4(0, 0, 0, 0);
+        if (r < valid) {
+            const unsigned char *row = codes + r * row_bytes;
+            float x[8];
+            kv_chunk_values<BITS>(kv_chunk_load<BITS, false>(row, D, group, c), row, D, group, c,
+                                  x);
+            out = kv_pack_half8(x);
+        }
+        *reinterpret_cast<uint4 *>(dst + r * (D + kPad) + c * 8) = out;
+    }
+}
+
+/* Prefill's quantized tiles: rows FIRST.. (ROWS of them, none at or past
+ * LIMIT) of one head's cache, whose rows lie one after another, copied as
+ * they are into shared DST by cp.async, 16 bytes at a time where WIDE says
+ * the rows allow it (kv_rows.h only promises 4). Staged in shared memory,
+ * not in registers as decode holds its slices, the codes leave a warp room
+ * for two row tiles of queries. */
+template <int THREADS>
+__device__ __forceinline__ void fetch_codes(unsigned char *dst, const unsigned char *head,
+                                            int row_bytes, int first, int limit, int rows,
+                                            bool wide, int tid)
+{
+    const int valid = min(rows, limit - first);
+    if (valid <= 0)
+        return;
+    const unsigned char *src = head + (size_t)first * row_bytes;
+    const int bytes = valid * row_bytes;
+    if (wide) {
+        for (int i = tid * 16; i < bytes; i += THREADS * 16)
+            cp_async16_bytes(smem_addr(dst + i), src + i, min(16, bytes - i));
+    } else {
+        for (int i = tid * 4; i < bytes; i += THREADS * 4)
+            cp_async4(smem_addr(dst + i), src + i);
+    }
+}
+
+/* VALID rows of codes staged by fetch_codes, read back into the fp16 tile
+ * DST as load_rows lays it out, ROWS rows, zeros past VALID. */
+template <int D, int BITS, int ROWS, int THREADS>
+__device__ __forceinline__ void dequant_tile(__half *dst, const unsigned char *codes, int group,
+                                             int valid, int tid)
+{
+    constexpr int kChunks = D / 8, kTotal = ROWS * kChunks;
+    if (group % 8 != 0) {
+        dequant_tile_any<D, BITS, ROWS, THREADS>(dst, codes, group, valid, tid);
+        return;
+    }
+    const int row_bytes = (int)kv_row_bytes(BITS, D, group);
+#pragma unroll
+    for (int j = 0; j < (kTotal + THREADS - 1) / THREADS; ++j) {
+        const int i = tid + j * THREADS, r = i / kChunks, c = i - r * kChunks;
+        if (kTotal % THREADS != 0 && i >= kTotal)
+            continue;
+        *reinterpret_cast<uint4 *>(dst + r * (D + kPad) + c * 8) =
+            r < valid ? kv_chunk_half8<BITS>(
+                            kv_chunk_load<BITS, false>(codes + r * row_bytes, D, group, c))
+                      : make_uint4(0, 0, 0, 0);
+    }
+}
 
 /* The A fragments of a warp's MT row tiles of queries. Small enough, they
  * stay in registers; otherwise (beyond 40 registers) they would crowd out the
@@ -382,9 +467,20 @@ __device__ __forceinline__ float quad_sum(float x)
     return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-template <int D, int WARPS, int MT, int BN> constexpr int prefill_smem_bytes()
+/* fp16 K and V tiles are double-buffered (cp.async fills the next while
+ * the current is read). A quantized cache's have one buffer each, and the
+ * next tile's codes (GROUP sets their size) land beside them while the
+ * current tile is read. */
+template <int BITS> __host__ __device__ constexpr int prefill_tile_buffers()
 {
-    return (16 * MT * WARPS + 4 * BN) * (D + kPad) * 2;
+    return BITS == 16 ? 2 : 1;
+}
+
+template <int D, int BITS, int WARPS, int MT, int BN>
+__host__ __device__ constexpr size_t prefill_smem_bytes(int group)
+{
+    return (size_t)(16 * MT * WARPS + 2 * prefill_tile_buffers<BITS>() * BN) * (D + kPad) * 2 +
+           (BITS == 16 ? 0 : 2 * (size_t)BN * kv_row_bytes(BITS, D, group));
 }
 
 /* grid (heads, query tiles), the last tiles, which see the most keys, first. */
@@ -392,15 +488,18 @@ template <int D, int BITS, int WARPS, int MT, int BN>
 __global__ void __launch_bounds__(WARPS * 32)
     prefill_kernel(__half *__restrict__ out, const __half *__restrict__ q,
                    const unsigned char *__restrict__ k_cache,
-                   const unsigned char *__restrict__ v_cache, int group,
+                   const unsigned char *__restrict__ v_cache, int group, int wide,
                    const int *__restrict__ pos, int n, int heads, int cap, float scale_log2)
 {
     constexpr int WM = 16 * MT, BM = WM * WARPS, LD = D + kPad, NT = BN / 8, DT = D / 8;
-    constexpr int THREADS = WARPS * 32;
+    constexpr int THREADS = WARPS * 32, BUFS = prefill_tile_buffers<BITS>();
     extern __shared__ uint4 smem_raw[];
     __half *const qs = reinterpret_cast<__half *>(smem_raw);
     __half *const ks = qs + BM * LD;
-    __half *const vs = ks + 2 * BN * LD;
+    __half *const vs = ks + BUFS * BN * LD;
+    const int row_bytes = (int)kv_row_bytes(BITS, D, group);
+    unsigned char *const kc = reinterpret_cast<unsigned char *>(vs + BUFS * BN * LD);
+    unsigned char *const vc = kc + BN * row_bytes;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int h = blockIdx.x;
@@ -416,21 +515,16 @@ __global__ void __launch_bounds__(WARPS * 32)
     const int warp_q0 = q0 + warp * WM;
     const int warp_end = warp_q0 < n ? pos0 + min(warp_q0 + WM, n) : 0;
 
-    const size_t head_bytes = (size_t)cap * kv_row_bytes(BITS, D, group);
+    const size_t head_bytes = (size_t)cap * row_bytes;
     const unsigned char *const kh = k_cache + h * head_bytes;
     const unsigned char *const vh = v_cache + h * head_bytes;
-    /* Quantized rows wait in registers: each tile's codes are fetched
-     * while the tile before it is computed on, and read back into its
-     * buffer at the top of its own iteration (one call site each, which
-     * keeps the loop's code small). */
-    KvTile<D, BITS, BN, THREADS> next_k, next_v;
     load_rows<D, BM, THREADS>(qs, q + (size_t)h * n * D, q0, n, tid);
     if constexpr (BITS == 16) {
         load_rows<D, BN, THREADS>(ks, reinterpret_cast<const __half *>(kh), 0, kv_len, tid);
         load_rows<D, BN, THREADS>(vs, reinterpret_cast<const __half *>(vh), 0, kv_len, tid);
     } else {
-        next_k.fetch(kh, group, 0, kv_len, tid);
-        next_v.fetch(vh, group, 0, kv_len, tid);
+        fetch_codes<THREADS>(kc, kh, row_bytes, 0, kv_len, BN, wide, tid);
+        fetch_codes<THREADS>(vc, vh, row_bytes, 0, kv_len, BN, wide, tid);
     }
     cp_async_commit();
 
@@ -448,7 +542,7 @@ __global__ void __launch_bounds__(WARPS * 32)
     const int row0 = pos0 + warp_q0 + (lane >> 2);
 
     for (int t = 0; t < n_tiles; ++t) {
-        const int buf = t & 1;
+        const int buf = BUFS == 2 ? t & 1 : 0;
         if constexpr (BITS == 16) {
             if (t + 1 < n_tiles) {
                 load_rows<D, BN, THREADS>(ks + (buf ^ 1) * BN * LD,
@@ -463,17 +557,21 @@ __global__ void __launch_bounds__(WARPS * 32)
                 cp_async_wait<0>();
             }
         } else {
-            /* This buffer was last read two iterations ago, before the
-             * barrier that ended the last one. */
-            next_k.store(ks + buf * BN * LD, kh, group, t * BN, kv_len, tid);
-            next_v.store(vs + buf * BN * LD, vh, group, t * BN, kv_len, tid);
-            if (t + 1 < n_tiles) {
-                next_k.fetch(kh, group, (t + 1) * BN, kv_len, tid);
-                next_v.fetch(vh, group, (t + 1) * BN, kv_len, tid);
-            }
+            /* Every thread's copies of this tile's codes are in, and every
+             * warp is done with the last tile, once all pass the barrier. */
             cp_async_wait<0>();
+            __syncthreads();
+            dequant_tile<D, BITS, BN, THREADS>(ks, kc, group, kv_len - t * BN, tid);
+            dequant_tile<D, BITS, BN, THREADS>(vs, vc, group, kv_len - t * BN, tid);
         }
         __syncthreads();
+        if constexpr (BITS != 16) {
+            if (t + 1 < n_tiles) {
+                fetch_codes<THREADS>(kc, kh, row_bytes, (t + 1) * BN, kv_len, BN, wide, tid);
+                fetch_codes<THREADS>(vc, vh, row_bytes, (t + 1) * BN, kv_len, BN, wide, tid);
+                cp_async_commit();
+            }
+        }
         if (t == 0)
             qf.init(qs + warp * WM * LD, lane);
 
@@ -488,8 +586,10 @@ __global__ void __launch_bounds__(WARPS * 32)
             }
             tile_pv<D, NT, MT>(o, s, vs + buf * BN * LD, lane);
         }
-        /* The next iteration refills the buffer just read. */
-        __syncthreads();
+        /* The next iteration refills the buffer just read (a quantized
+         * tile's waits for its codes first, at a barrier of its own). */
+        if constexpr (BITS == 16)
+            __syncthreads();
     }
 
     /* Stage the warp's rows (its own rows of qs, which no other warp reads)
@@ -711,26 +811,19 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
     }
 }
 
+/* Up to the widest rows a quantized cache can have, a group of 1. */
 template <int D, int BITS, int MT> void allow_prefill_smem()
 {
     cudaFuncSetAttribute(prefill_kernel<D, BITS, kPrefillWarps, MT, prefill_keys<D>()>,
                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         prefill_smem_bytes<D, kPrefillWarps, MT, prefill_keys<D>()>());
-}
-
-/* Quantized rows prefill with one row tile per warp only: the next tile's
- * codes held in registers leave no room for two (255 registers and 256
- * bytes of spills at head_dim 80). */
-template <int D, int BITS> constexpr int prefill_max_tiles()
-{
-    return BITS == 16 ? prefill_wide_tiles<D>() : 1;
+                         (int)prefill_smem_bytes<D, BITS, kPrefillWarps, MT, prefill_keys<D>()>(1));
 }
 
 template <int D, int BITS> void configure_format()
 {
     using S = DecodeShape<D, BITS>;
     allow_prefill_smem<D, BITS, 1>();
-    allow_prefill_smem<D, BITS, prefill_max_tiles<D, BITS>()>();
+    allow_prefill_smem<D, BITS, prefill_wide_tiles<D>()>();
     cudaFuncSetAttribute(decode_split_kernel<D, BITS, S::kKeys, S::kWarps>,
                          cudaFuncAttributeMaxDynamicSharedMemorySize,
                          decode_smem_bytes<D, S::kKeys, S::kWarps>());
@@ -751,18 +844,22 @@ void launch_prefill_with(cudaStream_t s, void *out, const void *q, const rk_k_kv
 {
     constexpr int BM = 16 * MT * kPrefillWarps, BN = prefill_keys<D>();
     const dim3 grid(c->heads, (n + BM - 1) / BM);
+    /* Tiles start at multiples of BN rows: 16-byte copies need the heads'
+     * bases 16-byte aligned too. */
+    const size_t head_bytes = (size_t)c->cap * kv_row_bytes(BITS, D, c->group);
+    const int wide = ((uintptr_t)c->k | (uintptr_t)c->v | head_bytes) % 16 == 0;
     prefill_kernel<D, BITS, kPrefillWarps, MT, BN>
-        <<<grid, kPrefillWarps * 32, prefill_smem_bytes<D, kPrefillWarps, MT, BN>(), s>>>(
-            static_cast<__half *>(out), static_cast<const __half *>(q),
-            static_cast<const unsigned char *>(c->k), static_cast<const unsigned char *>(c->v),
-            c->group, pos, n, c->heads, c->cap, scale_log2(D));
+        <<<grid, kPrefillWarps * 32, prefill_smem_bytes<D, BITS, kPrefillWarps, MT, BN>(c->group),
+           s>>>(static_cast<__half *>(out), static_cast<const __half *>(q),
+                static_cast<const unsigned char *>(c->k), static_cast<const unsigned char *>(c->v),
+                c->group, wide, pos, n, c->heads, c->cap, scale_log2(D));
 }
 
 template <int D, int BITS>
 void launch_prefill(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, const int *pos,
                     int n)
 {
-    constexpr int wide = prefill_max_tiles<D, BITS>(), wide_rows = 16 * wide * kPrefillWarps;
+    constexpr int wide = prefill_wide_tiles<D>(), wide_rows = 16 * wide * kPrefillWarps;
     const long wide_blocks = (long)c->heads * ((n + wide_rows - 1) / wide_rows);
     if (wide_blocks >= (long)kPrefillWideMinBlocksPerSM * sm_count)
         launch_prefill_with<D, BITS, wide>(s, out, q, c, pos, n);

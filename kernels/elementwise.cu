@@ -204,6 +204,29 @@ __global__ void qkv_rotary_kernel(__half *q, __half *kc, __half *vc, const __hal
     reinterpret_cast<uint4 *>(dst)[c] = raw;
 }
 
+/* Element J (value X) of a q or k row SRC after rotary (cos, sin pairs at
+ * RP) in fp32, in the reference's order and roundings. */
+__device__ __forceinline__ float rotated_rn(float x, const __half *src, const float *rp, int j,
+                                            int rot)
+{
+    if (j >= rot)
+        return x;
+    const int half = rot / 2, jj = j < half ? j : j - half;
+    const float other = __half2float(src[j < half ? j + half : j - half]);
+    const float a = __fmul_rn(x, rp[2 * jj]), b = __fmul_rn(other, rp[2 * jj + 1]);
+    return j < half ? __fsub_rn(a, b) : __fadd_rn(a, b);
+}
+
+/* Elements 8C..8C+7 of the row SRC, rotated where ROT says. */
+__device__ __forceinline__ void rotated8_rn(float *x, const __half *src, const float *rp, int c,
+                                            int rot)
+{
+    const half8 v = unpack(reinterpret_cast<const uint4 *>(src)[c]);
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+        x[e] = c * 8 < rot ? rotated_rn(v.v[e], src, rp, c * 8 + e, rot) : v.v[e];
+}
+
 /* The same for a cache of BITS-bit rows (kv_rows.h): a block per token and
  * head, a warp each for q, k and v, lane L holding elements L + 32i.
  * Rotated values are computed in fp32 in the reference's order and
@@ -220,7 +243,7 @@ __global__ void qkv_rotary_quant_kernel(__half *q, unsigned char *kc, unsigned c
     rk_wait_previous();
     rk_allow_next();
     const int i = blockIdx.x, h = blockIdx.y, part = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int p = *pos + i, r = *row + i, half = rot / 2;
+    const int p = *pos + i, r = *row + i;
     const __half *src = qkv + ((size_t)i * heads + h) * 3 * head_dim + (size_t)part * head_dim;
     const float *rp = rope + (size_t)p * rot;
     float x[kKvMaxHeadDim / 32] = {};
@@ -229,13 +252,7 @@ __global__ void qkv_rotary_quant_kernel(__half *q, unsigned char *kc, unsigned c
         const int j = lane + 32 * k;
         if (j >= head_dim)
             break;
-        x[k] = __half2float(src[j]);
-        if (part < 2 && j < rot) {
-            const int jj = j < half ? j : j - half;
-            const float other = __half2float(src[j < half ? j + half : j - half]);
-            const float a = __fmul_rn(x[k], rp[2 * jj]), b = __fmul_rn(other, rp[2 * jj + 1]);
-            x[k] = j < half ? __fsub_rn(a, b) : __fadd_rn(a, b);
-        }
+        x[k] = rotated_rn(__half2float(src[j]), src, rp, j, part < 2 ? rot : 0);
         if (part == 0)
             q[((size_t)h * n + i) * head_dim + j] = __float2half_rn(x[k]);
         else
@@ -250,6 +267,71 @@ __global__ void qkv_rotary_quant_kernel(__half *q, unsigned char *kc, unsigned c
     } else {
         __syncwarp();
         kv_quantize_row_warp<BITS>(dst, xs[part - 1], meta[part - 1], head_dim, group, lane);
+    }
+}
+
+/* The same codes for a GROUP of 8, 16 or 32 (G), a thread per group, for
+ * a prompt's rows: a warp per row leaves each lane two or three elements
+ * and a long chain of shuffles, which a 1920-token prompt pays 184k times
+ * a layer. A decode step's few rows are the other way round: a thread's
+ * sixteen elements in a row are the longer chain there (int8 at 1920
+ * positions decoded 4 % slower on the H200), so up to kRotaryFewRows rows
+ * keep the warp per row. Threads of a token: per head, head_dim / 8 for q's
+ * chunks, then head_dim / G for k's groups and as many for v's. */
+constexpr int kRotaryFewRows = 16;
+
+template <int BITS, int G>
+__global__ void qkv_rotary_quant_groups_kernel(__half *q, unsigned char *kc, unsigned char *vc,
+                                               const __half *qkv, const float *rope,
+                                               const int *pos, const int *row, int n, int heads,
+                                               int head_dim, int rot, int cap)
+{
+    rk_wait_previous();
+    rk_allow_next();
+    const int qchunks = head_dim / 8, groups = head_dim / G, per_head = qchunks + 2 * groups;
+    const int t = blockIdx.y * blockDim.x + threadIdx.x;
+    if (t >= heads * per_head)
+        return;
+    const int i = blockIdx.x, h = t / per_head, u = t % per_head;
+    const int p = *pos + i, r = *row + i;
+    const float *rp = rope + (size_t)p * rot;
+    const __half *src = qkv + ((size_t)i * heads + h) * 3 * head_dim;
+    if (u < qchunks) {
+        float x[8];
+        rotated8_rn(x, src, rp, u, rot);
+        reinterpret_cast<uint4 *>(q + ((size_t)h * n + i) * head_dim)[u] = kv_pack_half8(x);
+        return;
+    }
+    const int part = 1 + (u - qchunks) / groups, g = (u - qchunks) % groups;
+    src += (size_t)part * head_dim;
+    float x[G];
+#pragma unroll
+    for (int c = 0; c < G / 8; ++c)
+        rotated8_rn(x + 8 * c, src, rp, g * (G / 8) + c, part == 1 ? rot : 0);
+    float lo = INFINITY, hi = -INFINITY;
+#pragma unroll
+    for (int e = 0; e < G; ++e) {
+        lo = fminf(lo, x[e]);
+        hi = fmaxf(hi, x[e]);
+    }
+    const float2 sm = kv_group_scale_min<BITS>(lo, hi);
+    unsigned char *dst = (part == 1 ? kc : vc) + ((size_t)h * cap + r) * kv_row_bytes(BITS, head_dim, G);
+    reinterpret_cast<__half2 *>(dst + head_dim * BITS / 8)[g] =
+        __halves2half2(__float2half_rn(sm.x), __float2half_rn(sm.y));
+    /* The group's codes as whole words, element E at bit BITS x E (the
+     * bytes' order): 32-bit words, or one 16-bit word for 8 2-bit codes. */
+    constexpr int kPerWord = 32 / BITS, kWords = (G + kPerWord - 1) / kPerWord;
+#pragma unroll
+    for (int w = 0; w < kWords; ++w) {
+        unsigned word = 0;
+#pragma unroll
+        for (int e = 0; e < kPerWord && w * kPerWord + e < G; ++e)
+            word |= kv_code_of<BITS>(x[w * kPerWord + e], sm) << (BITS * e);
+        unsigned char *at = dst + (g * G + w * kPerWord) * BITS / 8;
+        if (G * BITS >= 32)
+            *reinterpret_cast<unsigned *>(at) = word;
+        else
+            *reinterpret_cast<unsigned short *>(at) = (unsigned short)word;
     }
 }
 
@@ -444,6 +526,22 @@ void rk_k_qkv_rotary(cudaStream_t s, void *q, const rk_k_kv *cache, const void *
                          dim3(kThreads), 0, s, (__half *)q, (__half *)cache->k,
                          (__half *)cache->v, (const __half *)qkv, rope, pos, row, n, heads,
                          head_dim, rot_dims, cap);
+        return;
+    }
+    const int group = cache->group;
+    if (n > kRotaryFewRows && (group == 8 || group == 16 || group == 32)) {
+        void (*kernel)(__half *, unsigned char *, unsigned char *, const __half *, const float *,
+                       const int *, const int *, int, int, int, int, int) =
+#define RK_GROUPS_KERNEL(G)                                                                        \
+    cache->bits == 8 ? qkv_rotary_quant_groups_kernel<8, G>                                        \
+    : cache->bits == 4 ? qkv_rotary_quant_groups_kernel<4, G>                                      \
+                       : qkv_rotary_quant_groups_kernel<2, G>
+            group == 8 ? RK_GROUPS_KERNEL(8) : group == 16 ? RK_GROUPS_KERNEL(16) : RK_GROUPS_KERNEL(32);
+#undef RK_GROUPS_KERNEL
+        const int per_token = heads * (head_dim / 8 + 2 * head_dim / group);
+        launch_dependent(kernel, dim3(n, (per_token + kThreads - 1) / kThreads), dim3(kThreads),
+                         0, s, (__half *)q, (unsigned char *)cache->k, (unsigned char *)cache->v,
+                         (const __half *)qkv, rope, pos, row, n, heads, head_dim, rot_dims, cap);
         return;
     }
     void (*kernel)(__half *, unsigned char *, unsigned char *, const __half *, const float *,

@@ -32,20 +32,28 @@ template <int BITS> struct KvChunk {
     uint32_t meta;
 };
 
-template <int BITS>
+template <int BITS, bool GLOBAL = true>
 __device__ __forceinline__ KvChunk<BITS> kv_chunk_load(const unsigned char *row, int head_dim,
                                                        int group, int c)
 {
+    /* GLOBAL: through the read-only path; otherwise plain loads, which
+     * shared memory (a tile's codes staged there) needs. */
+    const auto u32 = [](const unsigned char *p) {
+        const unsigned *w = reinterpret_cast<const unsigned *>(p);
+        return GLOBAL ? __ldg(w) : *w;
+    };
     KvChunk<BITS> k;
     if constexpr (BITS == 8) {
-        k.code[0] = __ldg(reinterpret_cast<const unsigned *>(row + c * 8));
-        k.code[1] = __ldg(reinterpret_cast<const unsigned *>(row + c * 8 + 4));
+        k.code[0] = u32(row + c * 8);
+        k.code[1] = u32(row + c * 8 + 4);
     } else if constexpr (BITS == 4) {
-        k.code[0] = __ldg(reinterpret_cast<const unsigned *>(row + c * 4));
+        k.code[0] = u32(row + c * 4);
     } else {
-        k.code[0] = __ldg(reinterpret_cast<const unsigned short *>(row + c * 2));
+        const unsigned short *p = reinterpret_cast<const unsigned short *>(row + c * 2);
+        k.code[0] = GLOBAL ? __ldg(p) : *p;
     }
-    k.meta = __ldg(reinterpret_cast<const unsigned *>(row + head_dim * BITS / 8) + c * 8 / group);
+    const unsigned *meta = reinterpret_cast<const unsigned *>(row + head_dim * BITS / 8) + c * 8 / group;
+    k.meta = GLOBAL ? __ldg(meta) : *meta;
     return k;
 }
 

@@ -2,11 +2,15 @@
  * split-context decode for every supported head size, chunks that start past
  * earlier cached rows, caches exactly as long as the context, a decode step
  * replayed from a CUDA graph at several positions, then timings at the
- * Pythia-2.8B shape (printed, never checked).
+ * Pythia-2.8B shape (printed, never checked). Caches of int8, int4 and int2
+ * rows (kv_rows.h) too, the reference reading the values their codes stand
+ * for: prefill with one and with two row tiles per warp, and caches whose
+ * heads are not 16-byte aligned (prefill then copies codes 4 bytes at a
+ * time).
  *
- * Cache rows past the context hold NaN, and the output and scratch start as
- * NaN, so a kernel that reads an invalid row or leaves an output unwritten
- * fails the error bound.
+ * Cache rows past the context hold NaN (quantized: NaN scales), and the
+ * output and scratch start as NaN, so a kernel that reads an invalid row or
+ * leaves an output unwritten fails the error bound.
  *
  * Usage: test_cuda_attention [--quick]   (--quick: a few small cases, no
  * timings; for the sanitizers) */
@@ -87,13 +91,17 @@ static rk_k_kv fp16_cache(void *k, void *v, int heads, int head_dim, int cap)
 struct Problem {
     int head_dim, heads, n, pos0, cap;
     std::vector<uint16_t> q, k, v;
+    /* A quantized cache's rows (bits < 16); k and v then hold the values
+     * they read back as. */
+    int bits, group;
+    std::vector<uint8_t> kq, vq;
 };
 
 /* Queries with a spread of 1.5 make the softmax peaked enough that a wrong
  * scale or mask shows; cache rows past pos0+n are NaN. */
 static Problem make_problem(int head_dim, int heads, int n, int pos0, int cap)
 {
-    Problem p{head_dim, heads, n, pos0, cap, {}, {}, {}};
+    Problem p{head_dim, heads, n, pos0, cap, {}, {}, {}, 16, 0, {}, {}};
     const int kv_len = pos0 + n;
     p.q.resize((size_t)heads * n * head_dim);
     for (auto &x : p.q)
@@ -106,6 +114,46 @@ static Problem make_problem(int head_dim, int heads, int n, int pos0, int cap)
             p.v[(size_t)h * cap * head_dim + i] = to_half_bits(2.0 * uniform01() - 1.0);
         }
     return p;
+}
+
+/* P's cache as BITS-bit rows in groups of GROUP: random codes under
+ * random scales and minimums (K's over a range of 1 to 4, V's over 2, about
+ * zero), written as kv_rows.h lays them out; P's K and V become the values
+ * those read back as, code x scale + minimum in fp32, then fp16, as the
+ * kernels read them into their tiles. Rows past the context are 0xff bytes,
+ * whose scales are NaN. */
+static void quantize_problem(Problem &p, int bits, int group)
+{
+    const int D = p.head_dim, kv_len = p.pos0 + p.n, per_byte = 8 / bits;
+    const size_t code_bytes = (size_t)D * bits / 8, row_bytes = code_bytes + D / group * 4;
+    const unsigned qmax = (1u << bits) - 1;
+    p.bits = bits;
+    p.group = group;
+    for (int side = 0; side < 2; side++) {
+        std::vector<uint8_t> &rows = side ? p.vq : p.kq;
+        std::vector<uint16_t> &values = side ? p.v : p.k;
+        rows.assign((size_t)p.heads * p.cap * row_bytes, 0xff);
+        for (int h = 0; h < p.heads; h++)
+            for (int r = 0; r < kv_len; r++) {
+                uint8_t *row = &rows[((size_t)h * p.cap + r) * row_bytes];
+                uint16_t *value = &values[((size_t)h * p.cap + r) * D];
+                memset(row, 0, code_bytes);
+                for (int g = 0; g < D / group; g++) {
+                    const double range = side ? 2.0 : 1.0 + 3.0 * uniform01();
+                    const uint16_t sb = to_half_bits(range / qmax);
+                    const uint16_t mb = to_half_bits(-0.5 * range + 0.1 * normal());
+                    memcpy(row + code_bytes + 4 * g, &sb, 2);
+                    memcpy(row + code_bytes + 4 * g + 2, &mb, 2);
+                    const float sc = (float)from_half_bits(sb), mn = (float)from_half_bits(mb);
+                    for (int i = g * group; i < (g + 1) * group; i++) {
+                        const unsigned code = (unsigned)(uniform01() * (qmax + 1)) % (qmax + 1);
+                        row[i / per_byte] |= (uint8_t)(code << (bits * (i % per_byte)));
+                        const float prod = (float)code * sc;
+                        value[i] = to_half_bits(prod + mn);
+                    }
+                }
+            }
+    }
 }
 
 /* Heads and rows compared against the reference: all of a small problem; in
@@ -177,7 +225,8 @@ struct DeviceProblem {
 static DeviceProblem upload(const Problem &p)
 {
     DeviceProblem d;
-    const size_t cache = p.k.size() * 2;
+    const bool quantized = p.bits != 16;
+    const size_t cache = quantized ? p.kq.size() : p.k.size() * 2;
     d.out_bytes = (size_t)p.n * p.heads * p.head_dim * 2;
     d.scratch_bytes = rk_attention_decode_scratch_bytes(p.n, p.heads, p.head_dim, p.cap);
     CUDA_OK(cudaMalloc(&d.q, p.q.size() * 2));
@@ -187,8 +236,10 @@ static DeviceProblem upload(const Problem &p)
     CUDA_OK(cudaMalloc(&d.scratch, d.scratch_bytes));
     CUDA_OK(cudaMalloc(&d.pos, sizeof(int)));
     CUDA_OK(cudaMemcpy(d.q, p.q.data(), p.q.size() * 2, cudaMemcpyHostToDevice));
-    CUDA_OK(cudaMemcpy(d.k, p.k.data(), cache, cudaMemcpyHostToDevice));
-    CUDA_OK(cudaMemcpy(d.v, p.v.data(), cache, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(d.k, quantized ? (const void *)p.kq.data() : p.k.data(), cache,
+                       cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(d.v, quantized ? (const void *)p.vq.data() : p.v.data(), cache,
+                       cudaMemcpyHostToDevice));
     CUDA_OK(cudaMemcpy(d.pos, &p.pos0, sizeof(int), cudaMemcpyHostToDevice));
     return d;
 }
@@ -231,31 +282,57 @@ static void record(int head_dim, double err)
             worst_by_dim[i] = std::max(worst_by_dim[i], err);
 }
 
-static void run_case(int head_dim, int heads, int n, int pos0, int cap, bool prefill, bool decode)
+/* BITS 16: an fp16 cache; 8, 4 or 2: one of those rows in groups of GROUP. */
+static void run_case(int head_dim, int heads, int n, int pos0, int cap, bool prefill, bool decode,
+                     int bits = 16, int group = 0)
 {
     Problem p = make_problem(head_dim, heads, n, pos0, cap);
+    if (bits != 16)
+        quantize_problem(p, bits, group);
     DeviceProblem d = upload(p);
+    const rk_k_kv kv = {d.k, d.v, cap, heads, head_dim, bits, group};
+    char fmt[32] = "";
+    if (bits != 16)
+        snprintf(fmt, sizeof fmt, " int%d/%d", bits, group);
     if (prefill) {
         poison(d);
-        const rk_k_kv kv = fp16_cache(d.k, d.v, heads, head_dim, cap);
         rk_attention_prefill(0, d.out, d.q, &kv, d.pos, n);
         const double err = max_error(p, fetch_out(p, d));
-        printf("prefill D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d max abs err %.2e\n", head_dim,
-               heads, n, pos0, cap, err);
-        CHECKF(err <= kTolerance, "prefill D=%d n=%d pos0=%d: %g", head_dim, n, pos0, err);
+        printf("prefill D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d%s max abs err %.2e\n", head_dim,
+               heads, n, pos0, cap, fmt, err);
+        CHECKF(err <= kTolerance, "prefill D=%d n=%d pos0=%d%s: %g", head_dim, n, pos0, fmt, err);
         record(head_dim, err);
     }
     if (decode) {
         poison(d);
-        const rk_k_kv kv = fp16_cache(d.k, d.v, heads, head_dim, cap);
         rk_attention_decode(0, d.out, d.q, &kv, d.scratch, d.pos, n);
         const double err = max_error(p, fetch_out(p, d));
-        printf("decode  D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d max abs err %.2e\n", head_dim,
-               heads, n, pos0, cap, err);
-        CHECKF(err <= kTolerance, "decode D=%d n=%d pos0=%d: %g", head_dim, n, pos0, err);
+        printf("decode  D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d%s max abs err %.2e\n", head_dim,
+               heads, n, pos0, cap, fmt, err);
+        CHECKF(err <= kTolerance, "decode D=%d n=%d pos0=%d%s: %g", head_dim, n, pos0, fmt, err);
         record(head_dim, err);
     }
     release(d);
+}
+
+/* The quantized caches: every format at a head size, one and two row tiles
+ * per warp, chunks after cached rows, heads 16-byte aligned (cap 2048) and
+ * not (cap 1921, 1923), a group that is not a multiple of 8. */
+static void quantized_cases(int D, bool quick)
+{
+    static const int formats[] = {8, 4, 2};
+    for (int bits : formats) {
+        if (quick) {
+            run_case(D, 2, 70, 100, 175, true, false, bits, 16);
+            run_case(D, 2, 5, 120, 131, true, true, bits, 16);
+            continue;
+        }
+        run_case(D, 3, 300, 0, 301, true, false, bits, 16);
+        run_case(D, 3, 16, 1000, 1021, true, true, bits, 16);
+        run_case(D, 32, 1920, 0, 2048, true, false, bits, 16);
+        run_case(D, 32, 1664, 256, 1921, true, false, bits, 16);
+        run_case(D, 32, 1920, 0, 1923, true, false, bits, D == 80 ? 20 : D);
+    }
 }
 
 /* One decode step captured once and replayed with pos0 changed in device
@@ -438,6 +515,8 @@ int main(int argc, char **argv)
             run_case(D, 2, 16, 40, 56, true, true);
             run_case(D, 1, 130, 0, 130, true, false);
             run_case(D, 1, 70, 100, 175, true, false);
+            if (D == 80)
+                quantized_cases(D, true);
             continue;
         }
         /* Decode at the positions of the brief; caches exactly full (pos0 0
@@ -462,6 +541,8 @@ int main(int argc, char **argv)
          * two row tiles per warp. */
         run_case(D, 32, 1920, 0, 2048, true, false);
         run_case(D, 32, 1664, 128, 2048, true, false);
+        if (D == 80 || D == 128)
+            quantized_cases(D, false);
     }
     static const int positions[] = {0, 700, 1919};
     graph_replay_case(80, 4, 2048, positions, 3);

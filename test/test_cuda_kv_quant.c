@@ -1,6 +1,7 @@
 /* The CUDA target's quantized KV cache (int8, int4 and int2 rows,
  * core/kv_quant.h) against the CPU target's, op for op (core/ops.h) on the
- * same inputs, for head_dim 64, 80 and 128, groups of 16, of a whole row
+ * same inputs, for head_dim 64, 80 and 128, groups of 8, 16 and 32 (where they
+ * divide it), of a whole row
  * and (80) of 20 channels (not a multiple of 8), and Pythia's rotary share
  * (a quarter of head_dim) as well as a fully rotated head:
  *
@@ -38,8 +39,8 @@ enum {
     POS_SHIFT = 37,
     ROPE_POSITIONS = CAP + POS_SHIFT,
     MAX_HEAD_DIM = 128,
-    /* The widest row here: int8 in groups of 16. */
-    MAX_ROW_BYTES = MAX_HEAD_DIM + MAX_HEAD_DIM / 16 * 4,
+    /* The widest row here: int8 in groups of 8. */
+    MAX_ROW_BYTES = MAX_HEAD_DIM + MAX_HEAD_DIM / 8 * 4,
     /* kv_gather keeps KEEP rows per head into a cache of KEEP + 1 rows, where
      * kv_evict then runs with budget KEEP, as H2O's decode steps do. */
     KEEP = 72,
@@ -602,9 +603,10 @@ int main(void)
     for (int d = 0; d < 3; d++)
         for (int f = 0; f < 3; f++) {
             /* Pythia's rotary share (rotary_pct 0.25) and a fully rotated
-             * head; 20 channels, at head_dim 80, is a group that is not a
-             * multiple of 8. */
-            const int hd = dims[d], groups[] = {16, hd, 20}, n_groups = hd == 80 ? 3 : 2;
+             * head; 8, 16 and 32 take the rotary kernel's thread-per-group
+             * path, the others its warp-per-row one, and 20, at head_dim 80,
+             * is a group that is not a multiple of 8. */
+            const int hd = dims[d], groups[] = {16, hd, 8, 32, 20}, n_groups = 5;
             const int rots[] = {hd / 4, hd};
             const int listed = (gpu.ops->kv_formats & RK_KV_FORMAT_BIT(formats[f])) != 0;
             CHECKF(listed, "the CUDA target does not list %s among its KV formats",
@@ -612,7 +614,7 @@ int main(void)
             if (!listed)
                 continue;
             for (int g = 0; g < n_groups; g++)
-                for (int r = 0; r < 2; r++) {
+                for (int r = 0; r < 2 && hd % groups[g] == 0; r++) {
                     const config c = {formats[f], hd, groups[g], rots[r]};
                     if (rk_kv_format_check(c.format, hd, c.group) != RK_OK) {
                         printf("not run: %s\n", rk_last_error());
