@@ -276,8 +276,9 @@ __global__ void qkv_rotary_quant_kernel(__half *q, unsigned char *kc, unsigned c
  * a layer. A decode step's few rows are the other way round: a thread's
  * sixteen elements in a row are the longer chain there (int8 at 1920
  * positions decoded 4 % slower on the H200), so up to kRotaryFewRows rows
- * keep the warp per row. Threads of a token: per head, head_dim / 8 for q's
- * chunks, then head_dim / G for k's groups and as many for v's. */
+ * keep the warp per row. Threads of a token: head_dim / 8 per head for q's
+ * chunks, then head_dim / G per head for k's groups, then v's, so that a
+ * warp's threads take the same path. */
 constexpr int kRotaryFewRows = 16;
 
 template <int BITS, int G>
@@ -288,22 +289,22 @@ __global__ void qkv_rotary_quant_groups_kernel(__half *q, unsigned char *kc, uns
 {
     rk_wait_previous();
     rk_allow_next();
-    const int qchunks = head_dim / 8, groups = head_dim / G, per_head = qchunks + 2 * groups;
-    const int t = blockIdx.y * blockDim.x + threadIdx.x;
-    if (t >= heads * per_head)
+    const int qchunks = head_dim / 8, groups = head_dim / G;
+    const int t = blockIdx.y * blockDim.x + threadIdx.x, qthreads = heads * qchunks;
+    if (t >= heads * (qchunks + 2 * groups))
         return;
-    const int i = blockIdx.x, h = t / per_head, u = t % per_head;
-    const int p = *pos + i, r = *row + i;
+    const int i = blockIdx.x, p = *pos + i, r = *row + i;
     const float *rp = rope + (size_t)p * rot;
-    const __half *src = qkv + ((size_t)i * heads + h) * 3 * head_dim;
-    if (u < qchunks) {
+    if (t < qthreads) {
+        const int h = t / qchunks, c = t % qchunks;
         float x[8];
-        rotated8_rn(x, src, rp, u, rot);
-        reinterpret_cast<uint4 *>(q + ((size_t)h * n + i) * head_dim)[u] = kv_pack_half8(x);
+        rotated8_rn(x, qkv + ((size_t)i * heads + h) * 3 * head_dim, rp, c, rot);
+        reinterpret_cast<uint4 *>(q + ((size_t)h * n + i) * head_dim)[c] = kv_pack_half8(x);
         return;
     }
-    const int part = 1 + (u - qchunks) / groups, g = (u - qchunks) % groups;
-    src += (size_t)part * head_dim;
+    const int u = t - qthreads, part = 1 + u / (heads * groups), h = u / groups % heads;
+    const int g = u % groups;
+    const __half *src = qkv + (((size_t)i * heads + h) * 3 + part) * head_dim;
     float x[G];
 #pragma unroll
     for (int c = 0; c < G / 8; ++c)
