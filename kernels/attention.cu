@@ -7,14 +7,14 @@ namespace rk_attn {
 /* Each storage format's instances come from its own file. */
 #define RK_EXTERN(BITS)                                                                            \
     extern template void configure<BITS>();                                                        \
-    extern template bool prefill<BITS>(cudaStream_t, void *, const void *, const rk_k_kv *,        \
+    extern template void prefill<BITS>(cudaStream_t, void *, const void *, const rk_k_kv *,        \
                                        const int *, int);                                          \
     extern template void decode<BITS>(cudaStream_t, void *, const void *, const rk_k_kv *, void *, \
                                       const int *, int);
 RK_KV_BITS(RK_EXTERN)
 #undef RK_EXTERN
 
-int sm_count, smem_optin;
+int sm_count;
 
 /* Raising the shared-memory limits is not a stream operation, so it is done
  * once, on the first call of any entry point: the scratch query comes at
@@ -22,13 +22,12 @@ int sm_count, smem_optin;
 void configure_once()
 {
     static const bool done = [] {
-        int device = 0;
-        cudaGetDevice(&device);
-        cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
-        cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
 #define RK_CONFIGURE(BITS) configure<BITS>();
         RK_KV_BITS(RK_CONFIGURE)
 #undef RK_CONFIGURE
+        int device = 0;
+        cudaGetDevice(&device);
+        cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
         return true;
     }();
     (void)done;
@@ -50,17 +49,16 @@ extern "C" int rk_attention_supports(int head_dim)
 #undef RK_IS
 }
 
-extern "C" int rk_attention_prefill(cudaStream_t s, void *out, const void *q,
-                                    const rk_k_kv *cache, const int *pos, int n)
+extern "C" void rk_attention_prefill(cudaStream_t s, void *out, const void *q,
+                                     const rk_k_kv *cache, const int *pos, int n)
 {
     configure_once();
     switch (cache->bits) {
 #define RK_CASE(B)                                                                                 \
-    case B: return prefill<B>(s, out, q, cache, pos, n);
+    case B: prefill<B>(s, out, q, cache, pos, n); break;
         RK_KV_BITS(RK_CASE)
 #undef RK_CASE
     }
-    return 0;
 }
 
 extern "C" size_t rk_attention_decode_scratch_bytes(int n, int heads, int head_dim, int cap)

@@ -34,12 +34,9 @@ extern "C" {
 /* Nonzero for the head sizes in RK_ATTENTION_HEAD_DIMS. */
 int rk_attention_supports(int head_dim);
 
-/* Causal prefill attention for a chunk of n queries (n >= 1). Returns 0,
- * launching nothing, where a block's tiles do not fit the device's shared
- * memory: quantized rows of head_dim 256 in groups of 1, whose scales
- * outweigh their codes. */
-int rk_attention_prefill(cudaStream_t s, void *out, const void *q, const rk_k_kv *cache,
-                         const int *pos, int n);
+/* Causal prefill attention for a chunk of n queries (n >= 1). */
+void rk_attention_prefill(cudaStream_t s, void *out, const void *q, const rk_k_kv *cache,
+                          const int *pos, int n);
 
 /* Attention for a few queries (decode: n = 1; any n works, meant for n <= 16)
  * over a long context: the context is split across thread blocks whose

@@ -467,15 +467,20 @@ __device__ __forceinline__ float quad_sum(float x)
     return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-/* K and V tiles are double-buffered: while a tile is read, cp.async fills
- * the next (fp16), or the next is read back from its codes (quantized),
- * whose own copies, two tiles ahead, land in double-buffered codes (GROUP
- * sets their size). */
+/* fp16 K and V tiles are double-buffered (cp.async fills the next while
+ * the current is read). A quantized cache's have one buffer each, and the
+ * next tile's codes (GROUP sets their size) land beside them while the
+ * current tile is read. */
+template <int BITS> __host__ __device__ constexpr int prefill_tile_buffers()
+{
+    return BITS == 16 ? 2 : 1;
+}
+
 template <int D, int BITS, int WARPS, int MT, int BN>
 __host__ __device__ constexpr size_t prefill_smem_bytes(int group)
 {
-    return (size_t)(16 * MT * WARPS + 4 * BN) * (D + kPad) * 2 +
-           (BITS == 16 ? 0 : 4 * (size_t)BN * kv_row_bytes(BITS, D, group));
+    return (size_t)(16 * MT * WARPS + 2 * prefill_tile_buffers<BITS>() * BN) * (D + kPad) * 2 +
+           (BITS == 16 ? 0 : 2 * (size_t)BN * kv_row_bytes(BITS, D, group));
 }
 
 /* grid (heads, query tiles), the last tiles, which see the most keys, first. */
@@ -487,14 +492,13 @@ __global__ void __launch_bounds__(WARPS * 32)
                    const int *__restrict__ pos, int n, int heads, int cap, float scale_log2)
 {
     constexpr int WM = 16 * MT, BM = WM * WARPS, LD = D + kPad, NT = BN / 8, DT = D / 8;
-    constexpr int THREADS = WARPS * 32;
+    constexpr int THREADS = WARPS * 32, BUFS = prefill_tile_buffers<BITS>();
     extern __shared__ uint4 smem_raw[];
     __half *const qs = reinterpret_cast<__half *>(smem_raw);
     __half *const ks = qs + BM * LD;
-    __half *const vs = ks + 2 * BN * LD;
-    /* Codes of tiles of parity B: K's at kc + B * CODES, V's after them. */
-    const int row_bytes = (int)kv_row_bytes(BITS, D, group), codes = 2 * BN * row_bytes;
-    unsigned char *const kc = reinterpret_cast<unsigned char *>(vs + 2 * BN * LD);
+    __half *const vs = ks + BUFS * BN * LD;
+    const int row_bytes = (int)kv_row_bytes(BITS, D, group);
+    unsigned char *const kc = reinterpret_cast<unsigned char *>(vs + BUFS * BN * LD);
     unsigned char *const vc = kc + BN * row_bytes;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -518,20 +522,11 @@ __global__ void __launch_bounds__(WARPS * 32)
     if constexpr (BITS == 16) {
         load_rows<D, BN, THREADS>(ks, reinterpret_cast<const __half *>(kh), 0, kv_len, tid);
         load_rows<D, BN, THREADS>(vs, reinterpret_cast<const __half *>(vh), 0, kv_len, tid);
-        cp_async_commit();
     } else {
-        /* Tile 0's codes, read back before the loop; tile 1's in flight. */
         fetch_codes<THREADS>(kc, kh, row_bytes, 0, kv_len, BN, wide, tid);
         fetch_codes<THREADS>(vc, vh, row_bytes, 0, kv_len, BN, wide, tid);
-        cp_async_commit();
-        fetch_codes<THREADS>(kc + codes, kh, row_bytes, BN, kv_len, BN, wide, tid);
-        fetch_codes<THREADS>(vc + codes, vh, row_bytes, BN, kv_len, BN, wide, tid);
-        cp_async_commit();
-        cp_async_wait<1>();
-        __syncthreads();
-        dequant_tile<D, BITS, BN, THREADS>(ks, kc, group, kv_len, tid);
-        dequant_tile<D, BITS, BN, THREADS>(vs, vc, group, kv_len, tid);
     }
+    cp_async_commit();
 
     float o[MT][DT][4];
     float m[MT][2], l[MT][2];
@@ -547,7 +542,7 @@ __global__ void __launch_bounds__(WARPS * 32)
     const int row0 = pos0 + warp_q0 + (lane >> 2);
 
     for (int t = 0; t < n_tiles; ++t) {
-        const int buf = t & 1;
+        const int buf = BUFS == 2 ? t & 1 : 0;
         if constexpr (BITS == 16) {
             if (t + 1 < n_tiles) {
                 load_rows<D, BN, THREADS>(ks + (buf ^ 1) * BN * LD,
@@ -562,32 +557,26 @@ __global__ void __launch_bounds__(WARPS * 32)
                 cp_async_wait<0>();
             }
         } else {
-            /* Tile t + 1's codes, copied an iteration ago. */
+            /* Every thread's copies of this tile's codes are in, and every
+             * warp is done with the last tile, once all pass the barrier. */
             cp_async_wait<0>();
+            __syncthreads();
+            dequant_tile<D, BITS, BN, THREADS>(ks, kc, group, kv_len - t * BN, tid);
+            dequant_tile<D, BITS, BN, THREADS>(vs, vc, group, kv_len - t * BN, tid);
         }
-        /* Quantized: tile t is read back, every thread's copies of the
-         * next tile's codes are in, and no warp still reads the tile
-         * before, whose buffer the next is read back into now. */
         __syncthreads();
-        const bool next = t + 1 < n_tiles;
         if constexpr (BITS != 16) {
-            if (t + 2 < n_tiles) {
-                fetch_codes<THREADS>(kc + buf * codes, kh, row_bytes, (t + 2) * BN, kv_len, BN,
-                                     wide, tid);
-                fetch_codes<THREADS>(vc + buf * codes, vh, row_bytes, (t + 2) * BN, kv_len, BN,
-                                     wide, tid);
+            if (t + 1 < n_tiles) {
+                fetch_codes<THREADS>(kc, kh, row_bytes, (t + 1) * BN, kv_len, BN, wide, tid);
+                fetch_codes<THREADS>(vc, vh, row_bytes, (t + 1) * BN, kv_len, BN, wide, tid);
                 cp_async_commit();
             }
         }
         if (t == 0)
             qf.init(qs + warp * WM * LD, lane);
 
-        /* A quantized cache's next tile is read back between this one's
-         * products, so that its loads and arithmetic fill the tensor
-         * cores' gaps rather than a phase of their own. */
-        const bool active = t * BN < warp_end;
-        float s[MT][NT][4];
-        if (active) {
+        if (t * BN < warp_end) {
+            float s[MT][NT][4];
             tile_scores<D, NT, MT>(s, qf, ks + buf * BN * LD, lane);
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) {
@@ -595,20 +584,10 @@ __global__ void __launch_bounds__(WARPS * 32)
                     mask_causal<NT>(s[mt], row0 + 16 * mt, t * BN + 2 * (lane & 3));
                 softmax_step<NT, DT>(s[mt], o[mt], m[mt], l[mt], scale_log2);
             }
-        }
-        if constexpr (BITS != 16)
-            if (next)
-                dequant_tile<D, BITS, BN, THREADS>(ks + (buf ^ 1) * BN * LD,
-                                                   kc + (buf ^ 1) * codes, group,
-                                                   kv_len - (t + 1) * BN, tid);
-        if (active)
             tile_pv<D, NT, MT>(o, s, vs + buf * BN * LD, lane);
-        if constexpr (BITS != 16)
-            if (next)
-                dequant_tile<D, BITS, BN, THREADS>(vs + (buf ^ 1) * BN * LD,
-                                                   vc + (buf ^ 1) * codes, group,
-                                                   kv_len - (t + 1) * BN, tid);
-        /* fp16: the next iteration refills the buffer just read. */
+        }
+        /* The next iteration refills the buffer just read (a quantized
+         * tile's waits for its codes first, at a barrier of its own). */
         if constexpr (BITS == 16)
             __syncthreads();
     }
@@ -832,18 +811,12 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
     }
 }
 
-/* The device's shared memory a block may opt in to, read once by
- * attention.cu's configure_once. */
-extern int smem_optin;
-
-/* Up to the widest rows a quantized cache can have (a group of 1), or what
- * the device has. */
+/* Up to the widest rows a quantized cache can have, a group of 1. */
 template <int D, int BITS, int MT> void allow_prefill_smem()
 {
-    const size_t need = prefill_smem_bytes<D, BITS, kPrefillWarps, MT, prefill_keys<D>()>(1);
     cudaFuncSetAttribute(prefill_kernel<D, BITS, kPrefillWarps, MT, prefill_keys<D>()>,
                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         need < (size_t)smem_optin ? (int)need : smem_optin);
+                         (int)prefill_smem_bytes<D, BITS, kPrefillWarps, MT, prefill_keys<D>()>(1));
 }
 
 template <int D, int BITS> void configure_format()
@@ -866,35 +839,32 @@ inline float scale_log2(int head_dim)
 }
 
 template <int D, int BITS, int MT>
-bool launch_prefill_with(cudaStream_t s, void *out, const void *q, const rk_k_kv *c,
+void launch_prefill_with(cudaStream_t s, void *out, const void *q, const rk_k_kv *c,
                          const int *pos, int n)
 {
     constexpr int BM = 16 * MT * kPrefillWarps, BN = prefill_keys<D>();
-    const size_t smem = prefill_smem_bytes<D, BITS, kPrefillWarps, MT, BN>(c->group);
-    if (smem > (size_t)smem_optin)
-        return false;
     const dim3 grid(c->heads, (n + BM - 1) / BM);
     /* Tiles start at multiples of BN rows: 16-byte copies need the heads'
      * bases 16-byte aligned too. */
     const size_t head_bytes = (size_t)c->cap * kv_row_bytes(BITS, D, c->group);
     const int wide = ((uintptr_t)c->k | (uintptr_t)c->v | head_bytes) % 16 == 0;
-    prefill_kernel<D, BITS, kPrefillWarps, MT, BN><<<grid, kPrefillWarps * 32, smem, s>>>(
-        static_cast<__half *>(out), static_cast<const __half *>(q),
-        static_cast<const unsigned char *>(c->k), static_cast<const unsigned char *>(c->v),
-        c->group, wide, pos, n, c->heads, c->cap, scale_log2(D));
-    return true;
+    prefill_kernel<D, BITS, kPrefillWarps, MT, BN>
+        <<<grid, kPrefillWarps * 32, prefill_smem_bytes<D, BITS, kPrefillWarps, MT, BN>(c->group),
+           s>>>(static_cast<__half *>(out), static_cast<const __half *>(q),
+                static_cast<const unsigned char *>(c->k), static_cast<const unsigned char *>(c->v),
+                c->group, wide, pos, n, c->heads, c->cap, scale_log2(D));
 }
 
 template <int D, int BITS>
-bool launch_prefill(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, const int *pos,
+void launch_prefill(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, const int *pos,
                     int n)
 {
     constexpr int wide = prefill_wide_tiles<D>(), wide_rows = 16 * wide * kPrefillWarps;
     const long wide_blocks = (long)c->heads * ((n + wide_rows - 1) / wide_rows);
-    if (wide_blocks >= (long)kPrefillWideMinBlocksPerSM * sm_count &&
-        launch_prefill_with<D, BITS, wide>(s, out, q, c, pos, n))
-        return true;
-    return launch_prefill_with<D, BITS, 1>(s, out, q, c, pos, n);
+    if (wide_blocks >= (long)kPrefillWideMinBlocksPerSM * sm_count)
+        launch_prefill_with<D, BITS, wide>(s, out, q, c, pos, n);
+    else
+        launch_prefill_with<D, BITS, 1>(s, out, q, c, pos, n);
 }
 
 template <int D, int BITS>
@@ -926,15 +896,14 @@ template <int BITS> void configure()
 }
 
 template <int BITS>
-bool prefill(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, const int *pos, int n)
+void prefill(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, const int *pos, int n)
 {
     switch (c->head_dim) {
 #define RK_CASE(D)                                                                                 \
-    case D: return launch_prefill<D, BITS>(s, out, q, c, pos, n);
+    case D: launch_prefill<D, BITS>(s, out, q, c, pos, n); break;
         RK_ATTENTION_HEAD_DIMS(RK_CASE)
 #undef RK_CASE
     }
-    return false;
 }
 
 template <int BITS>
@@ -952,7 +921,7 @@ void decode(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, void *sc
 /* The instances of one storage format, made in its own file. */
 #define RK_ATTENTION_INSTANCES(BITS)                                                               \
     template void configure<BITS>();                                                               \
-    template bool prefill<BITS>(cudaStream_t, void *, const void *, const rk_k_kv *, const int *,  \
+    template void prefill<BITS>(cudaStream_t, void *, const void *, const rk_k_kv *, const int *,  \
                                 int);                                                              \
     template void decode<BITS>(cudaStream_t, void *, const void *, const rk_k_kv *, void *,        \
                                const int *, int);

