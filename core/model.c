@@ -92,9 +92,8 @@ rk_status rk_model_check_kv_format(const rk_config *cfg, const rk_ops *ops, rk_k
                        : st;
 }
 
-/* Rank precision: the model's profile, and every step of the ladder
- * around the dtype one the target stores (a layer may get any of them). */
-static rk_status check_precision(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim)
+rk_status rk_model_check_kv_precision(const rk_config *cfg, const rk_ops *ops,
+                                      const rk_limits *lim)
 {
     if (lim->kv_precision == RK_KV_UNIFORM)
         return RK_OK;
@@ -143,7 +142,7 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     if (smart &&
         (st = rk_smart_check(bits_avg, cfg->head_dim, rk_kv_group_of(lim->kv_group))) != RK_OK)
         return st;
-    if ((st = check_precision(cfg, ops, lim)) != RK_OK)
+    if ((st = rk_model_check_kv_precision(cfg, ops, lim)) != RK_OK)
         return st;
     /* Rank measurement reads the keys as the target's own format. */
     if (lim->rank && lim->kv_format != ops->kv_format)

@@ -98,6 +98,13 @@ int rk_limits_prompt_passes(const rk_limits *lim);
 rk_status rk_model_check_kv_format(const rk_config *cfg, const rk_ops *ops, rk_kv_format f,
                                    int group, int residual);
 
+/* Whether LIM's KV precision can be planned for a model of CFG on OPS.
+ * Uniform always can; rank precision needs LIM's profile, of the model's
+ * layer count, and every step of the ladder around LIM's format among those
+ * OPS stores (a layer may get any of them). rk_model_plan checks it. */
+rk_status rk_model_check_kv_precision(const rk_config *cfg, const rk_ops *ops,
+                                      const rk_limits *lim);
+
 /* Validates LIM against CFG and the target, and computes both plans without
  * allocating anything. */
 rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim,

@@ -960,8 +960,8 @@ rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops
     return f;
 }
 
-void cli_kv_precision(const cli_kv *kv, const char *name, const char *model, const rk_config *cfg,
-                      const rk_ops *ops, rk_limits *lim)
+void cli_kv_precision(const char *name, const char *model, const rk_config *cfg, const rk_ops *ops,
+                      rk_limits *lim)
 {
     lim->kv_precision = RK_KV_UNIFORM;
     lim->kv_profile = NULL;
@@ -969,16 +969,11 @@ void cli_kv_precision(const cli_kv *kv, const char *name, const char *model, con
         cli_usage_error("--kv-precision: %s", rk_last_error());
     if (lim->kv_precision == RK_KV_UNIFORM)
         return;
-    rk_kv_format steps[3];
-    if (rk_kv_precision_steps(lim->kv_format, steps) != RK_OK)
-        cli_usage_error("--kv-precision %s: %s", name, rk_last_error());
-    for (int i = 0; i < 3; i++)
-        if (rk_model_check_kv_format(cfg, ops, steps[i], kv->group, kv->residual) != RK_OK)
-            cli_usage_error("--kv-precision %s: %s", name, rk_last_error());
     rk_identity id;
     if (rk_identity_of(model, &id) != RK_OK)
         cli_die();
-    if (!(lim->kv_profile = rk_profile_find(&id)))
+    if (!(lim->kv_profile = rk_profile_find(&id)) ||
+        rk_model_check_kv_precision(cfg, ops, lim) != RK_OK)
         cli_usage_error("--kv-precision %s: %s", name, rk_last_error());
 }
 
@@ -1116,7 +1111,7 @@ void cli_kv_limits(cli_kv *kv, const char *model, const rk_config *cfg, const rk
     lim->kv_group = kv->group;
     lim->kv_residual = kv->residual;
     lim->kv_bits_avg = kv->bits_avg;
-    cli_kv_precision(kv, kv->precision, model, cfg, ops, lim);
+    cli_kv_precision(kv->precision, model, cfg, ops, lim);
     lim->kv = cli_kv_policy(kv, model, cfg->n_layers, lim->max_prompt);
     cli_kv_stores(&lim->kv, lim->kv_format);
     if (rk_limits_prompt_passes(lim))

@@ -323,13 +323,14 @@ rk_kv_policy cli_kv_policy(const cli_kv *kv, const char *model, int layers, int 
 rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops,
                            const rk_config *cfg);
 
-/* LIM's --kv-precision NAME (NULL: uniform), LIM's kv_format set: for
- * rank, the profile compiled in for the model in MODEL (found as rankkv
- * finds it) and the ladder's steps checked against OPS for CFG. A usage
- * error when NAME is unknown, the dtype has no step on a side, OPS stores
- * no step's format, or no profile matches the model. */
-void cli_kv_precision(const cli_kv *kv, const char *name, const char *model, const rk_config *cfg,
-                      const rk_ops *ops, rk_limits *lim);
+/* LIM's --kv-precision NAME (NULL: uniform), LIM's kv_format, kv_group and
+ * kv_residual set: for rank, the profile compiled in for the model in MODEL
+ * (found as rankkv finds it), then the plan's own check
+ * (rk_model_check_kv_precision) against OPS for CFG. A usage error when
+ * NAME is unknown, no profile matches the model, the dtype has no step on
+ * a side, or OPS stores no step's format. */
+void cli_kv_precision(const char *name, const char *model, const rk_config *cfg, const rk_ops *ops,
+                      rk_limits *lim);
 
 /* M's KV storage into J as every record names it: kv_dtype, kv_group (of
  * grouped formats), kv_residual (KIVI), kv_precision, and under rank

@@ -190,8 +190,8 @@ int main(int argc, char **argv)
     const rk_kv_policy policy = cli_kv_policy(&o.kv, o.model, cfg.n_layers, 0);
     const rk_kv_format dtype = cli_kv_format(&o.kv, o.kv.dtype, ops, &cfg);
     cli_kv_stores(&policy, dtype);
-    rk_limits precision = {.kv_format = dtype};
-    cli_kv_precision(&o.kv, o.kv.precision, o.model, &cfg, ops, &precision);
+    rk_limits precision = {.kv_format = dtype, .kv_group = o.kv.group, .kv_residual = o.kv.residual};
+    cli_kv_precision(o.kv.precision, o.model, &cfg, ops, &precision);
     const rankkv_options a = api_options(&o);
 
     size_t weights, arena;

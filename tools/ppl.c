@@ -180,7 +180,7 @@ int main(int argc, char **argv)
                         "smartkv quantizes rows only once the prompt is in, so every score would "
                         "be fp16's; measure it with rankkv-eval");
     lim.logits_rows = lim.prefill_chunk;
-    cli_kv_precision(&kv, kv.precision, model, &cfg, ops, &lim);
+    cli_kv_precision(kv.precision, model, &cfg, ops, &lim);
     if (errors.n && lim.kv_format != RK_KV_FP32)
         cli_usage_error("--kv-error measures against the fp32 cache, and this run's is %s",
                         rk_kv_format_name(lim.kv_format));
