@@ -96,13 +96,11 @@ static rk_status limits_for(const char *dir, const rankkv_options *o, const rk_c
     if (o->kv_precision &&
         (st = rk_kv_precision_parse(o->kv_precision, &lim->kv_precision)) != RK_OK)
         return st;
-    if (lim->kv_precision == RK_KV_RANK && !(lim->kv_profile = kv.profile ? kv.profile : o->profile)) {
-        rk_identity id;
-        if ((st = rk_identity_of(dir, &id)) != RK_OK)
-            return st;
-        if (!(lim->kv_profile = rk_profile_find(&id)))
-            return RK_EINVAL;
-    }
+    /* A profile the options name or the rankkv policy found serves rank
+     * precision too. */
+    if (lim->kv_precision == RK_KV_RANK && !(lim->kv_profile = kv.profile) &&
+        (st = rk_profile_for(dir, &lim->kv_profile)) != RK_OK)
+        return st;
     if ((st = rk_kv_policy_make(&kv, cfg->n_layers, &lim->kv)) != RK_OK)
         return st;
     lim->prefill_chunk = rk_limits_prompt_passes(lim) || o->prefill_chunk > max_prompt

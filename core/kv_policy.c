@@ -58,6 +58,18 @@ static rk_status snapkv_after_prefill(const rk_kv_policy *p, const rk_kv_layer_s
     return gather(s, min_of(s->budget, s->n));
 }
 
+rk_status rk_kv_place_all_after_prefill(const rk_kv_policy *p, const rk_kv_layer_step *s)
+{
+    const int window = min_of(p->window, s->n), H = s->cache->heads;
+    s->ops->attention_mass(s->ctx, s->mass, s->q, s->prompt, s->row, s->n, s->n - window, 0);
+    for (int h = 0; h < H; h++)
+        for (int r = 0; r < s->n; r++)
+            s->host_keep[(size_t)h * s->n + r] = r;
+    rk_status st = s->ops->copy_in(s->ctx, s->keep, s->host_keep,
+                                   (size_t)H * s->n * sizeof(int32_t));
+    return st == RK_OK ? gather(s, s->n) : st;
+}
+
 /* ---- the evicting methods: a cache of budget + 1 rows, the new token's
  * row freeing one old row per step ---- */
 
@@ -84,12 +96,18 @@ static rk_status h2o_after_prefill(const rk_kv_policy *p, const rk_kv_layer_step
     return gather(s, min_of(s->budget, s->n));
 }
 
-static void h2o_after_decode(const rk_kv_policy *p, const rk_kv_layer_step *s)
+void rk_kv_accumulate_attention(const rk_kv_layer_step *s)
 {
     const rk_kv_layer *c = s->cache;
     s->ops->attention_mass(s->ctx, (rk_kv_scores){c->score, c->cap}, s->q, c, s->row, s->n, 0,
                            1);
-    s->ops->kv_evict(s->ctx, c, s->pos, s->row, s->budget, 0, rk_kv_recent(p, s->budget));
+}
+
+static void h2o_after_decode(const rk_kv_policy *p, const rk_kv_layer_step *s)
+{
+    rk_kv_accumulate_attention(s);
+    s->ops->kv_evict(s->ctx, s->cache, s->pos, s->row, s->budget, 0,
+                     rk_kv_recent(p, s->budget));
 }
 
 /* StreamingLLM: the first tokens (attention sinks) and the most recent. */
@@ -184,11 +202,7 @@ rk_status rk_kv_options_find_profile(rk_kv_options *opt, const char *dir)
 {
     if (!opt->method || !rk_kv_needs_profile(opt->method) || opt->profile)
         return RK_OK;
-    rk_identity id;
-    rk_status st = rk_identity_of(dir, &id);
-    if (st == RK_OK && !(opt->profile = rk_profile_find(&id)))
-        st = RK_EINVAL;
-    return st;
+    return rk_profile_for(dir, &opt->profile);
 }
 
 rk_status rk_kv_policy_make(const rk_kv_options *opt, int layers, rk_kv_policy *out)

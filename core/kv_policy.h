@@ -128,6 +128,13 @@ int rk_kv_compresses(const rk_kv_policy *p);
 
 const rk_kv_hooks *rk_kv_hooks_of(const rk_kv_policy *p);
 
+/* Steps a smartkv cache (kv_smart.h) takes where its policy has no hook of
+ * its own, the full cache: after the prompt's attention, every row's
+ * SnapKV window score and every row gathered into the tiers by it; after
+ * a decode step's, H2O's accumulated attention, which it demotes by. */
+rk_status rk_kv_place_all_after_prefill(const rk_kv_policy *p, const rk_kv_layer_step *s);
+void rk_kv_accumulate_attention(const rk_kv_layer_step *s);
+
 /* The smallest budget a layer may have: SnapKV keeps at least its window;
  * the evicting methods need a row outside their sinks or recent window. */
 int rk_kv_min_budget(const rk_kv_policy *p);

@@ -68,13 +68,8 @@ rk_smart_side rk_smart_side_of(int is_v, int head_dim, int group, double bits, i
         first += s.cap[t];
     }
     s.maps = align4(off);
-    s.bytes = is_v ? align4(off) : s.maps + 2 * (size_t)cap * sizeof(int32_t);
+    s.bytes = is_v ? s.maps : s.maps + 2 * (size_t)cap * sizeof(int32_t);
     return s;
-}
-
-static rk_smart_side side(const rk_kv_layer *c, int is_v)
-{
-    return rk_smart_side_of(is_v, c->head_dim, c->group, c->bits_avg, c->cap);
 }
 
 /* One head of a layer as the calls below walk it: the tiers' layout (K's
@@ -89,8 +84,10 @@ typedef struct {
 
 static smart_head head_of(const rk_kv_layer *c, int h)
 {
-    smart_head x = {.s = side(c, 0),
-                    .block = {rk_kv_layer_head(c, 0, h), rk_kv_layer_head(c, 1, h)}};
+    /* V's side is K's tiers without the maps: a V head is s.maps bytes. */
+    smart_head x = {.s = rk_smart_side_of(0, c->head_dim, c->group, c->bits_avg, c->cap)};
+    x.block[0] = (char *)c->k + (size_t)h * x.s.bytes;
+    x.block[1] = (char *)c->v + (size_t)h * x.s.maps;
     x.where = (int32_t *)(x.block[0] + x.s.maps);
     x.owner = x.where + c->cap;
     return x;
@@ -217,15 +214,15 @@ static void sort_by_score(const rk_kv_layer *c, int h, int32_t *x, int n)
 
 void rk_smart_place(const rk_kv_layer *c, int h, int rows)
 {
-    const rk_smart_side s = side(c, 0);
     const smart_head x = head_of(c, h);
+    const rk_smart_side *s = &x.s;
     int32_t *where = x.where, *owner = x.owner;
-    const int window = s.cap[0] - RK_SMART_SINKS;
+    const int window = s->cap[0] - RK_SMART_SINKS;
     int next[RK_SMART_TIERS], ranked = 0;
-    memcpy(next, s.first, sizeof next);
+    memcpy(next, s->first, sizeof next);
     /* The slot-to-row map is free until the end: the ranking's scratch. */
     for (int r = 0; r < rows; r++) {
-        if (rows <= s.cap[0] || r < RK_SMART_SINKS || r >= rows - window)
+        if (rows <= s->cap[0] || r < RK_SMART_SINKS || r >= rows - window)
             where[r] = next[0]++;
         else
             owner[ranked++] = r;
@@ -233,7 +230,7 @@ void rk_smart_place(const rk_kv_layer *c, int h, int rows)
     sort_by_score(c, h, owner, ranked);
     int t = 1;
     for (int i = 0; i < ranked; i++) {
-        while (next[t] == s.first[t] + s.cap[t])
+        while (next[t] == s->first[t] + s->cap[t])
             t++;
         where[owner[i]] = next[t]++;
     }

@@ -50,6 +50,9 @@
 #define RK_SMART_WINDOW 32
 #define RK_SMART_BITS_DEFAULT 8.0
 
+/* BITS, or the default where none was given (0). */
+static inline double rk_smart_bits_of(double bits) { return bits > 0 ? bits : RK_SMART_BITS_DEFAULT; }
+
 enum { RK_SMART_TIERS = 4 };
 
 /* The row format of tier T: fp16, int8, int4, int2. */

@@ -138,7 +138,7 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
         (st = rk_kv_policy_stores(&lim->kv, lim->kv_format)) != RK_OK)
         return st;
     const int smart = lim->kv_format == RK_KV_SMART;
-    const double bits_avg = lim->kv_bits_avg > 0 ? lim->kv_bits_avg : RK_SMART_BITS_DEFAULT;
+    const double bits_avg = rk_smart_bits_of(lim->kv_bits_avg);
     if (smart &&
         (st = rk_smart_check(bits_avg, cfg->head_dim, rk_kv_group_of(lim->kv_group))) != RK_OK)
         return st;
@@ -332,13 +332,14 @@ rk_status rk_model_load(const char *dir, const rk_ops *ops, const rk_limits *lim
         return st;
     /* A static profile holds ranks of one model: refuse any other. */
     const rk_profile *profiles[2] = {lim->kv.profile, lim->kv_profile};
-    for (int i = 0; i < 2; i++)
-        if (profiles[i]) {
-            rk_identity id;
-            if ((st = rk_identity_of(dir, &id)) != RK_OK ||
-                (st = rk_profile_check(profiles[i], &id)) != RK_OK)
+    if (profiles[0] || profiles[1]) {
+        rk_identity id;
+        if ((st = rk_identity_of(dir, &id)) != RK_OK)
+            return st;
+        for (int i = 0; i < 2; i++)
+            if (profiles[i] && (st = rk_profile_check(profiles[i], &id)) != RK_OK)
                 return st;
-        }
+    }
     rk_model *m = calloc(1, sizeof *m);
     if (!m)
         return rk_fail(RK_ENOMEM, "out of host memory for the model");
@@ -569,23 +570,6 @@ static rk_kv_layer_step policy_step(rk_model *m, int l, int n, const void *q,
         .host_keep = m->host_keep, .budget = m->lim.kv.budget[l]};
 }
 
-/* smartkv over the full cache, after the prompt's attention in a layer:
- * every row's SnapKV window score, then every row into the layer's tiers
- * by it (kv_gather places rows of a smartkv cache: kv_smart.h). */
-static rk_status smart_place_prompt(const rk_kv_policy *p, const rk_kv_layer_step *s)
-{
-    const int window = p->window < s->n ? p->window : s->n, H = s->cache->heads;
-    s->ops->attention_mass(s->ctx, s->mass, s->q, s->prompt, s->row, s->n, s->n - window, 0);
-    for (int h = 0; h < H; h++)
-        for (int r = 0; r < s->n; r++)
-            s->host_keep[(size_t)h * s->n + r] = r;
-    rk_status st = s->ops->copy_in(s->ctx, s->keep, s->host_keep,
-                                   (size_t)H * s->n * sizeof(int32_t));
-    if (st == RK_OK)
-        s->ops->kv_gather(s->ctx, s->cache, s->prompt, s->mass, s->keep, s->n);
-    return st;
-}
-
 /* Rows of logits a forward of N tokens leaves. */
 static int logits_rows(const rk_model *m, int n)
 {
@@ -680,22 +664,21 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
                 measure_layer(m, call, l, n, q, &prompt);
             } else if (call->status == RK_OK) {
                 const rk_kv_layer_step s = policy_step(m, l, n, q, &cache, &prompt);
-                call->status = hooks->after_prefill_layer ? hooks->after_prefill_layer(kv, &s)
-                                                          : smart_place_prompt(kv, &s);
+                call->status = hooks->after_prefill_layer
+                                   ? hooks->after_prefill_layer(kv, &s)
+                                   : rk_kv_place_all_after_prefill(kv, &s);
             }
         } else {
             o->qkv_rotary(ctx, q, &cache, qkv, rope, pos, row, n, c->rotary_dims);
             o->attention(ctx, att, q, &cache, row, n);
             if (call->mode == FORWARD_MEASURE)
                 measure_layer(m, call, l, n, q, &cache);
-            else if (hooks->after_decode_attention) {
+            else if (hooks->after_decode_attention || smart) {
                 const rk_kv_layer_step s = policy_step(m, l, n, q, &cache, NULL);
-                hooks->after_decode_attention(kv, &s);
-            } else if (smart) {
-                /* H2O's accumulated attention: the importance smartkv
-                 * demotes by. */
-                o->attention_mass(ctx, (rk_kv_scores){cache.score, cache.cap}, q, &cache, row,
-                                  n, 0, 1);
+                if (hooks->after_decode_attention)
+                    hooks->after_decode_attention(kv, &s);
+                else
+                    rk_kv_accumulate_attention(&s);
             }
         }
         if (par) {

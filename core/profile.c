@@ -168,6 +168,15 @@ const rk_profile *rk_profile_find(const rk_identity *id)
     return NULL;
 }
 
+rk_status rk_profile_for(const char *dir, const rk_profile **out)
+{
+    rk_identity id;
+    rk_status st = rk_identity_of(dir, &id);
+    if (st == RK_OK && !(*out = rk_profile_find(&id)))
+        st = RK_EINVAL;
+    return st;
+}
+
 /* A table row as the strategy code would have made it: every layer at
  * least the minimum and exactly layers × average in all. A header is
  * generated, but it is C that anyone can edit. */

@@ -50,6 +50,10 @@ rk_status rk_identity_of(const char *dir, rk_identity *out);
  * the profiles this build has, when none matches. */
 const rk_profile *rk_profile_find(const rk_identity *id);
 
+/* The compiled-in profile for the model in DIR (rk_identity_of, then
+ * rk_profile_find) into *OUT; the failing step's status and message. */
+rk_status rk_profile_for(const char *dir, const rk_profile **out);
+
 /* RK_OK when P was calibrated on the model ID, else a message. */
 rk_status rk_profile_check(const rk_profile *p, const rk_identity *id);
 

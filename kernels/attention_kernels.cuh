@@ -672,8 +672,8 @@ __global__ void __launch_bounds__(WARPS * 32)
      * quantized cache's, which reads its codes back inline, small enough
      * for the instruction cache. */
     if (!early) {
-        asm volatile("griddepcontrol.wait;\n" ::: "memory");
-        asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+        rk_wait_previous();
+        rk_allow_next();
     }
     if (active) {
         if constexpr (BITS == 16) {
@@ -691,8 +691,8 @@ __global__ void __launch_bounds__(WARPS * 32)
         }
     }
     if (early) {
-        asm volatile("griddepcontrol.wait;\n" ::: "memory");
-        asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+        rk_wait_previous();
+        rk_allow_next();
     }
     if (blockIdx.x * WARPS * KW >= kv_len)
         return;
@@ -756,10 +756,10 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
      * precedes its launch trigger: it may be read before this grid's wait. */
     const int count = (*pos + row) / KW + 1;
     const size_t first = (size_t)h * decode_slices<KW>(cap) * n + row;
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    rk_wait_previous();
     /* The next kernel (the output projection) prefetches its weights while
      * the partials are merged. */
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    rk_allow_next();
 
     float m = -INFINITY, l = 0.0f, acc[DL];
 #pragma unroll

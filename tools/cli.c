@@ -960,13 +960,20 @@ rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops
     return f;
 }
 
+/* --kv-precision NAME (NULL: uniform). */
+static rk_kv_precision parse_precision(const char *name)
+{
+    rk_kv_precision p = RK_KV_UNIFORM;
+    if (name && rk_kv_precision_parse(name, &p) != RK_OK)
+        cli_usage_error("--kv-precision: %s", rk_last_error());
+    return p;
+}
+
 void cli_kv_precision(const char *name, const char *model, const rk_config *cfg, const rk_ops *ops,
                       rk_limits *lim)
 {
-    lim->kv_precision = RK_KV_UNIFORM;
+    lim->kv_precision = parse_precision(name);
     lim->kv_profile = NULL;
-    if (name && rk_kv_precision_parse(name, &lim->kv_precision) != RK_OK)
-        cli_usage_error("--kv-precision: %s", rk_last_error());
     if (lim->kv_precision == RK_KV_UNIFORM)
         return;
     rk_identity id;
@@ -1046,10 +1053,7 @@ void cli_kv_fit(cli_kv *kv, const char *model, const rk_config *cfg, const rk_op
     /* --kv-memory's rule chooses one format for every layer, and rank
      * precision's bytes are bounded by the uniform cache of the format it
      * is given: each would decide the bytes. */
-    rk_kv_precision precision = RK_KV_UNIFORM;
-    if (kv->precision && rk_kv_precision_parse(kv->precision, &precision) != RK_OK)
-        cli_usage_error("--kv-precision: %s", rk_last_error());
-    if (precision != RK_KV_UNIFORM)
+    if (parse_precision(kv->precision) != RK_KV_UNIFORM)
         cli_usage_error("--kv-precision %s: --kv-memory chooses one dtype for every layer; give "
                         "--kv-dtype and a budget with rank precision", kv->precision);
     const int group = rk_kv_group_of(kv->group);

@@ -135,7 +135,7 @@ _Noreturn static void die(const rankkv *r)
 }
 
 static void print_json(const options *o, const rankkv_options *a, rk_kv_format dtype,
-                       const int32_t *prompt, int n_prompt, const streamed *out,
+                       rk_kv_precision precision, const int32_t *prompt, int n_prompt, const streamed *out,
                        double t_prefill, double t_decode, size_t weights, size_t arena)
 {
     cJSON *j = cJSON_CreateObject();
@@ -152,17 +152,15 @@ static void print_json(const options *o, const rankkv_options *a, rk_kv_format d
     cJSON_AddStringToObject(j, "kv_dtype", rk_kv_format_name(dtype));
     if (strcmp(a->kv, "full") != 0)
         cJSON_AddNumberToObject(j, "kv_budget", a->kv_budget);
-    cJSON_AddStringToObject(j, "kv_precision", a->kv_precision ? a->kv_precision : "uniform");
+    cJSON_AddStringToObject(j, "kv_precision", rk_kv_precision_name(precision));
     /* The parameters the cache's rows were made with, as the plan took
      * them (the defaults where none was given). */
-    const int rank = a->kv_precision && strcmp(a->kv_precision, "rank") == 0;
-    if (rk_kv_format_grouped(dtype) || dtype == RK_KV_SMART || rank)
+    if (rk_kv_format_grouped(dtype) || precision == RK_KV_RANK)
         cJSON_AddNumberToObject(j, "kv_group", rk_kv_group_of(a->kv_group));
     if (rk_kv_format_kivi(dtype))
         cJSON_AddNumberToObject(j, "kv_residual", rk_kv_residual_of(a->kv_residual));
     if (dtype == RK_KV_SMART)
-        cJSON_AddNumberToObject(j, "kv_bits_avg",
-                                a->kv_bits_avg ? a->kv_bits_avg : RK_SMART_BITS_DEFAULT);
+        cJSON_AddNumberToObject(j, "kv_bits_avg", rk_smart_bits_of(a->kv_bits_avg));
     cli_kv_fit_json(j, &o->kv);
     cJSON_AddNumberToObject(j, "weights_bytes", (double)weights);
     cJSON_AddNumberToObject(j, "arena_bytes", (double)arena);
@@ -249,7 +247,7 @@ int main(int argc, char **argv)
             o.target, n_prompt, n_prompt / (t1 - t0), 1e3 * (t1 - t0), out.n,
             out.n > 1 ? (out.n - 1) / (t2 - t1) : 0.0, arena / 1048576.0, weights / 1048576.0);
     if (o.json)
-        print_json(&o, &a, dtype, prompt, n_prompt, &out, t1 - t0, t2 - t1, weights, arena);
+        print_json(&o, &a, dtype, precision.kv_precision, prompt, n_prompt, &out, t1 - t0, t2 - t1, weights, arena);
 
     rankkv_close(r);
     cli_str_free(&out.text);
