@@ -252,6 +252,9 @@ expect 2 '--kv-bits-avg sets smartkv' -- "$gen" --model "$nano" --kv-dtype int8 
 lines bits-avg without smartkv
 expect 2 '--kv-residual sets a KIVI cache' -- "$bin/rankkv-eval" --model "$nano" \
     --dataset t="$tmp/text.txt" --kv-dtype fp32,int4 --kv-residual 32
+expect 2 '--kv-residual sets a KIVI cache' -- "$bin/rankkv-ppl" --model "$nano" \
+    --text "$tmp/text.txt" --kv-dtype int8 --kv-residual 32
+lines ppl residual without kivi
 expect 2 '--kv-dtype (the target' -- "$bin/rankkv-bench" --model "$nano" --kv-bits-avg 6
 # generate's record names what the rows were made with, defaults included.
 expect 0 '' -- "$gen" --model "$nano" --kv-dtype kivi --max-new-tokens 2 --json --quiet

@@ -163,6 +163,13 @@ int main(int argc, char **argv)
         CLI_TEXT_OPT("Progress goes to stderr.\n"),
         {0}};
     cli_parse(argc, argv, usage, opts);
+    /* --kv-residual is a KIVI cache's, or that of --kv-error's KIVI rows:
+     * with neither, it is refused as the other tools refuse it. */
+    int kivi_error = 0;
+    for (int i = 0; i < errors.n; i++)
+        kivi_error |= rk_kv_format_kivi(errors.f[i]);
+    if (!kivi_error)
+        cli_kv_check_dtype_options(&kv);
     const rk_ops *ops = cli_target(target);
     if (!text && !print_plan)
         cli_usage_error("--text FILE is required");
