@@ -12,6 +12,7 @@ namespace rk_attn {
     extern template void decode<BITS>(cudaStream_t, void *, const void *, const rk_k_kv *, void *, \
                                       const int *, int);
 RK_KV_BITS(RK_EXTERN)
+RK_KIVI_FORMATS(RK_EXTERN)
 #undef RK_EXTERN
 
 int sm_count;
@@ -24,6 +25,7 @@ void configure_once()
     static const bool done = [] {
 #define RK_CONFIGURE(BITS) configure<BITS>();
         RK_KV_BITS(RK_CONFIGURE)
+        RK_KIVI_FORMATS(RK_CONFIGURE)
 #undef RK_CONFIGURE
         int device = 0;
         cudaGetDevice(&device);
@@ -57,6 +59,7 @@ extern "C" void rk_attention_prefill(cudaStream_t s, void *out, const void *q,
 #define RK_CASE(B)                                                                                 \
     case B: prefill<B>(s, out, q, cache, pos, n); break;
         RK_KV_BITS(RK_CASE)
+        RK_KIVI_FORMATS(RK_CASE)
 #undef RK_CASE
     }
 }
@@ -81,6 +84,7 @@ extern "C" void rk_attention_decode(cudaStream_t s, void *out, const void *q,
 #define RK_CASE(B)                                                                                 \
     case B: decode<B>(s, out, q, cache, scratch, pos, n); break;
         RK_KV_BITS(RK_CASE)
+        RK_KIVI_FORMATS(RK_CASE)
 #undef RK_CASE
     }
 }

@@ -316,6 +316,67 @@ __device__ __forceinline__ void dequant_tile(__half *dst, const unsigned char *c
     }
 }
 
+/* A KIVI cache's instances (kv_rows.h): BITS is its RK_KIVI_FORMAT, keys'
+ * bits in the high nibble, values' in the low. */
+template <int BITS> __host__ __device__ constexpr bool is_kivi() { return BITS > 16; }
+
+/* Four 4-byte words from P (KIVI's fp16 rows and scales are 4-byte
+ * aligned, no more), through the read-only path. */
+__device__ __forceinline__ uint4 ldg_words4(const unsigned char *p)
+{
+    const unsigned *w = reinterpret_cast<const unsigned *>(p);
+    return make_uint4(__ldg(w), __ldg(w + 1), __ldg(w + 2), __ldg(w + 3));
+}
+
+/* ROWS rows FIRST.. of one head of a KIVI cache of LIMIT rows read back
+ * into the fp16 tiles KS and VS as load_rows lays them out (zeros at or
+ * past LIMIT), THREADS threads cooperating: rows below the last flush
+ * boundary from their codes (keys with their group of positions'
+ * per-channel scales, values as token rows), the others from the
+ * residual's fp16 slots. Loaded where used, not staged ahead: a thread
+ * that takes a run of rows of one chunk, to load a key group's scales once
+ * for its rows, measured slower on the H200 (16.4 against 15.0 us a decode
+ * step's split kernel, 202 against 185 us a 1920-row prefill's, head_dim
+ * 80). */
+template <int D, int BITS, int ROWS, int THREADS>
+__device__ __forceinline__ void kivi_tiles(__half *ks, __half *vs, const unsigned char *kh,
+                                           const unsigned char *vh, const rk_k_kivi &kivi,
+                                           int group, int first, int limit, int tid)
+{
+    constexpr int KB = BITS >> 4, VB = BITS & 15, kChunks = D / 8, kTotal = ROWS * kChunks;
+    const int R = kivi.residual, quantized = limit / R * R;
+    const size_t k_row = D * KB / 8, v_row = kv_row_bytes(VB, D, group);
+    for (int i = tid; i < kTotal; i += THREADS) {
+        const int r = i / kChunks, c = i - r * kChunks, row = first + r;
+        uint4 k8 = make_uint4(0, 0, 0, 0), v8 = k8;
+        if (row < limit && row >= quantized) {
+            const size_t at = ((size_t)(row % R) * D + c * 8) * sizeof(__half);
+            k8 = ldg_words4(kh + kivi.k_fp16 + at);
+            v8 = ldg_words4(vh + kivi.v_fp16 + at);
+        } else if (row < limit) {
+            const unsigned char *codes = kh + (size_t)row * k_row + c * KB;
+            const unsigned code = KB == 4 ? __ldg(reinterpret_cast<const unsigned *>(codes))
+                                          : __ldg(reinterpret_cast<const unsigned short *>(codes));
+            const unsigned *meta = reinterpret_cast<const unsigned *>(kh + kivi.k_meta) +
+                                   (size_t)(row / group) * D + c * 8;
+            float x[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                const unsigned m = __ldg(meta + e);
+                const float2 sm = __half22float2(*reinterpret_cast<const __half2 *>(&m));
+                x[e] = __fadd_rn(__fmul_rn((float)((code >> (KB * e)) & ((1u << KB) - 1u)), sm.x),
+                                 sm.y);
+            }
+            k8 = kv_pack_half8(x);
+            const unsigned char *vr = vh + (size_t)row * v_row;
+            kv_chunk_values<VB>(kv_chunk_load<VB>(vr, D, group, c), vr, D, group, c, x);
+            v8 = kv_pack_half8(x);
+        }
+        *reinterpret_cast<uint4 *>(ks + r * (D + kPad) + c * 8) = k8;
+        *reinterpret_cast<uint4 *>(vs + r * (D + kPad) + c * 8) = v8;
+    }
+}
+
 /* The A fragments of a warp's MT row tiles of queries. Small enough, they
  * stay in registers; otherwise (beyond 40 registers) they would crowd out the
  * output accumulators, so they are read again from shared memory at each
@@ -480,7 +541,7 @@ template <int D, int BITS, int WARPS, int MT, int BN>
 __host__ __device__ constexpr size_t prefill_smem_bytes(int group)
 {
     return (size_t)(16 * MT * WARPS + 2 * prefill_tile_buffers<BITS>() * BN) * (D + kPad) * 2 +
-           (BITS == 16 ? 0 : 2 * (size_t)BN * kv_row_bytes(BITS, D, group));
+           (BITS == 16 || is_kivi<BITS>() ? 0 : 2 * (size_t)BN * kv_row_bytes(BITS, D, group));
 }
 
 /* grid (heads, query tiles), the last tiles, which see the most keys, first. */
@@ -489,7 +550,8 @@ __global__ void __launch_bounds__(WARPS * 32)
     prefill_kernel(__half *__restrict__ out, const __half *__restrict__ q,
                    const unsigned char *__restrict__ k_cache,
                    const unsigned char *__restrict__ v_cache, int group, int wide,
-                   const int *__restrict__ pos, int n, int heads, int cap, float scale_log2)
+                   const int *__restrict__ pos, int n, int heads, int cap, float scale_log2,
+                   rk_k_kivi kivi)
 {
     constexpr int WM = 16 * MT, BM = WM * WARPS, LD = D + kPad, NT = BN / 8, DT = D / 8;
     constexpr int THREADS = WARPS * 32, BUFS = prefill_tile_buffers<BITS>();
@@ -497,7 +559,7 @@ __global__ void __launch_bounds__(WARPS * 32)
     __half *const qs = reinterpret_cast<__half *>(smem_raw);
     __half *const ks = qs + BM * LD;
     __half *const vs = ks + BUFS * BN * LD;
-    const int row_bytes = (int)kv_row_bytes(BITS, D, group);
+    const int row_bytes = is_kivi<BITS>() ? 0 : (int)kv_row_bytes(BITS, D, group);
     unsigned char *const kc = reinterpret_cast<unsigned char *>(vs + BUFS * BN * LD);
     unsigned char *const vc = kc + BN * row_bytes;
 
@@ -516,10 +578,12 @@ __global__ void __launch_bounds__(WARPS * 32)
     const int warp_end = warp_q0 < n ? pos0 + min(warp_q0 + WM, n) : 0;
 
     const size_t head_bytes = (size_t)cap * row_bytes;
-    const unsigned char *const kh = k_cache + h * head_bytes;
-    const unsigned char *const vh = v_cache + h * head_bytes;
+    const unsigned char *const kh = k_cache + h * (is_kivi<BITS>() ? kivi.k_head : head_bytes);
+    const unsigned char *const vh = v_cache + h * (is_kivi<BITS>() ? kivi.v_head : head_bytes);
     load_rows<D, BM, THREADS>(qs, q + (size_t)h * n * D, q0, n, tid);
-    if constexpr (BITS == 16) {
+    if constexpr (is_kivi<BITS>()) {
+        /* Each tile is read back where it is used. */
+    } else if constexpr (BITS == 16) {
         load_rows<D, BN, THREADS>(ks, reinterpret_cast<const __half *>(kh), 0, kv_len, tid);
         load_rows<D, BN, THREADS>(vs, reinterpret_cast<const __half *>(vh), 0, kv_len, tid);
     } else {
@@ -556,6 +620,10 @@ __global__ void __launch_bounds__(WARPS * 32)
             } else {
                 cp_async_wait<0>();
             }
+        } else if constexpr (is_kivi<BITS>()) {
+            cp_async_wait<0>();
+            __syncthreads();
+            kivi_tiles<D, BITS, BN, THREADS>(ks, vs, kh, vh, kivi, group, t * BN, kv_len, tid);
         } else {
             /* Every thread's copies of this tile's codes are in, and every
              * warp is done with the last tile, once all pass the barrier. */
@@ -565,7 +633,7 @@ __global__ void __launch_bounds__(WARPS * 32)
             dequant_tile<D, BITS, BN, THREADS>(vs, vc, group, kv_len - t * BN, tid);
         }
         __syncthreads();
-        if constexpr (BITS != 16) {
+        if constexpr (BITS != 16 && !is_kivi<BITS>()) {
             if (t + 1 < n_tiles) {
                 fetch_codes<THREADS>(kc, kh, row_bytes, (t + 1) * BN, kv_len, BN, wide, tid);
                 fetch_codes<THREADS>(vc, vh, row_bytes, (t + 1) * BN, kv_len, BN, wide, tid);
@@ -638,7 +706,8 @@ __global__ void __launch_bounds__(WARPS * 32)
     decode_split_kernel(float *__restrict__ part_o, float2 *__restrict__ part_ml,
                         const __half *__restrict__ q, const unsigned char *__restrict__ k_cache,
                         const unsigned char *__restrict__ v_cache, int group,
-                        const int *__restrict__ pos, int n, int cap, float scale_log2)
+                        const int *__restrict__ pos, int n, int cap, float scale_log2,
+                        rk_k_kivi kivi)
 {
     constexpr int LD = D + kPad, NT = KW / 8, DT = D / 8;
     extern __shared__ uint4 smem_raw[];
@@ -657,12 +726,15 @@ __global__ void __launch_bounds__(WARPS * 32)
      * kernel writes: the one before us (rotary) writes only the step's own
      * rows, and lets us launch only once it has waited for everything
      * earlier. Its keys and values are fetched while rotary still runs. */
-    const bool early = key0 + KW <= pos0;
+    /* A KIVI cache's rows move from the residual into codes when a block
+     * fills: only blocks flushed before this step are final. */
+    const bool early =
+        key0 + KW <= (is_kivi<BITS>() ? pos0 / kivi.residual * kivi.residual : pos0);
     __half *const ks = qs + kDecodeRows * LD + warp * 2 * KW * LD;
     __half *const vs = ks + KW * LD;
-    const size_t head_bytes = (size_t)cap * kv_row_bytes(BITS, D, group);
-    const unsigned char *const kh = k_cache + h * head_bytes;
-    const unsigned char *const vh = v_cache + h * head_bytes;
+    const size_t head_bytes = is_kivi<BITS>() ? 0 : (size_t)cap * kv_row_bytes(BITS, D, group);
+    const unsigned char *const kh = k_cache + h * (is_kivi<BITS>() ? kivi.k_head : head_bytes);
+    const unsigned char *const vh = v_cache + h * (is_kivi<BITS>() ? kivi.v_head : head_bytes);
 
     /* Launched as a programmatic dependent of the previous kernel: wait for
      * it (the queries and the step's rows are its outputs), then let the
@@ -682,6 +754,8 @@ __global__ void __launch_bounds__(WARPS * 32)
                 load_rows<D, KW, 32>(side ? vs : ks,
                                      reinterpret_cast<const __half *>(side ? vh : kh), key0,
                                      kv_len, lane);
+        } else if constexpr (is_kivi<BITS>()) {
+            kivi_tiles<D, BITS, KW, 32>(ks, vs, kh, vh, kivi, group, key0, kv_len, lane);
         } else {
             KvTile<D, BITS, KW, 32> tk, tv;
             tk.fetch(kh, group, key0, kv_len, lane);
@@ -846,13 +920,14 @@ void launch_prefill_with(cudaStream_t s, void *out, const void *q, const rk_k_kv
     const dim3 grid(c->heads, (n + BM - 1) / BM);
     /* Tiles start at multiples of BN rows: 16-byte copies need the heads'
      * bases 16-byte aligned too. */
-    const size_t head_bytes = (size_t)c->cap * kv_row_bytes(BITS, D, c->group);
+    const size_t head_bytes =
+        is_kivi<BITS>() ? 0 : (size_t)c->cap * kv_row_bytes(BITS, D, c->group);
     const int wide = ((uintptr_t)c->k | (uintptr_t)c->v | head_bytes) % 16 == 0;
     prefill_kernel<D, BITS, kPrefillWarps, MT, BN>
         <<<grid, kPrefillWarps * 32, prefill_smem_bytes<D, BITS, kPrefillWarps, MT, BN>(c->group),
            s>>>(static_cast<__half *>(out), static_cast<const __half *>(q),
                 static_cast<const unsigned char *>(c->k), static_cast<const unsigned char *>(c->v),
-                c->group, wide, pos, n, c->heads, c->cap, scale_log2(D));
+                c->group, wide, pos, n, c->heads, c->cap, scale_log2(D), c->kivi);
 }
 
 template <int D, int BITS>
@@ -880,7 +955,7 @@ void launch_decode(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, v
                      dim3(WARPS * 32), decode_smem_bytes<D, KW, WARPS>(), s, part_o, part_ml, q,
                      static_cast<const unsigned char *>(c->k),
                      static_cast<const unsigned char *>(c->v), c->group, pos, n, c->cap,
-                     scale_log2(D));
+                     scale_log2(D), c->kivi);
     launch_dependent(decode_combine_kernel<D, KW>, dim3(heads, n), dim3(kCombineWarps * 32), 0, s,
                      out, part_o, part_ml, pos, n, heads, c->cap);
 }

@@ -253,20 +253,20 @@ __device__ __forceinline__ void copy_kv_word(uint32_t *dk, uint32_t *dv, const u
 /* grid (row blocks, heads): thread t moves word t % words of row t / words. */
 __global__ void gather_kernel(uint32_t *dk, uint32_t *dv, int *pos, float *dscore,
                               const uint32_t *sk, const uint32_t *sv, const float *sscore,
-                              const int *idx, int keep, int words, int dcap, int scap,
-                              int sstride)
+                              const int *idx, int keep, int words, int dcap, int pstride,
+                              int scap, int sstride)
 {
     const int h = blockIdx.y;
     const int t = blockIdx.x * blockDim.x + threadIdx.x, j = t / words, c = t % words;
     if (j >= keep)
         return;
     const int r = idx[(size_t)h * keep + j];
-    const size_t d = (size_t)h * dcap + j;
-    copy_kv_word(dk, dv, sk, sv, d, (size_t)h * scap + r, words, c);
+    copy_kv_word(dk, dv, sk, sv, (size_t)h * dcap + j, (size_t)h * scap + r, words, c);
     if (c == 0) {
-        pos[d] = r;
+        const size_t p = (size_t)h * pstride + j;
+        pos[p] = r;
         if (sscore)
-            dscore[d] = sscore[(size_t)h * sstride + r];
+            dscore[p] = sscore[(size_t)h * sstride + r];
     }
 }
 
@@ -390,7 +390,7 @@ void rk_k_kv_keep(cudaStream_t s, int *idx, const float *score, int n, int heads
                                                                   budget, tail);
 }
 
-void rk_k_kv_gather(cudaStream_t s, const rk_k_kv *dst, int *pos, float *dscore,
+void rk_k_kv_gather(cudaStream_t s, const rk_k_kv *dst, int *pos, float *dscore, int pstride,
                     const rk_k_kv *src, const float *sscore, const int *idx, int keep,
                     int sstride)
 {
@@ -398,7 +398,7 @@ void rk_k_kv_gather(cudaStream_t s, const rk_k_kv *dst, int *pos, float *dscore,
     gather_kernel<<<dim3((threads + 255) / 256, dst->heads), 256, 0, s>>>(
         static_cast<uint32_t *>(dst->k), static_cast<uint32_t *>(dst->v), pos, dscore,
         static_cast<const uint32_t *>(src->k), static_cast<const uint32_t *>(src->v), sscore, idx,
-        keep, words, dst->cap, src->cap, sstride);
+        keep, words, dst->cap, pstride, src->cap, sstride);
 }
 
 void rk_k_kv_evict(cudaStream_t s, const rk_k_kv *cache, int *pos_rows, float *score,

@@ -11,6 +11,7 @@
 #ifndef RK_KV_ROWS_H
 #define RK_KV_ROWS_H
 
+#include <cuda_runtime_api.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -21,12 +22,41 @@ extern "C" {
  * X(BITS) for each. */
 #define RK_KV_BITS(X) X(16) X(8) X(4) X(2)
 
+/* A KIVI cache (core/kv_kivi.h) is not rows of one format: a head's keys
+ * are codes with per-channel scales for each GROUP positions, its values
+ * token rows of v_bits, and the newest positions fp16 rows in a residual.
+ * Its kernels are instances of their own, named by RK_KIVI_FORMAT (key bits
+ * in the high nibble, values' in the low: 0x24 is kivi's 2/4). The offsets
+ * are core's layout (rk_kivi_side_of), computed once on the host. */
+#define RK_KIVI_FORMAT(k_bits, v_bits) ((k_bits) << 4 | (v_bits))
+#define RK_KIVI_FORMATS(X) X(0x24) X(0x22) X(0x44)
+
+typedef struct {
+    int residual;          /* fp16 rows before a flush; 0: not a KIVI cache */
+    int k_bits, v_bits;    /* of the codes */
+    size_t k_head, v_head; /* bytes of one head's K, V */
+    size_t k_meta;         /* K: where the groups' per-channel (scale, minimum) pairs start */
+    size_t k_fp16, v_fp16; /* where the residual's fp16 rows start */
+} rk_k_kivi;
+
 typedef struct {
     void *k, *v;
     int cap, heads, head_dim;
-    int bits;  /* 16, 8, 4 or 2 */
-    int group; /* channels per scale where bits < 16 */
+    int bits;  /* 16, 8, 4 or 2; a KIVI cache's RK_KIVI_FORMAT */
+    int group; /* channels per scale where bits < 16; KIVI's key positions too */
+    rk_k_kivi kivi;
 } rk_k_kv;
+
+/* A KIVI cache of CACHE's shape takes its appended rows through fp16
+ * STAGE (rows [heads][stage->cap], stage->bits 16): rotary (or a gather)
+ * writes them at STAGE's rows 0..n-1, then this flushes every block of
+ * residual rows that they complete into codes and leaves the newest rows in
+ * the residual, as rk_kivi_append does a row at a time. *ROW is the cache
+ * row of the first, in device memory (a recorded step replays it). */
+void rk_k_kivi_append(cudaStream_t s, const rk_k_kv *cache, const rk_k_kv *stage, const int *row,
+                      int n);
+/* Once at start-up, before any append (and before a step is recorded). */
+void rk_k_kivi_init(void);
 
 /* Bytes of one row. */
 size_t rk_k_kv_row_bytes(const rk_k_kv *c);

@@ -264,15 +264,15 @@ expect 0 '' -- "$gen" --model "$nano" --kv-dtype smartkv --kv-bits-avg 6 --max-n
 has "$tmp/out" '"kv_bits_avg":6' 'generate --json with smartkv'
 expect 2 'unknown KV dtype' -- "$bin/rankkv-bench" --model "$nano" --kv-dtype fp32,bf16
 expect 2 'unknown KV dtype' -- "$bin/rankkv-compare" --model "$nano" --kv-dtype q8
-# CUDA stores the row formats (fp16, int8, int4, int2); a build with the
-# target refuses the others before touching the device; one without has no
-# target.
+# CUDA stores the row formats (fp16, int8, int4, int2) and KIVI's; a build
+# with the target refuses the others before touching the device; one
+# without has no target.
 if "$gen" --target cuda --print-plan 2>&1 | grep -q 'no CUDA target'; then
     expect 1 'no CUDA target' -- "$gen" --model "$nano" --target cuda --kv-dtype int8
 else
-    expect 2 'the cuda target has no kivi KV cache (it stores: fp16, int8, int4, int2)' -- \
-        "$gen" --model "$nano" --target cuda --kv-dtype kivi
-    lines cuda kivi
+    expect 2 'the cuda target has no smartkv KV cache (it stores: fp16, int8, int4, int2, kivi, kivi2, kivi4)' -- \
+        "$gen" --model "$nano" --target cuda --kv-dtype smartkv
+    lines cuda smartkv
     expect 2 'the cuda target has no smartkv KV cache' -- "$bin/rankkv-eval" --model "$nano" \
         --target cuda --dataset t="$tmp/text.txt" --kv-dtype int8,smartkv
     expect 2 'the cuda target has no fp32 KV cache' -- "$gen" --model "$nano" --target cuda \
@@ -375,7 +375,7 @@ expect 2 '--kv-precision rank varies fp16, int8 or int4, and --kv-dtype names fp
 expect 2 'fp32 has none above it' -- "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" \
     --kv-precision rank
 if ! "$gen" --target cuda --print-plan 2>&1 | grep -q 'no CUDA target'; then
-    expect 2 '--kv-precision rank: the cuda target has no fp32 KV cache (it stores: fp16, int8, int4, int2)' -- \
+    expect 2 '--kv-precision rank: the cuda target has no fp32 KV cache (it stores: fp16, int8, int4, int2, kivi, kivi2, kivi4)' -- \
         "$gen" --model "$nano" --target cuda --kv-dtype fp16 --kv-precision rank
     lines cuda rank
 fi

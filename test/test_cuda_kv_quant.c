@@ -1,7 +1,7 @@
 /* The CUDA target's quantized KV cache (int8, int4 and int2 rows,
- * core/kv_quant.h) against the CPU target's, op for op (core/ops.h) on the
- * same inputs, for head_dim 64, 80 and 128, groups of 8, 16 and 32 (where they
- * divide it), of a whole row
+ * core/kv_quant.h, and the KIVI formats, core/kv_kivi.h) against the CPU
+ * target's, op for op (core/ops.h) on the same inputs, for head_dim 64, 80
+ * and 128, groups of 8, 16 and 32 (where they divide it), of a whole row
  * and (80) of 20 channels (not a multiple of 8), and Pythia's rotary share
  * (a quarter of head_dim) as well as a fully rotated head:
  *
@@ -12,10 +12,18 @@
  *   rotated key may differ by an ulp between the targets, which
  *   can put an element on the other side of a rounding boundary, so over all
  *   codes 99.9 % must be identical (the largest code difference is printed).
- *   The rotated queries must be the CPU's rounded to fp16.
+ *   The rotated queries must be the CPU's rounded to fp16. A KIVI cache
+ *   (residuals of 64 and of 2 groups) flushes a block inside the chunk and
+ *   one among the single rows: its values (never rotated) must be the
+ *   CPU's byte for byte, residual and codes; its keys' codes and
+ *   per-channel scales as above, and its fp16 residual keys identical or an
+ *   fp16 ulp apart.
  * - With the CPU's cache bytes copied into the CUDA cache, attention
  *   (decode and prefill kernels), attention_mass, kv_gather and kv_evict on
- *   both: outputs within fp16's error, moved rows byte for byte.
+ *   both: outputs within fp16's error, moved rows byte for byte. A KIVI
+ *   cache: attention, and kv_gather of fp16 prompt rows into it (quantized
+ *   on the way, so byte for byte too); KIVI goes with no evicting policy
+ *   and no scoring of its own rows (kv_policy.c).
  *
  * One summary line per configuration gives the measured identity rates and
  * the largest errors. Skips without a GPU. */
@@ -23,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv_kivi.h"
 #include "kv_quant.h"
 #include "kv_reference.h"
 #include "ops.h"
@@ -41,6 +50,10 @@ enum {
     MAX_HEAD_DIM = 128,
     /* The widest row here: int8 in groups of 8. */
     MAX_ROW_BYTES = MAX_HEAD_DIM + MAX_HEAD_DIM / 8 * 4,
+    /* One side of the cache under test, any format: a KIVI head's fp16
+     * residual rows and per-channel scales add less than a row format's
+     * bytes. */
+    KV_BYTES = 2 * HEADS * CAP * MAX_ROW_BYTES,
     /* kv_gather keeps KEEP rows per head into a cache of KEEP + 1 rows, where
      * kv_evict then runs with budget KEEP, as H2O's decode steps do. */
     KEEP = 72,
@@ -51,6 +64,7 @@ enum {
 typedef struct {
     rk_kv_format format;
     int head_dim, group, rot_dims;
+    int residual; /* KIVI's; 0 for row formats */
 } config;
 
 /* One target's half of the comparison: its context, and the arena and
@@ -64,6 +78,7 @@ typedef struct {
     float *rope, *scores, *src_scores;
     int32_t *pos, *row, *idx;
     rk_kv_layer cache, kept;
+    rk_kv_layer prompt; /* KIVI: the fp16 rows kv_gather reads (rk_kv_prompt_format) */
 } side;
 
 static unsigned long long rng = 0x9e3779b97f4a7c15ull;
@@ -82,6 +97,15 @@ static size_t row_bytes(const config *c)
     return rk_kv_row_bytes(c->format, c->head_dim, c->group);
 }
 
+static int is_kivi(const config *c) { return rk_kv_format_kivi(c->format); }
+
+/* Bytes of one side (K: IS_V 0, V: 1) of a layer of CAP rows, all heads. */
+static size_t side_bytes(const config *c, int is_v, int cap)
+{
+    return (size_t)HEADS * rk_kv_head_bytes(c->format, is_v, c->head_dim, c->group, c->residual,
+                                            0, cap);
+}
+
 static void *take(side *s, size_t bytes)
 {
     void *p = s->arena + s->used;
@@ -95,11 +119,10 @@ static void *take(side *s, size_t bytes)
  * (and, when WITH_POS, per-row positions and scores) in S's arena. */
 static rk_kv_layer take_layer(side *s, const config *c, int cap, int with_pos)
 {
-    const size_t bytes = (size_t)HEADS * cap * row_bytes(c);
     rk_kv_layer l = {.cap = cap, .heads = HEADS, .head_dim = c->head_dim, .format = c->format,
-                     .group = c->group};
-    l.k = take(s, bytes);
-    l.v = take(s, bytes);
+                     .group = c->group, .residual = c->residual};
+    l.k = take(s, side_bytes(c, 0, cap));
+    l.v = take(s, side_bytes(c, 1, cap));
     if (with_pos) {
         l.pos = take(s, (size_t)HEADS * cap * sizeof(int32_t));
         l.score = take(s, (size_t)HEADS * cap * sizeof(float));
@@ -133,6 +156,10 @@ static void side_open(side *s, const config *c)
     s->idx = take(s, (size_t)HEADS * KEEP * sizeof(int32_t));
     s->cache = take_layer(s, c, CAP, 0);
     s->kept = take_layer(s, c, KEEP + 1, 1);
+    if (is_kivi(c)) {
+        const config fp16 = {RK_KV_FP16, c->head_dim, c->group, c->rot_dims, 0};
+        s->prompt = take_layer(s, &fp16, CAP, 0);
+    }
 }
 
 static void side_close(side *s) { s->ops->release(s->ctx, s->arena); }
@@ -300,8 +327,41 @@ static void compare_queries(append_stats *st, side *cpu, side *gpu, const config
     st->q_err = fmax(st->q_err, err / largest);
 }
 
-static unsigned char cpu_k[HEADS * CAP * MAX_ROW_BYTES], cpu_v[HEADS * CAP * MAX_ROW_BYTES];
-static unsigned char gpu_k[HEADS * CAP * MAX_ROW_BYTES], gpu_v[HEADS * CAP * MAX_ROW_BYTES];
+static unsigned char cpu_k[KV_BYTES], cpu_v[KV_BYTES];
+static unsigned char gpu_k[KV_BYTES], gpu_v[KV_BYTES];
+
+/* The KIVI caches of both targets compared, K and V of every head (after
+ * CAP rows, so CAP rounded down to the residual are codes): V byte for
+ * byte; K's codes and per-channel pairs tallied as compare_rows does (no
+ * key group is free of rotation: a channel's group spans positions), and
+ * its fp16 residual rows identical or an fp16 ulp apart (a rotation an
+ * fp32 ulp apart, rounded across a boundary). */
+static void compare_kivi(append_stats *st, const config *c, long *residual_far)
+{
+    const int hd = c->head_dim;
+    const rk_kivi_side k = rk_kivi_side_of(c->format, 0, hd, c->group, c->residual, CAP);
+    const size_t v_bytes = side_bytes(c, 1, CAP);
+    CHECKF(memcmp(gpu_v, cpu_v, v_bytes) == 0, "%s: the CUDA target's value codes, scales or "
+                                                "residual rows differ from the CPU's",
+           rk_kv_format_name(c->format));
+    for (int h = 0; h < HEADS; h++) {
+        const unsigned char *g = gpu_k + (size_t)h * k.bytes, *w = cpu_k + (size_t)h * k.bytes;
+        for (size_t i = 0; i < (size_t)k.quantized * hd; i++) {
+            const unsigned a = rk_kv_code(g, k.bits, i), b = rk_kv_code(w, k.bits, i);
+            const unsigned diff = a > b ? a - b : b - a;
+            st->max_diff = diff > st->max_diff ? diff : st->max_diff;
+            tally_add(&st->codes, diff == 0);
+        }
+        for (size_t m = k.meta; m < k.residual; m += 4)
+            tally_add(&st->metas, memcmp(g + m, w + m, 4) == 0);
+        for (int i = 0; i < k.slots * hd; i++) {
+            uint16_t a, b;
+            memcpy(&a, g + k.residual + 2 * (size_t)i, 2);
+            memcpy(&b, w + k.residual + 2 * (size_t)i, 2);
+            *residual_far += abs((int)a - (int)b) > 1;
+        }
+    }
+}
 
 /* Rows 0..PREFILL-1 as one chunk at position 0, then one row at a time as
  * decode appends them; the caches compared row for row (cpu_k and cpu_v
@@ -309,7 +369,7 @@ static unsigned char gpu_k[HEADS * CAP * MAX_ROW_BYTES], gpu_v[HEADS * CAP * MAX
 static append_stats test_append(side *cpu, side *gpu, const config *c, const float *qkv)
 {
     append_stats st = {0};
-    const size_t bytes = (size_t)HEADS * CAP * row_bytes(c);
+    const size_t k_bytes = side_bytes(c, 0, CAP), v_bytes = side_bytes(c, 1, CAP);
     /* The chunk, then rows one at a time. */
     for (int row0 = 0; row0 < CAP; row0 += row0 ? 1 : PREFILL) {
         const int n = row0 ? 1 : PREFILL, pos0 = row0 ? row0 + POS_SHIFT : 0;
@@ -318,13 +378,19 @@ static append_stats test_append(side *cpu, side *gpu, const config *c, const flo
         append(gpu, c, rows, n, pos0, row0);
         compare_queries(&st, cpu, gpu, c, n);
     }
-    fetch(cpu, cpu_k, cpu->cache.k, bytes);
-    fetch(cpu, cpu_v, cpu->cache.v, bytes);
-    fetch(gpu, gpu_k, gpu->cache.k, bytes);
-    fetch(gpu, gpu_v, gpu->cache.v, bytes);
-    compare_rows(&st, c, gpu_k, cpu_k, 0);
-    compare_rows(&st, c, gpu_v, cpu_v, 1);
+    fetch(cpu, cpu_k, cpu->cache.k, k_bytes);
+    fetch(cpu, cpu_v, cpu->cache.v, v_bytes);
+    fetch(gpu, gpu_k, gpu->cache.k, k_bytes);
+    fetch(gpu, gpu_v, gpu->cache.v, v_bytes);
     const char *f = rk_kv_format_name(c->format);
+    if (is_kivi(c)) {
+        long far = 0;
+        compare_kivi(&st, c, &far);
+        CHECKF(far == 0, "%s: %ld residual keys more than an fp16 ulp from the CPU's", f, far);
+    } else {
+        compare_rows(&st, c, gpu_k, cpu_k, 0);
+        compare_rows(&st, c, gpu_v, cpu_v, 1);
+    }
     CHECKF(st.q_bad == 0, "%s: %ld rotated queries differ from the CPU's by more than fp16 "
                           "rounding (largest difference %.3g of the largest |q|)",
            f, st.q_bad, st.q_err);
@@ -373,12 +439,14 @@ static void value_bounds(const config *c, int rows, float *vmax)
 {
     float x[MAX_HEAD_DIM];
     const int hd = c->head_dim;
+    const rk_kv_layer host = {.k = cpu_k, .v = cpu_v, .cap = CAP, .heads = HEADS,
+                              .head_dim = hd, .format = c->format, .group = c->group,
+                              .residual = c->residual};
     for (int h = 0; h < HEADS; h++) {
         float *m = vmax + (size_t)h * hd;
         memset(m, 0, (size_t)hd * sizeof *m);
         for (int r = 0; r < rows; r++) {
-            rk_kv_dequantize_row(c->format, hd, c->group,
-                                 cpu_v + ((size_t)h * CAP + r) * row_bytes(c), x);
+            rk_kv_read_rows(&host, 1, h, rows, r, 1, x);
             for (int d = 0; d < hd; d++)
                 m[d] = fmaxf(m[d], fabsf(x[d]));
         }
@@ -485,13 +553,13 @@ static double test_mass(side *cpu, side *gpu, const config *c)
 static int same_layers(side *cpu, side *gpu, const config *c, const rk_kv_layer *a,
                        const rk_kv_layer *b)
 {
-    static unsigned char x[HEADS * CAP * MAX_ROW_BYTES], y[HEADS * CAP * MAX_ROW_BYTES];
-    const size_t rows = (size_t)HEADS * a->cap, kv = rows * row_bytes(c);
+    static unsigned char x[KV_BYTES], y[KV_BYTES];
+    const size_t rows = (size_t)HEADS * a->cap;
     const struct {
         const void *a, *b;
         size_t bytes;
-    } parts[] = {{a->k, b->k, kv},
-                 {a->v, b->v, kv},
+    } parts[] = {{a->k, b->k, side_bytes(c, 0, a->cap)},
+                 {a->v, b->v, side_bytes(c, 1, a->cap)},
                  {a->pos, b->pos, rows * sizeof(int32_t)},
                  {a->score, b->score, a->score ? rows * sizeof(float) : 0}};
     int same = 1;
@@ -564,6 +632,39 @@ static void test_gather_evict(side *cpu, side *gpu, const config *c)
     }
 }
 
+/* kv_gather of KEEP rows a head from fp16 prompt rows (the same bytes on
+ * both targets) into a KIVI cache, which quantizes them as it appends them
+ * at row 0: one flush and a residual. The same rule from the same halves,
+ * so the same bytes, positions and scores. */
+static void test_gather_kivi(side *cpu, side *gpu, const config *c)
+{
+    static int32_t idx[HEADS * KEEP];
+    static float src_scores[HEADS * CAP];
+    static uint16_t rows[2][HEADS * CAP * MAX_HEAD_DIM];
+    for (int h = 0; h < HEADS; h++)
+        for (int j = 0; j < KEEP; j++)
+            idx[h * KEEP + j] = 2 * j + (h + j) % 2;
+    for (int i = 0; i < HEADS * CAP; i++)
+        src_scores[i] = (float)uniform01();
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < (size_t)HEADS * CAP * c->head_dim; i++)
+            rows[t][i] = rk_f32_to_f16(rk_test_half((float)(normal() *
+                                                             (uniform01() < 0.025 ? 12.0 : 1.0))));
+    side *sides[2] = {cpu, gpu};
+    for (int s = 0; s < 2; s++) {
+        side *x = sides[s];
+        put(x, x->prompt.k, rows[0], sizeof rows[0]);
+        put(x, x->prompt.v, rows[1], sizeof rows[1]);
+        put(x, x->idx, idx, sizeof idx);
+        put(x, x->src_scores, src_scores, sizeof src_scores);
+        x->ops->kv_gather(x->ctx, &x->kept, &x->prompt, (rk_kv_scores){x->src_scores, CAP},
+                          x->idx, KEEP);
+    }
+    CHECKF(same_layers(cpu, gpu, c, &cpu->kept, &gpu->kept),
+           "%s kv_gather: the CUDA target's kept rows, positions or scores differ from the CPU's",
+           rk_kv_format_name(c->format));
+}
+
 static void run_config(side *cpu, side *gpu, const config *c)
 {
     static float qkv[CAP * HEADS * 3 * MAX_HEAD_DIM], rope[ROPE_POSITIONS * MAX_HEAD_DIM];
@@ -577,16 +678,20 @@ static void run_config(side *cpu, side *gpu, const config *c)
 
     const append_stats st = test_append(cpu, gpu, c, qkv);
     /* The ops that read or move rows then see the same bytes on both. */
-    const size_t bytes = (size_t)HEADS * CAP * row_bytes(c);
-    put(gpu, gpu->cache.k, cpu_k, bytes);
-    put(gpu, gpu->cache.v, cpu_v, bytes);
+    put(gpu, gpu->cache.k, cpu_k, side_bytes(c, 0, CAP));
+    put(gpu, gpu->cache.v, cpu_v, side_bytes(c, 1, CAP));
     const double attn = test_attention(cpu, gpu, c);
-    const double mass = test_mass(cpu, gpu, c);
-    test_gather_evict(cpu, gpu, c);
-    printf("%-4s head_dim %3d group %3d rot_dims %3d: codes %.4f %% identical (fixed groups "
-           "%.4f %%), max |code diff| %u, scale/min %.4f %%; q err %.2g of max |q|; attention "
-           "err %.3f of bound; mass rel err %.3g\n",
-           rk_kv_format_name(c->format), c->head_dim, c->group, c->rot_dims,
+    double mass = 0;
+    if (is_kivi(c)) {
+        test_gather_kivi(cpu, gpu, c);
+    } else {
+        mass = test_mass(cpu, gpu, c);
+        test_gather_evict(cpu, gpu, c);
+    }
+    printf("%-5s head_dim %3d group %3d residual %2d rot_dims %3d: codes %.4f %% identical "
+           "(fixed groups %.4f %%), max |code diff| %u, scale/min %.4f %%; q err %.2g of max "
+           "|q|; attention err %.3f of bound; mass rel err %.3g\n",
+           rk_kv_format_name(c->format), c->head_dim, c->group, c->residual, c->rot_dims,
            100 * rate(st.codes), 100 * rate(st.fixed_codes), st.max_diff, 100 * rate(st.metas),
            st.q_err, attn, mass);
     side_close(cpu);
@@ -615,13 +720,38 @@ int main(void)
                 continue;
             for (int g = 0; g < n_groups; g++)
                 for (int r = 0; r < 2 && hd % groups[g] == 0; r++) {
-                    const config c = {formats[f], hd, groups[g], rots[r]};
+                    const config c = {formats[f], hd, groups[g], rots[r], 0};
                     if (rk_kv_format_check(c.format, hd, c.group) != RK_OK) {
                         printf("not run: %s\n", rk_last_error());
                         continue;
                     }
                     run_config(&cpu, &gpu, &c);
                 }
+        }
+    /* KIVI: each format at each head_dim with the defaults (group 16,
+     * residual 64: the chunk of 100 rows flushes one block and leaves 36,
+     * the single rows flush another), and groups of 8, 32 and (80) 20 with
+     * a residual of two groups, flushed in the chunk and among the single
+     * rows more often. */
+    const rk_kv_format kivi[] = {RK_KV_KIVI, RK_KV_KIVI2, RK_KV_KIVI4};
+    for (int d = 0; d < 3; d++)
+        for (int f = 0; f < 3; f++) {
+            const int hd = dims[d];
+            const int listed = (gpu.ops->kv_formats & RK_KV_FORMAT_BIT(kivi[f])) != 0;
+            CHECKF(listed, "the CUDA target does not list %s among its KV formats",
+                   rk_kv_format_name(kivi[f]));
+            const struct {
+                int group, residual;
+            } shapes[] = {{16, 64}, {8, 16}, {32, 64}, {20, 40}};
+            for (int k = 0; listed && k < 4; k++) {
+                const config c = {kivi[f], hd, shapes[k].group, hd / 4, shapes[k].residual};
+                if (hd % c.group != 0)
+                    continue;
+                CHECKF(rk_kv_format_check(c.format, hd, c.group) == RK_OK &&
+                           rk_kv_residual_check(c.format, hd, c.group, c.residual) == RK_OK,
+                       "%s", rk_last_error());
+                run_config(&cpu, &gpu, &c);
+            }
         }
     cpu.ops->shutdown(cpu.ctx);
     gpu.ops->shutdown(gpu.ctx);

@@ -13,6 +13,7 @@
 #include "elementwise.h"
 #include "gemv.h"
 #include "kv_compress.h"
+#include "kv_kivi.h"
 #include "targets.h"
 
 /* cuBLASLt on Hopper wants a 32 MiB workspace for its best kernels. */
@@ -41,6 +42,9 @@ typedef struct {
     void *workspace;
     void *attn_scratch;
     void *top_k_scratch; /* zeroed with the arena */
+    /* A row index 0 in device memory, for a KIVI cache's stage (never
+     * written: zeroed with the arena). */
+    const int *zero_row;
     gemm_plan gemms[GEMM_CACHE];
     int n_gemms;
     int chunk, logits_rows; /* row capacity of the activations and the logits */
@@ -154,7 +158,7 @@ static size_t cuda_scratch_bytes(const rk_config *cfg, int chunk, int cap)
 {
     int q = chunk < DECODE_MAX_QUERIES ? chunk : DECODE_MAX_QUERIES;
     size_t attn = rk_attention_decode_scratch_bytes(q, cfg->n_heads, cfg->head_dim, cap);
-    return GEMM_WORKSPACE + (attn + 255) / 256 * 256 + rk_k_top_k_scratch_bytes();
+    return GEMM_WORKSPACE + (attn + 255) / 256 * 256 + 256 + rk_k_top_k_scratch_bytes();
 }
 
 static void cuda_bind_scratch(void *ctx, void *scratch, size_t bytes)
@@ -163,6 +167,7 @@ static void cuda_bind_scratch(void *ctx, void *scratch, size_t bytes)
     c->workspace = scratch;
     c->attn_scratch = (char *)scratch + GEMM_WORKSPACE;
     c->top_k_scratch = (char *)scratch + bytes - rk_k_top_k_scratch_bytes();
+    c->zero_row = (const int *)((char *)c->top_k_scratch - 256);
 }
 
 static rk_status cuda_upload(void *ctx, void *dst, const void *src, rk_dtype dt, size_t count)
@@ -299,6 +304,7 @@ static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int lo
     cuda_ctx *c = ctx;
     const int D = cfg->hidden, F = cfg->ffn;
     rk_k_gemv_init();
+    rk_k_kivi_init();
     const int shapes[4][2] = {{3 * D, D}, {D, D}, {F, D}, {D, F}}; /* out, in */
     rk_status st = RK_OK;
     c->chunk = chunk;
@@ -394,20 +400,57 @@ static void cuda_linear_f32out(void *ctx, float *y, const void *x, const void *w
 }
 
 /* A layer's cache as the kernels take it. Its format is one of kv_formats
- * (the plan refuses the others), so the bits name it. */
+ * (the plan refuses the others): the bits name a row format, and a KIVI
+ * cache's layout is core's (kv_kivi.h). */
 static rk_k_kv kernel_kv(const rk_kv_layer *c)
 {
-    return (rk_k_kv){.k = c->k, .v = c->v, .cap = c->cap, .heads = c->heads,
-                     .head_dim = c->head_dim, .bits = rk_kv_format_bits(c->format),
-                     .group = c->group};
+    rk_k_kv kv = {.k = c->k, .v = c->v, .cap = c->cap, .heads = c->heads,
+                  .head_dim = c->head_dim, .bits = rk_kv_format_bits(c->format),
+                  .group = c->group};
+    if (rk_kv_format_kivi(c->format)) {
+        const rk_kivi_side k = rk_kivi_side_of(c->format, 0, c->head_dim, c->group, c->residual,
+                                               c->cap),
+                           v = rk_kivi_side_of(c->format, 1, c->head_dim, c->group, c->residual,
+                                               c->cap);
+        kv.bits = RK_KIVI_FORMAT(k.bits, v.bits);
+        kv.kivi = (rk_k_kivi){.residual = c->residual, .k_bits = k.bits, .v_bits = v.bits,
+                              .k_head = k.bytes, .v_head = v.bytes, .k_meta = k.meta,
+                              .k_fp16 = k.residual, .v_fp16 = v.residual};
+    }
+    return kv;
+}
+
+/* Where N rows on their way into the KIVI cache KV wait as fp16: the GEMM
+ * workspace, which no GEMM uses between the op that fills it (rotary, a
+ * gather) and the append that empties it. */
+static int kivi_stage(cuda_ctx *c, const rk_k_kv *kv, int n, rk_k_kv *stage)
+{
+    const size_t half = (size_t)n * kv->heads * kv->head_dim * 2;
+    if (2 * half > GEMM_WORKSPACE) {
+        remember(c, rk_fail(RK_ELIMIT, "a %s KV cache on the cuda target takes up to %zu rows "
+                                       "at once (got %d): use a smaller --prefill-chunk",
+                            "KIVI", GEMM_WORKSPACE / (4 * (size_t)kv->heads * kv->head_dim), n));
+        return 0;
+    }
+    *stage = (rk_k_kv){.k = c->workspace, .v = (char *)c->workspace + half, .cap = n,
+                       .heads = kv->heads, .head_dim = kv->head_dim, .bits = 16,
+                       .group = kv->group};
+    return 1;
 }
 
 static void cuda_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const void *qkv,
                             const float *rope, const void *pos, const void *row, int n,
                             int rot_dims)
 {
+    cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
-    rk_k_qkv_rotary(((cuda_ctx *)ctx)->stream, q, &kv, qkv, rope, pos, row, n, rot_dims);
+    rk_k_kv stage;
+    if (!kv.kivi.residual) {
+        rk_k_qkv_rotary(c->stream, q, &kv, qkv, rope, pos, row, n, rot_dims);
+    } else if (kivi_stage(c, &kv, n, &stage)) {
+        rk_k_qkv_rotary(c->stream, q, &stage, qkv, rope, pos, c->zero_row, n, rot_dims);
+        rk_k_kivi_append(c->stream, &kv, &stage, row, n);
+    }
 }
 
 static void cuda_attention(void *ctx, void *out, const void *q, const rk_kv_layer *cache,
@@ -443,12 +486,23 @@ static void cuda_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int
     rk_k_kv_keep(c->stream, idx, score, n, heads, stride, pool, budget, tail);
 }
 
+/* Into a KIVI cache (from the prompt's fp16 rows) the kept rows go through
+ * the stage and are appended at row 0, as the CPU target appends them. */
 static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *src,
                            rk_kv_scores src_scores, const int32_t *idx, int keep)
 {
+    cuda_ctx *c = ctx;
     const rk_k_kv d = kernel_kv(dst), s = kernel_kv(src);
-    rk_k_kv_gather(((cuda_ctx *)ctx)->stream, &d, dst->pos, dst->score, &s,
-                   dst->score ? src_scores.s : NULL, idx, keep, src_scores.stride);
+    const float *scores = dst->score ? src_scores.s : NULL;
+    rk_k_kv stage;
+    if (!d.kivi.residual) {
+        rk_k_kv_gather(c->stream, &d, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
+                       src_scores.stride);
+    } else if (kivi_stage(c, &d, keep, &stage)) {
+        rk_k_kv_gather(c->stream, &stage, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
+                       src_scores.stride);
+        rk_k_kivi_append(c->stream, &d, &stage, c->zero_row, keep);
+    }
 }
 
 static void cuda_kv_evict(void *ctx, const rk_kv_layer *cache, const void *pos, const void *row,
@@ -552,11 +606,13 @@ static const rk_ops cuda_ops = {
     .name = "cuda",
     .act_bytes = 2,
     .kv_format = RK_KV_FP16,
-    /* The row formats (kv_rows.h). KIVI's per-channel key blocks and
-     * smartkv's tiers have no kernels: the plan refuses them here rather
-     * than run a row kernel over them. */
+    /* The row formats and KIVI's (kv_rows.h). smartkv's tiers have no
+     * kernels: the plan refuses them here rather than run a row kernel
+     * over them. */
     .kv_formats = RK_KV_FORMAT_BIT(RK_KV_FP16) | RK_KV_FORMAT_BIT(RK_KV_INT8) |
-                  RK_KV_FORMAT_BIT(RK_KV_INT4) | RK_KV_FORMAT_BIT(RK_KV_INT2),
+                  RK_KV_FORMAT_BIT(RK_KV_INT4) | RK_KV_FORMAT_BIT(RK_KV_INT2) |
+                  RK_KV_FORMAT_BIT(RK_KV_KIVI) | RK_KV_FORMAT_BIT(RK_KV_KIVI2) |
+                  RK_KV_FORMAT_BIT(RK_KV_KIVI4),
     .supports = cuda_supports,
     .init = cuda_init,
     .shutdown = cuda_shutdown,
