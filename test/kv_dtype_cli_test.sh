@@ -233,14 +233,14 @@ lines kivi streamingllm
 expect 2 'KV residual of 24 positions is not a multiple of the KV group of 16' -- "$gen" \
     --model "$nano" --kv-dtype kivi --kv-residual 24
 lines kivi residual
-expect 2 'KV group of 7 channels does not divide head_dim 80' -- "$gen" --model "$nano" \
-    --kv-dtype kivi2 --kv-group 7
+expect 2 'KV group of 7 channels does not divide head_dim 80 (kivi2 rows are quantized in whole groups)' -- \
+    "$gen" --model "$nano" --kv-dtype kivi2 --kv-group 7
 lines kivi group
 expect 2 '--kv-memory chooses among the row formats (fp32, fp16, int8, int4), not kivi' -- \
     "$gen" --model "$nano" --kv snapkv --kv-memory 1MB --kv-dtype kivi
 lines kivi kv-memory
-expect 2 'KV group of 7 channels does not divide head_dim 80' -- "$gen" --model "$nano" \
-    --kv-dtype int4 --kv-group 7
+expect 2 'KV group of 7 channels does not divide head_dim 80 (int4 rows are quantized in whole groups)' -- \
+    "$gen" --model "$nano" --kv-dtype int4 --kv-group 7
 lines bad group
 expect 2 'does not divide head_dim 80' -- "$bin/rankkv-eval" --model "$nano" \
     --dataset t="$tmp/text.txt" --kv-dtype fp32,int8 --kv-group 7
@@ -364,9 +364,11 @@ expect 2 'int2 has none below it' -- "$gen" --model "$nano" --kv-dtype int2 --kv
 lines rank int2
 expect 2 'kivi has no row format' -- "$gen" --model "$nano" --kv-dtype kivi --kv-precision rank
 lines rank kivi
-expect 2 '--kv-precision rank: no RankKV profile in this build matches the model random-nano' -- \
+# A build without the model's profile: an error of the build (exit 1, one
+# line), as --kv rankkv's is.
+expect 1 'error: --kv-precision rank: no RankKV profile in this build matches the model random-nano' -- \
     "$gen" --model "$tmp/random-nano" --kv-dtype int4 --kv-precision rank
-lines rank without a profile
+if [ "$(wc -l <"$tmp/err")" -eq 1 ]; then ok; else bad "more than one line: rank without a profile"; cat "$tmp/err"; fi
 expect 2 "--kv-precision rank: --kv-memory chooses one dtype for every layer" -- "$gen" \
     --model "$nano" --kv snapkv --kv-memory 1MB --kv-dtype int4 --kv-precision rank
 lines rank kv-memory

@@ -948,9 +948,11 @@ rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops
     rk_kv_format f = ops->kv_format;
     if (name && rk_kv_format_parse(name, &f) != RK_OK)
         cli_usage_error("--kv-dtype: %s", rk_last_error());
-    /* A group given must fit the model whatever the dtype: it is one the
-     * user meant for int8/int4 rows. */
-    if (kv->group && rk_kv_format_check(RK_KV_INT8, cfg->head_dim, kv->group) != RK_OK)
+    /* A group given must fit the model whatever the dtype (rank precision
+     * stores int8 and int4 layers under an fp16 --kv-dtype); the refusal
+     * names the dtype's rows where they are grouped. */
+    const rk_kv_format grouped = rk_kv_format_grouped(f) ? f : RK_KV_INT8;
+    if (kv->group && rk_kv_format_check(grouped, cfg->head_dim, kv->group) != RK_OK)
         cli_usage_error("--kv-group: %s", rk_last_error());
     if (rk_model_check_kv_format(cfg, ops, f, kv->group, kv->residual) != RK_OK)
         cli_usage_error("--kv-dtype %s: %s", rk_kv_format_name(f), rk_last_error());
@@ -979,8 +981,14 @@ void cli_kv_precision(const char *name, const char *model, const rk_config *cfg,
     rk_identity id;
     if (rk_identity_of(model, &id) != RK_OK)
         cli_die();
-    if (!(lim->kv_profile = rk_profile_find(&id)) ||
-        rk_model_check_kv_precision(cfg, ops, lim) != RK_OK)
+    /* A build without the model's profile is an error of the build, as for
+     * --kv rankkv (exit 1); a precision the target cannot store, of the
+     * options (exit 2). */
+    if (!(lim->kv_profile = rk_profile_find(&id))) {
+        rk_fail(RK_EINVAL, "--kv-precision %s: %s", name, rk_last_error());
+        cli_die();
+    }
+    if (rk_model_check_kv_precision(cfg, ops, lim) != RK_OK)
         cli_usage_error("--kv-precision %s: %s", name, rk_last_error());
 }
 
