@@ -359,11 +359,21 @@ __device__ __forceinline__ void kivi_tiles(__half *ks, __half *vs, const unsigne
                                           : __ldg(reinterpret_cast<const unsigned short *>(codes));
             const unsigned *meta = reinterpret_cast<const unsigned *>(kh + kivi.k_meta) +
                                    (size_t)(row / group) * D + c * 8;
+            unsigned m[8];
+            if (kivi.meta16) {
+                const uint4 a = __ldg(reinterpret_cast<const uint4 *>(meta)),
+                            b = __ldg(reinterpret_cast<const uint4 *>(meta) + 1);
+                m[0] = a.x, m[1] = a.y, m[2] = a.z, m[3] = a.w;
+                m[4] = b.x, m[5] = b.y, m[6] = b.z, m[7] = b.w;
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; ++e)
+                    m[e] = __ldg(meta + e);
+            }
             float x[8];
 #pragma unroll
             for (int e = 0; e < 8; ++e) {
-                const unsigned m = __ldg(meta + e);
-                const float2 sm = __half22float2(*reinterpret_cast<const __half2 *>(&m));
+                const float2 sm = __half22float2(*reinterpret_cast<const __half2 *>(&m[e]));
                 x[e] = __fadd_rn(__fmul_rn((float)((code >> (KB * e)) & ((1u << KB) - 1u)), sm.x),
                                  sm.y);
             }

@@ -48,14 +48,28 @@ __device__ void flush_group(const rk_k_kv &c, int h, int first, const __half *st
     unsigned char *const kh = static_cast<unsigned char *>(c.k) + (size_t)h * c.kivi.k_head;
     unsigned char *const vh = static_cast<unsigned char *>(c.v) + (size_t)h * c.kivi.v_head;
     const size_t stage_head = (size_t)h * stage_cap * D;
-    /* A row a warp, two halves a lane (rows and slots are 4-byte aligned). */
+    /* Two halves a thread at a time (rows and slots are 4-byte aligned),
+     * eight such loads in flight before any is stored: the kernel waits on
+     * memory, not on arithmetic, and a loop that stored each load before
+     * the next took a round trip per row. */
     const auto load = [&](const unsigned char *head, size_t fp16, const __half *stage) {
-        for (int r = warp; r < G; r += kWarps) {
-            const __half2 *src = reinterpret_cast<const __half2 *>(
-                kivi_source(head, fp16, R, stage + stage_head, D, rows0, first + r));
-            __half2 *const dst = reinterpret_cast<__half2 *>(x + r * D);
-            for (int d = lane; d < D / 2; d += 32)
-                dst[d] = src[d];
+        const int pairs = G * D / 2, per_row = D / 2;
+        __half2 *const x2 = reinterpret_cast<__half2 *>(x);
+        for (int base = 0; base < pairs; base += 8 * kFlushThreads) {
+            __half2 v[8];
+#pragma unroll
+            for (int k = 0; k < 8; ++k) {
+                const int i = base + k * kFlushThreads + tid, r = i / per_row;
+                if (i < pairs)
+                    v[k] = reinterpret_cast<const __half2 *>(kivi_source(
+                        head, fp16, R, stage + stage_head, D, rows0, first + r))[i - r * per_row];
+            }
+#pragma unroll
+            for (int k = 0; k < 8; ++k) {
+                const int i = base + k * kFlushThreads + tid;
+                if (i < pairs)
+                    x2[i] = v[k];
+            }
         }
         __syncthreads();
     };

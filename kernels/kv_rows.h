@@ -37,6 +37,7 @@ typedef struct {
     size_t k_head, v_head; /* bytes of one head's K, V */
     size_t k_meta;         /* K: where the groups' per-channel (scale, minimum) pairs start */
     size_t k_fp16, v_fp16; /* where the residual's fp16 rows start */
+    int meta16;            /* K's scale pairs 16-byte aligned in every head: read 16 B at once */
 } rk_k_kivi;
 
 typedef struct {

@@ -732,7 +732,9 @@ int main(void)
      * residual 64: the chunk of 100 rows flushes one block and leaves 36,
      * the single rows flush another), and groups of 8, 32 and (80) 20 with
      * a residual of two groups, flushed in the chunk and among the single
-     * rows more often. */
+     * rows more often; and (80) groups of 5 in a residual of 15, whose
+     * quantized rows (150 of 160) put the keys' per-channel scales off
+     * 16-byte boundaries, where attention reads them 4 bytes at a time. */
     const rk_kv_format kivi[] = {RK_KV_KIVI, RK_KV_KIVI2, RK_KV_KIVI4};
     for (int d = 0; d < 3; d++)
         for (int f = 0; f < 3; f++) {
@@ -742,8 +744,8 @@ int main(void)
                    rk_kv_format_name(kivi[f]));
             const struct {
                 int group, residual;
-            } shapes[] = {{16, 64}, {8, 16}, {32, 64}, {20, 40}};
-            for (int k = 0; listed && k < 4; k++) {
+            } shapes[] = {{16, 64}, {8, 16}, {32, 64}, {20, 40}, {5, 15}};
+            for (int k = 0; listed && k < 5; k++) {
                 const config c = {kivi[f], hd, shapes[k].group, hd / 4, shapes[k].residual};
                 if (hd % c.group != 0)
                     continue;

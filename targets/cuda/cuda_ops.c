@@ -4,6 +4,7 @@
  * workspace, attention partials) are a region of that arena. */
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -415,7 +416,8 @@ static rk_k_kv kernel_kv(const rk_kv_layer *c)
         kv.bits = RK_KIVI_FORMAT(k.bits, v.bits);
         kv.kivi = (rk_k_kivi){.residual = c->residual, .k_bits = k.bits, .v_bits = v.bits,
                               .k_head = k.bytes, .v_head = v.bytes, .k_meta = k.meta,
-                              .k_fp16 = k.residual, .v_fp16 = v.residual};
+                              .k_fp16 = k.residual, .v_fp16 = v.residual,
+                              .meta16 = ((uintptr_t)c->k | k.bytes | k.meta) % 16 == 0};
     }
     return kv;
 }
