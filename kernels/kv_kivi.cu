@@ -49,9 +49,9 @@ __device__ void flush_group(const rk_k_kv &c, int h, int first, const __half *st
     unsigned char *const vh = static_cast<unsigned char *>(c.v) + (size_t)h * c.kivi.v_head;
     const size_t stage_head = (size_t)h * stage_cap * D;
     /* Two halves a thread at a time (rows and slots are 4-byte aligned),
-     * eight such loads in flight before any is stored: the kernel waits on
-     * memory, not on arithmetic, and a loop that stored each load before
-     * the next took a round trip per row. */
+     * eight such loads in flight before any is stored (a warp a row, each
+     * load stored before the next: 93.8 us a layer for a 1920-row prompt
+     * at the 2.8B shape; this, 91.5: the loads are not what it waits on). */
     const auto load = [&](const unsigned char *head, size_t fp16, const __half *stage) {
         const int pairs = G * D / 2, per_row = D / 2;
         __half2 *const x2 = reinterpret_cast<__half2 *>(x);
