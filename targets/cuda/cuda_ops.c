@@ -429,9 +429,10 @@ static int kivi_stage(cuda_ctx *c, const rk_k_kv *kv, int n, rk_k_kv *stage)
 {
     const size_t half = (size_t)n * kv->heads * kv->head_dim * 2;
     if (2 * half > GEMM_WORKSPACE) {
-        remember(c, rk_fail(RK_ELIMIT, "a %s KV cache on the cuda target takes up to %zu rows "
-                                       "at once (got %d): use a smaller --prefill-chunk",
-                            "KIVI", GEMM_WORKSPACE / (4 * (size_t)kv->heads * kv->head_dim), n));
+        remember(c, rk_fail(RK_ELIMIT, "a KIVI KV cache on the cuda target takes up to %zu rows "
+                                       "at once (got %d): a smaller --chunk, or under a "
+                                       "compressing policy (one chunk) a shorter prompt",
+                            GEMM_WORKSPACE / (4 * (size_t)kv->heads * kv->head_dim), n));
         return 0;
     }
     *stage = (rk_k_kv){.k = c->workspace, .v = (char *)c->workspace + half, .cap = n,
