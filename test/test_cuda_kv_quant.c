@@ -5,7 +5,10 @@
  * and (80) of 20 channels (not a multiple of 8), and Pythia's rotary share
  * (a quarter of head_dim) as well as a fully rotated head:
  *
- * - qkv_rotary appends a prefill chunk, then rows one at a time: the CUDA
+ * - qkv_rotary appends a prefill chunk, then chunks of 7 rows (a chunked
+ *   prefill after cached rows: a KIVI cache's start inside a block and
+ *   complete it, the block's first rows in the residual), then rows one at
+ *   a time: the CUDA
  *   rows must be the CPU's code for code (rk_kv_quantize_row of the same
  *   floats). Groups that no rotated channel falls in (every value's, and
  *   K's past rot_dims) must be identical, scales, minima and codes; a
@@ -13,8 +16,9 @@
  *   can put an element on the other side of a rounding boundary, so over all
  *   codes 99.9 % must be identical (the largest code difference is printed).
  *   The rotated queries must be the CPU's rounded to fp16. A KIVI cache
- *   (residuals of 64 and of 2 groups) flushes a block inside the chunk and
- *   one among the single rows: its values (never rotated) must be the
+ *   (residuals of 64 and of 2 groups) flushes a block inside the first
+ *   chunk and others in the small chunks or among the single rows: its
+ *   values (never rotated) must be the
  *   CPU's byte for byte, residual and codes; its keys' codes and
  *   per-channel scales as above, and its fp16 residual keys identical or an
  *   fp16 ulp apart.
@@ -42,8 +46,10 @@
 enum {
     HEADS = 4,
     CAP = 160,     /* rows per head of the cache under test */
-    PREFILL = 100, /* rows the first qkv_rotary appends, at row 0; the others come one at a time */
-    /* Rows appended one at a time hold position row + POS_SHIFT, as in a
+    PREFILL = 100, /* rows the first qkv_rotary appends, at row 0 */
+    SMALL = 7,     /* rows of the SMALL_CHUNKS chunks after it; the others come one at a time */
+    SMALL_CHUNKS = 5,
+    /* Rows appended after the first chunk hold position row + POS_SHIFT, as in a
      * compressed cache, so that rotary reads POS and the rows go to ROW. */
     POS_SHIFT = 37,
     ROPE_POSITIONS = CAP + POS_SHIFT,
@@ -370,9 +376,10 @@ static append_stats test_append(side *cpu, side *gpu, const config *c, const flo
 {
     append_stats st = {0};
     const size_t k_bytes = side_bytes(c, 0, CAP), v_bytes = side_bytes(c, 1, CAP);
-    /* The chunk, then rows one at a time. */
-    for (int row0 = 0; row0 < CAP; row0 += row0 ? 1 : PREFILL) {
-        const int n = row0 ? 1 : PREFILL, pos0 = row0 ? row0 + POS_SHIFT : 0;
+    /* The chunk, small chunks, then rows one at a time. */
+    for (int row0 = 0, n; row0 < CAP; row0 += n) {
+        n = row0 == 0 ? PREFILL : row0 < PREFILL + SMALL_CHUNKS * SMALL ? SMALL : 1;
+        const int pos0 = row0 ? row0 + POS_SHIFT : 0;
         const float *rows = qkv + (size_t)row0 * HEADS * 3 * c->head_dim;
         append(cpu, c, rows, n, pos0, row0);
         append(gpu, c, rows, n, pos0, row0);
@@ -730,9 +737,11 @@ int main(void)
         }
     /* KIVI: each format at each head_dim with the defaults (group 16,
      * residual 64: the chunk of 100 rows flushes one block and leaves 36,
-     * the single rows flush another), and groups of 8, 32 and (80) 20 with
-     * a residual of two groups, flushed in the chunk and among the single
-     * rows more often; and (80) groups of 5 in a residual of 15, whose
+     * the chunk of rows 121..127 flushes another with 57 of its rows from
+     * the residual), and groups of 8, 32 and (80) 20 with a residual of two
+     * groups, flushed in every phase (under 8 and 20 a small chunk
+     * completes a block and starts the next: its newest rows take slots the
+     * flush reads); and (80) groups of 5 in a residual of 15, whose
      * quantized rows (150 of 160) put the keys' per-channel scales off
      * 16-byte boundaries, where attention reads them 4 bytes at a time. */
     const rk_kv_format kivi[] = {RK_KV_KIVI, RK_KV_KIVI2, RK_KV_KIVI4};
