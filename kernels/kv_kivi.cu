@@ -156,7 +156,8 @@ __global__ void __launch_bounds__(kFlushThreads)
 template <int KB, int VB>
 __global__ void __launch_bounds__(kFlushThreads)
     kivi_step_kernel(rk_k_kv c, const __half *__restrict__ stage_k,
-                     const __half *__restrict__ stage_v, const int *__restrict__ row)
+                     const __half *__restrict__ stage_v, int stage_cap,
+                     const int *__restrict__ row)
 {
     extern __shared__ float4 smem_raw[];
     const int R = c.kivi.residual, D = c.head_dim, h = blockIdx.x, rows0 = *row;
@@ -168,13 +169,13 @@ __global__ void __launch_bounds__(kFlushThreads)
     __half *const vr = reinterpret_cast<__half *>(static_cast<unsigned char *>(c.v) +
                                                   (size_t)h * c.kivi.v_head + c.kivi.v_fp16);
     for (int d = threadIdx.x; d < D; d += kFlushThreads) {
-        kr[slot + d] = stage_k[(size_t)h * D + d];
-        vr[slot + d] = stage_v[(size_t)h * D + d];
+        kr[slot + d] = stage_k[(size_t)h * stage_cap * D + d];
+        vr[slot + d] = stage_v[(size_t)h * stage_cap * D + d];
     }
     if ((rows0 + 1) % R != 0)
         return;
     for (int first = rows0 + 1 - R; first <= rows0; first += c.group)
-        flush_group<KB, VB>(c, h, first, stage_k, stage_v, 1, rows0, smem_raw);
+        flush_group<KB, VB>(c, h, first, stage_k, stage_v, stage_cap, rows0, smem_raw);
 }
 
 /* grid (row chunks, heads): the newest min(n, residual) rows, the ones the
@@ -218,16 +219,27 @@ void launch_flush(cudaStream_t s, const rk_k_kv *c, const rk_k_kv *stage, const 
 
 } // namespace
 
-extern "C" void rk_k_kivi_init(void)
+extern "C" cudaError_t rk_k_kivi_init(void)
 {
-    const int smem = (int)flush_smem_bytes(kKvMaxHeadDim, kKvMaxHeadDim);
+    /* Up to what the device allows a block (an sm_86 has 99 KB, less than a
+     * group of 256 positions of 256 channels needs: such a flush then fails
+     * to launch, and says so at the next sync). */
+    int device = 0, optin = 0;
+    cudaError_t e = cudaGetDevice(&device);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    const size_t widest = flush_smem_bytes(kKvMaxHeadDim, kKvMaxHeadDim);
+    const int smem = widest < (size_t)optin ? (int)widest : optin;
 #define RK_RAISE(F)                                                                                \
-    cudaFuncSetAttribute(kivi_flush_kernel<((F) >> 4), ((F) & 15)>,                                \
-                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem);                       \
-    cudaFuncSetAttribute(kivi_step_kernel<((F) >> 4), ((F) & 15)>,                                 \
-                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e == cudaSuccess)                                                                          \
+        e = cudaFuncSetAttribute(kivi_flush_kernel<((F) >> 4), ((F) & 15)>,                        \
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, smem);               \
+    if (e == cudaSuccess)                                                                          \
+        e = cudaFuncSetAttribute(kivi_step_kernel<((F) >> 4), ((F) & 15)>,                         \
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     RK_KIVI_FORMATS(RK_RAISE)
 #undef RK_RAISE
+    return e;
 }
 
 extern "C" void rk_k_kivi_append(cudaStream_t s, const rk_k_kv *cache, const rk_k_kv *stage,
@@ -240,7 +252,7 @@ extern "C" void rk_k_kivi_append(cudaStream_t s, const rk_k_kv *cache, const rk_
         launch_dependent(kivi_step_kernel<((F) >> 4), ((F) & 15)>, dim3(cache->heads),             \
                          dim3(kFlushThreads), flush_smem_bytes(cache->head_dim, cache->group), s,  \
                          *cache, static_cast<const __half *>(stage->k),                            \
-                         static_cast<const __half *>(stage->v), row);                              \
+                         static_cast<const __half *>(stage->v), stage->cap, row);                  \
         break;
             RK_KIVI_FORMATS(RK_CASE)
 #undef RK_CASE

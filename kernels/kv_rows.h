@@ -57,7 +57,7 @@ typedef struct {
 void rk_k_kivi_append(cudaStream_t s, const rk_k_kv *cache, const rk_k_kv *stage, const int *row,
                       int n);
 /* Once at start-up, before any append (and before a step is recorded). */
-void rk_k_kivi_init(void);
+cudaError_t rk_k_kivi_init(void);
 
 /* Bytes of one row. */
 size_t rk_k_kv_row_bytes(const rk_k_kv *c);

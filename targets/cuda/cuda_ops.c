@@ -305,9 +305,8 @@ static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int lo
     cuda_ctx *c = ctx;
     const int D = cfg->hidden, F = cfg->ffn;
     rk_k_gemv_init();
-    rk_k_kivi_init();
+    rk_status st = cuda_check(rk_k_kivi_init(), "raising the KIVI flush's shared memory");
     const int shapes[4][2] = {{3 * D, D}, {D, D}, {F, D}, {D, F}}; /* out, in */
-    rk_status st = RK_OK;
     c->chunk = chunk;
     c->logits_rows = logits_rows;
     /* attention_mass keeps its scores in the GEMM workspace, which no GEMM
@@ -424,15 +423,16 @@ static rk_k_kv kernel_kv(const rk_kv_layer *c)
 
 /* Where N rows on their way into the KIVI cache KV wait as fp16: the GEMM
  * workspace, which no GEMM uses between the op that fills it (rotary, a
- * gather) and the append that empties it. */
-static int kivi_stage(cuda_ctx *c, const rk_k_kv *kv, int n, rk_k_kv *stage)
+ * gather) and the append that empties it. REMEDY says what takes fewer
+ * rows at once. */
+static int kivi_stage(cuda_ctx *c, const rk_k_kv *kv, int n, const char *remedy,
+                      rk_k_kv *stage)
 {
     const size_t half = (size_t)n * kv->heads * kv->head_dim * 2;
     if (2 * half > GEMM_WORKSPACE) {
         remember(c, rk_fail(RK_ELIMIT, "a KIVI KV cache on the cuda target takes up to %zu rows "
-                                       "at once (got %d): a smaller --chunk, or under a "
-                                       "compressing policy (one chunk) a shorter prompt",
-                            GEMM_WORKSPACE / (4 * (size_t)kv->heads * kv->head_dim), n));
+                                       "at once (got %d): %s",
+                            GEMM_WORKSPACE / (4 * (size_t)kv->heads * kv->head_dim), n, remedy));
         return 0;
     }
     *stage = (rk_k_kv){.k = c->workspace, .v = (char *)c->workspace + half, .cap = n,
@@ -450,7 +450,10 @@ static void cuda_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const 
     rk_k_kv stage;
     if (!kv.kivi.residual) {
         rk_k_qkv_rotary(c->stream, q, &kv, qkv, rope, pos, row, n, rot_dims);
-    } else if (kivi_stage(c, &kv, n, &stage)) {
+    } else if (kivi_stage(c, &kv, n,
+                          "a smaller --chunk, or under a compressing policy (one chunk) a "
+                          "shorter prompt",
+                          &stage)) {
         rk_k_qkv_rotary(c->stream, q, &stage, qkv, rope, pos, c->zero_row, n, rot_dims);
         rk_k_kivi_append(c->stream, &kv, &stage, row, n);
     }
@@ -501,7 +504,7 @@ static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer 
     if (!d.kivi.residual) {
         rk_k_kv_gather(c->stream, &d, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
                        src_scores.stride);
-    } else if (kivi_stage(c, &d, keep, &stage)) {
+    } else if (kivi_stage(c, &d, keep, "a smaller budget", &stage)) {
         rk_k_kv_gather(c->stream, &stage, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
                        src_scores.stride);
         rk_k_kivi_append(c->stream, &d, &stage, c->zero_row, keep);
