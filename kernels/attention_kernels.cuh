@@ -354,9 +354,7 @@ __device__ __forceinline__ void kivi_tiles(__half *ks, __half *vs, const unsigne
             k8 = ldg_words4(kh + kivi.k_fp16 + at);
             v8 = ldg_words4(vh + kivi.v_fp16 + at);
         } else if (row < limit) {
-            const unsigned char *codes = kh + (size_t)row * k_row + c * KB;
-            const unsigned code = KB == 4 ? __ldg(reinterpret_cast<const unsigned *>(codes))
-                                          : __ldg(reinterpret_cast<const unsigned short *>(codes));
+            const KvChunk<KB> codes = kv_chunk_load_codes<KB>(kh + (size_t)row * k_row, c);
             const unsigned *meta = reinterpret_cast<const unsigned *>(kh + kivi.k_meta) +
                                    (size_t)(row / group) * D + c * 8;
             unsigned m[8];
@@ -374,8 +372,7 @@ __device__ __forceinline__ void kivi_tiles(__half *ks, __half *vs, const unsigne
 #pragma unroll
             for (int e = 0; e < 8; ++e) {
                 const float2 sm = __half22float2(*reinterpret_cast<const __half2 *>(&m[e]));
-                x[e] = __fadd_rn(__fmul_rn((float)((code >> (KB * e)) & ((1u << KB) - 1u)), sm.x),
-                                 sm.y);
+                x[e] = kv_code_value(kv_chunk_code<KB>(codes, e), sm.x, sm.y);
             }
             k8 = kv_pack_half8(x);
             const unsigned char *vr = vh + (size_t)row * v_row;

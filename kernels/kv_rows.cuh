@@ -32,26 +32,36 @@ template <int BITS> struct KvChunk {
     uint32_t meta;
 };
 
+/* The codes alone of chunk C of CODES (a KIVI key row, whose scales lie
+ * apart from it, kv_rows.h); the chunk's meta is left 0. GLOBAL: through the
+ * read-only path; otherwise plain loads, which shared memory (a tile's codes
+ * staged there) needs. */
 template <int BITS, bool GLOBAL = true>
-__device__ __forceinline__ KvChunk<BITS> kv_chunk_load(const unsigned char *row, int head_dim,
-                                                       int group, int c)
+__device__ __forceinline__ KvChunk<BITS> kv_chunk_load_codes(const unsigned char *codes, int c)
 {
-    /* GLOBAL: through the read-only path; otherwise plain loads, which
-     * shared memory (a tile's codes staged there) needs. */
     const auto u32 = [](const unsigned char *p) {
         const unsigned *w = reinterpret_cast<const unsigned *>(p);
         return GLOBAL ? __ldg(w) : *w;
     };
     KvChunk<BITS> k;
     if constexpr (BITS == 8) {
-        k.code[0] = u32(row + c * 8);
-        k.code[1] = u32(row + c * 8 + 4);
+        k.code[0] = u32(codes + c * 8);
+        k.code[1] = u32(codes + c * 8 + 4);
     } else if constexpr (BITS == 4) {
-        k.code[0] = u32(row + c * 4);
+        k.code[0] = u32(codes + c * 4);
     } else {
-        const unsigned short *p = reinterpret_cast<const unsigned short *>(row + c * 2);
+        const unsigned short *p = reinterpret_cast<const unsigned short *>(codes + c * 2);
         k.code[0] = GLOBAL ? __ldg(p) : *p;
     }
+    k.meta = 0;
+    return k;
+}
+
+template <int BITS, bool GLOBAL = true>
+__device__ __forceinline__ KvChunk<BITS> kv_chunk_load(const unsigned char *row, int head_dim,
+                                                       int group, int c)
+{
+    KvChunk<BITS> k = kv_chunk_load_codes<BITS, GLOBAL>(row, c);
     const unsigned *meta = reinterpret_cast<const unsigned *>(row + head_dim * BITS / 8) + c * 8 / group;
     k.meta = GLOBAL ? __ldg(meta) : *meta;
     return k;
@@ -74,6 +84,13 @@ template <int BITS> __device__ __forceinline__ unsigned kv_chunk_code(const KvCh
         return (k.code[0] >> (BITS * e)) & ((1u << BITS) - 1u);
 }
 
+/* CODE read back under a group's (scale, minimum), as core/kv_quant.c
+ * computes it: a product and a sum, each rounded. */
+__device__ __forceinline__ float kv_code_value(unsigned code, float scale, float min)
+{
+    return __fadd_rn(__fmul_rn((float)code, scale), min);
+}
+
 /* The chunk read back as code x scale + minimum, as rk_kv_dequantize_tokens
  * computes it. A group that is a multiple of 8 holds whole chunks; under
  * any other the elements past the first group look theirs up in ROW. */
@@ -89,7 +106,7 @@ __device__ __forceinline__ void kv_chunk_values(const KvChunk<BITS> &k, const un
     for (int e = 0; e < 8; ++e) {
         if (!one_group)
             sm = __half22float2(meta[(c * 8 + e) / group]);
-        x[e] = __fadd_rn(__fmul_rn((float)kv_chunk_code<BITS>(k, e), sm.x), sm.y);
+        x[e] = kv_code_value(kv_chunk_code<BITS>(k, e), sm.x, sm.y);
     }
 }
 
@@ -113,7 +130,7 @@ __device__ __forceinline__ uint4 kv_chunk_half8(const KvChunk<BITS> &k)
     float x[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e)
-        x[e] = __fadd_rn(__fmul_rn((float)kv_chunk_code<BITS>(k, e), sm.x), sm.y);
+        x[e] = kv_code_value(kv_chunk_code<BITS>(k, e), sm.x, sm.y);
     return kv_pack_half8(x);
 }
 
