@@ -25,6 +25,13 @@ static rk_kivi_side side(const rk_kv_layer *c, int is_v)
     return rk_kivi_side_of(c->format, is_v, c->head_dim, c->group, c->residual, c->cap);
 }
 
+/* Head H's block of K or V under its layout S (rk_kv_layer_head without
+ * working S out again). */
+static unsigned char *head_at(const rk_kv_layer *c, int is_v, int h, const rk_kivi_side *s)
+{
+    return (unsigned char *)(is_v ? c->v : c->k) + (size_t)h * s->bytes;
+}
+
 static const uint16_t *residual_row(const unsigned char *head, const rk_kivi_side *s, int hd,
                                     int slot)
 {
@@ -63,7 +70,7 @@ static void flush(const rk_kv_layer *c, int is_v, unsigned char *head, const rk_
 void rk_kivi_append(const rk_kv_layer *c, int is_v, int h, int row, const float *x)
 {
     const rk_kivi_side s = side(c, is_v);
-    unsigned char *head = rk_kv_layer_head(c, is_v, h);
+    unsigned char *head = head_at(c, is_v, h, &s);
     const int R = c->residual, slot = row % R;
     uint16_t *dst = (uint16_t *)(head + s.residual) + (size_t)slot * c->head_dim;
     for (int d = 0; d < c->head_dim; d++)
@@ -85,7 +92,7 @@ static inline void key_row(int bits, const unsigned char *codes, int hd, const f
 void rk_kivi_read_rows(const rk_kv_layer *c, int is_v, int h, int rows, int r0, int n, float *x)
 {
     const rk_kivi_side s = side(c, is_v);
-    const unsigned char *head = rk_kv_layer_head(c, is_v, h);
+    const unsigned char *head = head_at(c, is_v, h, &s);
     const int hd = c->head_dim, R = c->residual, quantized = rows / R * R;
     /* A key group's per-channel scales and minima, widened once for the
      * rows of the group rather than once an element. */

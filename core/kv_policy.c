@@ -58,16 +58,23 @@ static rk_status snapkv_after_prefill(const rk_kv_policy *p, const rk_kv_layer_s
     return gather(s, min_of(s->budget, s->n));
 }
 
+/* The KEEP rows in head 0's host_keep kept by every head. */
+static rk_status gather_same_rows(const rk_kv_layer_step *s, int keep)
+{
+    const int H = s->cache->heads;
+    for (int h = 1; h < H; h++)
+        memcpy(s->host_keep + (size_t)h * keep, s->host_keep, (size_t)keep * sizeof(int32_t));
+    rk_status st = s->ops->copy_in(s->ctx, s->keep, s->host_keep, (size_t)H * keep * sizeof(int32_t));
+    return st == RK_OK ? gather(s, keep) : st;
+}
+
 rk_status rk_kv_place_all_after_prefill(const rk_kv_policy *p, const rk_kv_layer_step *s)
 {
-    const int window = min_of(p->window, s->n), H = s->cache->heads;
+    const int window = min_of(p->window, s->n);
     s->ops->attention_mass(s->ctx, s->mass, s->q, s->prompt, s->row, s->n, s->n - window, 0);
-    for (int h = 0; h < H; h++)
-        for (int r = 0; r < s->n; r++)
-            s->host_keep[(size_t)h * s->n + r] = r;
-    rk_status st = s->ops->copy_in(s->ctx, s->keep, s->host_keep,
-                                   (size_t)H * s->n * sizeof(int32_t));
-    return st == RK_OK ? gather(s, s->n) : st;
+    for (int r = 0; r < s->n; r++)
+        s->host_keep[r] = r;
+    return gather_same_rows(s, s->n);
 }
 
 /* ---- the evicting methods: a cache of budget + 1 rows, the new token's
@@ -116,12 +123,8 @@ static int streaming_min_budget(const rk_kv_policy *p) { return p->sinks + 1; }
 static rk_status streaming_after_prefill(const rk_kv_policy *p, const rk_kv_layer_step *s)
 {
     /* Positions only: the same rows for every head, chosen on the host. */
-    const int keep = min_of(s->budget, s->n), H = s->cache->heads;
     rk_streaming_select(s->n, s->budget, p->sinks, s->host_keep);
-    for (int h = 1; h < H; h++)
-        memcpy(s->host_keep + (size_t)h * keep, s->host_keep, (size_t)keep * sizeof(int32_t));
-    rk_status st = s->ops->copy_in(s->ctx, s->keep, s->host_keep, (size_t)H * keep * sizeof(int32_t));
-    return st == RK_OK ? gather(s, keep) : st;
+    return gather_same_rows(s, min_of(s->budget, s->n));
 }
 
 static void streaming_after_decode(const rk_kv_policy *p, const rk_kv_layer_step *s)

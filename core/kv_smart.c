@@ -246,6 +246,19 @@ void rk_smart_write(const rk_kv_layer *c, int h, int r, const float *k, const fl
     store(c, &x, x.where[r], k, v);
 }
 
+void rk_smart_gather(const rk_kv_layer *c, int h, const rk_kv_layer *src, const int32_t *kept,
+                     int keep)
+{
+    rk_smart_place(c, h, keep);
+    const smart_head x = head_of(c, h);
+    float k[RK_KV_MAX_HEAD_DIM], v[RK_KV_MAX_HEAD_DIM];
+    for (int j = 0; j < keep; j++) {
+        rk_kv_read_rows(src, 0, h, 0, kept[j], 1, k);
+        rk_kv_read_rows(src, 1, h, 0, kept[j], 1, v);
+        store(c, &x, x.where[j], k, v);
+    }
+}
+
 void rk_smart_read_rows(const rk_kv_layer *c, int is_v, int h, int r0, int n, float *x)
 {
     const smart_head head = head_of(c, h);

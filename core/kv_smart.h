@@ -90,6 +90,12 @@ void rk_smart_place(const rk_kv_layer *c, int h, int rows);
 /* Row R of head H, its slot assigned, stored from K and V. */
 void rk_smart_write(const rk_kv_layer *c, int h, int r, const float *k, const float *v);
 
+/* A compressed prompt's KEEP rows of head H into C: rk_smart_place by the
+ * scores already in C->score, then row j stored from row KEPT[j] of SRC
+ * (any format rk_kv_read_rows reads), the layout worked out once. */
+void rk_smart_gather(const rk_kv_layer *c, int h, const rk_kv_layer *src, const int32_t *kept,
+                     int keep);
+
 /* Row R of head H's K (IS_V 0) or V read back into X. */
 void rk_smart_read(const rk_kv_layer *c, int is_v, int h, int r, float *x);
 

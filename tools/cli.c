@@ -978,13 +978,10 @@ void cli_kv_precision(const char *name, const char *model, const rk_config *cfg,
     lim->kv_profile = NULL;
     if (lim->kv_precision == RK_KV_UNIFORM)
         return;
-    rk_identity id;
-    if (rk_identity_of(model, &id) != RK_OK)
-        cli_die();
     /* A build without the model's profile is an error of the build, as for
      * --kv rankkv (exit 1); a precision the target cannot store, of the
      * options (exit 2). */
-    if (!(lim->kv_profile = rk_profile_find(&id))) {
+    if (rk_profile_for(model, &lim->kv_profile) != RK_OK) {
         rk_fail(RK_EINVAL, "--kv-precision %s: %s", name, rk_last_error());
         cli_die();
     }

@@ -521,14 +521,6 @@ static void cpu_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int 
                          idx + (size_t)h * keep, pooled, heap);
 }
 
-/* Kept row R of head H of SRC read back into K and V. */
-static void read_kept(const rk_kv_layer *src, int h, int32_t r, float *k, float *v)
-{
-    const size_t at = ((size_t)h * src->cap + (size_t)r) * row_bytes(src);
-    rk_kv_dequantize_row(src->format, src->head_dim, src->group, (const char *)src->k + at, k);
-    rk_kv_dequantize_row(src->format, src->head_dim, src->group, (const char *)src->v + at, v);
-}
-
 /* Rows of the row formats are self-contained (codes and their group
  * scales), and SRC holds the cache's format, so they move as bytes. The
  * KIVI formats and smartkv take the prompt's rows from an fp16 SRC and
@@ -551,8 +543,10 @@ static void cpu_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *
             if (dst->score)
                 dst->score[d] = src_scores.s[(size_t)h * src_scores.stride + kept[j]];
         }
-        if (dst->format == RK_KV_SMART)
-            rk_smart_place(dst, h, keep);
+        if (dst->format == RK_KV_SMART) {
+            rk_smart_gather(dst, h, src, kept, keep);
+            continue;
+        }
         for (int j = 0; j < keep; j++) {
             const size_t d = (size_t)h * dst->cap + j, s = (size_t)h * src->cap + kept[j];
             if (rows) {
@@ -560,13 +554,10 @@ static void cpu_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *
                 memcpy((char *)dst->v + d * row, (const char *)src->v + s * row, row);
                 continue;
             }
-            read_kept(src, h, kept[j], k, v);
-            if (dst->format == RK_KV_SMART) {
-                rk_smart_write(dst, h, j, k, v);
-            } else {
-                rk_kivi_append(dst, 0, h, j, k);
-                rk_kivi_append(dst, 1, h, j, v);
-            }
+            rk_kv_read_rows(src, 0, h, 0, kept[j], 1, k);
+            rk_kv_read_rows(src, 1, h, 0, kept[j], 1, v);
+            rk_kivi_append(dst, 0, h, j, k);
+            rk_kivi_append(dst, 1, h, j, v);
         }
     }
 }
