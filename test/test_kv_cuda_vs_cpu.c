@@ -50,31 +50,35 @@ static rk_model *load(const rk_ops *ops, const char *method, rk_kv_format format
 
 static int cmp(const void *a, const void *b) { return *(const int32_t *)a - *(const int32_t *)b; }
 
-/* -log p(token) under the logits row X of V entries. */
-static double nll(const float *x, int v, int32_t token)
+/* METHOD over FORMAT loaded on the CPU (*A) and CUDA (*B) targets, the
+ * prompt prefilled on both; 0 (nothing left loaded) when a load fails. */
+static int prefill_both(const rk_ops *cuda, const char *method, rk_kv_format format,
+                        const int32_t *ids, rk_model **a, rk_model **b, rk_seq *sa, rk_seq *sb)
 {
-    double mx = x[0], sum = 0;
-    for (int i = 1; i < v; i++)
-        mx = x[i] > mx ? x[i] : mx;
-    for (int i = 0; i < v; i++)
-        sum += exp(x[i] - mx);
-    return log(sum) + mx - x[token];
+    *a = load(rk_cpu_ops(), method, format);
+    *b = load(cuda, method, format);
+    CHECK(*a && *b);
+    if (!*a || !*b) {
+        rk_model_free(*a);
+        rk_model_free(*b);
+        return 0;
+    }
+    rk_seq_reset(sa);
+    rk_seq_reset(sb);
+    CHECK(rk_model_prefill(*a, sa, ids, PROMPT) == RK_OK);
+    CHECK(rk_model_prefill(*b, sb, ids, PROMPT) == RK_OK);
+    return 1;
 }
 
 /* The prompt, then STEPS tokens one at a time on both targets' caches of
  * FORMAT, compared step by step. */
-static void decode_steps(const char *method, rk_kv_format format, const int32_t *ids)
+static void decode_steps(const rk_ops *cuda, const char *method, rk_kv_format format,
+                         const int32_t *ids)
 {
-    rk_model *a = load(rk_cpu_ops(), method, format),
-             *b = load(rk_test_require_target("cuda"), method, format);
-    CHECK(a && b);
-    if (!a || !b)
-        return;
+    rk_model *a, *b;
     rk_seq sa, sb;
-    rk_seq_reset(&sa);
-    rk_seq_reset(&sb);
-    CHECK(rk_model_prefill(a, &sa, ids, PROMPT) == RK_OK);
-    CHECK(rk_model_prefill(b, &sb, ids, PROMPT) == RK_OK);
+    if (!prefill_both(cuda, method, format, ids, &a, &b, &sa, &sb))
+        return;
     const int V = a->cfg.vocab;
     double diff = 0, nll_a = 0;
     int agree = 0;
@@ -83,7 +87,8 @@ static void decode_steps(const char *method, rk_kv_format format, const int32_t 
         CHECK(rk_model_forward(a, &sa, &tok, 1) == RK_OK);
         CHECK(rk_model_forward(b, &sb, &tok, 1) == RK_OK);
         const float *la = rk_model_logits(a, 0), *lb = rk_model_logits(b, 0);
-        const double x = nll(la, V, next), y = nll(lb, V, next);
+        double x = NAN, y = NAN;
+        CHECK(rk_nll(la, V, next, &x) == RK_OK && rk_nll(lb, V, next, &y) == RK_OK);
         diff += fabs(x - y);
         nll_a += x;
         agree += rk_argmax(la, V) == rk_argmax(lb, V);
@@ -118,16 +123,10 @@ int main(void)
                 {"snapkv", RK_KV_INT8}, {"h2o", RK_KV_INT4}, {"snapkv", RK_KV_KIVI}};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
         const char *method = runs[i].method;
-        rk_model *a = load(rk_cpu_ops(), method, runs[i].format),
-                 *b = load(cuda, method, runs[i].format);
-        CHECK(a && b);
-        if (!a || !b)
-            continue;
+        rk_model *a, *b;
         rk_seq seq_a, seq_b;
-        rk_seq_reset(&seq_a);
-        rk_seq_reset(&seq_b);
-        CHECK(rk_model_prefill(a, &seq_a, ids, PROMPT) == RK_OK);
-        CHECK(rk_model_prefill(b, &seq_b, ids, PROMPT) == RK_OK);
+        if (!prefill_both(cuda, method, runs[i].format, ids, &a, &b, &seq_a, &seq_b))
+            continue;
         const int H = a->cfg.n_heads;
         long same = 0, all = 0;
         double worst = 1.0;
@@ -160,9 +159,9 @@ int main(void)
         rk_model_free(a);
         rk_model_free(b);
     }
-    decode_steps("full", RK_KV_KIVI, ids);
-    decode_steps("snapkv", RK_KV_KIVI, ids);
-    decode_steps("full", RK_KV_KIVI2, ids);
+    decode_steps(cuda, "full", RK_KV_KIVI, ids);
+    decode_steps(cuda, "snapkv", RK_KV_KIVI, ids);
+    decode_steps(cuda, "full", RK_KV_KIVI2, ids);
     free(ids);
     free(text);
     rk_tok_free(tok);

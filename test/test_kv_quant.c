@@ -200,6 +200,16 @@ static rk_model *load(const char *dir, rk_kv_format f, rk_kv_policy p, int promp
     return m;
 }
 
+/* N floats BACK read back for X: the squared error into ERR2, X's squares
+ * into NORM2. */
+static void add_error(const float *back, const float *x, size_t n, double *err2, double *norm2)
+{
+    for (size_t i = 0; i < n; i++) {
+        *err2 += ((double)back[i] - x[i]) * ((double)back[i] - x[i]);
+        *norm2 += (double)x[i] * x[i];
+    }
+}
+
 /* Relative Frobenius error of format F on the rows of one layer's K or V
  * (ROWS of HD floats): sums of squared errors and of squares into ERR2 and
  * NORM2. */
@@ -212,10 +222,7 @@ static void layer_error(rk_kv_format f, const float *x, int rows, int hd, double
         const float *xr = x + (size_t)r * hd;
         rk_kv_quantize_row(f, hd, RK_KV_GROUP_DEFAULT, xr, row);
         rk_kv_dequantize_row(f, hd, RK_KV_GROUP_DEFAULT, row, back);
-        for (int i = 0; i < hd; i++) {
-            *err2 += ((double)back[i] - xr[i]) * ((double)back[i] - xr[i]);
-            *norm2 += (double)xr[i] * xr[i];
-        }
+        add_error(back, xr, (size_t)hd, err2, norm2);
     }
 }
 
@@ -455,10 +462,7 @@ static void test_smart_order(const char *model, int P)
                        l);
             for (int kv = 0; kv < 2; kv++) {
                 const float *x = kv ? v : k, *got = kv ? sv : sk;
-                for (size_t i = 0; i < width; i++) {
-                    err2[kv][1] += ((double)got[i] - x[i]) * ((double)got[i] - x[i]);
-                    norm2[kv][1] += (double)x[i] * x[i];
-                }
+                add_error(got, x, width, &err2[kv][1], &norm2[kv][1]);
                 layer_error(RK_KV_INT8, x, H, hd, &err2[kv][0], &norm2[kv][0]);
                 layer_error(RK_KV_INT4, x, H, hd, &err2[kv][2], &norm2[kv][2]);
             }
