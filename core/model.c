@@ -1051,14 +1051,14 @@ rk_status rk_model_kv_row(const rk_model *m, const rk_seq *s, int layer, int pos
         return rk_fail(RK_EINVAL, "KV rows of position %d: the sequence has run %d positions",
                        pos, s->n_past);
     const rk_kv_layer c = layer_cache(m, layer);
-    /* smartkv caches exist on host targets only (no device target lists
-     * them in rk_ops.kv_formats), and KIVI's are read in place there too,
-     * through the reference; a device's KIVI rows are not copied out. */
-    if (rk_kv_format_kivi(c.format) && !(m->ops->kv_formats & RK_KV_FORMAT_BIT(RK_KV_FP32)))
+    /* KIVI and smartkv caches are read in place, through the reference, on
+     * a host target (one that stores fp32); a device's are not copied out. */
+    const int own_layout = c.format == RK_KV_SMART || rk_kv_format_kivi(c.format);
+    if (own_layout && !(m->ops->kv_formats & RK_KV_FORMAT_BIT(RK_KV_FP32)))
         return rk_fail(RK_EINVAL, "KV rows of a %s cache are read back on the cpu target only "
                                   "(this model runs on %s)",
                        rk_kv_format_name(c.format), m->ops->name);
-    if (c.format == RK_KV_SMART || rk_kv_format_kivi(c.format)) {
+    if (own_layout) {
         for (int h = 0; h < c.heads; h++) {
             rk_kv_read_rows(&c, 0, h, s->rows[layer], pos, 1, k + (size_t)h * (size_t)c.head_dim);
             rk_kv_read_rows(&c, 1, h, s->rows[layer], pos, 1, v + (size_t)h * (size_t)c.head_dim);

@@ -134,8 +134,9 @@ typedef struct rk_ops {
     void (*kv_keep)(void *ctx, int32_t *idx, const float *score, int n, int heads, int stride,
                     int pool, int budget, int tail);
     /* Copies rows idx[h, 0..keep) (stride KEEP) of SRC to rows 0..keep of
-     * DST, sets DST's pos of row j to idx[h, j] and, where DST keeps
-     * scores, its score to SRC_SCORES' of the row. */
+     * DST, sets DST's pos of row j, where it keeps positions (a full cache
+     * gathered into smartkv's tiers does not), to idx[h, j] and, where DST
+     * keeps scores, its score to SRC_SCORES' of the row. */
     void (*kv_gather)(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *src,
                       rk_kv_scores src_scores, const int32_t *idx, int keep);
     /* A decode step of an evicting policy, after its attention: the token

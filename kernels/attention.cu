@@ -13,6 +13,7 @@ namespace rk_attn {
                                       const int *, int);
 RK_KV_BITS(RK_EXTERN)
 RK_KIVI_FORMATS(RK_EXTERN)
+RK_EXTERN(RK_SMART_FORMAT)
 #undef RK_EXTERN
 
 int sm_count;
@@ -26,6 +27,7 @@ void configure_once()
 #define RK_CONFIGURE(BITS) configure<BITS>();
         RK_KV_BITS(RK_CONFIGURE)
         RK_KIVI_FORMATS(RK_CONFIGURE)
+        RK_CONFIGURE(RK_SMART_FORMAT)
 #undef RK_CONFIGURE
         int device = 0;
         cudaGetDevice(&device);
@@ -60,6 +62,7 @@ extern "C" void rk_attention_prefill(cudaStream_t s, void *out, const void *q,
     case B: prefill<B>(s, out, q, cache, pos, n); break;
         RK_KV_BITS(RK_CASE)
         RK_KIVI_FORMATS(RK_CASE)
+        RK_CASE(RK_SMART_FORMAT)
 #undef RK_CASE
     }
 }
@@ -85,6 +88,7 @@ extern "C" void rk_attention_decode(cudaStream_t s, void *out, const void *q,
     case B: decode<B>(s, out, q, cache, scratch, pos, n); break;
         RK_KV_BITS(RK_CASE)
         RK_KIVI_FORMATS(RK_CASE)
+        RK_CASE(RK_SMART_FORMAT)
 #undef RK_CASE
     }
 }

@@ -320,12 +320,28 @@ __device__ __forceinline__ void dequant_tile(__half *dst, const unsigned char *c
  * bits in the high nibble, values' in the low. */
 template <int BITS> __host__ __device__ constexpr bool is_kivi() { return BITS > 16; }
 
-/* Four 4-byte words from P (KIVI's fp16 rows and scales are 4-byte
- * aligned, no more), through the read-only path. */
-__device__ __forceinline__ uint4 ldg_words4(const unsigned char *p)
+/* A smartkv cache's instances (kv_rows.h). */
+template <int BITS> __host__ __device__ constexpr bool is_smart() { return BITS == RK_SMART_FORMAT; }
+
+/* Caches whose heads are not cap rows of one format, KIVI's and smartkv's:
+ * their tiles are read back where they are used, through their layouts. */
+template <int BITS> __host__ __device__ constexpr bool own_layout()
 {
-    const unsigned *w = reinterpret_cast<const unsigned *>(p);
-    return make_uint4(__ldg(w), __ldg(w + 1), __ldg(w + 2), __ldg(w + 3));
+    return is_kivi<BITS>() || is_smart<BITS>();
+}
+
+/* Bytes of one head's K (IS_V false) or V: ROWS_BYTES, cap rows of a
+ * row format, or those of a cache of its own layout. */
+template <int BITS>
+__device__ __forceinline__ size_t head_stride(bool is_v, size_t rows_bytes, const rk_k_kivi &kivi,
+                                              const rk_k_smart &smart)
+{
+    if constexpr (is_kivi<BITS>())
+        return is_v ? kivi.v_head : kivi.k_head;
+    else if constexpr (is_smart<BITS>())
+        return is_v ? smart.v_head : smart.k_head;
+    else
+        return rows_bytes;
 }
 
 /* ROWS rows FIRST.. of one head of a KIVI cache of LIMIT rows read back
@@ -382,6 +398,46 @@ __device__ __forceinline__ void kivi_tiles(__half *ks, __half *vs, const unsigne
         *reinterpret_cast<uint4 *>(ks + r * (D + kPad) + c * 8) = k8;
         *reinterpret_cast<uint4 *>(vs + r * (D + kPad) + c * 8) = v8;
     }
+}
+
+/* ROWS rows FIRST.. of one head of a smartkv cache of LIMIT rows read back
+ * into the fp16 tiles KS and VS as load_rows lays them out (zeros at or
+ * past LIMIT), THREADS threads cooperating: each row from its slot (K's
+ * row-to-slot map), in its tier's format. */
+template <int D, int ROWS, int THREADS>
+__device__ __forceinline__ void smart_tiles(__half *ks, __half *vs, const unsigned char *kh,
+                                            const unsigned char *vh, const rk_k_smart &smart,
+                                            int group, int first, int limit, int tid)
+{
+    constexpr int kChunks = D / 8, kTotal = ROWS * kChunks;
+    const int *const where = reinterpret_cast<const int *>(kh + smart.maps);
+    for (int i = tid; i < kTotal; i += THREADS) {
+        const int r = i / kChunks, c = i - r * kChunks, row = first + r;
+        uint4 k8 = make_uint4(0, 0, 0, 0), v8 = k8;
+        if (row < limit) {
+            const SmartSlot at = smart_slot(smart, __ldg(where + row));
+            float x[8];
+            smart_chunk_values(kh + at.at, at.bits, D, group, c, x);
+            k8 = kv_pack_half8(x);
+            smart_chunk_values(vh + at.at, at.bits, D, group, c, x);
+            v8 = kv_pack_half8(x);
+        }
+        *reinterpret_cast<uint4 *>(ks + r * (D + kPad) + c * 8) = k8;
+        *reinterpret_cast<uint4 *>(vs + r * (D + kPad) + c * 8) = v8;
+    }
+}
+
+/* The tiles of a cache of its own layout (own_layout). */
+template <int D, int BITS, int ROWS, int THREADS>
+__device__ __forceinline__ void layout_tiles(__half *ks, __half *vs, const unsigned char *kh,
+                                             const unsigned char *vh, const rk_k_kivi &kivi,
+                                             const rk_k_smart &smart, int group, int first,
+                                             int limit, int tid)
+{
+    if constexpr (is_kivi<BITS>())
+        kivi_tiles<D, BITS, ROWS, THREADS>(ks, vs, kh, vh, kivi, group, first, limit, tid);
+    else
+        smart_tiles<D, ROWS, THREADS>(ks, vs, kh, vh, smart, group, first, limit, tid);
 }
 
 /* The A fragments of a warp's MT row tiles of queries. Small enough, they
@@ -548,7 +604,7 @@ template <int D, int BITS, int WARPS, int MT, int BN>
 __host__ __device__ constexpr size_t prefill_smem_bytes(int group)
 {
     return (size_t)(16 * MT * WARPS + 2 * prefill_tile_buffers<BITS>() * BN) * (D + kPad) * 2 +
-           (BITS == 16 || is_kivi<BITS>() ? 0 : 2 * (size_t)BN * kv_row_bytes(BITS, D, group));
+           (BITS == 16 || own_layout<BITS>() ? 0 : 2 * (size_t)BN * kv_row_bytes(BITS, D, group));
 }
 
 /* grid (heads, query tiles), the last tiles, which see the most keys, first. */
@@ -558,7 +614,7 @@ __global__ void __launch_bounds__(WARPS * 32)
                    const unsigned char *__restrict__ k_cache,
                    const unsigned char *__restrict__ v_cache, int group, int wide,
                    const int *__restrict__ pos, int n, int heads, int cap, float scale_log2,
-                   rk_k_kivi kivi)
+                   rk_k_kivi kivi, rk_k_smart smart)
 {
     constexpr int WM = 16 * MT, BM = WM * WARPS, LD = D + kPad, NT = BN / 8, DT = D / 8;
     constexpr int THREADS = WARPS * 32, BUFS = prefill_tile_buffers<BITS>();
@@ -566,7 +622,7 @@ __global__ void __launch_bounds__(WARPS * 32)
     __half *const qs = reinterpret_cast<__half *>(smem_raw);
     __half *const ks = qs + BM * LD;
     __half *const vs = ks + BUFS * BN * LD;
-    const int row_bytes = is_kivi<BITS>() ? 0 : (int)kv_row_bytes(BITS, D, group);
+    const int row_bytes = own_layout<BITS>() ? 0 : (int)kv_row_bytes(BITS, D, group);
     unsigned char *const kc = reinterpret_cast<unsigned char *>(vs + BUFS * BN * LD);
     unsigned char *const vc = kc + BN * row_bytes;
 
@@ -585,10 +641,10 @@ __global__ void __launch_bounds__(WARPS * 32)
     const int warp_end = warp_q0 < n ? pos0 + min(warp_q0 + WM, n) : 0;
 
     const size_t head_bytes = (size_t)cap * row_bytes;
-    const unsigned char *const kh = k_cache + h * (is_kivi<BITS>() ? kivi.k_head : head_bytes);
-    const unsigned char *const vh = v_cache + h * (is_kivi<BITS>() ? kivi.v_head : head_bytes);
+    const unsigned char *const kh = k_cache + h * head_stride<BITS>(false, head_bytes, kivi, smart);
+    const unsigned char *const vh = v_cache + h * head_stride<BITS>(true, head_bytes, kivi, smart);
     load_rows<D, BM, THREADS>(qs, q + (size_t)h * n * D, q0, n, tid);
-    if constexpr (is_kivi<BITS>()) {
+    if constexpr (own_layout<BITS>()) {
         /* Each tile is read back where it is used. */
     } else if constexpr (BITS == 16) {
         load_rows<D, BN, THREADS>(ks, reinterpret_cast<const __half *>(kh), 0, kv_len, tid);
@@ -627,10 +683,11 @@ __global__ void __launch_bounds__(WARPS * 32)
             } else {
                 cp_async_wait<0>();
             }
-        } else if constexpr (is_kivi<BITS>()) {
+        } else if constexpr (own_layout<BITS>()) {
             cp_async_wait<0>();
             __syncthreads();
-            kivi_tiles<D, BITS, BN, THREADS>(ks, vs, kh, vh, kivi, group, t * BN, kv_len, tid);
+            layout_tiles<D, BITS, BN, THREADS>(ks, vs, kh, vh, kivi, smart, group, t * BN, kv_len,
+                                               tid);
         } else {
             /* Every thread's copies of this tile's codes are in, and every
              * warp is done with the last tile, once all pass the barrier. */
@@ -640,7 +697,7 @@ __global__ void __launch_bounds__(WARPS * 32)
             dequant_tile<D, BITS, BN, THREADS>(vs, vc, group, kv_len - t * BN, tid);
         }
         __syncthreads();
-        if constexpr (BITS != 16 && !is_kivi<BITS>()) {
+        if constexpr (BITS != 16 && !own_layout<BITS>()) {
             if (t + 1 < n_tiles) {
                 fetch_codes<THREADS>(kc, kh, row_bytes, (t + 1) * BN, kv_len, BN, wide, tid);
                 fetch_codes<THREADS>(vc, vh, row_bytes, (t + 1) * BN, kv_len, BN, wide, tid);
@@ -714,7 +771,7 @@ __global__ void __launch_bounds__(WARPS * 32)
                         const __half *__restrict__ q, const unsigned char *__restrict__ k_cache,
                         const unsigned char *__restrict__ v_cache, int group,
                         const int *__restrict__ pos, int n, int cap, float scale_log2,
-                        rk_k_kivi kivi)
+                        rk_k_kivi kivi, rk_k_smart smart)
 {
     constexpr int LD = D + kPad, NT = KW / 8, DT = D / 8;
     extern __shared__ uint4 smem_raw[];
@@ -734,14 +791,17 @@ __global__ void __launch_bounds__(WARPS * 32)
      * rows, and lets us launch only once it has waited for everything
      * earlier. Its keys and values are fetched while rotary still runs. */
     /* A KIVI cache's rows move from the residual into codes when a block
-     * fills: only blocks flushed before this step are final. */
+     * fills: only blocks flushed before this step are final. A smartkv
+     * cache's step may move any row to another slot: none is. */
     const bool early =
+        !is_smart<BITS>() &&
         key0 + KW <= (is_kivi<BITS>() ? pos0 / kivi.residual * kivi.residual : pos0);
     __half *const ks = qs + kDecodeRows * LD + warp * 2 * KW * LD;
     __half *const vs = ks + KW * LD;
-    const size_t head_bytes = is_kivi<BITS>() ? 0 : (size_t)cap * kv_row_bytes(BITS, D, group);
-    const unsigned char *const kh = k_cache + h * (is_kivi<BITS>() ? kivi.k_head : head_bytes);
-    const unsigned char *const vh = v_cache + h * (is_kivi<BITS>() ? kivi.v_head : head_bytes);
+    const size_t head_bytes =
+        own_layout<BITS>() ? 0 : (size_t)cap * kv_row_bytes(BITS, D, group);
+    const unsigned char *const kh = k_cache + h * head_stride<BITS>(false, head_bytes, kivi, smart);
+    const unsigned char *const vh = v_cache + h * head_stride<BITS>(true, head_bytes, kivi, smart);
 
     /* Launched as a programmatic dependent of the previous kernel: wait for
      * it (the queries and the step's rows are its outputs), then let the
@@ -761,8 +821,9 @@ __global__ void __launch_bounds__(WARPS * 32)
                 load_rows<D, KW, 32>(side ? vs : ks,
                                      reinterpret_cast<const __half *>(side ? vh : kh), key0,
                                      kv_len, lane);
-        } else if constexpr (is_kivi<BITS>()) {
-            kivi_tiles<D, BITS, KW, 32>(ks, vs, kh, vh, kivi, group, key0, kv_len, lane);
+        } else if constexpr (own_layout<BITS>()) {
+            layout_tiles<D, BITS, KW, 32>(ks, vs, kh, vh, kivi, smart, group, key0, kv_len,
+                                          lane);
         } else {
             KvTile<D, BITS, KW, 32> tk, tv;
             tk.fetch(kh, group, key0, kv_len, lane);
@@ -928,13 +989,13 @@ void launch_prefill_with(cudaStream_t s, void *out, const void *q, const rk_k_kv
     /* Tiles start at multiples of BN rows: 16-byte copies need the heads'
      * bases 16-byte aligned too. */
     const size_t head_bytes =
-        is_kivi<BITS>() ? 0 : (size_t)c->cap * kv_row_bytes(BITS, D, c->group);
+        own_layout<BITS>() ? 0 : (size_t)c->cap * kv_row_bytes(BITS, D, c->group);
     const int wide = ((uintptr_t)c->k | (uintptr_t)c->v | head_bytes) % 16 == 0;
     prefill_kernel<D, BITS, kPrefillWarps, MT, BN>
         <<<grid, kPrefillWarps * 32, prefill_smem_bytes<D, BITS, kPrefillWarps, MT, BN>(c->group),
            s>>>(static_cast<__half *>(out), static_cast<const __half *>(q),
                 static_cast<const unsigned char *>(c->k), static_cast<const unsigned char *>(c->v),
-                c->group, wide, pos, n, c->heads, c->cap, scale_log2(D), c->kivi);
+                c->group, wide, pos, n, c->heads, c->cap, scale_log2(D), c->kivi, c->smart);
 }
 
 template <int D, int BITS>
@@ -962,7 +1023,7 @@ void launch_decode(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, v
                      dim3(WARPS * 32), decode_smem_bytes<D, KW, WARPS>(), s, part_o, part_ml, q,
                      static_cast<const unsigned char *>(c->k),
                      static_cast<const unsigned char *>(c->v), c->group, pos, n, c->cap,
-                     scale_log2(D), c->kivi);
+                     scale_log2(D), c->kivi, c->smart);
     launch_dependent(decode_combine_kernel<D, KW>, dim3(heads, n), dim3(kCombineWarps * 32), 0, s,
                      out, part_o, part_ml, pos, n, heads, c->cap);
 }

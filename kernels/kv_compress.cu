@@ -15,20 +15,25 @@ constexpr int kKeysPerBlock = 128;
  * scratch (the GEMM workspace) is at least this large. */
 constexpr size_t kMassScratch = (size_t)32 << 20;
 
-/* Scaled scores of queries q0..q0+g-1 (a group of the call's n) against
- * every cached row, into S [heads, g, cap]; rows a query does not see get
- * -inf. One thread per row, its key in registers (a quantized key read
- * back as floats, as the CPU target reads it); queries pass through shared
- * memory a tile at a time. grid (row blocks, heads). */
+/* Row C's key of head H read back as floats, as the CPU target reads it: a
+ * quantized key from its codes, a smartkv key from its slot. */
 template <int D, int BITS>
-__global__ void group_scores_kernel(float *s, const __half *q, const unsigned char *k, int group,
-                                    const int *row, int n, int q0, int g, int cap, float scale)
+__device__ __forceinline__ void load_key(float (&kf)[D], const unsigned char *k, int group, int h,
+                                         int cap, int c, const rk_k_smart &smart)
 {
-    __shared__ float4 qs[kQueryTile][D / 4];
-    const int h = blockIdx.y, c = blockIdx.x * kKeysPerBlock + threadIdx.x;
-    const int row0 = *row, len = row0 + n;
-    float kf[D];
-    if (c < len && BITS != 16) {
+    if constexpr (BITS == RK_SMART_FORMAT) {
+        const unsigned char *const kh = k + (size_t)h * smart.k_head;
+        const SmartSlot at =
+            smart_slot(smart, reinterpret_cast<const int *>(kh + smart.maps)[c]);
+#pragma unroll
+        for (int d8 = 0; d8 < D / 8; d8++) {
+            float x[8];
+            smart_chunk_values(kh + at.at, at.bits, D, group, d8, x);
+#pragma unroll
+            for (int t = 0; t < 8; t++)
+                kf[d8 * 8 + t] = x[t];
+        }
+    } else if constexpr (BITS != 16) {
         const unsigned char *kr = k + ((size_t)h * cap + c) * kv_row_bytes(BITS, D, group);
 #pragma unroll
         for (int d8 = 0; d8 < D / 8; d8++) {
@@ -38,7 +43,7 @@ __global__ void group_scores_kernel(float *s, const __half *q, const unsigned ch
             for (int t = 0; t < 8; t++)
                 kf[d8 * 8 + t] = x[t];
         }
-    } else if (c < len) {
+    } else {
         const uint4 *kc = reinterpret_cast<const uint4 *>(k) + ((size_t)h * cap + c) * (D / 8);
 #pragma unroll
         for (int d8 = 0; d8 < D / 8; d8++) {
@@ -52,6 +57,23 @@ __global__ void group_scores_kernel(float *s, const __half *q, const unsigned ch
             }
         }
     }
+}
+
+/* Scaled scores of queries q0..q0+g-1 (a group of the call's n) against
+ * every cached row, into S [heads, g, cap]; rows a query does not see get
+ * -inf. One thread per row, its key in registers (load_key); queries pass
+ * through shared memory a tile at a time. grid (row blocks, heads). */
+template <int D, int BITS>
+__global__ void group_scores_kernel(float *s, const __half *q, const unsigned char *k, int group,
+                                    const int *row, int n, int q0, int g, int cap, float scale,
+                                    rk_k_smart smart)
+{
+    __shared__ float4 qs[kQueryTile][D / 4];
+    const int h = blockIdx.y, c = blockIdx.x * kKeysPerBlock + threadIdx.x;
+    const int row0 = *row, len = row0 + n;
+    float kf[D];
+    if (c < len)
+        load_key<D, BITS>(kf, k, group, h, cap, c, smart);
     for (int t0 = 0; t0 < g; t0 += kQueryTile) {
         const int tile = g - t0 < kQueryTile ? g - t0 : kQueryTile;
         __syncthreads();
@@ -264,7 +286,8 @@ __global__ void gather_kernel(uint32_t *dk, uint32_t *dv, int *pos, float *dscor
     copy_kv_word(dk, dv, sk, sv, (size_t)h * dcap + j, (size_t)h * scap + r, words, c);
     if (c == 0) {
         const size_t p = (size_t)h * pstride + j;
-        pos[p] = r;
+        if (pos)
+            pos[p] = r;
         if (sscore)
             dscore[p] = sscore[(size_t)h * sstride + r];
     }
@@ -353,7 +376,7 @@ static void mass_groups(cudaStream_t s, float *score, const void *q, const rk_k_
         group_scores_kernel<D, BITS>
             <<<dim3((cap + kKeysPerBlock - 1) / kKeysPerBlock, heads), kKeysPerBlock, 0, s>>>(
                 sbuf, static_cast<const __half *>(q), static_cast<const unsigned char *>(c->k),
-                c->group, row, n, q0, g, cap, scale);
+                c->group, row, n, q0, g, cap, scale, c->smart);
         group_stats_kernel<<<dim3(g, heads), 256, 0, s>>>(stats, sbuf, row, n, g, cap);
         group_mass_kernel<<<dim3((cap + 127) / 128, heads), 128, 0, s>>>(
             score, sbuf, stats, row, n, g, cap, stride, add, q0 == from);
@@ -368,6 +391,7 @@ static void mass_bits(cudaStream_t s, float *score, const void *q, const rk_k_kv
 #define RK_CASE(B)                                                                                 \
     case B: mass_groups<D, B>(s, score, q, c, row, n, from, stride, add, scratch); break;
         RK_KV_BITS(RK_CASE)
+        RK_CASE(RK_SMART_FORMAT)
 #undef RK_CASE
     }
 }

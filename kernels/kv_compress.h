@@ -25,8 +25,8 @@ void rk_k_attention_mass(cudaStream_t s, float *score, const void *q, const rk_k
 void rk_k_kv_keep(cudaStream_t s, int *idx, const float *score, int n, int heads, int stride,
                   int pool, int budget, int tail);
 /* DST and SRC hold rows of one format, which move as bytes. POS and DSCORE
- * are per head PSTRIDE apart: DST's cap, or the layer's whose rows DST
- * stages (a KIVI cache's, kv_rows.h). */
+ * (either may be NULL) are per head PSTRIDE apart: DST's cap, or the
+ * layer's whose rows DST stages (a KIVI or smartkv cache's, kv_rows.h). */
 void rk_k_kv_gather(cudaStream_t s, const rk_k_kv *dst, int *pos, float *dscore, int pstride,
                     const rk_k_kv *src, const float *sscore, const int *idx, int keep,
                     int sstride);

@@ -110,6 +110,32 @@ __device__ __forceinline__ void kv_chunk_values(const KvChunk<BITS> &k, const un
     }
 }
 
+/* Four 4-byte words from P (fp16 rows that are 4-byte aligned, no more: a
+ * KIVI residual's, a smartkv tier's), through the read-only path. */
+__device__ __forceinline__ uint4 ldg_words4(const unsigned char *p)
+{
+    const unsigned *w = reinterpret_cast<const unsigned *>(p);
+    return make_uint4(__ldg(w), __ldg(w + 1), __ldg(w + 2), __ldg(w + 3));
+}
+
+/* Slot SLOT of a smartkv head (kv_rows.h): where its row lies from the
+ * head's start, and the bits of its tier. Tiers compared in turn, not
+ * indexed, so that the layout stays in the kernel's parameters. */
+struct SmartSlot {
+    size_t at;
+    int bits;
+};
+
+__device__ __forceinline__ SmartSlot smart_slot(const rk_k_smart &s, int slot)
+{
+    SmartSlot x = {s.off[0] + (size_t)slot * s.row[0], s.bits[0]};
+#pragma unroll
+    for (int t = 1; t < RK_K_SMART_TIERS; ++t)
+        if (slot >= s.first[t])
+            x = {s.off[t] + (size_t)(slot - s.first[t]) * s.row[t], s.bits[t]};
+    return x;
+}
+
 __device__ __forceinline__ uint4 kv_pack_half8(const float (&x)[8])
 {
     uint4 u;
@@ -142,6 +168,29 @@ __device__ __forceinline__ void kv_dequant8(const unsigned char *row, int head_d
 {
     kv_chunk_values<BITS>(kv_chunk_load<BITS>(row, head_dim, group, c), row, head_dim, group, c,
                           x);
+}
+
+/* Elements 8C..8C+7 of a smartkv row of BITS (16, 8, 4 or 2) read back as
+ * rk_kv_dequantize_row reads them. */
+__device__ __forceinline__ void smart_chunk_values(const unsigned char *row, int bits,
+                                                   int head_dim, int group, int c, float (&x)[8])
+{
+    if (bits == 16) {
+        const uint4 u = ldg_words4(row + c * 16);
+        const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const float2 f = __half22float2(h[i]);
+            x[2 * i] = f.x;
+            x[2 * i + 1] = f.y;
+        }
+    } else if (bits == 8) {
+        kv_dequant8<8>(row, head_dim, group, c, x);
+    } else if (bits == 4) {
+        kv_dequant8<4>(row, head_dim, group, c, x);
+    } else {
+        kv_dequant8<2>(row, head_dim, group, c, x);
+    }
 }
 
 /* A group's (scale, minimum) from its extremes, as rk_kv_quantize_group

@@ -40,12 +40,33 @@ typedef struct {
     int meta16;            /* K's scale pairs 16-byte aligned in every head: read 16 B at once */
 } rk_k_kivi;
 
+/* A smartkv cache (core/kv_smart.h) is rows of four formats: a head's
+ * slots in tiers of fp16, int8, int4 and int2 rows (the same offsets in K
+ * and V), and after K's tiers two int32 maps of cap entries, each row's
+ * slot and each slot's row (-1: free). Rows are read through their slots.
+ * Its kernels are instances of their own, named by RK_SMART_FORMAT. The
+ * offsets are core's layout (rk_smart_side_of), computed once on the
+ * host. */
+#define RK_SMART_FORMAT 1
+#define RK_K_SMART_TIERS 4
+
+typedef struct {
+    int first[RK_K_SMART_TIERS]; /* each tier's first slot (an empty tier's: the next's) */
+    int bits[RK_K_SMART_TIERS];  /* of its rows: 16, 8, 4, 2 */
+    int row[RK_K_SMART_TIERS];   /* bytes of one of its rows */
+    size_t off[RK_K_SMART_TIERS]; /* where its slots start in a head */
+    size_t maps;                 /* K: the row-to-slot map; the slot-to-row map follows */
+    size_t k_head, v_head;       /* bytes of one head's K, V */
+    int sinks;                   /* the first rows, which the fp16 tier never lets go */
+} rk_k_smart;
+
 typedef struct {
     void *k, *v;
     int cap, heads, head_dim;
-    int bits;  /* 16, 8, 4 or 2; a KIVI cache's RK_KIVI_FORMAT */
+    int bits;  /* 16, 8, 4 or 2; a KIVI cache's RK_KIVI_FORMAT; RK_SMART_FORMAT */
     int group; /* channels per scale where bits < 16; KIVI's key positions too */
     rk_k_kivi kivi;
+    rk_k_smart smart;
 } rk_k_kv;
 
 /* A KIVI cache of CACHE's shape takes its appended rows through fp16
@@ -58,6 +79,19 @@ void rk_k_kivi_append(cudaStream_t s, const rk_k_kv *cache, const rk_k_kv *stage
                       int n);
 /* Once at start-up, before any append (and before a step is recorded). */
 cudaError_t rk_k_kivi_init(void);
+
+/* A smartkv cache of CACHE's shape takes its appended rows through fp16
+ * STAGE as a KIVI cache does: rotary writes them at STAGE's rows 0..n-1,
+ * then each enters the fp16 tier, demoting as rk_smart_append does by the
+ * rows' scores SCORE ([heads][cap], the cache's accumulated attention).
+ * *ROW is the cache row of the first, in device memory. */
+void rk_k_smart_append(cudaStream_t s, const rk_k_kv *cache, const float *score,
+                       const rk_k_kv *stage, const int *row, int n);
+/* After a prompt: the N rows of STAGE (the kept ones, in row order) placed
+ * into CACHE's slots by their scores SCORE and stored there, as
+ * rk_smart_place and rk_smart_write do. */
+void rk_k_smart_place(cudaStream_t s, const rk_k_kv *cache, const float *score,
+                      const rk_k_kv *stage, int n);
 
 /* Bytes of one row. */
 size_t rk_k_kv_row_bytes(const rk_k_kv *c);

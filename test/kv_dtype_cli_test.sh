@@ -270,14 +270,12 @@ expect 2 'unknown KV dtype' -- "$bin/rankkv-compare" --model "$nano" --kv-dtype 
 if "$gen" --target cuda --print-plan 2>&1 | grep -q 'no CUDA target'; then
     expect 1 'no CUDA target' -- "$gen" --model "$nano" --target cuda --kv-dtype int8
 else
-    expect 2 'the cuda target has no smartkv KV cache (it stores: fp16, int8, int4, int2, kivi, kivi2, kivi4)' -- \
-        "$gen" --model "$nano" --target cuda --kv-dtype smartkv
-    lines cuda smartkv
-    expect 2 'the cuda target has no smartkv KV cache' -- "$bin/rankkv-eval" --model "$nano" \
-        --target cuda --dataset t="$tmp/text.txt" --kv-dtype int8,smartkv
-    expect 2 'the cuda target has no fp32 KV cache' -- "$gen" --model "$nano" --target cuda \
-        --kv-dtype fp32
+    expect 2 'the cuda target has no fp32 KV cache (it stores: fp16, int8, int4, int2, kivi, kivi2, kivi4, smartkv)' -- \
+        "$gen" --model "$nano" --target cuda --kv-dtype fp32
     lines cuda fp32
+    expect 2 'the cuda target has no fp32 KV cache' -- "$bin/rankkv-eval" --model "$nano" \
+        --target cuda --dataset t="$tmp/text.txt" --kv-dtype int8,fp32
+    lines cuda eval fp32
 fi
 
 # --kv-precision rank (core/kv_precision.h). The plan prints each layer's
@@ -377,7 +375,7 @@ expect 2 '--kv-precision rank varies fp16, int8 or int4, and --kv-dtype names fp
 expect 2 'fp32 has none above it' -- "$bin/rankkv-ppl" --model "$nano" --text "$tmp/text.txt" \
     --kv-precision rank
 if ! "$gen" --target cuda --print-plan 2>&1 | grep -q 'no CUDA target'; then
-    expect 2 '--kv-precision rank: the cuda target has no fp32 KV cache (it stores: fp16, int8, int4, int2, kivi, kivi2, kivi4)' -- \
+    expect 2 '--kv-precision rank: the cuda target has no fp32 KV cache (it stores: fp16, int8, int4, int2, kivi, kivi2, kivi4, smartkv)' -- \
         "$gen" --model "$nano" --target cuda --kv-dtype fp16 --kv-precision rank
     lines cuda rank
 fi

@@ -1,5 +1,6 @@
 /* The CUDA target's quantized KV cache (int8, int4 and int2 rows,
- * core/kv_quant.h, and the KIVI formats, core/kv_kivi.h) against the CPU
+ * core/kv_quant.h, the KIVI formats, core/kv_kivi.h, and smartkv's tiers,
+ * core/kv_smart.h) against the CPU
  * target's, op for op (core/ops.h) on the same inputs, for head_dim 64, 80
  * and 128, groups of 8, 16 and 32 (where they divide it), of a whole row
  * and (80) of 20 channels (not a multiple of 8), and Pythia's rotary share
@@ -28,6 +29,15 @@
  *   cache: attention, and kv_gather of fp16 prompt rows into it (quantized
  *   on the way, so byte for byte too); KIVI goes with no evicting policy
  *   and no scoring of its own rows (kv_policy.c).
+ * - A smartkv cache (averages whose tiers are fp16 and int8, int8 and
+ *   int4, int4 and int2) takes the first chunk as the model takes a
+ *   prompt (fp16 rows, then kv_gather places them by their scores), then
+ *   the same appends, its rows' scores redrawn before each (ties among
+ *   them), so that rows are demoted down the tiers: its slot maps must be
+ *   the CPU's, its values byte for byte, its keys as above (an fp16 key
+ *   an ulp apart at most). Then
+ *   attention and attention_mass over the CPU's bytes, and kv_gather of
+ *   fp16 prompt rows into it (placed by their scores: the same bytes).
  *
  * One summary line per configuration gives the measured identity rates and
  * the largest errors. Skips without a GPU. */
@@ -38,6 +48,7 @@
 #include "kv_kivi.h"
 #include "kv_quant.h"
 #include "kv_reference.h"
+#include "kv_smart.h"
 #include "ops.h"
 #include "rk_test.h"
 #include "safetensors.h"
@@ -70,7 +81,8 @@ enum {
 typedef struct {
     rk_kv_format format;
     int head_dim, group, rot_dims;
-    int residual; /* KIVI's; 0 for row formats */
+    int residual;    /* KIVI's; 0 for the others */
+    double bits_avg; /* smartkv's; 0 for the others */
 } config;
 
 /* One target's half of the comparison: its context, and the arena and
@@ -112,11 +124,16 @@ static size_t row_bytes(const config *c)
 
 static int is_kivi(const config *c) { return rk_kv_format_kivi(c->format); }
 
+static int is_smart(const config *c) { return c->format == RK_KV_SMART; }
+
+/* KIVI and smartkv caches take their rows from fp16 ones (kv_cache.h). */
+static int from_fp16(const config *c) { return is_kivi(c) || is_smart(c); }
+
 /* Bytes of one side (K: IS_V 0, V: 1) of a layer of CAP rows, all heads. */
 static size_t side_bytes(const config *c, int is_v, int cap)
 {
     return (size_t)HEADS * rk_kv_head_bytes(c->format, is_v, c->head_dim, c->group, c->residual,
-                                            0, cap);
+                                            c->bits_avg, cap);
 }
 
 static void *take(side *s, size_t bytes)
@@ -129,17 +146,18 @@ static void *take(side *s, size_t bytes)
 }
 
 /* A layer descriptor of CAP rows per head in C's format, with its K and V
- * (and, when WITH_POS, per-row positions and scores) in S's arena. */
+ * (and, when WITH_POS, per-row positions; with them or in a smartkv
+ * cache, which demotes by them, per-row scores) in S's arena. */
 static rk_kv_layer take_layer(side *s, const config *c, int cap, int with_pos)
 {
     rk_kv_layer l = {.cap = cap, .heads = HEADS, .head_dim = c->head_dim, .format = c->format,
-                     .group = c->group, .residual = c->residual};
+                     .group = c->group, .residual = c->residual, .bits_avg = c->bits_avg};
     l.k = take(s, side_bytes(c, 0, cap));
     l.v = take(s, side_bytes(c, 1, cap));
-    if (with_pos) {
+    if (with_pos)
         l.pos = take(s, (size_t)HEADS * cap * sizeof(int32_t));
+    if (with_pos || is_smart(c))
         l.score = take(s, (size_t)HEADS * cap * sizeof(float));
-    }
     return l;
 }
 
@@ -166,11 +184,11 @@ static void side_open(side *s, const config *c)
     s->src_scores = take(s, (size_t)HEADS * CAP * sizeof(float));
     s->pos = take(s, sizeof(int32_t));
     s->row = take(s, sizeof(int32_t));
-    s->idx = take(s, (size_t)HEADS * KEEP * sizeof(int32_t));
+    s->idx = take(s, (size_t)HEADS * CAP * sizeof(int32_t));
     s->cache = take_layer(s, c, CAP, 0);
     s->kept = take_layer(s, c, KEEP + 1, 1);
-    if (is_kivi(c)) {
-        const config fp16 = {RK_KV_FP16, c->head_dim, c->group, c->rot_dims, 0};
+    if (from_fp16(c)) {
+        const config fp16 = {RK_KV_FP16, c->head_dim, c->group, c->rot_dims, 0, 0};
         s->prompt = take_layer(s, &fp16, CAP, 0);
     }
 }
@@ -259,13 +277,28 @@ static void make_qkv(float *qkv, const config *c)
 }
 
 /* qkv_rotary of N rows QKV at positions pos0.. into cache rows row0... */
+/* A smartkv cache's first rows are a prompt's, as the model places them:
+ * rotary writes them as fp16 rows (the prompt's region), and kv_gather
+ * takes every one into the tiers by its score (src_scores). */
 static void append(side *s, const config *c, const float *qkv, int n, int pos0, int row0)
 {
     put_acts(s, s->qkv, qkv, (size_t)n * HEADS * 3 * c->head_dim);
     put_i32(s, s->pos, pos0);
     put_i32(s, s->row, row0);
-    s->ops->qkv_rotary(s->ctx, s->q, &s->cache, s->qkv, s->rope, s->pos, s->row, n,
+    if (!is_smart(c) || row0 > 0) {
+        s->ops->qkv_rotary(s->ctx, s->q, &s->cache, s->qkv, s->rope, s->pos, s->row, n,
+                           c->rot_dims);
+        return;
+    }
+    static int32_t all[HEADS * CAP];
+    for (int h = 0; h < HEADS; h++)
+        for (int j = 0; j < n; j++)
+            all[h * n + j] = j;
+    put(s, s->idx, all, (size_t)HEADS * n * sizeof(int32_t));
+    s->ops->qkv_rotary(s->ctx, s->q, &s->prompt, s->qkv, s->rope, s->pos, s->row, n,
                        c->rot_dims);
+    s->ops->kv_gather(s->ctx, &s->cache, &s->prompt, (rk_kv_scores){s->src_scores, CAP}, s->idx,
+                      n);
 }
 
 /* Counts of compared items and of identical ones. */
@@ -291,30 +324,51 @@ typedef struct {
     long q_bad;        /* queries further apart than fp16 rounding allows */
 } append_stats;
 
+/* One row of BITS-bit codes, G (got) against W (wanted). */
+static void compare_row(append_stats *st, const config *c, int bits, const unsigned char *g,
+                        const unsigned char *w, int is_v)
+{
+    const int hd = c->head_dim, groups = hd / c->group;
+    const size_t code_bytes = (size_t)hd * bits / 8;
+    for (int k = 0; k < groups; k++) {
+        const int fixed = is_v || k * c->group >= c->rot_dims;
+        const int meta_same = memcmp(g + code_bytes + 4 * k, w + code_bytes + 4 * k, 4) == 0;
+        tally_add(&st->metas, meta_same);
+        if (fixed)
+            tally_add(&st->fixed_metas, meta_same);
+        for (int i = k * c->group; i < (k + 1) * c->group; i++) {
+            const unsigned a = rk_kv_code(g, bits, (size_t)i), b = rk_kv_code(w, bits, (size_t)i);
+            const unsigned diff = a > b ? a - b : b - a;
+            st->max_diff = diff > st->max_diff ? diff : st->max_diff;
+            tally_add(&st->codes, diff == 0);
+            if (fixed)
+                tally_add(&st->fixed_codes, diff == 0);
+        }
+    }
+}
+
 static void compare_rows(append_stats *st, const config *c, const unsigned char *got,
                          const unsigned char *want, int is_v)
 {
-    const int bits = rk_kv_format_bits(c->format), hd = c->head_dim, groups = hd / c->group;
-    const size_t row = row_bytes(c), code_bytes = (size_t)hd * bits / 8;
-    for (int r = 0; r < HEADS * CAP; r++) {
-        const unsigned char *g = got + (size_t)r * row, *w = want + (size_t)r * row;
-        for (int k = 0; k < groups; k++) {
-            const int fixed = is_v || k * c->group >= c->rot_dims;
-            const int meta_same = memcmp(g + code_bytes + 4 * k, w + code_bytes + 4 * k, 4) == 0;
-            tally_add(&st->metas, meta_same);
-            if (fixed)
-                tally_add(&st->fixed_metas, meta_same);
-            for (int i = k * c->group; i < (k + 1) * c->group; i++) {
-                const unsigned a = rk_kv_code(g, bits, (size_t)i),
-                               b = rk_kv_code(w, bits, (size_t)i);
-                const unsigned diff = a > b ? a - b : b - a;
-                st->max_diff = diff > st->max_diff ? diff : st->max_diff;
-                tally_add(&st->codes, diff == 0);
-                if (fixed)
-                    tally_add(&st->fixed_codes, diff == 0);
-            }
-        }
+    const size_t row = row_bytes(c);
+    for (int r = 0; r < HEADS * CAP; r++)
+        compare_row(st, c, rk_kv_format_bits(c->format), got + (size_t)r * row,
+                    want + (size_t)r * row, is_v);
+}
+
+/* Keys' fp16 halves at G and W, HD of them: identical past ROT_DIMS,
+ * elsewhere identical or an fp16 ulp apart (a rotation an fp32 ulp apart,
+ * rounded across a boundary). The count of others. */
+static long fp16_keys_far(const unsigned char *g, const unsigned char *w, int hd, int rot_dims)
+{
+    long far = 0;
+    for (int i = 0; i < hd; i++) {
+        uint16_t a, b;
+        memcpy(&a, g + 2 * (size_t)i, 2);
+        memcpy(&b, w + 2 * (size_t)i, 2);
+        far += abs((int)a - (int)b) > (i >= rot_dims ? 0 : 1);
     }
+    return far;
 }
 
 /* The rotated queries of the last append, [heads, n, head_dim]: the CUDA
@@ -374,12 +428,55 @@ static void compare_kivi(append_stats *st, const config *c, long *residual_far)
             if ((int)((m - k.meta) / 4 % (size_t)hd) >= c->rot_dims)
                 tally_add(&st->fixed_metas, same);
         }
-        for (int i = 0; i < k.slots * hd; i++) {
-            uint16_t a, b;
-            memcpy(&a, g + k.residual + 2 * (size_t)i, 2);
-            memcpy(&b, w + k.residual + 2 * (size_t)i, 2);
-            *residual_far += abs((int)a - (int)b) > (i % hd >= c->rot_dims ? 0 : 1);
+        for (int i = 0; i < k.slots; i++) {
+            const size_t at = k.residual + (size_t)i * hd * 2;
+            *residual_far += fp16_keys_far(g + at, w + at, hd, c->rot_dims);
         }
+    }
+}
+
+/* The smartkv caches of both targets compared, K and V of every head:
+ * the slot maps and V byte for byte (they follow from the scores, the same
+ * on both, and from values never rotated); K's rows slot by slot in their
+ * tier's format, tallied as compare_rows does, an fp16 tier's keys as
+ * compare_kivi's residual: FAR counts those further apart. */
+static void compare_smart(append_stats *st, const config *c, long *far)
+{
+    const int hd = c->head_dim;
+    const rk_smart_side k = rk_smart_side_of(0, hd, c->group, c->bits_avg, CAP);
+    CHECKF(memcmp(gpu_v, cpu_v, side_bytes(c, 1, CAP)) == 0,
+           "smartkv %g bits: the CUDA target's values differ from the CPU's", c->bits_avg);
+    for (int h = 0; h < HEADS; h++) {
+        const unsigned char *g = gpu_k + (size_t)h * k.bytes, *w = cpu_k + (size_t)h * k.bytes;
+        CHECKF(memcmp(g + k.maps, w + k.maps, 2 * CAP * sizeof(int32_t)) == 0,
+               "smartkv %g bits: head %d's slot maps differ from the CPU's (a row placed or "
+               "demoted elsewhere)",
+               c->bits_avg, h);
+        for (int t = 0; t < RK_SMART_TIERS; t++) {
+            const int bits = rk_kv_format_bits(rk_smart_tier_format(t));
+            for (int i = 0; i < k.cap[t]; i++) {
+                const size_t at = k.off[t] + (size_t)i * k.row[t];
+                if (bits == 16)
+                    *far += fp16_keys_far(g + at, w + at, hd, c->rot_dims);
+                else
+                    compare_row(st, c, bits, g + at, w + at, 0);
+            }
+        }
+    }
+}
+
+/* Scores for every row of the smartkv cache under test (and for the
+ * prompt's rows that place them), the same on both targets: eighths in
+ * [0, 2), so that ties (the earlier row ranks above) are common. */
+static void put_row_scores(side *cpu, side *gpu)
+{
+    static float score[HEADS * CAP];
+    for (int i = 0; i < HEADS * CAP; i++)
+        score[i] = (float)(int)(16 * uniform01()) / 8.0f;
+    side *sides[2] = {cpu, gpu};
+    for (int s = 0; s < 2; s++) {
+        put(sides[s], sides[s]->cache.score, score, sizeof score);
+        put(sides[s], sides[s]->src_scores, score, sizeof score);
     }
 }
 
@@ -395,6 +492,8 @@ static append_stats test_append(side *cpu, side *gpu, const config *c, const flo
         n = row0 == 0 ? PREFILL : row0 < PREFILL + SMALL_CHUNKS * SMALL ? SMALL : 1;
         const int pos0 = row0 ? row0 + POS_SHIFT : 0;
         const float *rows = qkv + (size_t)row0 * HEADS * 3 * c->head_dim;
+        if (is_smart(c))
+            put_row_scores(cpu, gpu);
         append(cpu, c, rows, n, pos0, row0);
         append(gpu, c, rows, n, pos0, row0);
         compare_queries(&st, cpu, gpu, c, n);
@@ -409,6 +508,12 @@ static append_stats test_append(side *cpu, side *gpu, const config *c, const flo
         compare_kivi(&st, c, &far);
         CHECKF(far == 0, "%s: %ld residual keys differ from the CPU's (rotated ones by more "
                          "than an fp16 ulp)",
+               f, far);
+    } else if (is_smart(c)) {
+        long far = 0;
+        compare_smart(&st, c, &far);
+        CHECKF(far == 0, "%s: %ld fp16 keys differ from the CPU's (rotated ones by more than an "
+                         "fp16 ulp)",
                f, far);
     } else {
         compare_rows(&st, c, gpu_k, cpu_k, 0);
@@ -464,7 +569,7 @@ static void value_bounds(const config *c, int rows, float *vmax)
     const int hd = c->head_dim;
     const rk_kv_layer host = {.k = cpu_k, .v = cpu_v, .cap = CAP, .heads = HEADS,
                               .head_dim = hd, .format = c->format, .group = c->group,
-                              .residual = c->residual};
+                              .residual = c->residual, .bits_avg = c->bits_avg};
     for (int h = 0; h < HEADS; h++) {
         float *m = vmax + (size_t)h * hd;
         memset(m, 0, (size_t)hd * sizeof *m);
@@ -657,9 +762,11 @@ static void test_gather_evict(side *cpu, side *gpu, const config *c)
 
 /* kv_gather of KEEP rows a head from fp16 prompt rows (the same bytes on
  * both targets) into a KIVI cache, which quantizes them as it appends them
- * at row 0: one flush and a residual. The same rule from the same halves,
- * so the same bytes, positions and scores. */
-static void test_gather_kivi(side *cpu, side *gpu, const config *c)
+ * at row 0 (one flush and a residual), or a smartkv one, which places
+ * them by their scores (the fp16 tier's 36 and the rest ranked). The same
+ * rules from the same halves and scores, so the same bytes, positions and
+ * scores. */
+static void test_gather_fp16(side *cpu, side *gpu, const config *c)
 {
     static int32_t idx[HEADS * KEEP];
     static float src_scores[HEADS * CAP];
@@ -704,16 +811,17 @@ static void run_config(side *cpu, side *gpu, const config *c)
     put(gpu, gpu->cache.v, cpu_v, side_bytes(c, 1, CAP));
     const double attn = test_attention(cpu, gpu, c);
     double mass = 0;
-    if (is_kivi(c)) {
-        test_gather_kivi(cpu, gpu, c);
-    } else {
+    if (!is_kivi(c))
         mass = test_mass(cpu, gpu, c);
+    if (from_fp16(c))
+        test_gather_fp16(cpu, gpu, c);
+    else
         test_gather_evict(cpu, gpu, c);
-    }
-    printf("%-5s head_dim %3d group %3d residual %2d rot_dims %3d: codes %.4f %% identical "
-           "(fixed groups %.4f %%), max |code diff| %u, scale/min %.4f %%; q err %.2g of max "
-           "|q|; attention err %.3f of bound; mass rel err %.3g\n",
-           rk_kv_format_name(c->format), c->head_dim, c->group, c->residual, c->rot_dims,
+    printf("%-7s head_dim %3d group %3d residual %2d bits %4.1f rot_dims %3d: codes %.4f %% "
+           "identical (fixed groups %.4f %%), max |code diff| %u, scale/min %.4f %%; q err %.2g "
+           "of max |q|; attention err %.3f of bound; mass rel err %.3g\n",
+           rk_kv_format_name(c->format), c->head_dim, c->group, c->residual, c->bits_avg,
+           c->rot_dims,
            100 * rate(st.codes), 100 * rate(st.fixed_codes), st.max_diff, 100 * rate(st.metas),
            st.q_err, attn, mass);
     side_close(cpu);
@@ -742,7 +850,7 @@ int main(void)
                 continue;
             for (int g = 0; g < n_groups; g++)
                 for (int r = 0; r < 2 && hd % groups[g] == 0; r++) {
-                    const config c = {formats[f], hd, groups[g], rots[r], 0};
+                    const config c = {formats[f], hd, groups[g], rots[r], 0, 0};
                     if (rk_kv_format_check(c.format, hd, c.group) != RK_OK) {
                         printf("not run: %s\n", rk_last_error());
                         continue;
@@ -770,7 +878,7 @@ int main(void)
                 int group, residual;
             } shapes[] = {{16, 64}, {8, 16}, {32, 64}, {20, 40}, {5, 15}};
             for (int k = 0; listed && k < 5; k++) {
-                const config c = {kivi[f], hd, shapes[k].group, hd / 4, shapes[k].residual};
+                const config c = {kivi[f], hd, shapes[k].group, hd / 4, shapes[k].residual, 0};
                 if (hd % c.group != 0)
                     continue;
                 CHECKF(rk_kv_format_check(c.format, hd, c.group) == RK_OK &&
@@ -779,6 +887,29 @@ int main(void)
                 run_config(&cpu, &gpu, &c);
             }
         }
+    /* smartkv: averages whose tiers (CAP 160: 36 fp16 rows, then the
+     * rest) are fp16 and int8 (12 bits), int8 and int4 (9.5), int4 and
+     * int2 (7), at each head_dim in groups of 16, of 32 (12 bits) and
+     * (80) of 20, not a multiple of 8; the gather's 73-row cache is int8
+     * and int4 at 12 bits, int2 at the others. */
+    const int listed = (gpu.ops->kv_formats & RK_KV_FORMAT_BIT(RK_KV_SMART)) != 0;
+    CHECKF(listed, "the CUDA target does not list smartkv among its KV formats");
+    for (int d = 0; listed && d < 3; d++) {
+        const int hd = dims[d];
+        const struct {
+            int group;
+            double bits;
+        } shapes[] = {{16, 9.5}, {16, 7}, {32, 12}, {20, 9.5}};
+        for (int k = 0; k < 4; k++) {
+            const config c = {RK_KV_SMART, hd, shapes[k].group, hd / 4, 0, shapes[k].bits};
+            if (hd % c.group != 0)
+                continue;
+            CHECKF(rk_kv_format_check(c.format, hd, c.group) == RK_OK &&
+                       rk_smart_check(c.bits_avg, hd, c.group) == RK_OK,
+                   "%s", rk_last_error());
+            run_config(&cpu, &gpu, &c);
+        }
+    }
     cpu.ops->shutdown(cpu.ctx);
     gpu.ops->shutdown(gpu.ctx);
     return rk_test_finish("test_cuda_kv_quant");

@@ -161,13 +161,14 @@ int main(void)
 
     /* A quantized cache, full and under the policies that score, gather
      * and evict its rows: its kernels use the arena's scratch too (KIVI's
-     * appends stage their rows in it). */
+     * and smartkv's appends stage their rows in it). */
     const struct {
         rk_kv_format format;
         const char *method;
     } quantized[] = {{RK_KV_INT8, "full"}, {RK_KV_INT4, "snapkv"}, {RK_KV_INT2, "h2o"},
                      {RK_KV_INT8, "streamingllm"}, {RK_KV_KIVI, "full"},
-                     {RK_KV_KIVI2, "snapkv"}};
+                     {RK_KV_KIVI2, "snapkv"}, {RK_KV_SMART, "full"},
+                     {RK_KV_SMART, "snapkv"}};
     lim.rank = NULL;
     lim.rank_len = 0;
     for (size_t i = 0; i < sizeof quantized / sizeof quantized[0]; i++) {

@@ -93,7 +93,7 @@ static void decode_steps(const rk_ops *cuda, const char *method, rk_kv_format fo
         nll_a += x;
         agree += rk_argmax(la, V) == rk_argmax(lb, V);
     }
-    printf("%-10s %-5s: %d steps, mean NLL %.4f (cpu), mean |cuda - cpu| %.4f nats, argmax "
+    printf("%-10s %-7s: %d steps, mean NLL %.4f (cpu), mean |cuda - cpu| %.4f nats, argmax "
            "agrees at %d\n",
            method, rk_kv_format_name(format), STEPS, nll_a / STEPS, diff / STEPS, agree);
     CHECK(diff / STEPS <= 0.1);
@@ -162,6 +162,8 @@ int main(void)
     decode_steps(cuda, "full", RK_KV_KIVI, ids);
     decode_steps(cuda, "snapkv", RK_KV_KIVI, ids);
     decode_steps(cuda, "full", RK_KV_KIVI2, ids);
+    decode_steps(cuda, "full", RK_KV_SMART, ids);
+    decode_steps(cuda, "snapkv", RK_KV_SMART, ids);
     free(ids);
     free(text);
     rk_tok_free(tok);

@@ -15,6 +15,7 @@
 #include "gemv.h"
 #include "kv_compress.h"
 #include "kv_kivi.h"
+#include "kv_smart.h"
 #include "targets.h"
 
 /* cuBLASLt on Hopper wants a 32 MiB workspace for its best kernels. */
@@ -43,8 +44,8 @@ typedef struct {
     void *workspace;
     void *attn_scratch;
     void *top_k_scratch; /* zeroed with the arena */
-    /* A row index 0 in device memory, for a KIVI cache's stage (never
-     * written: zeroed with the arena). */
+    /* A row index 0 in device memory, for a stage's rows (never written:
+     * zeroed with the arena). */
     const int *zero_row;
     gemm_plan gemms[GEMM_CACHE];
     int n_gemms;
@@ -400,8 +401,8 @@ static void cuda_linear_f32out(void *ctx, float *y, const void *x, const void *w
 }
 
 /* A layer's cache as the kernels take it. Its format is one of kv_formats
- * (the plan refuses the others): the bits name a row format, and a KIVI
- * cache's layout is core's (kv_kivi.h). */
+ * (the plan refuses the others): the bits name a row format, and a KIVI or
+ * smartkv cache's layout is core's (kv_kivi.h, kv_smart.h). */
 static rk_k_kv kernel_kv(const rk_kv_layer *c)
 {
     rk_k_kv kv = {.k = c->k, .v = c->v, .cap = c->cap, .heads = c->heads,
@@ -418,20 +419,40 @@ static rk_k_kv kernel_kv(const rk_kv_layer *c)
                               .k_fp16 = k.residual, .v_fp16 = v.residual,
                               .meta16 = ((uintptr_t)c->k | k.bytes | k.meta) % 16 == 0};
     }
+    if (c->format == RK_KV_SMART) {
+        const rk_smart_side k = rk_smart_side_of(0, c->head_dim, c->group, c->bits_avg, c->cap);
+        kv.bits = RK_SMART_FORMAT;
+        kv.smart = (rk_k_smart){.maps = k.maps, .k_head = k.bytes, .v_head = k.maps,
+                                .sinks = RK_SMART_SINKS};
+        for (int t = 0; t < RK_SMART_TIERS; t++) {
+            kv.smart.first[t] = k.first[t];
+            kv.smart.bits[t] = rk_kv_format_bits(rk_smart_tier_format(t));
+            kv.smart.row[t] = (int)k.row[t];
+            kv.smart.off[t] = k.off[t];
+        }
+    }
     return kv;
 }
 
-/* Where N rows on their way into the KIVI cache KV wait as fp16: the GEMM
- * workspace, which no GEMM uses between the op that fills it (rotary, a
- * gather) and the append that empties it. REMEDY says what takes fewer
+/* Whether CACHE's rows arrive through a stage: a KIVI cache's and a
+ * smartkv cache's, which the kernels that write rows do not lay out. */
+static int staged(const rk_kv_layer *cache)
+{
+    return rk_kv_format_kivi(cache->format) || cache->format == RK_KV_SMART;
+}
+
+/* Where N rows on their way into the cache KV (staged) wait as fp16: the
+ * GEMM workspace, which no GEMM uses between the op that fills it (rotary,
+ * a gather) and the append that empties it. REMEDY says what takes fewer
  * rows at once. */
-static int kivi_stage(cuda_ctx *c, const rk_k_kv *kv, int n, const char *remedy,
-                      rk_k_kv *stage)
+static int stage_rows(cuda_ctx *c, const rk_kv_layer *cache, const rk_k_kv *kv, int n,
+                      const char *remedy, rk_k_kv *stage)
 {
     const size_t half = (size_t)n * kv->heads * kv->head_dim * 2;
     if (2 * half > GEMM_WORKSPACE) {
-        remember(c, rk_fail(RK_ELIMIT, "a KIVI KV cache on the cuda target takes up to %zu rows "
-                                       "at once (got %d): %s",
+        remember(c, rk_fail(RK_ELIMIT, "a %s KV cache on the cuda target takes up to %zu rows at "
+                                       "once (got %d): %s",
+                            rk_kv_format_name(cache->format),
                             GEMM_WORKSPACE / (4 * (size_t)kv->heads * kv->head_dim), n, remedy));
         return 0;
     }
@@ -448,14 +469,17 @@ static void cuda_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const 
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
     rk_k_kv stage;
-    if (!kv.kivi.residual) {
+    if (!staged(cache)) {
         rk_k_qkv_rotary(c->stream, q, &kv, qkv, rope, pos, row, n, rot_dims);
-    } else if (kivi_stage(c, &kv, n,
+    } else if (stage_rows(c, cache, &kv, n,
                           "a smaller --chunk, or under a compressing policy (one chunk) a "
                           "shorter prompt",
                           &stage)) {
         rk_k_qkv_rotary(c->stream, q, &stage, qkv, rope, pos, c->zero_row, n, rot_dims);
-        rk_k_kivi_append(c->stream, &kv, &stage, row, n);
+        if (cache->format == RK_KV_SMART)
+            rk_k_smart_append(c->stream, &kv, cache->score, &stage, row, n);
+        else
+            rk_k_kivi_append(c->stream, &kv, &stage, row, n);
     }
 }
 
@@ -493,7 +517,9 @@ static void cuda_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int
 }
 
 /* Into a KIVI cache (from the prompt's fp16 rows) the kept rows go through
- * the stage and are appended at row 0, as the CPU target appends them. */
+ * the stage and are appended at row 0, as the CPU target appends them;
+ * into a smartkv cache they go through the stage too, with their scores,
+ * which place them (kv_smart.h). */
 static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *src,
                            rk_kv_scores src_scores, const int32_t *idx, int keep)
 {
@@ -501,13 +527,17 @@ static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer 
     const rk_k_kv d = kernel_kv(dst), s = kernel_kv(src);
     const float *scores = dst->score ? src_scores.s : NULL;
     rk_k_kv stage;
-    if (!d.kivi.residual) {
+    if (!staged(dst)) {
         rk_k_kv_gather(c->stream, &d, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
                        src_scores.stride);
-    } else if (kivi_stage(c, &d, keep, "a smaller budget", &stage)) {
+    } else if (stage_rows(c, dst, &d, keep,
+                          dst->pos ? "a smaller budget" : "a shorter prompt", &stage)) {
         rk_k_kv_gather(c->stream, &stage, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
                        src_scores.stride);
-        rk_k_kivi_append(c->stream, &d, &stage, c->zero_row, keep);
+        if (dst->format == RK_KV_SMART)
+            rk_k_smart_place(c->stream, &d, dst->score, &stage, keep);
+        else
+            rk_k_kivi_append(c->stream, &d, &stage, c->zero_row, keep);
     }
 }
 
@@ -612,13 +642,11 @@ static const rk_ops cuda_ops = {
     .name = "cuda",
     .act_bytes = 2,
     .kv_format = RK_KV_FP16,
-    /* The row formats and KIVI's (kv_rows.h). smartkv's tiers have no
-     * kernels: the plan refuses them here rather than run a row kernel
-     * over them. */
+    /* The row formats, KIVI's and smartkv's (kv_rows.h). */
     .kv_formats = RK_KV_FORMAT_BIT(RK_KV_FP16) | RK_KV_FORMAT_BIT(RK_KV_INT8) |
                   RK_KV_FORMAT_BIT(RK_KV_INT4) | RK_KV_FORMAT_BIT(RK_KV_INT2) |
                   RK_KV_FORMAT_BIT(RK_KV_KIVI) | RK_KV_FORMAT_BIT(RK_KV_KIVI2) |
-                  RK_KV_FORMAT_BIT(RK_KV_KIVI4),
+                  RK_KV_FORMAT_BIT(RK_KV_KIVI4) | RK_KV_FORMAT_BIT(RK_KV_SMART),
     .supports = cuda_supports,
     .init = cuda_init,
     .shutdown = cuda_shutdown,
