@@ -15,7 +15,7 @@ namespace {
 
 constexpr int kPlaceThreads = 256;
 constexpr int kStoreWarps = 4;
-constexpr int kAppendThreads = 256;
+constexpr int kAppendThreads = 1024;
 constexpr int kAppendWarps = kAppendThreads / 32;
 
 /* One head of the cache: its K and V blocks and K's two maps. */
@@ -170,22 +170,36 @@ __device__ __forceinline__ bool leaves_first(int t, const Candidate &a, const Ca
     return t == 0 ? a.owner < b.owner : below(a.score, a.owner, b.score, b.owner);
 }
 
+/* C reduced with the other lanes' by leaves_first: every lane gets the
+ * warp's choice. */
+__device__ __forceinline__ Candidate warp_victim(int t, Candidate c)
+{
+    for (int off = 16; off > 0; off >>= 1) {
+        const Candidate e = {__shfl_xor_sync(0xffffffffu, c.slot, off),
+                             __shfl_xor_sync(0xffffffffu, c.owner, off),
+                             __shfl_xor_sync(0xffffffffu, c.score, off)};
+        if (leaves_first(t, e, c))
+            c = e;
+    }
+    return c;
+}
+
 /* grid (heads), launched as a programmatic dependent of rotary (the
  * stage's writer): rk_smart_append for the N staged rows in turn. Each
  * enters the fp16 tier; where a tier has no free slot its victim (the
- * block's reduction over the tier's slots) takes the carried row's place
- * and is carried one tier down, read back from its codes, unless a
- * quantized tier's victim outranks the carried row, which then goes on
- * down itself. Shared: the carried row and the victim's, K and V as
- * floats, and the quantizer's scales. */
+ * block's reduction over the tier's slots, up to 1024 of them at once)
+ * takes the carried row's place and is carried one tier down, read back
+ * from its codes, unless a quantized tier's victim outranks the carried
+ * row, which then goes on down itself. Shared: the carried row and the
+ * victim's, K and V as floats, and the quantizer's scales. */
 __global__ void __launch_bounds__(kAppendThreads)
     smart_append_kernel(rk_k_kv c, const float *__restrict__ score,
                         const __half *__restrict__ stage_k, const __half *__restrict__ stage_v,
                         int stage_cap, const int *__restrict__ row, int n)
 {
     extern __shared__ float smem[];
-    __shared__ int free_of[kAppendWarps];
     __shared__ Candidate victim_of[kAppendWarps];
+    __shared__ int free_of[kAppendWarps];
     const int D = c.head_dim, h = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     float *const carry = smem, *const held = smem + 2 * D;
     float2 *const meta = reinterpret_cast<float2 *>(smem + 4 * D);
@@ -199,54 +213,47 @@ __global__ void __launch_bounds__(kAppendThreads)
             carry[i] = __half2float(
                 (i < D ? stage_k : stage_v)[((size_t)h * stage_cap + j) * D + i % D]);
         int r = rows0 + j;
-        __syncthreads();
         for (int t = 0; t < RK_K_SMART_TIERS; ++t) {
             int a, b;
             tier_slots(c.smart, c.cap, t, &a, &b);
             if (a == b)
                 continue;
-            int free_slot = INT_MAX;
+            int free = INT_MAX;
             Candidate v = {-1, -1, 0.0f};
             for (int i = a + tid; i < b; i += kAppendThreads) {
                 const int o = x.owner[i];
                 if (o < 0) {
-                    free_slot = min(free_slot, i);
+                    free = min(free, i);
                 } else if (t > 0 || o >= c.smart.sinks) {
                     const Candidate e = {i, o, t > 0 ? sc[o] : 0.0f};
                     if (leaves_first(t, e, v))
                         v = e;
                 }
             }
-            for (int off = 16; off > 0; off >>= 1) {
-                free_slot = min(free_slot, __shfl_xor_sync(0xffffffffu, free_slot, off));
-                const Candidate e = {__shfl_xor_sync(0xffffffffu, v.slot, off),
-                                     __shfl_xor_sync(0xffffffffu, v.owner, off),
-                                     __shfl_xor_sync(0xffffffffu, v.score, off)};
-                if (leaves_first(t, e, v))
-                    v = e;
-            }
+            v = warp_victim(t, v);
+            for (int off = 16; off > 0; off >>= 1)
+                free = min(free, __shfl_xor_sync(0xffffffffu, free, off));
             if (lane == 0) {
-                free_of[warp] = free_slot;
                 victim_of[warp] = v;
+                free_of[warp] = free;
             }
             __syncthreads();
-            free_slot = free_of[0];
-            v = victim_of[0];
-            for (int w = 1; w < kAppendWarps; ++w) {
-                free_slot = min(free_slot, free_of[w]);
-                if (leaves_first(t, victim_of[w], v))
-                    v = victim_of[w];
-            }
+            v = warp_victim(t, victim_of[lane]);
+            free = free_of[lane];
+            for (int off = 16; off > 0; off >>= 1)
+                free = min(free, __shfl_xor_sync(0xffffffffu, free, off));
             __syncthreads();
-            const int slot = free_slot != INT_MAX ? free_slot : v.slot;
+            if (free == INT_MAX)
+                free = -1;
+            const int slot = free >= 0 ? free : v.slot;
             /* No victim: only a cache of sinks alone, which never fills. */
             if (slot < 0)
                 break;
             /* The carried row is the least important: it goes on down. */
-            if (free_slot == INT_MAX && t > 0 && below(sc[r], r, v.score, v.owner))
+            if (free < 0 && t > 0 && below(sc[r], r, v.score, v.owner))
                 continue;
             const SmartSlot at = smart_slot(c.smart, slot);
-            if (free_slot == INT_MAX)
+            if (free < 0)
                 for (int i = tid; i < 2 * D; i += kAppendThreads)
                     held[i] = row_value((i < D ? x.k : x.v) + at.at, at.bits, D, c.group, i % D);
             __syncthreads();
@@ -257,13 +264,12 @@ __global__ void __launch_bounds__(kAppendThreads)
                 x.owner[slot] = r;
                 x.where[r] = slot;
             }
-            if (free_slot != INT_MAX)
+            if (free >= 0)
                 break;
             __syncthreads();
             for (int i = tid; i < 2 * D; i += kAppendThreads)
                 carry[i] = held[i];
             r = v.owner;
-            __syncthreads();
         }
         __syncthreads();
     }
