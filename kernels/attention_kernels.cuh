@@ -400,14 +400,14 @@ __device__ __forceinline__ void kivi_tiles(__half *ks, __half *vs, const unsigne
     }
 }
 
-/* ROWS rows FIRST.. of one head of a smartkv cache of LIMIT rows read back
- * into the fp16 tiles KS and VS as load_rows lays them out (zeros at or
- * past LIMIT), THREADS threads cooperating: each row from its slot (K's
- * row-to-slot map), in its tier's format. */
+/* smart_tiles under a group that is not a multiple of 8 (20 at head_dim
+ * 80, say), whose chunks span groups: each element's group looked up in
+ * its row. Inline: out of line, the layout it takes by reference would be
+ * copied from the kernel's parameters to the stack. */
 template <int D, int ROWS, int THREADS>
-__device__ __forceinline__ void smart_tiles(__half *ks, __half *vs, const unsigned char *kh,
-                                            const unsigned char *vh, const rk_k_smart &smart,
-                                            int group, int first, int limit, int tid)
+__device__ __forceinline__ void smart_tiles_any(__half *ks, __half *vs, const unsigned char *kh,
+                                             const unsigned char *vh, const rk_k_smart &smart,
+                                             int group, int first, int limit, int tid)
 {
     constexpr int kChunks = D / 8, kTotal = ROWS * kChunks;
     const int *const where = reinterpret_cast<const int *>(kh + smart.maps);
@@ -421,6 +421,57 @@ __device__ __forceinline__ void smart_tiles(__half *ks, __half *vs, const unsign
             k8 = kv_pack_half8(x);
             smart_chunk_values(vh + at.at, at.bits, D, group, c, x);
             v8 = kv_pack_half8(x);
+        }
+        *reinterpret_cast<uint4 *>(ks + r * (D + kPad) + c * 8) = k8;
+        *reinterpret_cast<uint4 *>(vs + r * (D + kPad) + c * 8) = v8;
+    }
+}
+
+/* ROWS rows FIRST.. of one head of a smartkv cache of LIMIT rows read back
+ * into the fp16 tiles KS and VS as load_rows lays them out (zeros at or
+ * past LIMIT), THREADS threads cooperating: each row from its slot (K's
+ * row-to-slot map), in its tier's format. A lane loads the slots of rows
+ * LANE, LANE + 32.. once and the lanes pass them round, and a chunk's words
+ * are loaded whatever its tier (smart_chunk_load), so that a warp whose
+ * rows lie in different tiers waits for one round of loads, not one per
+ * tier and per slot. */
+template <int D, int ROWS, int THREADS>
+__device__ __forceinline__ void smart_tiles(__half *ks, __half *vs, const unsigned char *kh,
+                                            const unsigned char *vh, const rk_k_smart &smart,
+                                            int group, int first, int limit, int tid)
+{
+    constexpr int kChunks = D / 8, kTotal = ROWS * kChunks, kSlotRegs = (ROWS + 31) / 32;
+    static_assert(kTotal % THREADS == 0 && THREADS % 32 == 0,
+                  "every lane of a warp takes the same rounds (the slots pass by shuffles)");
+    if (group % 8 != 0) {
+        smart_tiles_any<D, ROWS, THREADS>(ks, vs, kh, vh, smart, group, first, limit, tid);
+        return;
+    }
+    const int lane = tid & 31;
+    const int *const where = reinterpret_cast<const int *>(kh + smart.maps);
+    int slots[kSlotRegs];
+#pragma unroll
+    for (int s = 0; s < kSlotRegs; ++s) {
+        const int r = lane + 32 * s;
+        slots[s] = r < ROWS && first + r < limit ? __ldg(where + first + r) : 0;
+    }
+#pragma unroll
+    for (int j = 0; j < kTotal / THREADS; ++j) {
+        const int i = tid + j * THREADS, r = i / kChunks, c = i - r * kChunks;
+        int slot = 0;
+#pragma unroll
+        for (int s = 0; s < kSlotRegs; ++s) {
+            const int x = __shfl_sync(0xffffffffu, slots[s], r & 31);
+            if (r >> 5 == s)
+                slot = x;
+        }
+        uint4 k8 = make_uint4(0, 0, 0, 0), v8 = k8;
+        if (first + r < limit) {
+            const SmartSlot at = smart_slot(smart, slot);
+            const SmartChunk kc = smart_chunk_load(kh + at.at, at.bits, D, group, c);
+            const SmartChunk vc = smart_chunk_load(vh + at.at, at.bits, D, group, c);
+            k8 = smart_chunk_half8(kc);
+            v8 = smart_chunk_half8(vc);
         }
         *reinterpret_cast<uint4 *>(ks + r * (D + kPad) + c * 8) = k8;
         *reinterpret_cast<uint4 *>(vs + r * (D + kPad) + c * 8) = v8;

@@ -193,6 +193,60 @@ __device__ __forceinline__ void smart_chunk_values(const unsigned char *row, int
     }
 }
 
+/* Chunk C of a smartkv row of BITS as loaded: the words that hold its
+ * codes (an fp16 row's four words of halves; int2's two bytes in the word
+ * that holds them, SHIFT bits up) and its group's (scale, minimum). The
+ * loads are predicated on BITS, not branched on it, so that a warp whose
+ * rows lie in different tiers issues them together. */
+struct SmartChunk {
+    unsigned w[4];
+    unsigned meta;
+    int bits, shift;
+};
+
+__device__ __forceinline__ SmartChunk smart_chunk_load(const unsigned char *row, int bits,
+                                                       int head_dim, int group, int c)
+{
+    SmartChunk k;
+    const int at = c * bits; /* the chunk's first byte: 8 elements of BITS */
+    const int words = bits == 16 ? 4 : bits == 8 ? 2 : 1;
+    const unsigned *const w = reinterpret_cast<const unsigned *>(row + (at & ~3));
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+        k.w[i] = i < words ? __ldg(w + i) : 0u;
+    k.meta = bits < 16 ? __ldg(reinterpret_cast<const unsigned *>(row + head_dim * bits / 8) +
+                               c * 8 / group)
+                       : 0u;
+    k.bits = bits;
+    k.shift = (at & 3) * 8;
+    return k;
+}
+
+/* A loaded chunk as 8 halves, for a group that is a multiple of 8:
+ * kv_chunk_half8 of its tier's codes, an fp16 row's halves as they are. */
+__device__ __forceinline__ uint4 smart_chunk_half8(const SmartChunk &k)
+{
+    if (k.bits == 16)
+        return make_uint4(k.w[0], k.w[1], k.w[2], k.w[3]);
+    if (k.bits == 8) {
+        KvChunk<8> x;
+        x.code[0] = k.w[0];
+        x.code[1] = k.w[1];
+        x.meta = k.meta;
+        return kv_chunk_half8<8>(x);
+    }
+    if (k.bits == 4) {
+        KvChunk<4> x;
+        x.code[0] = k.w[0];
+        x.meta = k.meta;
+        return kv_chunk_half8<4>(x);
+    }
+    KvChunk<2> x;
+    x.code[0] = (k.w[0] >> k.shift) & 0xffffu;
+    x.meta = k.meta;
+    return kv_chunk_half8<2>(x);
+}
+
 /* A group's (scale, minimum) from its extremes, as rk_kv_quantize_group
  * rounds them: NaNs pass (fminf and fmaxf skip them), the range is clamped
  * to fp16's, and a minimum rounded up past the maximum leaves no range. */

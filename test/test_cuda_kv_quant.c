@@ -40,7 +40,9 @@
  *   fp16 prompt rows into it (placed by their scores: the same bytes).
  *
  * One summary line per configuration gives the measured identity rates and
- * the largest errors. Skips without a GPU. */
+ * the largest errors. Skips without a GPU. An argument names the one
+ * format to run (`test_cuda_kv_quant smartkv`: a sanitizer's pass over one
+ * format's kernels). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -794,9 +796,14 @@ static void test_gather_fp16(side *cpu, side *gpu, const config *c)
            rk_kv_format_name(c->format));
 }
 
+/* The format the command line names, or NULL for every one. */
+static const char *only;
+
 static void run_config(side *cpu, side *gpu, const config *c)
 {
     static float qkv[CAP * HEADS * 3 * MAX_HEAD_DIM], rope[ROPE_POSITIONS * MAX_HEAD_DIM];
+    if (only && strcmp(only, rk_kv_format_name(c->format)) != 0)
+        return;
     CHECK(row_bytes(c) <= MAX_ROW_BYTES);
     side_open(cpu, c);
     side_open(gpu, c);
@@ -828,8 +835,9 @@ static void run_config(side *cpu, side *gpu, const config *c)
     side_close(gpu);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    only = argc > 1 ? argv[1] : NULL;
     side gpu = {.ops = rk_test_require_target("cuda")}, cpu = {.ops = rk_cpu_ops()};
     CHECKF(cpu.ops->init(&cpu.ctx) == RK_OK, "%s", rk_last_error());
     CHECKF(gpu.ops->init(&gpu.ctx) == RK_OK, "%s", rk_last_error());
