@@ -127,10 +127,16 @@ static float score_of(const rk_kv_layer *c, int h, int r)
 }
 
 /* Importance order: A below B when A's score is lower, or equal and A is
- * the later row (earlier rows win ties, as SnapKV's selection does). */
+ * the later row (earlier rows win ties, as SnapKV's selection does). A NaN
+ * score (attention over an overflowed activation) ranks below every number,
+ * so that the order stays total: the sort then places every row, and the
+ * CUDA target's reductions, which need a total order to agree across
+ * lanes, choose the same rows. */
 static int below(const rk_kv_layer *c, int h, int32_t a, int32_t b)
 {
     const float sa = score_of(c, h, a), sb = score_of(c, h, b);
+    if (isnan(sa) || isnan(sb))
+        return isnan(sa) && (!isnan(sb) || a > b);
     return sa < sb || (sa == sb && a > b);
 }
 

@@ -35,9 +35,13 @@ __device__ __forceinline__ SmartHead smart_head(const rk_k_kv &c, int h)
 }
 
 /* kv_smart.c's importance order: row A is below row B when its score is
- * lower, or equal and A is the later row. */
+ * lower, or equal and A is the later row; a NaN score below every number.
+ * Total, so that every lane of a reduction reaches the same choice (the
+ * block's barriers after it depend on that). */
 __device__ __forceinline__ bool below(float sa, int a, float sb, int b)
 {
+    if (isnan(sa) || isnan(sb))
+        return isnan(sa) && (!isnan(sb) || a > b);
     return sa < sb || (sa == sb && a > b);
 }
 
@@ -88,7 +92,8 @@ __device__ __forceinline__ float row_value(const unsigned char *row, int bits, i
     return kv_code_value(code, sm.x, sm.y);
 }
 
-/* grid (row blocks over max(n, cap), heads): rk_smart_place for N rows.
+/* grid (row blocks over cap, which N is at most, heads): rk_smart_place
+ * for N rows.
  * The sinks and the newest rows take the fp16 tier's slots in row order;
  * every other row's slot is the fp16 tier's end plus its rank, the rows
  * above it in the importance order (the CPU's sort, which fills int8, int4
@@ -280,8 +285,7 @@ __global__ void __launch_bounds__(kAppendThreads)
 extern "C" void rk_k_smart_place(cudaStream_t s, const rk_k_kv *cache, const float *score,
                                  const rk_k_kv *stage, int n)
 {
-    const int threads = n > cache->cap ? n : cache->cap;
-    smart_place_kernel<<<dim3((threads + kPlaceThreads - 1) / kPlaceThreads, cache->heads),
+    smart_place_kernel<<<dim3((cache->cap + kPlaceThreads - 1) / kPlaceThreads, cache->heads),
                          kPlaceThreads, 0, s>>>(*cache, score, n);
     smart_store_kernel<<<dim3((n + kStoreWarps - 1) / kStoreWarps, cache->heads),
                          kStoreWarps * 32, kStoreWarps * 3 * cache->head_dim * sizeof(float),

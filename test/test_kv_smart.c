@@ -230,6 +230,44 @@ static void test_round_trip(double X)
     free(mem);
 }
 
+/* NaN scores (attention over an overflowed activation) rank below every
+ * number, as kv_smart.c's order says: a prompt with a NaN every fifth row
+ * places every row in a slot of its own, no NaN row in a higher tier than
+ * a ranked number, and appends with NaN scores among them still give
+ * every row a slot. */
+static void test_nan_scores(void)
+{
+    const double X = 8.0;
+    const rk_smart_side s = rk_smart_side_of(0, HD, G, X, CAP);
+    unsigned char *mem = calloc(1, 2 * s.bytes);
+    float *score = calloc(CAP, sizeof *score);
+    rk_kv_layer c = {.cap = CAP, .heads = 1, .head_dim = HD, .format = RK_KV_SMART, .group = G,
+                     .bits_avg = X, .score = score, .k = mem, .v = mem + s.bytes};
+    float k[HD] = {0}, v[HD] = {0};
+    const int P = 200;
+    for (int i = 0; i < CAP; i++)
+        score[i] = i % 5 == 2 ? NAN : (float)(i % 13);
+    rk_smart_place(&c, 0, P);
+    for (int i = 0; i < P; i++)
+        rk_smart_write(&c, 0, i, k, v);
+    int above = 0;
+    for (int i = 0; i < P; i++)
+        for (int j = 0; j < P; j++) {
+            const int ti = rk_smart_tier_of(&c, 0, i), tj = rk_smart_tier_of(&c, 0, j);
+            above += ti > 0 && tj > 0 && isnan(score[i]) && !isnan(score[j]) && ti < tj;
+        }
+    CHECKF(above == 0, "%d NaN-scored rows placed above a numbered one", above);
+    for (int i = P; i < CAP; i++)
+        rk_smart_append(&c, 0, i, k, v);
+    const int32_t *where = (const int32_t *)(mem + s.maps), *owner = where + CAP;
+    int unplaced = 0;
+    for (int r = 0; r < CAP; r++)
+        unplaced += where[r] < 0 || where[r] >= CAP || owner[where[r]] != r;
+    CHECKF(unplaced == 0, "%d rows without a slot of their own after NaN scores", unplaced);
+    free(score);
+    free(mem);
+}
+
 enum { PROMPT = 200, NEW = 24 };
 static int32_t tokens[PROMPT + NEW];
 
@@ -319,7 +357,7 @@ static void test_refusals(void)
     CHECK(rk_model_plan(&cfg, rk_cpu_ops(), &lim, m) != RK_OK);
     lim.prefill_chunk = 100, lim.kv_precision = RK_KV_RANK;
     CHECK(rk_model_plan(&cfg, rk_cpu_ops(), &lim, m) != RK_OK);
-    /* A target without it (the CUDA target's kv_formats) says so. */
+    /* A target whose kv_formats lack it says so. */
     rk_ops fp16_only = *rk_cpu_ops();
     fp16_only.kv_formats = RK_KV_FORMAT_BIT(RK_KV_FP16);
     CHECK(rk_model_check_kv_format(&cfg, &fp16_only, RK_KV_SMART, 0, 0) != RK_OK &&
@@ -335,6 +373,7 @@ int main(void)
     test_round_trip(8.0);
     test_round_trip(6.0);
     test_round_trip(12.0);
+    test_nan_scores();
     test_model("full");
     test_model("snapkv");
     test_refusals();
