@@ -74,6 +74,36 @@ static void plan_prefill_regions(rk_model *m, int max_budget)
     }
 }
 
+/* The rows a KIVI or smartkv cache takes in one call, against what OPS
+ * stages (rk_ops.staged_rows): a chunk's, or where the prompt passes
+ * through its own region, a layer's kept rows (MAX_BUDGET; a full
+ * smartkv cache keeps the whole prompt). Later calls' rows, a few tokens
+ * each, are checked as they come. */
+static rk_status check_staged_rows(const rk_config *cfg, const rk_ops *ops, const rk_limits *lim,
+                                   int max_budget)
+{
+    const rk_kv_format f = lim->kv_format;
+    if (!ops->staged_rows || !(rk_kv_format_kivi(f) || f == RK_KV_SMART))
+        return RK_OK;
+    const int staged = ops->staged_rows(cfg);
+    const int passes = rk_limits_prompt_passes(lim), compress = rk_kv_compresses(&lim->kv);
+    const int rows = !passes ? lim->prefill_chunk
+                             : max_budget < lim->max_prompt ? max_budget : lim->max_prompt;
+    if (rows <= staged)
+        return RK_OK;
+    return rk_fail(RK_ELIMIT,
+                   "a %s KV cache on the %s target takes up to %d rows at once, and %s %d rows: "
+                   "use %s",
+                   rk_kv_format_name(f), ops->name, staged,
+                   !passes    ? "a prefill chunk is"
+                   : compress ? "a layer keeps up to"
+                              : "the full cache places the whole prompt,",
+                   rows,
+                   !passes    ? "a smaller prefill chunk"
+                   : compress ? "smaller budgets"
+                              : "a shorter prompt limit");
+}
+
 rk_status rk_model_check_kv_format(const rk_config *cfg, const rk_ops *ops, rk_kv_format f,
                                    int group, int residual)
 {
@@ -209,6 +239,8 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     /* smartkv over the full cache gathers every prompt row into its tiers. */
     if (kv->dynamic || (smart && !compress))
         max_budget = lim->max_prompt;
+    if ((st = check_staged_rows(cfg, ops, lim, max_budget)) != RK_OK)
+        return st;
     if ((st = rk_kv_precision_assign(lim->kv_precision,
                                      lim->kv_profile ? lim->kv_profile->rank_mean : NULL,
                                      cache)) != RK_OK)

@@ -47,6 +47,10 @@ typedef struct rk_ops {
     /* Optional: refuses a model shape the target's kernels are not built for
      * (checked when the memory plan is made, before anything is allocated). */
     rk_status (*supports)(const rk_config *cfg);
+    /* Optional: the most rows a KIVI or smartkv cache takes in one call (a
+     * chunk's appends, a gather's kept rows), where the target passes them
+     * through a buffer of its own; the plan refuses more. */
+    int (*staged_rows)(const rk_config *cfg);
     /* Start-up: detect the device; ctx is the target's private state. */
     rk_status (*init)(void **ctx);
     void (*shutdown)(void *ctx);

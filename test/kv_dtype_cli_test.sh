@@ -378,6 +378,34 @@ if ! "$gen" --target cuda --print-plan 2>&1 | grep -q 'no CUDA target'; then
     expect 2 '--kv-precision rank: the cuda target has no fp32 KV cache (it stores: fp16, int8, int4, int2, kivi, kivi2, kivi4, smartkv)' -- \
         "$gen" --model "$nano" --target cuda --kv-dtype fp16 --kv-precision rank
     lines cuda rank
+    # A KIVI or smartkv cache's rows pass through a stage on CUDA of
+    # 32 MiB / (4 x hidden) rows: 1024 at hidden 8192. The plan refuses a
+    # chunk, a layer's kept rows or (full smartkv) a prompt beyond it, from
+    # the config alone (the plan reads no weights), in one line, exit 1 as
+    # the plan's other limits.
+    wide="$tmp/wide"
+    mkdir -p "$wide"
+    sed -e 's/"hidden_size": 160/"hidden_size": 8192/' \
+        -e 's/"num_attention_heads": 2,/"num_attention_heads": 64,/' \
+        -e 's/"intermediate_size": 640/"intermediate_size": 32768/' "$nano/config.json" >"$wide/config.json"
+    one_line() { if [ "$(wc -l <"$tmp/err")" -eq 1 ]; then ok; else bad "more than one line: $*"; cat "$tmp/err"; fi; }
+    expect 1 'error: a kivi KV cache on the cuda target takes up to 1024 rows at once, and a prefill chunk is 1984 rows: use a smaller prefill chunk' -- \
+        "$gen" --model "$wide" --target cuda --print-plan --kv-dtype kivi --chunk 2048
+    one_line stage chunk
+    expect 0 '' -- "$gen" --model "$wide" --target cuda --print-plan --kv-dtype kivi --chunk 1024
+    has "$tmp/out" "KV dtype kivi" "kivi within the stage"
+    expect 1 'a smartkv KV cache on the cuda target takes up to 1024 rows at once, and the full cache places the whole prompt, 1984 rows: use a shorter prompt limit' -- \
+        "$gen" --model "$wide" --target cuda --print-plan --kv-dtype smartkv
+    one_line stage smartkv
+    expect 0 '' -- "$gen" --model "$wide" --target cuda --print-plan --kv-dtype smartkv \
+        --max-context 1088
+    has "$tmp/out" "KV dtype smartkv" "smartkv within the stage"
+    expect 1 'a kivi2 KV cache on the cuda target takes up to 1024 rows at once, and a layer keeps up to 1500 rows: use smaller budgets' -- \
+        "$gen" --model "$wide" --target cuda --print-plan --kv-dtype kivi2 --kv snapkv --kv-budget 1500
+    one_line stage budget
+    expect 0 '' -- "$gen" --model "$wide" --target cuda --print-plan --kv-dtype smartkv \
+        --kv snapkv --kv-budget 1000
+    has "$tmp/out" "KV dtype smartkv" "smartkv budgets within the stage"
 fi
 
 finish kv_dtype_cli_test

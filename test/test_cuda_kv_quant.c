@@ -278,10 +278,10 @@ static void make_qkv(float *qkv, const config *c)
         }
 }
 
-/* qkv_rotary of N rows QKV at positions pos0.. into cache rows row0... */
-/* A smartkv cache's first rows are a prompt's, as the model places them:
- * rotary writes them as fp16 rows (the prompt's region), and kv_gather
- * takes every one into the tiers by its score (src_scores). */
+/* qkv_rotary of N rows QKV at positions pos0.. into cache rows row0...;
+ * but a smartkv cache's first rows, a prompt's, go in as the model places
+ * them: rotary writes them as fp16 rows (the prompt's region), and
+ * kv_gather takes every one into the tiers by its score (src_scores). */
 static void append(side *s, const config *c, const float *qkv, int n, int pos0, int row0)
 {
     put_acts(s, s->qkv, qkv, (size_t)n * HEADS * 3 * c->head_dim);

@@ -441,19 +441,28 @@ static int staged(const rk_kv_layer *cache)
     return rk_kv_format_kivi(cache->format) || cache->format == RK_KV_SMART;
 }
 
+/* Rows of HEADS x HEAD_DIM the stage holds: K and V as fp16. */
+static int stage_cap(int heads, int head_dim)
+{
+    return (int)(GEMM_WORKSPACE / (4 * (size_t)heads * (size_t)head_dim));
+}
+
+static int cuda_staged_rows(const rk_config *cfg) { return stage_cap(cfg->n_heads, cfg->head_dim); }
+
 /* Where N rows on their way into the cache KV (staged) wait as fp16: the
  * GEMM workspace, which no GEMM uses between the op that fills it (rotary,
- * a gather) and the append that empties it. REMEDY says what takes fewer
- * rows at once. */
+ * a gather) and the append that empties it. The plan keeps a chunk and a
+ * gather within it (cuda_staged_rows); a call after the prompt may not be,
+ * and REMEDY says what takes fewer rows at once. */
 static int stage_rows(cuda_ctx *c, const rk_kv_layer *cache, const rk_k_kv *kv, int n,
                       const char *remedy, rk_k_kv *stage)
 {
     const size_t half = (size_t)n * kv->heads * kv->head_dim * 2;
-    if (2 * half > GEMM_WORKSPACE) {
-        remember(c, rk_fail(RK_ELIMIT, "a %s KV cache on the cuda target takes up to %zu rows at "
+    if (n > stage_cap(kv->heads, kv->head_dim)) {
+        remember(c, rk_fail(RK_ELIMIT, "a %s KV cache on the cuda target takes up to %d rows at "
                                        "once (got %d): %s",
-                            rk_kv_format_name(cache->format),
-                            GEMM_WORKSPACE / (4 * (size_t)kv->heads * kv->head_dim), n, remedy));
+                            rk_kv_format_name(cache->format), stage_cap(kv->heads, kv->head_dim),
+                            n, remedy));
         return 0;
     }
     *stage = (rk_k_kv){.k = c->workspace, .v = (char *)c->workspace + half, .cap = n,
@@ -471,10 +480,7 @@ static void cuda_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const 
     rk_k_kv stage;
     if (!staged(cache)) {
         rk_k_qkv_rotary(c->stream, q, &kv, qkv, rope, pos, row, n, rot_dims);
-    } else if (stage_rows(c, cache, &kv, n,
-                          "a smaller --chunk, or under a compressing policy (one chunk) a "
-                          "shorter prompt",
-                          &stage)) {
+    } else if (stage_rows(c, cache, &kv, n, "fewer tokens a call after the prompt", &stage)) {
         rk_k_qkv_rotary(c->stream, q, &stage, qkv, rope, pos, c->zero_row, n, rot_dims);
         if (cache->format == RK_KV_SMART)
             rk_k_smart_append(c->stream, &kv, cache->score, &stage, row, n);
@@ -530,8 +536,8 @@ static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer 
     if (!staged(dst)) {
         rk_k_kv_gather(c->stream, &d, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
                        src_scores.stride);
-    } else if (stage_rows(c, dst, &d, keep,
-                          dst->pos ? "a smaller budget" : "a shorter prompt", &stage)) {
+    } else if (stage_rows(c, dst, &d, keep, "smaller budgets, or a shorter prompt limit",
+                          &stage)) {
         rk_k_kv_gather(c->stream, &stage, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
                        src_scores.stride);
         if (dst->format == RK_KV_SMART)
@@ -648,6 +654,7 @@ static const rk_ops cuda_ops = {
                   RK_KV_FORMAT_BIT(RK_KV_KIVI) | RK_KV_FORMAT_BIT(RK_KV_KIVI2) |
                   RK_KV_FORMAT_BIT(RK_KV_KIVI4) | RK_KV_FORMAT_BIT(RK_KV_SMART),
     .supports = cuda_supports,
+    .staged_rows = cuda_staged_rows,
     .init = cuda_init,
     .shutdown = cuda_shutdown,
     .device_name = cuda_device_name,
