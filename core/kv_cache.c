@@ -49,7 +49,7 @@ int rk_kv_format_grouped(rk_kv_format f) { return rk_kv_format_bits(f) < 16; }
 
 rk_kv_format rk_kv_prompt_format(rk_kv_format f)
 {
-    return rk_kv_format_kivi(f) || f == RK_KV_SMART ? RK_KV_FP16 : f;
+    return rk_kv_format_row(f) ? f : RK_KV_FP16;
 }
 
 rk_status rk_kv_format_check(rk_kv_format f, int head_dim, int group)

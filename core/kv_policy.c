@@ -64,7 +64,8 @@ static rk_status gather_same_rows(const rk_kv_layer_step *s, int keep)
     const int H = s->cache->heads;
     for (int h = 1; h < H; h++)
         memcpy(s->host_keep + (size_t)h * keep, s->host_keep, (size_t)keep * sizeof(int32_t));
-    rk_status st = s->ops->copy_in(s->ctx, s->keep, s->host_keep, (size_t)H * keep * sizeof(int32_t));
+    rk_status st =
+        s->ops->copy_in(s->ctx, s->keep, s->host_keep, (size_t)H * keep * sizeof(int32_t));
     return st == RK_OK ? gather(s, keep) : st;
 }
 

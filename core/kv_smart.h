@@ -51,7 +51,10 @@
 #define RK_SMART_BITS_DEFAULT 8.0
 
 /* BITS, or the default where none was given (0). */
-static inline double rk_smart_bits_of(double bits) { return bits > 0 ? bits : RK_SMART_BITS_DEFAULT; }
+static inline double rk_smart_bits_of(double bits)
+{
+    return bits > 0 ? bits : RK_SMART_BITS_DEFAULT;
+}
 
 enum { RK_SMART_TIERS = 4 };
 

@@ -83,7 +83,7 @@ static rk_status check_staged_rows(const rk_config *cfg, const rk_ops *ops, cons
                                    int max_budget)
 {
     const rk_kv_format f = lim->kv_format;
-    if (!ops->staged_rows || !(rk_kv_format_kivi(f) || f == RK_KV_SMART))
+    if (!ops->staged_rows || rk_kv_format_row(f))
         return RK_OK;
     const int staged = ops->staged_rows(cfg);
     const int passes = rk_limits_prompt_passes(lim), compress = rk_kv_compresses(&lim->kv);
@@ -1085,7 +1085,7 @@ rk_status rk_model_kv_row(const rk_model *m, const rk_seq *s, int layer, int pos
     const rk_kv_layer c = layer_cache(m, layer);
     /* KIVI and smartkv caches are read in place, through the reference, on
      * a host target (one that stores fp32); a device's are not copied out. */
-    const int own_layout = c.format == RK_KV_SMART || rk_kv_format_kivi(c.format);
+    const int own_layout = !rk_kv_format_row(c.format);
     if (own_layout && !(m->ops->kv_formats & RK_KV_FORMAT_BIT(RK_KV_FP32)))
         return rk_fail(RK_EINVAL, "KV rows of a %s cache are read back on the cpu target only "
                                   "(this model runs on %s)",

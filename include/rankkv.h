@@ -75,16 +75,16 @@ typedef struct {
     int rank_tiers;
     unsigned rank_seed;
     /* How the KV cache stores rows: "fp32", "fp16", "int8", "int4", "int2",
-     * "kivi", "kivi2" or "kivi4" (NULL: the target's own, fp32 on cpu, fp16
-     * on cuda, which stores only fp16); int8, int4 and int2 per token with an fp16
-     * scale and minimum per KV_GROUP channels (0: 16; it must divide the
-     * model's head_dim); the kivi formats (cpu only, not with h2o or
-     * streamingllm) keys per channel over KV_GROUP positions, values per
+     * "kivi", "kivi2", "kivi4" or "smartkv" (NULL: the target's own, fp32
+     * on cpu, fp16 on cuda, which stores all but fp32); int8, int4 and int2
+     * per token with an fp16 scale and minimum per KV_GROUP channels (0: 16;
+     * it must divide the model's head_dim); the kivi formats (not with h2o
+     * or streamingllm) keys per channel over KV_GROUP positions, values per
      * token, the newest KV_RESIDUAL positions fp16 (0: 64; a multiple of
-     * KV_GROUP); smartkv (cpu only, not with h2o or streamingllm) each
-     * row fp16, int8, int4 or int2 by the attention it gets, in tiers
-     * sized for KV_BITS_AVG bits per element, scales counted (0: 8, half
-     * of fp16's bytes; README, "SmartKV"). */
+     * KV_GROUP); smartkv (not with h2o or streamingllm) each row fp16,
+     * int8, int4 or int2 by the attention it gets, in tiers sized for
+     * KV_BITS_AVG bits per element, scales counted (0: 8, half of fp16's
+     * bytes; README, "SmartKV"). */
     const char *kv_dtype;
     int kv_group;
     int kv_residual;
@@ -94,7 +94,7 @@ typedef struct {
      * in for this model, refused when there is none), one step up the
      * ladder int2 < int4 < int8 < fp16 < fp32 and lower ones one step
      * down, within the uniform cache's bytes; KV_DTYPE fp16, int8 or int4
-     * (cpu only). */
+     * (fp16's step up, fp32, on cpu only). */
     const char *kv_precision;
 } rankkv_options;
 

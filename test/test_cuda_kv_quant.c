@@ -129,7 +129,7 @@ static int is_kivi(const config *c) { return rk_kv_format_kivi(c->format); }
 static int is_smart(const config *c) { return c->format == RK_KV_SMART; }
 
 /* KIVI and smartkv caches take their rows from fp16 ones (kv_cache.h). */
-static int from_fp16(const config *c) { return is_kivi(c) || is_smart(c); }
+static int from_fp16(const config *c) { return !rk_kv_format_row(c->format); }
 
 /* Bytes of one side (K: IS_V 0, V: 1) of a layer of CAP rows, all heads. */
 static size_t side_bytes(const config *c, int is_v, int cap)
@@ -709,27 +709,45 @@ static int same_layers(side *cpu, side *gpu, const config *c, const rk_kv_layer 
  * new row (bytes of a cached row) at row KEEP with a new position. Scores
  * are the same numbers on both targets (attention_mass is checked above),
  * so that both must choose the same victims and move the same bytes. */
-static void test_gather_evict(side *cpu, side *gpu, const config *c)
+/* The kept rows and their scores of a gather: KEEP rows a head, 2j or
+ * 2j + 1 (a different choice per head), and a uniform score for every
+ * source row. */
+static int32_t kept_idx[HEADS * KEEP];
+static float kept_scores[HEADS * CAP];
+
+static void choose_kept(void)
 {
-    static int32_t idx[HEADS * KEEP];
-    static float src_scores[HEADS * CAP];
-    const char *f = rk_kv_format_name(c->format);
     for (int h = 0; h < HEADS; h++)
         for (int j = 0; j < KEEP; j++)
-            idx[h * KEEP + j] = 2 * j + (h + j) % 2;
+            kept_idx[h * KEEP + j] = 2 * j + (h + j) % 2;
     for (int i = 0; i < HEADS * CAP; i++)
-        src_scores[i] = (float)uniform01();
+        kept_scores[i] = (float)uniform01();
+}
+
+/* kv_gather of the chosen rows into each side's kept layer, from its cache
+ * (FROM_PROMPT 0) or its fp16 prompt rows: the same bytes, positions and
+ * scores on both targets. */
+static void gather_both(side *cpu, side *gpu, const config *c, int from_prompt)
+{
     side *sides[2] = {cpu, gpu};
     for (int s = 0; s < 2; s++) {
         side *x = sides[s];
-        put(x, x->idx, idx, sizeof idx);
-        put(x, x->src_scores, src_scores, sizeof src_scores);
-        x->ops->kv_gather(x->ctx, &x->kept, &x->cache, (rk_kv_scores){x->src_scores, CAP}, x->idx,
-                          KEEP);
+        put(x, x->idx, kept_idx, sizeof kept_idx);
+        put(x, x->src_scores, kept_scores, sizeof kept_scores);
+        x->ops->kv_gather(x->ctx, &x->kept, from_prompt ? &x->prompt : &x->cache,
+                          (rk_kv_scores){x->src_scores, CAP}, x->idx, KEEP);
     }
     CHECKF(same_layers(cpu, gpu, c, &cpu->kept, &gpu->kept),
            "%s kv_gather: the CUDA target's kept rows, positions or scores differ from the CPU's",
-           f);
+           rk_kv_format_name(c->format));
+}
+
+static void test_gather_evict(side *cpu, side *gpu, const config *c)
+{
+    const char *f = rk_kv_format_name(c->format);
+    choose_kept();
+    gather_both(cpu, gpu, c, 0);
+    side *sides[2] = {cpu, gpu};
 
     const size_t row = row_bytes(c);
     for (int phase = 0; phase < 2; phase++) {
@@ -770,30 +788,17 @@ static void test_gather_evict(side *cpu, side *gpu, const config *c)
  * scores. */
 static void test_gather_fp16(side *cpu, side *gpu, const config *c)
 {
-    static int32_t idx[HEADS * KEEP];
-    static float src_scores[HEADS * CAP];
     static uint16_t rows[2][HEADS * CAP * MAX_HEAD_DIM];
-    for (int h = 0; h < HEADS; h++)
-        for (int j = 0; j < KEEP; j++)
-            idx[h * KEEP + j] = 2 * j + (h + j) % 2;
-    for (int i = 0; i < HEADS * CAP; i++)
-        src_scores[i] = (float)uniform01();
+    choose_kept();
     for (int t = 0; t < 2; t++)
         for (size_t i = 0; i < (size_t)HEADS * CAP * c->head_dim; i++)
             rows[t][i] = rk_f32_to_f16(spread_value());
     side *sides[2] = {cpu, gpu};
     for (int s = 0; s < 2; s++) {
-        side *x = sides[s];
-        put(x, x->prompt.k, rows[0], sizeof rows[0]);
-        put(x, x->prompt.v, rows[1], sizeof rows[1]);
-        put(x, x->idx, idx, sizeof idx);
-        put(x, x->src_scores, src_scores, sizeof src_scores);
-        x->ops->kv_gather(x->ctx, &x->kept, &x->prompt, (rk_kv_scores){x->src_scores, CAP},
-                          x->idx, KEEP);
+        put(sides[s], sides[s]->prompt.k, rows[0], sizeof rows[0]);
+        put(sides[s], sides[s]->prompt.v, rows[1], sizeof rows[1]);
     }
-    CHECKF(same_layers(cpu, gpu, c, &cpu->kept, &gpu->kept),
-           "%s kv_gather: the CUDA target's kept rows, positions or scores differ from the CPU's",
-           rk_kv_format_name(c->format));
+    gather_both(cpu, gpu, c, 1);
 }
 
 /* The format the command line names, or NULL for every one. */

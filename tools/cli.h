@@ -281,15 +281,15 @@ void cli_kv_strategy(void *strategy, const char *name);
     CLI_STRING_OPT("--kv-dtype", &(kv)->dtype, "TYPE",                                       \
                    "how the KV cache stores rows: " RK_KV_FORMATS "\n"                       \
                    "(default: the target's own, fp32 on cpu, fp16 on cuda; cuda\n"           \
-                   "stores fp16, int8, int4 and int2); int8, int4 and int2 per\n"           \
+                   "stores all but fp32); int8, int4 and int2 per\n"                        \
                    "token, asymmetric, with an fp16 scale and minimum per\n"                \
                    "--kv-group channels; kivi (2-bit keys, 4-bit values), kivi2\n"          \
                    "(2/2), kivi4 (4/4): keys per channel over --kv-group\n"                 \
                    "positions, values per token, the newest --kv-residual\n"                \
-                   "positions fp16 (cpu only; not with h2o or streamingllm);\n"             \
+                   "positions fp16 (not with h2o or streamingllm);\n"                       \
                    "smartkv: each row fp16, int8, int4 or int2 by its attention,\n"         \
-                   "tiers sized by --kv-bits-avg (cpu only; not with h2o or\n"              \
-                   "streamingllm; README)"),                                                \
+                   "tiers sized by --kv-bits-avg (not with h2o or streamingllm;\n"          \
+                   "README)"),                                                              \
     CLI_NUM("--kv-group", &(kv)->group, 1, RK_KV_MAX_HEAD_DIM, "N",                           \
             "channels per scale of int8/int4 rows and of kivi values, and\n"                 \
             "positions per scale of kivi keys; must divide head_dim\n"                       \

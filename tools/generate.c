@@ -135,7 +135,8 @@ _Noreturn static void die(const rankkv *r)
 }
 
 static void print_json(const options *o, const rankkv_options *a, rk_kv_format dtype,
-                       rk_kv_precision precision, const int32_t *prompt, int n_prompt, const streamed *out,
+                       rk_kv_precision precision, const int32_t *prompt, int n_prompt,
+                       const streamed *out,
                        double t_prefill, double t_decode, size_t weights, size_t arena)
 {
     cJSON *j = cJSON_CreateObject();
@@ -188,7 +189,8 @@ int main(int argc, char **argv)
     const rk_kv_policy policy = cli_kv_policy(&o.kv, o.model, cfg.n_layers, 0);
     const rk_kv_format dtype = cli_kv_format(&o.kv, o.kv.dtype, ops, &cfg);
     cli_kv_stores(&policy, dtype);
-    rk_limits precision = {.kv_format = dtype, .kv_group = o.kv.group, .kv_residual = o.kv.residual};
+    rk_limits precision = {.kv_format = dtype, .kv_group = o.kv.group,
+                           .kv_residual = o.kv.residual};
     cli_kv_precision(o.kv.precision, o.model, &cfg, ops, &precision);
     const rankkv_options a = api_options(&o);
 
@@ -247,7 +249,8 @@ int main(int argc, char **argv)
             o.target, n_prompt, n_prompt / (t1 - t0), 1e3 * (t1 - t0), out.n,
             out.n > 1 ? (out.n - 1) / (t2 - t1) : 0.0, arena / 1048576.0, weights / 1048576.0);
     if (o.json)
-        print_json(&o, &a, dtype, precision.kv_precision, prompt, n_prompt, &out, t1 - t0, t2 - t1, weights, arena);
+        print_json(&o, &a, dtype, precision.kv_precision, prompt, n_prompt, &out, t1 - t0,
+                   t2 - t1, weights, arena);
 
     rankkv_close(r);
     cli_str_free(&out.text);

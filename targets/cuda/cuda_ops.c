@@ -434,13 +434,6 @@ static rk_k_kv kernel_kv(const rk_kv_layer *c)
     return kv;
 }
 
-/* Whether CACHE's rows arrive through a stage: a KIVI cache's and a
- * smartkv cache's, which the kernels that write rows do not lay out. */
-static int staged(const rk_kv_layer *cache)
-{
-    return rk_kv_format_kivi(cache->format) || cache->format == RK_KV_SMART;
-}
-
 /* Rows of HEADS x HEAD_DIM the stage holds: K and V as fp16. */
 static int stage_cap(int heads, int head_dim)
 {
@@ -449,20 +442,21 @@ static int stage_cap(int heads, int head_dim)
 
 static int cuda_staged_rows(const rk_config *cfg) { return stage_cap(cfg->n_heads, cfg->head_dim); }
 
-/* Where N rows on their way into the cache KV (staged) wait as fp16: the
- * GEMM workspace, which no GEMM uses between the op that fills it (rotary,
- * a gather) and the append that empties it. The plan keeps a chunk and a
- * gather within it (cuda_staged_rows); a call after the prompt may not be,
- * and REMEDY says what takes fewer rows at once. */
+/* Where N rows on their way into a cache not of a row format (KIVI's,
+ * smartkv's, whose layouts the kernels that write rows do not know) wait
+ * as fp16: the GEMM workspace, which no GEMM uses between the op that
+ * fills it (rotary, a gather) and the append that empties it. The plan
+ * keeps a chunk and a gather within it (cuda_staged_rows); a call after
+ * the prompt may not be, and REMEDY says what takes fewer rows at once. */
 static int stage_rows(cuda_ctx *c, const rk_kv_layer *cache, const rk_k_kv *kv, int n,
                       const char *remedy, rk_k_kv *stage)
 {
     const size_t half = (size_t)n * kv->heads * kv->head_dim * 2;
-    if (n > stage_cap(kv->heads, kv->head_dim)) {
+    const int cap = stage_cap(kv->heads, kv->head_dim);
+    if (n > cap) {
         remember(c, rk_fail(RK_ELIMIT, "a %s KV cache on the cuda target takes up to %d rows at "
                                        "once (got %d): %s",
-                            rk_kv_format_name(cache->format), stage_cap(kv->heads, kv->head_dim),
-                            n, remedy));
+                            rk_kv_format_name(cache->format), cap, n, remedy));
         return 0;
     }
     *stage = (rk_k_kv){.k = c->workspace, .v = (char *)c->workspace + half, .cap = n,
@@ -478,7 +472,7 @@ static void cuda_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const 
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
     rk_k_kv stage;
-    if (!staged(cache)) {
+    if (rk_kv_format_row(cache->format)) {
         rk_k_qkv_rotary(c->stream, q, &kv, qkv, rope, pos, row, n, rot_dims);
     } else if (stage_rows(c, cache, &kv, n, "fewer tokens a call after the prompt", &stage)) {
         rk_k_qkv_rotary(c->stream, q, &stage, qkv, rope, pos, c->zero_row, n, rot_dims);
@@ -533,7 +527,7 @@ static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer 
     const rk_k_kv d = kernel_kv(dst), s = kernel_kv(src);
     const float *scores = dst->score ? src_scores.s : NULL;
     rk_k_kv stage;
-    if (!staged(dst)) {
+    if (rk_kv_format_row(dst->format)) {
         rk_k_kv_gather(c->stream, &d, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
                        src_scores.stride);
     } else if (stage_rows(c, dst, &d, keep, "smaller budgets, or a shorter prompt limit",
