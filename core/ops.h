@@ -126,7 +126,10 @@ typedef struct rk_ops {
      * of the same call to attention: the score of row c = sum over those
      * queries of their softmax probability of row c (rows 0..row0+n-1).
      * With ADD the sums are added to the scores of rows before row0 (this
-     * call's own rows start from zero), otherwise they replace them. */
+     * call's own rows start from zero), otherwise they replace them. It
+     * follows that call with no other attention in between: a target may
+     * read what its attention left for these queries (the CUDA target: their
+     * softmax statistics, so that the scores take one pass, not two). */
     void (*attention_mass)(void *ctx, rk_kv_scores scores, const void *q,
                            const rk_kv_layer *cache, const void *row, int n, int from, int add);
     /* Per head, the rows to keep of a layer of N rows: the last TAIL, and the

@@ -7,10 +7,10 @@ namespace rk_attn {
 /* Each storage format's instances come from its own file. */
 #define RK_EXTERN(BITS)                                                                            \
     extern template void configure<BITS>();                                                        \
-    extern template void prefill<BITS>(cudaStream_t, void *, const void *, const rk_k_kv *,        \
-                                       const int *, int);                                          \
-    extern template void decode<BITS>(cudaStream_t, void *, const void *, const rk_k_kv *, void *, \
-                                      const int *, int);
+    extern template void prefill<BITS>(cudaStream_t, void *, float2 *, const void *,               \
+                                       const rk_k_kv *, const int *, int);                         \
+    extern template void decode<BITS>(cudaStream_t, void *, float2 *, const void *,                \
+                                      const rk_k_kv *, void *, const int *, int);
 RK_KV_BITS(RK_EXTERN)
 RK_KIVI_FORMATS(RK_EXTERN)
 RK_EXTERN(RK_SMART_FORMAT)
@@ -29,6 +29,7 @@ void configure_once()
         RK_KIVI_FORMATS(RK_CONFIGURE)
         RK_CONFIGURE(RK_SMART_FORMAT)
 #undef RK_CONFIGURE
+        configure_mass();
         int device = 0;
         cudaGetDevice(&device);
         cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
@@ -53,13 +54,13 @@ extern "C" int rk_attention_supports(int head_dim)
 #undef RK_IS
 }
 
-extern "C" void rk_attention_prefill(cudaStream_t s, void *out, const void *q,
+extern "C" void rk_attention_prefill(cudaStream_t s, void *out, float *stats, const void *q,
                                      const rk_k_kv *cache, const int *pos, int n)
 {
     configure_once();
     switch (cache->bits) {
 #define RK_CASE(B)                                                                                 \
-    case B: prefill<B>(s, out, q, cache, pos, n); break;
+    case B: prefill<B>(s, out, reinterpret_cast<float2 *>(stats), q, cache, pos, n); break;
         RK_KV_BITS(RK_CASE)
         RK_KIVI_FORMATS(RK_CASE)
         RK_CASE(RK_SMART_FORMAT)
@@ -79,13 +80,13 @@ extern "C" size_t rk_attention_decode_scratch_bytes(int n, int heads, int head_d
     return 0;
 }
 
-extern "C" void rk_attention_decode(cudaStream_t s, void *out, const void *q,
+extern "C" void rk_attention_decode(cudaStream_t s, void *out, float *stats, const void *q,
                                     const rk_k_kv *cache, void *scratch, const int *pos, int n)
 {
     configure_once();
     switch (cache->bits) {
 #define RK_CASE(B)                                                                                 \
-    case B: decode<B>(s, out, q, cache, scratch, pos, n); break;
+    case B: decode<B>(s, out, reinterpret_cast<float2 *>(stats), q, cache, scratch, pos, n); break;
         RK_KV_BITS(RK_CASE)
         RK_KIVI_FORMATS(RK_CASE)
         RK_CASE(RK_SMART_FORMAT)

@@ -11,6 +11,12 @@
  * arguments depend only on n, heads, head_dim and cap, so a captured call
  * (a CUDA graph) replays correctly at any position with pos0+n <= cap.
  *
+ * STATS, when not NULL, receives each query's softmax statistics: [heads, n]
+ * pairs of floats, the largest scaled score in log2 units (score / sqrt(
+ * head_dim) × log2 e) and the sum of 2^(that - max) over the row, from which
+ * the mass kernel (kv_compress.h) finds the probabilities without a pass of
+ * its own.
+ *
  * Launchers return nothing; the caller reads cudaGetLastError. They launch
  * nothing for a head_dim that rk_attention_supports rejects, so check it once
  * when the model is loaded. */
@@ -35,8 +41,8 @@ extern "C" {
 int rk_attention_supports(int head_dim);
 
 /* Causal prefill attention for a chunk of n queries (n >= 1). */
-void rk_attention_prefill(cudaStream_t s, void *out, const void *q, const rk_k_kv *cache,
-                          const int *pos, int n);
+void rk_attention_prefill(cudaStream_t s, void *out, float *stats, const void *q,
+                          const rk_k_kv *cache, const int *pos, int n);
 
 /* Attention for a few queries (decode: n = 1; any n works, meant for n <= 16)
  * over a long context: the context is split across thread blocks whose
@@ -44,8 +50,17 @@ void rk_attention_prefill(cudaStream_t s, void *out, const void *q, const rk_k_k
  * rk_attention_decode_scratch_bytes(n, ...) bytes (or more), 16-byte aligned,
  * that needs no initialisation and may be reused by the next call. */
 size_t rk_attention_decode_scratch_bytes(int n, int heads, int head_dim, int cap);
-void rk_attention_decode(cudaStream_t s, void *out, const void *q, const rk_k_kv *cache,
-                         void *scratch, const int *pos, int n);
+void rk_attention_decode(cudaStream_t s, void *out, float *stats, const void *q,
+                         const rk_k_kv *cache, void *scratch, const int *pos, int n);
+
+/* The attention mass of CACHE's rows from queries FROM..n-1 of the call
+ * to attention just made (core/ops.h's attention_mass): row c's score, per
+ * head STRIDE floats apart, becomes the sum of those queries' softmax
+ * probabilities of it (rows 0..pos0+n-1, pos0 = *ROW), added to its old
+ * score for rows before pos0 when ADD is set. STATS is what that call
+ * wrote. Row formats and smartkv. */
+void rk_attention_mass(cudaStream_t s, float *score, const float *stats, const void *q,
+                       const rk_k_kv *cache, const int *row, int n, int from, int stride, int add);
 
 #ifdef __cplusplus
 }

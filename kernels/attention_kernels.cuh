@@ -661,7 +661,8 @@ __host__ __device__ constexpr size_t prefill_smem_bytes(int group)
 /* grid (heads, query tiles), the last tiles, which see the most keys, first. */
 template <int D, int BITS, int WARPS, int MT, int BN>
 __global__ void __launch_bounds__(WARPS * 32)
-    prefill_kernel(__half *__restrict__ out, const __half *__restrict__ q,
+    prefill_kernel(__half *__restrict__ out, float2 *__restrict__ stats,
+                   const __half *__restrict__ q,
                    const unsigned char *__restrict__ k_cache,
                    const unsigned char *__restrict__ v_cache, int group, int wide,
                    const int *__restrict__ pos, int n, int heads, int cap, float scale_log2,
@@ -782,7 +783,10 @@ __global__ void __launch_bounds__(WARPS * 32)
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const float inv = 1.0f / quad_sum(l[mt][r]);
+            const float sum = quad_sum(l[mt][r]), inv = 1.0f / sum;
+            const int qi = warp_q0 + 16 * mt + (lane >> 2) + 8 * r;
+            if (stats && (lane & 3) == 0 && qi < n)
+                stats[(size_t)h * n + qi] = make_float2(m[mt][r], sum);
             __half *const row = stage + (16 * mt + (lane >> 2) + 8 * r) * LD + 2 * (lane & 3);
 #pragma unroll
             for (int dt = 0; dt < DT; ++dt)
@@ -936,7 +940,8 @@ __global__ void __launch_bounds__(WARPS * 32)
  * the warps' results are merged. */
 template <int D, int KW>
 __global__ void __launch_bounds__(kCombineWarps * 32)
-    decode_combine_kernel(__half *__restrict__ out, const float *__restrict__ part_o,
+    decode_combine_kernel(__half *__restrict__ out, float2 *__restrict__ stats,
+                          const float *__restrict__ part_o,
                           const float2 *__restrict__ part_ml, const int *__restrict__ pos, int n,
                           int heads, int cap)
 {
@@ -995,6 +1000,8 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
         sum += scale[w] * warp_l[w];
     }
     const float inv = 1.0f / sum;
+    if (stats && threadIdx.x == 0)
+        stats[(size_t)h * n + row] = make_float2(mx, sum);
     for (int d = threadIdx.x; d < D; d += kCombineWarps * 32) {
         float x = 0.0f;
 #pragma unroll
@@ -1026,14 +1033,19 @@ template <int D, int BITS> void configure_format()
 /* The device's SM count, read once by attention.cu's configure_once. */
 extern int sm_count;
 
+/* Raises the kernels' shared-memory limits, once (attention.cu), the mass
+ * kernel's among them (attention_mass.cu). */
+void configure_once();
+void configure_mass();
+
 inline float scale_log2(int head_dim)
 {
     return kLog2e / sqrtf((float)head_dim);
 }
 
 template <int D, int BITS, int MT>
-void launch_prefill_with(cudaStream_t s, void *out, const void *q, const rk_k_kv *c,
-                         const int *pos, int n)
+void launch_prefill_with(cudaStream_t s, void *out, float2 *stats, const void *q,
+                         const rk_k_kv *c, const int *pos, int n)
 {
     constexpr int BM = 16 * MT * kPrefillWarps, BN = prefill_keys<D>();
     const dim3 grid(c->heads, (n + BM - 1) / BM);
@@ -1044,26 +1056,26 @@ void launch_prefill_with(cudaStream_t s, void *out, const void *q, const rk_k_kv
     const int wide = ((uintptr_t)c->k | (uintptr_t)c->v | head_bytes) % 16 == 0;
     prefill_kernel<D, BITS, kPrefillWarps, MT, BN>
         <<<grid, kPrefillWarps * 32, prefill_smem_bytes<D, BITS, kPrefillWarps, MT, BN>(c->group),
-           s>>>(static_cast<__half *>(out), static_cast<const __half *>(q),
+           s>>>(static_cast<__half *>(out), stats, static_cast<const __half *>(q),
                 static_cast<const unsigned char *>(c->k), static_cast<const unsigned char *>(c->v),
                 c->group, wide, pos, n, c->heads, c->cap, scale_log2(D), c->kivi, c->smart);
 }
 
 template <int D, int BITS>
-void launch_prefill(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, const int *pos,
-                    int n)
+void launch_prefill(cudaStream_t s, void *out, float2 *stats, const void *q, const rk_k_kv *c,
+                    const int *pos, int n)
 {
     constexpr int wide = prefill_wide_tiles<D>(), wide_rows = 16 * wide * kPrefillWarps;
     const long wide_blocks = (long)c->heads * ((n + wide_rows - 1) / wide_rows);
     if (wide_blocks >= (long)kPrefillWideMinBlocksPerSM * sm_count)
-        launch_prefill_with<D, BITS, wide>(s, out, q, c, pos, n);
+        launch_prefill_with<D, BITS, wide>(s, out, stats, q, c, pos, n);
     else
-        launch_prefill_with<D, BITS, 1>(s, out, q, c, pos, n);
+        launch_prefill_with<D, BITS, 1>(s, out, stats, q, c, pos, n);
 }
 
 template <int D, int BITS>
-void launch_decode(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, void *scratch,
-                   const int *pos, int n)
+void launch_decode(cudaStream_t s, void *out, float2 *stats, const void *q, const rk_k_kv *c,
+                   void *scratch, const int *pos, int n)
 {
     constexpr int KW = DecodeShape<D, BITS>::kKeys, WARPS = DecodeShape<D, BITS>::kWarps;
     const int slices = decode_slices<KW>(c->cap), heads = c->heads;
@@ -1076,7 +1088,7 @@ void launch_decode(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, v
                      static_cast<const unsigned char *>(c->v), c->group, pos, n, c->cap,
                      scale_log2(D), c->kivi, c->smart);
     launch_dependent(decode_combine_kernel<D, KW>, dim3(heads, n), dim3(kCombineWarps * 32), 0, s,
-                     out, part_o, part_ml, pos, n, heads, c->cap);
+                     out, stats, part_o, part_ml, pos, n, heads, c->cap);
 }
 
 /* Per storage format, over every head_dim of RK_ATTENTION_HEAD_DIMS (a
@@ -1090,23 +1102,24 @@ template <int BITS> void configure()
 }
 
 template <int BITS>
-void prefill(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, const int *pos, int n)
+void prefill(cudaStream_t s, void *out, float2 *stats, const void *q, const rk_k_kv *c,
+             const int *pos, int n)
 {
     switch (c->head_dim) {
 #define RK_CASE(D)                                                                                 \
-    case D: launch_prefill<D, BITS>(s, out, q, c, pos, n); break;
+    case D: launch_prefill<D, BITS>(s, out, stats, q, c, pos, n); break;
         RK_ATTENTION_HEAD_DIMS(RK_CASE)
 #undef RK_CASE
     }
 }
 
 template <int BITS>
-void decode(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, void *scratch,
-            const int *pos, int n)
+void decode(cudaStream_t s, void *out, float2 *stats, const void *q, const rk_k_kv *c,
+            void *scratch, const int *pos, int n)
 {
     switch (c->head_dim) {
 #define RK_CASE(D)                                                                                 \
-    case D: launch_decode<D, BITS>(s, out, q, c, scratch, pos, n); break;
+    case D: launch_decode<D, BITS>(s, out, stats, q, c, scratch, pos, n); break;
         RK_ATTENTION_HEAD_DIMS(RK_CASE)
 #undef RK_CASE
     }
@@ -1115,10 +1128,10 @@ void decode(cudaStream_t s, void *out, const void *q, const rk_k_kv *c, void *sc
 /* The instances of one storage format, made in its own file. */
 #define RK_ATTENTION_INSTANCES(BITS)                                                               \
     template void configure<BITS>();                                                               \
-    template void prefill<BITS>(cudaStream_t, void *, const void *, const rk_k_kv *, const int *,  \
-                                int);                                                              \
-    template void decode<BITS>(cudaStream_t, void *, const void *, const rk_k_kv *, void *,        \
-                               const int *, int);
+    template void prefill<BITS>(cudaStream_t, void *, float2 *, const void *, const rk_k_kv *,     \
+                                const int *, int);                                                 \
+    template void decode<BITS>(cudaStream_t, void *, float2 *, const void *, const rk_k_kv *,      \
+                               void *, const int *, int);
 
 } // namespace rk_attn
 

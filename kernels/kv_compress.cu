@@ -1,163 +1,13 @@
 #include <cuda_fp16.h>
 #include <float.h>
 
-#include "attention.h"
 #include "kv_compress.h"
 #include "kv_rows.cuh"
+#include "launch.cuh"
 
 /* Rows of every storage format move as 32-bit words (kv_rows.h: rows are
- * 4-byte aligned); fp16 keys are read as uint4 (8 halves). */
+ * 4-byte aligned). */
 namespace {
-
-constexpr int kQueryTile = 16; /* queries whose dot products a thread keeps at once */
-constexpr int kKeysPerBlock = 128;
-/* Scores of a group of queries against a layer's rows; the caller's
- * scratch (the GEMM workspace) is at least this large. */
-constexpr size_t kMassScratch = (size_t)32 << 20;
-
-/* Row C's key of head H read back as floats, as the CPU target reads it: a
- * quantized key from its codes, a smartkv key from its slot. */
-template <int D, int BITS>
-__device__ __forceinline__ void load_key(float (&kf)[D], const unsigned char *k, int group, int h,
-                                         int cap, int c, const rk_k_smart &smart)
-{
-    if constexpr (BITS == RK_SMART_FORMAT) {
-        const unsigned char *const kh = k + (size_t)h * smart.k_head;
-        const SmartSlot at =
-            smart_slot(smart, reinterpret_cast<const int *>(kh + smart.maps)[c]);
-#pragma unroll
-        for (int d8 = 0; d8 < D / 8; d8++) {
-            float x[8];
-            smart_chunk_values(kh + at.at, at.bits, D, group, d8, x);
-#pragma unroll
-            for (int t = 0; t < 8; t++)
-                kf[d8 * 8 + t] = x[t];
-        }
-    } else if constexpr (BITS != 16) {
-        const unsigned char *kr = k + ((size_t)h * cap + c) * kv_row_bytes(BITS, D, group);
-#pragma unroll
-        for (int d8 = 0; d8 < D / 8; d8++) {
-            float x[8];
-            kv_dequant8<BITS>(kr, D, group, d8, x);
-#pragma unroll
-            for (int t = 0; t < 8; t++)
-                kf[d8 * 8 + t] = x[t];
-        }
-    } else {
-        const uint4 *kc = reinterpret_cast<const uint4 *>(k) + ((size_t)h * cap + c) * (D / 8);
-#pragma unroll
-        for (int d8 = 0; d8 < D / 8; d8++) {
-            const uint4 u = kc[d8];
-            const __half2 *p = reinterpret_cast<const __half2 *>(&u);
-#pragma unroll
-            for (int t = 0; t < 4; t++) {
-                const float2 f = __half22float2(p[t]);
-                kf[d8 * 8 + 2 * t] = f.x;
-                kf[d8 * 8 + 2 * t + 1] = f.y;
-            }
-        }
-    }
-}
-
-/* Scaled scores of queries q0..q0+g-1 (a group of the call's n) against
- * every cached row, into S [heads, g, cap]; rows a query does not see get
- * -inf. One thread per row, its key in registers (load_key); queries pass
- * through shared memory a tile at a time. grid (row blocks, heads). */
-template <int D, int BITS>
-__global__ void group_scores_kernel(float *s, const __half *q, const unsigned char *k, int group,
-                                    const int *row, int n, int q0, int g, int cap, float scale,
-                                    rk_k_smart smart)
-{
-    __shared__ float4 qs[kQueryTile][D / 4];
-    const int h = blockIdx.y, c = blockIdx.x * kKeysPerBlock + threadIdx.x;
-    const int row0 = *row, len = row0 + n;
-    float kf[D];
-    if (c < len)
-        load_key<D, BITS>(kf, k, group, h, cap, c, smart);
-    for (int t0 = 0; t0 < g; t0 += kQueryTile) {
-        const int tile = g - t0 < kQueryTile ? g - t0 : kQueryTile;
-        __syncthreads();
-        float *qf = reinterpret_cast<float *>(qs);
-        for (int e = threadIdx.x; e < tile * D; e += blockDim.x)
-            qf[e] = __half2float(q[((size_t)h * n + q0 + t0 + e / D) * D + e % D]) * scale;
-        __syncthreads();
-        if (c >= cap)
-            continue;
-        for (int qi = 0; qi < tile; qi++) {
-            const int i = q0 + t0 + qi;
-            float dot = -INFINITY;
-            if (c < len && c <= row0 + i) {
-                dot = 0.0f;
-#pragma unroll
-                for (int d4 = 0; d4 < D / 4; d4++) {
-                    const float4 qv = qs[qi][d4];
-                    dot += qv.x * kf[4 * d4] + qv.y * kf[4 * d4 + 1] + qv.z * kf[4 * d4 + 2] +
-                           qv.w * kf[4 * d4 + 3];
-                }
-            }
-            s[((size_t)h * g + t0 + qi) * cap + c] = dot;
-        }
-    }
-}
-
-/* Folds (om, ol) into the running softmax statistics (m, l): max and sum of
- * exp(score - max). -inf scores (rows a query does not see) add nothing. */
-__device__ __forceinline__ void merge_ml(float &m, float &l, float om, float ol)
-{
-    const float nm = fmaxf(m, om);
-    if (nm == -INFINITY)
-        return;
-    l = l * __expf(m - nm) + ol * __expf(om - nm);
-    m = nm;
-}
-
-/* Softmax statistics (max, 1 / sum) of each of the group's score rows.
- * grid (g, heads); many blocks, so that loads from L2 overlap. */
-__global__ void group_stats_kernel(float2 *stats, const float *s, const int *row, int n, int g,
-                                   int cap)
-{
-    __shared__ float red_m[32], red_l[32];
-    const int i = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, len = *row + n;
-    const float *si = s + ((size_t)h * g + i) * cap;
-    float m = -INFINITY, l = 0.0f;
-    for (int c = tid; c < len; c += blockDim.x)
-        merge_ml(m, l, si[c], 1.0f);
-    for (int off = 16; off > 0; off >>= 1)
-        merge_ml(m, l, __shfl_xor_sync(0xffffffffu, m, off), __shfl_xor_sync(0xffffffffu, l, off));
-    if (tid % 32 == 0)
-        red_m[tid / 32] = m, red_l[tid / 32] = l;
-    __syncthreads();
-    if (tid == 0) {
-        for (int w = 1; w < (int)blockDim.x / 32; w++)
-            merge_ml(m, l, red_m[w], red_l[w]);
-        stats[(size_t)h * g + i] = make_float2(m, 1.0f / l);
-    }
-}
-
-/* One thread per cached row: its probabilities summed over the group.
- * FIRST marks the call's first group, whose sums replace the scores of the
- * call's own rows (and of all rows without ADD). grid (row blocks, heads). */
-__global__ void group_mass_kernel(float *score, const float *s, const float2 *stats,
-                                  const int *row, int n, int g, int cap, int stride, int add,
-                                  int first)
-{
-    const int h = blockIdx.y, c = blockIdx.x * blockDim.x + threadIdx.x;
-    const int row0 = *row, len = row0 + n;
-    if (c >= len)
-        return;
-    const float *sh = s + (size_t)h * g * cap + c;
-    const float2 *st = stats + (size_t)h * g;
-    float sum = 0.0f;
-#pragma unroll 8
-    for (int i = 0; i < g; i++) {
-        const float v = sh[(size_t)i * cap];
-        if (v != -INFINITY)
-            sum += __expf(v - st[i].x) * st[i].y;
-    }
-    float *dst = score + (size_t)h * stride + c;
-    const int keep_old = first ? add && c < row0 : 1;
-    *dst = keep_old ? *dst + sum : sum;
-}
 
 /* Orders floats as unsigned integers. */
 __device__ __forceinline__ unsigned order_key(float f)
@@ -308,6 +158,10 @@ __global__ void evict_kernel(uint32_t *k, uint32_t *v, int *pos_rows, float *sco
 {
     __shared__ float best_v[32];
     __shared__ int best_r[32];
+    /* A programmatic dependent of the kernel before it (the attention, or
+     * H2O's mass): rows and scores are final once that is done. */
+    rk_wait_previous();
+    rk_allow_next();
     const int h = blockIdx.x, tid = threadIdx.x, pos0 = *pos, row0 = *row;
     int *p = pos_rows + (size_t)h * cap;
     float *sc = score ? score + (size_t)h * cap : nullptr;
@@ -356,57 +210,6 @@ __global__ void evict_kernel(uint32_t *k, uint32_t *v, int *pos_rows, float *sco
 
 } // namespace
 
-size_t rk_k_mass_scratch_bytes(void) { return kMassScratch; }
-
-template <int D, int BITS>
-static void mass_groups(cudaStream_t s, float *score, const void *q, const rk_k_kv *c,
-                        const int *row, int n, int from, int stride, int add, void *scratch)
-{
-    const float scale = 1.0f / sqrtf((float)D);
-    const int heads = c->heads, cap = c->cap;
-    /* As many queries per group as the scratch holds scores (and
-     * statistics) for. */
-    const size_t per_query = (size_t)heads * (cap * sizeof(float) + sizeof(float2));
-    int group = (int)(kMassScratch / per_query);
-    group = group < 1 ? 1 : group;
-    for (int q0 = from; q0 < n; q0 += group) {
-        const int g = n - q0 < group ? n - q0 : group;
-        float *sbuf = static_cast<float *>(scratch);
-        float2 *stats = reinterpret_cast<float2 *>(sbuf + (size_t)heads * g * cap);
-        group_scores_kernel<D, BITS>
-            <<<dim3((cap + kKeysPerBlock - 1) / kKeysPerBlock, heads), kKeysPerBlock, 0, s>>>(
-                sbuf, static_cast<const __half *>(q), static_cast<const unsigned char *>(c->k),
-                c->group, row, n, q0, g, cap, scale, c->smart);
-        group_stats_kernel<<<dim3(g, heads), 256, 0, s>>>(stats, sbuf, row, n, g, cap);
-        group_mass_kernel<<<dim3((cap + 127) / 128, heads), 128, 0, s>>>(
-            score, sbuf, stats, row, n, g, cap, stride, add, q0 == from);
-    }
-}
-
-template <int D>
-static void mass_bits(cudaStream_t s, float *score, const void *q, const rk_k_kv *c,
-                      const int *row, int n, int from, int stride, int add, void *scratch)
-{
-    switch (c->bits) {
-#define RK_CASE(B)                                                                                 \
-    case B: mass_groups<D, B>(s, score, q, c, row, n, from, stride, add, scratch); break;
-        RK_KV_BITS(RK_CASE)
-        RK_CASE(RK_SMART_FORMAT)
-#undef RK_CASE
-    }
-}
-
-void rk_k_attention_mass(cudaStream_t s, float *score, const void *q, const rk_k_kv *cache,
-                         const int *row, int n, int from, int stride, int add, void *scratch)
-{
-    switch (cache->head_dim) {
-#define RK_CASE(D)                                                                                 \
-    case D: mass_bits<D>(s, score, q, cache, row, n, from, stride, add, scratch); break;
-        RK_ATTENTION_HEAD_DIMS(RK_CASE)
-#undef RK_CASE
-    }
-}
-
 void rk_k_kv_keep(cudaStream_t s, int *idx, const float *score, int n, int heads, int stride,
                   int pool, int budget, int tail)
 {
@@ -428,7 +231,8 @@ void rk_k_kv_gather(cudaStream_t s, const rk_k_kv *dst, int *pos, float *dscore,
 void rk_k_kv_evict(cudaStream_t s, const rk_k_kv *cache, int *pos_rows, float *score,
                    const int *pos, const int *row, int budget, int sinks, int recent)
 {
-    evict_kernel<<<cache->heads, 256, 0, s>>>(
-        static_cast<uint32_t *>(cache->k), static_cast<uint32_t *>(cache->v), pos_rows, score,
-        pos, row, (int)(rk_k_kv_row_bytes(cache) / 4), cache->cap, budget, sinks, recent);
+    launch_dependent(evict_kernel, dim3(cache->heads), dim3(256), 0, s,
+                     static_cast<uint32_t *>(cache->k), static_cast<uint32_t *>(cache->v),
+                     pos_rows, score, pos, row, (int)(rk_k_kv_row_bytes(cache) / 4), cache->cap,
+                     budget, sinks, recent);
 }

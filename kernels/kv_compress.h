@@ -1,8 +1,9 @@
 /* The CUDA target's KV-compression kernels: the ops of core/ops.h that
- * score, select, gather and evict cache rows (see there for the exact
- * contracts). Caches as kv_rows.h describes them, fp32 scores. Row counts
- * and positions that change from step to step are read from device int32s
- * (ROW, POS), so the decode-step kernels replay inside a CUDA graph. */
+ * select, gather and evict cache rows (see there for the exact contracts;
+ * the rows' scores come from attention.h's rk_attention_mass). Caches as
+ * kv_rows.h describes them, fp32 scores. Row counts and positions that
+ * change from step to step are read from device int32s (ROW, POS), so the
+ * decode-step kernels replay inside a CUDA graph. */
 #ifndef RK_KV_COMPRESS_H
 #define RK_KV_COMPRESS_H
 
@@ -15,11 +16,6 @@
 extern "C" {
 #endif
 
-/* Device scratch attention_mass needs: it scores as many queries at a time
- * as this holds. */
-size_t rk_k_mass_scratch_bytes(void);
-void rk_k_attention_mass(cudaStream_t s, float *score, const void *q, const rk_k_kv *cache,
-                         const int *row, int n, int from, int stride, int add, void *scratch);
 /* N up to RK_K_KEEP_MAX rows (their keys sit in shared memory). */
 #define RK_K_KEEP_MAX 8192
 void rk_k_kv_keep(cudaStream_t s, int *idx, const float *score, int n, int heads, int stride,

@@ -37,6 +37,9 @@
     } while (0)
 
 static const double kTolerance = 2e-3;
+/* The softmax sum's relative error: fp32 scores and sums of up to 2048
+ * terms err by about 1e-6; a wrong scale, base or row is off by far more. */
+static const double kStatsTolerance = 5e-4;
 static const uint16_t kHalfNaN = 0x7e00;
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -172,8 +175,13 @@ static bool row_checked(const Problem &p, int i)
     return i % 5 == 0 || i < 64 || i >= p.n - 64;
 }
 
-/* Max |gpu - reference| over the checked rows; NaN anywhere gives +inf. */
-static double max_error(const Problem &p, const std::vector<uint16_t> &out)
+/* Max |gpu - reference| over the checked rows; NaN anywhere gives +inf.
+ * With STATS (the kernels' softmax statistics, a max M in log2 units and a
+ * sum L per head and row), *STATS_ERR gets the worst relative error of the
+ * softmax denominator they give, L * 2^(M - reference max), whatever max the
+ * kernel chose. */
+static double max_error(const Problem &p, const std::vector<uint16_t> &out,
+                        const std::vector<float> *stats = nullptr, double *stats_err = nullptr)
 {
     const int D = p.head_dim, width = p.heads * D;
     double worst = 0.0;
@@ -207,6 +215,12 @@ static double max_error(const Problem &p, const std::vector<uint16_t> &out)
                 for (int d = 0; d < D; d++)
                     acc[d] += e * from_half_bits(vh[(size_t)j * D + d]);
             }
+            if (stats) {
+                const size_t at = 2 * ((size_t)h * p.n + i);
+                const double m = (*stats)[at], l = (*stats)[at + 1];
+                const double rel = fabs(l * exp2(m - mx / log(2.0)) / sum - 1.0);
+                *stats_err = std::max(*stats_err, isfinite(rel) ? rel : INFINITY);
+            }
             for (int d = 0; d < D; d++) {
                 const double got = from_half_bits(out[(size_t)i * width + h * D + d]);
                 worst = std::max(worst, fabs(got - acc[d] / sum));
@@ -218,8 +232,9 @@ static double max_error(const Problem &p, const std::vector<uint16_t> &out)
 
 struct DeviceProblem {
     void *q, *k, *v, *out, *scratch;
+    float *stats;
     int *pos;
-    size_t out_bytes, scratch_bytes;
+    size_t out_bytes, scratch_bytes, stats_bytes;
 };
 
 static DeviceProblem upload(const Problem &p)
@@ -229,11 +244,13 @@ static DeviceProblem upload(const Problem &p)
     const size_t cache = quantized ? p.kq.size() : p.k.size() * 2;
     d.out_bytes = (size_t)p.n * p.heads * p.head_dim * 2;
     d.scratch_bytes = rk_attention_decode_scratch_bytes(p.n, p.heads, p.head_dim, p.cap);
+    d.stats_bytes = (size_t)p.heads * p.n * 2 * sizeof(float);
     CUDA_OK(cudaMalloc(&d.q, p.q.size() * 2));
     CUDA_OK(cudaMalloc(&d.k, cache));
     CUDA_OK(cudaMalloc(&d.v, cache));
     CUDA_OK(cudaMalloc(&d.out, d.out_bytes));
     CUDA_OK(cudaMalloc(&d.scratch, d.scratch_bytes));
+    CUDA_OK(cudaMalloc(&d.stats, d.stats_bytes));
     CUDA_OK(cudaMalloc(&d.pos, sizeof(int)));
     CUDA_OK(cudaMemcpy(d.q, p.q.data(), p.q.size() * 2, cudaMemcpyHostToDevice));
     CUDA_OK(cudaMemcpy(d.k, quantized ? (const void *)p.kq.data() : p.k.data(), cache,
@@ -251,6 +268,7 @@ static void release(DeviceProblem &d)
     cudaFree(d.v);
     cudaFree(d.out);
     cudaFree(d.scratch);
+    cudaFree(d.stats);
     cudaFree(d.pos);
 }
 
@@ -258,6 +276,14 @@ static void poison(const DeviceProblem &d)
 {
     CUDA_OK(cudaMemset(d.out, 0xff, d.out_bytes));
     CUDA_OK(cudaMemset(d.scratch, 0xff, d.scratch_bytes));
+    CUDA_OK(cudaMemset(d.stats, 0xff, d.stats_bytes));
+}
+
+static std::vector<float> fetch_stats(const DeviceProblem &d)
+{
+    std::vector<float> stats(d.stats_bytes / sizeof(float));
+    CUDA_OK(cudaMemcpy(stats.data(), d.stats, d.stats_bytes, cudaMemcpyDeviceToHost));
+    return stats;
 }
 
 static std::vector<uint16_t> fetch_out(const Problem &p, const DeviceProblem &d)
@@ -296,20 +322,30 @@ static void run_case(int head_dim, int heads, int n, int pos0, int cap, bool pre
         snprintf(fmt, sizeof fmt, " int%d/%d", bits, group);
     if (prefill) {
         poison(d);
-        rk_attention_prefill(0, d.out, d.q, &kv, d.pos, n);
-        const double err = max_error(p, fetch_out(p, d));
+        rk_attention_prefill(0, d.out, d.stats, d.q, &kv, d.pos, n);
+        const std::vector<uint16_t> out = fetch_out(p, d);
+        const std::vector<float> stats = fetch_stats(d);
+        double stats_err = 0.0;
+        const double err = max_error(p, out, &stats, &stats_err);
         printf("prefill D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d%s max abs err %.2e\n", head_dim,
                heads, n, pos0, cap, fmt, err);
         CHECKF(err <= kTolerance, "prefill D=%d n=%d pos0=%d%s: %g", head_dim, n, pos0, fmt, err);
+        CHECKF(stats_err <= kStatsTolerance, "prefill D=%d n=%d pos0=%d%s: softmax sum off by %g",
+               head_dim, n, pos0, fmt, stats_err);
         record(head_dim, err);
     }
     if (decode) {
         poison(d);
-        rk_attention_decode(0, d.out, d.q, &kv, d.scratch, d.pos, n);
-        const double err = max_error(p, fetch_out(p, d));
+        rk_attention_decode(0, d.out, d.stats, d.q, &kv, d.scratch, d.pos, n);
+        const std::vector<uint16_t> out = fetch_out(p, d);
+        const std::vector<float> stats = fetch_stats(d);
+        double stats_err = 0.0;
+        const double err = max_error(p, out, &stats, &stats_err);
         printf("decode  D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d%s max abs err %.2e\n", head_dim,
                heads, n, pos0, cap, fmt, err);
         CHECKF(err <= kTolerance, "decode D=%d n=%d pos0=%d%s: %g", head_dim, n, pos0, fmt, err);
+        CHECKF(stats_err <= kStatsTolerance, "decode D=%d n=%d pos0=%d%s: softmax sum off by %g",
+               head_dim, n, pos0, fmt, stats_err);
         record(head_dim, err);
     }
     release(d);
@@ -347,7 +383,7 @@ static void graph_replay_case(int head_dim, int heads, int cap, const int *posit
     CUDA_OK(cudaStreamCreate(&s));
     CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
     const rk_k_kv kv = fp16_cache(d.k, d.v, heads, head_dim, cap);
-    rk_attention_decode(s, d.out, d.q, &kv, d.scratch, d.pos, 1);
+    rk_attention_decode(s, d.out, NULL, d.q, &kv, d.scratch, d.pos, 1);
     CUDA_OK(cudaStreamEndCapture(s, &graph));
     CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
     for (int i = 0; i < count; i++) {
@@ -420,12 +456,12 @@ static void timings(void)
     CUDA_OK(cudaMemcpy(pos, &zero, sizeof(int), cudaMemcpyHostToDevice));
     const rk_k_kv first = fp16_cache(k, v, heads, D, cap);
     for (int i = 0; i < 3; i++)
-        rk_attention_prefill(0, out, q, &first, pos, n_prefill);
+        rk_attention_prefill(0, out, NULL, q, &first, pos, n_prefill);
     for (int i = 0; i < reps; i++) {
         const size_t layer = (size_t)(i % layers) * cache;
         CUDA_OK(cudaEventRecord(t0));
         const rk_k_kv kv = fp16_cache(k + layer, v + layer, heads, D, cap);
-        rk_attention_prefill(0, out, q, &kv, pos, n_prefill);
+        rk_attention_prefill(0, out, NULL, q, &kv, pos, n_prefill);
         CUDA_OK(cudaEventRecord(t1));
         CUDA_OK(cudaEventSynchronize(t1));
         CUDA_OK(cudaEventElapsedTime(&elapsed, t0, t1));
@@ -441,13 +477,13 @@ static void timings(void)
     CUDA_OK(cudaMemcpy(pos, &last, sizeof(int), cudaMemcpyHostToDevice));
     const double bytes = 2.0 * heads * (last + 1) * D * 2;
     for (int i = 0; i < 3; i++)
-        rk_attention_decode(0, out, q, &first, scratch, pos, 1);
+        rk_attention_decode(0, out, NULL, q, &first, scratch, pos, 1);
     ms.clear();
     for (int i = 0; i < reps; i++) {
         const size_t layer = (size_t)(i % layers) * cache;
         CUDA_OK(cudaEventRecord(t0));
         const rk_k_kv kv = fp16_cache(k + layer, v + layer, heads, D, cap);
-        rk_attention_decode(0, out, q, &kv, scratch, pos, 1);
+        rk_attention_decode(0, out, NULL, q, &kv, scratch, pos, 1);
         CUDA_OK(cudaEventRecord(t1));
         CUDA_OK(cudaEventSynchronize(t1));
         CUDA_OK(cudaEventElapsedTime(&elapsed, t0, t1));
@@ -465,7 +501,7 @@ static void timings(void)
     CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
     for (int l = 0; l < layers; l++) {
         const rk_k_kv kv = fp16_cache(k + l * cache, v + l * cache, heads, D, cap);
-        rk_attention_decode(s, out, q, &kv, scratch, pos, 1);
+        rk_attention_decode(s, out, NULL, q, &kv, scratch, pos, 1);
     }
     CUDA_OK(cudaStreamEndCapture(s, &graph));
     CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));

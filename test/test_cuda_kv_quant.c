@@ -635,14 +635,16 @@ static double test_attention(side *cpu, side *gpu, const config *c)
 }
 
 /* attention_mass over the same cache bytes: SnapKV's window (the last 16
- * of a prefill chunk, replacing) and H2O's decode step (adding to earlier
- * scores). Returns the largest relative error. */
+ * of a prefill chunk, replacing), H2O's prompt (every query: two tiles of
+ * queries and of rows), a chunk after cached rows adding from its 10th
+ * query, and H2O's decode step (adding to earlier scores). Returns the
+ * largest relative error. */
 static double test_mass(side *cpu, side *gpu, const config *c)
 {
     static float prior[HEADS * CAP], want[HEADS * CAP], got[HEADS * CAP];
     const struct {
         int n, row0, from, add;
-    } cases[] = {{48, 64, 32, 0}, {1, CAP - 1, 0, 1}};
+    } cases[] = {{48, 64, 32, 0}, {PREFILL, 0, 0, 0}, {PREFILL, 50, 10, 1}, {1, CAP - 1, 0, 1}};
     for (int i = 0; i < HEADS * CAP; i++)
         prior[i] = 0.125f * (float)(i % 9);
     double worst = 0;
@@ -653,6 +655,9 @@ static double test_mass(side *cpu, side *gpu, const config *c)
         put(gpu, gpu->scores, prior, sizeof prior);
         put_i32(cpu, cpu->row, row0);
         put_i32(gpu, gpu->row, row0);
+        /* The mass follows its queries' attention (ops.h). */
+        cpu->ops->attention(cpu->ctx, cpu->out, cpu->q, &cpu->cache, cpu->row, n);
+        gpu->ops->attention(gpu->ctx, gpu->out, gpu->q, &gpu->cache, gpu->row, n);
         cpu->ops->attention_mass(cpu->ctx, (rk_kv_scores){cpu->scores, CAP}, cpu->q, &cpu->cache,
                                  cpu->row, n, cases[t].from, cases[t].add);
         gpu->ops->attention_mass(gpu->ctx, (rk_kv_scores){gpu->scores, CAP}, gpu->q, &gpu->cache,

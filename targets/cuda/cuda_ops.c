@@ -310,10 +310,6 @@ static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int lo
     const int shapes[4][2] = {{3 * D, D}, {D, D}, {F, D}, {D, F}}; /* out, in */
     c->chunk = chunk;
     c->logits_rows = logits_rows;
-    /* attention_mass keeps its scores in the GEMM workspace, which no GEMM
-     * uses while it runs (one stream). */
-    if (rk_k_mass_scratch_bytes() > GEMM_WORKSPACE)
-        return rk_fail(RK_EINVAL, "the GEMM workspace is smaller than the KV scoring scratch");
     /* One row runs as a matrix-vector product (kernels/gemv.cu). */
     for (int n = 2; n <= chunk && st == RK_OK; n = n == chunk ? n + 1 : gemm_bucket(n + 1, chunk))
         for (int s = 0; s < 4 && st == RK_OK; s++)
@@ -483,15 +479,26 @@ static void cuda_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const 
     }
 }
 
+/* Each query's softmax statistics (attention.h), which attention leaves
+ * for the attention_mass of the same queries, lie in the GEMM workspace:
+ * no GEMM, and no stage (stage_rows), runs between the two, and every
+ * other op may overwrite them. NULL when N queries' do not fit. */
+static float *attention_stats(cuda_ctx *c, const rk_kv_layer *cache, int n)
+{
+    const size_t bytes = (size_t)cache->heads * (size_t)n * 2 * sizeof(float);
+    return bytes <= GEMM_WORKSPACE ? c->workspace : NULL;
+}
+
 static void cuda_attention(void *ctx, void *out, const void *q, const rk_kv_layer *cache,
                            const void *row, int n)
 {
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
+    float *const stats = attention_stats(c, cache, n);
     if (n <= DECODE_MAX_QUERIES)
-        rk_attention_decode(c->stream, out, q, &kv, c->attn_scratch, row, n);
+        rk_attention_decode(c->stream, out, stats, q, &kv, c->attn_scratch, row, n);
     else
-        rk_attention_prefill(c->stream, out, q, &kv, row, n);
+        rk_attention_prefill(c->stream, out, stats, q, &kv, row, n);
 }
 
 static void cuda_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
@@ -500,8 +507,15 @@ static void cuda_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
 {
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
-    rk_k_attention_mass(c->stream, scores.s, q, &kv, row, n, from, scores.stride, add,
-                        c->workspace);
+    const float *const stats = attention_stats(c, cache, n);
+    if (!stats) {
+        remember(c, rk_fail(RK_ELIMIT, "the CUDA target scores up to %zu queries of %d heads "
+                                       "at once (got %d)",
+                            GEMM_WORKSPACE / (2 * sizeof(float) * (size_t)cache->heads),
+                            cache->heads, n));
+        return;
+    }
+    rk_attention_mass(c->stream, scores.s, stats, q, &kv, row, n, from, scores.stride, add);
 }
 
 static void cuda_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int heads,

@@ -1,0 +1,205 @@
+/* The attention mass of a layer's cache rows (rk_attention_mass): for each
+ * row, its softmax probability summed over a call's queries FROM..n-1.
+ *
+ * The attention call just before it left each query's softmax statistics
+ * (attention.h), so one pass over the scores is enough: a block holds 64 of
+ * the cache's rows as the A side of the MMAs (a warp's 16 rows), streams the
+ * queries that see them through double-buffered shared memory, turns each
+ * score into its probability with the query's max and sum, and keeps each
+ * row's total in registers. A row's sum is one thread's, in query order:
+ * no atomics, the same bits on every run. Rows near the start are seen by
+ * the most queries; their blocks come first in the grid. */
+#include "attention_kernels.cuh"
+
+namespace rk_attn {
+
+constexpr int kMassWarps = 4, kMassRows = 16 * kMassWarps, kMassQueries = 64;
+
+template <int D> constexpr int mass_smem_bytes()
+{
+    return (kMassRows + 2 * kMassQueries) * (D + kPad) * 2 + 2 * kMassQueries * (int)sizeof(float2);
+}
+
+/* Values D8*8.. of row C's key in head H, as the attention kernels read them
+ * back into fp16 tiles: a quantized key from its codes, a smartkv key from
+ * its slot. */
+template <int D, int BITS>
+__device__ __forceinline__ void key_chunk(__half *dst, const unsigned char *k, int group, int h,
+                                          int cap, int c, const rk_k_smart &smart, int d8)
+{
+    if constexpr (BITS == 16) {
+        *reinterpret_cast<uint4 *>(dst) =
+            reinterpret_cast<const uint4 *>(k)[((size_t)h * cap + c) * (D / 8) + d8];
+    } else {
+        float x[8];
+        if constexpr (is_smart<BITS>()) {
+            const unsigned char *const kh = k + (size_t)h * smart.k_head;
+            const SmartSlot at =
+                smart_slot(smart, reinterpret_cast<const int *>(kh + smart.maps)[c]);
+            smart_chunk_values(kh + at.at, at.bits, D, group, d8, x);
+        } else {
+            kv_dequant8<BITS>(k + ((size_t)h * cap + c) * kv_row_bytes(BITS, D, group), D, group,
+                              d8, x);
+        }
+        *reinterpret_cast<uint4 *>(dst) =
+            make_uint4(pack_half2(x[0], x[1]), pack_half2(x[2], x[3]), pack_half2(x[4], x[5]),
+                       pack_half2(x[6], x[7]));
+    }
+}
+
+/* grid (blocks of kMassRows rows over cap, heads). STATS as the attention
+ * wrote them: per head and query, the max in log2 units and the sum. */
+template <int D, int BITS>
+__global__ void __launch_bounds__(kMassWarps * 32)
+    mass_kernel(float *__restrict__ score, const float2 *__restrict__ stats,
+                const __half *__restrict__ q, const unsigned char *__restrict__ k, int group,
+                const int *__restrict__ row, int n, int from, int cap, int stride, int add,
+                float scale_log2, rk_k_smart smart)
+{
+    constexpr int LD = D + kPad, NT = kMassQueries / 8, THREADS = kMassWarps * 32;
+    extern __shared__ uint4 smem_raw[];
+    __half *const ks = reinterpret_cast<__half *>(smem_raw);
+    __half *const qs = ks + kMassRows * LD;
+    float2 *const st = reinterpret_cast<float2 *>(qs + 2 * kMassQueries * LD);
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, h = blockIdx.y;
+    /* A programmatic dependent of the attention: its statistics, the
+     * step's keys and scores are final once it is done. */
+    rk_wait_previous();
+    rk_allow_next();
+    const int row0 = *row, len = row0 + n, key0 = blockIdx.x * kMassRows;
+    if (key0 >= len)
+        return;
+    /* Query i sees rows up to row0 + i: the block's first row, from query
+     * key0 - row0 on. */
+    const int first = max(from, key0 - row0);
+    const int t_first = first / kMassQueries, tiles = (n + kMassQueries - 1) / kMassQueries;
+    const __half *const qh = q + (size_t)h * n * D;
+    const float2 *const sh = stats + (size_t)h * n;
+
+    /* Queries at or past n load as zeros and count for nothing. */
+    auto fetch = [&](int t, int buf) {
+        load_rows<D, kMassQueries, THREADS>(qs + buf * kMassQueries * LD, qh, t * kMassQueries, n,
+                                            tid);
+        cp_async_commit();
+        for (int i = tid; i < kMassQueries; i += THREADS) {
+            const int qi = t * kMassQueries + i;
+            const float2 ml = qi < n ? sh[qi] : make_float2(0.0f, 1.0f);
+            st[buf * kMassQueries + i] = make_float2(ml.x, 1.0f / ml.y);
+        }
+    };
+    if (t_first < tiles)
+        fetch(t_first, 0);
+    for (int e = tid; e < kMassRows * (D / 8); e += THREADS) {
+        const int r = e / (D / 8), d8 = e - r * (D / 8), c = key0 + r;
+        __half *const dst = ks + r * LD + d8 * 8;
+        if (c < len)
+            key_chunk<D, BITS>(dst, k, group, h, cap, c, smart, d8);
+        else
+            *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
+    }
+    __syncthreads();
+
+    QueryFrags<D, 1> kf;
+    kf.init(ks + warp * 16 * LD, lane);
+    /* This thread's rows (MMA row tile lanes / 4 and + 8) and, per score
+     * column j, queries 8j + 2 (lane % 4) + {0, 1} of the tile. */
+    const int c_lo = key0 + warp * 16 + (lane >> 2);
+    const int col = 2 * (lane & 3);
+    float acc[2] = {0.0f, 0.0f};
+    for (int t = t_first; t < tiles; ++t) {
+        const int buf = (t - t_first) & 1;
+        if (t + 1 < tiles) {
+            fetch(t + 1, buf ^ 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        float s[1][NT][4];
+        tile_scores<D, NT, 1>(s, kf, qs + buf * kMassQueries * LD, lane);
+        const int q0 = t * kMassQueries;
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int i = q0 + 8 * j + col + (e & 1), c = c_lo + 8 * (e >> 1);
+                if (i >= from && i < n && c <= row0 + i) {
+                    const float2 ml = st[buf * kMassQueries + 8 * j + col + (e & 1)];
+                    acc[e >> 1] += exp2_approx(fmaf(s[0][j][e], scale_log2, -ml.x)) * ml.y;
+                }
+            }
+        /* The next iteration refills the other buffer, read in this one. */
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const float sum = quad_sum(acc[r]);
+        const int c = c_lo + 8 * r;
+        if ((lane & 3) == 0 && c < len) {
+            float *const dst = score + (size_t)h * stride + c;
+            *dst = add && c < row0 ? *dst + sum : sum;
+        }
+    }
+}
+
+template <int D, int BITS>
+void launch_mass(cudaStream_t s, float *score, const float2 *stats, const void *q,
+                 const rk_k_kv *c, const int *row, int n, int from, int stride, int add)
+{
+    launch_dependent(mass_kernel<D, BITS>, dim3((c->cap + kMassRows - 1) / kMassRows, c->heads),
+                     dim3(kMassWarps * 32), mass_smem_bytes<D>(), s, score, stats,
+                     static_cast<const __half *>(q), static_cast<const unsigned char *>(c->k),
+                     c->group, row, n, from, c->cap, stride, add, scale_log2(D), c->smart);
+}
+
+/* The formats whose keys the mass reads: the row formats and smartkv
+ * (KIVI caches compress no prompt and evict nothing). */
+#define RK_MASS_FORMATS(X) RK_KV_BITS(X) X(RK_SMART_FORMAT)
+
+template <int D> void configure_mass_dim()
+{
+#define RK_FORMAT(B)                                                                               \
+    cudaFuncSetAttribute(mass_kernel<D, B>, cudaFuncAttributeMaxDynamicSharedMemorySize,          \
+                         mass_smem_bytes<D>());
+    RK_MASS_FORMATS(RK_FORMAT)
+#undef RK_FORMAT
+}
+
+void configure_mass()
+{
+#define RK_DIM(D) configure_mass_dim<D>();
+    RK_ATTENTION_HEAD_DIMS(RK_DIM)
+#undef RK_DIM
+}
+
+template <int D>
+void mass_of_dim(cudaStream_t s, float *score, const float2 *stats, const void *q,
+                 const rk_k_kv *c, const int *row, int n, int from, int stride, int add)
+{
+    switch (c->bits) {
+#define RK_CASE(B)                                                                                 \
+    case B: launch_mass<D, B>(s, score, stats, q, c, row, n, from, stride, add); break;
+        RK_MASS_FORMATS(RK_CASE)
+#undef RK_CASE
+    }
+}
+
+} // namespace rk_attn
+
+using namespace rk_attn;
+
+extern "C" void rk_attention_mass(cudaStream_t s, float *score, const float *stats,
+                                  const void *q, const rk_k_kv *cache, const int *row, int n,
+                                  int from, int stride, int add)
+{
+    configure_once();
+    const float2 *const st = reinterpret_cast<const float2 *>(stats);
+    switch (cache->head_dim) {
+#define RK_CASE(D)                                                                                 \
+    case D: mass_of_dim<D>(s, score, st, q, cache, row, n, from, stride, add); break;
+        RK_ATTENTION_HEAD_DIMS(RK_CASE)
+#undef RK_CASE
+    }
+}
