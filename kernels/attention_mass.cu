@@ -119,13 +119,18 @@ __global__ void __launch_bounds__(kMassWarps * 32)
         float s[1][NT][4];
         tile_scores<D, NT, 1>(s, kf, qs + buf * kMassQueries * LD, lane);
         const int q0 = t * kMassQueries;
+        /* Most tiles lie wholly inside the queries asked for and after the
+         * block's last row: nothing to mask. */
+        const bool whole =
+            q0 >= from && q0 + kMassQueries <= n && row0 + q0 >= key0 + kMassRows - 1;
+        const float2 *const stt = st + buf * kMassQueries + col;
 #pragma unroll
         for (int j = 0; j < NT; ++j)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const int i = q0 + 8 * j + col + (e & 1), c = c_lo + 8 * (e >> 1);
-                if (i >= from && i < n && c <= row0 + i) {
-                    const float2 ml = st[buf * kMassQueries + 8 * j + col + (e & 1)];
+                if (whole || (i >= from && i < n && c <= row0 + i)) {
+                    const float2 ml = stt[8 * j + (e & 1)];
                     acc[e >> 1] += exp2_approx(fmaf(s[0][j][e], scale_log2, -ml.x)) * ml.y;
                 }
             }

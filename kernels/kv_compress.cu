@@ -52,11 +52,67 @@ __device__ int block_sum(int v)
     return all;
 }
 
-/* One block per head: SnapKV's choice (kv_select.c's rule). A bisection
- * over the bits of the pooled scores' order keys finds T, the TOP-th
- * largest key, one block-wide count per bit; rows above T are kept, and
- * rows equal to T in row order while places remain (ties to the earlier
- * row). Kept rows are written in row order. */
+constexpr int kDigitBits = 8, kDigits = 1 << kDigitBits;
+
+/* The TOP-th largest of the N order keys (TOP >= 1), a radix select of
+ * four 8-bit digits from the top: per digit one histogram of the keys that
+ * share the digits chosen so far, and one warp's scan of it from the
+ * largest digit down. Four block-wide rounds, where a bisection over the 32
+ * bits takes 32. All threads must call it. */
+__device__ unsigned top_key(const unsigned *keys, int n, int top)
+{
+    __shared__ unsigned hist[kDigits];
+    __shared__ unsigned chosen, left;
+    const int tid = threadIdx.x, lane = tid % 32;
+    unsigned prefix = 0, need = top;
+    for (int shift = 32 - kDigitBits; shift >= 0; shift -= kDigitBits) {
+        /* The digits above SHIFT, chosen so far. */
+        const unsigned high = shift + kDigitBits >= 32 ? 0u : ~0u << (shift + kDigitBits);
+        for (int d = tid; d < kDigits; d += blockDim.x)
+            hist[d] = 0;
+        __syncthreads();
+        for (int j = tid; j < n; j += blockDim.x)
+            if (((keys[j] ^ prefix) & high) == 0)
+                atomicAdd(&hist[(keys[j] >> shift) & (kDigits - 1)], 1u);
+        __syncthreads();
+        if (tid < 32) {
+            /* Lane l sums digits 8l..8l+7; ABOVE counts the keys in higher
+             * lanes' digits. */
+            constexpr int per = kDigits / 32;
+            unsigned mine = 0;
+            for (int i = 0; i < per; i++)
+                mine += hist[lane * per + i];
+            unsigned suffix = mine;
+            for (int off = 1; off < 32; off <<= 1) {
+                const unsigned v = __shfl_down_sync(0xffffffffu, suffix, off);
+                if (lane + off < 32)
+                    suffix += v;
+            }
+            const unsigned above = suffix - mine;
+            if (above < need && need <= suffix) {
+                unsigned count = above;
+                for (int d = lane * per + per - 1; d >= lane * per; d--) {
+                    if (count + hist[d] >= need) {
+                        chosen = (unsigned)d;
+                        left = need - count;
+                        break;
+                    }
+                    count += hist[d];
+                }
+            }
+        }
+        __syncthreads();
+        prefix |= chosen << shift;
+        need = left;
+        __syncthreads();
+    }
+    return prefix;
+}
+
+/* One block per head: SnapKV's choice (kv_select.c's rule). T is the
+ * TOP-th largest of the pooled scores' order keys (top_key); rows above T
+ * are kept, and rows equal to T in row order while places remain (ties to
+ * the earlier row). Kept rows are written in row order. */
 __global__ void keep_kernel(int *idx, const float *score, int n, int stride, int pool,
                             int budget, int tail)
 {
@@ -83,16 +139,7 @@ __global__ void keep_kernel(int *idx, const float *score, int n, int stride, int
     if (top == 0)
         return;
     __syncthreads();
-    /* The largest T with at least TOP keys >= T. */
-    unsigned T = 0;
-    for (int bit = 31; bit >= 0; bit--) {
-        const unsigned cand = T | 1u << bit;
-        int mine = 0;
-        for (int j = tid; j < prefix; j += blockDim.x)
-            mine += keys[j] >= cand;
-        if (block_sum(mine) >= top)
-            T = cand;
-    }
+    const unsigned T = top_key(keys, prefix, top);
     int above = 0;
     for (int j = tid; j < prefix; j += blockDim.x)
         above += keys[j] > T;

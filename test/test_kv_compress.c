@@ -204,29 +204,33 @@ static void test_attention_mass(void)
 
 static void test_keep_gather(void)
 {
-    enum { N = 300, STRIDE = 320 };
+    /* Longer than the CUDA kernel's block of 1024 threads. */
+    enum { N = 2000, STRIDE = 2048 };
     static float score[H * STRIDE], pooled[N];
     static int32_t want[H * N], got[H * N], heap[N];
     float *dscore = take(sizeof score);
     int32_t *didx = take(sizeof got);
-    /* Few distinct values, so ties decide many places. */
-    for (int i = 0; i < H * STRIDE; i++)
-        score[i] = floorf((frand() + 1.0f) * 4.0f) * 0.25f;
-    ops->copy_in(ctx, dscore, score, sizeof score);
     const struct {
         int n, budget, tail, pool;
     } cases[] = {{N, 100, 16, 7}, {N, 100, 16, 1}, {N, 16, 16, 7}, {200, 250, 16, 7},
-                 {N, 299, 1, 3}};
-    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
-        const int n = cases[t].n, b = cases[t].budget, keep = b < n ? b : n;
-        for (int h = 0; h < H; h++)
-            CHECK(rk_snapkv_select(score + h * STRIDE, n, cases[t].tail, b, cases[t].pool,
-                                   want + h * keep, pooled, heap) == keep);
-        ops->kv_keep(ctx, didx, dscore, n, H, STRIDE, cases[t].pool, b, cases[t].tail);
-        ops->copy_out(ctx, got, didx, (size_t)H * keep * sizeof(int32_t));
-        CHECK(ops->sync(ctx) == RK_OK);
-        CHECKF(memcmp(got, want, (size_t)H * keep * sizeof(int32_t)) == 0,
-               "case %zu: kept rows differ from kv_select.c", t);
+                 {N, 600, 32, 7}, {N, 299, 1, 3}};
+    /* Scores all distinct, then few distinct values, so that ties decide
+     * many places. */
+    for (int fill = 0; fill < 2; fill++) {
+        for (int i = 0; i < H * STRIDE; i++)
+            score[i] = fill ? floorf((frand() + 1.0f) * 4.0f) * 0.25f : (frand() + 1.0f) * 1e-3f;
+        ops->copy_in(ctx, dscore, score, sizeof score);
+        for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+            const int n = cases[t].n, b = cases[t].budget, keep = b < n ? b : n;
+            for (int h = 0; h < H; h++)
+                CHECK(rk_snapkv_select(score + h * STRIDE, n, cases[t].tail, b, cases[t].pool,
+                                       want + h * keep, pooled, heap) == keep);
+            ops->kv_keep(ctx, didx, dscore, n, H, STRIDE, cases[t].pool, b, cases[t].tail);
+            ops->copy_out(ctx, got, didx, (size_t)H * keep * sizeof(int32_t));
+            CHECK(ops->sync(ctx) == RK_OK);
+            CHECKF(memcmp(got, want, (size_t)H * keep * sizeof(int32_t)) == 0,
+                   "fill %d case %zu: kept rows differ from kv_select.c", fill, t);
+        }
     }
 
     /* Gather the last case's rows: K/V rows, positions and scores. */
