@@ -2,18 +2,22 @@
  * row, its softmax probability summed over a call's queries FROM..n-1.
  *
  * The attention call just before it left each query's softmax statistics
- * (attention.h), so one pass over the scores is enough: a block holds 64 of
- * the cache's rows as the A side of the MMAs (a warp's 16 rows), streams the
- * queries that see them through double-buffered shared memory, turns each
- * score into its probability with the query's max and sum, and keeps each
- * row's total in registers. A row's sum is one thread's, in query order:
- * no atomics, the same bits on every run. Rows near the start are seen by
- * the most queries; their blocks come first in the grid. */
+ * (attention.h), so one pass over the scores is enough: a block holds 128
+ * of the cache's rows as the A side of the MMAs (a warp's 32, two row
+ * tiles), streams the queries that see them through double-buffered shared
+ * memory, turns each score into its probability with the query's max and
+ * sum, and keeps each row's total in registers. A row's sum is one
+ * thread's, in query order: no atomics, the same bits on every run. Rows
+ * near the start are seen by the most queries, so a CTA takes one block of
+ * rows from each end of the cache. */
 #include "attention_kernels.cuh"
 
 namespace rk_attn {
 
-constexpr int kMassWarps = 4, kMassRows = 16 * kMassWarps, kMassQueries = 64;
+/* A warp scores two row tiles of 16 rows against each tile of queries, so
+ * that each query fragment it reads feeds two MMAs. */
+constexpr int kMassWarps = 4, kMassTiles = 2, kMassRows = 16 * kMassTiles * kMassWarps,
+              kMassQueries = 64;
 
 template <int D> constexpr int mass_smem_bytes()
 {
@@ -47,29 +51,18 @@ __device__ __forceinline__ void key_chunk(__half *dst, const unsigned char *k, i
     }
 }
 
-/* grid (blocks of kMassRows rows over cap, heads). STATS as the attention
- * wrote them: per head and query, the max in log2 units and the sum. */
+/* The mass of rows KEY0..KEY0+kMassRows-1 of head H (a block's rows).
+ * Leaves no copy in flight and every warp past its last read of shared
+ * memory. */
 template <int D, int BITS>
-__global__ void __launch_bounds__(kMassWarps * 32)
-    mass_kernel(float *__restrict__ score, const float2 *__restrict__ stats,
-                const __half *__restrict__ q, const unsigned char *__restrict__ k, int group,
-                const int *__restrict__ row, int n, int from, int cap, int stride, int add,
-                float scale_log2, rk_k_smart smart)
+__device__ __forceinline__ void mass_rows(float *score, const float2 *stats, const __half *q,
+                                          const unsigned char *k, int group, int row0, int n,
+                                          int from, int cap, int stride, int add,
+                                          float scale_log2, const rk_k_smart &smart, int h,
+                                          int key0, __half *ks, __half *qs, float2 *st)
 {
     constexpr int LD = D + kPad, NT = kMassQueries / 8, THREADS = kMassWarps * 32;
-    extern __shared__ uint4 smem_raw[];
-    __half *const ks = reinterpret_cast<__half *>(smem_raw);
-    __half *const qs = ks + kMassRows * LD;
-    float2 *const st = reinterpret_cast<float2 *>(qs + 2 * kMassQueries * LD);
-
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, h = blockIdx.y;
-    /* A programmatic dependent of the attention: its statistics, the
-     * step's keys and scores are final once it is done. */
-    rk_wait_previous();
-    rk_allow_next();
-    const int row0 = *row, len = row0 + n, key0 = blockIdx.x * kMassRows;
-    if (key0 >= len)
-        return;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, len = row0 + n;
     /* Query i sees rows up to row0 + i: the block's first row, from query
      * key0 - row0 on. */
     const int first = max(from, key0 - row0);
@@ -100,13 +93,13 @@ __global__ void __launch_bounds__(kMassWarps * 32)
     }
     __syncthreads();
 
-    QueryFrags<D, 1> kf;
-    kf.init(ks + warp * 16 * LD, lane);
-    /* This thread's rows (MMA row tile lanes / 4 and + 8) and, per score
+    QueryFrags<D, kMassTiles> kf;
+    kf.init(ks + warp * 16 * kMassTiles * LD, lane);
+    /* This thread's rows: in row tile mt, lanes / 4 and + 8; per score
      * column j, queries 8j + 2 (lane % 4) + {0, 1} of the tile. */
-    const int c_lo = key0 + warp * 16 + (lane >> 2);
+    const int c_lo = key0 + warp * 16 * kMassTiles + (lane >> 2);
     const int col = 2 * (lane & 3);
-    float acc[2] = {0.0f, 0.0f};
+    float acc[kMassTiles][2] = {};
     for (int t = t_first; t < tiles; ++t) {
         const int buf = (t - t_first) & 1;
         if (t + 1 < tiles) {
@@ -116,8 +109,8 @@ __global__ void __launch_bounds__(kMassWarps * 32)
             cp_async_wait<0>();
         }
         __syncthreads();
-        float s[1][NT][4];
-        tile_scores<D, NT, 1>(s, kf, qs + buf * kMassQueries * LD, lane);
+        float s[kMassTiles][NT][4];
+        tile_scores<D, NT, kMassTiles>(s, kf, qs + buf * kMassQueries * LD, lane);
         const int q0 = t * kMassQueries;
         /* Most tiles lie wholly inside the queries asked for and after the
          * block's last row: nothing to mask. */
@@ -128,10 +121,14 @@ __global__ void __launch_bounds__(kMassWarps * 32)
         for (int j = 0; j < NT; ++j)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-                const int i = q0 + 8 * j + col + (e & 1), c = c_lo + 8 * (e >> 1);
-                if (whole || (i >= from && i < n && c <= row0 + i)) {
-                    const float2 ml = stt[8 * j + (e & 1)];
-                    acc[e >> 1] += exp2_approx(fmaf(s[0][j][e], scale_log2, -ml.x)) * ml.y;
+                const int i = q0 + 8 * j + col + (e & 1);
+                const float2 ml = stt[8 * j + (e & 1)];
+#pragma unroll
+                for (int mt = 0; mt < kMassTiles; ++mt) {
+                    const int c = c_lo + 16 * mt + 8 * (e >> 1);
+                    if (whole || (i >= from && i < n && c <= row0 + i))
+                        acc[mt][e >> 1] +=
+                            exp2_approx(fmaf(s[mt][j][e], scale_log2, -ml.x)) * ml.y;
                 }
             }
         /* The next iteration refills the other buffer, read in this one. */
@@ -139,13 +136,51 @@ __global__ void __launch_bounds__(kMassWarps * 32)
     }
 
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const float sum = quad_sum(acc[r]);
-        const int c = c_lo + 8 * r;
-        if ((lane & 3) == 0 && c < len) {
-            float *const dst = score + (size_t)h * stride + c;
-            *dst = add && c < row0 ? *dst + sum : sum;
+    for (int mt = 0; mt < kMassTiles; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const float sum = quad_sum(acc[mt][r]);
+            const int c = c_lo + 16 * mt + 8 * r;
+            if ((lane & 3) == 0 && c < len) {
+                float *const dst = score + (size_t)h * stride + c;
+                *dst = add && c < row0 ? *dst + sum : sum;
+            }
         }
+}
+
+/* grid (pairs of blocks of kMassRows rows over cap, heads): a CTA takes
+ * the pair's first block of rows, which the most queries see, and its
+ * last, which the fewest see, so that every CTA has about as many tiles
+ * of queries to score. STATS as the attention wrote them: per head and
+ * query, the max in log2 units and the sum. */
+template <int D, int BITS>
+__global__ void __launch_bounds__(kMassWarps * 32)
+    mass_kernel(float *__restrict__ score, const float2 *__restrict__ stats,
+                const __half *__restrict__ q, const unsigned char *__restrict__ k, int group,
+                const int *__restrict__ row, int n, int from, int cap, int stride, int add,
+                float scale_log2, rk_k_smart smart)
+{
+    constexpr int LD = D + kPad;
+    extern __shared__ uint4 smem_raw[];
+    __half *const ks = reinterpret_cast<__half *>(smem_raw);
+    __half *const qs = ks + kMassRows * LD;
+    float2 *const st = reinterpret_cast<float2 *>(qs + 2 * kMassQueries * LD);
+    /* A programmatic dependent of the attention: its statistics, the
+     * step's keys and scores are final once it is done. */
+    rk_wait_previous();
+    rk_allow_next();
+    const int row0 = *row, blocks = (cap + kMassRows - 1) / kMassRows;
+    const int mirror = blocks - 1 - (int)blockIdx.x;
+#pragma unroll 1
+    for (int p = 0; p < 2; ++p) {
+        const int block = p ? mirror : (int)blockIdx.x;
+        if ((p == 1 && mirror == (int)blockIdx.x) || block * kMassRows >= row0 + n)
+            continue;
+        /* The first block's rows may still be read (a warp's fragments). */
+        if (p == 1)
+            __syncthreads();
+        mass_rows<D, BITS>(score, stats, q, k, group, row0, n, from, cap, stride, add, scale_log2,
+                           smart, blockIdx.y, block * kMassRows, ks, qs, st);
     }
 }
 
@@ -153,7 +188,8 @@ template <int D, int BITS>
 void launch_mass(cudaStream_t s, float *score, const float2 *stats, const void *q,
                  const rk_k_kv *c, const int *row, int n, int from, int stride, int add)
 {
-    launch_dependent(mass_kernel<D, BITS>, dim3((c->cap + kMassRows - 1) / kMassRows, c->heads),
+    const int blocks = (c->cap + kMassRows - 1) / kMassRows;
+    launch_dependent(mass_kernel<D, BITS>, dim3((blocks + 1) / 2, c->heads),
                      dim3(kMassWarps * 32), mass_smem_bytes<D>(), s, score, stats,
                      static_cast<const __half *>(q), static_cast<const unsigned char *>(c->k),
                      c->group, row, n, from, c->cap, stride, add, scale_log2(D), c->smart);

@@ -5,8 +5,8 @@
 #include "kv_rows.cuh"
 #include "launch.cuh"
 
-/* Rows of every storage format move as 32-bit words (kv_rows.h: rows are
- * 4-byte aligned). */
+/* Rows of every storage format move as words of 4 bytes (kv_rows.h: rows
+ * are 4-byte aligned) or, where they are whole multiples of 16, of 16. */
 namespace {
 
 /* Orders floats as unsigned integers. */
@@ -161,19 +161,19 @@ __global__ void keep_kernel(int *idx, const float *score, int n, int stride, int
 }
 
 /* Word C of cache row FROM to row TO (rows of WORDS words), in K and V. */
-__device__ __forceinline__ void copy_kv_word(uint32_t *dk, uint32_t *dv, const uint32_t *sk,
-                                             const uint32_t *sv, size_t to, size_t from,
-                                             int words, int c)
+template <typename Word>
+__device__ __forceinline__ void copy_kv_word(Word *dk, Word *dv, const Word *sk, const Word *sv,
+                                             size_t to, size_t from, int words, int c)
 {
     dk[to * words + c] = sk[from * words + c];
     dv[to * words + c] = sv[from * words + c];
 }
 
 /* grid (row blocks, heads): thread t moves word t % words of row t / words. */
-__global__ void gather_kernel(uint32_t *dk, uint32_t *dv, int *pos, float *dscore,
-                              const uint32_t *sk, const uint32_t *sv, const float *sscore,
-                              const int *idx, int keep, int words, int dcap, int pstride,
-                              int scap, int sstride)
+template <typename Word>
+__global__ void gather_kernel(Word *dk, Word *dv, int *pos, float *dscore, const Word *sk,
+                              const Word *sv, const float *sscore, const int *idx, int keep,
+                              int words, int dcap, int pstride, int scap, int sstride)
 {
     const int h = blockIdx.y;
     const int t = blockIdx.x * blockDim.x + threadIdx.x, j = t / words, c = t % words;
@@ -264,15 +264,30 @@ void rk_k_kv_keep(cudaStream_t s, int *idx, const float *score, int n, int heads
                                                                   budget, tail);
 }
 
+template <typename Word>
+static void gather_words(cudaStream_t s, const rk_k_kv *dst, int *pos, float *dscore,
+                         int pstride, const rk_k_kv *src, const float *sscore, const int *idx,
+                         int keep, int sstride)
+{
+    const int words = (int)(rk_k_kv_row_bytes(dst) / sizeof(Word)), threads = keep * words;
+    gather_kernel<Word><<<dim3((threads + 255) / 256, dst->heads), 256, 0, s>>>(
+        static_cast<Word *>(dst->k), static_cast<Word *>(dst->v), pos, dscore,
+        static_cast<const Word *>(src->k), static_cast<const Word *>(src->v), sscore, idx, keep,
+        words, dst->cap, pstride, src->cap, sstride);
+}
+
+/* Rows move 16 bytes at a time where they are whole multiples of 16 bytes
+ * (fp16 rows of head_dim 8k) on aligned bases, 4 otherwise. */
 void rk_k_kv_gather(cudaStream_t s, const rk_k_kv *dst, int *pos, float *dscore, int pstride,
                     const rk_k_kv *src, const float *sscore, const int *idx, int keep,
                     int sstride)
 {
-    const int words = (int)(rk_k_kv_row_bytes(dst) / 4), threads = keep * words;
-    gather_kernel<<<dim3((threads + 255) / 256, dst->heads), 256, 0, s>>>(
-        static_cast<uint32_t *>(dst->k), static_cast<uint32_t *>(dst->v), pos, dscore,
-        static_cast<const uint32_t *>(src->k), static_cast<const uint32_t *>(src->v), sscore, idx,
-        keep, words, dst->cap, pstride, src->cap, sstride);
+    const uintptr_t bases =
+        (uintptr_t)dst->k | (uintptr_t)dst->v | (uintptr_t)src->k | (uintptr_t)src->v;
+    if (rk_k_kv_row_bytes(dst) % 16 == 0 && bases % 16 == 0)
+        gather_words<uint4>(s, dst, pos, dscore, pstride, src, sscore, idx, keep, sstride);
+    else
+        gather_words<uint32_t>(s, dst, pos, dscore, pstride, src, sscore, idx, keep, sstride);
 }
 
 void rk_k_kv_evict(cudaStream_t s, const rk_k_kv *cache, int *pos_rows, float *score,
