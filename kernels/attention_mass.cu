@@ -24,31 +24,24 @@ template <int D> constexpr int mass_smem_bytes()
     return (kMassRows + 2 * kMassQueries) * (D + kPad) * 2 + 2 * kMassQueries * (int)sizeof(float2);
 }
 
-/* Values D8*8.. of row C's key in head H, as the attention kernels read them
- * back into fp16 tiles: a quantized key from its codes, a smartkv key from
- * its slot. */
+/* Values D8*8.. of row C's quantized key in head H, as the attention
+ * kernels read them back into fp16 tiles: from its codes, or a smartkv
+ * key's from its slot. */
 template <int D, int BITS>
 __device__ __forceinline__ void key_chunk(__half *dst, const unsigned char *k, int group, int h,
                                           int cap, int c, const rk_k_smart &smart, int d8)
 {
-    if constexpr (BITS == 16) {
-        *reinterpret_cast<uint4 *>(dst) =
-            reinterpret_cast<const uint4 *>(k)[((size_t)h * cap + c) * (D / 8) + d8];
+    float x[8];
+    if constexpr (is_smart<BITS>()) {
+        const unsigned char *const kh = k + (size_t)h * smart.k_head;
+        const SmartSlot at = smart_slot(smart, reinterpret_cast<const int *>(kh + smart.maps)[c]);
+        smart_chunk_values(kh + at.at, at.bits, D, group, d8, x);
     } else {
-        float x[8];
-        if constexpr (is_smart<BITS>()) {
-            const unsigned char *const kh = k + (size_t)h * smart.k_head;
-            const SmartSlot at =
-                smart_slot(smart, reinterpret_cast<const int *>(kh + smart.maps)[c]);
-            smart_chunk_values(kh + at.at, at.bits, D, group, d8, x);
-        } else {
-            kv_dequant8<BITS>(k + ((size_t)h * cap + c) * kv_row_bytes(BITS, D, group), D, group,
-                              d8, x);
-        }
-        *reinterpret_cast<uint4 *>(dst) =
-            make_uint4(pack_half2(x[0], x[1]), pack_half2(x[2], x[3]), pack_half2(x[4], x[5]),
-                       pack_half2(x[6], x[7]));
+        kv_dequant8<BITS>(k + ((size_t)h * cap + c) * kv_row_bytes(BITS, D, group), D, group, d8,
+                          x);
     }
+    *reinterpret_cast<uint4 *>(dst) = make_uint4(pack_half2(x[0], x[1]), pack_half2(x[2], x[3]),
+                                                 pack_half2(x[4], x[5]), pack_half2(x[6], x[7]));
 }
 
 /* The mass of rows KEY0..KEY0+kMassRows-1 of head H (a block's rows).
@@ -81,58 +74,68 @@ __device__ __forceinline__ void mass_rows(float *score, const float2 *stats, con
             st[buf * kMassQueries + i] = make_float2(ml.x, 1.0f / ml.y);
         }
     };
-    if (t_first < tiles)
-        fetch(t_first, 0);
-    for (int e = tid; e < kMassRows * (D / 8); e += THREADS) {
-        const int r = e / (D / 8), d8 = e - r * (D / 8), c = key0 + r;
-        __half *const dst = ks + r * LD + d8 * 8;
-        if (c < len)
-            key_chunk<D, BITS>(dst, k, group, h, cap, c, smart, d8);
-        else
-            *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
-    }
-    __syncthreads();
-
-    QueryFrags<D, kMassTiles> kf;
-    kf.init(ks + warp * 16 * kMassTiles * LD, lane);
     /* This thread's rows: in row tile mt, lanes / 4 and + 8; per score
      * column j, queries 8j + 2 (lane % 4) + {0, 1} of the tile. */
     const int c_lo = key0 + warp * 16 * kMassTiles + (lane >> 2);
     const int col = 2 * (lane & 3);
     float acc[kMassTiles][2] = {};
-    for (int t = t_first; t < tiles; ++t) {
-        const int buf = (t - t_first) & 1;
-        if (t + 1 < tiles) {
-            fetch(t + 1, buf ^ 1);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
+    /* No query asked for sees these rows: their sums are zeros. */
+    if (t_first < tiles) {
+        /* fp16 keys are copied as they lie, with the first queries; others
+         * are read back chunk by chunk. */
+        if constexpr (BITS == 16)
+            load_rows<D, kMassRows, THREADS>(
+                ks, reinterpret_cast<const __half *>(k) + (size_t)h * cap * D, key0, len, tid);
+        fetch(t_first, 0);
+        if constexpr (BITS != 16) {
+#pragma unroll 2
+            for (int e = tid; e < kMassRows * (D / 8); e += THREADS) {
+                const int r = e / (D / 8), d8 = e - r * (D / 8), c = key0 + r;
+                __half *const dst = ks + r * LD + d8 * 8;
+                if (c < len)
+                    key_chunk<D, BITS>(dst, k, group, h, cap, c, smart, d8);
+                else
+                    *reinterpret_cast<uint4 *>(dst) = make_uint4(0, 0, 0, 0);
+            }
         }
         __syncthreads();
-        float s[kMassTiles][NT][4];
-        tile_scores<D, NT, kMassTiles>(s, kf, qs + buf * kMassQueries * LD, lane);
-        const int q0 = t * kMassQueries;
-        /* Most tiles lie wholly inside the queries asked for and after the
-         * block's last row: nothing to mask. */
-        const bool whole =
-            q0 >= from && q0 + kMassQueries <= n && row0 + q0 >= key0 + kMassRows - 1;
-        const float2 *const stt = st + buf * kMassQueries + col;
-#pragma unroll
-        for (int j = 0; j < NT; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int i = q0 + 8 * j + col + (e & 1);
-                const float2 ml = stt[8 * j + (e & 1)];
-#pragma unroll
-                for (int mt = 0; mt < kMassTiles; ++mt) {
-                    const int c = c_lo + 16 * mt + 8 * (e >> 1);
-                    if (whole || (i >= from && i < n && c <= row0 + i))
-                        acc[mt][e >> 1] +=
-                            exp2_approx(fmaf(s[mt][j][e], scale_log2, -ml.x)) * ml.y;
-                }
+
+        QueryFrags<D, kMassTiles> kf;
+        kf.init(ks + warp * 16 * kMassTiles * LD, lane);
+        for (int t = t_first; t < tiles; ++t) {
+            const int buf = (t - t_first) & 1;
+            if (t + 1 < tiles) {
+                fetch(t + 1, buf ^ 1);
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
             }
-        /* The next iteration refills the other buffer, read in this one. */
-        __syncthreads();
+            __syncthreads();
+            float s[kMassTiles][NT][4];
+            tile_scores<D, NT, kMassTiles>(s, kf, qs + buf * kMassQueries * LD, lane);
+            const int q0 = t * kMassQueries;
+            /* Most tiles lie wholly inside the queries asked for and after the
+             * block's last row: nothing to mask. */
+            const bool whole =
+                q0 >= from && q0 + kMassQueries <= n && row0 + q0 >= key0 + kMassRows - 1;
+            const float2 *const stt = st + buf * kMassQueries + col;
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int i = q0 + 8 * j + col + (e & 1);
+                    const float2 ml = stt[8 * j + (e & 1)];
+#pragma unroll
+                    for (int mt = 0; mt < kMassTiles; ++mt) {
+                        const int c = c_lo + 16 * mt + 8 * (e >> 1);
+                        if (whole || (i >= from && i < n && c <= row0 + i))
+                            acc[mt][e >> 1] +=
+                                exp2_approx(fmaf(s[mt][j][e], scale_log2, -ml.x)) * ml.y;
+                    }
+                }
+            /* The next iteration refills the other buffer, read in this one. */
+            __syncthreads();
+        }
     }
 
 #pragma unroll
@@ -148,17 +151,19 @@ __device__ __forceinline__ void mass_rows(float *score, const float2 *stats, con
         }
 }
 
-/* grid (pairs of blocks of kMassRows rows over cap, heads): a CTA takes
- * the pair's first block of rows, which the most queries see, and its
- * last, which the fewest see, so that every CTA has about as many tiles
- * of queries to score. STATS as the attention wrote them: per head and
- * query, the max in log2 units and the sum. */
+/* grid (blocks of kMassRows rows over cap, heads), or with PAIRED (the
+ * queries span several tiles, which rows near the start see more of) half
+ * as many: a CTA takes a block of rows from the start, which the most
+ * queries see, and its mirror from the end, which the fewest see, so that
+ * every CTA has about as many tiles of queries to score. STATS as the
+ * attention wrote them: per head and query, the max in log2 units and the
+ * sum. */
 template <int D, int BITS>
 __global__ void __launch_bounds__(kMassWarps * 32)
     mass_kernel(float *__restrict__ score, const float2 *__restrict__ stats,
                 const __half *__restrict__ q, const unsigned char *__restrict__ k, int group,
                 const int *__restrict__ row, int n, int from, int cap, int stride, int add,
-                float scale_log2, rk_k_smart smart)
+                int paired, float scale_log2, rk_k_smart smart)
 {
     constexpr int LD = D + kPad;
     extern __shared__ uint4 smem_raw[];
@@ -172,7 +177,7 @@ __global__ void __launch_bounds__(kMassWarps * 32)
     const int row0 = *row, blocks = (cap + kMassRows - 1) / kMassRows;
     const int mirror = blocks - 1 - (int)blockIdx.x;
 #pragma unroll 1
-    for (int p = 0; p < 2; ++p) {
+    for (int p = 0; p < 1 + paired; ++p) {
         const int block = p ? mirror : (int)blockIdx.x;
         if ((p == 1 && mirror == (int)blockIdx.x) || block * kMassRows >= row0 + n)
             continue;
@@ -188,11 +193,12 @@ template <int D, int BITS>
 void launch_mass(cudaStream_t s, float *score, const float2 *stats, const void *q,
                  const rk_k_kv *c, const int *row, int n, int from, int stride, int add)
 {
-    const int blocks = (c->cap + kMassRows - 1) / kMassRows;
-    launch_dependent(mass_kernel<D, BITS>, dim3((blocks + 1) / 2, c->heads),
+    const int blocks = (c->cap + kMassRows - 1) / kMassRows, paired = n - from > kMassQueries;
+    launch_dependent(mass_kernel<D, BITS>, dim3(paired ? (blocks + 1) / 2 : blocks, c->heads),
                      dim3(kMassWarps * 32), mass_smem_bytes<D>(), s, score, stats,
                      static_cast<const __half *>(q), static_cast<const unsigned char *>(c->k),
-                     c->group, row, n, from, c->cap, stride, add, scale_log2(D), c->smart);
+                     c->group, row, n, from, c->cap, stride, add, paired, scale_log2(D),
+                     c->smart);
 }
 
 /* The formats whose keys the mass reads: the row formats and smartkv
