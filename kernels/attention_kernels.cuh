@@ -330,18 +330,18 @@ template <int BITS> __host__ __device__ constexpr bool own_layout()
     return is_kivi<BITS>() || is_smart<BITS>();
 }
 
-/* Bytes of one head's K (IS_V false) or V: ROWS_BYTES, cap rows of a
- * row format, or those of a cache of its own layout. */
-template <int BITS>
-__device__ __forceinline__ size_t head_stride(bool is_v, size_t rows_bytes, const rk_k_kivi &kivi,
-                                              const rk_k_smart &smart)
+/* Bytes of one head's K (IS_V false) or V: CAP rows of a row format, or
+ * those of a cache of its own layout. */
+template <int D, int BITS>
+__device__ __forceinline__ size_t head_stride(bool is_v, int cap, int group,
+                                              const rk_k_kivi &kivi, const rk_k_smart &smart)
 {
     if constexpr (is_kivi<BITS>())
         return is_v ? kivi.v_head : kivi.k_head;
     else if constexpr (is_smart<BITS>())
         return is_v ? smart.v_head : smart.k_head;
     else
-        return rows_bytes;
+        return (size_t)cap * kv_row_bytes(BITS, D, group);
 }
 
 /* ROWS rows FIRST.. of one head of a KIVI cache of LIMIT rows read back
@@ -391,8 +391,7 @@ __device__ __forceinline__ void kivi_tiles(__half *ks, __half *vs, const unsigne
                 x[e] = kv_code_value(kv_chunk_code<KB>(codes, e), sm.x, sm.y);
             }
             k8 = kv_pack_half8(x);
-            const unsigned char *vr = vh + (size_t)row * v_row;
-            kv_chunk_values<VB>(kv_chunk_load<VB>(vr, D, group, c), vr, D, group, c, x);
+            kv_dequant8<VB>(vh + (size_t)row * v_row, D, group, c, x);
             v8 = kv_pack_half8(x);
         }
         *reinterpret_cast<uint4 *>(ks + r * (D + kPad) + c * 8) = k8;
@@ -643,9 +642,10 @@ __device__ __forceinline__ float quad_sum(float x)
 }
 
 /* fp16 K and V tiles are double-buffered (cp.async fills the next while
- * the current is read). A quantized cache's have one buffer each, and the
- * next tile's codes (GROUP sets their size) land beside them while the
- * current tile is read. */
+ * the current is read). A quantized cache's have one buffer each; for a
+ * row format the next tile's codes (GROUP sets their size) land beside
+ * them while the current tile is read, and KIVI's and smartkv's tiles are
+ * read back where they are used. */
 template <int BITS> __host__ __device__ constexpr int prefill_tile_buffers()
 {
     return BITS == 16 ? 2 : 1;
@@ -692,9 +692,10 @@ __global__ void __launch_bounds__(WARPS * 32)
     const int warp_q0 = q0 + warp * WM;
     const int warp_end = warp_q0 < n ? pos0 + min(warp_q0 + WM, n) : 0;
 
-    const size_t head_bytes = (size_t)cap * row_bytes;
-    const unsigned char *const kh = k_cache + h * head_stride<BITS>(false, head_bytes, kivi, smart);
-    const unsigned char *const vh = v_cache + h * head_stride<BITS>(true, head_bytes, kivi, smart);
+    const unsigned char *const kh =
+        k_cache + h * head_stride<D, BITS>(false, cap, group, kivi, smart);
+    const unsigned char *const vh =
+        v_cache + h * head_stride<D, BITS>(true, cap, group, kivi, smart);
     load_rows<D, BM, THREADS>(qs, q + (size_t)h * n * D, q0, n, tid);
     if constexpr (own_layout<BITS>()) {
         /* Each tile is read back where it is used. */
@@ -735,18 +736,18 @@ __global__ void __launch_bounds__(WARPS * 32)
             } else {
                 cp_async_wait<0>();
             }
-        } else if constexpr (own_layout<BITS>()) {
-            cp_async_wait<0>();
-            __syncthreads();
-            layout_tiles<D, BITS, BN, THREADS>(ks, vs, kh, vh, kivi, smart, group, t * BN, kv_len,
-                                               tid);
         } else {
             /* Every thread's copies of this tile's codes are in, and every
              * warp is done with the last tile, once all pass the barrier. */
             cp_async_wait<0>();
             __syncthreads();
-            dequant_tile<D, BITS, BN, THREADS>(ks, kc, group, kv_len - t * BN, tid);
-            dequant_tile<D, BITS, BN, THREADS>(vs, vc, group, kv_len - t * BN, tid);
+            if constexpr (own_layout<BITS>()) {
+                layout_tiles<D, BITS, BN, THREADS>(ks, vs, kh, vh, kivi, smart, group, t * BN,
+                                                   kv_len, tid);
+            } else {
+                dequant_tile<D, BITS, BN, THREADS>(ks, kc, group, kv_len - t * BN, tid);
+                dequant_tile<D, BITS, BN, THREADS>(vs, vc, group, kv_len - t * BN, tid);
+            }
         }
         __syncthreads();
         if constexpr (BITS != 16 && !own_layout<BITS>()) {
@@ -842,21 +843,22 @@ __global__ void __launch_bounds__(WARPS * 32)
     const int key0 = slice * KW;
     const bool active = key0 < kv_len;
     /* A slice of rows cached before this step holds nothing a running
-     * kernel writes: the one before us (rotary) writes only the step's own
-     * rows, and lets us launch only once it has waited for everything
-     * earlier. Its keys and values are fetched while rotary still runs. */
-    /* A KIVI cache's rows move from the residual into codes when a block
-     * fills: only blocks flushed before this step are final. A smartkv
-     * cache's step may move any row to another slot: none is. */
+     * kernel writes: the one before us (rotary, or a KIVI cache's append)
+     * writes only the step's own rows, and lets us launch only once it has
+     * waited for everything earlier; the slice's keys and values are
+     * fetched while it still runs. Except: a KIVI cache's rows move from the
+     * residual into codes when a block fills, so only blocks flushed before
+     * this step are final; a smartkv cache's append may move any row to
+     * another slot, so none is. */
     const bool early =
         !is_smart<BITS>() &&
         key0 + KW <= (is_kivi<BITS>() ? pos0 / kivi.residual * kivi.residual : pos0);
     __half *const ks = qs + kDecodeRows * LD + warp * 2 * KW * LD;
     __half *const vs = ks + KW * LD;
-    const size_t head_bytes =
-        own_layout<BITS>() ? 0 : (size_t)cap * kv_row_bytes(BITS, D, group);
-    const unsigned char *const kh = k_cache + h * head_stride<BITS>(false, head_bytes, kivi, smart);
-    const unsigned char *const vh = v_cache + h * head_stride<BITS>(true, head_bytes, kivi, smart);
+    const unsigned char *const kh =
+        k_cache + h * head_stride<D, BITS>(false, cap, group, kivi, smart);
+    const unsigned char *const vh =
+        v_cache + h * head_stride<D, BITS>(true, cap, group, kivi, smart);
 
     /* Launched as a programmatic dependent of the previous kernel: wait for
      * it (the queries and the step's rows are its outputs), then let the

@@ -40,8 +40,7 @@ __device__ __forceinline__ void key_chunk(__half *dst, const unsigned char *k, i
         kv_dequant8<BITS>(k + ((size_t)h * cap + c) * kv_row_bytes(BITS, D, group), D, group, d8,
                           x);
     }
-    *reinterpret_cast<uint4 *>(dst) = make_uint4(pack_half2(x[0], x[1]), pack_half2(x[2], x[3]),
-                                                 pack_half2(x[4], x[5]), pack_half2(x[6], x[7]));
+    *reinterpret_cast<uint4 *>(dst) = kv_pack_half8(x);
 }
 
 /* The mass of rows KEY0..KEY0+kMassRows-1 of head H (a block's rows).

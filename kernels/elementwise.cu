@@ -262,7 +262,7 @@ __global__ void qkv_rotary_quant_kernel(__half *q, unsigned char *kc, unsigned c
         return;
     unsigned char *dst = (part == 1 ? kc : vc) +
                          ((size_t)h * cap + r) * kv_row_bytes(BITS, head_dim, group);
-    if (group <= 32 && (group & (group - 1)) == 0) {
+    if (kv_row_lanes_fit(group)) {
         kv_quantize_row_lanes<BITS>(dst, x, head_dim, group, lane);
     } else {
         __syncwarp();

@@ -110,21 +110,23 @@ __device__ void flush_group(const rk_k_kv &c, int h, int first, const __half *st
     load(vh, c.kivi.v_fp16, stage_v);
     const size_t v_bytes = kv_row_bytes(VB, D, G);
     float *const v_row = v_rows + warp * D;
-    const bool lanes = G <= 32 && (G & (G - 1)) == 0;
-    for (int i = warp; lanes && i < G; i += kWarps) {
-        float xs[8];
+    if (kv_row_lanes_fit(G)) {
+        for (int i = warp; i < G; i += kWarps) {
+            float xs[8];
 #pragma unroll
-        for (int k = 0; k < 8; ++k)
-            xs[k] = lane + 32 * k < D ? __half2float(x[i * D + lane + 32 * k]) : 0.0f;
-        kv_quantize_row_lanes<VB>(vh + (size_t)(first + i) * v_bytes, xs, D, G, lane);
-    }
-    for (int i = warp; !lanes && i < G; i += kWarps) {
-        for (int d = lane; d < D; d += 32)
-            v_row[d] = __half2float(x[i * D + d]);
-        __syncwarp();
-        kv_quantize_row_warp<VB>(vh + (size_t)(first + i) * v_bytes, v_row, v_metas + warp * D,
-                                 D, G, lane);
-        __syncwarp();
+            for (int k = 0; k < 8; ++k)
+                xs[k] = lane + 32 * k < D ? __half2float(x[i * D + lane + 32 * k]) : 0.0f;
+            kv_quantize_row_lanes<VB>(vh + (size_t)(first + i) * v_bytes, xs, D, G, lane);
+        }
+    } else {
+        for (int i = warp; i < G; i += kWarps) {
+            for (int d = lane; d < D; d += 32)
+                v_row[d] = __half2float(x[i * D + d]);
+            __syncwarp();
+            kv_quantize_row_warp<VB>(vh + (size_t)(first + i) * v_bytes, v_row,
+                                     v_metas + warp * D, D, G, lane);
+            __syncwarp();
+        }
     }
     /* The shared rows are free for another group once every warp is done. */
     __syncthreads();
@@ -207,10 +209,18 @@ size_t flush_smem_bytes(int head_dim, int group)
            (size_t)group * head_dim * sizeof(__half);
 }
 
+/* A decode step's one row goes through the step kernel; a chunk's rows
+ * through the flush kernel, then (rk_k_kivi_append) the residual's. */
 template <int KB, int VB>
-void launch_flush(cudaStream_t s, const rk_k_kv *c, const rk_k_kv *stage, const int *row, int n)
+void launch_append(cudaStream_t s, const rk_k_kv *c, const rk_k_kv *stage, const int *row, int n)
 {
     const size_t smem = flush_smem_bytes(c->head_dim, c->group);
+    if (n == 1) {
+        launch_dependent(kivi_step_kernel<KB, VB>, dim3(c->heads), dim3(kFlushThreads), smem, s,
+                         *c, static_cast<const __half *>(stage->k),
+                         static_cast<const __half *>(stage->v), stage->cap, row);
+        return;
+    }
     const int blocks = (n - 1) / c->kivi.residual + 1, groups = c->kivi.residual / c->group;
     kivi_flush_kernel<KB, VB><<<dim3(blocks * groups, c->heads), kFlushThreads, smem, s>>>(
         *c, static_cast<const __half *>(stage->k), static_cast<const __half *>(stage->v),
@@ -245,26 +255,14 @@ extern "C" cudaError_t rk_k_kivi_init(void)
 extern "C" void rk_k_kivi_append(cudaStream_t s, const rk_k_kv *cache, const rk_k_kv *stage,
                                  const int *row, int n)
 {
-    if (n == 1) {
-        switch (cache->bits) {
-#define RK_CASE(F)                                                                                 \
-    case F:                                                                                        \
-        launch_dependent(kivi_step_kernel<((F) >> 4), ((F) & 15)>, dim3(cache->heads),             \
-                         dim3(kFlushThreads), flush_smem_bytes(cache->head_dim, cache->group), s,  \
-                         *cache, static_cast<const __half *>(stage->k),                            \
-                         static_cast<const __half *>(stage->v), stage->cap, row);                  \
-        break;
-            RK_KIVI_FORMATS(RK_CASE)
-#undef RK_CASE
-        }
-        return;
-    }
     switch (cache->bits) {
 #define RK_CASE(F)                                                                                 \
-    case F: launch_flush<((F) >> 4), ((F) & 15)>(s, cache, stage, row, n); break;
+    case F: launch_append<((F) >> 4), ((F) & 15)>(s, cache, stage, row, n); break;
         RK_KIVI_FORMATS(RK_CASE)
 #undef RK_CASE
     }
+    if (n == 1)
+        return;
     const int kept = n < cache->kivi.residual ? n : cache->kivi.residual;
     const int threads = kept * (cache->head_dim / 2);
     kivi_residual_kernel<<<dim3((threads + 255) / 256, cache->heads), 256, 0, s>>>(

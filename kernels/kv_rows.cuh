@@ -314,9 +314,15 @@ __device__ void kv_quantize_row_warp(unsigned char *row, const float *x, float2 
     }
 }
 
+/* Whether kv_quantize_row_lanes takes GROUP: a power of two up to 32. */
+__device__ __forceinline__ bool kv_row_lanes_fit(int group)
+{
+    return group <= 32 && (group & (group - 1)) == 0;
+}
+
 /* One warp writes a row of HEAD_DIM values as BITS-bit codes into ROW, the
  * same codes as kv_quantize_row_warp, for a GROUP that is a power of two
- * up to 32: lane L holds elements L + 32k in X[k], a group's lanes are
+ * up to 32 (kv_row_lanes_fit): lane L holds elements L + 32k in X[k], a group's lanes are
  * aligned, and its extremes are reduced by shuffles instead of one lane's
  * pass over the group (the decode step's rotary kernel waits on this). */
 template <int BITS>

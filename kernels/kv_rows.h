@@ -33,7 +33,6 @@ extern "C" {
 
 typedef struct {
     int residual;          /* fp16 rows before a flush; 0: not a KIVI cache */
-    int k_bits, v_bits;    /* of the codes */
     size_t k_head, v_head; /* bytes of one head's K, V */
     size_t k_meta;         /* K: where the groups' per-channel (scale, minimum) pairs start */
     size_t k_fp16, v_fp16; /* where the residual's fp16 rows start */

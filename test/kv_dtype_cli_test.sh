@@ -16,6 +16,8 @@ has() {
 
 # lines WHAT: the last command's stderr is its one line and the pointer to --help.
 lines() { if [ "$(wc -l <"$tmp/err")" -eq 2 ]; then ok; else bad "more than one line: $*"; cat "$tmp/err"; fi; }
+# one_line WHAT: the last command's stderr is one line (an error of the build or the plan).
+one_line() { if [ "$(wc -l <"$tmp/err")" -eq 1 ]; then ok; else bad "more than one line: $*"; cat "$tmp/err"; fi; }
 
 # pythia-nano: 4 layers x 512 positions x 2 heads, rows of 80 dims. A row:
 # fp32 320 B, fp16 160, int8 80 + 5 groups x 4 = 100, int4 40 + 20 = 60,
@@ -264,8 +266,8 @@ expect 0 '' -- "$gen" --model "$nano" --kv-dtype smartkv --kv-bits-avg 6 --max-n
 has "$tmp/out" '"kv_bits_avg":6' 'generate --json with smartkv'
 expect 2 'unknown KV dtype' -- "$bin/rankkv-bench" --model "$nano" --kv-dtype fp32,bf16
 expect 2 'unknown KV dtype' -- "$bin/rankkv-compare" --model "$nano" --kv-dtype q8
-# CUDA stores the row formats (fp16, int8, int4, int2) and KIVI's; a build
-# with the target refuses the others before touching the device; one
+# CUDA stores every format but fp32 (the row formats, KIVI's, smartkv); a
+# build with the target refuses fp32 before touching the device; one
 # without has no target.
 if "$gen" --target cuda --print-plan 2>&1 | grep -q 'no CUDA target'; then
     expect 1 'no CUDA target' -- "$gen" --model "$nano" --target cuda --kv-dtype int8
@@ -366,7 +368,7 @@ lines rank kivi
 # line), as --kv rankkv's is.
 expect 1 'error: --kv-precision rank: no RankKV profile in this build matches the model random-nano' -- \
     "$gen" --model "$tmp/random-nano" --kv-dtype int4 --kv-precision rank
-if [ "$(wc -l <"$tmp/err")" -eq 1 ]; then ok; else bad "more than one line: rank without a profile"; cat "$tmp/err"; fi
+one_line rank without a profile
 expect 2 "--kv-precision rank: --kv-memory chooses one dtype for every layer" -- "$gen" \
     --model "$nano" --kv snapkv --kv-memory 1MB --kv-dtype int4 --kv-precision rank
 lines rank kv-memory
@@ -388,7 +390,6 @@ if ! "$gen" --target cuda --print-plan 2>&1 | grep -q 'no CUDA target'; then
     sed -e 's/"hidden_size": 160/"hidden_size": 8192/' \
         -e 's/"num_attention_heads": 2,/"num_attention_heads": 64,/' \
         -e 's/"intermediate_size": 640/"intermediate_size": 32768/' "$nano/config.json" >"$wide/config.json"
-    one_line() { if [ "$(wc -l <"$tmp/err")" -eq 1 ]; then ok; else bad "more than one line: $*"; cat "$tmp/err"; fi; }
     expect 1 'error: a kivi KV cache on the cuda target takes up to 1024 rows at once, and a prefill chunk is 1984 rows: use a smaller prefill chunk' -- \
         "$gen" --model "$wide" --target cuda --print-plan --kv-dtype kivi --chunk 2048
     one_line stage chunk

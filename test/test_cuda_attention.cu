@@ -308,6 +308,23 @@ static void record(int head_dim, double err)
             worst_by_dim[i] = std::max(worst_by_dim[i], err);
 }
 
+/* A kernel's output and statistics for P against the reference. */
+static void check_run(const Problem &p, const DeviceProblem &d, const char *kernel,
+                      const char *fmt)
+{
+    const std::vector<uint16_t> out = fetch_out(p, d);
+    const std::vector<float> stats = fetch_stats(d);
+    double stats_err = 0.0;
+    const double err = max_error(p, out, &stats, &stats_err);
+    printf("%-7s D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d%s max abs err %.2e\n", kernel,
+           p.head_dim, p.heads, p.n, p.pos0, p.cap, fmt, err);
+    CHECKF(err <= kTolerance, "%s D=%d n=%d pos0=%d%s: %g", kernel, p.head_dim, p.n, p.pos0, fmt,
+           err);
+    CHECKF(stats_err <= kStatsTolerance, "%s D=%d n=%d pos0=%d%s: softmax sum off by %g", kernel,
+           p.head_dim, p.n, p.pos0, fmt, stats_err);
+    record(p.head_dim, err);
+}
+
 /* BITS 16: an fp16 cache; 8, 4 or 2: one of those rows in groups of GROUP. */
 static void run_case(int head_dim, int heads, int n, int pos0, int cap, bool prefill, bool decode,
                      int bits = 16, int group = 0)
@@ -323,30 +340,12 @@ static void run_case(int head_dim, int heads, int n, int pos0, int cap, bool pre
     if (prefill) {
         poison(d);
         rk_attention_prefill(0, d.out, d.stats, d.q, &kv, d.pos, n);
-        const std::vector<uint16_t> out = fetch_out(p, d);
-        const std::vector<float> stats = fetch_stats(d);
-        double stats_err = 0.0;
-        const double err = max_error(p, out, &stats, &stats_err);
-        printf("prefill D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d%s max abs err %.2e\n", head_dim,
-               heads, n, pos0, cap, fmt, err);
-        CHECKF(err <= kTolerance, "prefill D=%d n=%d pos0=%d%s: %g", head_dim, n, pos0, fmt, err);
-        CHECKF(stats_err <= kStatsTolerance, "prefill D=%d n=%d pos0=%d%s: softmax sum off by %g",
-               head_dim, n, pos0, fmt, stats_err);
-        record(head_dim, err);
+        check_run(p, d, "prefill", fmt);
     }
     if (decode) {
         poison(d);
         rk_attention_decode(0, d.out, d.stats, d.q, &kv, d.scratch, d.pos, n);
-        const std::vector<uint16_t> out = fetch_out(p, d);
-        const std::vector<float> stats = fetch_stats(d);
-        double stats_err = 0.0;
-        const double err = max_error(p, out, &stats, &stats_err);
-        printf("decode  D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d%s max abs err %.2e\n", head_dim,
-               heads, n, pos0, cap, fmt, err);
-        CHECKF(err <= kTolerance, "decode D=%d n=%d pos0=%d%s: %g", head_dim, n, pos0, fmt, err);
-        CHECKF(stats_err <= kStatsTolerance, "decode D=%d n=%d pos0=%d%s: softmax sum off by %g",
-               head_dim, n, pos0, fmt, stats_err);
-        record(head_dim, err);
+        check_run(p, d, "decode", fmt);
     }
     release(d);
 }

@@ -98,7 +98,7 @@ typedef struct {
     float *rope, *scores, *src_scores;
     int32_t *pos, *row, *idx;
     rk_kv_layer cache, kept;
-    rk_kv_layer prompt; /* KIVI: the fp16 rows kv_gather reads (rk_kv_prompt_format) */
+    rk_kv_layer prompt; /* KIVI, smartkv: the fp16 rows kv_gather reads */
 } side;
 
 static unsigned long long rng = 0x9e3779b97f4a7c15ull;
@@ -327,6 +327,19 @@ typedef struct {
 } append_stats;
 
 /* One row of BITS-bit codes, G (got) against W (wanted). */
+/* Code I of rows G (the GPU's) and W (the CPU's) of BITS, tallied; FIXED:
+ * in a group no rotation touches. */
+static void tally_code(append_stats *st, const unsigned char *g, const unsigned char *w, int bits,
+                       size_t i, int fixed)
+{
+    const unsigned a = rk_kv_code(g, bits, i), b = rk_kv_code(w, bits, i);
+    const unsigned diff = a > b ? a - b : b - a;
+    st->max_diff = diff > st->max_diff ? diff : st->max_diff;
+    tally_add(&st->codes, diff == 0);
+    if (fixed)
+        tally_add(&st->fixed_codes, diff == 0);
+}
+
 static void compare_row(append_stats *st, const config *c, int bits, const unsigned char *g,
                         const unsigned char *w, int is_v)
 {
@@ -338,14 +351,8 @@ static void compare_row(append_stats *st, const config *c, int bits, const unsig
         tally_add(&st->metas, meta_same);
         if (fixed)
             tally_add(&st->fixed_metas, meta_same);
-        for (int i = k * c->group; i < (k + 1) * c->group; i++) {
-            const unsigned a = rk_kv_code(g, bits, (size_t)i), b = rk_kv_code(w, bits, (size_t)i);
-            const unsigned diff = a > b ? a - b : b - a;
-            st->max_diff = diff > st->max_diff ? diff : st->max_diff;
-            tally_add(&st->codes, diff == 0);
-            if (fixed)
-                tally_add(&st->fixed_codes, diff == 0);
-        }
+        for (int i = k * c->group; i < (k + 1) * c->group; i++)
+            tally_code(st, g, w, bits, (size_t)i, fixed);
     }
 }
 
@@ -416,14 +423,8 @@ static void compare_kivi(append_stats *st, const config *c, long *residual_far)
            rk_kv_format_name(c->format));
     for (int h = 0; h < HEADS; h++) {
         const unsigned char *g = gpu_k + (size_t)h * k.bytes, *w = cpu_k + (size_t)h * k.bytes;
-        for (size_t i = 0; i < (size_t)k.quantized * hd; i++) {
-            const unsigned a = rk_kv_code(g, k.bits, i), b = rk_kv_code(w, k.bits, i);
-            const unsigned diff = a > b ? a - b : b - a;
-            st->max_diff = diff > st->max_diff ? diff : st->max_diff;
-            tally_add(&st->codes, diff == 0);
-            if ((int)(i % (size_t)hd) >= c->rot_dims)
-                tally_add(&st->fixed_codes, diff == 0);
-        }
+        for (size_t i = 0; i < (size_t)k.quantized * hd; i++)
+            tally_code(st, g, w, k.bits, i, (int)(i % (size_t)hd) >= c->rot_dims);
         for (size_t m = k.meta; m < k.residual; m += 4) {
             const int same = memcmp(g + m, w + m, 4) == 0;
             tally_add(&st->metas, same);
@@ -482,9 +483,9 @@ static void put_row_scores(side *cpu, side *gpu)
     }
 }
 
-/* Rows 0..PREFILL-1 as one chunk at position 0, then one row at a time as
- * decode appends them; the caches compared row for row (cpu_k and cpu_v
- * keep the CPU's bytes). */
+/* Rows 0..PREFILL-1 as one chunk at position 0, SMALL_CHUNKS chunks of
+ * SMALL rows, then one row at a time as decode appends them; the caches
+ * compared row for row (cpu_k and cpu_v keep the CPU's bytes). */
 static append_stats test_append(side *cpu, side *gpu, const config *c, const float *qkv)
 {
     append_stats st = {0};
@@ -708,12 +709,6 @@ static int same_layers(side *cpu, side *gpu, const config *c, const rk_kv_layer 
     return same;
 }
 
-/* kv_gather of KEEP rows a head (ascending, a different choice per head)
- * with their scores, then kv_evict over the kept layer as H2O (scores, a
- * recent window) and StreamingLLM (no scores, sinks) step it: each step's
- * new row (bytes of a cached row) at row KEEP with a new position. Scores
- * are the same numbers on both targets (attention_mass is checked above),
- * so that both must choose the same victims and move the same bytes. */
 /* The kept rows and their scores of a gather: KEEP rows a head, 2j or
  * 2j + 1 (a different choice per head), and a uniform score for every
  * source row. */
@@ -747,6 +742,12 @@ static void gather_both(side *cpu, side *gpu, const config *c, int from_prompt)
            rk_kv_format_name(c->format));
 }
 
+/* kv_gather of KEEP rows a head (ascending, a different choice per head)
+ * with their scores, then kv_evict over the kept layer as H2O (scores, a
+ * recent window) and StreamingLLM (no scores, sinks) step it: each step's
+ * new row (bytes of a cached row) at row KEEP with a new position. Scores
+ * are the same numbers on both targets (attention_mass is checked above),
+ * so that both must choose the same victims and move the same bytes. */
 static void test_gather_evict(side *cpu, side *gpu, const config *c)
 {
     const char *f = rk_kv_format_name(c->format);
@@ -895,7 +896,7 @@ int main(int argc, char **argv)
             const struct {
                 int group, residual;
             } shapes[] = {{16, 64}, {8, 16}, {32, 64}, {20, 40}, {5, 15}};
-            for (int k = 0; listed && k < 5; k++) {
+            for (size_t k = 0; listed && k < sizeof shapes / sizeof shapes[0]; k++) {
                 const config c = {kivi[f], hd, shapes[k].group, hd / 4, shapes[k].residual, 0};
                 if (hd % c.group != 0)
                     continue;
@@ -918,7 +919,7 @@ int main(int argc, char **argv)
             int group;
             double bits;
         } shapes[] = {{16, 9.5}, {16, 7}, {32, 12}, {20, 9.5}};
-        for (int k = 0; k < 4; k++) {
+        for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
             const config c = {RK_KV_SMART, hd, shapes[k].group, hd / 4, 0, shapes[k].bits};
             if (hd % c.group != 0)
                 continue;

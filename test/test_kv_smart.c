@@ -256,7 +256,7 @@ static void test_nan_scores(void)
             const int ti = rk_smart_tier_of(&c, 0, i), tj = rk_smart_tier_of(&c, 0, j);
             above += ti > 0 && tj > 0 && isnan(score[i]) && !isnan(score[j]) && ti < tj;
         }
-    CHECKF(above == 0, "%d NaN-scored rows placed above a numbered one", above);
+    CHECKF(above == 0, "%d pairs of a NaN-scored row placed above a numbered one", above);
     for (int i = P; i < CAP; i++)
         rk_smart_append(&c, 0, i, k, v);
     const int32_t *where = (const int32_t *)(mem + s.maps), *owner = where + CAP;

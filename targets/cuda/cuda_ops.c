@@ -30,6 +30,9 @@
 #define GEMM_CACHE 1024
 /* Up to this many queries attention runs as split-context decode. */
 #define DECODE_MAX_QUERIES 16
+/* The scratch's region for the zero row index (one int, kept 256-byte
+ * aligned for the top-k region after it). */
+#define ZERO_ROW_BYTES 256
 
 typedef struct {
     int m, n, k, f32out, bias;
@@ -160,7 +163,7 @@ static size_t cuda_scratch_bytes(const rk_config *cfg, int chunk, int cap)
 {
     int q = chunk < DECODE_MAX_QUERIES ? chunk : DECODE_MAX_QUERIES;
     size_t attn = rk_attention_decode_scratch_bytes(q, cfg->n_heads, cfg->head_dim, cap);
-    return GEMM_WORKSPACE + (attn + 255) / 256 * 256 + 256 + rk_k_top_k_scratch_bytes();
+    return GEMM_WORKSPACE + (attn + 255) / 256 * 256 + ZERO_ROW_BYTES + rk_k_top_k_scratch_bytes();
 }
 
 static void cuda_bind_scratch(void *ctx, void *scratch, size_t bytes)
@@ -169,7 +172,7 @@ static void cuda_bind_scratch(void *ctx, void *scratch, size_t bytes)
     c->workspace = scratch;
     c->attn_scratch = (char *)scratch + GEMM_WORKSPACE;
     c->top_k_scratch = (char *)scratch + bytes - rk_k_top_k_scratch_bytes();
-    c->zero_row = (const int *)((char *)c->top_k_scratch - 256);
+    c->zero_row = (const int *)((char *)c->top_k_scratch - ZERO_ROW_BYTES);
 }
 
 static rk_status cuda_upload(void *ctx, void *dst, const void *src, rk_dtype dt, size_t count)
@@ -410,9 +413,8 @@ static rk_k_kv kernel_kv(const rk_kv_layer *c)
                            v = rk_kivi_side_of(c->format, 1, c->head_dim, c->group, c->residual,
                                                c->cap);
         kv.bits = RK_KIVI_FORMAT(k.bits, v.bits);
-        kv.kivi = (rk_k_kivi){.residual = c->residual, .k_bits = k.bits, .v_bits = v.bits,
-                              .k_head = k.bytes, .v_head = v.bytes, .k_meta = k.meta,
-                              .k_fp16 = k.residual, .v_fp16 = v.residual,
+        kv.kivi = (rk_k_kivi){.residual = c->residual, .k_head = k.bytes, .v_head = v.bytes,
+                              .k_meta = k.meta, .k_fp16 = k.residual, .v_fp16 = v.residual,
                               .meta16 = ((uintptr_t)c->k | k.bytes | k.meta) % 16 == 0};
     }
     if (c->format == RK_KV_SMART) {
@@ -479,14 +481,17 @@ static void cuda_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const 
     }
 }
 
-/* Each query's softmax statistics (attention.h), which attention leaves
- * for the attention_mass of the same queries, lie in the GEMM workspace:
- * no GEMM, and no stage (stage_rows), runs between the two, and every
- * other op may overwrite them. NULL when N queries' do not fit. */
+/* Queries of HEADS heads whose softmax statistics (attention.h), a pair
+ * of floats each, the GEMM workspace holds. */
+static size_t stats_cap(int heads) { return GEMM_WORKSPACE / (2 * sizeof(float) * (size_t)heads); }
+
+/* Each query's softmax statistics, which attention leaves for the
+ * attention_mass of the same queries, lie in the GEMM workspace: no GEMM,
+ * and no stage (stage_rows), runs between the two, and every other op may
+ * overwrite them. NULL when N queries' do not fit. */
 static float *attention_stats(cuda_ctx *c, const rk_kv_layer *cache, int n)
 {
-    const size_t bytes = (size_t)cache->heads * (size_t)n * 2 * sizeof(float);
-    return bytes <= GEMM_WORKSPACE ? c->workspace : NULL;
+    return (size_t)n <= stats_cap(cache->heads) ? c->workspace : NULL;
 }
 
 static void cuda_attention(void *ctx, void *out, const void *q, const rk_kv_layer *cache,
@@ -511,8 +516,7 @@ static void cuda_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
     if (!stats) {
         remember(c, rk_fail(RK_ELIMIT, "the CUDA target scores up to %zu queries of %d heads "
                                        "at once (got %d)",
-                            GEMM_WORKSPACE / (2 * sizeof(float) * (size_t)cache->heads),
-                            cache->heads, n));
+                            stats_cap(cache->heads), cache->heads, n));
         return;
     }
     rk_attention_mass(c->stream, scores.s, stats, q, &kv, row, n, from, scores.stride, add);
