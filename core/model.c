@@ -118,8 +118,11 @@ rk_status rk_model_check_kv_format(const rk_config *cfg, const rk_ops *ops, rk_k
     }
     const int g = rk_kv_group_of(group);
     rk_status st = rk_kv_format_check(f, cfg->head_dim, g);
-    return st == RK_OK ? rk_kv_residual_check(f, cfg->head_dim, g, rk_kv_residual_of(residual))
-                       : st;
+    if (st == RK_OK)
+        st = rk_kv_residual_check(f, cfg->head_dim, g, rk_kv_residual_of(residual));
+    if (st == RK_OK && ops->supports)
+        st = ops->supports(cfg, f);
+    return st;
 }
 
 rk_status rk_model_check_kv_precision(const rk_config *cfg, const rk_ops *ops,
@@ -179,8 +182,6 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
         return rk_fail(RK_EDTYPE,
                        "rank measurement reads %s keys; it cannot run over a %s KV cache",
                        rk_kv_format_name(ops->kv_format), rk_kv_format_name(lim->kv_format));
-    if (ops->supports && (st = ops->supports(cfg)) != RK_OK)
-        return st;
     if (lim->rank && (strcmp(lim->rank->name, ops->name) != 0 || lim->rank_len < 1 ||
                       lim->rank_len > lim->prefill_chunk))
         return rk_fail(RK_ELIMIT,

@@ -44,9 +44,10 @@ typedef struct rk_ops {
      * plan refuses the others. */
     unsigned kv_formats;
 
-    /* Optional: refuses a model shape the target's kernels are not built for
-     * (checked when the memory plan is made, before anything is allocated). */
-    rk_status (*supports)(const rk_config *cfg);
+    /* Optional: refuses a model shape, or a KV format at that shape, the
+     * target's kernels are not built for (checked for every format a plan
+     * stores, before anything is allocated). */
+    rk_status (*supports)(const rk_config *cfg, rk_kv_format f);
     /* Optional: the most rows a KIVI or smartkv cache takes in one call (a
      * chunk's appends, a gather's kept rows), where the target passes them
      * through a buffer of its own; the plan refuses more. */

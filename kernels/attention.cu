@@ -47,11 +47,20 @@ template <int D> size_t decode_scratch(int n, int heads, int cap)
 
 using namespace rk_attn;
 
-extern "C" int rk_attention_supports(int head_dim)
+extern "C" int rk_attention_instance_dim(int head_dim, int bits)
 {
-#define RK_IS(D) head_dim == D ||
-    return RK_ATTENTION_HEAD_DIMS(RK_IS) 0;
-#undef RK_IS
+    const bool padded = bits == 16 && head_dim > 0 && head_dim % 2 == 0;
+#define RK_FIT(D)                                                                                  \
+    if (head_dim == D || (padded && head_dim < D))                                                 \
+        return D;
+    RK_ATTENTION_HEAD_DIMS(RK_FIT)
+#undef RK_FIT
+    return 0;
+}
+
+extern "C" int rk_attention_supports(int head_dim, int bits)
+{
+    return rk_attention_instance_dim(head_dim, bits) != 0;
 }
 
 extern "C" void rk_attention_prefill(cudaStream_t s, void *out, float *stats, const void *q,
@@ -71,7 +80,7 @@ extern "C" void rk_attention_prefill(cudaStream_t s, void *out, float *stats, co
 extern "C" size_t rk_attention_decode_scratch_bytes(int n, int heads, int head_dim, int cap)
 {
     configure_once();
-    switch (head_dim) {
+    switch (rk_attention_instance_dim(head_dim, 16)) {
 #define RK_CASE(D)                                                                                 \
     case D: return decode_scratch<D>(n, heads, cap);
         RK_ATTENTION_HEAD_DIMS(RK_CASE)

@@ -18,8 +18,8 @@
  * its own.
  *
  * Launchers return nothing; the caller reads cudaGetLastError. They launch
- * nothing for a head_dim that rk_attention_supports rejects, so check it once
- * when the model is loaded. */
+ * nothing for a head_dim and storage that rk_attention_supports rejects, so
+ * check it once when the model is loaded. */
 #ifndef RK_ATTENTION_H
 #define RK_ATTENTION_H
 
@@ -34,11 +34,19 @@ extern "C" {
 
 /* The head sizes the attention and KV-scoring kernels are built for, each
  * a multiple of the MMA tile's 16: GPT-NeoX checkpoints use 32, 64, 80
- * (Pythia), 96 (GPT-NeoX-20B), 128 and 256. X(D) for each. */
+ * (Pythia), 96 (GPT-NeoX-20B), 128 and 256. X(D) for each, ascending. */
 #define RK_ATTENTION_HEAD_DIMS(X) X(32) X(64) X(80) X(96) X(128) X(256)
 
-/* Nonzero for the head sizes in RK_ATTENTION_HEAD_DIMS. */
-int rk_attention_supports(int head_dim);
+/* The built size that runs a cache of head_dim rows in storage BITS
+ * (kv_rows.h), 0 for none. fp16 rows of any even head_dim up to 256 run on
+ * the next size up, the dims past head_dim zeros in shared memory (they add
+ * nothing to a score and make output dims no one reads); quantized, KIVI
+ * and smartkv rows only at a built size, whose groups their layouts are
+ * made of. */
+int rk_attention_instance_dim(int head_dim, int bits);
+
+/* Nonzero when rk_attention_instance_dim has a size for the pair. */
+int rk_attention_supports(int head_dim, int bits);
 
 /* Causal prefill attention for a chunk of n queries (n >= 1). */
 void rk_attention_prefill(cudaStream_t s, void *out, float *stats, const void *q,

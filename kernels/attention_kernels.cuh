@@ -156,14 +156,44 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi)
     return *reinterpret_cast<uint32_t *>(&h);
 }
 
-/* Copies ROWS rows of D halves, rows FIRST.. of SRC, into shared DST (stride
- * D + kPad), THREADS threads cooperating. Rows at or past LIMIT become zeros:
+/* A 4-byte copy to shared memory, or zeros when !valid. */
+__device__ __forceinline__ void cp_async4_zfill(uint32_t dst, const void *src, bool valid)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(valid ? 4 : 0)
+                 : "memory");
+}
+
+/* load_rows for rows whose size is not a multiple of 8 halves, and whose
+ * starts are therefore only 4-byte aligned. Rare, so out of line: inlined,
+ * it would double the code of the loops that read tiles. */
+template <int D, int ROWS, int THREADS>
+__device__ __noinline__ void load_rows_pairs(__half *dst, const __half *src, int first, int limit,
+                                             int tid, int hd)
+{
+    constexpr int kPairs = D / 2, kTotal = ROWS * kPairs;
+    for (int i = tid; i < kTotal; i += THREADS) {
+        const int r = i / kPairs, p = i - r * kPairs;
+        const bool valid = first + r < limit && 2 * p < hd;
+        const __half *from = src + (valid ? (size_t)(first + r) * hd + 2 * p : 0);
+        cp_async4_zfill(smem_addr(dst + r * (D + kPad) + 2 * p), from, valid);
+    }
+}
+
+/* Copies ROWS rows of HD halves (HD even, at most D; rows HD apart), rows
+ * FIRST.. of SRC, into shared DST (stride D + kPad), THREADS threads
+ * cooperating. Dims HD..D-1 become zeros, which add nothing to a score and
+ * give output dims no one reads. Rows at or past LIMIT become zeros too:
  * they may lie past the buffer, or be unwritten cache rows whose bits could
  * be a NaN, which a zero softmax weight would not cancel. */
 template <int D, int ROWS, int THREADS>
 __device__ __forceinline__ void load_rows(__half *dst, const __half *src, int first, int limit,
-                                          int tid)
+                                          int tid, int hd)
 {
+    if (hd % 8 != 0) {
+        load_rows_pairs<D, ROWS, THREADS>(dst, src, first, limit, tid, hd);
+        return;
+    }
     constexpr int kChunks = D / 8;
     constexpr int kTotal = ROWS * kChunks;
 #pragma unroll
@@ -171,8 +201,8 @@ __device__ __forceinline__ void load_rows(__half *dst, const __half *src, int fi
         const int i = tid + j * THREADS;
         if (kTotal % THREADS == 0 || i < kTotal) {
             const int r = i / kChunks, c = i - r * kChunks;
-            const bool valid = first + r < limit;
-            const __half *from = src + (valid ? (size_t)(first + r) * D + c * 8 : 0);
+            const bool valid = first + r < limit && c * 8 < hd;
+            const __half *from = src + (valid ? (size_t)(first + r) * hd + c * 8 : 0);
             cp_async16(smem_addr(dst + r * (D + kPad) + c * 8), from, valid);
         }
     }
@@ -330,10 +360,10 @@ template <int BITS> __host__ __device__ constexpr bool own_layout()
     return is_kivi<BITS>() || is_smart<BITS>();
 }
 
-/* Bytes of one head's K (IS_V false) or V: CAP rows of a row format, or
- * those of a cache of its own layout. */
-template <int D, int BITS>
-__device__ __forceinline__ size_t head_stride(bool is_v, int cap, int group,
+/* Bytes of one head's K (IS_V false) or V: CAP rows of a row format of
+ * head_dim HD, or those of a cache of its own layout. */
+template <int BITS>
+__device__ __forceinline__ size_t head_stride(bool is_v, int cap, int group, int hd,
                                               const rk_k_kivi &kivi, const rk_k_smart &smart)
 {
     if constexpr (is_kivi<BITS>())
@@ -341,7 +371,7 @@ __device__ __forceinline__ size_t head_stride(bool is_v, int cap, int group,
     else if constexpr (is_smart<BITS>())
         return is_v ? smart.v_head : smart.k_head;
     else
-        return (size_t)cap * kv_row_bytes(BITS, D, group);
+        return (size_t)cap * kv_row_bytes(BITS, hd, group);
 }
 
 /* ROWS rows FIRST.. of one head of a KIVI cache of LIMIT rows read back
@@ -665,8 +695,8 @@ __global__ void __launch_bounds__(WARPS * 32)
                    const __half *__restrict__ q,
                    const unsigned char *__restrict__ k_cache,
                    const unsigned char *__restrict__ v_cache, int group, int wide,
-                   const int *__restrict__ pos, int n, int heads, int cap, float scale_log2,
-                   rk_k_kivi kivi, rk_k_smart smart)
+                   const int *__restrict__ pos, int n, int heads, int cap, int hd,
+                   float scale_log2, rk_k_kivi kivi, rk_k_smart smart)
 {
     constexpr int WM = 16 * MT, BM = WM * WARPS, LD = D + kPad, NT = BN / 8, DT = D / 8;
     constexpr int THREADS = WARPS * 32, BUFS = prefill_tile_buffers<BITS>();
@@ -692,16 +722,14 @@ __global__ void __launch_bounds__(WARPS * 32)
     const int warp_q0 = q0 + warp * WM;
     const int warp_end = warp_q0 < n ? pos0 + min(warp_q0 + WM, n) : 0;
 
-    const unsigned char *const kh =
-        k_cache + h * head_stride<D, BITS>(false, cap, group, kivi, smart);
-    const unsigned char *const vh =
-        v_cache + h * head_stride<D, BITS>(true, cap, group, kivi, smart);
-    load_rows<D, BM, THREADS>(qs, q + (size_t)h * n * D, q0, n, tid);
+    const unsigned char *const kh = k_cache + h * head_stride<BITS>(false, cap, group, hd, kivi, smart);
+    const unsigned char *const vh = v_cache + h * head_stride<BITS>(true, cap, group, hd, kivi, smart);
+    load_rows<D, BM, THREADS>(qs, q + (size_t)h * n * hd, q0, n, tid, hd);
     if constexpr (own_layout<BITS>()) {
         /* Each tile is read back where it is used. */
     } else if constexpr (BITS == 16) {
-        load_rows<D, BN, THREADS>(ks, reinterpret_cast<const __half *>(kh), 0, kv_len, tid);
-        load_rows<D, BN, THREADS>(vs, reinterpret_cast<const __half *>(vh), 0, kv_len, tid);
+        load_rows<D, BN, THREADS>(ks, reinterpret_cast<const __half *>(kh), 0, kv_len, tid, hd);
+        load_rows<D, BN, THREADS>(vs, reinterpret_cast<const __half *>(vh), 0, kv_len, tid, hd);
     } else {
         fetch_codes<THREADS>(kc, kh, row_bytes, 0, kv_len, BN, wide, tid);
         fetch_codes<THREADS>(vc, vh, row_bytes, 0, kv_len, BN, wide, tid);
@@ -727,10 +755,10 @@ __global__ void __launch_bounds__(WARPS * 32)
             if (t + 1 < n_tiles) {
                 load_rows<D, BN, THREADS>(ks + (buf ^ 1) * BN * LD,
                                           reinterpret_cast<const __half *>(kh), (t + 1) * BN,
-                                          kv_len, tid);
+                                          kv_len, tid, hd);
                 load_rows<D, BN, THREADS>(vs + (buf ^ 1) * BN * LD,
                                           reinterpret_cast<const __half *>(vh), (t + 1) * BN,
-                                          kv_len, tid);
+                                          kv_len, tid, hd);
                 cp_async_commit();
                 cp_async_wait<1>();
             } else {
@@ -795,14 +823,25 @@ __global__ void __launch_bounds__(WARPS * 32)
                     __floats2half2_rn(o[mt][dt][2 * r] * inv, o[mt][dt][2 * r + 1] * inv);
         }
     __syncwarp();
-    const size_t out_stride = (size_t)heads * D;
+    __half *const out_h = out + (size_t)h * hd;
+    const size_t out_stride = (size_t)heads * hd;
+    if (hd % 8 != 0) {
+        /* Rows start only 4-byte aligned. */
+        for (int i = lane; i < WM * (D / 2); i += 32) {
+            const int r = i / (D / 2), p = i - r * (D / 2), qi = warp_q0 + r;
+            if (2 * p < hd && qi < n)
+                *reinterpret_cast<__half2 *>(out_h + qi * out_stride + 2 * p) =
+                    *reinterpret_cast<const __half2 *>(stage + r * LD + 2 * p);
+        }
+        return;
+    }
 #pragma unroll
     for (int j = 0; j < (WM * DT + 31) / 32; ++j) {
         const int i = lane + 32 * j;
         const int r = i / DT, c = i - r * DT;
         const int qi = warp_q0 + r;
-        if (i < WM * DT && qi < n)
-            *reinterpret_cast<uint4 *>(out + qi * out_stride + h * D + c * 8) =
+        if (i < WM * DT && qi < n && c * 8 < hd)
+            *reinterpret_cast<uint4 *>(out_h + qi * out_stride + c * 8) =
                 *reinterpret_cast<const uint4 *>(stage + r * LD + c * 8);
     }
 }
@@ -826,7 +865,7 @@ __global__ void __launch_bounds__(WARPS * 32)
     decode_split_kernel(float *__restrict__ part_o, float2 *__restrict__ part_ml,
                         const __half *__restrict__ q, const unsigned char *__restrict__ k_cache,
                         const unsigned char *__restrict__ v_cache, int group,
-                        const int *__restrict__ pos, int n, int cap, float scale_log2,
+                        const int *__restrict__ pos, int n, int cap, int hd, float scale_log2,
                         rk_k_kivi kivi, rk_k_smart smart)
 {
     constexpr int LD = D + kPad, NT = KW / 8, DT = D / 8;
@@ -855,10 +894,8 @@ __global__ void __launch_bounds__(WARPS * 32)
         key0 + KW <= (is_kivi<BITS>() ? pos0 / kivi.residual * kivi.residual : pos0);
     __half *const ks = qs + kDecodeRows * LD + warp * 2 * KW * LD;
     __half *const vs = ks + KW * LD;
-    const unsigned char *const kh =
-        k_cache + h * head_stride<D, BITS>(false, cap, group, kivi, smart);
-    const unsigned char *const vh =
-        v_cache + h * head_stride<D, BITS>(true, cap, group, kivi, smart);
+    const unsigned char *const kh = k_cache + h * head_stride<BITS>(false, cap, group, hd, kivi, smart);
+    const unsigned char *const vh = v_cache + h * head_stride<BITS>(true, cap, group, hd, kivi, smart);
 
     /* Launched as a programmatic dependent of the previous kernel: wait for
      * it (the queries and the step's rows are its outputs), then let the
@@ -877,7 +914,7 @@ __global__ void __launch_bounds__(WARPS * 32)
             for (int side = 0; side < 2; ++side)
                 load_rows<D, KW, 32>(side ? vs : ks,
                                      reinterpret_cast<const __half *>(side ? vh : kh), key0,
-                                     kv_len, lane);
+                                     kv_len, lane, hd);
         } else if constexpr (own_layout<BITS>()) {
             layout_tiles<D, BITS, KW, 32>(ks, vs, kh, vh, kivi, smart, group, key0, kv_len,
                                           lane);
@@ -896,7 +933,7 @@ __global__ void __launch_bounds__(WARPS * 32)
     if (blockIdx.x * WARPS * KW >= kv_len)
         return;
 
-    load_rows<D, kDecodeRows, WARPS * 32>(qs, q + (size_t)h * n * D, r0, n, tid);
+    load_rows<D, kDecodeRows, WARPS * 32>(qs, q + (size_t)h * n * hd, r0, n, tid, hd);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
@@ -945,7 +982,7 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
     decode_combine_kernel(__half *__restrict__ out, float2 *__restrict__ stats,
                           const float *__restrict__ part_o,
                           const float2 *__restrict__ part_ml, const int *__restrict__ pos, int n,
-                          int heads, int cap)
+                          int heads, int cap, int hd)
 {
     constexpr int DL = (D + 31) / 32;
     __shared__ float warp_m[kCombineWarps], warp_l[kCombineWarps];
@@ -1004,12 +1041,12 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
     const float inv = 1.0f / sum;
     if (stats && threadIdx.x == 0)
         stats[(size_t)h * n + row] = make_float2(mx, sum);
-    for (int d = threadIdx.x; d < D; d += kCombineWarps * 32) {
+    for (int d = threadIdx.x; d < hd; d += kCombineWarps * 32) {
         float x = 0.0f;
 #pragma unroll
         for (int w = 0; w < kCombineWarps; ++w)
             x += scale[w] * warp_o[w][d];
-        out[(size_t)row * heads * D + h * D + d] = __float2half_rn(x * inv);
+        out[((size_t)row * heads + h) * hd + d] = __float2half_rn(x * inv);
     }
 }
 
@@ -1060,7 +1097,8 @@ void launch_prefill_with(cudaStream_t s, void *out, float2 *stats, const void *q
         <<<grid, kPrefillWarps * 32, prefill_smem_bytes<D, BITS, kPrefillWarps, MT, BN>(c->group),
            s>>>(static_cast<__half *>(out), stats, static_cast<const __half *>(q),
                 static_cast<const unsigned char *>(c->k), static_cast<const unsigned char *>(c->v),
-                c->group, wide, pos, n, c->heads, c->cap, scale_log2(D), c->kivi, c->smart);
+                c->group, wide, pos, n, c->heads, c->cap, c->head_dim, scale_log2(c->head_dim),
+                c->kivi, c->smart);
 }
 
 template <int D, int BITS>
@@ -1088,9 +1126,9 @@ void launch_decode(cudaStream_t s, void *out, float2 *stats, const void *q, cons
                      dim3(WARPS * 32), decode_smem_bytes<D, KW, WARPS>(), s, part_o, part_ml, q,
                      static_cast<const unsigned char *>(c->k),
                      static_cast<const unsigned char *>(c->v), c->group, pos, n, c->cap,
-                     scale_log2(D), c->kivi, c->smart);
+                     c->head_dim, scale_log2(c->head_dim), c->kivi, c->smart);
     launch_dependent(decode_combine_kernel<D, KW>, dim3(heads, n), dim3(kCombineWarps * 32), 0, s,
-                     out, stats, part_o, part_ml, pos, n, heads, c->cap);
+                     out, stats, part_o, part_ml, pos, n, heads, c->cap, c->head_dim);
 }
 
 /* Per storage format, over every head_dim of RK_ATTENTION_HEAD_DIMS (a
@@ -1107,7 +1145,7 @@ template <int BITS>
 void prefill(cudaStream_t s, void *out, float2 *stats, const void *q, const rk_k_kv *c,
              const int *pos, int n)
 {
-    switch (c->head_dim) {
+    switch (rk_attention_instance_dim(c->head_dim, BITS)) {
 #define RK_CASE(D)                                                                                 \
     case D: launch_prefill<D, BITS>(s, out, stats, q, c, pos, n); break;
         RK_ATTENTION_HEAD_DIMS(RK_CASE)
@@ -1119,7 +1157,7 @@ template <int BITS>
 void decode(cudaStream_t s, void *out, float2 *stats, const void *q, const rk_k_kv *c,
             void *scratch, const int *pos, int n)
 {
-    switch (c->head_dim) {
+    switch (rk_attention_instance_dim(c->head_dim, BITS)) {
 #define RK_CASE(D)                                                                                 \
     case D: launch_decode<D, BITS>(s, out, stats, q, c, scratch, pos, n); break;
         RK_ATTENTION_HEAD_DIMS(RK_CASE)

@@ -49,7 +49,7 @@ __device__ __forceinline__ void key_chunk(__half *dst, const unsigned char *k, i
 template <int D, int BITS>
 __device__ __forceinline__ void mass_rows(float *score, const float2 *stats, const __half *q,
                                           const unsigned char *k, int group, int row0, int n,
-                                          int from, int cap, int stride, int add,
+                                          int from, int cap, int stride, int add, int hd,
                                           float scale_log2, const rk_k_smart &smart, int h,
                                           int key0, __half *ks, __half *qs, float2 *st)
 {
@@ -59,13 +59,13 @@ __device__ __forceinline__ void mass_rows(float *score, const float2 *stats, con
      * key0 - row0 on. */
     const int first = max(from, key0 - row0);
     const int t_first = first / kMassQueries, tiles = (n + kMassQueries - 1) / kMassQueries;
-    const __half *const qh = q + (size_t)h * n * D;
+    const __half *const qh = q + (size_t)h * n * hd;
     const float2 *const sh = stats + (size_t)h * n;
 
     /* Queries at or past n load as zeros and count for nothing. */
     auto fetch = [&](int t, int buf) {
         load_rows<D, kMassQueries, THREADS>(qs + buf * kMassQueries * LD, qh, t * kMassQueries, n,
-                                            tid);
+                                            tid, hd);
         cp_async_commit();
         for (int i = tid; i < kMassQueries; i += THREADS) {
             const int qi = t * kMassQueries + i;
@@ -84,7 +84,7 @@ __device__ __forceinline__ void mass_rows(float *score, const float2 *stats, con
          * are read back chunk by chunk. */
         if constexpr (BITS == 16)
             load_rows<D, kMassRows, THREADS>(
-                ks, reinterpret_cast<const __half *>(k) + (size_t)h * cap * D, key0, len, tid);
+                ks, reinterpret_cast<const __half *>(k) + (size_t)h * cap * hd, key0, len, tid, hd);
         fetch(t_first, 0);
         if constexpr (BITS != 16) {
 #pragma unroll 2
@@ -162,7 +162,7 @@ __global__ void __launch_bounds__(kMassWarps * 32)
     mass_kernel(float *__restrict__ score, const float2 *__restrict__ stats,
                 const __half *__restrict__ q, const unsigned char *__restrict__ k, int group,
                 const int *__restrict__ row, int n, int from, int cap, int stride, int add,
-                int paired, float scale_log2, rk_k_smart smart)
+                int paired, int hd, float scale_log2, rk_k_smart smart)
 {
     constexpr int LD = D + kPad;
     extern __shared__ uint4 smem_raw[];
@@ -183,8 +183,8 @@ __global__ void __launch_bounds__(kMassWarps * 32)
         /* The first block's rows may still be read (a warp's fragments). */
         if (p == 1)
             __syncthreads();
-        mass_rows<D, BITS>(score, stats, q, k, group, row0, n, from, cap, stride, add, scale_log2,
-                           smart, blockIdx.y, block * kMassRows, ks, qs, st);
+        mass_rows<D, BITS>(score, stats, q, k, group, row0, n, from, cap, stride, add, hd,
+                           scale_log2, smart, blockIdx.y, block * kMassRows, ks, qs, st);
     }
 }
 
@@ -196,8 +196,8 @@ void launch_mass(cudaStream_t s, float *score, const float2 *stats, const void *
     launch_dependent(mass_kernel<D, BITS>, dim3(paired ? (blocks + 1) / 2 : blocks, c->heads),
                      dim3(kMassWarps * 32), mass_smem_bytes<D>(), s, score, stats,
                      static_cast<const __half *>(q), static_cast<const unsigned char *>(c->k),
-                     c->group, row, n, from, c->cap, stride, add, paired, scale_log2(D),
-                     c->smart);
+                     c->group, row, n, from, c->cap, stride, add, paired, c->head_dim,
+                     scale_log2(c->head_dim), c->smart);
 }
 
 /* The formats whose keys the mass reads: the row formats and smartkv
@@ -242,7 +242,7 @@ extern "C" void rk_attention_mass(cudaStream_t s, float *score, const float *sta
 {
     configure_once();
     const float2 *const st = reinterpret_cast<const float2 *>(stats);
-    switch (cache->head_dim) {
+    switch (rk_attention_instance_dim(cache->head_dim, cache->bits)) {
 #define RK_CASE(D)                                                                                 \
     case D: mass_of_dim<D>(s, score, st, q, cache, row, n, from, stride, add); break;
         RK_ATTENTION_HEAD_DIMS(RK_CASE)

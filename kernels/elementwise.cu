@@ -4,8 +4,9 @@
 #include "kv_rows.cuh"
 #include "launch.cuh"
 
-/* Rows move as uint4 (8 halves): the CUDA target requires hidden, ffn and
- * head_dim to be multiples of 8 (cuda_ops.c checks it at load). Every kernel
+/* Rows move as uint4 (8 halves): the CUDA target requires hidden and ffn
+ * to be multiples of 8 (cuda_ops.c checks it at load); head_dim only needs
+ * to be even, which the fp16 cache's rotary takes 2 halves at a time. Every kernel
  * is launched as a programmatic dependent and waits before touching
  * activations; it then lets the next kernel launch, which only prefetches
  * weights until this one is done. */
@@ -169,39 +170,48 @@ __global__ void add_layernorm_kernel(__half *x, const __half *a, const __half *b
         norm_store(y2 + off, p2, v, mine, stride, mean, rstd);
 }
 
-/* One thread per 8 dims of a head's q, k or v; blockIdx.x is the token. A
- * chunk that holds rotary dims fetches its rotate_half partners one by one. */
+/* One thread per U dims of a head's q, k or v, U the halves of a T: 8 (a
+ * uint4), or 2 where head_dim is not a multiple of 8 and rows start only
+ * 4-byte aligned. blockIdx.x is the token. A unit that holds rotary dims
+ * fetches its rotate_half partners one by one. */
+template <typename T>
 __global__ void qkv_rotary_kernel(__half *q, __half *kc, __half *vc, const __half *qkv,
                                   const float *rope, const int *pos, const int *row, int n,
                                   int heads, int head_dim, int rot, int cap)
 {
+    constexpr int U = sizeof(T) / sizeof(__half);
     rk_wait_previous();
     rk_allow_next();
-    const int chunks = head_dim / 8, t = blockIdx.y * blockDim.x + threadIdx.x;
-    if (t >= heads * 3 * chunks)
+    const int units = head_dim / U, t = blockIdx.y * blockDim.x + threadIdx.x;
+    if (t >= heads * 3 * units)
         return;
-    const int i = blockIdx.x, h = t / (3 * chunks), part = t / chunks % 3, c = t % chunks;
+    const int i = blockIdx.x, h = t / (3 * units), part = t / units % 3, c = t % units;
     const int p = *pos + i, r = *row + i;
     const __half *src = qkv + ((size_t)i * heads + h) * 3 * head_dim + (size_t)part * head_dim;
-    uint4 raw = reinterpret_cast<const uint4 *>(src)[c];
-    if (part < 2 && c * 8 < rot) {
-        half8 v = unpack(raw);
+    T raw = reinterpret_cast<const T *>(src)[c];
+    if (part < 2 && c * U < rot) {
+        __half2 *pairs = reinterpret_cast<__half2 *>(&raw);
         const int half = rot / 2;
 #pragma unroll
-        for (int k = 0; k < 8; k++) {
-            const int j = c * 8 + k;
-            if (j >= rot)
-                break;
-            const int jj = j < half ? j : j - half;
-            const float cs = rope[(size_t)p * rot + 2 * jj], sn = rope[(size_t)p * rot + 2 * jj + 1];
-            const float other = __half2float(src[j < half ? j + half : j - half]);
-            v.v[k] = v.v[k] * cs + (j < half ? -other : other) * sn;
+        for (int k2 = 0; k2 < U / 2; k2++) {
+            const float2 f = __half22float2(pairs[k2]);
+            float v[2] = {f.x, f.y};
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int j = c * U + 2 * k2 + e;
+                if (j >= rot)
+                    break;
+                const int jj = j < half ? j : j - half;
+                const float cs = rope[(size_t)p * rot + 2 * jj], sn = rope[(size_t)p * rot + 2 * jj + 1];
+                const float other = __half2float(src[j < half ? j + half : j - half]);
+                v[e] = v[e] * cs + (j < half ? -other : other) * sn;
+            }
+            pairs[k2] = __floats2half2_rn(v[0], v[1]);
         }
-        raw = pack(v);
     }
     __half *dst = part == 0 ? q + ((size_t)h * n + i) * head_dim
                             : (part == 1 ? kc : vc) + ((size_t)h * cap + r) * head_dim;
-    reinterpret_cast<uint4 *>(dst)[c] = raw;
+    reinterpret_cast<T *>(dst)[c] = raw;
 }
 
 /* Element J (value X) of a q or k row SRC after rotary (cos, sin pairs at
@@ -522,11 +532,12 @@ void rk_k_qkv_rotary(cudaStream_t s, void *q, const rk_k_kv *cache, const void *
 {
     const int heads = cache->heads, head_dim = cache->head_dim, cap = cache->cap;
     if (cache->bits == 16) {
-        const int per_token = heads * 3 * head_dim / 8;
-        launch_dependent(qkv_rotary_kernel, dim3(n, (per_token + kThreads - 1) / kThreads),
-                         dim3(kThreads), 0, s, (__half *)q, (__half *)cache->k,
-                         (__half *)cache->v, (const __half *)qkv, rope, pos, row, n, heads,
-                         head_dim, rot_dims, cap);
+        const bool wide = head_dim % 8 == 0;
+        const int per_token = heads * 3 * head_dim / (wide ? 8 : 2);
+        launch_dependent(wide ? qkv_rotary_kernel<uint4> : qkv_rotary_kernel<uint32_t>,
+                         dim3(n, (per_token + kThreads - 1) / kThreads), dim3(kThreads), 0, s,
+                         (__half *)q, (__half *)cache->k, (__half *)cache->v,
+                         (const __half *)qkv, rope, pos, row, n, heads, head_dim, rot_dims, cap);
         return;
     }
     const int group = cache->group;

@@ -1,5 +1,7 @@
 /* The CUDA attention kernels against a float64 host reference: prefill and
- * split-context decode for every supported head size, chunks that start past
+ * split-context decode for every head size the kernels are built for, and
+ * fp16 caches of head sizes between them (run padded to the next size up:
+ * multiples of 8 and not, odd multiples of 2 among them), chunks that start past
  * earlier cached rows, caches exactly as long as the context, a decode step
  * replayed from a CUDA graph at several positions, then timings at the
  * Pythia-2.8B shape (printed, never checked). Caches of int8, int4 and int2
@@ -295,10 +297,14 @@ static std::vector<uint16_t> fetch_out(const Problem &p, const DeviceProblem &d)
     return out;
 }
 
+/* The built sizes, then fp16-only ones between them: multiples of 8 (24,
+ * 40, 72, 136) and not (50, 250), some a whole built size smaller. */
 #define RK_LIST(D) D,
-static const int dims[] = {RK_ATTENTION_HEAD_DIMS(RK_LIST)};
+static const int dims[] = {RK_ATTENTION_HEAD_DIMS(RK_LIST) 24, 40, 50, 72, 136, 250};
 #undef RK_LIST
-enum { N_DIMS = sizeof dims / sizeof dims[0] };
+#define RK_COUNT(D) +1
+enum { N_BUILT = 0 RK_ATTENTION_HEAD_DIMS(RK_COUNT), N_DIMS = sizeof dims / sizeof dims[0] };
+#undef RK_COUNT
 static double worst_by_dim[N_DIMS];
 
 static void record(int head_dim, double err)
@@ -541,9 +547,27 @@ int main(int argc, char **argv)
         return RK_SKIP;
     }
     fill_half_values();
+    /* Quantized rows only at a built size; no odd, oversized or empty heads. */
+    CHECK(rk_attention_supports(50, 16) && !rk_attention_supports(50, 8));
+    CHECK(rk_attention_instance_dim(50, 16) == 64 && rk_attention_instance_dim(250, 16) == 256);
+    CHECK(rk_attention_instance_dim(80, 4) == 80 && rk_attention_instance_dim(72, 4) == 0);
+    CHECK(!rk_attention_supports(51, 16) && !rk_attention_supports(258, 16) &&
+          !rk_attention_supports(0, 16));
     for (int di = 0; di < N_DIMS; di++) {
         const int D = dims[di];
-        CHECK(rk_attention_supports(D));
+        CHECK(rk_attention_supports(D, 16));
+        CHECK(rk_attention_supports(D, 8) == (di < N_BUILT));
+        if (di >= N_BUILT) {
+            /* Padded sizes: one-row and few-row decode, chunks after cached
+             * rows, one and two row tiles a warp. */
+            run_case(D, 3, 1, 0, 1, true, true);
+            run_case(D, 3, 1, 1919, 2048, true, true);
+            run_case(D, 2, 20, 300, 333, true, true);
+            run_case(D, 3, 300, 256, 565, true, false);
+            if (!quick)
+                run_case(D, 32, 1920, 0, 2048, true, false);
+            continue;
+        }
         if (quick) {
             run_case(D, 2, 1, 0, 1, true, true);
             run_case(D, 2, 1, 127, 130, true, true);

@@ -76,14 +76,18 @@ static void remember(cuda_ctx *c, rk_status st)
     }
 }
 
-static rk_status cuda_supports(const rk_config *cfg)
+static rk_status cuda_supports(const rk_config *cfg, rk_kv_format f)
 {
-    if (!rk_attention_supports(cfg->head_dim))
+    if (!rk_attention_supports(cfg->head_dim, 16))
         return rk_fail(RK_ECONFIG,
-                       "the CUDA attention kernels are built for head_dim 32, 64, 80, 96, 128 "
-                       "and 256; "
-                       "this model has %d (use --target cpu)",
+                       "the CUDA attention kernels take an even head_dim up to 256; this model "
+                       "has %d (use --target cpu)",
                        cfg->head_dim);
+    if (!rk_attention_supports(cfg->head_dim, rk_kv_format_bits(f)))
+        return rk_fail(RK_ECONFIG,
+                       "a %s KV cache on the CUDA target needs head_dim 32, 64, 80, 96, 128 or "
+                       "256; this model has %d (use an fp16 cache or --target cpu)",
+                       rk_kv_format_name(f), cfg->head_dim);
     if (!rk_k_supports_dim(cfg->hidden) || cfg->ffn % 8 != 0)
         return rk_fail(RK_ECONFIG,
                        "the CUDA kernels need a hidden size that is a multiple of 8 up to 8192 "
