@@ -153,7 +153,10 @@ typedef struct rk_ops {
      * one row and moves the new one into its place. Candidates are rows
      * whose position is at least SINKS and at most pos0 - RECENT; the victim
      * has the lowest score where CACHE keeps scores, else the lowest
-     * position; ties to the lower row. */
+     * position; ties to the lower row. Nothing after it in a step reads the
+     * layer's rows, positions or scores, so a target may run it beside the
+     * ops that follow, as long as it is done before the step's logits
+     * product and before any copy or sync. */
     void (*kv_evict)(void *ctx, const rk_kv_layer *cache, const void *pos, const void *row,
                      int budget, int sinks, int recent);
 

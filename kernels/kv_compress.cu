@@ -205,10 +205,6 @@ __global__ void evict_kernel(uint32_t *k, uint32_t *v, int *pos_rows, float *sco
 {
     __shared__ float best_v[32];
     __shared__ int best_r[32];
-    /* A programmatic dependent of the kernel before it (the attention, or
-     * H2O's mass): rows and scores are final once that is done. */
-    rk_wait_previous();
-    rk_allow_next();
     const int h = blockIdx.x, tid = threadIdx.x, pos0 = *pos, row0 = *row;
     int *p = pos_rows + (size_t)h * cap;
     float *sc = score ? score + (size_t)h * cap : nullptr;
@@ -293,8 +289,7 @@ void rk_k_kv_gather(cudaStream_t s, const rk_k_kv *dst, int *pos, float *dscore,
 void rk_k_kv_evict(cudaStream_t s, const rk_k_kv *cache, int *pos_rows, float *score,
                    const int *pos, const int *row, int budget, int sinks, int recent)
 {
-    launch_dependent(evict_kernel, dim3(cache->heads), dim3(256), 0, s,
-                     static_cast<uint32_t *>(cache->k), static_cast<uint32_t *>(cache->v),
-                     pos_rows, score, pos, row, (int)(rk_k_kv_row_bytes(cache) / 4), cache->cap,
-                     budget, sinks, recent);
+    evict_kernel<<<cache->heads, 256, 0, s>>>(
+        static_cast<uint32_t *>(cache->k), static_cast<uint32_t *>(cache->v), pos_rows, score,
+        pos, row, (int)(rk_k_kv_row_bytes(cache) / 4), cache->cap, budget, sinks, recent);
 }

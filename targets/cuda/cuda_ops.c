@@ -43,6 +43,12 @@ typedef struct {
 
 typedef struct {
     cudaStream_t stream;
+    /* Evictions run here, beside the ops after them (cuda_kv_evict); FORK
+     * and JOIN order it against the main stream, PENDING says it has work
+     * the main stream has not yet waited for. */
+    cudaStream_t side;
+    cudaEvent_t fork, join;
+    int pending;
     cublasLtHandle_t lt;
     void *workspace;
     void *attn_scratch;
@@ -111,6 +117,15 @@ static rk_status cuda_init(void **ctx)
     if (st == RK_OK)
         st = cuda_check(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking),
                         "cudaStreamCreate");
+    if (st == RK_OK)
+        st = cuda_check(cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking),
+                        "cudaStreamCreate");
+    if (st == RK_OK)
+        st = cuda_check(cudaEventCreateWithFlags(&c->fork, cudaEventDisableTiming),
+                        "cudaEventCreate");
+    if (st == RK_OK)
+        st = cuda_check(cudaEventCreateWithFlags(&c->join, cudaEventDisableTiming),
+                        "cudaEventCreate");
     if (st == RK_OK && cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
         st = rk_fail(RK_EDEVICE, "cublasLtCreate failed");
     if (st != RK_OK) {
@@ -139,6 +154,9 @@ static void cuda_shutdown(void *ctx)
             cudaGraphDestroy(c->graph[i]);
     }
     cublasLtDestroy(c->lt);
+    cudaEventDestroy(c->fork);
+    cudaEventDestroy(c->join);
+    cudaStreamDestroy(c->side);
     cudaStreamDestroy(c->stream);
     free(c);
 }
@@ -206,9 +224,20 @@ static rk_status cuda_upload(void *ctx, void *dst, const void *src, rk_dtype dt,
     return st;
 }
 
+/* The main stream waits for the evictions on the side stream. */
+static void join_side(cuda_ctx *c)
+{
+    if (!c->pending)
+        return;
+    remember(c, cuda_check(cudaEventRecord(c->join, c->side), "cudaEventRecord"));
+    remember(c, cuda_check(cudaStreamWaitEvent(c->stream, c->join, 0), "cudaStreamWaitEvent"));
+    c->pending = 0;
+}
+
 static rk_status cuda_copy_in(void *ctx, void *dst, const void *src, size_t bytes)
 {
     cuda_ctx *c = ctx;
+    join_side(c);
     return cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream),
                       "copy in");
 }
@@ -216,6 +245,7 @@ static rk_status cuda_copy_in(void *ctx, void *dst, const void *src, size_t byte
 static rk_status cuda_copy_out(void *ctx, void *dst, const void *src, size_t bytes)
 {
     cuda_ctx *c = ctx;
+    join_side(c);
     return cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
                       "copy out");
 }
@@ -223,6 +253,7 @@ static rk_status cuda_copy_out(void *ctx, void *dst, const void *src, size_t byt
 static rk_status cuda_sync(void *ctx)
 {
     cuda_ctx *c = ctx;
+    join_side(c);
     rk_status st = cuda_check(cudaStreamSynchronize(c->stream), "a kernel");
     if (st == RK_OK)
         st = cuda_check(cudaGetLastError(), "a kernel launch");
@@ -395,6 +426,7 @@ static void cuda_linear_sum(void *ctx, const rk_product *a, const rk_product *b,
 static void cuda_linear_f32out(void *ctx, float *y, const void *x, const void *w, int n, int in,
                                int out)
 {
+    join_side(ctx);
     if (n == 1) {
         const rk_gemv_part g = {.y = y, .w = w, .x = x, .in = in, .out = out};
         rk_k_gemv(((cuda_ctx *)ctx)->stream, &g, 1);
@@ -563,12 +595,19 @@ static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer 
     }
 }
 
+/* Nothing after an eviction in a step reads what it writes (core/ops.h),
+ * so it runs on the side stream, beside the output projection that would
+ * otherwise wait for it; the logits product, copies and syncs wait for the
+ * side stream (join_side). */
 static void cuda_kv_evict(void *ctx, const rk_kv_layer *cache, const void *pos, const void *row,
                           int budget, int sinks, int recent)
 {
+    cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
-    rk_k_kv_evict(((cuda_ctx *)ctx)->stream, &kv, cache->pos, cache->score, pos, row, budget,
-                  sinks, recent);
+    remember(c, cuda_check(cudaEventRecord(c->fork, c->stream), "cudaEventRecord"));
+    remember(c, cuda_check(cudaStreamWaitEvent(c->side, c->fork, 0), "cudaStreamWaitEvent"));
+    rk_k_kv_evict(c->side, &kv, cache->pos, cache->score, pos, row, budget, sinks, recent);
+    c->pending = 1;
 }
 
 static void cuda_top_k(void *ctx, float *vals, int32_t *ids, const float *logits, int vocab,
@@ -588,6 +627,7 @@ static rk_status cuda_capture_begin(void *ctx)
 static rk_status cuda_capture_end(void *ctx, int slot)
 {
     cuda_ctx *c = ctx;
+    join_side(c);
     rk_status st =
         cuda_check(cudaStreamEndCapture(c->stream, &c->graph[slot]), "cudaStreamEndCapture");
     if (st == RK_OK && c->error != RK_OK)
