@@ -153,12 +153,16 @@ typedef struct rk_ops {
      * one row and moves the new one into its place. Candidates are rows
      * whose position is at least SINKS and at most pos0 - RECENT; the victim
      * has the lowest score where CACHE keeps scores, else the lowest
-     * position; ties to the lower row. Nothing after it in a step reads the
-     * layer's rows, positions or scores, so a target may run it beside the
-     * ops that follow, as long as it is done before the step's logits
-     * product and before any copy or sync. */
+     * position; ties to the lower row. */
     void (*kv_evict)(void *ctx, const rk_kv_layer *cache, const void *pos, const void *row,
                      int budget, int sinks, int recent);
+    /* kv_keep, kv_gather and kv_evict touch nothing but KV state: caches,
+     * their positions and scores, the prompt's rows and mass, the kept
+     * indices. No product, norm or embedding reads those, so a target may
+     * run them beside the ops that follow, provided they are done before
+     * the next op that touches what they read or write (the next layer's
+     * qkv_rotary and attention reuse the prompt's rows and mass) and before
+     * the logits product, any copy and any sync. */
 
     /* Optional: the K (1..RK_TOP_K_MAX) largest of the VOCAB fp32 logits,
      * their values to VALS and ids to IDS (arena buffers), in any order; for

@@ -43,12 +43,14 @@ typedef struct {
 
 typedef struct {
     cudaStream_t stream;
-    /* Evictions run here, beside the ops after them (cuda_kv_evict); FORK
-     * and JOIN order it against the main stream, PENDING says it has work
-     * the main stream has not yet waited for. */
+    /* Row selection, gathers and evictions run here, beside the products
+     * after them (core/ops.h); FORK and JOIN order it against the main
+     * stream. PENDING: it has work the main stream has not waited for;
+     * PROMPT_PENDING: some of that reads the prompt rows, which the next
+     * layer's rotary overwrites. */
     cudaStream_t side;
     cudaEvent_t fork, join;
-    int pending;
+    int pending, prompt_pending;
     cublasLtHandle_t lt;
     void *workspace;
     void *attn_scratch;
@@ -224,14 +226,30 @@ static rk_status cuda_upload(void *ctx, void *dst, const void *src, rk_dtype dt,
     return st;
 }
 
-/* The main stream waits for the evictions on the side stream. */
+/* The side stream waits for what the main stream has issued. */
+static void fork_side(cuda_ctx *c)
+{
+    remember(c, cuda_check(cudaEventRecord(c->fork, c->stream), "cudaEventRecord"));
+    remember(c, cuda_check(cudaStreamWaitEvent(c->side, c->fork, 0), "cudaStreamWaitEvent"));
+    c->pending = 1;
+}
+
+/* The main stream waits for the side stream. */
 static void join_side(cuda_ctx *c)
 {
     if (!c->pending)
         return;
     remember(c, cuda_check(cudaEventRecord(c->join, c->side), "cudaEventRecord"));
     remember(c, cuda_check(cudaStreamWaitEvent(c->stream, c->join, 0), "cudaStreamWaitEvent"));
-    c->pending = 0;
+    c->pending = c->prompt_pending = 0;
+}
+
+/* Before an op that writes or reads the prompt rows or the scores of the
+ * prompt's mass: a layer's selection or gather may still be reading them. */
+static void join_prompt(cuda_ctx *c)
+{
+    if (c->prompt_pending)
+        join_side(c);
 }
 
 static rk_status cuda_copy_in(void *ctx, void *dst, const void *src, size_t bytes)
@@ -506,6 +524,7 @@ static void cuda_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const 
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
     rk_k_kv stage;
+    join_prompt(c);
     if (rk_kv_format_row(cache->format)) {
         rk_k_qkv_rotary(c->stream, q, &kv, qkv, rope, pos, row, n, rot_dims);
     } else if (stage_rows(c, cache, &kv, n, "fewer tokens a call after the prompt", &stage)) {
@@ -535,6 +554,7 @@ static void cuda_attention(void *ctx, void *out, const void *q, const rk_kv_laye
 {
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
+    join_prompt(c);
     float *const stats = attention_stats(c, cache, n);
     if (n <= DECODE_MAX_QUERIES)
         rk_attention_decode(c->stream, out, stats, q, &kv, c->attn_scratch, row, n);
@@ -549,6 +569,7 @@ static void cuda_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
     const float *const stats = attention_stats(c, cache, n);
+    join_prompt(c);
     if (!stats) {
         remember(c, rk_fail(RK_ELIMIT, "the CUDA target scores up to %zu queries of %d heads "
                                        "at once (got %d)",
@@ -567,7 +588,9 @@ static void cuda_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int
                                        "(got %d)", RK_K_KEEP_MAX, n));
         return;
     }
-    rk_k_kv_keep(c->stream, idx, score, n, heads, stride, pool, budget, tail);
+    fork_side(c);
+    c->prompt_pending = 1;
+    rk_k_kv_keep(c->side, idx, score, n, heads, stride, pool, budget, tail);
 }
 
 /* Into a KIVI cache (from the prompt's fp16 rows) the kept rows go through
@@ -582,9 +605,15 @@ static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer 
     const float *scores = dst->score ? src_scores.s : NULL;
     rk_k_kv stage;
     if (rk_kv_format_row(dst->format)) {
-        rk_k_kv_gather(c->stream, &d, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
+        fork_side(c);
+        c->prompt_pending = 1;
+        rk_k_kv_gather(c->side, &d, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
                        src_scores.stride);
-    } else if (stage_rows(c, dst, &d, keep, "smaller budgets, or a shorter prompt limit",
+        return;
+    }
+    /* The stage is GEMM workspace, which the products use: main stream. */
+    join_side(c);
+    if (stage_rows(c, dst, &d, keep, "smaller budgets, or a shorter prompt limit",
                           &stage)) {
         rk_k_kv_gather(c->stream, &stage, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
                        src_scores.stride);
@@ -595,19 +624,13 @@ static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer 
     }
 }
 
-/* Nothing after an eviction in a step reads what it writes (core/ops.h),
- * so it runs on the side stream, beside the output projection that would
- * otherwise wait for it; the logits product, copies and syncs wait for the
- * side stream (join_side). */
 static void cuda_kv_evict(void *ctx, const rk_kv_layer *cache, const void *pos, const void *row,
                           int budget, int sinks, int recent)
 {
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
-    remember(c, cuda_check(cudaEventRecord(c->fork, c->stream), "cudaEventRecord"));
-    remember(c, cuda_check(cudaStreamWaitEvent(c->side, c->fork, 0), "cudaStreamWaitEvent"));
+    fork_side(c);
     rk_k_kv_evict(c->side, &kv, cache->pos, cache->score, pos, row, budget, sinks, recent);
-    c->pending = 1;
 }
 
 static void cuda_top_k(void *ctx, float *vals, int32_t *ids, const float *logits, int vocab,
