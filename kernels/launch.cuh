@@ -26,15 +26,21 @@ static void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, s
     cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
 }
 
-/* No-ops for a kernel launched the ordinary way. */
+/* No-ops for a kernel launched the ordinary way, and on GPUs before Hopper
+ * (sm_90), which have no programmatic launch and run the kernels of a
+ * stream one after another. */
 __device__ __forceinline__ void rk_wait_previous()
 {
+#if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
 }
 
 __device__ __forceinline__ void rk_allow_next()
 {
+#if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
 }
 
 #endif
