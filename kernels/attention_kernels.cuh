@@ -722,8 +722,10 @@ __global__ void __launch_bounds__(WARPS * 32)
     const int warp_q0 = q0 + warp * WM;
     const int warp_end = warp_q0 < n ? pos0 + min(warp_q0 + WM, n) : 0;
 
-    const unsigned char *const kh = k_cache + h * head_stride<BITS>(false, cap, group, hd, kivi, smart);
-    const unsigned char *const vh = v_cache + h * head_stride<BITS>(true, cap, group, hd, kivi, smart);
+    const unsigned char *const kh =
+        k_cache + h * head_stride<BITS>(false, cap, group, hd, kivi, smart);
+    const unsigned char *const vh =
+        v_cache + h * head_stride<BITS>(true, cap, group, hd, kivi, smart);
     load_rows<D, BM, THREADS>(qs, q + (size_t)h * n * hd, q0, n, tid, hd);
     if constexpr (own_layout<BITS>()) {
         /* Each tile is read back where it is used. */
@@ -894,8 +896,10 @@ __global__ void __launch_bounds__(WARPS * 32)
         key0 + KW <= (is_kivi<BITS>() ? pos0 / kivi.residual * kivi.residual : pos0);
     __half *const ks = qs + kDecodeRows * LD + warp * 2 * KW * LD;
     __half *const vs = ks + KW * LD;
-    const unsigned char *const kh = k_cache + h * head_stride<BITS>(false, cap, group, hd, kivi, smart);
-    const unsigned char *const vh = v_cache + h * head_stride<BITS>(true, cap, group, hd, kivi, smart);
+    const unsigned char *const kh =
+        k_cache + h * head_stride<BITS>(false, cap, group, hd, kivi, smart);
+    const unsigned char *const vh =
+        v_cache + h * head_stride<BITS>(true, cap, group, hd, kivi, smart);
 
     /* Launched as a programmatic dependent of the previous kernel: wait for
      * it (the queries and the step's rows are its outputs), then let the

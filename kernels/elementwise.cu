@@ -202,7 +202,8 @@ __global__ void qkv_rotary_kernel(__half *q, __half *kc, __half *vc, const __hal
                 if (j >= rot)
                     break;
                 const int jj = j < half ? j : j - half;
-                const float cs = rope[(size_t)p * rot + 2 * jj], sn = rope[(size_t)p * rot + 2 * jj + 1];
+                const float *rp = rope + (size_t)p * rot + 2 * jj;
+                const float cs = rp[0], sn = rp[1];
                 const float other = __half2float(src[j < half ? j + half : j - half]);
                 v[e] = v[e] * cs + (j < half ? -other : other) * sn;
             }
