@@ -7,28 +7,16 @@
  * 200-token prompt agree to a relative L2 error of 1e-2, and 8 greedy steps
  * pick the same tokens, each step's logits as close. A quantized cache at
  * such a size is refused when the plan is made. usage: test_cuda_head_dims DIR */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "greedy_compare.h"
 #include "kv_policy.h"
 #include "model.h"
-#include "sampler.h"
 #include "target_test.h"
 
 enum { PROMPT = 200, STEPS = 8, BUDGET = 96 };
-
-static double rel_l2(const float *ref, const float *x, int n)
-{
-    double num = 0, den = 0;
-    for (int i = 0; i < n; i++) {
-        const double d = (double)x[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
 
 /* GROUP: channels per scale of a quantized cache (0: the default). */
 static rk_status load(const char *dir, const rk_ops *ops, const char *method, rk_kv_format format,
@@ -55,38 +43,19 @@ static void compare(const char *dir, int head_dim, const rk_ops *gpu, const char
         rk_model_free(ref);
         return;
     }
-    const int V = ref->cfg.vocab;
     int32_t prompt[PROMPT];
     for (int i = 0; i < PROMPT; i++)
-        prompt[i] = (int32_t)((i * 7919 + 13 * head_dim) % V);
-    rk_seq seq_ref, seq_dev;
-    rk_seq_reset(&seq_ref);
-    rk_seq_reset(&seq_dev);
-    CHECK(rk_model_prefill(ref, &seq_ref, prompt, PROMPT) == RK_OK);
-    CHECK(rk_model_prefill(dev, &seq_dev, prompt, PROMPT) == RK_OK);
-    const double err = rel_l2(rk_model_logits(ref, 0), rk_model_logits(dev, 0), V);
-    int same = 0;
-    double worst = 0;
-    for (int t = 0; t < STEPS; t++) {
-        const int32_t a = rk_argmax(rk_model_logits(ref, 0), V);
-        const int32_t b = rk_argmax(rk_model_logits(dev, 0), V);
-        if (a != b)
-            break;
-        same++;
-        if (t + 1 == STEPS || rk_model_forward(ref, &seq_ref, &a, 1) != RK_OK ||
-            rk_model_forward(dev, &seq_dev, &b, 1) != RK_OK)
-            break;
-        const double e = rel_l2(rk_model_logits(ref, 0), rk_model_logits(dev, 0), V);
-        worst = e > worst ? e : worst;
-    }
+        prompt[i] = (int32_t)((i * 7919 + 13 * head_dim) % ref->cfg.vocab);
+    const rk_greedy_agreement r = rk_greedy_compare(ref, dev, prompt, PROMPT, STEPS);
     printf("head_dim %3d %-6s: prompt logits relative L2 %.3e; %d/%d greedy steps identical, "
            "worst relative L2 %.3e\n",
-           head_dim, method, err, same, STEPS, worst);
-    CHECKF(err <= 1e-2, "head_dim %d %s: prompt logits relative L2 %.3e", head_dim, method, err);
-    CHECKF(same == STEPS, "head_dim %d %s: greedy tokens differ at step %d", head_dim, method,
-           same);
-    CHECKF(worst <= 1e-2, "head_dim %d %s: decode logits relative L2 %.3e", head_dim, method,
-           worst);
+           head_dim, method, r.prompt_err, r.same, STEPS, r.worst);
+    CHECKF(r.prompt_err <= 1e-2, "head_dim %d %s: prompt logits relative L2 %.3e", head_dim,
+           method, r.prompt_err);
+    CHECKF(r.same == STEPS, "head_dim %d %s: greedy tokens differ at step %d", head_dim, method,
+           r.same);
+    CHECKF(r.worst <= 1e-2, "head_dim %d %s: decode logits relative L2 %.3e", head_dim, method,
+           r.worst);
     rk_model_free(dev);
     rk_model_free(ref);
 }

@@ -91,11 +91,14 @@ static rk_status cuda_supports(const rk_config *cfg, rk_kv_format f)
                        "the CUDA attention kernels take an even head_dim up to 256; this model "
                        "has %d (use --target cpu)",
                        cfg->head_dim);
+#define RK_NAME(D) " " #D
     if (!rk_attention_supports(cfg->head_dim, rk_kv_format_bits(f)))
         return rk_fail(RK_ECONFIG,
-                       "a %s KV cache on the CUDA target needs head_dim 32, 64, 80, 96, 128 or "
-                       "256; this model has %d (use an fp16 cache or --target cpu)",
+                       "a %s KV cache on the CUDA target needs a head_dim the kernels are built "
+                       "for:" RK_ATTENTION_HEAD_DIMS(RK_NAME) "; this model has %d (use an fp16 "
+                       "cache or --target cpu)",
                        rk_kv_format_name(f), cfg->head_dim);
+#undef RK_NAME
     if (!rk_k_supports_dim(cfg->hidden) || cfg->ffn % 8 != 0)
         return rk_fail(RK_ECONFIG,
                        "the CUDA kernels need a hidden size that is a multiple of 8 up to 8192 "
@@ -116,17 +119,13 @@ static rk_status cuda_init(void **ctx)
     if (!c)
         return rk_fail(RK_ENOMEM, "out of host memory for the CUDA target");
     rk_status st = cuda_check(cudaSetDevice(0), "cudaSetDevice");
-    if (st == RK_OK)
-        st = cuda_check(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking),
+    cudaStream_t *const streams[] = {&c->stream, &c->side};
+    cudaEvent_t *const events[] = {&c->fork, &c->join};
+    for (int i = 0; i < 2 && st == RK_OK; i++)
+        st = cuda_check(cudaStreamCreateWithFlags(streams[i], cudaStreamNonBlocking),
                         "cudaStreamCreate");
-    if (st == RK_OK)
-        st = cuda_check(cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking),
-                        "cudaStreamCreate");
-    if (st == RK_OK)
-        st = cuda_check(cudaEventCreateWithFlags(&c->fork, cudaEventDisableTiming),
-                        "cudaEventCreate");
-    if (st == RK_OK)
-        st = cuda_check(cudaEventCreateWithFlags(&c->join, cudaEventDisableTiming),
+    for (int i = 0; i < 2 && st == RK_OK; i++)
+        st = cuda_check(cudaEventCreateWithFlags(events[i], cudaEventDisableTiming),
                         "cudaEventCreate");
     if (st == RK_OK && cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
         st = rk_fail(RK_EDEVICE, "cublasLtCreate failed");
@@ -226,12 +225,14 @@ static rk_status cuda_upload(void *ctx, void *dst, const void *src, rk_dtype dt,
     return st;
 }
 
-/* The side stream waits for what the main stream has issued. */
-static void fork_side(cuda_ctx *c)
+/* The side stream waits for what the main stream has issued, for work
+ * that reads the prompt's rows or mass where PROMPT is set. */
+static void fork_side(cuda_ctx *c, int prompt)
 {
     remember(c, cuda_check(cudaEventRecord(c->fork, c->stream), "cudaEventRecord"));
     remember(c, cuda_check(cudaStreamWaitEvent(c->side, c->fork, 0), "cudaStreamWaitEvent"));
     c->pending = 1;
+    c->prompt_pending |= prompt;
 }
 
 /* The main stream waits for the side stream. */
@@ -588,8 +589,7 @@ static void cuda_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int
                                        "(got %d)", RK_K_KEEP_MAX, n));
         return;
     }
-    fork_side(c);
-    c->prompt_pending = 1;
+    fork_side(c, 1);
     rk_k_kv_keep(c->side, idx, score, n, heads, stride, pool, budget, tail);
 }
 
@@ -605,16 +605,14 @@ static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer 
     const float *scores = dst->score ? src_scores.s : NULL;
     rk_k_kv stage;
     if (rk_kv_format_row(dst->format)) {
-        fork_side(c);
-        c->prompt_pending = 1;
+        fork_side(c, 1);
         rk_k_kv_gather(c->side, &d, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
                        src_scores.stride);
         return;
     }
     /* The stage is GEMM workspace, which the products use: main stream. */
     join_side(c);
-    if (stage_rows(c, dst, &d, keep, "smaller budgets, or a shorter prompt limit",
-                          &stage)) {
+    if (stage_rows(c, dst, &d, keep, "smaller budgets, or a shorter prompt limit", &stage)) {
         rk_k_kv_gather(c->stream, &stage, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
                        src_scores.stride);
         if (dst->format == RK_KV_SMART)
@@ -629,7 +627,7 @@ static void cuda_kv_evict(void *ctx, const rk_kv_layer *cache, const void *pos, 
 {
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
-    fork_side(c);
+    fork_side(c, 0);
     rk_k_kv_evict(c->side, &kv, cache->pos, cache->score, pos, row, budget, sinks, recent);
 }
 
