@@ -158,11 +158,12 @@ typedef struct rk_ops {
                      int budget, int sinks, int recent);
     /* kv_keep, kv_gather and kv_evict touch nothing but KV state: caches,
      * their positions and scores, the prompt's rows and mass, the kept
-     * indices. No product, norm or embedding reads those, so a target may
-     * run them beside the ops that follow, provided they are done before
-     * the next op that touches what they read or write (the next layer's
-     * qkv_rotary and attention reuse the prompt's rows and mass) and before
-     * the logits product, any copy and any sync. */
+     * indices; attention_mass writes nothing else. No product, norm or
+     * embedding reads those, so a target may run them beside the ops that
+     * follow, provided they are done before the next op that touches what
+     * they read or write (the next layer's qkv_rotary and attention reuse
+     * the prompt's rows and mass, and the queries) and before the logits
+     * product, any copy and any sync. */
 
     /* Optional: the K (1..RK_TOP_K_MAX) largest of the VOCAB fp32 logits,
      * their values to VALS and ids to IDS (arena buffers), in any order; for

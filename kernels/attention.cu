@@ -9,7 +9,7 @@ namespace rk_attn {
     extern template void configure<BITS>();                                                        \
     extern template void prefill<BITS>(cudaStream_t, void *, float2 *, const void *,               \
                                        const rk_k_kv *, const int *, int);                         \
-    extern template void decode<BITS>(cudaStream_t, void *, float2 *, const void *,                \
+    extern template void decode<BITS>(cudaStream_t, void *, float2 *, float *, const void *,       \
                                       const rk_k_kv *, void *, const int *, int);
 RK_KV_BITS(RK_EXTERN)
 RK_KIVI_FORMATS(RK_EXTERN)
@@ -89,13 +89,15 @@ extern "C" size_t rk_attention_decode_scratch_bytes(int n, int heads, int head_d
     return 0;
 }
 
-extern "C" void rk_attention_decode(cudaStream_t s, void *out, float *stats, const void *q,
-                                    const rk_k_kv *cache, void *scratch, const int *pos, int n)
+extern "C" void rk_attention_decode(cudaStream_t s, void *out, float *stats, float *scores,
+                                    const void *q, const rk_k_kv *cache, void *scratch,
+                                    const int *pos, int n)
 {
     configure_once();
+    float2 *const st = reinterpret_cast<float2 *>(stats);
     switch (cache->bits) {
 #define RK_CASE(B)                                                                                 \
-    case B: decode<B>(s, out, reinterpret_cast<float2 *>(stats), q, cache, scratch, pos, n); break;
+    case B: decode<B>(s, out, st, scores, q, cache, scratch, pos, n); break;
         RK_KV_BITS(RK_CASE)
         RK_KIVI_FORMATS(RK_CASE)
         RK_CASE(RK_SMART_FORMAT)

@@ -56,9 +56,12 @@ void rk_attention_prefill(cudaStream_t s, void *out, float *stats, const void *q
  * over a long context: the context is split across thread blocks whose
  * partial results go to SCRATCH, then combined. SCRATCH is a device buffer of
  * rk_attention_decode_scratch_bytes(n, ...) bytes (or more), 16-byte aligned,
- * that needs no initialisation and may be reused by the next call. */
+ * that needs no initialisation and may be reused by the next call.
+ * SCORES, when not NULL, receives each query's unscaled scores q·k of rows
+ * 0..pos0+n-1, [heads, n, cap] floats (-inf past a query's own row), for
+ * rk_attention_mass_of_scores. */
 size_t rk_attention_decode_scratch_bytes(int n, int heads, int head_dim, int cap);
-void rk_attention_decode(cudaStream_t s, void *out, float *stats, const void *q,
+void rk_attention_decode(cudaStream_t s, void *out, float *stats, float *scores, const void *q,
                          const rk_k_kv *cache, void *scratch, const int *pos, int n);
 
 /* The attention mass of CACHE's rows from queries FROM..n-1 of the call
@@ -69,6 +72,14 @@ void rk_attention_decode(cudaStream_t s, void *out, float *stats, const void *q,
  * wrote. Row formats and smartkv. */
 void rk_attention_mass(cudaStream_t s, float *score, const float *stats, const void *q,
                        const rk_k_kv *cache, const int *row, int n, int from, int stride, int add);
+
+/* The same mass from the scores and statistics a call to rk_attention_decode
+ * left (SCORES, STATS), with no key read again: a pass over pos0+n floats a
+ * head, cheap enough for every decode step of H2O. Launched plainly, not as a
+ * programmatic dependent, so that it may run on a stream of its own. */
+void rk_attention_mass_of_scores(cudaStream_t s, float *score, const float *stats,
+                                 const float *scores, const rk_k_kv *cache, const int *row, int n,
+                                 int from, int stride, int add);
 
 #ifdef __cplusplus
 }

@@ -865,7 +865,8 @@ template <int KW> __host__ __device__ constexpr int decode_slices(int cap)
 template <int D, int BITS, int KW, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32)
     decode_split_kernel(float *__restrict__ part_o, float2 *__restrict__ part_ml,
-                        const __half *__restrict__ q, const unsigned char *__restrict__ k_cache,
+                        float *__restrict__ scores, const __half *__restrict__ q,
+                        const unsigned char *__restrict__ k_cache,
                         const unsigned char *__restrict__ v_cache, int group,
                         const int *__restrict__ pos, int n, int cap, int hd, float scale_log2,
                         rk_k_kivi kivi, rk_k_smart smart)
@@ -950,6 +951,16 @@ __global__ void __launch_bounds__(WARPS * 32)
     tile_scores<D, NT, 1>(s, qf, ks, lane);
     const int row0 = r0 + (lane >> 2);
     mask_causal<NT>(s[0], pos0 + row0, key0 + 2 * (lane & 3));
+    if (scores) {
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int i = row0 + 8 * (e >> 1), c = key0 + 8 * j + 2 * (lane & 3) + (e & 1);
+                if (i < n && c < kv_len)
+                    scores[((size_t)h * n + i) * cap + c] = s[0][j][e];
+            }
+    }
 
     float o[1][DT][4];
 #pragma unroll
@@ -1118,8 +1129,8 @@ void launch_prefill(cudaStream_t s, void *out, float2 *stats, const void *q, con
 }
 
 template <int D, int BITS>
-void launch_decode(cudaStream_t s, void *out, float2 *stats, const void *q, const rk_k_kv *c,
-                   void *scratch, const int *pos, int n)
+void launch_decode(cudaStream_t s, void *out, float2 *stats, float *scores, const void *q,
+                   const rk_k_kv *c, void *scratch, const int *pos, int n)
 {
     constexpr int KW = DecodeShape<D, BITS>::kKeys, WARPS = DecodeShape<D, BITS>::kWarps;
     const int slices = decode_slices<KW>(c->cap), heads = c->heads;
@@ -1127,7 +1138,8 @@ void launch_decode(cudaStream_t s, void *out, float2 *stats, const void *q, cons
     float2 *const part_ml = reinterpret_cast<float2 *>(part_o + (size_t)heads * slices * n * D);
     launch_dependent(decode_split_kernel<D, BITS, KW, WARPS>,
                      dim3((slices + WARPS - 1) / WARPS, heads, (n + kDecodeRows - 1) / kDecodeRows),
-                     dim3(WARPS * 32), decode_smem_bytes<D, KW, WARPS>(), s, part_o, part_ml, q,
+                     dim3(WARPS * 32), decode_smem_bytes<D, KW, WARPS>(), s, part_o, part_ml,
+                     scores, q,
                      static_cast<const unsigned char *>(c->k),
                      static_cast<const unsigned char *>(c->v), c->group, pos, n, c->cap,
                      c->head_dim, scale_log2(c->head_dim), c->kivi, c->smart);
@@ -1158,12 +1170,12 @@ void prefill(cudaStream_t s, void *out, float2 *stats, const void *q, const rk_k
 }
 
 template <int BITS>
-void decode(cudaStream_t s, void *out, float2 *stats, const void *q, const rk_k_kv *c,
-            void *scratch, const int *pos, int n)
+void decode(cudaStream_t s, void *out, float2 *stats, float *scores, const void *q,
+            const rk_k_kv *c, void *scratch, const int *pos, int n)
 {
     switch (rk_attention_instance_dim(c->head_dim, BITS)) {
 #define RK_CASE(D)                                                                                 \
-    case D: launch_decode<D, BITS>(s, out, stats, q, c, scratch, pos, n); break;
+    case D: launch_decode<D, BITS>(s, out, stats, scores, q, c, scratch, pos, n); break;
         RK_ATTENTION_HEAD_DIMS(RK_CASE)
 #undef RK_CASE
     }
@@ -1174,8 +1186,8 @@ void decode(cudaStream_t s, void *out, float2 *stats, const void *q, const rk_k_
     template void configure<BITS>();                                                               \
     template void prefill<BITS>(cudaStream_t, void *, float2 *, const void *, const rk_k_kv *,     \
                                 const int *, int);                                                 \
-    template void decode<BITS>(cudaStream_t, void *, float2 *, const void *, const rk_k_kv *,      \
-                               void *, const int *, int);
+    template void decode<BITS>(cudaStream_t, void *, float2 *, float *, const void *,              \
+                               const rk_k_kv *, void *, const int *, int);
 
 } // namespace rk_attn
 

@@ -9,7 +9,11 @@
  * sum, and keeps each row's total in registers. A row's sum is one
  * thread's, in query order: no atomics, the same bits on every run. Rows
  * near the start are seen by the most queries, so a CTA takes one block of
- * rows from each end of the cache. */
+ * rows from each end of the cache.
+ *
+ * A decode step's few queries have their scores from the attention itself
+ * (rk_attention_decode's SCORES): rk_attention_mass_of_scores turns them
+ * into probabilities the same way, without reading a key. */
 #include "attention_kernels.cuh"
 
 namespace rk_attn {
@@ -200,6 +204,30 @@ void launch_mass(cudaStream_t s, float *score, const float2 *stats, const void *
                      scale_log2(c->head_dim), c->smart);
 }
 
+/* grid (blocks of kScoresThreads rows over cap, heads): a thread sums its
+ * row's probabilities over the queries, in query order, as mass_rows does. */
+constexpr int kScoresThreads = 128;
+
+__global__ void __launch_bounds__(kScoresThreads)
+    mass_of_scores_kernel(float *__restrict__ score, const float2 *__restrict__ stats,
+                          const float *__restrict__ scores, const int *__restrict__ row, int n,
+                          int from, int cap, int stride, int add, float scale_log2)
+{
+    const int h = blockIdx.y, c = blockIdx.x * kScoresThreads + threadIdx.x, row0 = *row;
+    if (c >= row0 + n)
+        return;
+    const float2 *const sh = stats + (size_t)h * n;
+    const float *const xh = scores + (size_t)h * n * cap + c;
+    float acc = 0.0f;
+    /* Query i sees rows up to row0 + i. */
+    for (int i = max(from, c - row0); i < n; ++i) {
+        const float2 ml = sh[i];
+        acc += exp2_approx(fmaf(xh[(size_t)i * cap], scale_log2, -ml.x)) * (1.0f / ml.y);
+    }
+    float *const dst = score + (size_t)h * stride + c;
+    *dst = add && c < row0 ? *dst + acc : acc;
+}
+
 /* The formats whose keys the mass reads: the row formats and smartkv
  * (KIVI caches compress no prompt and evict nothing). */
 #define RK_MASS_FORMATS(X) RK_KV_BITS(X) X(RK_SMART_FORMAT)
@@ -248,4 +276,14 @@ extern "C" void rk_attention_mass(cudaStream_t s, float *score, const float *sta
         RK_ATTENTION_HEAD_DIMS(RK_CASE)
 #undef RK_CASE
     }
+}
+
+extern "C" void rk_attention_mass_of_scores(cudaStream_t s, float *score, const float *stats,
+                                            const float *scores, const rk_k_kv *cache,
+                                            const int *row, int n, int from, int stride, int add)
+{
+    mass_of_scores_kernel<<<dim3((cache->cap + kScoresThreads - 1) / kScoresThreads, cache->heads),
+                            kScoresThreads, 0, s>>>(
+        score, reinterpret_cast<const float2 *>(stats), scores, row, n, from, cache->cap, stride,
+        add, scale_log2(cache->head_dim));
 }

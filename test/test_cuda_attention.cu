@@ -234,9 +234,9 @@ static double max_error(const Problem &p, const std::vector<uint16_t> &out,
 
 struct DeviceProblem {
     void *q, *k, *v, *out, *scratch;
-    float *stats;
+    float *stats, *scores;
     int *pos;
-    size_t out_bytes, scratch_bytes, stats_bytes;
+    size_t out_bytes, scratch_bytes, stats_bytes, scores_bytes;
 };
 
 static DeviceProblem upload(const Problem &p)
@@ -247,12 +247,14 @@ static DeviceProblem upload(const Problem &p)
     d.out_bytes = (size_t)p.n * p.heads * p.head_dim * 2;
     d.scratch_bytes = rk_attention_decode_scratch_bytes(p.n, p.heads, p.head_dim, p.cap);
     d.stats_bytes = (size_t)p.heads * p.n * 2 * sizeof(float);
+    d.scores_bytes = (size_t)p.heads * p.n * p.cap * sizeof(float);
     CUDA_OK(cudaMalloc(&d.q, p.q.size() * 2));
     CUDA_OK(cudaMalloc(&d.k, cache));
     CUDA_OK(cudaMalloc(&d.v, cache));
     CUDA_OK(cudaMalloc(&d.out, d.out_bytes));
     CUDA_OK(cudaMalloc(&d.scratch, d.scratch_bytes));
     CUDA_OK(cudaMalloc(&d.stats, d.stats_bytes));
+    CUDA_OK(cudaMalloc(&d.scores, d.scores_bytes));
     CUDA_OK(cudaMalloc(&d.pos, sizeof(int)));
     CUDA_OK(cudaMemcpy(d.q, p.q.data(), p.q.size() * 2, cudaMemcpyHostToDevice));
     CUDA_OK(cudaMemcpy(d.k, quantized ? (const void *)p.kq.data() : p.k.data(), cache,
@@ -271,6 +273,7 @@ static void release(DeviceProblem &d)
     cudaFree(d.out);
     cudaFree(d.scratch);
     cudaFree(d.stats);
+    cudaFree(d.scores);
     cudaFree(d.pos);
 }
 
@@ -279,6 +282,7 @@ static void poison(const DeviceProblem &d)
     CUDA_OK(cudaMemset(d.out, 0xff, d.out_bytes));
     CUDA_OK(cudaMemset(d.scratch, 0xff, d.scratch_bytes));
     CUDA_OK(cudaMemset(d.stats, 0xff, d.stats_bytes));
+    CUDA_OK(cudaMemset(d.scores, 0xff, d.scores_bytes));
 }
 
 static std::vector<float> fetch_stats(const DeviceProblem &d)
@@ -331,6 +335,40 @@ static void check_run(const Problem &p, const DeviceProblem &d, const char *kern
     record(p.head_dim, err);
 }
 
+/* The scores a decode call left (attention.h) against q·k of the values the
+ * cache holds, relative to the sum of |q_d k_d|: fp32 sums of fp16 products
+ * err by about 1e-6 of it, a wrong row or query by far more than the 1e-4
+ * allowed. Rows past a query's own must be -inf. */
+static double scores_error(const Problem &p, const DeviceProblem &d)
+{
+    const int D = p.head_dim;
+    std::vector<float> got(d.scores_bytes / sizeof(float));
+    CUDA_OK(cudaMemcpy(got.data(), d.scores, d.scores_bytes, cudaMemcpyDeviceToHost));
+    double worst = 0.0;
+    for (int h = 0; h < p.heads; h++)
+        for (int i = 0; i < p.n; i++) {
+            const uint16_t *qi = &p.q[((size_t)h * p.n + i) * D];
+            for (int j = 0; j < p.pos0 + p.n; j++) {
+                const float g = got[((size_t)h * p.n + i) * p.cap + j];
+                if (j > p.pos0 + i) {
+                    if (!(isinf(g) && g < 0))
+                        return INFINITY;
+                    continue;
+                }
+                double s = 0.0, size = 0.0;
+                for (int e = 0; e < D; e++) {
+                    const double x = from_half_bits(qi[e]) *
+                                     from_half_bits(p.k[((size_t)h * p.cap + j) * D + e]);
+                    s += x;
+                    size += fabs(x);
+                }
+                const double err = fabs(g - s) / (size + 1e-30);
+                worst = std::max(worst, isfinite(err) ? err : INFINITY);
+            }
+        }
+    return worst;
+}
+
 /* BITS 16: an fp16 cache; 8, 4 or 2: one of those rows in groups of GROUP. */
 static void run_case(int head_dim, int heads, int n, int pos0, int cap, bool prefill, bool decode,
                      int bits = 16, int group = 0)
@@ -350,8 +388,11 @@ static void run_case(int head_dim, int heads, int n, int pos0, int cap, bool pre
     }
     if (decode) {
         poison(d);
-        rk_attention_decode(0, d.out, d.stats, d.q, &kv, d.scratch, d.pos, n);
+        rk_attention_decode(0, d.out, d.stats, d.scores, d.q, &kv, d.scratch, d.pos, n);
         check_run(p, d, "decode", fmt);
+        const double err = scores_error(p, d);
+        CHECKF(err <= 1e-4, "decode D=%d n=%d pos0=%d%s: scores off by %.3g of sum |q k|",
+               head_dim, n, pos0, fmt, err);
     }
     release(d);
 }
@@ -388,7 +429,7 @@ static void graph_replay_case(int head_dim, int heads, int cap, const int *posit
     CUDA_OK(cudaStreamCreate(&s));
     CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
     const rk_k_kv kv = fp16_cache(d.k, d.v, heads, head_dim, cap);
-    rk_attention_decode(s, d.out, NULL, d.q, &kv, d.scratch, d.pos, 1);
+    rk_attention_decode(s, d.out, NULL, NULL, d.q, &kv, d.scratch, d.pos, 1);
     CUDA_OK(cudaStreamEndCapture(s, &graph));
     CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
     for (int i = 0; i < count; i++) {
@@ -482,13 +523,13 @@ static void timings(void)
     CUDA_OK(cudaMemcpy(pos, &last, sizeof(int), cudaMemcpyHostToDevice));
     const double bytes = 2.0 * heads * (last + 1) * D * 2;
     for (int i = 0; i < 3; i++)
-        rk_attention_decode(0, out, NULL, q, &first, scratch, pos, 1);
+        rk_attention_decode(0, out, NULL, NULL, q, &first, scratch, pos, 1);
     ms.clear();
     for (int i = 0; i < reps; i++) {
         const size_t layer = (size_t)(i % layers) * cache;
         CUDA_OK(cudaEventRecord(t0));
         const rk_k_kv kv = fp16_cache(k + layer, v + layer, heads, D, cap);
-        rk_attention_decode(0, out, NULL, q, &kv, scratch, pos, 1);
+        rk_attention_decode(0, out, NULL, NULL, q, &kv, scratch, pos, 1);
         CUDA_OK(cudaEventRecord(t1));
         CUDA_OK(cudaEventSynchronize(t1));
         CUDA_OK(cudaEventElapsedTime(&elapsed, t0, t1));
@@ -506,7 +547,7 @@ static void timings(void)
     CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
     for (int l = 0; l < layers; l++) {
         const rk_k_kv kv = fp16_cache(k + l * cache, v + l * cache, heads, D, cap);
-        rk_attention_decode(s, out, NULL, q, &kv, scratch, pos, 1);
+        rk_attention_decode(s, out, NULL, NULL, q, &kv, scratch, pos, 1);
     }
     CUDA_OK(cudaStreamEndCapture(s, &graph));
     CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));

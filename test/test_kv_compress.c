@@ -163,9 +163,13 @@ static void test_attention_mass(void)
     void *dout = take((size_t)H * CAP * HD * ops->act_bytes);
     float *dscore = take(sizeof got);
     int32_t *drow = take(sizeof(int32_t));
+    /* KEEPS: the mass goes to the scores of the cache itself, as H2O's decode
+     * steps add it (the CUDA target then sums the scores its attention left
+     * instead of scoring the keys again). */
     const struct {
-        int n, from, row0, add;
-    } cases[] = {{40, 0, 0, 0}, {40, 30, 0, 0}, {80, 10, 0, 0}, {1, 0, 37, 1}, {5, 2, 60, 1}};
+        int n, from, row0, add, keeps;
+    } cases[] = {{40, 0, 0, 0, 0}, {40, 30, 0, 0, 0}, {80, 10, 0, 0, 0}, {1, 0, 37, 1, 0},
+                 {5, 2, 60, 1, 0},  {1, 0, 37, 1, 1},  {5, 2, 60, 1, 1},  {16, 0, 0, 0, 1}};
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         const int n = cases[t].n, from = cases[t].from, row0 = cases[t].row0, len = row0 + n;
         for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
@@ -178,7 +182,7 @@ static void test_attention_mass(void)
         put_i32(drow, row0);
         /* The mass follows its queries' attention (ops.h), whose values do
          * not matter here: the keys stand in for them. */
-        const rk_kv_layer cache = layer(dk, dk, NULL, NULL, H, HD, CAP);
+        const rk_kv_layer cache = layer(dk, dk, NULL, cases[t].keeps ? dscore : NULL, H, HD, CAP);
         ops->attention(ctx, dout, dq, &cache, drow, n);
         ops->attention_mass(ctx, (rk_kv_scores){dscore, CAP}, dq, &cache, drow, n, from,
                             cases[t].add);

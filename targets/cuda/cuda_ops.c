@@ -43,14 +43,17 @@ typedef struct {
 
 typedef struct {
     cudaStream_t stream;
-    /* Row selection, gathers and evictions run here, beside the products
-     * after them (core/ops.h); FORK and JOIN order it against the main
-     * stream. PENDING: it has work the main stream has not waited for;
-     * PROMPT_PENDING: some of that reads the prompt rows, which the next
-     * layer's rotary overwrites. */
+    /* Row selection, gathers, evictions and a decode step's attention
+     * mass run here, beside the products after them (core/ops.h); FORK and
+     * JOIN order it against the main stream. PENDING: it has work the main
+     * stream has not waited for; READS: what some of that reads which the
+     * main stream will overwrite (side_reads). */
     cudaStream_t side;
     cudaEvent_t fork, join;
-    int pending, prompt_pending;
+    int pending;
+    unsigned reads;
+    /* The cache (its K) whose scores the last attention left, or NULL. */
+    const void *scores_of;
     cublasLtHandle_t lt;
     void *workspace;
     void *attn_scratch;
@@ -182,11 +185,42 @@ static rk_status cuda_alloc(void *ctx, size_t bytes, void **base)
 
 static void cuda_release(void *ctx, void *base) { cudaFree(base); }
 
+/* The attention scratch of a decode call of N queries over rows of CAP:
+ * its partials, then what it leaves for the attention_mass of the same
+ * queries, their softmax statistics and, over a cache that keeps scores,
+ * their scores. The next attention overwrites them all. */
+static size_t decode_partials_bytes(int n, int heads, int head_dim, int cap)
+{
+    return (rk_attention_decode_scratch_bytes(n, heads, head_dim, cap) + 255) / 256 * 256;
+}
+
+static size_t decode_stats_bytes(int n, int heads)
+{
+    return ((size_t)heads * n * 2 * sizeof(float) + 255) / 256 * 256;
+}
+
+static size_t decode_scratch_bytes(int n, int heads, int head_dim, int cap)
+{
+    return decode_partials_bytes(n, heads, head_dim, cap) + decode_stats_bytes(n, heads) +
+           (size_t)heads * n * cap * sizeof(float);
+}
+
+static float *decode_stats(cuda_ctx *c, const rk_kv_layer *cache, int n)
+{
+    return (float *)((char *)c->attn_scratch +
+                     decode_partials_bytes(n, cache->heads, cache->head_dim, cache->cap));
+}
+
+static float *decode_scores(cuda_ctx *c, const rk_kv_layer *cache, int n)
+{
+    return (float *)((char *)decode_stats(c, cache, n) + decode_stats_bytes(n, cache->heads));
+}
+
 static size_t cuda_scratch_bytes(const rk_config *cfg, int chunk, int cap)
 {
     int q = chunk < DECODE_MAX_QUERIES ? chunk : DECODE_MAX_QUERIES;
-    size_t attn = rk_attention_decode_scratch_bytes(q, cfg->n_heads, cfg->head_dim, cap);
-    return GEMM_WORKSPACE + (attn + 255) / 256 * 256 + ZERO_ROW_BYTES + rk_k_top_k_scratch_bytes();
+    size_t attn = decode_scratch_bytes(q, cfg->n_heads, cfg->head_dim, cap);
+    return GEMM_WORKSPACE + attn + ZERO_ROW_BYTES + rk_k_top_k_scratch_bytes();
 }
 
 static void cuda_bind_scratch(void *ctx, void *scratch, size_t bytes)
@@ -225,14 +259,19 @@ static rk_status cuda_upload(void *ctx, void *dst, const void *src, rk_dtype dt,
     return st;
 }
 
+/* What side-stream work reads that the main stream overwrites later: the
+ * prompt's rows and mass (the next layer's rotary and attention), and what
+ * a decode attention left for the mass (the next attention). */
+enum side_reads { SIDE_PROMPT = 1, SIDE_LEFTOVERS = 2 };
+
 /* The side stream waits for what the main stream has issued, for work
- * that reads the prompt's rows or mass where PROMPT is set. */
-static void fork_side(cuda_ctx *c, int prompt)
+ * that reads READS (side_reads). */
+static void fork_side(cuda_ctx *c, unsigned reads)
 {
     remember(c, cuda_check(cudaEventRecord(c->fork, c->stream), "cudaEventRecord"));
     remember(c, cuda_check(cudaStreamWaitEvent(c->side, c->fork, 0), "cudaStreamWaitEvent"));
     c->pending = 1;
-    c->prompt_pending |= prompt;
+    c->reads |= reads;
 }
 
 /* The main stream waits for the side stream. */
@@ -242,14 +281,15 @@ static void join_side(cuda_ctx *c)
         return;
     remember(c, cuda_check(cudaEventRecord(c->join, c->side), "cudaEventRecord"));
     remember(c, cuda_check(cudaStreamWaitEvent(c->stream, c->join, 0), "cudaStreamWaitEvent"));
-    c->pending = c->prompt_pending = 0;
+    c->pending = 0;
+    c->reads = 0;
 }
 
-/* Before an op that writes or reads the prompt rows or the scores of the
- * prompt's mass: a layer's selection or gather may still be reading them. */
-static void join_prompt(cuda_ctx *c)
+/* Before an op that overwrites WHAT (side_reads): side-stream work may
+ * still be reading it. */
+static void join_reads(cuda_ctx *c, unsigned what)
 {
-    if (c->prompt_pending)
+    if (c->reads & what)
         join_side(c);
 }
 
@@ -525,7 +565,7 @@ static void cuda_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const 
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
     rk_k_kv stage;
-    join_prompt(c);
+    join_reads(c, SIDE_PROMPT);
     if (rk_kv_format_row(cache->format)) {
         rk_k_qkv_rotary(c->stream, q, &kv, qkv, rope, pos, row, n, rot_dims);
     } else if (stage_rows(c, cache, &kv, n, "fewer tokens a call after the prompt", &stage)) {
@@ -542,11 +582,14 @@ static void cuda_qkv_rotary(void *ctx, void *q, const rk_kv_layer *cache, const 
 static size_t stats_cap(int heads) { return GEMM_WORKSPACE / (2 * sizeof(float) * (size_t)heads); }
 
 /* Each query's softmax statistics, which attention leaves for the
- * attention_mass of the same queries, lie in the GEMM workspace: no GEMM,
- * and no stage (stage_rows), runs between the two, and every other op may
- * overwrite them. NULL when N queries' do not fit. */
+ * attention_mass of the same queries: a decode call's in the attention
+ * scratch, a prefill's in the GEMM workspace (no GEMM, and no stage,
+ * stage_rows, runs between the two, and every other op may overwrite
+ * them). NULL when N queries' do not fit. */
 static float *attention_stats(cuda_ctx *c, const rk_kv_layer *cache, int n)
 {
+    if (n <= DECODE_MAX_QUERIES)
+        return decode_stats(c, cache, n);
     return (size_t)n <= stats_cap(cache->heads) ? c->workspace : NULL;
 }
 
@@ -555,12 +598,18 @@ static void cuda_attention(void *ctx, void *out, const void *q, const rk_kv_laye
 {
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
-    join_prompt(c);
+    join_reads(c, SIDE_PROMPT | SIDE_LEFTOVERS);
     float *const stats = attention_stats(c, cache, n);
-    if (n <= DECODE_MAX_QUERIES)
-        rk_attention_decode(c->stream, out, stats, q, &kv, c->attn_scratch, row, n);
-    else
+    c->scores_of = NULL;
+    if (n <= DECODE_MAX_QUERIES) {
+        /* A cache that keeps scores has the step's mass added to them next
+         * (H2O, smartkv): from these, with no key read again. */
+        float *const scores = cache->score ? decode_scores(c, cache, n) : NULL;
+        rk_attention_decode(c->stream, out, stats, scores, q, &kv, c->attn_scratch, row, n);
+        c->scores_of = scores ? cache->k : NULL;
+    } else {
         rk_attention_prefill(c->stream, out, stats, q, &kv, row, n);
+    }
 }
 
 static void cuda_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
@@ -570,7 +619,15 @@ static void cuda_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
     const float *const stats = attention_stats(c, cache, n);
-    join_prompt(c);
+    if (c->scores_of && c->scores_of == cache->k) {
+        /* Writes only scores, which no product reads, and reads only what
+         * the attention left, which the next one overwrites (core/ops.h). */
+        fork_side(c, SIDE_LEFTOVERS);
+        rk_attention_mass_of_scores(c->side, scores.s, stats, decode_scores(c, cache, n), &kv, row,
+                                    n, from, scores.stride, add);
+        return;
+    }
+    join_reads(c, SIDE_PROMPT);
     if (!stats) {
         remember(c, rk_fail(RK_ELIMIT, "the CUDA target scores up to %zu queries of %d heads "
                                        "at once (got %d)",
@@ -589,7 +646,7 @@ static void cuda_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int
                                        "(got %d)", RK_K_KEEP_MAX, n));
         return;
     }
-    fork_side(c, 1);
+    fork_side(c, SIDE_PROMPT);
     rk_k_kv_keep(c->side, idx, score, n, heads, stride, pool, budget, tail);
 }
 
@@ -605,7 +662,7 @@ static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer 
     const float *scores = dst->score ? src_scores.s : NULL;
     rk_k_kv stage;
     if (rk_kv_format_row(dst->format)) {
-        fork_side(c, 1);
+        fork_side(c, SIDE_PROMPT);
         rk_k_kv_gather(c->side, &d, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
                        src_scores.stride);
         return;
