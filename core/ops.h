@@ -130,7 +130,8 @@ typedef struct rk_ops {
      * call's own rows start from zero), otherwise they replace them. It
      * follows that call with no other attention in between: a target may
      * read what its attention left for these queries (the CUDA target: their
-     * softmax statistics, so that the scores take one pass, not two). */
+     * softmax statistics, so that the scores take one pass, not two, and
+     * after a decode step over a cache that keeps scores, the scores). */
     void (*attention_mass)(void *ctx, rk_kv_scores scores, const void *q,
                            const rk_kv_layer *cache, const void *row, int n, int from, int add);
     /* Per head, the rows to keep of a layer of N rows: the last TAIL, and the

@@ -14,8 +14,8 @@
  * STATS, when not NULL, receives each query's softmax statistics: [heads, n]
  * pairs of floats, the largest scaled score in log2 units (score / sqrt(
  * head_dim) × log2 e) and the sum of 2^(that - max) over the row, from which
- * the mass kernel (kv_compress.h) finds the probabilities without a pass of
- * its own.
+ * rk_attention_mass and rk_attention_mass_of_scores (below) find the
+ * probabilities without a pass of their own.
  *
  * Launchers return nothing; the caller reads cudaGetLastError. They launch
  * nothing for a head_dim and storage that rk_attention_supports rejects, so

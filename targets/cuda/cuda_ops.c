@@ -619,7 +619,7 @@ static void cuda_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
     const float *const stats = attention_stats(c, cache, n);
-    if (c->scores_of && c->scores_of == cache->k) {
+    if (c->scores_of == cache->k) {
         /* Writes only scores, which no product reads, and reads only what
          * the attention left, which the next one overwrites (core/ops.h). */
         fork_side(c, SIDE_LEFTOVERS);
