@@ -8,13 +8,12 @@
 namespace {
 
 constexpr int kWarps = 8;
-/* 16-byte loads in flight per lane: 8 keeps the kernel at 64 registers, 4
- * blocks per SM. Ten (a row of 2560 inputs in one batch) took 72, 3 blocks
- * per SM, and the 2.8B-shape step was 4 % slower on the H200; reloading each
- * register as soon as it was consumed (78 registers, no drain at row ends)
- * was 29 % slower. The bytes in flight come from resident warps more than
- * from each warp's pipeline (README, "Decode at the bandwidth limit"). */
-constexpr int kBatch = 8;
+/* 16-byte loads per lane in a batch: 3, 5 or 7, whichever splits a warp's
+ * share of a row into the fewest, most even batches (a 2560-input row in two
+ * batches of 5, a dense + fc2 share of 200 chunks in one of 7). A warp holds
+ * two batches, the one it multiplies and the next one in flight; more than
+ * 7 a batch costs more registers, and resident warps, than it gains. */
+constexpr int kMaxBatch = 7;
 /* The fewest chunks of a row one warp of a split row reads. */
 constexpr int kMinShare = 128;
 
@@ -50,18 +49,6 @@ __device__ __forceinline__ uint4 load_stream(const uint4 *p)
     return r;
 }
 
-/* One output row's weights and inputs as chunks of 8: the first N0 from
- * (W, X), the rest DW and DX chunks further on (a sum's second product).
- * One base and a jump, rather than two bases to choose from, keeps a
- * batch's addresses to one register pair per load. */
-struct row_view {
-    const uint4 *w, *x;
-    long long dw, dx;
-    int n0;
-    __device__ const uint4 *wat(int c) const { return w + c + (c < n0 ? 0 : dw); }
-    __device__ uint4 xat(int c) const { return x[c + (c < n0 ? 0 : dx)]; }
-};
-
 /* B - A in chunks, for pointers into different buffers. */
 __device__ __forceinline__ long long chunks_between(const uint4 *a, const uint4 *b)
 {
@@ -69,173 +56,249 @@ __device__ __forceinline__ long long chunks_between(const uint4 *a, const uint4 
            (long long)sizeof(uint4);
 }
 
+/* One warp's part of one output row: its weights as chunks of 8, the first
+ * N0 from W, the rest DW chunks further on (a sum's second product); its
+ * inputs start at chunk XOFF of the shared copy of x. */
+struct row_part {
+    const uint4 *w;
+    long long dw;
+    int n0, first, chunks, xoff;
+    int r, orow; /* row of the launch, row of its product */
+    bool second; /* a pair's B row */
+    __device__ const uint4 *wat(int c) const { return w + c + (c < n0 ? 0 : dw); }
+};
+
+template <int SPLIT>
+__device__ __forceinline__ row_part part_of(const gemv_job &j, int group, int warp, int per)
+{
+    row_part v;
+    v.r = group * (kWarps / SPLIT) + warp / SPLIT;
+    const int rr = v.r < j.rows ? v.r : j.rows - 1;
+    v.second = !j.sum && rr >= j.a.out;
+    v.orow = v.second ? rr - j.a.out : rr;
+    const int in0 = v.second ? j.b.in : j.a.in;
+    /* Field by field: a reference into the parameters would copy them to
+     * local memory. */
+    v.w = reinterpret_cast<const uint4 *>(static_cast<const __half *>(v.second ? j.b.w : j.a.w) +
+                                          (size_t)v.orow * in0);
+    v.n0 = in0 / 8;
+    v.dw = j.sum ? chunks_between(v.w, reinterpret_cast<const uint4 *>(
+                                           static_cast<const __half *>(j.b.w) +
+                                           (size_t)v.orow * j.b.in)) -
+                       v.n0
+                 : 0;
+    v.xoff = v.second ? j.a.in / 8 : 0;
+    const int all = v.n0 + (j.sum ? j.b.in / 8 : 0), part = warp % SPLIT;
+    v.first = part * per < all ? part * per : all;
+    v.chunks = all - v.first < per ? all - v.first : per;
+    return v;
+}
+
 /* SPLIT warps per output row, each over a contiguous 1/SPLIT of the row: few
  * long rows still give every SM enough warps. The grid is at most one wave
  * of resident blocks striding over the row groups, every block taking as
  * many groups as the others, so that no SM idles through a last partial
- * wave. The first batch of weights is loaded before waiting for the
- * previous kernel, whose output x is: that overlap is most of what PDL buys
- * in a chain of small kernels. */
-template <bool F32OUT, int SPLIT>
+ * wave. A warp's work is a run of batches, B chunks a lane, through its
+ * groups' rows; the next batch's loads go out before the current batch is
+ * multiplied, and before a row's reduction, so the loads never drain at a
+ * row's end (the kernel before kept one batch and moved 3.4 TB/s on the
+ * QKV + fc1 pair alone, this one 3.9; README, "Decode at the bandwidth
+ * limit"). The first batch is loaded before waiting for the previous kernel,
+ * whose output x is; then x, both products' inputs one after the other,
+ * goes to shared memory, where each of the block's rows reads it. */
+template <bool F32OUT, int SPLIT, int B>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
 {
-    constexpr int kRows = kWarps / SPLIT;
+    extern __shared__ uint4 xs[];
     __shared__ float partial[kWarps];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % SPLIT;
-    const int groups = (j.rows + kRows - 1) / kRows;
+    const int groups = (j.rows + kWarps / SPLIT - 1) / (kWarps / SPLIT);
+    const int all = (j.sum ? j.a.in + j.b.in : (j.a.in > j.b.in ? j.a.in : j.b.in)) / 8;
+    const int per = (all + SPLIT - 1) / SPLIT, batches = (per + 32 * B - 1) / (32 * B);
     /* The next kernel may launch at once: its blocks only take what this
      * wave leaves free, and prefetch their weights while it drains. */
     rk_allow_next();
-    bool waited = false;
-    for (int g = blockIdx.x; g < groups; g += gridDim.x) {
-        const int r = g * kRows + warp / SPLIT, rr = r < j.rows ? r : j.rows - 1;
-        const bool second = !j.sum && rr >= j.a.out;
-        /* Field by field: a reference into the parameters would copy them
-         * to local memory. */
-        const int orow = second ? rr - j.a.out : rr, in0 = second ? j.b.in : j.a.in;
-        row_view v;
-        v.w = reinterpret_cast<const uint4 *>(
-            static_cast<const __half *>(second ? j.b.w : j.a.w) + (size_t)orow * in0);
-        v.x = static_cast<const uint4 *>(second ? j.b.x : j.a.x);
-        v.n0 = in0 / 8;
-        if (j.sum) {
-            const uint4 *w1 = reinterpret_cast<const uint4 *>(
-                static_cast<const __half *>(j.b.w) + (size_t)orow * j.b.in);
-            v.dw = chunks_between(v.w, w1) - v.n0;
-            v.dx = chunks_between(v.x, static_cast<const uint4 *>(j.b.x)) - v.n0;
-        } else {
-            v.dw = v.dx = 0;
-        }
-        const int all = v.n0 + (j.sum ? j.b.in / 8 : 0), per = (all + SPLIT - 1) / SPLIT;
-        const int first = part * per < all ? part * per : all;
-        const int chunks = all - first < per ? all - first : per;
-        uint4 wv[kBatch];
+    int g = blockIdx.x, k = 0;
+    if (g >= groups)
+        return;
+    uint4 cur[B], next[B];
+    {
+        const row_part v = part_of<SPLIT>(j, g, warp, per);
 #pragma unroll
-        for (int i = 0; i < kBatch; i++) {
-            const int c = lane + 32 * i;
-            if (c < chunks)
-                wv[i] = load_stream(v.wat(first + c));
+        for (int i = 0; i < B; i++)
+            if (lane + 32 * i < v.chunks)
+                cur[i] = load_stream(v.wat(v.first + lane + 32 * i));
+    }
+    rk_wait_previous();
+    const int na = j.a.in / 8, nx = na + (j.b.w ? j.b.in / 8 : 0);
+    for (int c = threadIdx.x; c < nx; c += blockDim.x)
+        xs[c] = c < na ? static_cast<const uint4 *>(j.a.x)[c]
+                       : static_cast<const uint4 *>(j.b.x)[c - na];
+    __syncthreads();
+    float acc = 0.0f;
+    for (;;) {
+        int gn = g, kn = k + 1;
+        if (kn == batches) {
+            gn += gridDim.x;
+            kn = 0;
         }
-        if (!waited) {
-            rk_wait_previous();
-            waited = true;
-        }
-        float acc = 0.0f;
-        for (int base = 0;;) {
+        const bool more = gn < groups;
+        if (more) {
+            const row_part vn = part_of<SPLIT>(j, gn, warp, per);
 #pragma unroll
-            for (int i = 0; i < kBatch; i++) {
-                const int c = base + lane + 32 * i;
-                if (c < chunks)
-                    acc += dot8(wv[i], v.xat(first + c));
-            }
-            base += 32 * kBatch;
-            if (base >= chunks)
-                break;
-#pragma unroll
-            for (int i = 0; i < kBatch; i++) {
-                const int c = base + lane + 32 * i;
-                if (c < chunks)
-                    wv[i] = load_stream(v.wat(first + c));
+            for (int i = 0; i < B; i++) {
+                const int c = kn * 32 * B + lane + 32 * i;
+                if (c < vn.chunks)
+                    next[i] = load_stream(vn.wat(vn.first + c));
             }
         }
-        for (int o = 16; o > 0; o >>= 1)
-            acc += __shfl_xor_sync(0xffffffffu, acc, o);
-        if (SPLIT > 1) {
-            if (lane == 0)
-                partial[warp] = acc;
-            __syncthreads();
-            for (int k = 1; k < SPLIT; k++)
-                acc += partial[warp - part + k];
-            __syncthreads();
+        /* Recomputed rather than carried: two live parts cost the registers
+         * of a third batch. */
+        const row_part v = part_of<SPLIT>(j, g, warp, per);
+#pragma unroll
+        for (int i = 0; i < B; i++) {
+            const int c = k * 32 * B + lane + 32 * i;
+            if (c < v.chunks)
+                acc += dot8(cur[i], xs[v.xoff + v.first + c]);
         }
-        if (lane != 0 || part != 0 || r >= j.rows)
-            continue;
-        const __half *bias = static_cast<const __half *>(second ? j.b.bias : j.a.bias);
-        if (bias)
-            acc += __half2float(bias[orow]);
-        if (j.sum && j.b.bias)
-            acc += __half2float(static_cast<const __half *>(j.b.bias)[orow]);
-        if (second ? j.b.gelu : j.a.gelu)
-            acc = 0.5f * acc * (1.0f + erff(acc * 0.70710678118654752f));
-        void *y = second ? j.b.y : j.a.y;
-        if (F32OUT)
-            static_cast<float *>(y)[orow] = acc;
-        else
-            static_cast<__half *>(y)[orow] = __float2half(acc);
+        if (k == batches - 1) {
+            for (int o = 16; o > 0; o >>= 1)
+                acc += __shfl_xor_sync(0xffffffffu, acc, o);
+            if (SPLIT > 1) {
+                if (lane == 0)
+                    partial[warp] = acc;
+                __syncthreads();
+                for (int q = 1; q < SPLIT; q++)
+                    acc += partial[warp - part + q];
+                __syncthreads();
+            }
+            if (lane == 0 && part == 0 && v.r < j.rows) {
+                const __half *bias = static_cast<const __half *>(v.second ? j.b.bias : j.a.bias);
+                if (bias)
+                    acc += __half2float(bias[v.orow]);
+                if (j.sum && j.b.bias)
+                    acc += __half2float(static_cast<const __half *>(j.b.bias)[v.orow]);
+                if (v.second ? j.b.gelu : j.a.gelu)
+                    acc = 0.5f * acc * (1.0f + erff(acc * 0.70710678118654752f));
+                void *y = v.second ? j.b.y : j.a.y;
+                if (F32OUT)
+                    static_cast<float *>(y)[v.orow] = acc;
+                else
+                    static_cast<__half *>(y)[v.orow] = __float2half(acc);
+            }
+            acc = 0.0f;
+        }
+        if (!more)
+            break;
+        g = gn;
+        k = kn;
+#pragma unroll
+        for (int i = 0; i < B; i++)
+            cur[i] = next[i];
     }
 }
 
-int resident_blocks[2][kWarps + 1]; /* [F32OUT][SPLIT], filled by rk_k_gemv_init */
+typedef void (*gemv_fn)(gemv_job);
+constexpr int kSplits = 4; /* 1, 2, 4, 8 warps a row */
+constexpr int kBatchKinds = 3; /* 3, 5, 7 chunks a lane */
 
-template <bool F32OUT, int SPLIT> void measure_residency(int sms)
+template <bool F32OUT, int SPLIT> constexpr gemv_fn kernel_of(int b)
 {
-    int per_sm = 0;
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<F32OUT, SPLIT>,
-                                                  kWarps * 32, 0);
-    resident_blocks[F32OUT][SPLIT] = (per_sm > 0 ? per_sm : 1) * sms;
+    return b == 0 ? gemv_kernel<F32OUT, SPLIT, 3>
+                  : b == 1 ? gemv_kernel<F32OUT, SPLIT, 5> : gemv_kernel<F32OUT, SPLIT, 7>;
 }
 
-/* The split for ROWS rows of CHUNKS chunks: a warp's share of a row should
- * be at least kMinShare chunks, or its round trips carry too few bytes
- * (profiled on the H200: the QKV product at 8 warps a row, 40 chunks each,
- * moved 1.8 TB/s where whole rows moved 4.1; a floor of 128 made the step
- * 2-3 % faster than one of 256). Among those, the one whose groups fill the
- * resident blocks most evenly, ties to fewer warps a row: every block takes
- * ceil(groups / blocks) groups. */
-int best_split(int rows, int chunks)
+gemv_fn kernel_for(bool f32out, int split_log2, int b)
 {
-    int best = 1;
+    switch (split_log2 + (f32out ? kSplits : 0)) {
+    case 0: return kernel_of<false, 1>(b);
+    case 1: return kernel_of<false, 2>(b);
+    case 2: return kernel_of<false, 4>(b);
+    case 3: return kernel_of<false, 8>(b);
+    case 4: return kernel_of<true, 1>(b);
+    case 5: return kernel_of<true, 2>(b);
+    case 6: return kernel_of<true, 4>(b);
+    default: return kernel_of<true, 8>(b);
+    }
+}
+
+int sms = 1;
+int max_smem = 48 * 1024;
+
+/* The batch kind for a warp's share of PER chunks: the fewest batches, then
+ * the smallest batch that holds an even split of them. */
+int batch_kind(int per)
+{
+    const int batches = (per + 32 * kMaxBatch - 1) / (32 * kMaxBatch);
+    const int lanes = (per + 32 * batches - 1) / (32 * batches);
+    return lanes <= 3 ? 0 : lanes <= 5 ? 1 : 2;
+}
+
+struct launch_shape {
+    gemv_fn kernel;
+    int split, grid;
+    size_t smem;
+};
+
+/* Among the splits whose warps read at least kMinShare chunks of a row (the
+ * QKV product at 8 warps a row, 40 chunks each, moved 1.8 TB/s where whole
+ * rows moved 4.1), the one whose groups fill the resident blocks most
+ * evenly, ties to fewer warps a row: every block takes ceil(groups / blocks)
+ * groups. Residency depends on the batch's registers and on x's shared
+ * memory, so it is asked for each candidate. */
+launch_shape shape_for(const gemv_job &j, bool f32out)
+{
+    const int chunks = (j.sum ? j.a.in + j.b.in : (j.a.in > j.b.in ? j.a.in : j.b.in)) / 8;
+    const size_t smem = (size_t)(j.a.in + (j.b.w ? j.b.in : 0)) * sizeof(__half);
+    launch_shape best = {};
     double best_eff = 0.0;
-    for (int split = 1; split <= kWarps; split *= 2) {
-        if (split > 1 && chunks / split < kMinShare)
+    for (int s = 0; s < kSplits; s++) {
+        const int split = 1 << s, per = (chunks + split - 1) / split;
+        if (split > 1 && per < kMinShare)
             break;
-        const double wave = resident_blocks[0][split] > 0 ? resident_blocks[0][split] : 1;
-        const double groups = ceil((double)rows * split / kWarps), rounds = ceil(groups / wave);
-        const double eff = groups / (rounds * wave);
-        if (eff > best_eff + 0.05) {
+        const gemv_fn kernel = kernel_for(f32out, s, batch_kind(per));
+        int per_sm = 0;
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, smem);
+        const int wave = (per_sm > 0 ? per_sm : 1) * sms;
+        const int groups = (j.rows + kWarps / split - 1) / (kWarps / split);
+        const int rounds = (groups + wave - 1) / wave;
+        const double eff = (double)groups / ((double)rounds * wave);
+        if (!best.kernel || eff > best_eff + 0.05) {
             best_eff = eff;
-            best = split;
+            best = {kernel, split, (groups + rounds - 1) / rounds, smem};
         }
     }
     return best;
 }
 
-template <bool F32OUT, int SPLIT> void launch_split(cudaStream_t s, const gemv_job &j)
-{
-    constexpr int rows = kWarps / SPLIT;
-    const int groups = (j.rows + rows - 1) / rows, wave = resident_blocks[F32OUT][SPLIT];
-    const int rounds = wave > 0 ? (groups + wave - 1) / wave : 1;
-    launch_dependent(gemv_kernel<F32OUT, SPLIT>, dim3((groups + rounds - 1) / rounds),
-                     dim3(kWarps * 32), 0, s, j);
-}
-
 void launch(cudaStream_t s, const gemv_job &j, int f32out)
 {
-    if (f32out) {
-        launch_split<true, 1>(s, j);
-        return;
-    }
-    const int chunks = (j.a.in + (j.sum ? j.b.in : 0)) / 8;
-    switch (best_split(j.rows, chunks)) {
-    case 1: launch_split<false, 1>(s, j); break;
-    case 2: launch_split<false, 2>(s, j); break;
-    case 4: launch_split<false, 4>(s, j); break;
-    default: launch_split<false, 8>(s, j); break;
-    }
+    const launch_shape l = shape_for(j, f32out != 0);
+    launch_dependent(l.kernel, dim3(l.grid), dim3(kWarps * 32), l.smem, s, j);
 }
 
 } // namespace
 
 extern "C" void rk_k_gemv_init(void)
 {
-    int dev = 0, sms = 0;
+    int dev = 0;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    measure_residency<true, 1>(sms);
-    measure_residency<false, 1>(sms);
-    measure_residency<false, 2>(sms);
-    measure_residency<false, 4>(sms);
-    measure_residency<false, 8>(sms);
+    max_smem = rk_k_gemv_max_inputs() * (int)sizeof(__half);
+    for (int f = 0; f < 2; f++)
+        for (int s = 0; s < kSplits; s++)
+            for (int b = 0; b < kBatchKinds; b++)
+                cudaFuncSetAttribute(kernel_for(f, s, b), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     max_smem);
+}
+
+extern "C" int rk_k_gemv_max_inputs(void)
+{
+    int dev = 0, optin = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    /* What the kernel's own reduction slots leave. */
+    return (optin - (int)(kWarps * sizeof(float))) / (int)sizeof(__half);
 }
 
 extern "C" void rk_k_gemv(cudaStream_t s, const rk_gemv_part *p, int f32out)

@@ -6,7 +6,8 @@
  * A step reads every weight once, so its time is the bytes over the memory
  * bandwidth plus what each launch loses ramping up and draining. Two
  * products that need not wait for each other therefore run as one launch:
- * a pair (both outputs) or a sum (one output, the two products added). */
+ * a pair (both outputs) or a sum (one output, the two products added).
+ * A launch keeps x, both products' inputs, in shared memory. */
 #ifndef RK_GEMV_H
 #define RK_GEMV_H
 
@@ -26,6 +27,9 @@ typedef struct {
 /* Sizes the launches for the current device; call once before the
  * products, outside any stream capture. */
 void rk_k_gemv_init(void);
+/* The most inputs, both products' together, that one launch takes on the
+ * current device (its shared memory). */
+int rk_k_gemv_max_inputs(void);
 void rk_k_gemv(cudaStream_t s, const rk_gemv_part *p, int f32out);
 /* A and B, fp16 outputs. */
 void rk_k_gemv_pair(cudaStream_t s, const rk_gemv_part *a, const rk_gemv_part *b);

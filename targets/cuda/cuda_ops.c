@@ -108,6 +108,12 @@ static rk_status cuda_supports(const rk_config *cfg, rk_kv_format f)
                        "and an intermediate size that is a multiple of 8 (this model: %d, %d; "
                        "use --target cpu)",
                        cfg->hidden, cfg->ffn);
+    const int inputs = cfg->hidden + (cfg->ffn > cfg->hidden ? cfg->ffn : cfg->hidden);
+    if (inputs > rk_k_gemv_max_inputs())
+        return rk_fail(RK_ECONFIG,
+                       "a decode step's product takes %d inputs (hidden %d + intermediate %d); "
+                       "this device's shared memory holds %d (use --target cpu)",
+                       inputs, cfg->hidden, cfg->ffn, rk_k_gemv_max_inputs());
     return RK_OK;
 }
 
