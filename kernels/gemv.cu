@@ -16,6 +16,8 @@ constexpr int kWarps = 8;
 constexpr int kMaxBatch = 7;
 /* The fewest chunks of a row one warp of a split row reads. */
 constexpr int kMinShare = 128;
+/* Shared memory a block may opt in to on sm_90. */
+constexpr int kSm90SharedOptin = 227 * 1024;
 
 /* What one launch computes: output rows 0..a.out-1 are A's; a pair goes on
  * with B's rows, a sum instead extends each row of A with B's. */
@@ -295,8 +297,15 @@ extern "C" void rk_k_gemv_init(void)
 extern "C" int rk_k_gemv_max_inputs(void)
 {
     int dev = 0, optin = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
+            cudaSuccess ||
+        optin <= 0) {
+        /* No device (a plan printed without one): the default build's
+         * architecture, sm_90, is what the plan is for. */
+        cudaGetLastError();
+        optin = kSm90SharedOptin;
+    }
     /* What the kernel's own reduction slots leave. */
     return (optin - (int)(kWarps * sizeof(float))) / (int)sizeof(__half);
 }

@@ -28,7 +28,7 @@ typedef struct {
  * products, outside any stream capture. */
 void rk_k_gemv_init(void);
 /* The most inputs, both products' together, that one launch takes on the
- * current device (its shared memory). */
+ * current device (its shared memory), or with none on an sm_90. */
 int rk_k_gemv_max_inputs(void);
 void rk_k_gemv(cudaStream_t s, const rk_gemv_part *p, int f32out);
 /* A and B, fp16 outputs. */
