@@ -636,6 +636,21 @@ static void measure_layer(rk_model *m, forward_call *call, int l, int n, const v
         cache->cap, H, m->cfg.head_dim, AT(m, m->a_rank_scratch), m->rank_scratch_bytes);
 }
 
+/* The layer's queries and its rows for CACHE from the QKV product (rotary
+ * at positions *POS.., rows *ROW..), then their attention. */
+static void qkv_attention(rk_model *m, void *out, void *q, const rk_kv_layer *cache,
+                          const void *qkv, const void *pos, const void *row, int n)
+{
+    const rk_ops *o = m->ops;
+    const float *rope = AT(m, m->a_rope);
+    if (o->qkv_attention) {
+        o->qkv_attention(m->ctx, out, q, cache, qkv, rope, pos, row, n, m->cfg.rotary_dims);
+        return;
+    }
+    o->qkv_rotary(m->ctx, q, cache, qkv, rope, pos, row, n, m->cfg.rotary_dims);
+    o->attention(m->ctx, out, q, cache, row, n);
+}
+
 /* The forward pass proper: the step input (pos0, rows, token ids) is
  * already in the arena. Reads positions and rows only from there, so that a
  * recording of it replays correctly at any step. */
@@ -656,7 +671,6 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
     void *resid = AT(m, m->a_x), *h = AT(m, m->a_h), *h2 = AT(m, m->a_h2), *qkv = AT(m, m->a_qkv);
     void *q = AT(m, m->a_q), *att = AT(m, m->a_att), *attn_out = AT(m, m->a_attn_out);
     void *mlp_h = AT(m, m->a_mlp_h), *mlp_out = AT(m, m->a_mlp_out);
-    const float *rope = AT(m, m->a_rope);
     const int32_t *step = AT(m, m->a_step);
     const void *pos = step;
     const rk_norm_out none = {0};
@@ -691,8 +705,7 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
             o->linear(ctx, &qkv_p, n);
         if (via_prompt) {
             const rk_kv_layer prompt = prompt_cache(m, l);
-            o->qkv_rotary(ctx, q, &prompt, qkv, rope, pos, pos, n, c->rotary_dims);
-            o->attention(ctx, att, q, &prompt, pos, n);
+            qkv_attention(m, att, q, &prompt, qkv, pos, pos, n);
             if (call->mode == FORWARD_MEASURE) {
                 measure_layer(m, call, l, n, q, &prompt);
             } else if (call->status == RK_OK) {
@@ -702,8 +715,7 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
                                    : rk_kv_place_all_after_prefill(kv, &s);
             }
         } else {
-            o->qkv_rotary(ctx, q, &cache, qkv, rope, pos, row, n, c->rotary_dims);
-            o->attention(ctx, att, q, &cache, row, n);
+            qkv_attention(m, att, q, &cache, qkv, pos, row, n);
             if (call->mode == FORWARD_MEASURE)
                 measure_layer(m, call, l, n, q, &cache);
             else if (hooks->after_decode_attention || smart) {

@@ -119,6 +119,12 @@ typedef struct rk_ops {
      * seeing rows 0..row0+i; out is [n, heads * head_dim]. */
     void (*attention)(void *ctx, void *out, const void *q, const rk_kv_layer *cache,
                       const void *row, int n);
+    /* Optional: qkv_rotary and then attention of the same rows, as one op
+     * for a target that does both in one pass where it can; core calls it
+     * in place of the two when present. */
+    void (*qkv_attention)(void *ctx, void *out, void *q, const rk_kv_layer *cache,
+                          const void *qkv, const float *rope, const void *pos, const void *row,
+                          int n, int rot_dims);
 
     /* KV compression (optional: without them a target refuses compressing
      * policies when the plan is made). */

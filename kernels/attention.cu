@@ -10,7 +10,8 @@ namespace rk_attn {
     extern template void prefill<BITS>(cudaStream_t, void *, float2 *, const void *,               \
                                        const rk_k_kv *, const int *, int);                         \
     extern template void decode<BITS>(cudaStream_t, void *, float2 *, float *, const void *,       \
-                                      const rk_k_kv *, void *, const int *, int);
+                                      const rk_k_kv *, void *, const int *, int,                   \
+                                      const rk_attention_rotary &);
 RK_KV_BITS(RK_EXTERN)
 RK_KIVI_FORMATS(RK_EXTERN)
 RK_EXTERN(RK_SMART_FORMAT)
@@ -91,13 +92,16 @@ extern "C" size_t rk_attention_decode_scratch_bytes(int n, int heads, int head_d
 
 extern "C" void rk_attention_decode(cudaStream_t s, void *out, float *stats, float *scores,
                                     const void *q, const rk_k_kv *cache, void *scratch,
-                                    const int *pos, int n)
+                                    const int *pos, int n, const rk_attention_rotary *rot)
 {
     configure_once();
     float2 *const st = reinterpret_cast<float2 *>(stats);
+    const rk_attention_rotary none = {};
+    if (cache->bits != 16 && rot)
+        return;
     switch (cache->bits) {
 #define RK_CASE(B)                                                                                 \
-    case B: decode<B>(s, out, st, scores, q, cache, scratch, pos, n); break;
+    case B: decode<B>(s, out, st, scores, q, cache, scratch, pos, n, rot ? *rot : none); break;
         RK_KV_BITS(RK_CASE)
         RK_KIVI_FORMATS(RK_CASE)
         RK_CASE(RK_SMART_FORMAT)

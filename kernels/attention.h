@@ -61,8 +61,25 @@ void rk_attention_prefill(cudaStream_t s, void *out, float *stats, const void *q
  * 0..pos0+n-1, [heads, n, cap] floats (-inf past a query's own row), for
  * rk_attention_mass_of_scores. */
 size_t rk_attention_decode_scratch_bytes(int n, int heads, int head_dim, int cap);
+
+/* The step's own rows still in the QKV product's output ([n, heads, 3,
+ * head_dim] fp16), for a decode call that rotates and appends them itself:
+ * as rk_k_qkv_rotary at positions *POS.. into rows pos0.. and then the call,
+ * with one launch less between the product and the attention. The rotated
+ * queries go to Q ([heads, n, head_dim]) for what reads them after. fp16
+ * caches only. */
+typedef struct {
+    const void *qkv;
+    const float *rope;
+    const int *pos;
+    void *q;
+    int rot_dims;
+} rk_attention_rotary;
+
+/* ROT NULL: Q holds the rotated queries and the cache the step's rows. */
 void rk_attention_decode(cudaStream_t s, void *out, float *stats, float *scores, const void *q,
-                         const rk_k_kv *cache, void *scratch, const int *pos, int n);
+                         const rk_k_kv *cache, void *scratch, const int *pos, int n,
+                         const rk_attention_rotary *rot);
 
 /* The attention mass of CACHE's rows from queries FROM..n-1 of the call
  * to attention just made (core/ops.h's attention_mass): row c's score, per

@@ -861,6 +861,63 @@ template <int KW> __host__ __device__ constexpr int decode_slices(int cap)
     return (cap + KW - 1) / KW;
 }
 
+/* A decode call's rotary (attention.h) with the cache's K and V to append
+ * to: the kernel reads the cache through read-only pointers, and only rows
+ * before the step, which these never write. */
+struct DecodeRotary {
+    rk_attention_rotary r;
+    __half *k, *v;
+};
+
+/* The rotated queries r0.. of head H (rows of ROT.qkv at positions
+ * *ROT.pos + i) into shared QS as load_rows would have copied them from the
+ * rotary kernel's output: rows past N and dims past HD zeros. STORE: this
+ * block also writes them to ROT.q. */
+template <int D>
+__device__ __forceinline__ void rotate_queries(__half *qs, const rk_attention_rotary &rot, int h,
+                                               int r0, int n, int hd, bool store)
+{
+    const int heads = gridDim.y, p0 = *rot.pos;
+    for (int e = threadIdx.x; e < kDecodeRows * D; e += blockDim.x) {
+        const int r = e / D, d = e - r * D, i = r0 + r;
+        __half x = __float2half_rn(0.0f);
+        if (i < n && d < hd) {
+            const __half *src = static_cast<const __half *>(rot.qkv) + ((size_t)i * heads + h) * 3 * hd;
+            x = __float2half_rn(rotated_rn(__half2float(src[d]), src,
+                                           rot.rope + (size_t)(p0 + i) * rot.rot_dims, d,
+                                           rot.rot_dims));
+            if (store)
+                static_cast<__half *>(rot.q)[((size_t)h * n + i) * hd + d] = x;
+        }
+        qs[r * (D + kPad) + d] = x;
+    }
+}
+
+/* The step's rows ROW0.. that fall in the warp's slice (keys KEY0..): k
+ * rotated, v as it is, into the slice's tiles KS, VS (where load_rows left
+ * zeros) and to the cache's rows of head H (KH, VH). */
+template <int D, int KW>
+__device__ __forceinline__ void append_rows(__half *ks, __half *vs, __half *kh, __half *vh,
+                                            const rk_attention_rotary &rot, int h, int key0,
+                                            int row0, int n, int hd, int lane)
+{
+    const int heads = gridDim.y, p0 = *rot.pos;
+    for (int i = max(0, key0 - row0); i < n && row0 + i < key0 + KW; ++i) {
+        const int t = row0 + i - key0;
+        const __half *src = static_cast<const __half *>(rot.qkv) + ((size_t)i * heads + h) * 3 * hd;
+        const float *rp = rot.rope + (size_t)(p0 + i) * rot.rot_dims;
+        for (int d = lane; d < hd; d += 32) {
+            const __half k = __float2half_rn(
+                rotated_rn(__half2float(src[hd + d]), src + hd, rp, d, rot.rot_dims));
+            const __half v = src[2 * hd + d];
+            ks[t * (D + kPad) + d] = k;
+            vs[t * (D + kPad) + d] = v;
+            kh[(size_t)(row0 + i) * hd + d] = k;
+            vh[(size_t)(row0 + i) * hd + d] = v;
+        }
+    }
+}
+
 /* grid (blocks of WARPS slices over cap, heads, groups of 16 queries). */
 template <int D, int BITS, int KW, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32)
@@ -869,7 +926,7 @@ __global__ void __launch_bounds__(WARPS * 32)
                         const unsigned char *__restrict__ k_cache,
                         const unsigned char *__restrict__ v_cache, int group,
                         const int *__restrict__ pos, int n, int cap, int hd, float scale_log2,
-                        rk_k_kivi kivi, rk_k_smart smart)
+                        rk_k_kivi kivi, rk_k_smart smart, DecodeRotary rot)
 {
     constexpr int LD = D + kPad, NT = KW / 8, DT = D / 8;
     extern __shared__ uint4 smem_raw[];
@@ -881,13 +938,18 @@ __global__ void __launch_bounds__(WARPS * 32)
      * before the graph runs, so it may be read before the wait below. */
     const int pos0 = *pos;
     const int kv_len = pos0 + n;
+    /* Rotating its own rows, the kernel reads only rows before the step
+     * from the cache; the step's come from the QKV product. */
+    const bool rotates = BITS == 16 && rot.r.qkv;
+    const int cached = rotates ? pos0 : kv_len;
     const int slice = blockIdx.x * WARPS + warp;
     const int key0 = slice * KW;
     const bool active = key0 < kv_len;
     /* A slice of rows cached before this step holds nothing a running
-     * kernel writes: the one before us (rotary, or a KIVI cache's append)
-     * writes only the step's own rows, and lets us launch only once it has
-     * waited for everything earlier; the slice's keys and values are
+     * kernel writes: the one before us (rotary, a KIVI cache's append, or
+     * the QKV product where we rotate) writes only the step's own rows, and
+     * lets us launch only once it has waited for everything earlier; the
+     * slice's keys and values are
      * fetched while it still runs. Except: a KIVI cache's rows move from the
      * residual into codes when a block fills, so only blocks flushed before
      * this step are final; a smartkv cache's append may move any row to
@@ -919,7 +981,7 @@ __global__ void __launch_bounds__(WARPS * 32)
             for (int side = 0; side < 2; ++side)
                 load_rows<D, KW, 32>(side ? vs : ks,
                                      reinterpret_cast<const __half *>(side ? vh : kh), key0,
-                                     kv_len, lane, hd);
+                                     cached, lane, hd);
         } else if constexpr (own_layout<BITS>()) {
             layout_tiles<D, BITS, KW, 32>(ks, vs, kh, vh, kivi, smart, group, key0, kv_len,
                                           lane);
@@ -938,12 +1000,20 @@ __global__ void __launch_bounds__(WARPS * 32)
     if (blockIdx.x * WARPS * KW >= kv_len)
         return;
 
-    load_rows<D, kDecodeRows, WARPS * 32>(qs, q + (size_t)h * n * hd, r0, n, tid, hd);
+    if (rotates)
+        rotate_queries<D>(qs, rot.r, h, r0, n, hd, blockIdx.x == 0);
+    else
+        load_rows<D, kDecodeRows, WARPS * 32>(qs, q + (size_t)h * n * hd, r0, n, tid, hd);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
     if (!active)
         return;
+    if (rotates && key0 + KW > pos0) {
+        append_rows<D, KW>(ks, vs, rot.k + (size_t)h * cap * hd, rot.v + (size_t)h * cap * hd,
+                           rot.r, h, key0, pos0, n, hd, lane);
+        __syncwarp();
+    }
 
     QueryFrags<D, 1> qf;
     qf.init(qs, lane);
@@ -1130,7 +1200,8 @@ void launch_prefill(cudaStream_t s, void *out, float2 *stats, const void *q, con
 
 template <int D, int BITS>
 void launch_decode(cudaStream_t s, void *out, float2 *stats, float *scores, const void *q,
-                   const rk_k_kv *c, void *scratch, const int *pos, int n)
+                   const rk_k_kv *c, void *scratch, const int *pos, int n,
+                   const rk_attention_rotary &rot)
 {
     constexpr int KW = DecodeShape<D, BITS>::kKeys, WARPS = DecodeShape<D, BITS>::kWarps;
     const int slices = decode_slices<KW>(c->cap), heads = c->heads;
@@ -1142,7 +1213,8 @@ void launch_decode(cudaStream_t s, void *out, float2 *stats, float *scores, cons
                      scores, q,
                      static_cast<const unsigned char *>(c->k),
                      static_cast<const unsigned char *>(c->v), c->group, pos, n, c->cap,
-                     c->head_dim, scale_log2(c->head_dim), c->kivi, c->smart);
+                     c->head_dim, scale_log2(c->head_dim), c->kivi, c->smart,
+                     DecodeRotary{rot, static_cast<__half *>(c->k), static_cast<__half *>(c->v)});
     launch_dependent(decode_combine_kernel<D, KW>, dim3(heads, n), dim3(kCombineWarps * 32), 0, s,
                      out, stats, part_o, part_ml, pos, n, heads, c->cap, c->head_dim);
 }
@@ -1171,11 +1243,11 @@ void prefill(cudaStream_t s, void *out, float2 *stats, const void *q, const rk_k
 
 template <int BITS>
 void decode(cudaStream_t s, void *out, float2 *stats, float *scores, const void *q,
-            const rk_k_kv *c, void *scratch, const int *pos, int n)
+            const rk_k_kv *c, void *scratch, const int *pos, int n, const rk_attention_rotary &rot)
 {
     switch (rk_attention_instance_dim(c->head_dim, BITS)) {
 #define RK_CASE(D)                                                                                 \
-    case D: launch_decode<D, BITS>(s, out, stats, scores, q, c, scratch, pos, n); break;
+    case D: launch_decode<D, BITS>(s, out, stats, scores, q, c, scratch, pos, n, rot); break;
         RK_ATTENTION_HEAD_DIMS(RK_CASE)
 #undef RK_CASE
     }
@@ -1187,7 +1259,8 @@ void decode(cudaStream_t s, void *out, float2 *stats, float *scores, const void 
     template void prefill<BITS>(cudaStream_t, void *, float2 *, const void *, const rk_k_kv *,     \
                                 const int *, int);                                                 \
     template void decode<BITS>(cudaStream_t, void *, float2 *, float *, const void *,              \
-                               const rk_k_kv *, void *, const int *, int);
+                               const rk_k_kv *, void *, const int *, int,                          \
+                               const rk_attention_rotary &);
 
 } // namespace rk_attn
 

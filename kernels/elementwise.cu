@@ -191,41 +191,18 @@ __global__ void qkv_rotary_kernel(__half *q, __half *kc, __half *vc, const __hal
     T raw = reinterpret_cast<const T *>(src)[c];
     if (part < 2 && c * U < rot) {
         __half2 *pairs = reinterpret_cast<__half2 *>(&raw);
-        const int half = rot / 2;
+        const float *rp = rope + (size_t)p * rot;
 #pragma unroll
         for (int k2 = 0; k2 < U / 2; k2++) {
             const float2 f = __half22float2(pairs[k2]);
-            float v[2] = {f.x, f.y};
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int j = c * U + 2 * k2 + e;
-                if (j >= rot)
-                    break;
-                const int jj = j < half ? j : j - half;
-                const float *rp = rope + (size_t)p * rot + 2 * jj;
-                const float cs = rp[0], sn = rp[1];
-                const float other = __half2float(src[j < half ? j + half : j - half]);
-                v[e] = v[e] * cs + (j < half ? -other : other) * sn;
-            }
-            pairs[k2] = __floats2half2_rn(v[0], v[1]);
+            const int j = c * U + 2 * k2;
+            pairs[k2] = __floats2half2_rn(rotated_rn(f.x, src, rp, j, rot),
+                                          rotated_rn(f.y, src, rp, j + 1, rot));
         }
     }
     __half *dst = part == 0 ? q + ((size_t)h * n + i) * head_dim
                             : (part == 1 ? kc : vc) + ((size_t)h * cap + r) * head_dim;
     reinterpret_cast<T *>(dst)[c] = raw;
-}
-
-/* Element J (value X) of a q or k row SRC after rotary (cos, sin pairs at
- * RP) in fp32, in the reference's order and roundings. */
-__device__ __forceinline__ float rotated_rn(float x, const __half *src, const float *rp, int j,
-                                            int rot)
-{
-    if (j >= rot)
-        return x;
-    const int half = rot / 2, jj = j < half ? j : j - half;
-    const float other = __half2float(src[j < half ? j + half : j - half]);
-    const float a = __fmul_rn(x, rp[2 * jj]), b = __fmul_rn(other, rp[2 * jj + 1]);
-    return j < half ? __fsub_rn(a, b) : __fadd_rn(a, b);
 }
 
 /* Elements 8C..8C+7 of the row SRC, rotated where ROT says. */

@@ -14,6 +14,21 @@
 /* The largest head_dim a row is staged for in shared memory. */
 constexpr int kKvMaxHeadDim = 256;
 
+/* Element J (value X) of a q or k row SRC after rotary (cos, sin pairs at
+ * RP) in fp32, in the reference's order and roundings: every kernel that
+ * rotates (the appends, the decode attention that rotates its own rows)
+ * gets the same bits. */
+__device__ __forceinline__ float rotated_rn(float x, const __half *src, const float *rp, int j,
+                                            int rot)
+{
+    if (j >= rot)
+        return x;
+    const int half = rot / 2, jj = j < half ? j : j - half;
+    const float other = __half2float(src[j < half ? j + half : j - half]);
+    const float a = __fmul_rn(x, rp[2 * jj]), b = __fmul_rn(other, rp[2 * jj + 1]);
+    return j < half ? __fsub_rn(a, b) : __fadd_rn(a, b);
+}
+
 __host__ __device__ constexpr size_t kv_row_bytes(int bits, int head_dim, int group)
 {
     return bits == 16 ? (size_t)head_dim * 2

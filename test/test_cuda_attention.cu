@@ -14,6 +14,10 @@
  * output and scratch start as NaN, so a kernel that reads an invalid row or
  * leaves an output unwritten fails the error bound.
  *
+ * A decode call that rotates and appends the step's rows itself (from the
+ * QKV product's rows) must give, bit for bit, what rk_k_qkv_rotary and then
+ * the call give: output, statistics, scores, queries and the cache.
+ *
  * Usage: test_cuda_attention [--quick]   (--quick: a few small cases, no
  * timings; for the sanitizers) */
 #include <cuda_fp16.h>
@@ -26,6 +30,7 @@
 #include <vector>
 
 #include "attention.h"
+#include "elementwise.h"
 #include "rk_test.h"
 
 #define CUDA_OK(call)                                                                      \
@@ -388,7 +393,7 @@ static void run_case(int head_dim, int heads, int n, int pos0, int cap, bool pre
     }
     if (decode) {
         poison(d);
-        rk_attention_decode(0, d.out, d.stats, d.scores, d.q, &kv, d.scratch, d.pos, n);
+        rk_attention_decode(0, d.out, d.stats, d.scores, d.q, &kv, d.scratch, d.pos, n, NULL);
         check_run(p, d, "decode", fmt);
         const double err = scores_error(p, d);
         CHECKF(err <= 1e-4, "decode D=%d n=%d pos0=%d%s: scores off by %.3g of sum |q k|",
@@ -417,6 +422,75 @@ static void quantized_cases(int D, bool quick)
     }
 }
 
+template <typename T> static std::vector<T> fetch(const void *p, size_t count)
+{
+    std::vector<T> x(count);
+    CUDA_OK(cudaMemcpy(x.data(), p, count * sizeof(T), cudaMemcpyDeviceToHost));
+    return x;
+}
+
+/* N rows of a QKV product ([n, heads, 3, head_dim]) at positions POSITION..
+ * into cache rows POS0.. of an fp16 cache of CAP rows: rk_k_qkv_rotary and
+ * a decode call, against a decode call that rotates the rows itself. */
+static void rotary_case(int head_dim, int heads, int n, int pos0, int cap, int rot_dims,
+                        int position)
+{
+    Problem p = make_problem(head_dim, heads, n, pos0, cap);
+    std::vector<uint16_t> qkv((size_t)n * heads * 3 * head_dim);
+    for (auto &x : qkv)
+        x = to_half_bits(1.5 * normal());
+    std::vector<float> rope((size_t)(position + n) * rot_dims);
+    for (int t = 0; t < position + n; t++)
+        for (int i = 0; i < rot_dims / 2; i++) {
+            const double f = t * pow(10000.0, -2.0 * i / rot_dims);
+            rope[(size_t)t * rot_dims + 2 * i] = (float)cos(f);
+            rope[(size_t)t * rot_dims + 2 * i + 1] = (float)sin(f);
+        }
+    DeviceProblem a = upload(p), b = upload(p);
+    void *d_qkv;
+    float *d_rope;
+    int *d_position;
+    CUDA_OK(cudaMalloc(&d_qkv, qkv.size() * 2));
+    CUDA_OK(cudaMalloc(&d_rope, rope.size() * sizeof(float)));
+    CUDA_OK(cudaMalloc(&d_position, sizeof(int)));
+    CUDA_OK(cudaMemcpy(d_qkv, qkv.data(), qkv.size() * 2, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(d_rope, rope.data(), rope.size() * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(d_position, &position, sizeof(int), cudaMemcpyHostToDevice));
+    poison(a);
+    poison(b);
+    CUDA_OK(cudaMemset(a.q, 0xff, p.q.size() * 2));
+    CUDA_OK(cudaMemset(b.q, 0xff, p.q.size() * 2));
+    const rk_k_kv ka = fp16_cache(a.k, a.v, heads, head_dim, cap),
+                  kb = fp16_cache(b.k, b.v, heads, head_dim, cap);
+    rk_k_qkv_rotary(0, a.q, &ka, d_qkv, d_rope, d_position, a.pos, n, rot_dims);
+    rk_attention_decode(0, a.out, a.stats, a.scores, a.q, &ka, a.scratch, a.pos, n, NULL);
+    const rk_attention_rotary rot = {d_qkv, d_rope, d_position, b.q, rot_dims};
+    rk_attention_decode(0, b.out, b.stats, b.scores, b.q, &kb, b.scratch, b.pos, n, &rot);
+    CUDA_OK(cudaGetLastError());
+    CUDA_OK(cudaDeviceSynchronize());
+    const size_t cache_halves = (size_t)heads * cap * head_dim;
+    int differ = 0;
+    differ += fetch<uint16_t>(a.out, a.out_bytes / 2) != fetch<uint16_t>(b.out, b.out_bytes / 2);
+    differ += 2 * (fetch<uint32_t>(a.stats, a.stats_bytes / 4) !=
+                   fetch<uint32_t>(b.stats, b.stats_bytes / 4));
+    differ += 4 * (fetch<uint32_t>(a.scores, a.scores_bytes / 4) !=
+                   fetch<uint32_t>(b.scores, b.scores_bytes / 4));
+    differ += 8 * (fetch<uint16_t>(a.q, p.q.size()) != fetch<uint16_t>(b.q, p.q.size()));
+    differ += 16 * (fetch<uint16_t>(a.k, cache_halves) != fetch<uint16_t>(b.k, cache_halves));
+    differ += 32 * (fetch<uint16_t>(a.v, cache_halves) != fetch<uint16_t>(b.v, cache_halves));
+    printf("rotary  D=%-3d heads=%d n=%-4d pos0=%-4d cap=%-4d rot=%d position=%d: %s\n", head_dim,
+           heads, n, pos0, cap, rot_dims, position, differ ? "DIFFERS" : "same bits");
+    CHECKF(differ == 0,
+           "decode rotating its own rows, D=%d n=%d pos0=%d: differs from rotary then decode "
+           "(1 output, 2 statistics, 4 scores, 8 queries, 16 K, 32 V: %d)",
+           head_dim, n, pos0, differ);
+    cudaFree(d_qkv);
+    cudaFree(d_rope);
+    cudaFree(d_position);
+    release(a);
+    release(b);
+}
+
 /* One decode step captured once and replayed with pos0 changed in device
  * memory, as the model's decode graph does. */
 static void graph_replay_case(int head_dim, int heads, int cap, const int *positions, int count)
@@ -429,7 +503,7 @@ static void graph_replay_case(int head_dim, int heads, int cap, const int *posit
     CUDA_OK(cudaStreamCreate(&s));
     CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
     const rk_k_kv kv = fp16_cache(d.k, d.v, heads, head_dim, cap);
-    rk_attention_decode(s, d.out, NULL, NULL, d.q, &kv, d.scratch, d.pos, 1);
+    rk_attention_decode(s, d.out, NULL, NULL, d.q, &kv, d.scratch, d.pos, 1, NULL);
     CUDA_OK(cudaStreamEndCapture(s, &graph));
     CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
     for (int i = 0; i < count; i++) {
@@ -523,13 +597,13 @@ static void timings(void)
     CUDA_OK(cudaMemcpy(pos, &last, sizeof(int), cudaMemcpyHostToDevice));
     const double bytes = 2.0 * heads * (last + 1) * D * 2;
     for (int i = 0; i < 3; i++)
-        rk_attention_decode(0, out, NULL, NULL, q, &first, scratch, pos, 1);
+        rk_attention_decode(0, out, NULL, NULL, q, &first, scratch, pos, 1, NULL);
     ms.clear();
     for (int i = 0; i < reps; i++) {
         const size_t layer = (size_t)(i % layers) * cache;
         CUDA_OK(cudaEventRecord(t0));
         const rk_k_kv kv = fp16_cache(k + layer, v + layer, heads, D, cap);
-        rk_attention_decode(0, out, NULL, NULL, q, &kv, scratch, pos, 1);
+        rk_attention_decode(0, out, NULL, NULL, q, &kv, scratch, pos, 1, NULL);
         CUDA_OK(cudaEventRecord(t1));
         CUDA_OK(cudaEventSynchronize(t1));
         CUDA_OK(cudaEventElapsedTime(&elapsed, t0, t1));
@@ -547,7 +621,7 @@ static void timings(void)
     CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
     for (int l = 0; l < layers; l++) {
         const rk_k_kv kv = fp16_cache(k + l * cache, v + l * cache, heads, D, cap);
-        rk_attention_decode(s, out, NULL, NULL, q, &kv, scratch, pos, 1);
+        rk_attention_decode(s, out, NULL, NULL, q, &kv, scratch, pos, 1, NULL);
     }
     CUDA_OK(cudaStreamEndCapture(s, &graph));
     CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
@@ -646,6 +720,17 @@ int main(int argc, char **argv)
     }
     static const int positions[] = {0, 700, 1919};
     graph_replay_case(80, 4, 2048, positions, 3);
+    /* Pythia's quarter of head_dim rotated; rows at other positions than
+     * their own (a compressed cache); few rows across a slice's end; head
+     * sizes padded, not a multiple of 8, and the largest. */
+    rotary_case(80, 3, 1, 0, 1, 20, 0);
+    rotary_case(80, 3, 1, 700, 2048, 20, 700);
+    rotary_case(80, 3, 1, 511, 513, 20, 1900);
+    rotary_case(80, 2, 16, 120, 200, 20, 120);
+    rotary_case(64, 3, 5, 61, 70, 16, 300);
+    rotary_case(128, 2, 7, 1000, 1100, 32, 1000);
+    rotary_case(50, 2, 3, 30, 40, 12, 30);
+    rotary_case(256, 2, 2, 255, 300, 64, 255);
     if (!quick)
         timings();
     for (int di = 0; di < N_DIMS; di++)

@@ -599,10 +599,11 @@ static float *attention_stats(cuda_ctx *c, const rk_kv_layer *cache, int n)
     return (size_t)n <= stats_cap(cache->heads) ? c->workspace : NULL;
 }
 
-static void cuda_attention(void *ctx, void *out, const void *q, const rk_kv_layer *cache,
-                           const void *row, int n)
+/* ROT: a decode call over an fp16 cache that rotates and appends the
+ * step's rows itself. */
+static void attend(cuda_ctx *c, void *out, const void *q, const rk_kv_layer *cache,
+                   const void *row, int n, const rk_attention_rotary *rot)
 {
-    cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
     join_reads(c, SIDE_PROMPT | SIDE_LEFTOVERS);
     float *const stats = attention_stats(c, cache, n);
@@ -611,11 +612,33 @@ static void cuda_attention(void *ctx, void *out, const void *q, const rk_kv_laye
         /* A cache that keeps scores has the step's mass added to them next
          * (H2O, smartkv): from these, with no key read again. */
         float *const scores = cache->score ? decode_scores(c, cache, n) : NULL;
-        rk_attention_decode(c->stream, out, stats, scores, q, &kv, c->attn_scratch, row, n);
+        rk_attention_decode(c->stream, out, stats, scores, q, &kv, c->attn_scratch, row, n, rot);
         c->scores_of = scores ? cache->k : NULL;
     } else {
         rk_attention_prefill(c->stream, out, stats, q, &kv, row, n);
     }
+}
+
+static void cuda_attention(void *ctx, void *out, const void *q, const rk_kv_layer *cache,
+                           const void *row, int n)
+{
+    attend(ctx, out, q, cache, row, n, NULL);
+}
+
+/* A decode step over an fp16 cache needs no rotary launch: the attention
+ * rotates the queries and the step's rows itself and appends the rows, one
+ * kernel boundary less between the QKV product and the attention. */
+static void cuda_qkv_attention(void *ctx, void *out, void *q, const rk_kv_layer *cache,
+                               const void *qkv, const float *rope, const void *pos,
+                               const void *row, int n, int rot_dims)
+{
+    if (cache->format == RK_KV_FP16 && n <= DECODE_MAX_QUERIES) {
+        const rk_attention_rotary rot = {qkv, rope, pos, q, rot_dims};
+        attend(ctx, out, q, cache, row, n, &rot);
+        return;
+    }
+    cuda_qkv_rotary(ctx, q, cache, qkv, rope, pos, row, n, rot_dims);
+    cuda_attention(ctx, out, q, cache, row, n);
 }
 
 static void cuda_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
@@ -814,6 +837,7 @@ static const rk_ops cuda_ops = {
     .linear_sum = cuda_linear_sum,
     .linear_f32out = cuda_linear_f32out,
     .qkv_rotary = cuda_qkv_rotary,
+    .qkv_attention = cuda_qkv_attention,
     .attention = cuda_attention,
     .attention_mass = cuda_attention_mass,
     .kv_keep = cuda_kv_keep,
