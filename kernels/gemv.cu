@@ -104,8 +104,8 @@ __device__ __forceinline__ row_part part_of(const gemv_job &j, int group, int wa
  * groups' rows; the next batch's loads go out before the current batch is
  * multiplied, and before a row's reduction, so the loads never drain at a
  * row's end (the kernel before kept one batch and moved 3.4 TB/s on the
- * QKV + fc1 pair alone, this one 3.9; README, "Decode at the bandwidth
- * limit"). The first batch is loaded before waiting for the previous kernel,
+ * 2.8B shape's QKV + fc1 pair, this one 3.7; README, "Decode at the
+ * bandwidth limit"). The first batch is loaded before waiting for the previous kernel,
  * whose output x is; then x, both products' inputs one after the other,
  * goes to shared memory, where each of the block's rows reads it. */
 template <bool F32OUT, int SPLIT, int B>
@@ -225,7 +225,6 @@ gemv_fn kernel_for(bool f32out, int split_log2, int b)
 }
 
 int sms = 1;
-int max_smem = 48 * 1024;
 
 /* The batch kind for a warp's share of PER chunks: the fewest batches, then
  * the smallest batch that holds an even split of them. */
@@ -286,7 +285,7 @@ extern "C" void rk_k_gemv_init(void)
     int dev = 0;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    max_smem = rk_k_gemv_max_inputs() * (int)sizeof(__half);
+    const int max_smem = rk_k_gemv_max_inputs() * (int)sizeof(__half);
     for (int f = 0; f < 2; f++)
         for (int s = 0; s < kSplits; s++)
             for (int b = 0; b < kBatchKinds; b++)
