@@ -1,8 +1,9 @@
 /* Causal multi-head attention of the CUDA target over a layer's KV cache.
  *
- * Layouts: q is [heads, n, head_dim] fp16 (already rotated); the cache is
- * a kv_rows.h descriptor, fp16 or quantized rows [heads, cap] with rows
- * 0..pos0+n-1 valid; out (fp16) is
+ * Layouts: q is [heads, n, head_dim] fp16 (already rotated; a decode call
+ * over an fp16 cache may instead rotate the step's rows itself, below); the
+ * cache is a kv_rows.h descriptor, fp16 or quantized rows [heads, cap] with
+ * rows 0..pos0+n-1 valid; out (fp16) is
  * [n, heads * head_dim], head h at columns h*head_dim... Query i sits at
  * position pos0+i and attends to cache rows 0..pos0+i, scaled by
  * 1/sqrt(head_dim), with softmax statistics and sums in fp32.

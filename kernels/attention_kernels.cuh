@@ -18,7 +18,10 @@
  * scratch; a second kernel, launched as a programmatic dependent so that its
  * launch overlaps the first, merges the slices. The grids cover the whole
  * cache (cap) and slices past pos0+n exit at once, so nothing launched
- * depends on pos0.
+ * depends on pos0. Over an fp16 cache the split kernel can take the step's
+ * rows straight from the QKV product (attention.h's rk_attention_rotary):
+ * every block rotates its queries, and the slice that holds the step's rows
+ * rotates and appends them, so no rotary kernel runs in between.
  *
  * Both read a cache of fp16 rows with cp.async. A cache of quantized rows
  * (kv_rows.h) is read back into the same fp16 tiles in shared memory:
