@@ -872,6 +872,14 @@ struct DecodeRotary {
     __half *k, *v;
 };
 
+/* Head H's q of row I of ROT.qkv ([n, heads, 3, hd]); its k and v follow
+ * at HD and 2 * HD. */
+__device__ __forceinline__ const __half *qkv_row(const rk_attention_rotary &rot, int i, int h,
+                                                 int hd)
+{
+    return static_cast<const __half *>(rot.qkv) + ((size_t)i * gridDim.y + h) * 3 * hd;
+}
+
 /* The rotated queries r0.. of head H (rows of ROT.qkv at positions
  * *ROT.pos + i) into shared QS as load_rows would have copied them from the
  * rotary kernel's output: rows past N and dims past HD zeros. STORE: this
@@ -880,12 +888,12 @@ template <int D>
 __device__ __forceinline__ void rotate_queries(__half *qs, const rk_attention_rotary &rot, int h,
                                                int r0, int n, int hd, bool store)
 {
-    const int heads = gridDim.y, p0 = *rot.pos;
+    const int p0 = *rot.pos;
     for (int e = threadIdx.x; e < kDecodeRows * D; e += blockDim.x) {
         const int r = e / D, d = e - r * D, i = r0 + r;
         __half x = __float2half_rn(0.0f);
         if (i < n && d < hd) {
-            const __half *src = static_cast<const __half *>(rot.qkv) + ((size_t)i * heads + h) * 3 * hd;
+            const __half *src = qkv_row(rot, i, h, hd);
             x = __float2half_rn(rotated_rn(__half2float(src[d]), src,
                                            rot.rope + (size_t)(p0 + i) * rot.rot_dims, d,
                                            rot.rot_dims));
@@ -904,10 +912,10 @@ __device__ __forceinline__ void append_rows(__half *ks, __half *vs, __half *kh, 
                                             const rk_attention_rotary &rot, int h, int key0,
                                             int row0, int n, int hd, int lane)
 {
-    const int heads = gridDim.y, p0 = *rot.pos;
+    const int p0 = *rot.pos;
     for (int i = max(0, key0 - row0); i < n && row0 + i < key0 + KW; ++i) {
         const int t = row0 + i - key0;
-        const __half *src = static_cast<const __half *>(rot.qkv) + ((size_t)i * heads + h) * 3 * hd;
+        const __half *src = qkv_row(rot, i, h, hd);
         const float *rp = rot.rope + (size_t)(p0 + i) * rot.rot_dims;
         for (int d = lane; d < hd; d += 32) {
             const __half k = __float2half_rn(
@@ -952,11 +960,10 @@ __global__ void __launch_bounds__(WARPS * 32)
      * kernel writes: the one before us (rotary, a KIVI cache's append, or
      * the QKV product where we rotate) writes only the step's own rows, and
      * lets us launch only once it has waited for everything earlier; the
-     * slice's keys and values are
-     * fetched while it still runs. Except: a KIVI cache's rows move from the
-     * residual into codes when a block fills, so only blocks flushed before
-     * this step are final; a smartkv cache's append may move any row to
-     * another slot, so none is. */
+     * slice's keys and values are fetched while it still runs. Except: a
+     * KIVI cache's rows move from the residual into codes when a block
+     * fills, so only blocks flushed before this step are final; a smartkv
+     * cache's append may move any row to another slot, so none is. */
     const bool early =
         !is_smart<BITS>() &&
         key0 + KW <= (is_kivi<BITS>() ? pos0 / kivi.residual * kivi.residual : pos0);

@@ -27,6 +27,20 @@ struct gemv_job {
     int sum;
 };
 
+/* The chunks of 8 of the launch's longest row: a sum's rows are A's and
+ * B's together. */
+__host__ __device__ __forceinline__ int row_chunks(const gemv_job &j)
+{
+    return (j.sum ? j.a.in + j.b.in : (j.a.in > j.b.in ? j.a.in : j.b.in)) / 8;
+}
+
+/* The chunks of x, both products' inputs one after the other, that the
+ * launch keeps in shared memory. */
+__host__ __device__ __forceinline__ int x_chunks(const gemv_job &j)
+{
+    return (j.a.in + (j.b.w ? j.b.in : 0)) / 8;
+}
+
 __device__ __forceinline__ float dot8(uint4 w, uint4 x)
 {
     const __half2 *wh = reinterpret_cast<const __half2 *>(&w);
@@ -105,9 +119,9 @@ __device__ __forceinline__ row_part part_of(const gemv_job &j, int group, int wa
  * multiplied, and before a row's reduction, so the loads never drain at a
  * row's end (the kernel before kept one batch and moved 3.4 TB/s on the
  * 2.8B shape's QKV + fc1 pair, this one 3.7; README, "Decode at the
- * bandwidth limit"). The first batch is loaded before waiting for the previous kernel,
- * whose output x is; then x, both products' inputs one after the other,
- * goes to shared memory, where each of the block's rows reads it. */
+ * bandwidth limit"). The first batch is loaded before waiting for the
+ * previous kernel, whose output x is; then x goes to shared memory, where
+ * each of the block's rows reads it. */
 template <bool F32OUT, int SPLIT, int B>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
 {
@@ -115,8 +129,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
     __shared__ float partial[kWarps];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % SPLIT;
     const int groups = (j.rows + kWarps / SPLIT - 1) / (kWarps / SPLIT);
-    const int all = (j.sum ? j.a.in + j.b.in : (j.a.in > j.b.in ? j.a.in : j.b.in)) / 8;
-    const int per = (all + SPLIT - 1) / SPLIT, batches = (per + 32 * B - 1) / (32 * B);
+    const int per = (row_chunks(j) + SPLIT - 1) / SPLIT, batches = (per + 32 * B - 1) / (32 * B);
     /* The next kernel may launch at once: its blocks only take what this
      * wave leaves free, and prefetch their weights while it drains. */
     rk_allow_next();
@@ -132,7 +145,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
                 cur[i] = load_stream(v.wat(v.first + lane + 32 * i));
     }
     rk_wait_previous();
-    const int na = j.a.in / 8, nx = na + (j.b.w ? j.b.in / 8 : 0);
+    const int na = j.a.in / 8, nx = x_chunks(j);
     for (int c = threadIdx.x; c < nx; c += blockDim.x)
         xs[c] = c < na ? static_cast<const uint4 *>(j.a.x)[c]
                        : static_cast<const uint4 *>(j.b.x)[c - na];
@@ -249,8 +262,8 @@ struct launch_shape {
  * memory, so it is asked for each candidate. */
 launch_shape shape_for(const gemv_job &j, bool f32out)
 {
-    const int chunks = (j.sum ? j.a.in + j.b.in : (j.a.in > j.b.in ? j.a.in : j.b.in)) / 8;
-    const size_t smem = (size_t)(j.a.in + (j.b.w ? j.b.in : 0)) * sizeof(__half);
+    const int chunks = row_chunks(j);
+    const size_t smem = (size_t)x_chunks(j) * sizeof(uint4);
     launch_shape best = {};
     double best_eff = 0.0;
     for (int s = 0; s < kSplits; s++) {
@@ -289,8 +302,8 @@ extern "C" void rk_k_gemv_init(void)
     for (int f = 0; f < 2; f++)
         for (int s = 0; s < kSplits; s++)
             for (int b = 0; b < kBatchKinds; b++)
-                cudaFuncSetAttribute(kernel_for(f, s, b), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     max_smem);
+                cudaFuncSetAttribute(kernel_for(f, s, b),
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
 }
 
 extern "C" int rk_k_gemv_max_inputs(void)

@@ -109,11 +109,12 @@ static rk_status cuda_supports(const rk_config *cfg, rk_kv_format f)
                        "use --target cpu)",
                        cfg->hidden, cfg->ffn);
     const int inputs = cfg->hidden + (cfg->ffn > cfg->hidden ? cfg->ffn : cfg->hidden);
-    if (inputs > rk_k_gemv_max_inputs())
+    const int room = rk_k_gemv_max_inputs();
+    if (inputs > room)
         return rk_fail(RK_ECONFIG,
                        "a decode step's product takes %d inputs (hidden %d + intermediate %d); "
                        "this device's shared memory holds %d (use --target cpu)",
-                       inputs, cfg->hidden, cfg->ffn, rk_k_gemv_max_inputs());
+                       inputs, cfg->hidden, cfg->ffn, room);
     return RK_OK;
 }
 
