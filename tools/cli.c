@@ -954,8 +954,13 @@ rk_kv_format cli_kv_format(const cli_kv *kv, const char *name, const rk_ops *ops
     const rk_kv_format grouped = rk_kv_format_grouped(f) ? f : RK_KV_INT8;
     if (kv->group && rk_kv_format_check(grouped, cfg->head_dim, kv->group) != RK_OK)
         cli_usage_error("--kv-group: %s", rk_last_error());
-    if (rk_model_check_kv_format(cfg, ops, f, kv->group, kv->residual) != RK_OK)
-        cli_usage_error("--kv-dtype %s: %s", rk_kv_format_name(f), rk_last_error());
+    /* The target's refusal of the model's shape itself comes here too: it
+     * names --kv-dtype only where the user chose one. */
+    if (rk_model_check_kv_format(cfg, ops, f, kv->group, kv->residual) != RK_OK) {
+        if (name)
+            cli_usage_error("--kv-dtype %s: %s", rk_kv_format_name(f), rk_last_error());
+        cli_usage_error("--target %s: %s", ops->name, rk_last_error());
+    }
     if (kv->bits_avg &&
         rk_smart_check(kv->bits_avg, cfg->head_dim, rk_kv_group_of(kv->group)) != RK_OK)
         cli_usage_error("%s", rk_last_error());
