@@ -26,9 +26,12 @@ static void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, s
     cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
 }
 
-/* No-ops for a kernel launched the ordinary way, and on GPUs before Hopper
- * (sm_90), which have no programmatic launch and run the kernels of a
- * stream one after another. */
+/* A kernel that waits before it allows the next one to launch also tells
+ * that one that every kernel before it has finished: the dense + fc2 sum
+ * (gemv.h) relies on that of the kernel before it. No-ops for a kernel
+ * launched the ordinary way, and on GPUs before Hopper (sm_90), which have
+ * no programmatic launch and run the kernels of a stream one after
+ * another. */
 __device__ __forceinline__ void rk_wait_previous()
 {
 #if __CUDA_ARCH__ >= 900

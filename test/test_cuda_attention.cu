@@ -31,17 +31,7 @@
 
 #include "attention.h"
 #include "elementwise.h"
-#include "rk_test.h"
-
-#define CUDA_OK(call)                                                                      \
-    do {                                                                                   \
-        cudaError_t err_ = (call);                                                         \
-        if (err_ != cudaSuccess) {                                                         \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                  \
-                    cudaGetErrorString(err_));                                             \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
+#include "rk_cuda_test.h"
 
 static const double kTolerance = 2e-3;
 /* The softmax sum's relative error: fp32 scores and sums of up to 2048
