@@ -76,22 +76,39 @@ static size_t device_free(void)
     return free_b;
 }
 
-/* Two generations (a 300-token prompt and 48 new tokens, 17 and 40) on M
- * allocate and free nothing, and leave the device's free memory as it was. */
-static void check_steady(rk_model *m, rk_sampler *s, const int32_t *prompt, const char *what)
+/* A generation's prompt and new tokens. */
+typedef struct {
+    int prompt, new_tokens;
+} gen_len;
+
+/* The generations G[0..N) on M allocate and free nothing, and leave the
+ * device's free memory as it was. The driver takes about 2 MiB of it once
+ * in a process for its own use, at a time that varies from run to run (at
+ * 10692c7 and at 74e0802 alike, free memory moved in 2 of 5 runs, and in
+ * one more before the measured calls began), so a window whose free memory
+ * moved runs again: a leak moves it every time, the driver once. */
+static void check_steady(rk_model *m, rk_sampler *s, const int32_t *prompt, const gen_len *g,
+                         int n, const char *what)
 {
-    atomic_store(&allocs, 0);
-    atomic_store(&frees, 0);
-    const size_t before = device_free();
-    const int ok =
-        rk_test_generate(m, s, prompt, 300, 48) && rk_test_generate(m, s, prompt, 17, 40);
-    const size_t after = device_free();
-    CHECK(ok);
-    printf("%s: during 2 prefills + 88 decode steps: %ld allocations, %ld frees, device free "
-           "memory %zu -> %zu bytes\n",
-           what, atomic_load(&allocs), atomic_load(&frees), before, after);
-    CHECK(atomic_load(&allocs) == 0 && atomic_load(&frees) == 0);
-    CHECK(before == after);
+    size_t before = 0, after = 1;
+    for (int attempt = 1; attempt <= 3 && before != after; attempt++) {
+        atomic_store(&allocs, 0);
+        atomic_store(&frees, 0);
+        before = device_free();
+        int ok = 1, steps = 0;
+        for (int i = 0; i < n; i++) {
+            ok = ok && rk_test_generate(m, s, prompt, g[i].prompt, g[i].new_tokens);
+            steps += g[i].new_tokens;
+        }
+        after = device_free();
+        CHECK(ok);
+        printf("%s: during %d prefills + %d decode steps (attempt %d): %ld allocations, %ld "
+               "frees, device free memory %zu -> %zu bytes\n",
+               what, n, steps, attempt, atomic_load(&allocs), atomic_load(&frees), before,
+               after);
+        CHECK(atomic_load(&allocs) == 0 && atomic_load(&frees) == 0);
+    }
+    CHECKF(before == after, "%s: the device's free memory moved in every attempt", what);
 }
 
 int main(void)
@@ -122,18 +139,10 @@ int main(void)
         prompt[i] = (int32_t)((i * 7919) % m->cfg.vocab);
     CHECK(rk_test_generate(m, &s, prompt, 300, 48));
 
-    atomic_store(&allocs, 0);
-    atomic_store(&frees, 0);
-    size_t before = device_free();
-    /* Prompts of other lengths run other GEMM row buckets and chunk tails. */
-    int ok = rk_test_generate(m, &s, prompt, 300, 48) && rk_test_generate(m, &s, prompt, 17, 40) && rk_test_generate(m, &s, prompt, 1, 8);
-    size_t after = device_free();
-    CHECK(ok);
-    printf("during 3 prefills + 96 decode steps: %ld allocations, %ld frees, device free "
-           "memory %zu -> %zu bytes\n",
-           atomic_load(&allocs), atomic_load(&frees), before, after);
-    CHECK(atomic_load(&allocs) == 0 && atomic_load(&frees) == 0);
-    CHECK(before == after);
+    /* Prompts of other lengths run other GEMM row buckets and chunk tails,
+     * here for the first time: the first attempt counts their first use. */
+    const gen_len lens[] = {{300, 48}, {17, 40}, {1, 8}};
+    check_steady(m, &s, prompt, lens, 3, "fp16 full");
 
     rk_model_free(m);
     CHECK(atomic_load(&frees) == 2);
@@ -156,7 +165,7 @@ int main(void)
      * libraries, not through the runtime's allocators (10 MB on an H200):
      * a warm-up, as for the fp16 model above. */
     CHECK(rk_test_generate(m, &s, prompt, 300, 4));
-    check_steady(m, &s, prompt, "rankkv-dynamic");
+    check_steady(m, &s, prompt, lens, 2, "rankkv-dynamic");
     rk_model_free(m);
 
     /* A quantized cache, full and under the policies that score, gather
@@ -183,7 +192,7 @@ int main(void)
         char what[64];
         snprintf(what, sizeof what, "%s %s", rk_kv_format_name(quantized[i].format),
                  quantized[i].method);
-        check_steady(m, &s, prompt, what);
+        check_steady(m, &s, prompt, lens, 2, what);
         rk_model_free(m);
     }
 
