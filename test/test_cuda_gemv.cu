@@ -5,7 +5,8 @@
  * runs. Outputs start as NaN, so a row left unwritten fails.
  *
  * Then the order the sum relies on: it fetches its second input before it
- * waits for the kernel before it. Here, as in a decode step, a writer that
+ * waits for the kernel before it, and the warps that read none of its first
+ * input never wait. Here, as in a decode step, a writer that
  * lets its dependent launch at once writes that input after a delay, and a
  * kernel in between waits for the writer before it lets the sum launch,
  * then runs on. The sum must see each round's input, never the one before
@@ -279,9 +280,12 @@ int main(void)
     pair_case(2560, 7680, 2560, 10240); /* 2.8B's QKV + fc1 */
     pair_case(8, 5, 8, 9);
     sum_case(160, 640, 160);
-    sum_case(2560, 10240, 2560); /* 2.8B's dense + fc2 */
+    sum_case(2560, 10240, 2560); /* 2.8B's dense + fc2 (on an H200: 8 warps a row) */
+    sum_case(2048, 8192, 2048);  /* 1.4B's (4) */
+    sum_case(768, 3072, 768);    /* 160M's (2) */
     sum_case(8, 24, 7);
     sum_order_case(2560, 10240, 2560, 8);
+    sum_order_case(2048, 8192, 2048, 8);
     sum_order_case(160, 640, 160, 8);
     return rk_test_finish("test_cuda_gemv");
 }
