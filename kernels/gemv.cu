@@ -16,15 +16,11 @@ constexpr int kWarps = 8;
 constexpr int kMaxBatch = 7;
 /* The fewest chunks of a row one warp of a split row reads. */
 constexpr int kMinShare = 128;
-/* The most row groups one block of a split-row launch takes: its warps'
- * sums wait in shared memory until the block's last row. */
-constexpr int kMaxRounds = 64;
 /* Shared memory a block may opt in to on sm_90. */
 constexpr int kSm90SharedOptin = 227 * 1024;
 
 /* What one launch computes: output rows 0..a.out-1 are A's; a pair goes on
- * with B's rows, a sum instead extends each row of A with B's (B's chunks
- * first, then A's: kernel comment). */
+ * with B's rows, a sum instead extends each row of A with B's. */
 struct gemv_job {
     rk_gemv_part a, b;
     int rows; /* output rows of the launch */
@@ -38,8 +34,8 @@ __host__ __device__ __forceinline__ int row_chunks(const gemv_job &j)
     return (j.sum ? j.a.in + j.b.in : (j.a.in > j.b.in ? j.a.in : j.b.in)) / 8;
 }
 
-/* The chunks of x, both products' inputs one after the other (a sum's B's
- * first, as its rows), that the launch keeps in shared memory. */
+/* The chunks of x, both products' inputs one after the other, that the
+ * launch keeps in shared memory. */
 __host__ __device__ __forceinline__ int x_chunks(const gemv_job &j)
 {
     return (j.a.in + (j.b.w ? j.b.in : 0)) / 8;
@@ -77,7 +73,7 @@ __device__ __forceinline__ long long chunks_between(const uint4 *a, const uint4 
 }
 
 /* One warp's part of one output row: its weights as chunks of 8, the first
- * N0 from W, the rest DW chunks further on (a sum's A after its B); its
+ * N0 from W, the rest DW chunks further on (a sum's second product); its
  * inputs start at chunk XOFF of the shared copy of x. */
 struct row_part {
     const uint4 *w;
@@ -96,47 +92,22 @@ __device__ __forceinline__ row_part part_of(const gemv_job &j, int group, int wa
     const int rr = v.r < j.rows ? v.r : j.rows - 1;
     v.second = !j.sum && rr >= j.a.out;
     v.orow = v.second ? rr - j.a.out : rr;
-    const bool b_first = v.second || j.sum;
-    const int in0 = b_first ? j.b.in : j.a.in;
+    const int in0 = v.second ? j.b.in : j.a.in;
     /* Field by field: a reference into the parameters would copy them to
      * local memory. */
-    v.w = reinterpret_cast<const uint4 *>(static_cast<const __half *>(b_first ? j.b.w : j.a.w) +
+    v.w = reinterpret_cast<const uint4 *>(static_cast<const __half *>(v.second ? j.b.w : j.a.w) +
                                           (size_t)v.orow * in0);
     v.n0 = in0 / 8;
     v.dw = j.sum ? chunks_between(v.w, reinterpret_cast<const uint4 *>(
-                                           static_cast<const __half *>(j.a.w) +
-                                           (size_t)v.orow * j.a.in)) -
+                                           static_cast<const __half *>(j.b.w) +
+                                           (size_t)v.orow * j.b.in)) -
                        v.n0
                  : 0;
     v.xoff = v.second ? j.a.in / 8 : 0;
-    const int all = v.n0 + (j.sum ? j.a.in / 8 : 0), part = warp % SPLIT;
+    const int all = v.n0 + (j.sum ? j.b.in / 8 : 0), part = warp % SPLIT;
     v.first = part * per < all ? part * per : all;
     v.chunks = all - v.first < per ? all - v.first : per;
     return v;
-}
-
-/* A row's SUM into its output: biases, GELU, fp16 or fp32. */
-template <bool F32OUT>
-__device__ __forceinline__ void finish_row(const gemv_job &j, const row_part &v, float sum)
-{
-    const __half *bias = static_cast<const __half *>(v.second ? j.b.bias : j.a.bias);
-    if (bias)
-        sum += __half2float(bias[v.orow]);
-    if (j.sum && j.b.bias)
-        sum += __half2float(static_cast<const __half *>(j.b.bias)[v.orow]);
-    if (v.second ? j.b.gelu : j.a.gelu)
-        sum = 0.5f * sum * (1.0f + erff(sum * 0.70710678118654752f));
-    void *y = v.second ? j.b.y : j.a.y;
-    if (F32OUT)
-        static_cast<float *>(y)[v.orow] = sum;
-    else
-        static_cast<__half *>(y)[v.orow] = __float2half(sum);
-}
-
-/* The warps of one part of the block's rows meet here; 0 is __syncthreads'. */
-__device__ __forceinline__ void part_barrier(int part, int threads)
-{
-    asm volatile("bar.sync %0, %1;\n" ::"r"(1 + part), "r"(threads) : "memory");
 }
 
 /* SPLIT warps per output row, each over a contiguous 1/SPLIT of the row: few
@@ -148,31 +119,21 @@ __device__ __forceinline__ void part_barrier(int part, int threads)
  * multiplied, and before a row's reduction, so the loads never drain at a
  * row's end (the kernel before kept one batch and moved 3.4 TB/s on the
  * 2.8B shape's QKV + fc1 pair, this one 3.7; README, "Decode at the
- * bandwidth limit"). A split row's warps leave their sums in shared memory
- * and the block adds them after its last row, so that no warp waits for
- * another's on the way.
- *
- * The first batch is loaded before waiting for the previous kernel, whose
- * output x is; then x goes to shared memory, where each of the block's rows
- * reads it. A sum's B input is final before the op before this one
- * (core/ops.h, linear_sum): it is fetched before the wait, from L2 (the
- * kernel before this one waits before it lets this one launch, so B's
- * writer has finished), and a sum's rows put B's chunks first, so that the
- * warps whose part of a row holds none of A's never wait: they stream B's
- * weights, most of a dense + fc2 row, while the attention's last kernel
- * runs. The warps that read A's chunks wait and fetch them. */
+ * bandwidth limit"). The first batch is loaded before waiting for the
+ * previous kernel, whose output x is; then x goes to shared memory, where
+ * each of the block's rows reads it. */
 template <bool F32OUT, int SPLIT, int B>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
 {
     extern __shared__ uint4 xs[];
-    __shared__ float partial[SPLIT > 1 ? kMaxRounds * kWarps : 1];
+    __shared__ float partial[kWarps];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % SPLIT;
     const int groups = (j.rows + kWarps / SPLIT - 1) / (kWarps / SPLIT);
     const int per = (row_chunks(j) + SPLIT - 1) / SPLIT, batches = (per + 32 * B - 1) / (32 * B);
     /* The next kernel may launch at once: its blocks only take what this
      * wave leaves free, and prefetch their weights while it drains. */
     rk_allow_next();
-    int g = blockIdx.x, k = 0, local = 0;
+    int g = blockIdx.x, k = 0;
     if (g >= groups)
         return;
     uint4 cur[B], next[B];
@@ -182,34 +143,21 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
         for (int i = 0; i < B; i++)
             if (lane + 32 * i < v.chunks)
                 cur[i] = load_stream(v.wat(v.first + lane + 32 * i));
-        if (j.sum) {
-            const int nb = j.b.in / 8, end = v.first + v.chunks;
-            constexpr int mates = kWarps / SPLIT;
-#pragma unroll 1
-            for (int c = threadIdx.x; c < nb; c += blockDim.x)
-                xs[c] = __ldcg(static_cast<const uint4 *>(j.b.x) + c);
-            __syncthreads();
-            /* Every row of the block has its part at the same columns, so a
-             * part's warps fetch its A chunks among them; a part without
-             * any neither waits nor fetches. Its warps still meet: a
-             * barrier that some warps skip took 14 more registers a thread
-             * (89 for 7 chunks a lane, against 73), and a resident block. */
-            if (end > nb)
-                rk_wait_previous();
-#pragma unroll 1
-            for (int c = (v.first > nb ? v.first : nb) + (warp / SPLIT) * 32 + lane; c < end;
-                 c += 32 * mates)
-                xs[c] = static_cast<const uint4 *>(j.a.x)[c - nb];
-            part_barrier(part, 32 * mates);
-        } else {
-            rk_wait_previous();
-            const int na = j.a.in / 8, nx = x_chunks(j);
-            for (int c = threadIdx.x; c < nx; c += blockDim.x)
-                xs[c] = c < na ? static_cast<const uint4 *>(j.a.x)[c]
-                               : static_cast<const uint4 *>(j.b.x)[c - na];
-            __syncthreads();
-        }
     }
+    const int na = j.a.in / 8, nx = x_chunks(j);
+    /* A sum's second input is final before the op before this one (core/ops.h,
+     * linear_sum), so it is fetched before the wait too, from L2: the
+     * kernel before this one waits before it lets this one launch, so the
+     * input's writer has finished. Fetching fc2's 25 KB after the wait took
+     * 3-5 % of the 2.8B shape's step. */
+    if (j.sum)
+        for (int c = na + threadIdx.x; c < nx; c += blockDim.x)
+            xs[c] = __ldcg(static_cast<const uint4 *>(j.b.x) + (c - na));
+    rk_wait_previous();
+    for (int c = threadIdx.x; c < (j.sum ? na : nx); c += blockDim.x)
+        xs[c] = c < na ? static_cast<const uint4 *>(j.a.x)[c]
+                       : static_cast<const uint4 *>(j.b.x)[c - na];
+    __syncthreads();
     float acc = 0.0f;
     for (;;) {
         int gn = g, kn = k + 1;
@@ -241,11 +189,26 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
                 acc += __shfl_xor_sync(0xffffffffu, acc, o);
             if (SPLIT > 1) {
                 if (lane == 0)
-                    partial[local * kWarps + warp] = acc;
-            } else if (lane == 0 && v.r < j.rows) {
-                finish_row<F32OUT>(j, v, acc);
+                    partial[warp] = acc;
+                __syncthreads();
+                for (int q = 1; q < SPLIT; q++)
+                    acc += partial[warp - part + q];
+                __syncthreads();
             }
-            local++;
+            if (lane == 0 && part == 0 && v.r < j.rows) {
+                const __half *bias = static_cast<const __half *>(v.second ? j.b.bias : j.a.bias);
+                if (bias)
+                    acc += __half2float(bias[v.orow]);
+                if (j.sum && j.b.bias)
+                    acc += __half2float(static_cast<const __half *>(j.b.bias)[v.orow]);
+                if (v.second ? j.b.gelu : j.a.gelu)
+                    acc = 0.5f * acc * (1.0f + erff(acc * 0.70710678118654752f));
+                void *y = v.second ? j.b.y : j.a.y;
+                if (F32OUT)
+                    static_cast<float *>(y)[v.orow] = acc;
+                else
+                    static_cast<__half *>(y)[v.orow] = __float2half(acc);
+            }
             acc = 0.0f;
         }
         if (!more)
@@ -255,19 +218,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
 #pragma unroll
         for (int i = 0; i < B; i++)
             cur[i] = next[i];
-    }
-    if (SPLIT > 1) {
-        __syncthreads();
-        const int slots = kWarps / SPLIT;
-        for (int t = threadIdx.x; t < local * slots; t += blockDim.x) {
-            const int l = t / slots, first_warp = (t % slots) * SPLIT;
-            float sum = 0.0f;
-            for (int q = 0; q < SPLIT; q++)
-                sum += partial[l * kWarps + first_warp + q];
-            const row_part v = part_of<SPLIT>(j, blockIdx.x + l * gridDim.x, first_warp, per);
-            if (v.r < j.rows)
-                finish_row<F32OUT>(j, v, sum);
-        }
     }
 }
 
@@ -334,8 +284,6 @@ launch_shape shape_for(const gemv_job &j, bool f32out)
         const int wave = (per_sm > 0 ? per_sm : 1) * sms;
         const int groups = (j.rows + kWarps / split - 1) / (kWarps / split);
         const int rounds = (groups + wave - 1) / wave;
-        if (split > 1 && rounds > kMaxRounds)
-            continue;
         const double eff = (double)groups / ((double)rounds * wave);
         if (!best.kernel || eff > best_eff + 0.05) {
             best_eff = eff;
