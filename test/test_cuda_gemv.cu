@@ -1,12 +1,12 @@
 /* The one-row products (gemv.h) against a float64 host reference: a single
  * product with fp16 and fp32 output, a pair (the second with GELU) and a
  * sum, on shapes from one output row to Pythia-2.8B's logits, with inputs of
- * different lengths, so that every split and batch size the launch picks
- * runs. Outputs start as NaN, so a row left unwritten fails.
+ * different lengths, so that the launch picks splits of 1 to 8 warps a row
+ * and batches of 3 to 7 chunks a lane. Outputs start as NaN, so a row left
+ * unwritten fails.
  *
  * Then the order the sum relies on: it fetches its second input before it
- * waits for the kernel before it, and the warps that read none of its first
- * input never wait. Here, as in a decode step, a writer that
+ * waits for the kernel before it. Here, as in a decode step, a writer that
  * lets its dependent launch at once writes that input after a delay, and a
  * kernel in between waits for the writer before it lets the sum launch,
  * then runs on. The sum must see each round's input, never the one before
