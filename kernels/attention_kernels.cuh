@@ -69,7 +69,9 @@ template <int D> constexpr int prefill_wide_tiles() { return D <= 128 ? 2 : 1; }
 /* Decode blocks are WARPS warps of KEYS keys each: the fastest of the shapes
  * tried on an H100 at 1920 cached rows (KEYS 32, 64 or 128; WARPS 2, 4 or 8).
  * Longer slices leave fewer partials to merge, but 128 keys per warp spill
- * registers, and at head_dim 256 64 keys were slower than 32. */
+ * registers, and at head_dim 256 64 keys were slower than 32. A cache too
+ * short to give every SM a block of such slices takes kDecodeMinKeys-key
+ * slices instead (launch_decode). */
 template <int D, int BITS> struct DecodeShape {
     static constexpr int kWarps = D <= 80 ? 4 : 2;
     /* A warp holds a quantized slice's codes in registers, keys and values
@@ -84,6 +86,9 @@ constexpr int kDecodeMinKeys = 32;
 
 constexpr int kDecodeRows = 16;
 constexpr int kCombineWarps = 8;
+/* From this many cached rows on, the merge lets the next kernel launch
+ * before it waits (decode_combine_kernel). */
+constexpr int kEarlyMergeRows = 1024;
 
 __device__ __forceinline__ uint32_t smem_addr(const void *p)
 {
@@ -1088,10 +1093,20 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
      * precedes its launch trigger: it may be read before this grid's wait. */
     const int count = (*pos + row) / KW + 1;
     const size_t first = (size_t)h * decode_slices<KW>(cap) * n + row;
-    rk_wait_previous();
     /* The next kernel (the output projection) prefetches its weights while
-     * the partials are merged. */
-    rk_allow_next();
+     * the partials are merged; behind a long attention, while the split
+     * still runs. It may launch before this grid waits: the split waited
+     * for the kernels before it before it let this grid launch, so they are
+     * done (launch.cuh). Behind a short attention its early blocks only took
+     * bandwidth and SM slots from the split: on an H200, up to 1.7 % of a
+     * step with 512-640 rows cached, against 1.5 % gained at 1920 (README,
+     * "Decode at the bandwidth limit"). */
+    const bool early = *pos >= kEarlyMergeRows;
+    if (early)
+        rk_allow_next();
+    rk_wait_previous();
+    if (!early)
+        rk_allow_next();
 
     float m = -INFINITY, l = 0.0f, acc[DL];
 #pragma unroll
@@ -1161,6 +1176,9 @@ template <int D, int BITS> void configure_format()
     cudaFuncSetAttribute(decode_split_kernel<D, BITS, S::kKeys, S::kWarps>,
                          cudaFuncAttributeMaxDynamicSharedMemorySize,
                          decode_smem_bytes<D, S::kKeys, S::kWarps>());
+    cudaFuncSetAttribute(decode_split_kernel<D, BITS, kDecodeMinKeys, S::kWarps>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         decode_smem_bytes<D, kDecodeMinKeys, S::kWarps>());
 }
 
 
@@ -1208,12 +1226,12 @@ void launch_prefill(cudaStream_t s, void *out, float2 *stats, const void *q, con
         launch_prefill_with<D, BITS, 1>(s, out, stats, q, c, pos, n);
 }
 
-template <int D, int BITS>
-void launch_decode(cudaStream_t s, void *out, float2 *stats, float *scores, const void *q,
-                   const rk_k_kv *c, void *scratch, const int *pos, int n,
-                   const rk_attention_rotary &rot)
+template <int D, int BITS, int KW>
+void launch_decode_slices(cudaStream_t s, void *out, float2 *stats, float *scores, const void *q,
+                          const rk_k_kv *c, void *scratch, const int *pos, int n,
+                          const rk_attention_rotary &rot)
 {
-    constexpr int KW = DecodeShape<D, BITS>::kKeys, WARPS = DecodeShape<D, BITS>::kWarps;
+    constexpr int WARPS = DecodeShape<D, BITS>::kWarps;
     const int slices = decode_slices<KW>(c->cap), heads = c->heads;
     float *const part_o = static_cast<float *>(scratch);
     float2 *const part_ml = reinterpret_cast<float2 *>(part_o + (size_t)heads * slices * n * D);
@@ -1227,6 +1245,27 @@ void launch_decode(cudaStream_t s, void *out, float2 *stats, float *scores, cons
                      DecodeRotary{rot, static_cast<__half *>(c->k), static_cast<__half *>(c->v)});
     launch_dependent(decode_combine_kernel<D, KW>, dim3(heads, n), dim3(kCombineWarps * 32), 0, s,
                      out, stats, part_o, part_ml, pos, n, heads, c->cap, c->head_dim);
+}
+
+/* Blocks of the shape's slices, or, when those leave an SM without one,
+ * of kDecodeMinKeys-key slices: twice the blocks, each half as long. On an
+ * H200, SnapKV and H2O caches of 640 rows (32 heads) went from 96 blocks to
+ * 160, and their TPOT down 0.3-1.3 % and 1.7-1.9 % (README, "Decode at the
+ * bandwidth limit"). */
+template <int D, int BITS>
+void launch_decode(cudaStream_t s, void *out, float2 *stats, float *scores, const void *q,
+                   const rk_k_kv *c, void *scratch, const int *pos, int n,
+                   const rk_attention_rotary &rot)
+{
+    using S = DecodeShape<D, BITS>;
+    const long per_head = (decode_slices<S::kKeys>(c->cap) + S::kWarps - 1) / S::kWarps;
+    const long blocks = per_head * c->heads * ((n + kDecodeRows - 1) / kDecodeRows);
+    if (S::kKeys > kDecodeMinKeys && blocks < sm_count)
+        launch_decode_slices<D, BITS, kDecodeMinKeys>(s, out, stats, scores, q, c, scratch, pos,
+                                                      n, rot);
+    else
+        launch_decode_slices<D, BITS, S::kKeys>(s, out, stats, scores, q, c, scratch, pos, n,
+                                                rot);
 }
 
 /* Per storage format, over every head_dim of RK_ATTENTION_HEAD_DIMS (a

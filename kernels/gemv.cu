@@ -146,10 +146,11 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
     }
     const int na = j.a.in / 8, nx = x_chunks(j);
     /* A sum's second input is final before the op before this one (core/ops.h,
-     * linear_sum), so it is fetched before the wait too, from L2: the
-     * kernel before this one waits before it lets this one launch, so the
-     * input's writer has finished. Fetching fc2's 25 KB after the wait took
-     * 3-5 % of the 2.8B shape's step. */
+     * linear_sum), so it is fetched before the wait too, from L2: a kernel
+     * after the input's writer waited before it let the next one launch,
+     * and this launch came after that one's, so the writer has finished.
+     * Fetching fc2's 25 KB after the wait took 3-5 % of the 2.8B shape's
+     * step. */
     if (j.sum)
         for (int c = na + threadIdx.x; c < nx; c += blockDim.x)
             xs[c] = __ldcg(static_cast<const uint4 *>(j.b.x) + (c - na));

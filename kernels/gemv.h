@@ -35,9 +35,10 @@ void rk_k_gemv(cudaStream_t s, const rk_gemv_part *p, int f32out);
 void rk_k_gemv_pair(cudaStream_t s, const rk_gemv_part *a, const rk_gemv_part *b);
 /* a.y = A + B (both biases); a.out == b.out, no GELU, b.y unused. Reads
  * b.x before it waits for the previous kernel in S: b.x must be final
- * before that kernel starts, and that kernel must wait for its own previous
- * one before it lets this launch (the decode attention's merge and the
- * attention-mass kernel do; launch.cuh). */
+ * before that kernel starts, and a kernel between b.x's writer and this
+ * launch must wait for its own previous one before it lets the next launch
+ * (the decode attention's split does, so the merge after it may let this
+ * launch before it waits; launch.cuh). */
 void rk_k_gemv_sum(cudaStream_t s, const rk_gemv_part *a, const rk_gemv_part *b);
 
 #ifdef __cplusplus

@@ -27,8 +27,11 @@ static void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, s
 }
 
 /* A kernel that waits before it allows the next one to launch also tells
- * that one that every kernel before it has finished: the dense + fc2 sum
- * (gemv.h) relies on that of the kernel before it. No-ops for a kernel
+ * that one, and every kernel launched after it, that every kernel before it
+ * has finished: the dense + fc2 sum (gemv.h) relies on that of the decode
+ * attention's split, two launches back when the merge lets it launch before
+ * waiting. Every kernel of a step waits before it ends, so a kernel done
+ * means every one before it done. No-ops for a kernel
  * launched the ordinary way, and on GPUs before Hopper (sm_90), which have
  * no programmatic launch and run the kernels of a stream one after
  * another. */

@@ -4,7 +4,9 @@
  * multiples of 8 and not, odd multiples of 2 among them), chunks that start past
  * earlier cached rows, caches exactly as long as the context, a decode step
  * replayed from a CUDA graph at several positions, then timings at the
- * Pythia-2.8B shape (printed, never checked). Caches of int8, int4 and int2
+ * Pythia-2.8B shape (printed, never checked). Decode runs with the
+ * shortest slices (a few heads) and with the shape's own (32 heads), which
+ * launch_decode picks by the blocks they make. Caches of int8, int4 and int2
  * rows (kv_rows.h) too, the reference reading the values their codes stand
  * for: prefill with one and with two row tiles per warp, and caches whose
  * heads are not 16-byte aligned (prefill then copies codes 4 bytes at a
@@ -702,19 +704,25 @@ int main(int argc, char **argv)
                 run_case(D, heads, n, pos0, cap, true, n <= 16);
             }
         /* The model's own shape, enough blocks for the kernel variant with
-         * two row tiles per warp. */
+         * two row tiles per warp, and for decode with the shape's own slices
+         * (fewer heads give an SM no block of those and take the shortest
+         * slices: launch_decode). */
         run_case(D, 32, 1920, 0, 2048, true, false);
+        run_case(D, 32, 1, 1919, 2048, false, true);
+        run_case(D, 32, 16, 1000, 1100, false, true);
         run_case(D, 32, 1664, 128, 2048, true, false);
         if (D == 80 || D == 128)
             quantized_cases(D, false);
     }
     static const int positions[] = {0, 700, 1919};
     graph_replay_case(80, 4, 2048, positions, 3);
+    graph_replay_case(80, 32, 2048, positions, 3);
     /* Pythia's quarter of head_dim rotated; rows at other positions than
      * their own (a compressed cache); few rows across a slice's end; head
      * sizes padded, not a multiple of 8, and the largest. */
     rotary_case(80, 3, 1, 0, 1, 20, 0);
     rotary_case(80, 3, 1, 700, 2048, 20, 700);
+    rotary_case(80, 32, 1, 1500, 2048, 20, 1500);
     rotary_case(80, 3, 1, 511, 513, 20, 1900);
     rotary_case(80, 2, 16, 120, 200, 20, 120);
     rotary_case(64, 3, 5, 61, 70, 16, 300);

@@ -8,9 +8,10 @@
  * Then the order the sum relies on: it fetches its second input before it
  * waits for the kernel before it. Here, as in a decode step, a writer that
  * lets its dependent launch at once writes that input after a delay, and a
- * kernel in between waits for the writer before it lets the sum launch,
- * then runs on. The sum must see each round's input, never the one before
- * (the first round's before is NaN).
+ * kernel in between waits for the writer before it lets the next launch,
+ * then runs on; as behind a long attention, a third kernel may follow that
+ * lets the sum launch before it waits. The sum must see each round's input,
+ * never the one before (the first round's before is NaN).
  *
  * Usage: test_cuda_gemv */
 #include <cuda_fp16.h>
@@ -217,7 +218,7 @@ __global__ void late_writer(__half *x, const __half *src, int n)
         x[i] = src[i];
 }
 
-/* Like the decode attention's merge: waits, lets the sum launch, runs on. */
+/* Like the decode attention's split: waits, lets the next launch, runs on. */
 __global__ void waiting_middle(void)
 {
     rk_wait_previous();
@@ -225,7 +226,16 @@ __global__ void waiting_middle(void)
     spin(100);
 }
 
-static void sum_order_case(int in_a, int in_b, int out, int rounds)
+/* Like the merge behind a long attention: lets the sum launch, then waits. */
+__global__ void allowing_middle(void)
+{
+    rk_allow_next();
+    rk_wait_previous();
+    spin(20);
+}
+
+/* ALLOWING: the allowing kernel between the waiting one and the sum. */
+static void sum_order_case(int in_a, int in_b, int out, int rounds, bool allowing)
 {
     product a = random_product(in_a, out, 0), b = random_product(in_b, out, 0);
     std::vector<halves> src;
@@ -243,6 +253,8 @@ static void sum_order_case(int in_a, int in_b, int out, int rounds)
         launch_dependent(late_writer, dim3(1), dim3(256), 0, s, b.x.dev,
                          (const __half *)src[r].dev, in_b);
         launch_dependent(waiting_middle, dim3(1), dim3(32), 0, s);
+        if (allowing)
+            launch_dependent(allowing_middle, dim3(1), dim3(32), 0, s);
         const rk_gemv_part ga = a.part(y[r]), gb = b.part(nullptr);
         rk_k_gemv_sum(s, &ga, &gb);
     }
@@ -253,7 +265,8 @@ static void sum_order_case(int in_a, int in_b, int out, int rounds)
         reference(a, a.x.host, ref, mag, 0, false);
         reference(b, src[r].host, ref, mag, 0, true);
         char what[96];
-        snprintf(what, sizeof what, "sum after a late writer, round %d", r);
+        snprintf(what, sizeof what, "sum after a late writer%s, round %d",
+                 allowing ? " and an allowing kernel" : "", r);
         check_rows(what, y[r], false, ref, mag);
         cudaFree(y[r]);
         cudaFree(src[r].dev);
@@ -284,8 +297,10 @@ int main(void)
     sum_case(2048, 8192, 2048);  /* 1.4B's (4) */
     sum_case(768, 3072, 768);    /* 160M's (2) */
     sum_case(8, 24, 7);
-    sum_order_case(2560, 10240, 2560, 8);
-    sum_order_case(2048, 8192, 2048, 8);
-    sum_order_case(160, 640, 160, 8);
+    for (int allowing = 0; allowing < 2; allowing++) {
+        sum_order_case(2560, 10240, 2560, 8, allowing);
+        sum_order_case(2048, 8192, 2048, 8, allowing);
+        sum_order_case(160, 640, 160, 8, allowing);
+    }
     return rk_test_finish("test_cuda_gemv");
 }
