@@ -1091,7 +1091,7 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
     const int h = blockIdx.x, row = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     /* pos was final before the split kernel got past its own wait, which
      * precedes its launch trigger: it may be read before this grid's wait. */
-    const int count = (*pos + row) / KW + 1;
+    const int pos0 = *pos, count = (pos0 + row) / KW + 1;
     const size_t first = (size_t)h * decode_slices<KW>(cap) * n + row;
     /* The next kernel (the output projection) prefetches its weights while
      * the partials are merged; behind a long attention, while the split
@@ -1101,7 +1101,7 @@ __global__ void __launch_bounds__(kCombineWarps * 32)
      * bandwidth and SM slots from the split: on an H200, up to 1.7 % of a
      * step with 512-640 rows cached, against 1.5 % gained at 1920 (README,
      * "Decode at the bandwidth limit"). */
-    const bool early = *pos >= kEarlyMergeRows;
+    const bool early = pos0 >= kEarlyMergeRows;
     if (early)
         rk_allow_next();
     rk_wait_previous();
@@ -1226,6 +1226,13 @@ void launch_prefill(cudaStream_t s, void *out, float2 *stats, const void *q, con
         launch_prefill_with<D, BITS, 1>(s, out, stats, q, c, pos, n);
 }
 
+/* The split kernel's grid over C's slices of KW keys, for N queries. */
+template <int KW, int WARPS> dim3 decode_grid(const rk_k_kv *c, int n)
+{
+    return dim3((decode_slices<KW>(c->cap) + WARPS - 1) / WARPS, c->heads,
+                (n + kDecodeRows - 1) / kDecodeRows);
+}
+
 template <int D, int BITS, int KW>
 void launch_decode_slices(cudaStream_t s, void *out, float2 *stats, float *scores, const void *q,
                           const rk_k_kv *c, void *scratch, const int *pos, int n,
@@ -1235,8 +1242,7 @@ void launch_decode_slices(cudaStream_t s, void *out, float2 *stats, float *score
     const int slices = decode_slices<KW>(c->cap), heads = c->heads;
     float *const part_o = static_cast<float *>(scratch);
     float2 *const part_ml = reinterpret_cast<float2 *>(part_o + (size_t)heads * slices * n * D);
-    launch_dependent(decode_split_kernel<D, BITS, KW, WARPS>,
-                     dim3((slices + WARPS - 1) / WARPS, heads, (n + kDecodeRows - 1) / kDecodeRows),
+    launch_dependent(decode_split_kernel<D, BITS, KW, WARPS>, decode_grid<KW, WARPS>(c, n),
                      dim3(WARPS * 32), decode_smem_bytes<D, KW, WARPS>(), s, part_o, part_ml,
                      scores, q,
                      static_cast<const unsigned char *>(c->k),
@@ -1258,9 +1264,8 @@ void launch_decode(cudaStream_t s, void *out, float2 *stats, float *scores, cons
                    const rk_attention_rotary &rot)
 {
     using S = DecodeShape<D, BITS>;
-    const long per_head = (decode_slices<S::kKeys>(c->cap) + S::kWarps - 1) / S::kWarps;
-    const long blocks = per_head * c->heads * ((n + kDecodeRows - 1) / kDecodeRows);
-    if (S::kKeys > kDecodeMinKeys && blocks < sm_count)
+    const dim3 g = decode_grid<S::kKeys, S::kWarps>(c, n);
+    if (S::kKeys > kDecodeMinKeys && (long)g.x * g.y * g.z < sm_count)
         launch_decode_slices<D, BITS, kDecodeMinKeys>(s, out, stats, scores, q, c, scratch, pos,
                                                       n, rot);
     else

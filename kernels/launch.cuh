@@ -31,10 +31,9 @@ static void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, s
  * has finished: the dense + fc2 sum (gemv.h) relies on that of the decode
  * attention's split, two launches back when the merge lets it launch before
  * waiting. Every kernel of a step waits before it ends, so a kernel done
- * means every one before it done. No-ops for a kernel
- * launched the ordinary way, and on GPUs before Hopper (sm_90), which have
- * no programmatic launch and run the kernels of a stream one after
- * another. */
+ * means every one before it done. No-ops for a kernel launched the ordinary
+ * way, and on GPUs before Hopper (sm_90), which have no programmatic launch
+ * and run the kernels of a stream one after another. */
 __device__ __forceinline__ void rk_wait_previous()
 {
 #if __CUDA_ARCH__ >= 900
