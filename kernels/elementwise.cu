@@ -172,12 +172,8 @@ __global__ void add_layernorm_kernel(__half *x, const __half *a, const __half *b
 
 /* One thread per U dims of a head's q, k or v, U the halves of a T: 8 (a
  * uint4), or 2 where head_dim is not a multiple of 8 and rows start only
- * 4-byte aligned. blockIdx.x is a run of kRotaryTokens tokens, whose loads
- * a thread issues before it rotates or stores any: with one load in flight
- * a thread, a 1920-token prompt's rotary moved 2 TB/s on an H200. A unit
- * that holds rotary dims fetches its rotate_half partners one by one. */
-constexpr int kRotaryTokens = 4;
-
+ * 4-byte aligned. blockIdx.x is the token. A unit that holds rotary dims
+ * fetches its rotate_half partners one by one. */
 template <typename T>
 __global__ void qkv_rotary_kernel(__half *q, __half *kc, __half *vc, const __half *qkv,
                                   const float *rope, const int *pos, const int *row, int n,
@@ -189,37 +185,24 @@ __global__ void qkv_rotary_kernel(__half *q, __half *kc, __half *vc, const __hal
     const int units = head_dim / U, t = blockIdx.y * blockDim.x + threadIdx.x;
     if (t >= heads * 3 * units)
         return;
-    const int i0 = blockIdx.x * kRotaryTokens, h = t / (3 * units), part = t / units % 3,
-              c = t % units;
-    const int p0 = *pos + i0, r0 = *row + i0;
-    const __half *const src0 =
-        qkv + ((size_t)i0 * heads + h) * 3 * head_dim + (size_t)part * head_dim;
-    const size_t token_stride = (size_t)heads * 3 * head_dim;
-    T raw[kRotaryTokens];
+    const int i = blockIdx.x, h = t / (3 * units), part = t / units % 3, c = t % units;
+    const int p = *pos + i, r = *row + i;
+    const __half *src = qkv + ((size_t)i * heads + h) * 3 * head_dim + (size_t)part * head_dim;
+    T raw = reinterpret_cast<const T *>(src)[c];
+    if (part < 2 && c * U < rot) {
+        __half2 *pairs = reinterpret_cast<__half2 *>(&raw);
+        const float *rp = rope + (size_t)p * rot;
 #pragma unroll
-    for (int k = 0; k < kRotaryTokens; k++)
-        if (i0 + k < n)
-            raw[k] = reinterpret_cast<const T *>(src0 + k * token_stride)[c];
-#pragma unroll
-    for (int k = 0; k < kRotaryTokens; k++) {
-        if (i0 + k >= n)
-            break;
-        const __half *src = src0 + k * token_stride;
-        if (part < 2 && c * U < rot) {
-            __half2 *pairs = reinterpret_cast<__half2 *>(&raw[k]);
-            const float *rp = rope + (size_t)(p0 + k) * rot;
-#pragma unroll
-            for (int k2 = 0; k2 < U / 2; k2++) {
-                const float2 f = __half22float2(pairs[k2]);
-                const int j = c * U + 2 * k2;
-                pairs[k2] = __floats2half2_rn(rotated_rn(f.x, src, rp, j, rot),
-                                              rotated_rn(f.y, src, rp, j + 1, rot));
-            }
+        for (int k2 = 0; k2 < U / 2; k2++) {
+            const float2 f = __half22float2(pairs[k2]);
+            const int j = c * U + 2 * k2;
+            pairs[k2] = __floats2half2_rn(rotated_rn(f.x, src, rp, j, rot),
+                                          rotated_rn(f.y, src, rp, j + 1, rot));
         }
-        __half *dst = part == 0 ? q + ((size_t)h * n + i0 + k) * head_dim
-                                : (part == 1 ? kc : vc) + ((size_t)h * cap + r0 + k) * head_dim;
-        reinterpret_cast<T *>(dst)[c] = raw[k];
     }
+    __half *dst = part == 0 ? q + ((size_t)h * n + i) * head_dim
+                            : (part == 1 ? kc : vc) + ((size_t)h * cap + r) * head_dim;
+    reinterpret_cast<T *>(dst)[c] = raw;
 }
 
 /* Elements 8C..8C+7 of the row SRC, rotated where ROT says. */
@@ -341,34 +324,18 @@ __global__ void qkv_rotary_quant_groups_kernel(__half *q, unsigned char *kc, uns
     }
 }
 
-/* A thread loads kGeluChunks chunks, a grid's stride apart, before it
- * computes any: with one in flight a thread, fc1's output of a 1920-token
- * prompt went through at 3 TB/s on an H200. */
-constexpr int kGeluChunks = 4;
-
 __global__ void gelu_kernel(__half *x, size_t chunks)
 {
     rk_wait_previous();
     rk_allow_next();
     uint4 *xv = reinterpret_cast<uint4 *>(x);
-    const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i0 < chunks;
-         i0 += stride * kGeluChunks) {
-        uint4 raw[kGeluChunks];
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < chunks;
+         i += (size_t)gridDim.x * blockDim.x) {
+        half8 v = unpack(xv[i]);
 #pragma unroll
-        for (int k = 0; k < kGeluChunks; k++)
-            if (i0 + k * stride < chunks)
-                raw[k] = xv[i0 + k * stride];
-#pragma unroll
-        for (int k = 0; k < kGeluChunks; k++) {
-            if (i0 + k * stride >= chunks)
-                break;
-            half8 v = unpack(raw[k]);
-#pragma unroll
-            for (int e = 0; e < 8; e++)
-                v.v[e] = 0.5f * v.v[e] * (1.0f + erff(v.v[e] * 0.70710678118654752f));
-            xv[i0 + k * stride] = pack(v);
-        }
+        for (int k = 0; k < 8; k++)
+            v.v[k] = 0.5f * v.v[k] * (1.0f + erff(v.v[k] * 0.70710678118654752f));
+        xv[i] = pack(v);
     }
 }
 
@@ -546,9 +513,7 @@ void rk_k_qkv_rotary(cudaStream_t s, void *q, const rk_k_kv *cache, const void *
         const bool wide = head_dim % 8 == 0;
         const int per_token = heads * 3 * head_dim / (wide ? 8 : 2);
         launch_dependent(wide ? qkv_rotary_kernel<uint4> : qkv_rotary_kernel<uint32_t>,
-                         dim3((n + kRotaryTokens - 1) / kRotaryTokens,
-                              (per_token + kThreads - 1) / kThreads),
-                         dim3(kThreads), 0, s,
+                         dim3(n, (per_token + kThreads - 1) / kThreads), dim3(kThreads), 0, s,
                          (__half *)q, (__half *)cache->k, (__half *)cache->v,
                          (const __half *)qkv, rope, pos, row, n, heads, head_dim, rot_dims, cap);
         return;
@@ -597,9 +562,8 @@ void rk_k_top_k(cudaStream_t s, float *vals, int *ids, const float *logits, int 
 
 void rk_k_gelu(cudaStream_t s, void *x, size_t count)
 {
-    const size_t chunks = count / 8;
-    launch_dependent(gelu_kernel, dim3(grid_for((chunks + kGeluChunks - 1) / kGeluChunks)),
-                     dim3(kThreads), 0, s, (__half *)x, chunks);
+    launch_dependent(gelu_kernel, dim3(grid_for(count / 8)), dim3(kThreads), 0, s, (__half *)x,
+                     count / 8);
 }
 
 } // extern "C"
