@@ -5,14 +5,8 @@
 
 #include <math.h>
 
+#include "rk_test.h"
 #include "safetensors.h"
-
-/* Uniform in [-1, 1) from the xorshift state S: each test seeds its own. */
-static inline float rk_test_frand(unsigned long long *s)
-{
-    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
-    return (float)((*s >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
 
 /* X rounded to fp16 and back. */
 static inline float rk_test_half(float x) { return rk_f16_to_f32(rk_f32_to_f16(x)); }

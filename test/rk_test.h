@@ -36,6 +36,13 @@ static int rk_test_checks;
         }                                                                    \
     } while (0)
 
+/* Uniform in [-1, 1) from the xorshift state S: each test seeds its own. */
+static inline float rk_test_frand(unsigned long long *s)
+{
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return (float)((*s >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
 /* Exits with RK_SKIP, saying why, when PATH does not exist. */
 static inline void rk_test_require_path(const char *path)
 {

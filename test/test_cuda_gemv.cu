@@ -17,7 +17,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
-#include <stdint.h>
 
 #include <vector>
 
@@ -25,15 +24,7 @@
 #include "launch.cuh"
 #include "rk_cuda_test.h"
 
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-
-static float uniform_pm1(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / 4503599627370496.0 - 1.0);
-}
+static unsigned long long rng = 0x2545f4914f6cdd1dull;
 
 /* N fp16 values on the device and, rounded the same way, on the host. */
 struct halves {
@@ -47,7 +38,7 @@ static halves random_halves(size_t n, float scale)
     std::vector<__half> bits(n);
     h.host.resize(n);
     for (size_t i = 0; i < n; i++) {
-        bits[i] = __float2half_rn(scale * uniform_pm1());
+        bits[i] = __float2half_rn(scale * rk_test_frand(&rng));
         h.host[i] = __half2float(bits[i]);
     }
     CUDA_OK(cudaMalloc(&h.dev, n * sizeof(__half)));
