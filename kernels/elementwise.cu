@@ -170,39 +170,64 @@ __global__ void add_layernorm_kernel(__half *x, const __half *a, const __half *b
         norm_store(y2 + off, p2, v, mine, stride, mean, rstd);
 }
 
-/* One thread per U dims of a head's q, k or v, U the halves of a T: 8 (a
- * uint4), or 2 where head_dim is not a multiple of 8 and rows start only
- * 4-byte aligned. blockIdx.x is the token. A unit that holds rotary dims
- * fetches its rotate_half partners one by one. */
+/* A block per token, U dims a unit, U the halves of a T: 8 (a uint4), or 2
+ * where head_dim is not a multiple of 8 and rows start only 4-byte aligned.
+ * The token's q, k and v rows come into shared memory, a batch of loads in
+ * flight per thread; each thread then rotates rotate_half pairs there, the
+ * block's threads sharing the pairs evenly; then the units go out to q and
+ * the cache. With a thread per unit and the rotation in the units that hold
+ * rotary dims, nearly every warp ran a few lanes through the rotation while
+ * the rest waited: the kernel was bound by issue, 28.8 us a layer on the
+ * 2.8B shape at 1920 tokens (README, "Where a prefill's time goes"). */
+constexpr int kRotaryBatch = 4;
+
 template <typename T>
-__global__ void qkv_rotary_kernel(__half *q, __half *kc, __half *vc, const __half *qkv,
-                                  const float *rope, const int *pos, const int *row, int n,
-                                  int heads, int head_dim, int rot, int cap)
+__global__ void __launch_bounds__(kThreads)
+    qkv_rotary_kernel(__half *__restrict__ q, __half *__restrict__ kc, __half *__restrict__ vc,
+                      const __half *__restrict__ qkv, const float *__restrict__ rope,
+                      const int *pos, const int *row, int n, int heads, int head_dim, int rot,
+                      int cap)
 {
     constexpr int U = sizeof(T) / sizeof(__half);
+    extern __shared__ uint4 token_smem[];
+    T *const token = reinterpret_cast<T *>(token_smem);
+    __half *const th = reinterpret_cast<__half *>(token_smem);
     rk_wait_previous();
     rk_allow_next();
-    const int units = head_dim / U, t = blockIdx.y * blockDim.x + threadIdx.x;
-    if (t >= heads * 3 * units)
-        return;
-    const int i = blockIdx.x, h = t / (3 * units), part = t / units % 3, c = t % units;
-    const int p = *pos + i, r = *row + i;
-    const __half *src = qkv + ((size_t)i * heads + h) * 3 * head_dim + (size_t)part * head_dim;
-    T raw = reinterpret_cast<const T *>(src)[c];
-    if (part < 2 && c * U < rot) {
-        __half2 *pairs = reinterpret_cast<__half2 *>(&raw);
-        const float *rp = rope + (size_t)p * rot;
+    const int units = head_dim / U, all = heads * 3 * units, i = blockIdx.x;
+    const T *const src = reinterpret_cast<const T *>(qkv + (size_t)i * heads * 3 * head_dim);
+    for (int t0 = threadIdx.x; t0 < all; t0 += kRotaryBatch * blockDim.x) {
+        T v[kRotaryBatch];
 #pragma unroll
-        for (int k2 = 0; k2 < U / 2; k2++) {
-            const float2 f = __half22float2(pairs[k2]);
-            const int j = c * U + 2 * k2;
-            pairs[k2] = __floats2half2_rn(rotated_rn(f.x, src, rp, j, rot),
-                                          rotated_rn(f.y, src, rp, j + 1, rot));
-        }
+        for (int b = 0; b < kRotaryBatch; b++)
+            if (t0 + b * (int)blockDim.x < all)
+                v[b] = src[t0 + b * blockDim.x];
+#pragma unroll
+        for (int b = 0; b < kRotaryBatch; b++)
+            if (t0 + b * (int)blockDim.x < all)
+                token[t0 + b * blockDim.x] = v[b];
     }
-    __half *dst = part == 0 ? q + ((size_t)h * n + i) * head_dim
-                            : (part == 1 ? kc : vc) + ((size_t)h * cap + r) * head_dim;
-    reinterpret_cast<T *>(dst)[c] = raw;
+    __syncthreads();
+    const int half = rot / 2, p = *pos + i, r = *row + i;
+    const float *const rp = rope + (size_t)p * rot;
+    /* Pair e: dims jj and jj + half of q (even e / half) or k (odd) of head
+     * e / half / 2; one thread reads and writes both. */
+    for (int e = threadIdx.x; e < heads * 2 * half; e += blockDim.x) {
+        const int qk = e / half, jj = e - qk * half;
+        __half *const at = th + (size_t)(qk / 2 * 3 + qk % 2) * head_dim + jj;
+        const float lo = __half2float(at[0]), hi = __half2float(at[half]);
+        float2 out;
+        rotated_pair_rn(lo, hi, rp, jj, &out);
+        at[0] = __float2half_rn(out.x);
+        at[half] = __float2half_rn(out.y);
+    }
+    __syncthreads();
+    for (int t = threadIdx.x; t < all; t += blockDim.x) {
+        const int rr = t / units, c = t - rr * units, h = rr / 3, part = rr - 3 * h;
+        __half *dst = part == 0 ? q + ((size_t)h * n + i) * head_dim
+                                : (part == 1 ? kc : vc) + ((size_t)h * cap + r) * head_dim;
+        reinterpret_cast<T *>(dst)[c] = token[t];
+    }
 }
 
 /* Elements 8C..8C+7 of the row SRC, rotated where ROT says. */
@@ -512,8 +537,11 @@ void rk_k_qkv_rotary(cudaStream_t s, void *q, const rk_k_kv *cache, const void *
     if (cache->bits == 16) {
         const bool wide = head_dim % 8 == 0;
         const int per_token = heads * 3 * head_dim / (wide ? 8 : 2);
-        launch_dependent(wide ? qkv_rotary_kernel<uint4> : qkv_rotary_kernel<uint32_t>,
-                         dim3(n, (per_token + kThreads - 1) / kThreads), dim3(kThreads), 0, s,
+        const int threads = per_token < kThreads ? (per_token + 31) / 32 * 32 : kThreads;
+        /* At most 48 KB: hidden is at most 8192 (rk_k_supports_dim). */
+        const size_t token_bytes = (size_t)heads * 3 * head_dim * sizeof(__half);
+        launch_dependent(wide ? qkv_rotary_kernel<uint4> : qkv_rotary_kernel<uint32_t>, dim3(n),
+                         dim3(threads), token_bytes, s,
                          (__half *)q, (__half *)cache->k, (__half *)cache->v,
                          (const __half *)qkv, rope, pos, row, n, heads, head_dim, rot_dims, cap);
         return;

@@ -29,6 +29,17 @@ __device__ __forceinline__ float rotated_rn(float x, const __half *src, const fl
     return j < half ? __fsub_rn(a, b) : __fadd_rn(a, b);
 }
 
+/* Rotary dims JJ and JJ + rot / 2 of one row, LO and HI, both rotated:
+ * OUT's x and y are rotated_rn's results for the two, the same operations
+ * and roundings, for a caller that owns the pair. */
+__device__ __forceinline__ void rotated_pair_rn(float lo, float hi, const float *rp, int jj,
+                                                float2 *out)
+{
+    const float c = rp[2 * jj], s = rp[2 * jj + 1];
+    out->x = __fsub_rn(__fmul_rn(lo, c), __fmul_rn(hi, s));
+    out->y = __fadd_rn(__fmul_rn(hi, c), __fmul_rn(lo, s));
+}
+
 __host__ __device__ constexpr size_t kv_row_bytes(int bits, int head_dim, int group)
 {
     return bits == 16 ? (size_t)head_dim * 2

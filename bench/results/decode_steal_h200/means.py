@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Mean TPOT (ms) per variant, method and context over the rounds of each run's output
-(steal_ab.txt, lab1.txt .. lab6.txt in this folder). Usage: python3 means.py"""
+(steal_ab.txt, lab1.txt .. lab7.txt in this folder). Usage: python3 means.py"""
 import collections
 import os
 import re
 
-RUNS = ["steal_ab.txt", "lab1.txt", "lab2.txt", "lab3.txt", "lab4.txt", "lab5.txt", "lab6.txt"]
+RUNS = ["steal_ab.txt", "lab1.txt", "lab2.txt", "lab3.txt", "lab4.txt", "lab5.txt", "lab6.txt",
+        "lab7.txt"]
 
 
 def means(path):
