@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Means of each run in this folder: TTFT and TPOT (ms) per build, method and prompt over the
-alternating rounds (run*_ab.txt: a = the build before, b = the change), and each kernel's time
+alternating rounds (run*_ab.txt: a = the build before, b = the change; README, "Where a
+prefill's time goes", says what each run's b was), and each kernel's time
 alone under ncu (run*_ncu_<build>_<prompt>.csv, µs, over the layers profiled).
 Usage: python3 summary.py"""
 import collections
@@ -10,7 +11,7 @@ import os
 import re
 
 here = os.path.dirname(os.path.abspath(__file__))
-for run in ("run1", "run2"):
+for run in ("run1", "run2", "run3", "run4"):
     print(run)
     rows = collections.OrderedDict()
     build = None
