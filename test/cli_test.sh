@@ -37,6 +37,16 @@ expect 2 'unknown option' -- "$gen" --no-such-flag
 # A list naming an entry twice would run and report the same row twice.
 expect 2 "lists 'int8' twice" -- "$bin/rankkv-bench" --model "$nano" --kv-dtype int8,fp32,int8
 expect 2 "lists '64' twice" -- "$bin/rankkv-bench" --model "$nano" --prompt-tokens 64,64
+# A bench record keeps each timed run beside the median it reports.
+expect 0 '' -- "$bin/rankkv-bench" --model "$nano" --prompt-tokens 32 --new-tokens 3 --repeats 3 \
+    --out "$tmp/runs.json"
+for k in ttft tpot; do
+    runs=$("$bin/json_get" "$tmp/runs.json" "runs.0.${k}_ms_runs")
+    middle=$(echo "$runs" | tr -d '[]' | tr ',' '\n' | sort -g | sed -n 2p)
+    if [ "$("$bin/json_get" "$tmp/runs.json" "runs.0.${k}_ms_runs.#")" = 3 ] &&
+        [ "$middle" = "$("$bin/json_get" "$tmp/runs.json" "runs.0.${k}_ms")" ]; then ok
+    else bad "bench record: ${k}_ms_runs $runs, its middle not the median"; cat "$tmp/runs.json"; fi
+done
 expect 2 'empty' -- "$gen" --prompt ''
 
 mkdir -p "$tmp/broken"

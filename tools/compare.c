@@ -388,11 +388,11 @@ static cJSON *read_record(const char *record, harness_datasets *sets, row_result
             }
         }
         cli_str_free(&key);
-        o->t = (harness_timing){record_number(record, row, r, "ttft_ms"),
-                                record_number(record, row, r, "tpot_ms"),
-                                record_number(record, row, r, "prefill_tok_s"),
-                                record_number(record, row, r, "decode_tok_s"),
-                                record_number(record, row, r, "e2e_tok_s")};
+        o->t = (harness_timing){.ttft_ms = record_number(record, row, r, "ttft_ms"),
+                                .tpot_ms = record_number(record, row, r, "tpot_ms"),
+                                .prefill_tok_s = record_number(record, row, r, "prefill_tok_s"),
+                                .decode_tok_s = record_number(record, row, r, "decode_tok_s"),
+                                .e2e_tok_s = record_number(record, row, r, "e2e_tok_s")};
         o->flops = (rk_flops){record_number(record, row, r, "gflops_prefill") * 1e9,
                               record_number(record, row, r, "gflops_compress") * 1e9,
                               record_number(record, row, r, "gflops_decode") * 1e9};

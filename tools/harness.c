@@ -387,10 +387,18 @@ harness_timing harness_time(rk_model *m, const int32_t *prompt, int n, int new_t
         timed_run(m, prompt, n, new_tokens, &first[r], &step[r]);
     }
     fputc('\n', stderr);
+    harness_timing t = {.runs = repeats};
+    for (int r = 0; r < repeats; r++) {
+        t.ttft_runs_ms[r] = 1e3 * first[r];
+        t.tpot_runs_ms[r] = 1e3 * step[r];
+    }
     const double ttft = median(first, repeats), tpot = median(step, repeats);
-    return (harness_timing){.ttft_ms = 1e3 * ttft, .tpot_ms = 1e3 * tpot,
-                            .prefill_tok_s = n / ttft, .decode_tok_s = tpot > 0 ? 1.0 / tpot : 0,
-                            .e2e_tok_s = (n + new_tokens) / (ttft + (new_tokens - 1) * tpot)};
+    t.ttft_ms = 1e3 * ttft;
+    t.tpot_ms = 1e3 * tpot;
+    t.prefill_tok_s = n / ttft;
+    t.decode_tok_s = tpot > 0 ? 1.0 / tpot : 0;
+    t.e2e_tok_s = (n + new_tokens) / (ttft + (new_tokens - 1) * tpot);
+    return t;
 }
 
 void harness_timing_json(cJSON *j, const harness_timing *t)
@@ -400,6 +408,10 @@ void harness_timing_json(cJSON *j, const harness_timing *t)
     cJSON_AddNumberToObject(j, "prefill_tok_s", t->prefill_tok_s);
     cJSON_AddNumberToObject(j, "decode_tok_s", t->decode_tok_s);
     cJSON_AddNumberToObject(j, "e2e_tok_s", t->e2e_tok_s);
+    if (t->runs > 0) {
+        cJSON_AddItemToObject(j, "ttft_ms_runs", cJSON_CreateDoubleArray(t->ttft_runs_ms, t->runs));
+        cJSON_AddItemToObject(j, "tpot_ms_runs", cJSON_CreateDoubleArray(t->tpot_runs_ms, t->runs));
+    }
 }
 
 double harness_mb(size_t bytes) { return (double)bytes / 1048576.0; }

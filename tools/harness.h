@@ -95,10 +95,15 @@ rk_status harness_ppl_check(double ppl, const char *what);
 void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tail,
                          const char *label, double *row_nll, harness_row *out);
 
-/* Medians of timed greedy generations, in the records' units. */
+/* Medians of timed greedy generations, in the records' units, and each
+ * timed run's TTFT and mean decode step in the order they ran: the spread
+ * that a median hides, which a 1-2 % difference has to stand out from.
+ * RUNS is 0 for a timing read back from a record that kept only medians. */
 typedef struct {
     double ttft_ms, tpot_ms, prefill_tok_s, decode_tok_s;
     double e2e_tok_s; /* prompt and generated tokens over TTFT + the decode steps */
+    int runs;
+    double ttft_runs_ms[HARNESS_MAX_REPEATS], tpot_runs_ms[HARNESS_MAX_REPEATS];
 } harness_timing;
 
 /* Greedy generation of NEW_TOKENS after PROMPT[0..n), one warm-up run and
@@ -113,7 +118,8 @@ harness_timing harness_time(rk_model *m, const int32_t *prompt, int n, int new_t
 #define HARNESS_REPEATS_OPT(to_, per_)                                                        \
     CLI_NUM("--repeats", to_, 1, HARNESS_MAX_REPEATS, "N", "timed runs per " per_ " (default 3)")
 
-/* T's fields, under their own names, into the JSON object J. */
+/* T's medians and speeds under their own names, and its runs, when it has
+ * them, as ttft_ms_runs and tpot_ms_runs, into the JSON object J. */
 void harness_timing_json(struct cJSON *j, const harness_timing *t);
 
 /* MB (2^20 bytes), the unit of the records' memory figures. */
