@@ -98,7 +98,8 @@ void harness_run_dataset(rk_model *m, harness_dataset *set, int context, int tai
 /* Medians of timed greedy generations, in the records' units, and each
  * timed run's TTFT and mean decode step in the order they ran: the spread
  * that a median hides, which a 1-2 % difference has to stand out from.
- * RUNS is 0 for a timing read back from a record that kept only medians. */
+ * RUNS is 0 for a timing read back from a record (rankkv-compare
+ * --from-json shows the medians only). */
 typedef struct {
     double ttft_ms, tpot_ms, prefill_tok_s, decode_tok_s;
     double e2e_tok_s; /* prompt and generated tokens over TTFT + the decode steps */
