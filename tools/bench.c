@@ -15,7 +15,8 @@
 static const char usage[] =
     "usage: rankkv-bench --model DIR [--model DIR ...] [options]\n"
     "Times prefill (time to first token) and decode (time per output token) on a\n"
-    "synthetic prompt of fixed token ids, after one warm-up run; reports medians.\n"
+    "synthetic prompt of fixed token ids, after one warm-up run; reports medians\n"
+    "(--out's record also keeps each timed run: ttft_ms_runs, tpot_ms_runs).\n"
     "A run's context is its prompt length: decode is timed from there on.\n"
     "On targets that can measure it, the device's copy bandwidth is measured first\n"
     "and each run's decode is shown as the bytes a step reads (the weights but the\n"

@@ -37,7 +37,8 @@ static const char usage[] =
     "on the same windows and prompts. Perplexity: each C-token window prefilled up\n"
     "to its last T tokens, which are scored one decode step at a time (as\n"
     "rankkv-eval). Timing: greedy generation after the first window's prompt (a\n"
-    "synthetic one without datasets), medians over repeats after a warm-up.\n"
+    "synthetic one without datasets), medians over repeats after a warm-up (--json's\n"
+    "record also keeps each timed run: ttft_ms_runs, tpot_ms_runs).\n"
     "\n";
 
 enum { MAX_ROWS = 16, MAX_BUDGETS = 8 };
