@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # TTFT with prefill launches left out (timing only, knock.patch): what each small kernel costs in the step.
 set -uo pipefail
-H=$PWD/.carry/h15
+H=$PWD/bench/results/prefill_knock_h200
 tar -xJf .carry/deps.tar.xz --skip-old-files -C / && ldconfig
 S=/tmp/src4; R=$OUT/res; rm -rf $S; mkdir -p $S $R
 tar --exclude=./.carry --exclude=./build -cf - . | tar -xf - -C $S
