@@ -110,6 +110,29 @@ __device__ __forceinline__ row_part part_of(const gemv_job &j, int group, int wa
     return v;
 }
 
+/* A split row's warps' sums, in two sets, a row's and the next row's, so that
+ * one barrier a row is enough: a warp writes a set again only after the next
+ * row's barrier, which its row's warps reach once they have read it. */
+struct row_partials {
+    float set[2][kWarps];
+};
+
+/* Only the SPLIT warps of a row meet at its end: a block-wide barrier holds
+ * every warp of the block to the slowest one's loads. A quarter of the
+ * 2.8B shape's product stalls were there (README, "Decode at the bandwidth
+ * limit"). With its id in a register, ptxas reserves all 16 barriers, so a
+ * block of 256 threads gets at most 4 an SM (64 barriers an SM): the
+ * registers of B 5 and 7 allow no more, those of B 3 allow 5, so that batch
+ * keeps the block's barrier. Literal ids, under a switch or predicates, took
+ * 7 more registers. Barrier 0 is __syncthreads'. */
+template <int SPLIT, int B> __device__ __forceinline__ void row_barrier(int warp)
+{
+    if (SPLIT == kWarps || B == 3)
+        __syncthreads();
+    else
+        asm volatile("bar.sync %0, %1;" ::"r"(1 + warp / SPLIT), "r"(SPLIT * 32) : "memory");
+}
+
 /* SPLIT warps per output row, each over a contiguous 1/SPLIT of the row: few
  * long rows still give every SM enough warps. The grid is at most one wave
  * of resident blocks striding over the row groups, every block taking as
@@ -126,7 +149,7 @@ template <bool F32OUT, int SPLIT, int B>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
 {
     extern __shared__ uint4 xs[];
-    __shared__ float partial[kWarps];
+    __shared__ row_partials partial;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % SPLIT;
     const int groups = (j.rows + kWarps / SPLIT - 1) / (kWarps / SPLIT);
     const int per = (row_chunks(j) + SPLIT - 1) / SPLIT, batches = (per + 32 * B - 1) / (32 * B);
@@ -160,6 +183,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
                        : static_cast<const uint4 *>(j.b.x)[c - na];
     __syncthreads();
     float acc = 0.0f;
+    int set = 0;
     for (;;) {
         int gn = g, kn = k + 1;
         if (kn == batches) {
@@ -190,11 +214,11 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
                 acc += __shfl_xor_sync(0xffffffffu, acc, o);
             if (SPLIT > 1) {
                 if (lane == 0)
-                    partial[warp] = acc;
-                __syncthreads();
+                    partial.set[set][warp] = acc;
+                row_barrier<SPLIT, B>(warp);
                 for (int q = 1; q < SPLIT; q++)
-                    acc += partial[warp - part + q];
-                __syncthreads();
+                    acc += partial.set[set][warp - part + q];
+                set ^= 1;
             }
             if (lane == 0 && part == 0 && v.r < j.rows) {
                 const __half *bias = static_cast<const __half *>(v.second ? j.b.bias : j.a.bias);
@@ -328,7 +352,7 @@ extern "C" int rk_k_gemv_max_inputs(void)
         optin = kSm90SharedOptin;
     }
     /* What the kernel's own reduction slots leave. */
-    return (optin - (int)(kWarps * sizeof(float))) / (int)sizeof(__half);
+    return (optin - (int)sizeof(row_partials)) / (int)sizeof(__half);
 }
 
 extern "C" void rk_k_gemv(cudaStream_t s, const rk_gemv_part *p, int f32out)
