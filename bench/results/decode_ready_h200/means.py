@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Mean TPOT (ms) per build, method and context over the rounds of each run (run1.txt ..
-run6.txt), then the S2UR instructions in the one-row products' two kernels of the step (the
+run10.txt; a is the base of each), then the S2UR instructions in the one-row products' two kernels of the step (the
 QKV + fc1 pair, gemv_kernel<false, 2, 5>, and the dense + fc2 sum, gemv_kernel<false, 8, 7>)
 in each build's SASS kept here. Usage: python3 means.py"""
 import collections
@@ -27,7 +27,9 @@ def means(path):
     return rows
 
 
-for run in sorted(glob.glob(os.path.join(here, "run[0-9].txt"))):
+runs = [p for p in glob.glob(os.path.join(here, "run*.txt"))
+        if re.fullmatch(r"run\d+\.txt", os.path.basename(p))]
+for run in sorted(runs, key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)))):
     print(os.path.basename(run))
     for (method, ctx), builds in means(run).items():
         base = sum(builds["a"]) / len(builds["a"])

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Run 10: the landed row barrier (B, this tree) against the tree before it (A: B with
-# .carry/row_barrier.patch, the commit's kernels/gemv.cu diff, reversed). Greedy ids, 3
+# row_barrier.patch, the commit's kernels/gemv.cu diff, reversed). Greedy ids, 3
 # alternating rounds, the record run of B (the #15 command, repeats 5), the GPU tests, memcheck
 # and racecheck of test_cuda_gemv. Carry .carry/deps.tar.xz, .carry/mini2, .carry/wiki.test.raw.xz
-# and .carry/row_barrier.patch; RANKKV_COMMIT names B's commit.
+# and row_barrier.patch from this folder; RANKKV_COMMIT names B's commit.
 set -uo pipefail
 P=$PWD
 tar -xJf .carry/deps.tar.xz --skip-old-files -C / && ldconfig
 S=/tmp/src10; R=$OUT/res; rm -rf $S /tmp/a10 /tmp/shared; mkdir -p $S /tmp/a10 $R /tmp/shared/models/pythia-mini /tmp/shared/data/wikitext-2
 tar --exclude=./.carry --exclude=./build -cf - . | tar -xf - -C $S
-cp -r $S/. /tmp/a10/ && (cd /tmp/a10 && patch -R -p1 < $P/.carry/row_barrier.patch > /dev/null) || { echo "reverse patch failed"; exit 1; }
+cp -r $S/. /tmp/a10/ && (cd /tmp/a10 && patch -R -p1 < $P/bench/results/decode_ready_h200/row_barrier.patch > /dev/null) || { echo "reverse patch failed"; exit 1; }
 xz -dc .carry/wiki.test.raw.xz > /tmp/shared/data/wikitext-2/wiki.test.raw
 cp .carry/mini2/config.json /tmp/shared/models/pythia-mini/
 xz -dc .carry/mini2/goldens.json.xz > /tmp/shared/models/pythia-mini/goldens.json

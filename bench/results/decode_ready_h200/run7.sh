@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run 7, not run yet (about 6 minutes on an H200): the products' loop with two buffers and no
+# Run 7 (about 5 minutes on an H200): the products' loop with two buffers and no
 # copy (pingpong.patch) against HEAD. a = HEAD; p = both kernels alternate (RK_PP 0x1ff); p2 = the
 # pair only (SPLIT 2, 0x4); p8 = the sum only (SPLIT 8, 0x100); p0 = the patch with every kernel
 # copying (0x0: the restructured loop alone). test_cuda_gemv on p, greedy ids, 3 alternating
