@@ -16,6 +16,9 @@ constexpr int kWarps = 8;
 constexpr int kMaxBatch = 7;
 /* The fewest chunks of a row one warp of a split row reads. */
 constexpr int kMinShare = 128;
+/* Rounds of x's fill whose loads go out together: the 2.8B shape's QKV +
+ * fc1 pair fills 640 chunks, 3 rounds of a block's 256 threads. */
+constexpr int kFillRounds = 3;
 /* Shared memory a block may opt in to on sm_90. */
 constexpr int kSm90SharedOptin = 227 * 1024;
 
@@ -178,9 +181,26 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
         for (int c = na + threadIdx.x; c < nx; c += blockDim.x)
             xs[c] = __ldcg(static_cast<const uint4 *>(j.b.x) + (c - na));
     rk_wait_previous();
-    for (int c = threadIdx.x; c < (j.sum ? na : nx); c += blockDim.x)
-        xs[c] = c < na ? static_cast<const uint4 *>(j.a.x)[c]
-                       : static_cast<const uint4 *>(j.b.x)[c - na];
+    /* The fill lies on the step's path from the previous kernel's end, so a
+     * thread's loads of x all go out before its first store to shared
+     * memory: a store may alias a later load, so the compiler kept each
+     * round's load behind the round before's store, one trip to L2 a round. */
+    const int nf = j.sum ? na : nx;
+    const auto x_at = [&](int c) {
+        return c < na ? static_cast<const uint4 *>(j.a.x)[c]
+                      : static_cast<const uint4 *>(j.b.x)[c - na];
+    };
+    uint4 fill[kFillRounds];
+#pragma unroll
+    for (int u = 0; u < kFillRounds; u++)
+        if (threadIdx.x + u * blockDim.x < nf)
+            fill[u] = x_at(threadIdx.x + u * blockDim.x);
+#pragma unroll
+    for (int u = 0; u < kFillRounds; u++)
+        if (threadIdx.x + u * blockDim.x < nf)
+            xs[threadIdx.x + u * blockDim.x] = fill[u];
+    for (int c = threadIdx.x + kFillRounds * blockDim.x; c < nf; c += blockDim.x)
+        xs[c] = x_at(c);
     __syncthreads();
     float acc = 0.0f;
     int set = 0;
