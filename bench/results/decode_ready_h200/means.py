@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Mean TPOT (ms) per build, method and context over the rounds of each run (run1.txt ..
-run11.txt; a is the base of each), then the S2UR instructions in the one-row products' two kernels of the step (the
+run11.txt; a is the base of each), then the S2UR instructions in the one-row products' two
+kernels of the step (the
 QKV + fc1 pair, gemv_kernel<false, 2, 5>, and the dense + fc2 sum, gemv_kernel<false, 8, 7>)
 in each build's SASS kept here. Usage: python3 means.py"""
 import collections
