@@ -170,6 +170,9 @@ __global__ void add_layernorm_kernel(__half *x, const __half *a, const __half *b
         norm_store(y2 + off, p2, v, mine, stride, mean, rstd);
 }
 
+/* Units of a token's rows a thread loads before it stores any of them. */
+constexpr int kRotaryBatch = 4;
+
 /* A block per token, U dims a unit, U the halves of a T: 8 (a uint4), or 2
  * where head_dim is not a multiple of 8 and rows start only 4-byte aligned.
  * The token's q, k and v rows come into shared memory, a batch of loads in
@@ -179,8 +182,6 @@ __global__ void add_layernorm_kernel(__half *x, const __half *a, const __half *b
  * rotary dims, nearly every warp ran a few lanes through the rotation while
  * the rest waited: the kernel was bound by issue, 28.8 us a layer on the
  * 2.8B shape at 1920 tokens (README, "Where a prefill's time goes"). */
-constexpr int kRotaryBatch = 4;
-
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     qkv_rotary_kernel(__half *__restrict__ q, __half *__restrict__ kc, __half *__restrict__ vc,
