@@ -111,10 +111,13 @@ void rk_kv_accumulate_attention(const rk_kv_layer_step *s)
                            1);
 }
 
+/* The step's mass goes to the scores inside the eviction: the CUDA target
+ * then runs one side kernel a layer, as for StreamingLLM, where a second
+ * one had been all of H2O's decode cost over SnapKV's (README, "Decode at
+ * the bandwidth limit"). */
 static void h2o_after_decode(const rk_kv_policy *p, const rk_kv_layer_step *s)
 {
-    rk_kv_accumulate_attention(s);
-    s->ops->kv_evict(s->ctx, s->cache, s->pos, s->row, s->budget, 0,
+    s->ops->kv_evict(s->ctx, s->cache, s->q, s->pos, s->row, s->budget, 0,
                      rk_kv_recent(p, s->budget));
 }
 
@@ -130,7 +133,7 @@ static rk_status streaming_after_prefill(const rk_kv_policy *p, const rk_kv_laye
 
 static void streaming_after_decode(const rk_kv_policy *p, const rk_kv_layer_step *s)
 {
-    s->ops->kv_evict(s->ctx, s->cache, s->pos, s->row, s->budget, p->sinks, 0);
+    s->ops->kv_evict(s->ctx, s->cache, NULL, s->pos, s->row, s->budget, p->sinks, 0);
 }
 
 static const rk_kv_hooks hooks[] = {

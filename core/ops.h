@@ -157,15 +157,18 @@ typedef struct rk_ops {
      * keeps scores, its score to SRC_SCORES' of the row. */
     void (*kv_gather)(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *src,
                       rk_kv_scores src_scores, const int32_t *idx, int keep);
-    /* A decode step of an evicting policy, after its attention: the token
-     * just written to row row0 gets position pos0; then, when row0 has
-     * reached BUDGET (the cache holds budget + 1 rows, cap), each head evicts
-     * one row and moves the new one into its place. Candidates are rows
-     * whose position is at least SINKS and at most pos0 - RECENT; the victim
-     * has the lowest score where CACHE keeps scores, else the lowest
-     * position; ties to the lower row. */
-    void (*kv_evict)(void *ctx, const rk_kv_layer *cache, const void *pos, const void *row,
-                     int budget, int sinks, int recent);
+    /* A decode step of an evicting policy, after its attention: with Q
+     * (that attention's one query, or NULL) the mass Q gave each row is
+     * first added to CACHE's scores, as attention_mass(Q, from 0, add)
+     * would, so that a target may do both in one pass; the token just
+     * written to row row0 gets position pos0; then, when row0 has reached
+     * BUDGET (the cache holds budget + 1 rows, cap), each head evicts one
+     * row and moves the new one into its place. Candidates are rows whose
+     * position is at least SINKS and at most pos0 - RECENT; the victim has
+     * the lowest score where CACHE keeps scores, else the lowest position;
+     * ties to the lower row. */
+    void (*kv_evict)(void *ctx, const rk_kv_layer *cache, const void *q, const void *pos,
+                     const void *row, int budget, int sinks, int recent);
     /* kv_keep, kv_gather and kv_evict touch nothing but KV state: caches,
      * their positions and scores, the prompt's rows and mass, the kept
      * indices; attention_mass writes nothing else. No product, norm or

@@ -93,7 +93,8 @@ void rk_attention_mass(cudaStream_t s, float *score, const float *stats, const v
 
 /* The same mass from the scores and statistics a call to rk_attention_decode
  * left (SCORES, STATS), with no key read again: a pass over pos0+n floats a
- * head, cheap enough for every decode step of H2O. Launched plainly, not as a
+ * head, cheap enough for every decode step of smartkv (H2O's eviction adds
+ * it in its own pass, kv_compress.h). Launched plainly, not as a
  * programmatic dependent, so that it may run on a stream of its own. */
 void rk_attention_mass_of_scores(cudaStream_t s, float *score, const float *stats,
                                  const float *scores, const rk_k_kv *cache, const int *row, int n,

@@ -39,6 +39,7 @@
 #include "attention.h"
 #include "kv_rows.cuh"
 #include "launch.cuh"
+#include "softmax.cuh"
 
 /* The kernels and their launchers, templates over head_dim and the cache's
  * storage bits. Each storage format's instances are compiled in a file of
@@ -50,7 +51,6 @@ namespace rk_attn {
  * the 8 rows one ldmatrix phase reads land on distinct banks for every
  * supported D, and rows stay 16-byte aligned for cp.async. */
 constexpr int kPad = 8;
-constexpr float kLog2e = 1.4426950408889634f;
 
 /* Prefill blocks are kPrefillWarps warps of MT row tiles of 16 queries and
  * take key tiles of prefill_keys(D) keys. Two row tiles per warp let each K
@@ -148,14 +148,6 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4],
         "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/* 2^x on the special-function unit; 2^-inf is exactly 0, which masking uses. */
-__device__ __forceinline__ float exp2_approx(float x)
-{
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
 }
 
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi)
@@ -1189,11 +1181,6 @@ extern int sm_count;
  * kernel's among them (attention_mass.cu). */
 void configure_once();
 void configure_mass();
-
-inline float scale_log2(int head_dim)
-{
-    return kLog2e / sqrtf((float)head_dim);
-}
 
 template <int D, int BITS, int MT>
 void launch_prefill_with(cudaStream_t s, void *out, float2 *stats, const void *q,

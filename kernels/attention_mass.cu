@@ -221,8 +221,7 @@ __global__ void __launch_bounds__(kScoresThreads)
     float acc = 0.0f;
     /* Query i sees rows up to row0 + i. */
     for (int i = max(from, c - row0); i < n; ++i) {
-        const float2 ml = sh[i];
-        acc += exp2_approx(fmaf(xh[(size_t)i * cap], scale_log2, -ml.x)) * (1.0f / ml.y);
+        acc += softmax_prob(xh[(size_t)i * cap], sh[i], scale_log2);
     }
     float *const dst = score + (size_t)h * stride + c;
     *dst = add && c < row0 ? *dst + acc : acc;

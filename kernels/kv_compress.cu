@@ -4,6 +4,7 @@
 #include "kv_compress.h"
 #include "kv_rows.cuh"
 #include "launch.cuh"
+#include "softmax.cuh"
 
 /* Rows of every storage format move as words of 4 bytes (kv_rows.h: rows
  * are 4-byte aligned) or, where they are whole multiples of 16, of 16. */
@@ -197,17 +198,30 @@ __device__ __forceinline__ bool better(float v, int r, float bv, int br)
     return r >= 0 && (br < 0 || v < bv || (v == bv && r < br));
 }
 
-/* One block per head: the lowest-scoring candidate (lowest position when
+/* One block per head: the step's mass added to the scores (with
+ * STEP_SCORES), then the lowest-scoring candidate (lowest position when
  * there are no scores), ties to the lower row, takes the new row. */
 __global__ void evict_kernel(uint32_t *k, uint32_t *v, int *pos_rows, float *score,
                              const int *pos, const int *row, int words, int cap, int budget,
-                             int sinks, int recent)
+                             int sinks, int recent, const float *step_scores,
+                             const float2 *step_stats, float scale_log2)
 {
     __shared__ float best_v[32];
     __shared__ int best_r[32];
     const int h = blockIdx.x, tid = threadIdx.x, pos0 = *pos, row0 = *row;
     int *p = pos_rows + (size_t)h * cap;
     float *sc = score ? score + (size_t)h * cap : nullptr;
+    /* Each thread adds to the rows it searches below, so no barrier lies
+     * between; the new row's own score is its mass alone. The add rounds
+     * the probability first, as rk_attention_mass_of_scores' sum of one
+     * term does: fused into the multiply, a score came out a bit off in
+     * some rows, and the victim could differ. */
+    if (sc && step_scores) {
+        const float2 ml = step_stats[h];
+        const float *x = step_scores + (size_t)h * cap;
+        for (int r = tid; r <= row0; r += blockDim.x)
+            sc[r] = __fadd_rn(r < row0 ? sc[r] : 0.0f, softmax_prob(x[r], ml, scale_log2));
+    }
     /* The new row's position, as the CPU target records it, whether or not
      * it moves; the search below reads rows before it only. */
     if (tid == 0)
@@ -287,9 +301,13 @@ void rk_k_kv_gather(cudaStream_t s, const rk_k_kv *dst, int *pos, float *dscore,
 }
 
 void rk_k_kv_evict(cudaStream_t s, const rk_k_kv *cache, int *pos_rows, float *score,
-                   const int *pos, const int *row, int budget, int sinks, int recent)
+                   const int *pos, const int *row, int budget, int sinks, int recent,
+                   const rk_k_step_mass *mass)
 {
+    const float *scores = mass ? mass->scores : nullptr;
+    const float2 *stats = mass ? reinterpret_cast<const float2 *>(mass->stats) : nullptr;
     evict_kernel<<<cache->heads, 256, 0, s>>>(
         static_cast<uint32_t *>(cache->k), static_cast<uint32_t *>(cache->v), pos_rows, score,
-        pos, row, (int)(rk_k_kv_row_bytes(cache) / 4), cache->cap, budget, sinks, recent);
+        pos, row, (int)(rk_k_kv_row_bytes(cache) / 4), cache->cap, budget, sinks, recent, scores,
+        stats, scale_log2(cache->head_dim));
 }

@@ -26,8 +26,17 @@ void rk_k_kv_keep(cudaStream_t s, int *idx, const float *score, int n, int heads
 void rk_k_kv_gather(cudaStream_t s, const rk_k_kv *dst, int *pos, float *dscore, int pstride,
                     const rk_k_kv *src, const float *sscore, const int *idx, int keep,
                     int sstride);
+/* What a decode call of one query to rk_attention_decode left (attention.h):
+ * its scores over the cache's rows and its softmax statistics, per head;
+ * NULL scores: none. */
+typedef struct {
+    const float *scores, *stats;
+} rk_k_step_mass;
+/* With MASS, that query's probability of each row is first added to SCORE,
+ * as rk_attention_mass_of_scores would add it, in the same pass. */
 void rk_k_kv_evict(cudaStream_t s, const rk_k_kv *cache, int *pos_rows, float *score,
-                   const int *pos, const int *row, int budget, int sinks, int recent);
+                   const int *pos, const int *row, int budget, int sinks, int recent,
+                   const rk_k_step_mass *mass);
 
 #ifdef __cplusplus
 }

@@ -776,7 +776,7 @@ static void test_gather_evict(side *cpu, side *gpu, const config *c)
                 }
                 put_i32(x, x->pos, pos0);
                 put_i32(x, x->row, KEEP);
-                x->ops->kv_evict(x->ctx, &l, x->pos, x->row, KEEP, sinks, recent);
+                x->ops->kv_evict(x->ctx, &l, NULL, x->pos, x->row, KEEP, sinks, recent);
             }
         }
         CHECKF(same_layers(cpu, gpu, c, &cpu->kept, &gpu->kept),

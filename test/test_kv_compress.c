@@ -300,7 +300,7 @@ static void test_evict(int with_score)
         put_i32(dp, t);
         put_i32(dr, row0);
         const rk_kv_layer cache = layer(dk, dv, dpos, with_score ? dsc : NULL, H, HD, C);
-        ops->kv_evict(ctx, &cache, dp, dr, B, with_score ? 0 : SINKS, with_score ? RECENT : 0);
+        ops->kv_evict(ctx, &cache, NULL, dp, dr, B, with_score ? 0 : SINKS, with_score ? RECENT : 0);
         /* The host's model of the step. */
         const int sinks = with_score ? 0 : SINKS, recent = with_score ? RECENT : 0;
         for (int h = 0; h < H; h++) {
@@ -340,6 +340,73 @@ static void test_evict(int with_score)
            rk_kv_format_name(fmt), with_score ? "h2o" : "streaming", bad);
 }
 
+/* kv_evict given the step's query adds its attention mass first: the same
+ * bytes, positions and scores, to the bit, as attention_mass of the query
+ * (added) and then kv_evict without it, once with the cache full (an
+ * eviction) and once before (the mass alone). */
+static void test_evict_adds_mass(void)
+{
+    enum { B = 40, C = B + 1, RECENT = 4 };
+    static float q[H * HD], rowv[HD], prior[H * C];
+    static unsigned char kb[H * C * HD * 4], vb[H * C * HD * 4], got_k[2][H * C * HD * 4],
+        got_v[2][H * C * HD * 4];
+    static int32_t pos[H * C], got_pos[2][H * C];
+    static float got_sc[2][H * C];
+    const size_t row = row_bytes(), bytes = (size_t)H * C * row;
+    void *dq = take(sizeof q / 4 * ops->act_bytes), *dout = take(sizeof q / 4 * ops->act_bytes);
+    void *dk = take(bytes), *dv = take(bytes);
+    int32_t *dpos = take(sizeof pos), *dp = take(4), *dr = take(4);
+    float *dsc = take(sizeof prior);
+    for (int t = 0; t < 2; t++) {
+        const int row0 = t ? B : B - 5;
+        for (int i = 0; i < H * HD; i++)
+            q[i] = 2.0f * frand();
+        for (int r = 0; r < H * C; r++) {
+            for (int d = 0; d < HD; d++)
+                rowv[d] = 2.0f * frand();
+            rk_kv_quantize_row(fmt, HD, GROUP, rowv, kb + r * row);
+            for (int d = 0; d < HD; d++)
+                rowv[d] = frand();
+            rk_kv_quantize_row(fmt, HD, GROUP, rowv, vb + r * row);
+            pos[r] = r % C;
+            prior[r] = 0.25f * (float)((r * 7) % 5);
+        }
+        const rk_kv_layer cache = layer(dk, dv, dpos, dsc, H, HD, C);
+        for (int fused = 0; fused < 2; fused++) {
+            ops->upload(ctx, dq, q, RK_F32, (size_t)H * HD);
+            ops->copy_in(ctx, dk, kb, bytes);
+            ops->copy_in(ctx, dv, vb, bytes);
+            ops->copy_in(ctx, dpos, pos, sizeof pos);
+            ops->copy_in(ctx, dsc, prior, sizeof prior);
+            put_i32(dp, row0);
+            put_i32(dr, row0);
+            ops->attention(ctx, dout, dq, &cache, dr, 1);
+            if (!fused)
+                ops->attention_mass(ctx, (rk_kv_scores){dsc, C}, dq, &cache, dr, 1, 0, 1);
+            ops->kv_evict(ctx, &cache, fused ? dq : NULL, dp, dr, B, 0, RECENT);
+            ops->copy_out(ctx, got_k[fused], dk, bytes);
+            ops->copy_out(ctx, got_v[fused], dv, bytes);
+            ops->copy_out(ctx, got_pos[fused], dpos, sizeof pos);
+            ops->copy_out(ctx, got_sc[fused], dsc, sizeof prior);
+            CHECK(ops->sync(ctx) == RK_OK);
+        }
+        /* Not vacuous: the mass reached the scores, and a full cache's heads
+         * each moved the new row (position row0) into an old one's place. */
+        int moved = 0;
+        for (int h = 0; h < H; h++)
+            for (int r = 0; r < row0; r++)
+                moved += got_pos[1][h * C + r] == row0;
+        CHECKF(memcmp(got_sc[1], prior, sizeof prior) != 0 && moved == (row0 < B ? 0 : H),
+               "%s row0 %d: scores unchanged, or %d heads evicted", rk_kv_format_name(fmt), row0,
+               moved);
+        CHECKF(memcmp(got_k[0], got_k[1], bytes) == 0 && memcmp(got_v[0], got_v[1], bytes) == 0 &&
+                   memcmp(got_pos[0], got_pos[1], sizeof pos) == 0 &&
+                   memcmp(got_sc[0], got_sc[1], sizeof prior) == 0,
+               "%s row0 %d: kv_evict with the query differs from attention_mass and then "
+               "kv_evict", rk_kv_format_name(fmt), row0);
+    }
+}
+
 static void test_ops(void)
 {
     rk_config cfg = {.n_heads = H, .head_dim = HD, .hidden = H * HD};
@@ -353,6 +420,7 @@ static void test_ops(void)
     test_keep_gather();
     test_evict(1);
     test_evict(0);
+    test_evict_adds_mass();
     CHECK(arena_used <= bytes);
     ops->release(ctx, arena);
     ops->shutdown(ctx);

@@ -562,9 +562,11 @@ static void cpu_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer *
     }
 }
 
-static void cpu_kv_evict(void *ctx, const rk_kv_layer *cache, const void *pos, const void *row,
-                         int budget, int sinks, int recent)
+static void cpu_kv_evict(void *ctx, const rk_kv_layer *cache, const void *q, const void *pos,
+                         const void *row, int budget, int sinks, int recent)
 {
+    if (q && cache->score)
+        cpu_attention_mass(ctx, (rk_kv_scores){cache->score, cache->cap}, q, cache, row, 1, 0, 1);
     const int pos0 = *(const int32_t *)pos, row0 = *(const int32_t *)row;
     const int cap = cache->cap;
     char *k_cache = cache->k, *v_cache = cache->v;

@@ -709,13 +709,23 @@ static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer 
     }
 }
 
-static void cuda_kv_evict(void *ctx, const rk_kv_layer *cache, const void *pos, const void *row,
-                          int budget, int sinks, int recent)
+/* With Q, the eviction adds the step's mass from what the attention left
+ * itself, so that a decode step runs one side kernel a layer. */
+static void cuda_kv_evict(void *ctx, const rk_kv_layer *cache, const void *q, const void *pos,
+                          const void *row, int budget, int sinks, int recent)
 {
     cuda_ctx *c = ctx;
     const rk_k_kv kv = kernel_kv(cache);
-    fork_side(c, 0);
-    rk_k_kv_evict(c->side, &kv, cache->pos, cache->score, pos, row, budget, sinks, recent);
+    rk_k_step_mass mass = {NULL, NULL};
+    if (q && cache->score) {
+        if (c->scores_of == cache->k)
+            mass = (rk_k_step_mass){decode_scores(c, cache, 1), decode_stats(c, cache, 1)};
+        else
+            cuda_attention_mass(ctx, (rk_kv_scores){cache->score, cache->cap}, q, cache, row, 1,
+                                0, 1);
+    }
+    fork_side(c, mass.scores ? SIDE_LEFTOVERS : 0);
+    rk_k_kv_evict(c->side, &kv, cache->pos, cache->score, pos, row, budget, sinks, recent, &mass);
 }
 
 static void cuda_top_k(void *ctx, float *vals, int32_t *ids, const float *logits, int vocab,

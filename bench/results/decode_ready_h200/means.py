@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Mean TPOT (ms) per build, method and context over the rounds of each run (run1.txt ..
-run11.txt; a is the base of each), then the S2UR instructions in the one-row products' two
+run12.txt; the first build of each is its base), then the S2UR instructions in the one-row products' two
 kernels of the step (the
 QKV + fc1 pair, gemv_kernel<false, 2, 5>, and the dense + fc2 sum, gemv_kernel<false, 8, 7>)
 in each build's SASS kept here. Usage: python3 means.py"""
@@ -33,7 +33,8 @@ runs = [p for p in glob.glob(os.path.join(here, "run*.txt"))
 for run in sorted(runs, key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)))):
     print(os.path.basename(run))
     for (method, ctx), builds in means(run).items():
-        base = sum(builds["a"]) / len(builds["a"])
+        first = next(iter(builds.values()))
+        base = sum(first) / len(first)
         print("  %-7s %5s  " % (method, ctx) + "  ".join(
             "%s %.3f (%+.1f %%)" % (b, sum(t) / len(t), 100 * (sum(t) / len(t) / base - 1))
             for b, t in builds.items()))

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Warp-stall samples of the products' kernels under ncu (run 8: run8_<build>_source.csv.xz,
-ncu's source page, one table per profiled launch). Per build and kernel, summed over its
+"""Warp-stall samples of the products' kernels under ncu (runs 8 and 12:
+run<N>_<build>_source.csv.xz, ncu's source page, one table per profiled launch). Per build and kernel, summed over its
 launches: samples by stall reason, then the instructions that hold the most samples with their
 main reasons. Usage: python3 stalls.py"""
 import collections
@@ -36,8 +36,8 @@ def num(s):
         return 0.0
 
 
-for path in sorted(glob.glob(os.path.join(here, "run8_*_source.csv.xz"))):
-    build = re.match(r"run8_(\w+?)_source", os.path.basename(path)).group(1)
+for path in sorted(glob.glob(os.path.join(here, "run*_*_source.csv.xz"))):
+    build = re.match(r"(run\d+_\w+?)_source", os.path.basename(path)).group(1)
     kernels = collections.OrderedDict()
     for name, rows in tables(path):
         kind = "pair" if "(int)2, (int)5" in name else "sum" if "(int)8, (int)7" in name else name
