@@ -3,11 +3,13 @@
  * target's cache ops against plain references on random data: attention
  * and the attention mass in double over the rows as the format reads them
  * back, the kept rows against kv_select.c's rule (identical on every target
- * when the scores are), the gather, and a sequence of evictions (rows move
- * byte for byte). Then the model on the committed pythia-nano: a budget at
- * least the context equals the full cache; small budgets keep what each
- * method promises, before and while decoding; the KV bytes match the
- * per-layer formula; bad budgets are refused. */
+ * when the scores are), the gather, a sequence of evictions (rows move
+ * byte for byte), and an eviction that adds its query's mass against the
+ * mass and then the eviction (bit for bit). Then the model on the
+ * committed pythia-nano: a budget at least the context equals the full
+ * cache; small budgets keep what each method promises, before and while
+ * decoding; the KV bytes match the per-layer formula; bad budgets are
+ * refused. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
