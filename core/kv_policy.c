@@ -111,10 +111,9 @@ void rk_kv_accumulate_attention(const rk_kv_layer_step *s)
                            1);
 }
 
-/* The step's mass goes to the scores inside the eviction: the CUDA target
- * then runs one side kernel a layer, as for StreamingLLM, where a second
- * one had been all of H2O's decode cost over SnapKV's (README, "Decode at
- * the bandwidth limit"). */
+/* The step's mass goes to the scores inside the eviction: on the CUDA
+ * target one side kernel a layer, as StreamingLLM's step has, where there
+ * were two (README, "Decode at the bandwidth limit"). */
 static void h2o_after_decode(const rk_kv_policy *p, const rk_kv_layer_step *s)
 {
     s->ops->kv_evict(s->ctx, s->cache, s->q, s->pos, s->row, s->budget, 0,

@@ -1,8 +1,9 @@
-/* A query's softmax probability of a row from the statistics attention
- * leaves (attention.h, STATS: the largest scaled score in log2 units and
- * the sum of 2^(that - max)): the attention kernels' arithmetic, which the
- * attention mass and the eviction that adds it (kv_compress.h) repeat to
- * the bit. */
+/* A query's softmax probability of a row, from its unscaled score and the
+ * statistics attention leaves (attention.h, STATS: the largest scaled
+ * score in log2 units and the sum of 2^(that - max)): one expression for
+ * rk_attention_mass_of_scores and the eviction that adds the mass itself
+ * (kv_compress.h), so that both give the same bits; with it, the 2^x and
+ * the scale every attention kernel uses. */
 #ifndef RK_SOFTMAX_CUH
 #define RK_SOFTMAX_CUH
 
