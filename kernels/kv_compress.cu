@@ -302,12 +302,10 @@ void rk_k_kv_gather(cudaStream_t s, const rk_k_kv *dst, int *pos, float *dscore,
 
 void rk_k_kv_evict(cudaStream_t s, const rk_k_kv *cache, int *pos_rows, float *score,
                    const int *pos, const int *row, int budget, int sinks, int recent,
-                   const rk_k_step_mass *mass)
+                   rk_k_step_mass mass)
 {
-    const float *scores = mass ? mass->scores : nullptr;
-    const float2 *stats = mass ? reinterpret_cast<const float2 *>(mass->stats) : nullptr;
     evict_kernel<<<cache->heads, 256, 0, s>>>(
         static_cast<uint32_t *>(cache->k), static_cast<uint32_t *>(cache->v), pos_rows, score,
-        pos, row, (int)(rk_k_kv_row_bytes(cache) / 4), cache->cap, budget, sinks, recent, scores,
-        stats, scale_log2(cache->head_dim));
+        pos, row, (int)(rk_k_kv_row_bytes(cache) / 4), cache->cap, budget, sinks, recent,
+        mass.scores, reinterpret_cast<const float2 *>(mass.stats), scale_log2(cache->head_dim));
 }

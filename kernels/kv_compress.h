@@ -32,11 +32,11 @@ void rk_k_kv_gather(cudaStream_t s, const rk_k_kv *dst, int *pos, float *dscore,
 typedef struct {
     const float *scores, *stats;
 } rk_k_step_mass;
-/* With MASS, that query's probability of each row is first added to SCORE,
- * as rk_attention_mass_of_scores would add it, in the same pass. */
+/* With MASS's scores, that query's probability of each row is first added
+ * to SCORE, as rk_attention_mass_of_scores would add it, in the same pass. */
 void rk_k_kv_evict(cudaStream_t s, const rk_k_kv *cache, int *pos_rows, float *score,
                    const int *pos, const int *row, int budget, int sinks, int recent,
-                   const rk_k_step_mass *mass);
+                   rk_k_step_mass mass);
 
 #ifdef __cplusplus
 }

@@ -725,7 +725,7 @@ static void cuda_kv_evict(void *ctx, const rk_kv_layer *cache, const void *q, co
                                 0, 1);
     }
     fork_side(c, mass.scores ? SIDE_LEFTOVERS : 0);
-    rk_k_kv_evict(c->side, &kv, cache->pos, cache->score, pos, row, budget, sinks, recent, &mass);
+    rk_k_kv_evict(c->side, &kv, cache->pos, cache->score, pos, row, budget, sinks, recent, mass);
 }
 
 static void cuda_top_k(void *ctx, float *vals, int32_t *ids, const float *logits, int vocab,
