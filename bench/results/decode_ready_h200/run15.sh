@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run 15: the review commit 8bd15e7 (the eviction's mass passed by value; host code only) on the
-# device: the GPU tests of the KV ops and the 2.8B shape, and greedy ids with H2O evicting (a
-# 1500-token prompt, budget 512). Carry .carry/deps.tar.xz, .carry/mini2, .carry/wiki.test.raw.xz.
+# device: ctest -L gpu (test_kv_cuda_vs_cpu has H2O evicting on pythia-mini against the CPU
+# target). Carry .carry/deps.tar.xz, .carry/mini2, .carry/wiki.test.raw.xz.
 set -uo pipefail
 tar -xJf .carry/deps.tar.xz --skip-old-files -C / && ldconfig
 S=/tmp/src15; R=$OUT/res; rm -rf $S /tmp/shared; mkdir -p $S $R /tmp/shared/models/pythia-mini /tmp/shared/data/wikitext-2
