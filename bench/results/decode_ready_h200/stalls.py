@@ -2,15 +2,16 @@
 """Warp-stall samples of the products' kernels under ncu (runs 8 and 12:
 run<N>_<build>_source.csv.xz, ncu's source page, one table per profiled launch). Per build and kernel, summed over its
 launches: samples by stall reason, then the instructions that hold the most samples with their
-main reasons. Usage: python3 stalls.py"""
+main reasons. Usage: python3 stalls.py [folder of the CSVs, this one by default]"""
 import collections
 import csv
 import glob
 import lzma
 import os
 import re
+import sys
 
-here = os.path.dirname(os.path.abspath(__file__))
+here = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
 
 
 def tables(path):

@@ -1,8 +1,8 @@
 /* Lab: cuBLASLt's first heuristic algorithm against the fastest of its top 16, for the 2.8B
  * shape's prefill GEMMs (the layouts of targets/cuda/cuda_ops.c: y[out, n] = W^T x, fp16 in,
  * fp32 compute, fp16 out, bias epilogue). Prints per shape the two times and the layer sums.
- * With --pair, also QKV and fc1 as one GEMM over both weights (17920 outputs), which read the
- * same input, outside the layer sums (gemm_pair.txt). */
+ * With --pair, also QKV and fc1 as one GEMM over both weights (17920 outputs) from one input,
+ * outside the layer sums (gemm_pair.txt); the model's two read two LayerNorms of the same x. */
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
