@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Prints the mean ncu time of the prefill attention kernel by launch shape (grid, block) for
 each build or variant of run 1 (RK_PF=0..6, shapes.patch), run 2 (a: before, b: key groups),
-run 3 (a, c: snake.patch) and run 4 (a, c, e: c with stages.patch), and the TTFT means of their
-alternating rounds."""
+run 3 (a, c: snake.patch), run 4 (a, c, e: c with stages.patch) and run 5 (a, b:
+prefill_rotary.patch; grids (512, 1, 1) and (1920, 1, 1) there are a's rotary kernel), and the
+TTFT means of their alternating rounds (run 5's b0: b with RK_PF_ROT=0)."""
 import collections, csv, io, re, sys, tarfile
 
 def ncu_means(tarball):
@@ -36,7 +37,7 @@ def ttft_means(path):
             d[(cur, f[0], f[1])].append(float(f[2]))
     return {k: sum(a) / len(a) for k, a in d.items()}
 
-for run in (1, 2, 3, 4):
+for run in (1, 2, 3, 4, 5):
     print(f'run {run}: prefill attention alone under ncu, us a layer (mean of its 64 launches)')
     for name, shapes in ncu_means(f'run{run}_ncu.tar.xz').items():
         print(' ', name, ' '.join(f'grid{g} block{b}: {v:.1f}' for (g, b), v in sorted(shapes.items())))
