@@ -718,6 +718,8 @@ static void cuda_kv_evict(void *ctx, const rk_kv_layer *cache, const void *q, co
     const rk_k_kv kv = kernel_kv(cache);
     rk_k_step_mass mass = {NULL, NULL};
     if (q && cache->score) {
+        /* Where this step's attention kept no scores of the cache, the mass
+         * reads the keys again. */
         if (c->scores_of == cache->k)
             mass = (rk_k_step_mass){decode_scores(c, cache, 1), decode_stats(c, cache, 1)};
         else
