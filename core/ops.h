@@ -91,8 +91,11 @@ typedef struct rk_ops {
     /* P over N rows. */
     void (*linear)(void *ctx, const rk_product *p, int n);
     /* Two products of the same N rows that do not depend on each other, in
-     * one pass over both weights where the target can: a parallel-residual
-     * layer's QKV and first MLP products read two norms of the same x. */
+     * one pass over both weights or side by side where the target can: a
+     * parallel-residual layer's QKV and first MLP products read two norms
+     * of the same x. Core reads B's output first in the layer's linear_sum,
+     * and changes neither input before it, so a target may still be
+     * computing B while the attention runs. */
     void (*linear_pair)(void *ctx, const rk_product *a, const rk_product *b, int n);
     /* a.y = A + B (both biases, no GELU; a.out == b.out, b.y unused): a
      * parallel-residual layer's attention output and MLP output, whose sum

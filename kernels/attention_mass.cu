@@ -102,10 +102,9 @@ __device__ __forceinline__ void mass_rows(float *score, const float2 *stats, con
             }
         }
         /* A barrier does not wait for copies in flight: without this wait
-         * the key fragments below could read rows not yet copied. The
-         * likely cause of H2O's output changing from run to run when other
-         * kernels ran beside this one (README, "Measured, not landed: a
-         * prompt's MLP on a stream of its own"). */
+         * the key fragments below could read rows not yet copied. H2O's
+         * output changed from run to run when a prompt's MLP ran beside
+         * this kernel (README, "A prompt's MLP on a stream of its own"). */
         cp_async_wait<0>();
         __syncthreads();
 

@@ -18,7 +18,8 @@
 #include "kv_smart.h"
 #include "targets.h"
 
-/* cuBLASLt on Hopper wants a 32 MiB workspace for its best kernels. */
+/* cuBLASLt on Hopper wants a 32 MiB workspace for its best kernels; the
+ * branch stream's GEMMs have a workspace of their own, as large. */
 #define GEMM_WORKSPACE ((size_t)32 << 20)
 /* One row is a matrix-vector product (kernels/gemv.cu). More rows run as
  * GEMMs at a few row counts (buckets) whose algorithms are chosen at
@@ -52,6 +53,17 @@ typedef struct {
     cudaEvent_t fork, join;
     int pending;
     unsigned reads;
+    /* A prompt's first MLP product and its GELU run here, beside QKV, the
+     * attention and the output projection, which do not read them: alone,
+     * none of those fills the GPU at prompt lengths. At the lowest
+     * priority, so that the branch takes only what the main and side
+     * streams leave idle: the critical path is not delayed by it. Forked
+     * in linear_pair, joined before the product that reads its output
+     * (linear_sum) and before anything the host or a graph waits on. */
+    cudaStream_t branch;
+    cudaEvent_t branch_fork, branch_join;
+    int branch_pending;
+    void *branch_workspace;
     /* The cache (its K) whose scores the last attention left, or NULL. */
     const void *scores_of;
     cublasLtHandle_t lt;
@@ -129,12 +141,18 @@ static rk_status cuda_init(void **ctx)
     if (!c)
         return rk_fail(RK_ENOMEM, "out of host memory for the CUDA target");
     rk_status st = cuda_check(cudaSetDevice(0), "cudaSetDevice");
-    cudaStream_t *const streams[] = {&c->stream, &c->side};
-    cudaEvent_t *const events[] = {&c->fork, &c->join};
-    for (int i = 0; i < 2 && st == RK_OK; i++)
-        st = cuda_check(cudaStreamCreateWithFlags(streams[i], cudaStreamNonBlocking),
-                        "cudaStreamCreate");
-    for (int i = 0; i < 2 && st == RK_OK; i++)
+    int least = 0, greatest = 0;
+    if (st == RK_OK)
+        st = cuda_check(cudaDeviceGetStreamPriorityRange(&least, &greatest),
+                        "cudaDeviceGetStreamPriorityRange");
+    cudaStream_t *const streams[] = {&c->stream, &c->side, &c->branch};
+    const int priority[] = {greatest, greatest, least};
+    cudaEvent_t *const events[] = {&c->fork, &c->join, &c->branch_fork, &c->branch_join};
+    for (int i = 0; i < 3 && st == RK_OK; i++)
+        st = cuda_check(
+            cudaStreamCreateWithPriority(streams[i], cudaStreamNonBlocking, priority[i]),
+            "cudaStreamCreate");
+    for (int i = 0; i < 4 && st == RK_OK; i++)
         st = cuda_check(cudaEventCreateWithFlags(events[i], cudaEventDisableTiming),
                         "cudaEventCreate");
     if (st == RK_OK && cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
@@ -167,6 +185,9 @@ static void cuda_shutdown(void *ctx)
     cublasLtDestroy(c->lt);
     cudaEventDestroy(c->fork);
     cudaEventDestroy(c->join);
+    cudaEventDestroy(c->branch_fork);
+    cudaEventDestroy(c->branch_join);
+    cudaStreamDestroy(c->branch);
     cudaStreamDestroy(c->side);
     cudaStreamDestroy(c->stream);
     free(c);
@@ -227,14 +248,15 @@ static size_t cuda_scratch_bytes(const rk_config *cfg, int chunk, int cap)
 {
     int q = chunk < DECODE_MAX_QUERIES ? chunk : DECODE_MAX_QUERIES;
     size_t attn = decode_scratch_bytes(q, cfg->n_heads, cfg->head_dim, cap);
-    return GEMM_WORKSPACE + attn + ZERO_ROW_BYTES + rk_k_top_k_scratch_bytes();
+    return 2 * GEMM_WORKSPACE + attn + ZERO_ROW_BYTES + rk_k_top_k_scratch_bytes();
 }
 
 static void cuda_bind_scratch(void *ctx, void *scratch, size_t bytes)
 {
     cuda_ctx *c = ctx;
     c->workspace = scratch;
-    c->attn_scratch = (char *)scratch + GEMM_WORKSPACE;
+    c->branch_workspace = (char *)scratch + GEMM_WORKSPACE;
+    c->attn_scratch = (char *)scratch + 2 * GEMM_WORKSPACE;
     c->top_k_scratch = (char *)scratch + bytes - rk_k_top_k_scratch_bytes();
     c->zero_row = (const int *)((char *)c->top_k_scratch - ZERO_ROW_BYTES);
 }
@@ -300,10 +322,38 @@ static void join_reads(cuda_ctx *c, unsigned what)
         join_side(c);
 }
 
+/* The branch waits for what the main stream has issued. */
+static void fork_branch(cuda_ctx *c)
+{
+    remember(c, cuda_check(cudaEventRecord(c->branch_fork, c->stream), "cudaEventRecord"));
+    remember(c, cuda_check(cudaStreamWaitEvent(c->branch, c->branch_fork, 0),
+                           "cudaStreamWaitEvent"));
+    c->branch_pending = 1;
+}
+
+/* The main stream waits for the branch. */
+static void join_branch(cuda_ctx *c)
+{
+    if (!c->branch_pending)
+        return;
+    remember(c, cuda_check(cudaEventRecord(c->branch_join, c->branch), "cudaEventRecord"));
+    remember(c, cuda_check(cudaStreamWaitEvent(c->stream, c->branch_join, 0),
+                           "cudaStreamWaitEvent"));
+    c->branch_pending = 0;
+}
+
+/* Before the host reads, writes or waits, or a capture ends: the main
+ * stream waits for the others. */
+static void join_all(cuda_ctx *c)
+{
+    join_branch(c);
+    join_side(c);
+}
+
 static rk_status cuda_copy_in(void *ctx, void *dst, const void *src, size_t bytes)
 {
     cuda_ctx *c = ctx;
-    join_side(c);
+    join_all(c);
     return cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream),
                       "copy in");
 }
@@ -311,7 +361,7 @@ static rk_status cuda_copy_in(void *ctx, void *dst, const void *src, size_t byte
 static rk_status cuda_copy_out(void *ctx, void *dst, const void *src, size_t bytes)
 {
     cuda_ctx *c = ctx;
-    join_side(c);
+    join_all(c);
     return cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
                       "copy out");
 }
@@ -319,7 +369,7 @@ static rk_status cuda_copy_out(void *ctx, void *dst, const void *src, size_t byt
 static rk_status cuda_sync(void *ctx)
 {
     cuda_ctx *c = ctx;
-    join_side(c);
+    join_all(c);
     rk_status st = cuda_check(cudaStreamSynchronize(c->stream), "a kernel");
     if (st == RK_OK)
         st = cuda_check(cudaGetLastError(), "a kernel launch");
@@ -424,9 +474,9 @@ static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int lo
     return st;
 }
 
-/* y = x Wᵀ + bias, or y += with ACCUMULATE. */
-static void gemm(cuda_ctx *c, void *y, const void *x, const void *w, const void *bias, int n,
-                 int in, int out, int f32out, int accumulate)
+/* y = x Wᵀ + bias, or y += with ACCUMULATE, on stream ST with workspace WS. */
+static void gemm_on(cuda_ctx *c, cudaStream_t st, void *ws, void *y, const void *x, const void *w,
+                    const void *bias, int n, int in, int out, int f32out, int accumulate)
 {
     const int rows = gemm_bucket(n, f32out ? c->logits_rows : c->chunk);
     gemm_plan *g = gemm_find(c, out, rows, in, f32out, bias != NULL);
@@ -439,10 +489,16 @@ static void gemm(cuda_ctx *c, void *y, const void *x, const void *w, const void 
         cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                        sizeof bias);
     cublasStatus_t s = cublasLtMatmul(c->lt, g->desc, &one, w, g->a, x, g->b, &beta, y, g->c, y,
-                                      g->c, &g->algo, c->workspace, GEMM_WORKSPACE, c->stream);
+                                      g->c, &g->algo, ws, GEMM_WORKSPACE, st);
     if (s != CUBLAS_STATUS_SUCCESS)
         remember(c, rk_fail(RK_EDEVICE, "cublasLtMatmul failed (%d) for %dx%dx%d", (int)s, out,
                             rows, in));
+}
+
+static void gemm(cuda_ctx *c, void *y, const void *x, const void *w, const void *bias, int n,
+                 int in, int out, int f32out, int accumulate)
+{
+    gemm_on(c, c->stream, c->workspace, y, x, w, bias, n, in, out, f32out, accumulate);
 }
 
 static rk_gemv_part gemv_part(const rk_product *p)
@@ -473,8 +529,12 @@ static void cuda_linear_pair(void *ctx, const rk_product *a, const rk_product *b
         rk_k_gemv_pair(c->stream, &ga, &gb);
         return;
     }
+    /* Forked before A so that B's blocks fill what A's leave idle. */
+    fork_branch(c);
     cuda_linear(ctx, a, n);
-    cuda_linear(ctx, b, n);
+    gemm_on(c, c->branch, c->branch_workspace, b->y, b->x, b->w, b->bias, n, b->in, b->out, 0, 0);
+    if (b->gelu)
+        rk_k_gelu(c->branch, b->y, (size_t)n * b->out);
 }
 
 static void cuda_linear_sum(void *ctx, const rk_product *a, const rk_product *b, int n)
@@ -486,13 +546,14 @@ static void cuda_linear_sum(void *ctx, const rk_product *a, const rk_product *b,
         return;
     }
     gemm(c, a->y, a->x, a->w, a->bias, n, a->in, a->out, 0, 0);
+    join_branch(c);
     gemm(c, a->y, b->x, b->w, b->bias, n, b->in, b->out, 0, 1);
 }
 
 static void cuda_linear_f32out(void *ctx, float *y, const void *x, const void *w, int n, int in,
                                int out)
 {
-    join_side(ctx);
+    join_all(ctx);
     if (n == 1) {
         const rk_gemv_part g = {.y = y, .w = w, .x = x, .in = in, .out = out};
         rk_k_gemv(((cuda_ctx *)ctx)->stream, &g, 1);
@@ -747,7 +808,7 @@ static rk_status cuda_capture_begin(void *ctx)
 static rk_status cuda_capture_end(void *ctx, int slot)
 {
     cuda_ctx *c = ctx;
-    join_side(c);
+    join_all(c);
     rk_status st =
         cuda_check(cudaStreamEndCapture(c->stream, &c->graph[slot]), "cudaStreamEndCapture");
     if (st == RK_OK && c->error != RK_OK)
