@@ -18,8 +18,8 @@
 #include "kv_smart.h"
 #include "targets.h"
 
-/* cuBLASLt on Hopper wants a 32 MiB workspace for its best kernels; the
- * branch stream's GEMMs have a workspace of their own, as large. */
+/* cuBLASLt on Hopper wants a 32 MiB workspace for its best kernels. The
+ * branch stream's products have none (cuda_prepare). */
 #define GEMM_WORKSPACE ((size_t)32 << 20)
 /* One row is a matrix-vector product (kernels/gemv.cu). More rows run as
  * GEMMs at a few row counts (buckets) whose algorithms are chosen at
@@ -35,8 +35,15 @@
  * aligned for the top-k region after it). */
 #define ZERO_ROW_BYTES 256
 
+/* A product as a plan is chosen for: y[n, m] = x[n, k] · W[m, k]ᵀ, the
+ * output's type, a bias, and the most workspace its algorithm may use. */
 typedef struct {
     int m, n, k, f32out, bias;
+    size_t workspace;
+} gemm_shape;
+
+typedef struct {
+    gemm_shape shape;
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
@@ -63,7 +70,6 @@ typedef struct {
     cudaStream_t branch;
     cudaEvent_t branch_fork, branch_join;
     int branch_pending;
-    void *branch_workspace;
     /* The cache (its K) whose scores the last attention left, or NULL. */
     const void *scores_of;
     cublasLtHandle_t lt;
@@ -248,15 +254,14 @@ static size_t cuda_scratch_bytes(const rk_config *cfg, int chunk, int cap)
 {
     int q = chunk < DECODE_MAX_QUERIES ? chunk : DECODE_MAX_QUERIES;
     size_t attn = decode_scratch_bytes(q, cfg->n_heads, cfg->head_dim, cap);
-    return 2 * GEMM_WORKSPACE + attn + ZERO_ROW_BYTES + rk_k_top_k_scratch_bytes();
+    return GEMM_WORKSPACE + attn + ZERO_ROW_BYTES + rk_k_top_k_scratch_bytes();
 }
 
 static void cuda_bind_scratch(void *ctx, void *scratch, size_t bytes)
 {
     cuda_ctx *c = ctx;
     c->workspace = scratch;
-    c->branch_workspace = (char *)scratch + GEMM_WORKSPACE;
-    c->attn_scratch = (char *)scratch + 2 * GEMM_WORKSPACE;
+    c->attn_scratch = (char *)scratch + GEMM_WORKSPACE;
     c->top_k_scratch = (char *)scratch + bytes - rk_k_top_k_scratch_bytes();
     c->zero_row = (const int *)((char *)c->top_k_scratch - ZERO_ROW_BYTES);
 }
@@ -402,12 +407,13 @@ static int gemm_bucket(int n, int cap)
     return b < cap ? b : cap;
 }
 
-static gemm_plan *gemm_find(cuda_ctx *c, int m, int n, int k, int f32out, int bias)
+static gemm_plan *gemm_find(cuda_ctx *c, const gemm_shape *s)
 {
     for (int i = 0; i < c->n_gemms; i++) {
-        gemm_plan *g = &c->gemms[i];
-        if (g->m == m && g->n == n && g->k == k && g->f32out == f32out && g->bias == bias)
-            return g;
+        const gemm_shape *g = &c->gemms[i].shape;
+        if (g->m == s->m && g->n == s->n && g->k == s->k && g->f32out == s->f32out &&
+            g->bias == s->bias && g->workspace == s->workspace)
+            return &c->gemms[i];
     }
     return NULL;
 }
@@ -415,21 +421,21 @@ static gemm_plan *gemm_find(cuda_ctx *c, int m, int n, int k, int f32out, int bi
 /* Row-major y[n, out] = x[n, in] · W[out, in]ᵀ is, seen column-major,
  * y[out, n] = Wᵀ · x with W stored as [in, out]: op(A) = T on W, op(B) = N
  * on x. A plan holds the descriptors and the heuristic's algorithm. */
-static rk_status gemm_plan_make(cuda_ctx *c, int m, int n, int k, int f32out, int bias)
+static rk_status gemm_plan_make(cuda_ctx *c, gemm_shape s)
 {
-    if (gemm_find(c, m, n, k, f32out, bias))
+    if (gemm_find(c, &s))
         return RK_OK;
     if (c->n_gemms == GEMM_CACHE)
         return rk_fail(RK_ELIMIT, "more than %d GEMM plans", GEMM_CACHE);
     gemm_plan *g = &c->gemms[c->n_gemms];
-    *g = (gemm_plan){.m = m, .n = n, .k = k, .f32out = f32out, .bias = bias};
+    *g = (gemm_plan){.shape = s};
+    const int m = s.m, n = s.n, k = s.k;
     const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
-    const cudaDataType_t out_type = f32out ? CUDA_R_32F : CUDA_R_16F;
-    cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    const cudaDataType_t out_type = s.f32out ? CUDA_R_32F : CUDA_R_16F;
+    cublasLtEpilogue_t epi = s.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t result;
     int found = 0;
-    size_t ws = GEMM_WORKSPACE;
     int ok = cublasLtMatmulDescCreate(&g->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == 0 &&
              cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT,
                                             sizeof opT) == 0 &&
@@ -442,7 +448,7 @@ static rk_status gemm_plan_make(cuda_ctx *c, int m, int n, int k, int f32out, in
              cublasLtMatrixLayoutCreate(&g->c, out_type, m, n, m) == 0 &&
              cublasLtMatmulPreferenceCreate(&pref) == 0 &&
              cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                  &ws, sizeof ws) == 0 &&
+                                                  &s.workspace, sizeof s.workspace) == 0 &&
              cublasLtMatmulAlgoGetHeuristic(c->lt, g->desc, g->a, g->b, g->c, g->c, pref, 1,
                                             &result, &found) == 0 &&
              found > 0;
@@ -461,25 +467,43 @@ static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int lo
     const int D = cfg->hidden, F = cfg->ffn;
     rk_k_gemv_init();
     rk_status st = cuda_check(rk_k_kivi_init(), "raising the KIVI flush's shared memory");
-    const int shapes[4][2] = {{3 * D, D}, {D, D}, {F, D}, {D, F}}; /* out, in */
+    /* A parallel-residual layer's first MLP product runs on the branch
+     * (linear_pair), which has no workspace: cuBLASLt's pick for it on the
+     * H200 needs none at any row count (bench/results/prefill_mlp_stream_h200),
+     * so a second 32 MiB would buy nothing. */
+    const size_t fc1_workspace = cfg->parallel_residual ? 0 : GEMM_WORKSPACE;
+    const gemm_shape layer[4] = {
+        {.m = 3 * D, .k = D, .bias = 1, .workspace = GEMM_WORKSPACE},
+        {.m = D, .k = D, .bias = 1, .workspace = GEMM_WORKSPACE},
+        {.m = F, .k = D, .bias = 1, .workspace = fc1_workspace},
+        {.m = D, .k = F, .bias = 1, .workspace = GEMM_WORKSPACE},
+    };
     c->chunk = chunk;
     c->logits_rows = logits_rows;
     /* One row runs as a matrix-vector product (kernels/gemv.cu). */
     for (int n = 2; n <= chunk && st == RK_OK; n = n == chunk ? n + 1 : gemm_bucket(n + 1, chunk))
-        for (int s = 0; s < 4 && st == RK_OK; s++)
-            st = gemm_plan_make(c, shapes[s][0], n, shapes[s][1], 0, 1);
+        for (int i = 0; i < 4 && st == RK_OK; i++) {
+            gemm_shape s = layer[i];
+            s.n = n;
+            st = gemm_plan_make(c, s);
+        }
     for (int n = 2; n <= logits_rows && st == RK_OK;
          n = n == logits_rows ? n + 1 : gemm_bucket(n + 1, logits_rows))
-        st = gemm_plan_make(c, cfg->vocab, n, D, 1, 0);
+        st = gemm_plan_make(c, (gemm_shape){.m = cfg->vocab, .n = n, .k = D, .f32out = 1,
+                                            .workspace = GEMM_WORKSPACE});
     return st;
 }
 
-/* y = x Wᵀ + bias, or y += with ACCUMULATE, on stream ST with workspace WS. */
-static void gemm_on(cuda_ctx *c, cudaStream_t st, void *ws, void *y, const void *x, const void *w,
-                    const void *bias, int n, int in, int out, int f32out, int accumulate)
+/* y = x Wᵀ + bias, or y += with ACCUMULATE, on stream ST with WS_BYTES of
+ * workspace at WS. */
+static void gemm_on(cuda_ctx *c, cudaStream_t st, void *ws, size_t ws_bytes, void *y,
+                    const void *x, const void *w, const void *bias, int n, int in, int out,
+                    int f32out, int accumulate)
 {
     const int rows = gemm_bucket(n, f32out ? c->logits_rows : c->chunk);
-    gemm_plan *g = gemm_find(c, out, rows, in, f32out, bias != NULL);
+    const gemm_shape shape = {.m = out, .n = rows, .k = in, .f32out = f32out,
+                              .bias = bias != NULL, .workspace = ws_bytes};
+    gemm_plan *g = gemm_find(c, &shape);
     if (!g) {
         remember(c, rk_fail(RK_EDEVICE, "no GEMM plan for %dx%dx%d (not prepared)", out, rows, in));
         return;
@@ -489,7 +513,7 @@ static void gemm_on(cuda_ctx *c, cudaStream_t st, void *ws, void *y, const void 
         cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                        sizeof bias);
     cublasStatus_t s = cublasLtMatmul(c->lt, g->desc, &one, w, g->a, x, g->b, &beta, y, g->c, y,
-                                      g->c, &g->algo, ws, GEMM_WORKSPACE, st);
+                                      g->c, &g->algo, ws, ws_bytes, st);
     if (s != CUBLAS_STATUS_SUCCESS)
         remember(c, rk_fail(RK_EDEVICE, "cublasLtMatmul failed (%d) for %dx%dx%d", (int)s, out,
                             rows, in));
@@ -498,7 +522,8 @@ static void gemm_on(cuda_ctx *c, cudaStream_t st, void *ws, void *y, const void 
 static void gemm(cuda_ctx *c, void *y, const void *x, const void *w, const void *bias, int n,
                  int in, int out, int f32out, int accumulate)
 {
-    gemm_on(c, c->stream, c->workspace, y, x, w, bias, n, in, out, f32out, accumulate);
+    gemm_on(c, c->stream, c->workspace, GEMM_WORKSPACE, y, x, w, bias, n, in, out, f32out,
+            accumulate);
 }
 
 static rk_gemv_part gemv_part(const rk_product *p)
@@ -532,7 +557,7 @@ static void cuda_linear_pair(void *ctx, const rk_product *a, const rk_product *b
     /* Forked before A so that B's blocks fill what A's leave idle. */
     fork_branch(c);
     cuda_linear(ctx, a, n);
-    gemm_on(c, c->branch, c->branch_workspace, b->y, b->x, b->w, b->bias, n, b->in, b->out, 0, 0);
+    gemm_on(c, c->branch, NULL, 0, b->y, b->x, b->w, b->bias, n, b->in, b->out, 0, 0);
     if (b->gelu)
         rk_k_gelu(c->branch, b->y, (size_t)n * b->out);
 }
