@@ -31,12 +31,13 @@ for run in ("run1", "run2", "run4", "run5"):
     print()
 
 counts = collections.defaultdict(collections.Counter)
-for run in ("run2", "run3", "run4", "run5", "run6"):
+for run in ("run2", "run3", "run4", "run5", "run6", "run9"):
     for line in open(f"{run}_ids.txt"):
         f = line.split()
         if len(f) >= 3 and f[1] == "h2o":
             digest = f[3] if f[2] == "ids" else f[2]  # run 2 wrote "ids" before the md5
-            counts[f[0]][re.sub(r"\W", "", digest)[:12]] += 1
-print("H2O greedy ids (md5 prefix) per build and mode, runs 2-6:")
+            build = f[0] + (" at 3fb84fa" if run == "run9" else "")
+            counts[build][re.sub(r"\W", "", digest)[:12]] += 1
+print("H2O greedy ids (md5 prefix) per build and mode, runs 2-6 and 9 (run 9: c and o over 3fb84fa):")
 for t in sorted(counts):
-    print(f"  {t:3} " + ", ".join(f"{h}: {n}" for h, n in counts[t].most_common()))
+    print(f"  {t:14} " + ", ".join(f"{h}: {n}" for h, n in counts[t].most_common()))
