@@ -97,12 +97,12 @@ typedef struct rk_ops {
      * and changes neither input before it, so a target may still be
      * computing B while the attention runs. */
     void (*linear_pair)(void *ctx, const rk_product *a, const rk_product *b, int n);
-    /* a.y = A + B in either order (both biases, no GELU; a.out == b.out,
-     * b.y unused): a parallel-residual layer's attention output and MLP
-     * output, whose sum is all its residual stream takes. Core promises
-     * that b.x is final before the op before this one starts (the layer
-     * writes it with linear_pair, then runs its attention), so a target may
-     * read it while that op still runs. */
+    /* a.y = A + B (both biases, no GELU; a.out == b.out, b.y unused): a
+     * parallel-residual layer's attention output and MLP output, whose sum
+     * is all its residual stream takes. Core promises that b.x is final
+     * before the op before this one starts (the layer writes it with
+     * linear_pair, then runs its attention), so a target may read it while
+     * that op still runs. */
     void (*linear_sum)(void *ctx, const rk_product *a, const rk_product *b, int n);
     /* Same as linear but y is fp32 whatever the compute type (logits). */
     void (*linear_f32out)(void *ctx, float *y, const void *x, const void *w,

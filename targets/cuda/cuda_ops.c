@@ -467,17 +467,16 @@ static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int lo
     const int D = cfg->hidden, F = cfg->ffn;
     rk_k_gemv_init();
     rk_status st = cuda_check(rk_k_kivi_init(), "raising the KIVI flush's shared memory");
-    /* A parallel-residual layer's MLP products run on the branch
-     * (linear_pair, linear_sum), which has no workspace: on the H200
-     * cuBLASLt's picks for them need none from 384 rows
-     * (bench/results/prefill_mlp_stream_h200), so a second 32 MiB would buy
-     * little. */
-    const size_t mlp_workspace = cfg->parallel_residual ? 0 : GEMM_WORKSPACE;
+    /* A parallel-residual layer's first MLP product runs on the branch
+     * (linear_pair), which has no workspace: cuBLASLt's pick for it on the
+     * H200 needs none at any row count (bench/results/prefill_mlp_stream_h200),
+     * so a second 32 MiB would buy nothing. */
+    const size_t fc1_workspace = cfg->parallel_residual ? 0 : GEMM_WORKSPACE;
     const gemm_shape layer[4] = {
         {.m = 3 * D, .k = D, .bias = 1, .workspace = GEMM_WORKSPACE},
         {.m = D, .k = D, .bias = 1, .workspace = GEMM_WORKSPACE},
-        {.m = F, .k = D, .bias = 1, .workspace = mlp_workspace},
-        {.m = D, .k = F, .bias = 1, .workspace = mlp_workspace},
+        {.m = F, .k = D, .bias = 1, .workspace = fc1_workspace},
+        {.m = D, .k = F, .bias = 1, .workspace = GEMM_WORKSPACE},
     };
     c->chunk = chunk;
     c->logits_rows = logits_rows;
@@ -571,16 +570,9 @@ static void cuda_linear_sum(void *ctx, const rk_product *a, const rk_product *b,
         rk_k_gemv_sum(c->stream, &ga, &gb);
         return;
     }
-    if (!c->branch_pending) {
-        gemm(c, a->y, a->x, a->w, a->bias, n, a->in, a->out, 0, 0);
-        gemm(c, a->y, b->x, b->w, b->bias, n, b->in, b->out, 0, 1);
-        return;
-    }
-    /* B goes on after the branch's first product, beside the attention
-     * still running on the main stream; A is added once both are done. */
-    gemm_on(c, c->branch, NULL, 0, a->y, b->x, b->w, b->bias, n, b->in, b->out, 0, 0);
+    gemm(c, a->y, a->x, a->w, a->bias, n, a->in, a->out, 0, 0);
     join_branch(c);
-    gemm(c, a->y, a->x, a->w, a->bias, n, a->in, a->out, 0, 1);
+    gemm(c, a->y, b->x, b->w, b->bias, n, b->in, b->out, 0, 1);
 }
 
 static void cuda_linear_f32out(void *ctx, float *y, const void *x, const void *w, int n, int in,
