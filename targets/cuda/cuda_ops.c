@@ -61,11 +61,11 @@ typedef struct {
     int pending;
     unsigned reads;
     /* A prompt's first MLP product and its GELU run here, beside QKV, the
-     * attention and the output projection, which do not read them: alone,
-     * none of those fills the GPU at prompt lengths. At the lowest
-     * priority, so that the branch takes only what the main and side
-     * streams leave idle: the critical path is not delayed by it. Forked
-     * in linear_pair, joined before the product that reads its output
+     * attention and the output projection, which do not read them: the
+     * attention and the small kernels leave SMs idle that its blocks can
+     * take. At the lowest priority, so that it takes only what the main
+     * and side streams leave idle and does not delay them. Forked in
+     * linear_pair, joined before the product that reads its output
      * (linear_sum) and before anything the host or a graph waits on. */
     cudaStream_t branch;
     cudaEvent_t branch_fork, branch_join;
@@ -468,9 +468,10 @@ static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int lo
     rk_k_gemv_init();
     rk_status st = cuda_check(rk_k_kivi_init(), "raising the KIVI flush's shared memory");
     /* A parallel-residual layer's first MLP product runs on the branch
-     * (linear_pair), which has no workspace: cuBLASLt's pick for it on the
-     * H200 needs none at any row count (bench/results/prefill_mlp_stream_h200),
-     * so a second 32 MiB would buy nothing. */
+     * (linear_pair), which has no workspace: on the H200, cuBLASLt picks
+     * the same algorithm for it with none as with 32 MiB at every row count
+     * of a 1920-row chunk (bench/results/prefill_mlp_stream_h200), so a
+     * second 32 MiB would buy nothing. */
     const size_t fc1_workspace = cfg->parallel_residual ? 0 : GEMM_WORKSPACE;
     const gemm_shape layer[4] = {
         {.m = 3 * D, .k = D, .bias = 1, .workspace = GEMM_WORKSPACE},
