@@ -49,16 +49,21 @@ typedef struct {
     cublasLtMatmulAlgo_t algo;
 } gemm_plan;
 
+/* A stream beside the main one: FORK and JOIN order it against the main
+ * stream; PENDING: it has work the main stream has not waited for. */
+typedef struct {
+    cudaStream_t stream;
+    cudaEvent_t fork, join;
+    int pending;
+} forked_stream;
+
 typedef struct {
     cudaStream_t stream;
     /* Row selection, gathers, evictions and a decode step's attention
-     * mass run here, beside the products after them (core/ops.h); FORK and
-     * JOIN order it against the main stream. PENDING: it has work the main
-     * stream has not waited for; READS: what some of that reads which the
-     * main stream will overwrite (side_reads). */
-    cudaStream_t side;
-    cudaEvent_t fork, join;
-    int pending;
+     * mass run here, beside the products after them (core/ops.h). READS:
+     * what some of its pending work reads which the main stream will
+     * overwrite (side_reads). */
+    forked_stream side;
     unsigned reads;
     /* A prompt's first MLP product and its GELU run here, beside QKV, the
      * attention and the output projection, which do not read them: the
@@ -67,9 +72,7 @@ typedef struct {
      * and side streams leave idle and does not delay them. Forked in
      * linear_pair, joined before the product that reads its output
      * (linear_sum) and before anything the host or a graph waits on. */
-    cudaStream_t branch;
-    cudaEvent_t branch_fork, branch_join;
-    int branch_pending;
+    forked_stream branch;
     /* The cache (its K) whose scores the last attention left, or NULL. */
     const void *scores_of;
     cublasLtHandle_t lt;
@@ -151,9 +154,10 @@ static rk_status cuda_init(void **ctx)
     if (st == RK_OK)
         st = cuda_check(cudaDeviceGetStreamPriorityRange(&least, &greatest),
                         "cudaDeviceGetStreamPriorityRange");
-    cudaStream_t *const streams[] = {&c->stream, &c->side, &c->branch};
+    cudaStream_t *const streams[] = {&c->stream, &c->side.stream, &c->branch.stream};
     const int priority[] = {greatest, greatest, least};
-    cudaEvent_t *const events[] = {&c->fork, &c->join, &c->branch_fork, &c->branch_join};
+    cudaEvent_t *const events[] = {&c->side.fork, &c->side.join, &c->branch.fork,
+                                   &c->branch.join};
     for (int i = 0; i < 3 && st == RK_OK; i++)
         st = cuda_check(
             cudaStreamCreateWithPriority(streams[i], cudaStreamNonBlocking, priority[i]),
@@ -189,12 +193,12 @@ static void cuda_shutdown(void *ctx)
             cudaGraphDestroy(c->graph[i]);
     }
     cublasLtDestroy(c->lt);
-    cudaEventDestroy(c->fork);
-    cudaEventDestroy(c->join);
-    cudaEventDestroy(c->branch_fork);
-    cudaEventDestroy(c->branch_join);
-    cudaStreamDestroy(c->branch);
-    cudaStreamDestroy(c->side);
+    cudaEventDestroy(c->side.fork);
+    cudaEventDestroy(c->side.join);
+    cudaEventDestroy(c->branch.fork);
+    cudaEventDestroy(c->branch.join);
+    cudaStreamDestroy(c->branch.stream);
+    cudaStreamDestroy(c->side.stream);
     cudaStreamDestroy(c->stream);
     free(c);
 }
@@ -298,24 +302,36 @@ static rk_status cuda_upload(void *ctx, void *dst, const void *src, rk_dtype dt,
  * a decode attention left for the mass (the next attention). */
 enum side_reads { SIDE_PROMPT = 1, SIDE_LEFTOVERS = 2 };
 
+/* F waits for what the main stream has issued. */
+static void fork_to(cuda_ctx *c, forked_stream *f)
+{
+    remember(c, cuda_check(cudaEventRecord(f->fork, c->stream), "cudaEventRecord"));
+    remember(c, cuda_check(cudaStreamWaitEvent(f->stream, f->fork, 0), "cudaStreamWaitEvent"));
+    f->pending = 1;
+}
+
+/* The main stream waits for F. */
+static void join_from(cuda_ctx *c, forked_stream *f)
+{
+    if (!f->pending)
+        return;
+    remember(c, cuda_check(cudaEventRecord(f->join, f->stream), "cudaEventRecord"));
+    remember(c, cuda_check(cudaStreamWaitEvent(c->stream, f->join, 0), "cudaStreamWaitEvent"));
+    f->pending = 0;
+}
+
 /* The side stream waits for what the main stream has issued, for work
  * that reads READS (side_reads). */
 static void fork_side(cuda_ctx *c, unsigned reads)
 {
-    remember(c, cuda_check(cudaEventRecord(c->fork, c->stream), "cudaEventRecord"));
-    remember(c, cuda_check(cudaStreamWaitEvent(c->side, c->fork, 0), "cudaStreamWaitEvent"));
-    c->pending = 1;
+    fork_to(c, &c->side);
     c->reads |= reads;
 }
 
 /* The main stream waits for the side stream. */
 static void join_side(cuda_ctx *c)
 {
-    if (!c->pending)
-        return;
-    remember(c, cuda_check(cudaEventRecord(c->join, c->side), "cudaEventRecord"));
-    remember(c, cuda_check(cudaStreamWaitEvent(c->stream, c->join, 0), "cudaStreamWaitEvent"));
-    c->pending = 0;
+    join_from(c, &c->side);
     c->reads = 0;
 }
 
@@ -327,31 +343,11 @@ static void join_reads(cuda_ctx *c, unsigned what)
         join_side(c);
 }
 
-/* The branch waits for what the main stream has issued. */
-static void fork_branch(cuda_ctx *c)
-{
-    remember(c, cuda_check(cudaEventRecord(c->branch_fork, c->stream), "cudaEventRecord"));
-    remember(c, cuda_check(cudaStreamWaitEvent(c->branch, c->branch_fork, 0),
-                           "cudaStreamWaitEvent"));
-    c->branch_pending = 1;
-}
-
-/* The main stream waits for the branch. */
-static void join_branch(cuda_ctx *c)
-{
-    if (!c->branch_pending)
-        return;
-    remember(c, cuda_check(cudaEventRecord(c->branch_join, c->branch), "cudaEventRecord"));
-    remember(c, cuda_check(cudaStreamWaitEvent(c->stream, c->branch_join, 0),
-                           "cudaStreamWaitEvent"));
-    c->branch_pending = 0;
-}
-
 /* Before the host reads, writes or waits, or a capture ends: the main
  * stream waits for the others. */
 static void join_all(cuda_ctx *c)
 {
-    join_branch(c);
+    join_from(c, &c->branch);
     join_side(c);
 }
 
@@ -556,11 +552,11 @@ static void cuda_linear_pair(void *ctx, const rk_product *a, const rk_product *b
         return;
     }
     /* Forked before A so that B's blocks fill what A's leave idle. */
-    fork_branch(c);
+    fork_to(c, &c->branch);
     cuda_linear(ctx, a, n);
-    gemm_on(c, c->branch, NULL, 0, b->y, b->x, b->w, b->bias, n, b->in, b->out, 0, 0);
+    gemm_on(c, c->branch.stream, NULL, 0, b->y, b->x, b->w, b->bias, n, b->in, b->out, 0, 0);
     if (b->gelu)
-        rk_k_gelu(c->branch, b->y, (size_t)n * b->out);
+        rk_k_gelu(c->branch.stream, b->y, (size_t)n * b->out);
 }
 
 static void cuda_linear_sum(void *ctx, const rk_product *a, const rk_product *b, int n)
@@ -572,7 +568,7 @@ static void cuda_linear_sum(void *ctx, const rk_product *a, const rk_product *b,
         return;
     }
     gemm(c, a->y, a->x, a->w, a->bias, n, a->in, a->out, 0, 0);
-    join_branch(c);
+    join_from(c, &c->branch);
     gemm(c, a->y, b->x, b->w, b->bias, n, b->in, b->out, 0, 1);
 }
 
@@ -740,8 +736,8 @@ static void cuda_attention_mass(void *ctx, rk_kv_scores scores, const void *q,
         /* Writes only scores, which no product reads, and reads only what
          * the attention left, which the next one overwrites (core/ops.h). */
         fork_side(c, SIDE_LEFTOVERS);
-        rk_attention_mass_of_scores(c->side, scores.s, stats, decode_scores(c, cache, n), &kv, row,
-                                    n, from, scores.stride, add);
+        rk_attention_mass_of_scores(c->side.stream, scores.s, stats, decode_scores(c, cache, n),
+                                    &kv, row, n, from, scores.stride, add);
         return;
     }
     join_reads(c, SIDE_PROMPT);
@@ -764,7 +760,7 @@ static void cuda_kv_keep(void *ctx, int32_t *idx, const float *score, int n, int
         return;
     }
     fork_side(c, SIDE_PROMPT);
-    rk_k_kv_keep(c->side, idx, score, n, heads, stride, pool, budget, tail);
+    rk_k_kv_keep(c->side.stream, idx, score, n, heads, stride, pool, budget, tail);
 }
 
 /* Into a KIVI cache (from the prompt's fp16 rows) the kept rows go through
@@ -780,7 +776,7 @@ static void cuda_kv_gather(void *ctx, const rk_kv_layer *dst, const rk_kv_layer 
     rk_k_kv stage;
     if (rk_kv_format_row(dst->format)) {
         fork_side(c, SIDE_PROMPT);
-        rk_k_kv_gather(c->side, &d, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
+        rk_k_kv_gather(c->side.stream, &d, dst->pos, dst->score, d.cap, &s, scores, idx, keep,
                        src_scores.stride);
         return;
     }
@@ -814,7 +810,8 @@ static void cuda_kv_evict(void *ctx, const rk_kv_layer *cache, const void *q, co
                                 0, 1);
     }
     fork_side(c, mass.scores ? SIDE_LEFTOVERS : 0);
-    rk_k_kv_evict(c->side, &kv, cache->pos, cache->score, pos, row, budget, sinks, recent, mass);
+    rk_k_kv_evict(c->side.stream, &kv, cache->pos, cache->score, pos, row, budget, sinks, recent,
+                  mass);
 }
 
 static void cuda_top_k(void *ctx, float *vals, int32_t *ids, const float *logits, int vocab,
