@@ -492,11 +492,12 @@ static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int lo
 }
 
 /* y = x Wᵀ + bias, or y += with ACCUMULATE, on stream ST with WS_BYTES of
- * workspace at WS. */
-static void gemm_on(cuda_ctx *c, cudaStream_t st, void *ws, size_t ws_bytes, void *y,
-                    const void *x, const void *w, const void *bias, int n, int in, int out,
-                    int f32out, int accumulate)
+ * workspace: the main stream's, the only one there is, or none. */
+static void gemm_on(cuda_ctx *c, cudaStream_t st, size_t ws_bytes, void *y, const void *x,
+                    const void *w, const void *bias, int n, int in, int out, int f32out,
+                    int accumulate)
 {
+    void *const ws = ws_bytes ? c->workspace : NULL;
     const int rows = gemm_bucket(n, f32out ? c->logits_rows : c->chunk);
     const gemm_shape shape = {.m = out, .n = rows, .k = in, .f32out = f32out,
                               .bias = bias != NULL, .workspace = ws_bytes};
@@ -519,8 +520,7 @@ static void gemm_on(cuda_ctx *c, cudaStream_t st, void *ws, size_t ws_bytes, voi
 static void gemm(cuda_ctx *c, void *y, const void *x, const void *w, const void *bias, int n,
                  int in, int out, int f32out, int accumulate)
 {
-    gemm_on(c, c->stream, c->workspace, GEMM_WORKSPACE, y, x, w, bias, n, in, out, f32out,
-            accumulate);
+    gemm_on(c, c->stream, GEMM_WORKSPACE, y, x, w, bias, n, in, out, f32out, accumulate);
 }
 
 static rk_gemv_part gemv_part(const rk_product *p)
@@ -554,7 +554,7 @@ static void cuda_linear_pair(void *ctx, const rk_product *a, const rk_product *b
     /* Forked before A so that B's blocks fill what A's leave idle. */
     fork_to(c, &c->branch);
     cuda_linear(ctx, a, n);
-    gemm_on(c, c->branch.stream, NULL, 0, b->y, b->x, b->w, b->bias, n, b->in, b->out, 0, 0);
+    gemm_on(c, c->branch.stream, 0, b->y, b->x, b->w, b->bias, n, b->in, b->out, 0, 0);
     if (b->gelu)
         rk_k_gelu(c->branch.stream, b->y, (size_t)n * b->out);
 }
