@@ -237,15 +237,13 @@ rankkv_status rankkv_tokenize(rankkv *r, const char *text, size_t len, int32_t *
     return done(r, st);
 }
 
-/* The next token after a one-token step of TOKEN: greedy and top-k need
+/* The next token after a one-token step of TOKEN, sampled: top-k needs
  * only the largest logits, which a target may find without copying the
  * logits back. */
 static rk_status step(rankkv *r, int32_t token, int32_t *next)
 {
     rk_model *m = r->m;
     const rk_sampling *s = &r->sampler.cfg;
-    if (s->temperature == 0.0f)
-        return rk_model_forward_argmax(m, &r->seq, &token, 1, next);
     if (m->ops->top_k && s->top_k >= 1 && s->top_k <= RK_TOP_K_MAX && s->top_k <= m->cfg.vocab) {
         float vals[RK_TOP_K_MAX];
         int32_t ids[RK_TOP_K_MAX];
@@ -280,11 +278,18 @@ rankkv_status rankkv_generate(rankkv *r, const char *prompt, size_t len, int max
         st = rk_sampler_configure(&r->sampler, &sampling);
     if (st == RK_OK)
         st = encode(r, prompt, len, (size_t)r->m->lim.max_prompt, &ids, &n);
+    int32_t next = 0;
     if (st == RK_OK) {
         rk_seq_reset(&r->seq);
-        st = rk_model_prefill(r->m, &r->seq, ids, (int)n);
+        if (cfg->temperature == 0.0f)
+            st = rk_model_prefill_argmax(r->m, &r->seq, ids, (int)n, &next);
+        else if ((st = rk_model_prefill(r->m, &r->seq, ids, (int)n)) == RK_OK)
+            next = rk_sample(&r->sampler, rk_model_logits(r->m, 0));
     }
-    int32_t next = st == RK_OK ? rk_sample(&r->sampler, rk_model_logits(r->m, 0)) : 0;
+    /* Greedy tokens come in runs decoded ahead on the device; what follows
+     * the end of the text in a run is dropped. */
+    int32_t run[RK_GREEDY_RUN];
+    int in_run = 0, taken = 0;
     while (st == RK_OK) {
         made++;
         const char *bytes;
@@ -292,7 +297,18 @@ rankkv_status rankkv_generate(rankkv *r, const char *prompt, size_t len, int max
         if ((fn && fn(user, next, bytes, nb) != 0) || made == max_new_tokens ||
             (next == r->m->cfg.eos_id && !cfg->ignore_eos))
             break;
-        st = step(r, next, &next);
+        if (cfg->temperature != 0.0f) {
+            st = step(r, next, &next);
+            continue;
+        }
+        if (taken == in_run) {
+            const int left = max_new_tokens - made;
+            in_run = left < RK_GREEDY_RUN ? left : RK_GREEDY_RUN;
+            taken = 0;
+            st = rk_model_decode_greedy(r->m, &r->seq, next, in_run, run);
+        }
+        if (st == RK_OK)
+            next = run[taken++];
     }
     free(ids);
     if (n_generated)

@@ -777,11 +777,12 @@ static rk_status record_steps(rk_model *m)
 
 /* Checks the chunk's token ids and copies the step input in: pos0, each
  * layer's row0 (ROWS, or 0 for a prompt that is compressed or measured as
- * it passes: ROWS NULL), the ids. */
+ * it passes: ROWS NULL), the ids. TOKENS NULL: the one id is already in
+ * place (step_token), put there by the device. */
 static rk_status stage_input(rk_model *m, int pos0, const int *rows, const int32_t *tokens, int n)
 {
     const int L = m->cfg.n_layers;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; tokens && i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab)
             return rk_fail(RK_EINVAL, "token id %d is outside the vocabulary [0, %d)", tokens[i],
                            m->cfg.vocab);
@@ -789,9 +790,14 @@ static rk_status stage_input(rk_model *m, int pos0, const int *rows, const int32
     step[0] = pos0;
     for (int l = 0; l < L; l++)
         step[1 + l] = rows ? rows[l] : 0;
-    memcpy(step + 1 + L, tokens, (size_t)n * sizeof(int32_t));
-    return m->ops->copy_in(m->ctx, AT(m, m->a_step), step, (size_t)(1 + L + n) * sizeof(int32_t));
+    if (tokens)
+        memcpy(step + 1 + L, tokens, (size_t)n * sizeof(int32_t));
+    return m->ops->copy_in(m->ctx, AT(m, m->a_step), step,
+                           (size_t)(1 + L + (tokens ? n : 0)) * sizeof(int32_t));
 }
+
+/* Where a one-token step reads its token id in the arena. */
+static int32_t *step_token(rk_model *m) { return (int32_t *)AT(m, m->a_step) + 1 + m->cfg.n_layers; }
 
 /* rankkv-dynamic: the prompt's own ranks (of its first rank_len tokens,
  * the calibration length), averaged per layer, make this prompt's budgets
@@ -831,6 +837,9 @@ static rk_status run_forward(rk_model *m, const rk_seq *s, const int32_t *tokens
         if (st != RK_OK)
             return st;
     }
+    if (!tokens && (compressing || n != 1))
+        return rk_fail(RK_EINVAL, "a step whose token is on the device takes one token after "
+                                  "the prompt");
     if (hooks->after_decode_attention && !compressing && n != 1)
         return rk_fail(RK_ELIMIT, "%s evicts one token per step: after the prompt, forward one "
                                   "token at a time (got %d)", rk_kv_policy_name(kv), n);
@@ -933,6 +942,48 @@ rk_status rk_model_forward_argmax(rk_model *m, rk_seq *s, const int32_t *tokens,
     return st;
 }
 
+rk_status rk_model_decode_greedy(rk_model *m, rk_seq *s, int32_t token, int n, int32_t *out)
+{
+    const rk_ops *o = m->ops;
+    if (!o->top_k) {
+        for (int i = 0; i < n; i++) {
+            rk_status st = rk_model_forward_argmax(m, s, i ? &out[i - 1] : &token, 1, &out[i]);
+            if (st != RK_OK)
+                return st;
+        }
+        return RK_OK;
+    }
+    int32_t *const slot = step_token(m);
+    for (int done = 0; done < n;) {
+        const int run = n - done < RK_GREEDY_RUN ? n - done : RK_GREEDY_RUN;
+        rk_seq cur = *s;
+        rk_status st = RK_OK;
+        for (int i = 0; i < run; i++) {
+            rk_seq next;
+            st = run_forward(m, &cur, done + i ? NULL : &token, 1, &next);
+            if (st == RK_OK) {
+                /* The argmax goes where the next step reads its token. */
+                o->top_k(m->ctx, (float *)AT(m, m->a_top_vals), slot,
+                         (const float *)AT(m, m->a_logits), m->cfg.vocab, 1);
+                st = o->copy_out(m->ctx, out + done + i, slot, sizeof *out);
+                cur = next;
+            }
+            if (st != RK_OK)
+                break;
+        }
+        /* What was queued runs whether or not a later step could be. */
+        const rk_status ran = o->sync(m->ctx);
+        if (ran != RK_OK)
+            return ran;
+        *s = cur;
+        m->n_logits = 0;
+        if (st != RK_OK)
+            return st;
+        done += run;
+    }
+    return RK_OK;
+}
+
 rk_status rk_model_prefill(rk_model *m, rk_seq *s, const int32_t *tokens, int n)
 {
     if (n > m->lim.max_prompt)
@@ -946,6 +997,18 @@ rk_status rk_model_prefill(rk_model *m, rk_seq *s, const int32_t *tokens, int n)
         i += k;
     }
     return RK_OK;
+}
+
+rk_status rk_model_prefill_argmax(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
+                                  int32_t *next)
+{
+    if (n < 1 || n > m->lim.max_prompt)
+        return rk_fail(RK_ELIMIT, "prompt of %d tokens; the plan allows 1..%d", n,
+                       m->lim.max_prompt);
+    /* The chunks are rk_model_prefill's: the last one starts here. */
+    const int last = (n - 1) / m->lim.prefill_chunk * m->lim.prefill_chunk;
+    rk_status st = last ? rk_model_prefill(m, s, tokens, last) : RK_OK;
+    return st == RK_OK ? rk_model_forward_argmax(m, s, tokens + last, n - last, next) : st;
 }
 
 rk_status rk_model_measure_ranks(rk_model *m, const int32_t *tokens, int n, double *ranks)

@@ -150,6 +150,17 @@ rk_status rk_model_forward(rk_model *m, rk_seq *s, const int32_t *tokens, int n)
 rk_status rk_model_forward_argmax(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
                                   int32_t *next);
 
+/* N greedy one-token steps after the prompt, the first fed TOKEN: OUT[i]
+ * is the argmax after step i, which step i + 1 is fed. On a target with a
+ * device top-k the argmax stays on the device for the next step to read,
+ * and the host queues RK_GREEDY_RUN steps before it waits for their ids,
+ * so that the device does not idle through a round trip to the host
+ * between steps (copy back, wake, copy in, launch). On a failure the
+ * sequence stands after the last step that ran. Elsewhere, N calls of
+ * rk_model_forward_argmax. */
+enum { RK_GREEDY_RUN = 16 };
+rk_status rk_model_decode_greedy(rk_model *m, rk_seq *s, int32_t token, int n, int32_t *out);
+
 /* The same with the argmax of each of the last min(N, logits_rows) rows,
  * in order, into NEXT (that many ids). */
 rk_status rk_model_forward_argmax_rows(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
@@ -164,6 +175,13 @@ rk_status rk_model_forward_top_k(rk_model *m, rk_seq *s, const int32_t *tokens, 
 
 /* Runs a prompt of any length ≤ max_prompt in chunks. */
 rk_status rk_model_prefill(rk_model *m, rk_seq *s, const int32_t *tokens, int n);
+
+/* rk_model_prefill for greedy decoding: *NEXT gets the argmax after the
+ * prompt, from the last chunk by rk_model_forward_argmax, so that a target
+ * with a device top-k copies back one id instead of a row of logits and
+ * the host does not scan it. */
+rk_status rk_model_prefill_argmax(rk_model *m, rk_seq *s, const int32_t *tokens, int n,
+                                  int32_t *next);
 
 /* Effective ranks of the attention of TOKENS[0..n) (a sequence from
  * position 0, n ≤ rank_len and ≤ prefill_chunk): RANKS[l × heads + h] for

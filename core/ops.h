@@ -74,7 +74,8 @@ typedef struct rk_ops {
     rk_status (*upload)(void *ctx, void *dst, const void *src, rk_dtype src_dtype, size_t count);
     /* Host to buffer, raw bytes (fp32 tables, token ids). */
     rk_status (*copy_in)(void *ctx, void *dst, const void *src, size_t bytes);
-    /* Buffer to host, raw bytes (fp32 logits, token ids). */
+    /* Buffer to host, raw bytes (fp32 logits, token ids); DST holds them
+     * once the next sync has returned, not before. */
     rk_status (*copy_out)(void *ctx, void *dst, const void *src, size_t bytes);
     /* Waits for queued work; reports an asynchronous device error. */
     rk_status (*sync)(void *ctx);

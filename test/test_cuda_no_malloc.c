@@ -1,7 +1,8 @@
 /* The CUDA target's device memory is two allocations made at start-up (the
- * weights block and the arena) and nothing afterwards: this test interposes
- * the CUDA runtime's allocators, counts the calls during load and during
- * prefills and decode steps, and checks with cudaMemGetInfo that the device's
+ * weights block and the arena), its page-locked host memory one (the stage
+ * of its host copies), and nothing afterwards: this test interposes the CUDA
+ * runtime's allocators, counts the calls during load and during prefills
+ * and decode steps, and checks with cudaMemGetInfo that the device's
  * free memory does not move while generating (which also covers allocations
  * that libraries make without going through these entry points). */
 #define _GNU_SOURCE
@@ -18,7 +19,7 @@
 #include "sampler.h"
 #include "target_test.h"
 
-static atomic_long allocs, frees;
+static atomic_long allocs, frees, host_allocs, host_frees;
 
 #define FORWARD(name, ...)                                                       \
     static __typeof__(name) *real;                                               \
@@ -45,12 +46,12 @@ cudaError_t cudaMallocManaged(void **p, size_t n, unsigned flags)
 }
 cudaError_t cudaMallocHost(void **p, size_t n)
 {
-    atomic_fetch_add(&allocs, 1);
+    atomic_fetch_add(&host_allocs, 1);
     FORWARD(cudaMallocHost, p, n);
 }
 cudaError_t cudaHostAlloc(void **p, size_t n, unsigned flags)
 {
-    atomic_fetch_add(&allocs, 1);
+    atomic_fetch_add(&host_allocs, 1);
     FORWARD(cudaHostAlloc, p, n, flags);
 }
 cudaError_t cudaMallocPitch(void **p, size_t *pitch, size_t w, size_t h)
@@ -67,6 +68,11 @@ cudaError_t cudaFreeAsync(void *p, cudaStream_t s)
 {
     atomic_fetch_add(&frees, 1);
     FORWARD(cudaFreeAsync, p, s);
+}
+cudaError_t cudaFreeHost(void *p)
+{
+    atomic_fetch_add(&host_frees, 1);
+    FORWARD(cudaFreeHost, p);
 }
 
 static size_t device_free(void)
@@ -94,6 +100,8 @@ static void check_steady(rk_model *m, rk_sampler *s, const int32_t *prompt, cons
     for (int attempt = 1; attempt <= 3 && before != after; attempt++) {
         atomic_store(&allocs, 0);
         atomic_store(&frees, 0);
+        atomic_store(&host_allocs, 0);
+        atomic_store(&host_frees, 0);
         before = device_free();
         int ok = 1, steps = 0;
         for (int i = 0; i < n; i++) {
@@ -103,10 +111,11 @@ static void check_steady(rk_model *m, rk_sampler *s, const int32_t *prompt, cons
         after = device_free();
         CHECK(ok);
         printf("%s: during %d prefills + %d decode steps (attempt %d): %ld allocations, %ld "
-               "frees, device free memory %zu -> %zu bytes\n",
-               what, n, steps, attempt, atomic_load(&allocs), atomic_load(&frees), before,
-               after);
+               "frees (page-locked host: %ld, %ld), device free memory %zu -> %zu bytes\n",
+               what, n, steps, attempt, atomic_load(&allocs), atomic_load(&frees),
+               atomic_load(&host_allocs), atomic_load(&host_frees), before, after);
         CHECK(atomic_load(&allocs) == 0 && atomic_load(&frees) == 0);
+        CHECK(atomic_load(&host_allocs) == 0 && atomic_load(&host_frees) == 0);
     }
     CHECKF(before == after, "%s: the device's free memory moved in every attempt", what);
 }
@@ -122,14 +131,18 @@ int main(void)
     rk_limits lim = {.max_prompt = 300, .max_new_tokens = 48, .prefill_chunk = 128,
                      .logits_rows = 1, .kv_format = ops->kv_format};
     atomic_store(&allocs, 0);
+    atomic_store(&host_allocs, 0);
+    atomic_store(&host_frees, 0);
     rk_model *m;
     rk_status st = rk_model_load(RK_MODELS_DIR "/pythia-nano", ops, &lim, &m);
     CHECKF(st == RK_OK, "%s", rk_last_error());
     if (st != RK_OK)
         return rk_test_finish("test_cuda_no_malloc");
-    printf("device allocations during load: %ld (weights %zu B, arena %zu B)\n",
-           atomic_load(&allocs), m->wplan.total, m->plan.total);
+    printf("device allocations during load: %ld (weights %zu B, arena %zu B); page-locked host "
+           "allocations: %ld\n",
+           atomic_load(&allocs), m->wplan.total, m->plan.total, atomic_load(&host_allocs));
     CHECK(atomic_load(&allocs) == 2);
+    CHECK(atomic_load(&host_allocs) == 1);
 
     rk_sampler s;
     rk_sampling cfg = {.temperature = 0.8f, .top_k = 40, .top_p = 0.9f, .seed = 1};
@@ -146,6 +159,7 @@ int main(void)
 
     rk_model_free(m);
     CHECK(atomic_load(&frees) == 2);
+    CHECK(atomic_load(&host_frees) == 1);
 
     /* rankkv-dynamic (the dynamic build's prefill): the rank measurement's
      * device buffers are arena slices and its cuSOLVER and cuBLAS handles

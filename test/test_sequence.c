@@ -3,6 +3,8 @@
  * same as k one-token steps (on CUDA it replays the recording of the k-row
  * step); truncating a sequence forgets the rejected rows, so what follows
  * equals a run that never saw them; policies that cannot roll back refuse.
+ * Greedy decoding's runs of steps fed on the device, and its prompt's
+ * argmax, give the ids that steps fed from the host give.
  * usage: test_sequence cpu|cuda */
 #include <math.h>
 #include <stdlib.h>
@@ -20,16 +22,18 @@ enum { PROMPT = 40, K = 6, NEW = 32 };
 
 static const rk_ops *ops;
 
-static rk_model *load(const char *method, int budget)
+static rk_model *load_chunked(const char *method, int budget, int chunk)
 {
     rk_kv_options opt = {.method = method, .average = strcmp(method, "full") ? budget : 0};
-    rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = NEW, .prefill_chunk = PROMPT,
+    rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = NEW, .prefill_chunk = chunk,
                      .logits_rows = K, .kv_format = ops->kv_format};
     rk_model *m = NULL;
     CHECKF(rk_kv_policy_make(&opt, 4, &lim.kv) == RK_OK, "%s", rk_last_error());
     CHECKF(rk_model_load(NANO, ops, &lim, &m) == RK_OK, "%s", rk_last_error());
     return m;
 }
+
+static rk_model *load(const char *method, int budget) { return load_chunked(method, budget, PROMPT); }
 
 
 /* The logits of tokens[PROMPT..PROMPT+K) one step at a time, into WANT. */
@@ -120,6 +124,81 @@ static void refusals(void)
     }
 }
 
+/* Greedy runs decoded ahead (rk_model_decode_greedy, each step fed the
+ * argmax the device left) give the ids of one-token steps fed from the
+ * host, over more steps than one run holds and from a call's middle. On
+ * a target without a device top-k both are the host's argmax. */
+static void greedy_runs(const char *method, int budget)
+{
+    rk_model *m = load(method, budget);
+    if (!m)
+        return;
+    enum { STEPS = NEW - 1, FIRST = RK_GREEDY_RUN + 3 };
+    const int V = m->cfg.vocab;
+    int32_t tokens[PROMPT], want[STEPS], got[STEPS];
+    for (int i = 0; i < PROMPT; i++)
+        tokens[i] = (int32_t)((i * 7919 + 13) % V);
+    rk_seq s;
+    rk_seq_reset(&s);
+    CHECK(rk_model_prefill(m, &s, tokens, PROMPT) == RK_OK);
+    const int32_t first = rk_argmax(rk_model_logits(m, m->n_logits - 1), V);
+    int32_t next = first;
+    for (int i = 0; i < STEPS; i++) {
+        CHECK(rk_model_forward_argmax(m, &s, &next, 1, &next) == RK_OK);
+        want[i] = next;
+    }
+    const rk_seq after = s;
+
+    rk_seq_reset(&s);
+    int32_t first_too = -1;
+    CHECK(rk_model_prefill_argmax(m, &s, tokens, PROMPT, &first_too) == RK_OK);
+    CHECKF(first_too == first, "%s: the prompt's argmax %d, from its logits %d", method,
+           first_too, first);
+    CHECKF(rk_model_decode_greedy(m, &s, first, FIRST, got) == RK_OK, "%s", rk_last_error());
+    CHECKF(rk_model_decode_greedy(m, &s, got[FIRST - 1], STEPS - FIRST, got + FIRST) == RK_OK,
+           "%s", rk_last_error());
+    int same = 0;
+    while (same < STEPS && got[same] == want[same])
+        same++;
+    printf("%s on %s: %d greedy steps in runs of %d, the same ids as one-token steps for %d\n",
+           method, ops->name, STEPS, RK_GREEDY_RUN, same);
+    CHECKF(same == STEPS, "%s: step %d's id differs (%d, one-token steps %d)", method, same,
+           got[same < STEPS ? same : 0], want[same < STEPS ? same : 0]);
+    CHECK(s.n_past == after.n_past && memcmp(s.rows, after.rows, sizeof s.rows) == 0);
+
+    /* Past the plan: the steps that fit run, then the error. */
+    CHECK(rk_model_decode_greedy(m, &s, got[STEPS - 1], 2, got) == RK_ELIMIT);
+    CHECK(s.n_past == PROMPT + NEW);
+    rk_model_free(m);
+}
+
+/* A prompt in chunks: the argmax after its last token, found by the
+ * target, is the host's of the last row of logits rk_model_prefill leaves,
+ * at every chunk length. */
+static void prompt_argmax_chunked(void)
+{
+    const int chunks[] = {PROMPT, 16, 20, 39};
+    for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+        rk_model *m = load_chunked("full", 0, chunks[c]);
+        if (!m)
+            return;
+        int32_t tokens[PROMPT];
+        for (int i = 0; i < PROMPT; i++)
+            tokens[i] = (int32_t)((i * 104729 + 7) % m->cfg.vocab);
+        rk_seq s;
+        rk_seq_reset(&s);
+        CHECK(rk_model_prefill(m, &s, tokens, PROMPT) == RK_OK);
+        const int32_t want = rk_argmax(rk_model_logits(m, m->n_logits - 1), m->cfg.vocab);
+        int32_t got = -1;
+        rk_seq_reset(&s);
+        CHECKF(rk_model_prefill_argmax(m, &s, tokens, PROMPT, &got) == RK_OK, "%s",
+               rk_last_error());
+        CHECKF(got == want && s.n_past == PROMPT, "chunks of %d: argmax %d, want %d", chunks[c],
+               got, want);
+        rk_model_free(m);
+    }
+}
+
 int main(int argc, char **argv)
 {
     ops = rk_test_require_target(argc > 1 ? argv[1] : "cpu");
@@ -129,5 +208,10 @@ int main(int argc, char **argv)
     steps_and_truncate("full", tol);
     steps_and_truncate("snapkv", tol);
     refusals();
+    greedy_runs("full", 0);
+    greedy_runs("snapkv", 34);
+    greedy_runs("h2o", 24);
+    greedy_runs("streamingllm", 24);
+    prompt_argmax_chunked();
     return rk_test_finish("test_sequence");
 }

@@ -353,13 +353,19 @@ static void timed_run(rk_model *m, const int32_t *prompt, int n, int new_tokens,
     rk_seq seq;
     rk_seq_reset(&seq);
     double t0 = rk_now();
-    if (rk_model_prefill(m, &seq, prompt, n) != RK_OK)
+    int32_t next;
+    if (rk_model_prefill_argmax(m, &seq, prompt, n, &next) != RK_OK)
         cli_die();
-    int32_t next = rk_argmax(rk_model_logits(m, 0), m->cfg.vocab);
     double t1 = rk_now();
-    for (int i = 1; i < new_tokens; i++)
-        if (rk_model_forward_argmax(m, &seq, &next, 1, &next) != RK_OK)
+    /* Runs as rankkv-generate decodes them (rankkv_generate). */
+    int32_t run[RK_GREEDY_RUN];
+    for (int left = new_tokens - 1; left > 0;) {
+        const int k = left < RK_GREEDY_RUN ? left : RK_GREEDY_RUN;
+        if (rk_model_decode_greedy(m, &seq, next, k, run) != RK_OK)
             cli_die();
+        next = run[k - 1];
+        left -= k;
+    }
     double t2 = rk_now();
     *ttft = t1 - t0;
     *tpot = new_tokens > 1 ? (t2 - t1) / (new_tokens - 1) : 0.0;

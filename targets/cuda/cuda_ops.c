@@ -34,6 +34,9 @@
 /* The scratch's region for the zero row index (one int, kept 256-byte
  * aligned for the top-k region after it). */
 #define ZERO_ROW_BYTES 256
+/* Host copies go through page-locked memory of this size (host_copies). */
+#define HOST_STAGE_BYTES ((size_t)1 << 20)
+#define HOST_STAGE_OUTS 64
 
 /* A product as a plan is chosen for: y[n, m] = x[n, k] · W[m, k]ᵀ, the
  * output's type, a bias, and the most workspace its algorithm may use. */
@@ -48,6 +51,26 @@ typedef struct {
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
 } gemm_plan;
+
+/* A copy out waiting in the stage for the next sync to hand it over. */
+typedef struct {
+    void *dst;
+    size_t at, bytes;
+} staged_out;
+
+/* A copy between pageable host memory and the device is synchronous: out,
+ * the call returns only once the stream has run up to it, so a decode
+ * step's two results (top-k ids and values) cost two round trips to the
+ * host before the next step can be queued. Through page-locked memory
+ * both are queued behind the step and the one sync waits for them all.
+ * BASE is allocated at start-up; what is staged since the last sync lies
+ * at [0, USED), and a copy that does not fit goes direct. */
+typedef struct {
+    unsigned char *base;
+    size_t used;
+    staged_out outs[HOST_STAGE_OUTS];
+    int n_outs;
+} host_stage;
 
 /* A stream beside the main one: FORK and JOIN order it against the main
  * stream; PENDING: it has work the main stream has not waited for. */
@@ -73,6 +96,7 @@ typedef struct {
      * linear_pair, joined before the product that reads its output
      * (linear_sum) and before anything the host or a graph waits on. */
     forked_stream branch;
+    host_stage stage;
     /* The cache (its K) whose scores the last attention left, or NULL. */
     const void *scores_of;
     cublasLtHandle_t lt;
@@ -167,6 +191,9 @@ static rk_status cuda_init(void **ctx)
                         "cudaEventCreate");
     if (st == RK_OK && cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
         st = rk_fail(RK_EDEVICE, "cublasLtCreate failed");
+    if (st == RK_OK)
+        st = cuda_check(cudaMallocHost((void **)&c->stage.base, HOST_STAGE_BYTES),
+                        "cudaMallocHost (the host copies' stage)");
     if (st != RK_OK) {
         free(c);
         return st;
@@ -193,6 +220,7 @@ static void cuda_shutdown(void *ctx)
             cudaGraphDestroy(c->graph[i]);
     }
     cublasLtDestroy(c->lt);
+    cudaFreeHost(c->stage.base);
     cudaEventDestroy(c->side.fork);
     cudaEventDestroy(c->side.join);
     cudaEventDestroy(c->branch.fork);
@@ -351,10 +379,28 @@ static void join_all(cuda_ctx *c)
     join_side(c);
 }
 
+/* Room for BYTES in the stage, or NULL: the offset of each slot keeps
+ * 64-byte alignment. */
+static unsigned char *stage_take(host_stage *h, size_t bytes)
+{
+    const size_t size = (bytes + 63) / 64 * 64;
+    if (size > HOST_STAGE_BYTES - h->used)
+        return NULL;
+    unsigned char *at = h->base + h->used;
+    h->used += size;
+    return at;
+}
+
 static rk_status cuda_copy_in(void *ctx, void *dst, const void *src, size_t bytes)
 {
     cuda_ctx *c = ctx;
     join_all(c);
+    /* The slot stays unused until the next sync, when the copy has run. */
+    unsigned char *slot = stage_take(&c->stage, bytes);
+    if (slot) {
+        memcpy(slot, src, bytes);
+        src = slot;
+    }
     return cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream),
                       "copy in");
 }
@@ -363,7 +409,13 @@ static rk_status cuda_copy_out(void *ctx, void *dst, const void *src, size_t byt
 {
     cuda_ctx *c = ctx;
     join_all(c);
-    return cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
+    host_stage *h = &c->stage;
+    unsigned char *slot = h->n_outs < HOST_STAGE_OUTS ? stage_take(h, bytes) : NULL;
+    if (!slot)
+        return cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
+                          "copy out");
+    h->outs[h->n_outs++] = (staged_out){dst, (size_t)(slot - h->base), bytes};
+    return cuda_check(cudaMemcpyAsync(slot, src, bytes, cudaMemcpyDeviceToHost, c->stream),
                       "copy out");
 }
 
@@ -372,6 +424,11 @@ static rk_status cuda_sync(void *ctx)
     cuda_ctx *c = ctx;
     join_all(c);
     rk_status st = cuda_check(cudaStreamSynchronize(c->stream), "a kernel");
+    host_stage *h = &c->stage;
+    for (int i = 0; i < h->n_outs; i++)
+        memcpy(h->outs[i].dst, h->base + h->outs[i].at, h->outs[i].bytes);
+    h->n_outs = 0;
+    h->used = 0;
     if (st == RK_OK)
         st = cuda_check(cudaGetLastError(), "a kernel launch");
     if (st == RK_OK && c->error != RK_OK) {

@@ -1,0 +1,51 @@
+"""Means of the decode_host_h200 runs; run from this folder.
+Run 1: b (HEAD 78faf3d) and n (page-locked host copies), both with lab.patch: each timed
+generation's TPOT next to the same steps replayed back to back (one sync at the end), without
+and with the device argmax. Run 2: b (page-locked copies) and n (+ greedy runs decoded ahead,
+the prompt's argmax on the device)."""
+import collections
+import re
+
+
+def bench_rows(path):
+    rows, build = collections.defaultdict(list), None
+    for line in open(path):
+        if line.startswith("=="):
+            build = line.split()[1]
+        elif build and re.match(r"\w+ \d+ [\d.]+ [\d.]+$", line.strip()):
+            kv, ctx, ttft, tpot = line.split()
+            rows[(build, kv, int(ctx))].append((float(ttft), float(tpot)))
+    return rows
+
+
+def mean(v):
+    return sum(v) / len(v)
+
+
+for path in ["run1_times.txt", "run2_times.txt"]:
+    rows = bench_rows(path)
+    print(f"{path}: mean of the rounds' medians, TTFT ms / TPOT ms")
+    for kv, ctx in sorted({(k[1], k[2]) for k in rows}, key=lambda x: (["full", "snapkv", "h2o"].index(x[0]), x[1])):
+        b, n = rows[("b", kv, ctx)], rows[("n", kv, ctx)]
+        tb, tn = mean([x[1] for x in b]), mean([x[1] for x in n])
+        fb, fn = mean([x[0] for x in b]), mean([x[0] for x in n])
+        print(f"  {kv:7} {ctx:5}  b {fb:6.2f} / {tb:.3f}   n {fn:6.2f} / {tn:.3f}"
+              f"   TTFT {100 * (fn / fb - 1):+.1f} %  TPOT {100 * (tn / tb - 1):+.1f} %")
+
+# Run 1's lab lines, in the bench's order: full, snapkv, h2o; each at 512 then 1920; four
+# generations each (the warm-up, then 3 timed).
+order = [(kv, ctx) for kv in ("full", "snapkv", "h2o") for ctx in (512, 1920)]
+lab, build, i = collections.defaultdict(list), None, 0
+for line in open("run1_times.txt"):
+    if line.startswith("=="):
+        build, i = line.split()[1], 0
+    elif line.startswith("LAB"):
+        v = dict(zip(line.split()[2::2], map(float, line.split()[3::2])))
+        lab[(build,) + order[i // 4]].append(v)
+        i += 1
+print("\nrun 1: TPOT against the same steps replayed back to back, ms (mean of 12 generations)")
+print("  build kv      ctx    TPOT  replay  +argmax  host share")
+for key in sorted(lab, key=lambda k: (k[0], order.index(k[1:]))):
+    v = lab[key]
+    t, r, a = (mean([x[f] for x in v]) for f in ("tpot_ms", "replay_ms", "replay_topk_ms"))
+    print(f"  {key[0]:5} {key[1]:7} {key[2]:5} {t:.3f}  {r:.3f}   {a:.3f}   {1e3 * (t - a):5.1f} us")
