@@ -832,14 +832,14 @@ static rk_status run_forward(rk_model *m, const rk_seq *s, const int32_t *tokens
     const rk_kv_policy *kv = &m->lim.kv;
     const rk_kv_hooks *hooks = rk_kv_hooks_of(kv);
     const int compressing = rk_limits_prompt_passes(&m->lim) && s->n_past == 0;
+    if (!tokens && (compressing || n != 1))
+        return rk_fail(RK_EINVAL, "a step whose token is on the device takes one token after "
+                                  "the prompt");
     if (compressing && kv->dynamic) {
         rk_status st = dynamic_budgets(m, tokens, n);
         if (st != RK_OK)
             return st;
     }
-    if (!tokens && (compressing || n != 1))
-        return rk_fail(RK_EINVAL, "a step whose token is on the device takes one token after "
-                                  "the prompt");
     if (hooks->after_decode_attention && !compressing && n != 1)
         return rk_fail(RK_ELIMIT, "%s evicts one token per step: after the prompt, forward one "
                                   "token at a time (got %d)", rk_kv_policy_name(kv), n);

@@ -34,7 +34,7 @@
 /* The scratch's region for the zero row index (one int, kept 256-byte
  * aligned for the top-k region after it). */
 #define ZERO_ROW_BYTES 256
-/* Host copies go through page-locked memory of this size (host_copies). */
+/* Host copies go through page-locked memory of this size (host_stage). */
 #define HOST_STAGE_BYTES ((size_t)1 << 20)
 #define HOST_STAGE_OUTS 64
 
