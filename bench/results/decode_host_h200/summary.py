@@ -50,10 +50,9 @@ for key in sorted(lab, key=lambda k: (k[0], order.index(k[1:]))):
     t, r, a = (mean([x[f] for x in v]) for f in ("tpot_ms", "replay_ms", "replay_topk_ms"))
     print(f"  {key[0]:5} {key[1]:7} {key[2]:5} {t:.3f}  {r:.3f}   {a:.3f}   {1e3 * (t - a):5.1f} us")
 
-# Run 4: nvidia-smi every 50 ms beside copies alone, decode alone and prefill alone (run4_marks.txt
+# Runs 4 and 5: nvidia-smi every 50 ms beside copies alone, decode alone and prefill alone (run4_marks.txt
 # brackets each; within a bracket, the samples of the busy part: instant power over 300 W).
-print("\nrun 4: the board while only one kind of work runs (samples with instant power > 300 W)")
-marks = [line.split(" ", 2) for line in open("run4_marks.txt")]
+import os
 
 
 def seconds(stamp):
@@ -61,16 +60,26 @@ def seconds(stamp):
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
-at = {kind.strip(): seconds(f"{d} {t}") for d, t, kind in marks}
-samples = []
-for line in list(open("run4_power.csv"))[1:]:
-    f = [x.strip() for x in line.split(",")]
-    samples.append((seconds(f[0]), float(f[1].split()[0]), float(f[3].split()[0]), f[6]))
-for kind in ("copy", "decode", "prefill"):
-    busy = [s for s in samples if at[f"{kind} start"] <= s[0] <= at[f"{kind} end"] and s[1] > 300]
-    capped = sum(1 for s in busy if int(s[3], 16) & 0x4)
-    print(f"  {kind:8} {len(busy):3} samples: power {mean([s[1] for s in busy]):5.0f} W "
-          f"({min(s[1] for s in busy):.0f}-{max(s[1] for s in busy):.0f}), SM clock "
-          f"{mean([s[2] for s in busy]):5.0f} MHz ({min(s[2] for s in busy):.0f}-"
-          f"{max(s[2] for s in busy):.0f}), software power cap in {capped}")
-print("  " + open("run4_copy.txt").read().strip())
+def power(run, kinds):
+    print(f"\n{run}: the board while only one kind of work runs (samples with instant power > 300 W)")
+    marks = [line.split(" ", 2) for line in open(f"{run}_marks.txt")]
+    at = {kind.strip(): seconds(f"{d} {t}") for d, t, kind in marks}
+    samples = []
+    for line in list(open(f"{run}_power.csv"))[1:]:
+        f = [x.strip() for x in line.split(",")]
+        samples.append((seconds(f[0]), float(f[1].split()[0]), float(f[3].split()[0]), f[6]))
+    for kind in kinds:
+        busy = [s for s in samples if at[f"{kind} start"] <= s[0] <= at[f"{kind} end"] and s[1] > 300]
+        capped = sum(1 for s in busy if int(s[3], 16) & 0x4)
+        print(f"  {kind:8} {len(busy):3} samples: power {mean([s[1] for s in busy]):5.0f} W "
+              f"({min(s[1] for s in busy):.0f}-{max(s[1] for s in busy):.0f}), SM clock "
+              f"{mean([s[2] for s in busy]):5.0f} MHz ({min(s[2] for s in busy):.0f}-"
+              f"{max(s[2] for s in busy):.0f}), software power cap in {capped}")
+    for out in ("copy", "products", "decode"):
+        if os.path.exists(f"{run}_{out}.txt"):
+            print("  " + open(f"{run}_{out}.txt").read().strip().split("\n")[-1])
+
+
+power("run4", ("copy", "decode", "prefill"))
+if os.path.exists("run5_marks.txt"):
+    power("run5", ("copy", "products", "decode"))
