@@ -145,9 +145,9 @@ typedef int (*rankkv_token_fn)(void *user, int32_t id, const char *bytes, size_t
  * MAX_NEW_TOKENS (≤ the planned max_new_tokens) sampled with S (NULL:
  * greedy), each handed to FN as it comes. Stops early at the end-of-text
  * token unless S says ignore_eos. *N_GENERATED (may be NULL) gets the count.
- * Greedy tokens are decoded on the device in runs of up to 16 and handed to
- * FN a run at a time; steps of a run after the generation stops are
- * computed and dropped. */
+ * Greedy tokens are decoded on the device in short runs and handed to FN a
+ * run at a time; steps of a run after the generation stops are computed and
+ * dropped. */
 rankkv_status rankkv_generate(rankkv *r, const char *prompt, size_t len, int max_new_tokens,
                               const rankkv_sampling *s, rankkv_token_fn fn, void *user,
                               int *n_generated);
