@@ -274,6 +274,13 @@ rk_status rk_model_plan(const rk_config *cfg, const rk_ops *ops, const rk_limits
     const size_t top = (size_t)lim->logits_rows * RK_TOP_K_MAX;
     m->a_top_vals = rk_plan_add(p, "top_k_values", top * sizeof(float));
     m->a_top_ids = rk_plan_add(p, "top_k_ids", top * sizeof(int32_t));
+    /* A greedy run's steps, each a step input of one token (pos0, the
+     * rows, the token it is fed), and one more for the last step's argmax:
+     * recorded once, so that the host copies a run's inputs in and its ids
+     * out once, and launches it once (rk_model_decode_greedy). */
+    if (ops->replay && ops->top_k && lim->max_new_tokens >= RK_GREEDY_RUN)
+        m->a_run = rk_plan_add(p, "greedy_run",
+                               (size_t)(RK_GREEDY_RUN + 1) * (2 + L) * sizeof(int32_t));
     cache->k = rk_plan_add(p, "kv_cache_k", cache->side_bytes[0]);
     cache->v = rk_plan_add(p, "kv_cache_v", cache->side_bytes[1]);
     /* Each row's position (and H2O's attention) outlive the prompt: decode
@@ -330,7 +337,9 @@ static rk_status bind(rk_model *m, const char *dir)
     size_t rope_floats = (size_t)m->cap * (size_t)m->cfg.rotary_dims;
     float *rope = malloc(rope_floats * sizeof(float) + 1);
     m->host_logits = malloc((size_t)m->lim.logits_rows * (size_t)m->cfg.vocab * sizeof(float));
-    m->host_step = malloc((size_t)(1 + m->cfg.n_layers + m->lim.prefill_chunk) * sizeof(int32_t));
+    const int L = m->cfg.n_layers, step_ints = 1 + L + m->lim.prefill_chunk,
+              run_ints = (RK_GREEDY_RUN + 1) * (2 + L);
+    m->host_step = malloc((size_t)(step_ints > run_ints ? step_ints : run_ints) * sizeof(int32_t));
     const rk_region *keep = rk_plan_find(&m->plan, "kept_rows");
     m->host_keep = malloc(keep ? keep->size : 1);
     m->host_ranks = malloc((size_t)m->cfg.n_layers * m->cfg.n_heads * sizeof(double));
@@ -592,10 +601,10 @@ rk_status rk_seq_truncate(const rk_model *m, rk_seq *s, int n)
 }
 
 /* What the policy's hooks need of layer L after its attention. */
-static rk_kv_layer_step policy_step(rk_model *m, int l, int n, const void *q,
-                                    const rk_kv_layer *cache, const rk_kv_layer *prompt)
+static rk_kv_layer_step policy_step(rk_model *m, const int32_t *step, int l, int n,
+                                    const void *q, const rk_kv_layer *cache,
+                                    const rk_kv_layer *prompt)
 {
-    const int32_t *step = AT(m, m->a_step);
     return (rk_kv_layer_step){
         .ops = m->ops, .ctx = m->ctx, .cache = cache, .prompt = prompt, .q = q, .n = n,
         .pos = step, .row = step + 1 + l,
@@ -618,6 +627,7 @@ typedef enum {
 
 typedef struct {
     forward_mode mode;
+    const int32_t *step; /* the step input it reads; NULL: the arena's step_input */
     double *ranks; /* FORWARD_MEASURE: L × heads ranks ... */
     int rank_n;    /* ... of the attention of the first rank_n tokens */
     rk_status status; /* the first failure of a host call inside the ops */
@@ -671,7 +681,7 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
     void *resid = AT(m, m->a_x), *h = AT(m, m->a_h), *h2 = AT(m, m->a_h2), *qkv = AT(m, m->a_qkv);
     void *q = AT(m, m->a_q), *att = AT(m, m->a_att), *attn_out = AT(m, m->a_attn_out);
     void *mlp_h = AT(m, m->a_mlp_h), *mlp_out = AT(m, m->a_mlp_out);
-    const int32_t *step = AT(m, m->a_step);
+    const int32_t *step = call->step ? call->step : (const int32_t *)AT(m, m->a_step);
     const void *pos = step;
     const rk_norm_out none = {0};
 #define NORM(y, w, b) ((rk_norm_out){(y), WT(m, w), WT(m, b)})
@@ -709,7 +719,7 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
             if (call->mode == FORWARD_MEASURE) {
                 measure_layer(m, call, l, n, q, &prompt);
             } else if (call->status == RK_OK) {
-                const rk_kv_layer_step s = policy_step(m, l, n, q, &cache, &prompt);
+                const rk_kv_layer_step s = policy_step(m, step, l, n, q, &cache, &prompt);
                 call->status = hooks->after_prefill_layer
                                    ? hooks->after_prefill_layer(kv, &s)
                                    : rk_kv_place_all_after_prefill(kv, &s);
@@ -719,7 +729,7 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
             if (call->mode == FORWARD_MEASURE)
                 measure_layer(m, call, l, n, q, &cache);
             else if (hooks->after_decode_attention || smart) {
-                const rk_kv_layer_step s = policy_step(m, l, n, q, &cache, NULL);
+                const rk_kv_layer_step s = policy_step(m, step, l, n, q, &cache, NULL);
                 if (hooks->after_decode_attention)
                     hooks->after_decode_attention(kv, &s);
                 else
@@ -750,6 +760,13 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
     o->linear_f32out(ctx, AT(m, m->a_logits), last, WT(m, m->w_unembed), rows, D, c->vocab);
 }
 
+/* Step I's input in a greedy run (its pos0, rows and token, as the arena's
+ * step_input for one token). */
+static int32_t *run_step(rk_model *m, int i)
+{
+    return (int32_t *)AT(m, m->a_run) + (size_t)i * (2 + m->cfg.n_layers);
+}
+
 /* Where the target can record, the steps of 1..k rows after the prompt are
  * recorded once at start-up (recording runs nothing) and replayed for every
  * generated token, or every k draft tokens verified at once; launch overhead
@@ -772,6 +789,22 @@ static rk_status record_steps(rk_model *m)
             return st;
         m->steps_recorded = rows;
     }
+    if (!m->a_run)
+        return RK_OK;
+    /* A greedy run: each step reads its own input and its argmax goes
+     * where the next step reads its token. */
+    rk_status st = m->ops->capture_begin(m->ctx);
+    if (st != RK_OK)
+        return st;
+    for (int i = 0; i < RK_GREEDY_RUN; i++) {
+        forward_call call = {.mode = FORWARD_APPEND, .step = run_step(m, i)};
+        forward_ops(m, 1, &call);
+        m->ops->top_k(m->ctx, (float *)AT(m, m->a_top_vals), run_step(m, i + 1) + 1 + m->cfg.n_layers,
+                      (const float *)AT(m, m->a_logits), m->cfg.vocab, 1);
+    }
+    if ((st = m->ops->capture_end(m->ctx, RK_GREEDY_SLOT)) != RK_OK)
+        return st;
+    m->run_recorded = 1;
     return RK_OK;
 }
 
@@ -779,13 +812,21 @@ static rk_status record_steps(rk_model *m)
  * layer's row0 (ROWS, or 0 for a prompt that is compressed or measured as
  * it passes: ROWS NULL), the ids. TOKENS NULL: the one id is already in
  * place (step_token), put there by the device. */
-static rk_status stage_input(rk_model *m, int pos0, const int *rows, const int32_t *tokens, int n)
+static rk_status check_tokens(const rk_model *m, const int32_t *tokens, int n)
 {
-    const int L = m->cfg.n_layers;
     for (int i = 0; tokens && i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab)
             return rk_fail(RK_EINVAL, "token id %d is outside the vocabulary [0, %d)", tokens[i],
                            m->cfg.vocab);
+    return RK_OK;
+}
+
+static rk_status stage_input(rk_model *m, int pos0, const int *rows, const int32_t *tokens, int n)
+{
+    const int L = m->cfg.n_layers;
+    rk_status st = check_tokens(m, tokens, n);
+    if (st != RK_OK)
+        return st;
     int32_t *step = m->host_step;
     step[0] = pos0;
     for (int l = 0; l < L; l++)
@@ -816,10 +857,11 @@ static rk_status dynamic_budgets(rk_model *m, const int32_t *tokens, int n)
                                 kv->budget);
 }
 
-/* Runs the ops of one forward call of S; the logits stay where the target
- * keeps them. S moves on only once the caller has its results. */
-static rk_status run_forward(rk_model *m, const rk_seq *s, const int32_t *tokens, int n,
-                             rk_seq *next)
+/* Whether the plan holds a forward call of N tokens of S (TOKENS NULL: the
+ * one id is on the device); *COMPRESSING: the call is a prompt the policy
+ * compresses or measures. */
+static rk_status check_forward(rk_model *m, const rk_seq *s, const int32_t *tokens, int n,
+                               int *compressing)
 {
     const rk_config *c = &m->cfg;
     if (n < 1 || n > m->lim.prefill_chunk)
@@ -831,32 +873,47 @@ static rk_status run_forward(rk_model *m, const rk_seq *s, const int32_t *tokens
                        s->n_past + n, m->cap, m->lim.max_prompt, m->lim.max_new_tokens);
     const rk_kv_policy *kv = &m->lim.kv;
     const rk_kv_hooks *hooks = rk_kv_hooks_of(kv);
-    const int compressing = rk_limits_prompt_passes(&m->lim) && s->n_past == 0;
-    if (!tokens && (compressing || n != 1))
+    *compressing = rk_limits_prompt_passes(&m->lim) && s->n_past == 0;
+    if (!tokens && (*compressing || n != 1))
         return rk_fail(RK_EINVAL, "a step whose token is on the device takes one token after "
                                   "the prompt");
-    if (compressing && kv->dynamic) {
-        rk_status st = dynamic_budgets(m, tokens, n);
-        if (st != RK_OK)
-            return st;
-    }
-    if (hooks->after_decode_attention && !compressing && n != 1)
+    if (hooks->after_decode_attention && !*compressing && n != 1)
         return rk_fail(RK_ELIMIT, "%s evicts one token per step: after the prompt, forward one "
                                   "token at a time (got %d)", rk_kv_policy_name(kv), n);
-    for (int l = 0; !compressing && l < c->n_layers; l++)
+    for (int l = 0; !*compressing && l < c->n_layers; l++)
         if (s->rows[l] + n > m->cache.cap[l])
             return rk_fail(RK_ELIMIT, "layer %d's cache would reach %d rows; the plan holds %d",
                            l, s->rows[l] + n, m->cache.cap[l]);
+    return RK_OK;
+}
 
-    rk_status st = stage_input(m, s->n_past, compressing ? NULL : s->rows, tokens, n);
+/* Where S stands after a forward call of N tokens, by the policy's budgets. */
+static rk_seq seq_after(const rk_model *m, const rk_seq *s, int n, int compressing)
+{
+    const rk_kv_policy *kv = &m->lim.kv;
+    rk_seq next = *s;
+    next.n_past += n;
+    if (compressing)
+        next.prompt = n;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        next.rows[l] = rk_kv_hooks_of(kv)->rows_after(s->rows[l], n, kv->budget[l], compressing);
+    return next;
+}
+
+/* Runs the ops of one forward call of S; the logits stay where the target
+ * keeps them. S moves on only once the caller has its results. */
+static rk_status run_forward(rk_model *m, const rk_seq *s, const int32_t *tokens, int n,
+                             rk_seq *next)
+{
+    int compressing = 0;
+    rk_status st = check_forward(m, s, tokens, n, &compressing);
+    if (st == RK_OK && compressing && m->lim.kv.dynamic)
+        st = dynamic_budgets(m, tokens, n);
+    if (st == RK_OK)
+        st = stage_input(m, s->n_past, compressing ? NULL : s->rows, tokens, n);
     if (st != RK_OK)
         return st;
-    *next = *s;
-    next->n_past += n;
-    if (compressing)
-        next->prompt = n;
-    for (int l = 0; l < c->n_layers; l++)
-        next->rows[l] = hooks->rows_after(s->rows[l], n, kv->budget[l], compressing);
+    *next = seq_after(m, s, n, compressing);
     if (!compressing && n <= m->steps_recorded)
         return m->ops->replay(m->ctx, n - 1);
     forward_call call = {.mode = compressing ? FORWARD_COMPRESS : FORWARD_APPEND};
@@ -942,6 +999,46 @@ rk_status rk_model_forward_argmax(rk_model *m, rk_seq *s, const int32_t *tokens,
     return st;
 }
 
+/* A recorded greedy run of RK_GREEDY_RUN steps of S, the first fed TOKEN:
+ * the steps' inputs go in with one copy, the run is one replay, its ids
+ * come back with one copy. RK_ELIMIT, nothing run, where the plan does not
+ * hold all of its steps. */
+static rk_status recorded_run(rk_model *m, rk_seq *s, int32_t token, int32_t *out)
+{
+    const int L = m->cfg.n_layers, stride = 2 + L;
+    int32_t *in = m->host_step;
+    rk_status st = check_tokens(m, &token, 1);
+    if (st != RK_OK)
+        return st;
+    rk_seq cur = *s;
+    for (int i = 0; i < RK_GREEDY_RUN; i++) {
+        int compressing = 0;
+        if ((st = check_forward(m, &cur, i ? NULL : &token, 1, &compressing)) != RK_OK)
+            return st;
+        int32_t *step = in + (size_t)i * stride;
+        step[0] = cur.n_past;
+        memcpy(step + 1, cur.rows, (size_t)L * sizeof(int32_t));
+        step[1 + L] = token; /* read by the first step only */
+        cur = seq_after(m, &cur, 1, 0);
+    }
+    const rk_ops *o = m->ops;
+    st = o->copy_in(m->ctx, run_step(m, 0), in, (size_t)RK_GREEDY_RUN * stride * sizeof(int32_t));
+    if (st == RK_OK)
+        st = o->replay(m->ctx, RK_GREEDY_SLOT);
+    if (st == RK_OK)
+        st = o->copy_out(m->ctx, in, run_step(m, 1),
+                         (size_t)RK_GREEDY_RUN * stride * sizeof(int32_t));
+    if (st == RK_OK)
+        st = o->sync(m->ctx);
+    if (st != RK_OK)
+        return st;
+    for (int i = 0; i < RK_GREEDY_RUN; i++)
+        out[i] = in[(size_t)i * stride + 1 + L];
+    *s = cur;
+    m->n_logits = 0;
+    return RK_OK;
+}
+
 rk_status rk_model_decode_greedy(rk_model *m, rk_seq *s, int32_t token, int n, int32_t *out)
 {
     const rk_ops *o = m->ops;
@@ -956,11 +1053,23 @@ rk_status rk_model_decode_greedy(rk_model *m, rk_seq *s, int32_t token, int n, i
     int32_t *const slot = step_token(m);
     for (int done = 0; done < n;) {
         const int run = n - done < RK_GREEDY_RUN ? n - done : RK_GREEDY_RUN;
+        const int32_t first = done ? out[done - 1] : token;
+        if (run == RK_GREEDY_RUN && m->run_recorded) {
+            /* A run that does not fit the plan runs step by step below, as
+             * far as it fits. */
+            const rk_status st = recorded_run(m, s, first, out + done);
+            if (st == RK_OK) {
+                done += run;
+                continue;
+            }
+            if (st != RK_ELIMIT)
+                return st;
+        }
         rk_seq cur = *s;
         rk_status st = RK_OK;
         for (int i = 0; i < run; i++) {
             rk_seq next;
-            st = run_forward(m, &cur, done + i ? NULL : &token, 1, &next);
+            st = run_forward(m, &cur, i ? NULL : &first, 1, &next);
             if (st == RK_OK) {
                 /* The argmax goes where the next step reads its token. */
                 o->top_k(m->ctx, (float *)AT(m, m->a_top_vals), slot,

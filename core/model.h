@@ -64,6 +64,9 @@ typedef struct {
     /* Arena offsets. */
     size_t a_step, a_rope, a_x, a_h, a_h2, a_qkv, a_q, a_att, a_attn_out, a_mlp_h, a_mlp_out;
     size_t a_scratch, a_logits, a_top_vals, a_top_ids;
+    /* A greedy run's step inputs (rk_model_decode_greedy), where the
+     * target records one; absent (0) elsewhere. */
+    size_t a_run;
     /* Compression: one layer's full-length K and V during prefill, its
      * attention mass and the kept rows. Absent (0) for the full cache. */
     size_t a_prefill_k, a_prefill_v, a_mass, a_keep;
@@ -79,8 +82,9 @@ typedef struct {
     double *host_ranks; /* L × heads, for the dynamic budgets */
     int n_logits; /* rows of host_logits valid after the last forward */
     void *rank_ctx;
-    /* The target holds a recording of the step of k rows for k = 1..this. */
-    int steps_recorded;
+    /* The target holds a recording of the step of k rows for k = 1..this,
+     * and, where run_recorded, of a greedy run (RK_GREEDY_SLOT). */
+    int steps_recorded, run_recorded;
     size_t device_used_before; /* device bytes in use before the two allocations
                                   (targets that report it), for memory reports */
 } rk_model;
@@ -159,6 +163,9 @@ rk_status rk_model_forward_argmax(rk_model *m, rk_seq *s, const int32_t *tokens,
  * sequence stands after the last step that ran. Elsewhere, N calls of
  * rk_model_forward_argmax. */
 enum { RK_GREEDY_RUN = 16 };
+/* Where the target records a run's RK_GREEDY_RUN steps, each with its
+ * argmax, as one replay: after the slots of the steps of 1..RK_MAX_RECORDED_STEP rows. */
+enum { RK_GREEDY_SLOT = RK_MAX_RECORDED_STEP };
 rk_status rk_model_decode_greedy(rk_model *m, rk_seq *s, int32_t token, int n, int32_t *out);
 
 /* The same with the argmax of each of the last min(N, logits_rows) rows,

@@ -35,6 +35,7 @@ typedef struct {
 /* The most rows of a step after the prompt that a target records (draft
  * tokens verified at once); longer steps run unrecorded. */
 #define RK_MAX_RECORDED_STEP 16
+#define RK_RECORDED_SLOTS (RK_MAX_RECORDED_STEP + 1)
 
 typedef struct rk_ops {
     const char *name;
@@ -190,8 +191,9 @@ typedef struct rk_ops {
 
     /* Optional (NULL where the target has no graphs): the ops issued between
      * capture_begin and capture_end are recorded, not run, as recording SLOT
-     * (0..RK_MAX_RECORDED_STEP-1), and replay runs it. Core records the
-     * steps of 1..k rows after the prompt once, in slots 0..k-1. */
+     * (0..RK_RECORDED_SLOTS-1), and replay runs it. Core records the steps of
+     * 1..k rows after the prompt once, in slots 0..k-1, and where the target
+     * has top_k a run of greedy steps in the last slot (core/model.h). */
     rk_status (*capture_begin)(void *ctx);
     rk_status (*capture_end)(void *ctx, int slot);
     rk_status (*replay)(void *ctx, int slot);

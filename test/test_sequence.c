@@ -22,15 +22,20 @@ enum { PROMPT = 40, K = 6, NEW = 32 };
 
 static const rk_ops *ops;
 
-static rk_model *load_chunked(const char *method, int budget, int chunk)
+static rk_model *load_planned(const char *method, int budget, int chunk, int new_tokens)
 {
     rk_kv_options opt = {.method = method, .average = strcmp(method, "full") ? budget : 0};
-    rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = NEW, .prefill_chunk = chunk,
+    rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = new_tokens, .prefill_chunk = chunk,
                      .logits_rows = K, .kv_format = ops->kv_format};
     rk_model *m = NULL;
     CHECKF(rk_kv_policy_make(&opt, 4, &lim.kv) == RK_OK, "%s", rk_last_error());
     CHECKF(rk_model_load(NANO, ops, &lim, &m) == RK_OK, "%s", rk_last_error());
     return m;
+}
+
+static rk_model *load_chunked(const char *method, int budget, int chunk)
+{
+    return load_planned(method, budget, chunk, NEW);
 }
 
 static rk_model *load(const char *method, int budget) { return load_chunked(method, budget, PROMPT); }
@@ -130,10 +135,12 @@ static void refusals(void)
  * a target without a device top-k both are the host's argmax. */
 static void greedy_runs(const char *method, int budget)
 {
-    rk_model *m = load(method, budget);
+    /* Two whole runs and three steps in the first call, the rest of a run
+     * in the second. */
+    enum { GREEDY_NEW = 48, STEPS = GREEDY_NEW - 1, FIRST = 2 * RK_GREEDY_RUN + 3 };
+    rk_model *m = load_planned(method, budget, PROMPT, GREEDY_NEW);
     if (!m)
         return;
-    enum { STEPS = NEW - 1, FIRST = RK_GREEDY_RUN + 3 };
     const int V = m->cfg.vocab;
     int32_t tokens[PROMPT], want[STEPS], got[STEPS];
     for (int i = 0; i < PROMPT; i++)
@@ -168,7 +175,7 @@ static void greedy_runs(const char *method, int budget)
 
     /* Past the plan: the steps that fit run, then the error. */
     CHECK(rk_model_decode_greedy(m, &s, got[STEPS - 1], 2, got) == RK_ELIMIT);
-    CHECK(s.n_past == PROMPT + NEW);
+    CHECK(s.n_past == PROMPT + GREEDY_NEW);
     rk_model_free(m);
 }
 

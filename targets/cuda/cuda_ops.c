@@ -109,8 +109,8 @@ typedef struct {
     gemm_plan gemms[GEMM_CACHE];
     int n_gemms;
     int chunk, logits_rows; /* row capacity of the activations and the logits */
-    cudaGraph_t graph[RK_MAX_RECORDED_STEP];
-    cudaGraphExec_t exec[RK_MAX_RECORDED_STEP];
+    cudaGraph_t graph[RK_RECORDED_SLOTS];
+    cudaGraphExec_t exec[RK_RECORDED_SLOTS];
     rk_status error; /* the first failure of an op that cannot return one */
     char error_msg[256];
 } cuda_ctx;
@@ -213,7 +213,7 @@ static void cuda_shutdown(void *ctx)
         cublasLtMatrixLayoutDestroy(c->gemms[i].b);
         cublasLtMatrixLayoutDestroy(c->gemms[i].c);
     }
-    for (int i = 0; i < RK_MAX_RECORDED_STEP; i++) {
+    for (int i = 0; i < RK_RECORDED_SLOTS; i++) {
         if (c->exec[i])
             cudaGraphExecDestroy(c->exec[i]);
         if (c->graph[i])
