@@ -799,7 +799,8 @@ static rk_status record_steps(rk_model *m)
     for (int i = 0; i < RK_GREEDY_RUN; i++) {
         forward_call call = {.mode = FORWARD_APPEND, .step = run_step(m, i)};
         forward_ops(m, 1, &call);
-        m->ops->top_k(m->ctx, (float *)AT(m, m->a_top_vals), run_step(m, i + 1) + 1 + m->cfg.n_layers,
+        int32_t *const next_token = run_step(m, i + 1) + 1 + m->cfg.n_layers;
+        m->ops->top_k(m->ctx, (float *)AT(m, m->a_top_vals), next_token,
                       (const float *)AT(m, m->a_logits), m->cfg.vocab, 1);
     }
     if ((st = m->ops->capture_end(m->ctx, RK_GREEDY_SLOT)) != RK_OK)
@@ -999,10 +1000,10 @@ rk_status rk_model_forward_argmax(rk_model *m, rk_seq *s, const int32_t *tokens,
     return st;
 }
 
-/* A recorded greedy run of RK_GREEDY_RUN steps of S, the first fed TOKEN:
- * the steps' inputs go in with one copy, the run is one replay, its ids
- * come back with one copy. RK_ELIMIT, nothing run, where the plan does not
- * hold all of its steps. */
+/* A recorded greedy run of RK_GREEDY_RUN steps of S after its prompt, the
+ * first fed TOKEN: the steps' inputs go in with one copy, the run is one
+ * replay, its ids come back with one copy. RK_ELIMIT, nothing run, where
+ * the plan does not hold all of its steps. */
 static rk_status recorded_run(rk_model *m, rk_seq *s, int32_t token, int32_t *out)
 {
     const int L = m->cfg.n_layers, stride = 2 + L;
@@ -1054,7 +1055,7 @@ rk_status rk_model_decode_greedy(rk_model *m, rk_seq *s, int32_t token, int n, i
     for (int done = 0; done < n;) {
         const int run = n - done < RK_GREEDY_RUN ? n - done : RK_GREEDY_RUN;
         const int32_t first = done ? out[done - 1] : token;
-        if (run == RK_GREEDY_RUN && m->run_recorded) {
+        if (run == RK_GREEDY_RUN && m->run_recorded && s->n_past > 0) {
             /* A run that does not fit the plan runs step by step below, as
              * far as it fits. */
             const rk_status st = recorded_run(m, s, first, out + done);

@@ -159,12 +159,15 @@ rk_status rk_model_forward_argmax(rk_model *m, rk_seq *s, const int32_t *tokens,
  * device top-k the argmax stays on the device for the next step to read,
  * and the host queues RK_GREEDY_RUN steps before it waits for their ids,
  * so that the device does not idle through a round trip to the host
- * between steps (copy back, wake, copy in, launch). On a failure the
- * sequence stands after the last step that ran. Elsewhere, N calls of
+ * between steps (copy back, wake, copy in, launch). Where the target also
+ * records, a whole run is one replay: its steps' inputs go in with one
+ * copy and its ids come out with one. On a failure the sequence stands
+ * after the last step that ran. Elsewhere, N calls of
  * rk_model_forward_argmax. */
 enum { RK_GREEDY_RUN = 16 };
 /* Where the target records a run's RK_GREEDY_RUN steps, each with its
- * argmax, as one replay: after the slots of the steps of 1..RK_MAX_RECORDED_STEP rows. */
+ * argmax, as one replay: after the slots of the steps of
+ * 1..RK_MAX_RECORDED_STEP rows. */
 enum { RK_GREEDY_SLOT = RK_MAX_RECORDED_STEP };
 rk_status rk_model_decode_greedy(rk_model *m, rk_seq *s, int32_t token, int n, int32_t *out);
 

@@ -131,8 +131,10 @@ static void refusals(void)
 
 /* Greedy runs decoded ahead (rk_model_decode_greedy, each step fed the
  * argmax the device left) give the ids of one-token steps fed from the
- * host, over more steps than one run holds and from a call's middle. On
- * a target without a device top-k both are the host's argmax. */
+ * host: whole runs, which a target that records replays at once, one after
+ * another (the second fed the first's last id), runs of fewer steps, and
+ * from a call's middle. On a target without a device top-k both are the
+ * host's argmax. */
 static void greedy_runs(const char *method, int budget)
 {
     /* Two whole runs and three steps in the first call, the rest of a run
@@ -173,8 +175,8 @@ static void greedy_runs(const char *method, int budget)
            got[same < STEPS ? same : 0], want[same < STEPS ? same : 0]);
     CHECK(s.n_past == after.n_past && memcmp(s.rows, after.rows, sizeof s.rows) == 0);
 
-    /* Past the plan: the steps that fit run, then the error. */
-    CHECK(rk_model_decode_greedy(m, &s, got[STEPS - 1], 2, got) == RK_ELIMIT);
+    /* A whole run past the plan: the step that fits runs, then the error. */
+    CHECK(rk_model_decode_greedy(m, &s, got[STEPS - 1], RK_GREEDY_RUN, got) == RK_ELIMIT);
     CHECK(s.n_past == PROMPT + GREEDY_NEW);
     rk_model_free(m);
 }
