@@ -809,10 +809,7 @@ static rk_status record_steps(rk_model *m)
     return RK_OK;
 }
 
-/* Checks the chunk's token ids and copies the step input in: pos0, each
- * layer's row0 (ROWS, or 0 for a prompt that is compressed or measured as
- * it passes: ROWS NULL), the ids. TOKENS NULL: the one id is already in
- * place (step_token), put there by the device. */
+/* Whether TOKENS[0..n) (none where NULL) are ids of the vocabulary. */
 static rk_status check_tokens(const rk_model *m, const int32_t *tokens, int n)
 {
     for (int i = 0; tokens && i < n; i++)
@@ -822,6 +819,10 @@ static rk_status check_tokens(const rk_model *m, const int32_t *tokens, int n)
     return RK_OK;
 }
 
+/* Checks the chunk's token ids and copies the step input in: pos0, each
+ * layer's row0 (ROWS, or 0 for a prompt that is compressed or measured as
+ * it passes: ROWS NULL), the ids. TOKENS NULL: the one id is already in
+ * place (step_token), put there by the device. */
 static rk_status stage_input(rk_model *m, int pos0, const int *rows, const int32_t *tokens, int n)
 {
     const int L = m->cfg.n_layers;
@@ -892,12 +893,13 @@ static rk_status check_forward(rk_model *m, const rk_seq *s, const int32_t *toke
 static rk_seq seq_after(const rk_model *m, const rk_seq *s, int n, int compressing)
 {
     const rk_kv_policy *kv = &m->lim.kv;
+    const rk_kv_hooks *hooks = rk_kv_hooks_of(kv);
     rk_seq next = *s;
     next.n_past += n;
     if (compressing)
         next.prompt = n;
     for (int l = 0; l < m->cfg.n_layers; l++)
-        next.rows[l] = rk_kv_hooks_of(kv)->rows_after(s->rows[l], n, kv->budget[l], compressing);
+        next.rows[l] = hooks->rows_after(s->rows[l], n, kv->budget[l], compressing);
     return next;
 }
 

@@ -74,8 +74,9 @@ typedef struct {
     size_t rank_scratch_bytes;
 
     /* Host staging, allocated with the model: logits_rows × vocab logits;
-     * the step input (pos0, each layer's row0, the chunk's token ids); kept
-     * rows computed on the host. */
+     * the step input (pos0, each layer's row0, the chunk's token ids), or a
+     * greedy run's step inputs and then its ids; kept rows computed on the
+     * host. */
     float *host_logits;
     int32_t *host_step;
     int32_t *host_keep;

@@ -33,12 +33,10 @@ static rk_model *load_planned(const char *method, int budget, int chunk, int new
     return m;
 }
 
-static rk_model *load_chunked(const char *method, int budget, int chunk)
+static rk_model *load(const char *method, int budget)
 {
-    return load_planned(method, budget, chunk, NEW);
+    return load_planned(method, budget, PROMPT, NEW);
 }
-
-static rk_model *load(const char *method, int budget) { return load_chunked(method, budget, PROMPT); }
 
 
 /* The logits of tokens[PROMPT..PROMPT+K) one step at a time, into WANT. */
@@ -188,7 +186,7 @@ static void prompt_argmax_chunked(void)
 {
     const int chunks[] = {PROMPT, 16, 20, 39};
     for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
-        rk_model *m = load_chunked("full", 0, chunks[c]);
+        rk_model *m = load_planned("full", 0, chunks[c], NEW);
         if (!m)
             return;
         int32_t tokens[PROMPT];

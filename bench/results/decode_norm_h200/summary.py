@@ -17,10 +17,10 @@ def means(path):
             acc[(p[0], int(p[1]), cur)].append((float(p[2]), float(p[3])))
     return acc
 
-here = os.path.dirname(os.path.abspath(__file__))
-for name, builds in (("run1_times.txt", ["b", "n"]), ("run2_times.txt", ["b", "bpad", "v1", "v2"])):
-    acc = means(os.path.join(here, name))
-    print(f"{name}: mean of the rounds' medians, TTFT ms / TPOT ms")
+def report(path, builds):
+    """Each (kv, context) row of PATH: every build's means and its TPOT against the first's."""
+    acc = means(path)
+    print(f"{os.path.basename(path)}: mean of the rounds' medians, TTFT ms / TPOT ms")
     for kv, ctx in sorted({(k[0], k[1]) for k in acc}, key=lambda t: (t[0] != "full", t[0], t[1])):
         cols = []
         for b in builds:
@@ -33,3 +33,9 @@ for name, builds in (("run1_times.txt", ["b", "n"]), ("run2_times.txt", ["b", "b
         rel = [f"{b} {100 * (sum(x[1] for x in acc[(kv, ctx, b)]) / len(acc[(kv, ctx, b)]) / b0 - 1):+.1f} %"
                for b in builds[1:] if (kv, ctx, b) in acc]
         print(f"  {kv:8s} {ctx:5d}  " + "   ".join(cols) + "   TPOT " + ", ".join(rel))
+
+
+if __name__ == "__main__":
+    here = os.path.dirname(os.path.abspath(__file__))
+    report(os.path.join(here, "run1_times.txt"), ["b", "n"])
+    report(os.path.join(here, "run2_times.txt"), ["b", "bpad", "v1", "v2"])

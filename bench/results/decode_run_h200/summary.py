@@ -1,34 +1,14 @@
 #!/usr/bin/env python3
-"""Prints every mean the README quotes from this folder's runs: TTFT / TPOT in ms, the mean over
+"""Prints every mean the README quotes from this folder's run: TTFT / TPOT in ms, the mean over
 the rounds of each build's medians (run1_times.txt: h = HEAD, n = run.patch; t0 and t5 = HEAD +
-../decode_norm_h200/traffic.patch with RK_LAB_PAIR_EXTRA at 0 and at 5)."""
-import collections, os, re
+../decode_norm_h200/traffic.patch with RK_LAB_PAIR_EXTRA at 0 and at 5). The means are
+../decode_norm_h200/summary.py's."""
+import os, sys
 
-def means(path):
-    cur, acc = None, collections.defaultdict(list)
-    for line in open(path):
-        m = re.match(r"== (\S+) round", line)
-        if m:
-            cur = m.group(1)
-            continue
-        p = line.split()
-        if cur and len(p) == 4 and p[1].isdigit():
-            acc[(p[0], int(p[1]), cur)].append((float(p[2]), float(p[3])))
-    return acc
+sys.dont_write_bytecode = True
 
 here = os.path.dirname(os.path.abspath(__file__))
-for name, builds in (("run1_times.txt", ["h", "n", "t0", "t5"]),):
-    acc = means(os.path.join(here, name))
-    print(f"{name}: mean of the rounds' medians, TTFT ms / TPOT ms")
-    for kv, ctx in sorted({(k[0], k[1]) for k in acc}, key=lambda t: (t[0] != "full", t[0], t[1])):
-        cols = []
-        for b in builds:
-            v = acc.get((kv, ctx, b))
-            if v:
-                t = sum(x[0] for x in v) / len(v); s = sum(x[1] for x in v) / len(v)
-                cols.append(f"{b} {t:6.2f} / {s:.3f}")
-        base = acc[(kv, ctx, builds[0])]
-        b0 = sum(x[1] for x in base) / len(base)
-        rel = [f"{b} {100 * (sum(x[1] for x in acc[(kv, ctx, b)]) / len(acc[(kv, ctx, b)]) / b0 - 1):+.1f} %"
-               for b in builds[1:] if (kv, ctx, b) in acc]
-        print(f"  {kv:8s} {ctx:5d}  " + "   ".join(cols) + "   TPOT " + ", ".join(rel))
+sys.path.insert(0, os.path.join(here, "..", "decode_norm_h200"))
+from summary import report  # noqa: E402
+
+report(os.path.join(here, "run1_times.txt"), ["h", "n", "t0", "t5"])
