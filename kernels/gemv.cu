@@ -68,6 +68,16 @@ __device__ __forceinline__ uint4 load_stream(const uint4 *p)
     return r;
 }
 
+/* A 16-byte copy from global to shared memory that allocates in L1, so that
+ * the blocks an SM holds share one fetch from L2. */
+__device__ __forceinline__ void copy_to_shared_l1(uint4 *dst, const uint4 *src)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"(static_cast<uint32_t>(
+                     __cvta_generic_to_shared(dst))),
+                 "l"(src)
+                 : "memory");
+}
+
 /* B - A in chunks, for pointers into different buffers. */
 __device__ __forceinline__ long long chunks_between(const uint4 *a, const uint4 *b)
 {
@@ -176,10 +186,17 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
      * after the input's writer waited before it let the next one launch,
      * and this launch came after that one's, so the writer has finished.
      * Fetching fc2's 25 KB after the wait took 3-5 % of the 2.8B shape's
-     * step. */
-    if (j.sum)
+     * step. Its 20 KB come through L1, asynchronously: a block each SM holds
+     * shares them with the others, and the 2.8B shape's step at context 512
+     * took 1.6-2 % less than with a copy from L2 for each block; a copy
+     * through L1 that waits, or one from L2 that does not, gained nothing
+     * (README, "Decode at the bandwidth limit"). The pair's stores reach L1
+     * as any earlier grid's do: the pair finished before this grid launched. */
+    if (j.sum) {
         for (int c = na + threadIdx.x; c < nx; c += blockDim.x)
-            xs[c] = __ldcg(static_cast<const uint4 *>(j.b.x) + (c - na));
+            copy_to_shared_l1(xs + c, static_cast<const uint4 *>(j.b.x) + (c - na));
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+    }
     rk_wait_previous();
     /* The fill lies on the step's path from the previous kernel's end, so a
      * thread's loads of x all go out before its first store to shared
@@ -201,6 +218,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
             xs[threadIdx.x + u * blockDim.x] = fill[u];
     for (int c = threadIdx.x + kFillRounds * blockDim.x; c < nf; c += blockDim.x)
         xs[c] = x_at(c);
+    if (j.sum)
+        asm volatile("cp.async.wait_group 0;\n" ::: "memory");
     __syncthreads();
     float acc = 0.0f;
     int set = 0;
