@@ -186,8 +186,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
      * after the input's writer waited before it let the next one launch,
      * and this launch came after that one's, so the writer has finished.
      * Fetching fc2's 25 KB after the wait took 3-5 % of the 2.8B shape's
-     * step. Its 20 KB come through L1, asynchronously: a block each SM holds
-     * shares them with the others, and the 2.8B shape's step at context 512
+     * step. fc2's 20 KB come through L1, asynchronously, so that the blocks
+     * an SM holds share one fetch: the 2.8B shape's step at context 512
      * took 1.6-2 % less than with a copy from L2 for each block; a copy
      * through L1 that waits, or one from L2 that does not, gained nothing
      * (README, "Decode at the bandwidth limit"). The pair's stores reach L1
