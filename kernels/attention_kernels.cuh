@@ -36,6 +36,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "async_copy.cuh"
 #include "attention.h"
 #include "kv_rows.cuh"
 #include "launch.cuh"
@@ -90,41 +91,6 @@ constexpr int kCombineWarps = 8;
  * before it waits (decode_combine_kernel). */
 constexpr int kEarlyMergeRows = 1024;
 
-__device__ __forceinline__ uint32_t smem_addr(const void *p)
-{
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-/* A 16-byte copy to shared memory of the source's first BYTES bytes, the
- * rest zeros (none read when BYTES is 0). */
-__device__ __forceinline__ void cp_async16_bytes(uint32_t dst, const void *src, int bytes)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(bytes)
-                 : "memory");
-}
-
-/* The same, all 16 bytes or, when !valid, zeros. */
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid)
-{
-    cp_async16_bytes(dst, src, valid ? 16 : 0);
-}
-
-__device__ __forceinline__ void cp_async4(uint32_t dst, const void *src)
-{
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src) : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit()
-{
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-template <int N> __device__ __forceinline__ void cp_async_wait()
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr)
 {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
@@ -154,14 +120,6 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi)
 {
     __half2 h = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<uint32_t *>(&h);
-}
-
-/* A 4-byte copy to shared memory, or zeros when !valid. */
-__device__ __forceinline__ void cp_async4_zfill(uint32_t dst, const void *src, bool valid)
-{
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(valid ? 4 : 0)
-                 : "memory");
 }
 
 /* load_rows for rows whose size is not a multiple of 8 halves, and whose

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "async_copy.cuh"
 #include "gemv.h"
 #include "launch.cuh"
 
@@ -66,16 +67,6 @@ __device__ __forceinline__ uint4 load_stream(const uint4 *p)
                  : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
                  : "l"(p));
     return r;
-}
-
-/* A 16-byte copy from global to shared memory that allocates in L1, so that
- * the blocks an SM holds share one fetch from L2. */
-__device__ __forceinline__ void copy_to_shared_l1(uint4 *dst, const uint4 *src)
-{
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"(static_cast<uint32_t>(
-                     __cvta_generic_to_shared(dst))),
-                 "l"(src)
-                 : "memory");
 }
 
 /* B - A in chunks, for pointers into different buffers. */
@@ -194,8 +185,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
      * as any earlier grid's do: the pair finished before this grid launched. */
     if (j.sum) {
         for (int c = na + threadIdx.x; c < nx; c += blockDim.x)
-            copy_to_shared_l1(xs + c, static_cast<const uint4 *>(j.b.x) + (c - na));
-        asm volatile("cp.async.commit_group;\n" ::: "memory");
+            cp_async16_l1(smem_addr(xs + c), static_cast<const uint4 *>(j.b.x) + (c - na));
+        cp_async_commit();
     }
     rk_wait_previous();
     /* The fill lies on the step's path from the previous kernel's end, so a
@@ -219,7 +210,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(gemv_job j)
     for (int c = threadIdx.x + kFillRounds * blockDim.x; c < nf; c += blockDim.x)
         xs[c] = x_at(c);
     if (j.sum)
-        asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+        cp_async_wait<0>();
     __syncthreads();
     float acc = 0.0f;
     int set = 0;
