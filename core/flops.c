@@ -25,10 +25,12 @@ rk_flops rk_flops_count(const rk_config *cfg, const rk_limits *lim, int prompt, 
     const int L = cfg->n_layers;
     const rk_kv_policy *p = &lim->kv;
     const rk_kv_hooks *hooks = rk_kv_hooks_of(p);
-    const double dense = 8 * d * d + 4 * d * f; /* QKV, output, MLP per token and layer */
-    const double logits = 2 * d * V;
+    const double qkv = 6 * d * d, after = 2 * d * d + 4 * d * f; /* per token and layer */
+    const double dense = qkv + after, logits = 2 * d * V;
     const int logit_rows = lim->logits_rows < prompt ? lim->logits_rows : prompt;
-    rk_flops out = {.prefill = L * (n * dense + 4 * d * causal_keys(n, n)) + logits * logit_rows};
+    /* The last layer runs past its attention on the logits' rows only. */
+    rk_flops out = {.prefill = L * (n * qkv + 4 * d * causal_keys(n, n)) +
+                               (L - 1) * n * after + logit_rows * (after + logits)};
     for (int l = 0; l < L; l++) {
         const int budget = p->budget[l];
         if (p->method == RK_KV_SNAPKV || p->method == RK_KV_H2O) {

@@ -177,16 +177,18 @@ static void test_selection(void)
 /* rk_flops_count against a hand count on pythia-nano's shape (4 layers,
  * d = 160, 2 heads, f = 640, V = 8192): a 100-token prompt and 5 new
  * tokens, so 4 decode steps. Per token and layer the projections and MLP
- * are 8·160² + 4·160·640 = 614400; the causal prompt sees K(100, 100) = 5050
- * key rows, so the prefill is 4·(100·614400 + 4·160·5050) + 2·160·8192 =
- * 261309440 for every policy. */
+ * are 8·160² + 4·160·640 = 614400, of which QKV 6·160² = 153600; the
+ * causal prompt sees K(100, 100) = 5050 key rows, and the last layer runs
+ * past its attention on the logits' row only, so the prefill is
+ * 4·(100·153600 + 4·160·5050) + 3·100·460800 + 460800 + 2·160·8192 =
+ * 215690240 for every policy. */
 static void test_flops(void)
 {
     const rk_config nano = {.n_layers = 4, .hidden = 160, .n_heads = 2, .head_dim = 80,
                             .ffn = 640, .vocab = 8192};
     rk_limits lim = {.max_prompt = 100, .max_new_tokens = 5, .prefill_chunk = 100,
                      .logits_rows = 1};
-    const double prefill = 261309440, step = 4 * 614400 + 2 * 160 * 8192;
+    const double prefill = 215690240, step = 4 * 614400 + 2 * 160 * 8192;
 
     /* The full cache: steps attend 101..104 rows, 4·160·410 a layer. */
     rk_flops f = rk_flops_count(&nano, &lim, 100, 5);

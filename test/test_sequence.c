@@ -4,7 +4,8 @@
  * step); truncating a sequence forgets the rejected rows, so what follows
  * equals a run that never saw them; policies that cannot roll back refuse.
  * Greedy decoding's runs of steps fed on the device, and its prompt's
- * argmax, give the ids that steps fed from the host give.
+ * argmax, give the ids that steps fed from the host give. A prompt's
+ * last rows of logits do not depend on how many rows the model keeps.
  * usage: test_sequence cpu|cuda */
 #include <math.h>
 #include <stdlib.h>
@@ -206,6 +207,46 @@ static void prompt_argmax_chunked(void)
     }
 }
 
+/* Past its attention the last layer runs on the logits' rows only: a
+ * prompt's last rows of logits are those of a model that keeps every
+ * row's, with one row (the one-row products on CUDA) and with K. */
+static void last_layer_tail(double tol)
+{
+    rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = NEW, .prefill_chunk = PROMPT,
+                     .logits_rows = PROMPT, .kv_format = ops->kv_format};
+    rk_model *all = NULL;
+    CHECKF(rk_model_load(NANO, ops, &lim, &all) == RK_OK, "%s", rk_last_error());
+    if (!all)
+        return;
+    const int V = all->cfg.vocab;
+    int32_t tokens[PROMPT];
+    for (int i = 0; i < PROMPT; i++)
+        tokens[i] = (int32_t)((i * 7919 + 11) % V);
+    rk_seq s;
+    rk_seq_reset(&s);
+    CHECK(rk_model_prefill(all, &s, tokens, PROMPT) == RK_OK && all->n_logits == PROMPT);
+    const int rows[] = {1, K};
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        lim.logits_rows = rows[r];
+        rk_model *m = NULL;
+        CHECKF(rk_model_load(NANO, ops, &lim, &m) == RK_OK, "%s", rk_last_error());
+        if (!m)
+            break;
+        rk_seq_reset(&s);
+        CHECK(rk_model_prefill(m, &s, tokens, PROMPT) == RK_OK && m->n_logits == rows[r]);
+        double worst = 0;
+        for (int i = 0; i < m->n_logits; i++) {
+            const float *got = rk_model_logits(m, i);
+            const float *want = rk_model_logits(all, PROMPT - rows[r] + i);
+            for (int v = 0; v < V; v++)
+                worst = fmax(worst, fabs((double)got[v] - want[v]));
+        }
+        CHECKF(worst <= tol, "%d logits rows: max |diff| %.3g from every row's", rows[r], worst);
+        rk_model_free(m);
+    }
+    rk_model_free(all);
+}
+
 int main(int argc, char **argv)
 {
     ops = rk_test_require_target(argc > 1 ? argv[1] : "cpu");
@@ -220,5 +261,6 @@ int main(int argc, char **argv)
     greedy_runs("h2o", 24);
     greedy_runs("streamingllm", 24);
     prompt_argmax_chunked();
+    last_layer_tail(tol);
     return rk_test_finish("test_sequence");
 }

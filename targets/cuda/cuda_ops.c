@@ -26,7 +26,9 @@
  * start-up: 2, 4, .. 64, then multiples of 64 up to the prefill chunk. A
  * call with n rows runs the plan of the smallest bucket >= n over rows that
  * the arena has anyway (activations are sized for the chunk); the extra rows'
- * results are never read. */
+ * results are never read. The last layer's products past its attention run
+ * on the logits' rows only, from a row offset where a bucket could pass the
+ * chunk's end, so a call of exactly the logits' rows has a plan of its own. */
 #define GEMM_ROW_STEP 64
 #define GEMM_CACHE 1024
 /* Up to this many queries attention runs as split-context decode. */
@@ -541,6 +543,15 @@ static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int lo
             s.n = n;
             st = gemm_plan_make(c, s);
         }
+    /* The tail runs fc1 on the main stream, whose workspace it may take. */
+    for (int i = 0; i < 4 && st == RK_OK && logits_rows >= 2 && logits_rows < chunk; i++) {
+        gemm_shape s = layer[i];
+        s.n = logits_rows;
+        st = gemm_plan_make(c, s);
+        s.workspace = GEMM_WORKSPACE;
+        if (st == RK_OK)
+            st = gemm_plan_make(c, s);
+    }
     for (int n = 2; n <= logits_rows && st == RK_OK;
          n = n == logits_rows ? n + 1 : gemm_bucket(n + 1, logits_rows))
         st = gemm_plan_make(c, (gemm_shape){.m = cfg->vocab, .n = n, .k = D, .f32out = 1,
@@ -555,7 +566,7 @@ static void gemm_on(cuda_ctx *c, cudaStream_t st, size_t ws_bytes, void *y, cons
                     int accumulate)
 {
     void *const ws = ws_bytes ? c->workspace : NULL;
-    const int rows = gemm_bucket(n, f32out ? c->logits_rows : c->chunk);
+    const int rows = n == c->logits_rows ? n : gemm_bucket(n, f32out ? c->logits_rows : c->chunk);
     const gemm_shape shape = {.m = out, .n = rows, .k = in, .f32out = f32out,
                               .bias = bias != NULL, .workspace = ws_bytes};
     gemm_plan *g = gemm_find(c, &shape);
