@@ -1,0 +1,13 @@
+#!/usr/bin/env python3
+"""Prints every mean the README quotes from this folder's run: TTFT / TPOT in ms, the mean over
+the rounds of each build's medians (run1_times.txt: h = 0a9450c's tree, n0 / n32 = h +
+keys.patch with RK_LAB_DECODE_KEYS 0 / 32). The means are ../decode_norm_h200/summary.py's."""
+import os, sys
+
+sys.dont_write_bytecode = True
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "decode_norm_h200"))
+from summary import report  # noqa: E402
+
+report(os.path.join(here, "run1_times.txt"), ["h", "n0", "n32"])
