@@ -128,6 +128,21 @@ __global__ void add_layernorm_kernel(__half *x, const __half *a, const __half *b
     if (y2)
         norm_load(p2, w2, b2, mine, stride);
     rk_wait_previous();
+    /* Every chunk's loads go out before the first store: the stream's store
+     * may alias a later chunk's inputs, which kept each chunk's loads behind
+     * the chunk before's store, one more trip to L2. */
+    uint4 xv[CHUNKS], av[CHUNKS], bv[CHUNKS];
+#pragma unroll
+    for (int i = 0; i < CHUNKS; i++) {
+        if (i >= mine)
+            break;
+        const int c = threadIdx.x + i * stride;
+        xv[i] = xr[c];
+        if (a)
+            av[i] = reinterpret_cast<const uint4 *>(a + off)[c];
+        if (b)
+            bv[i] = reinterpret_cast<const uint4 *>(b + off)[c];
+    }
     half8 v[CHUNKS];
     float s = 0.0f;
 #pragma unroll
@@ -135,17 +150,17 @@ __global__ void add_layernorm_kernel(__half *x, const __half *a, const __half *b
         if (i >= mine)
             break;
         const int c = threadIdx.x + i * stride;
-        v[i] = unpack(xr[c]);
+        v[i] = unpack(xv[i]);
         if (a) {
             /* The residual stream is stored in fp16 (as in HF); the sum is
              * rounded once and normalised as stored. */
-            const half8 av = unpack(reinterpret_cast<const uint4 *>(a + off)[c]);
-            half8 bv = {};
+            const half8 a8 = unpack(av[i]);
+            half8 b8 = {};
             if (b)
-                bv = unpack(reinterpret_cast<const uint4 *>(b + off)[c]);
+                b8 = unpack(bv[i]);
 #pragma unroll
             for (int k = 0; k < 8; k++)
-                v[i].v[k] = (av.v[k] + bv.v[k]) + v[i].v[k];
+                v[i].v[k] = (a8.v[k] + b8.v[k]) + v[i].v[k];
             const uint4 stored = pack(v[i]);
             xr[c] = stored;
             v[i] = unpack(stored);
