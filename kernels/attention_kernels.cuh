@@ -835,15 +835,14 @@ __device__ __forceinline__ const __half *qkv_row(const rk_attention_rotary &rot,
     return static_cast<const __half *>(rot.qkv) + ((size_t)i * gridDim.y + h) * 3 * hd;
 }
 
-/* The rotated queries r0.. of head H (rows of ROT.qkv at positions
- * *ROT.pos + i) into shared QS as load_rows would have copied them from the
- * rotary kernel's output: rows past N and dims past HD zeros. STORE: this
- * block also writes them to ROT.q. */
+/* The rotated queries r0.. of head H (rows of ROT.qkv at positions P0 + i,
+ * P0 = *ROT.pos) into shared QS as load_rows would have copied them from
+ * the rotary kernel's output: rows past N and dims past HD zeros. STORE:
+ * this block also writes them to ROT.q. */
 template <int D>
 __device__ __forceinline__ void rotate_queries(__half *qs, const rk_attention_rotary &rot, int h,
-                                               int r0, int n, int hd, bool store)
+                                               int r0, int n, int hd, int p0, bool store)
 {
-    const int p0 = *rot.pos;
     for (int e = threadIdx.x; e < kDecodeRows * D; e += blockDim.x) {
         const int r = e / D, d = e - r * D, i = r0 + r;
         __half x = __float2half_rn(0.0f);
@@ -859,27 +858,42 @@ __device__ __forceinline__ void rotate_queries(__half *qs, const rk_attention_ro
     }
 }
 
-/* The step's rows ROW0.. that fall in the warp's slice (keys KEY0..): k
- * rotated, v as it is, into the slice's tiles KS, VS (where load_rows left
- * zeros) and to the cache's rows of head H (KH, VH). */
+/* The step's rows ROW0.. (positions P0..) that fall in the warp's slice
+ * (keys KEY0..): k rotated, v as it is, into the slice's tiles KS, VS (where load_rows left
+ * zeros) and to the cache's rows of head H (KH, VH). A lane's loads of a row
+ * all go out before its first store: the cache may alias the QKV product's
+ * rows as far as the compiler knows, so each element's loads waited behind
+ * the element before's stores, three trips to L2 in a row at head_dim 80 on
+ * the path of every decode step. */
 template <int D, int KW>
 __device__ __forceinline__ void append_rows(__half *ks, __half *vs, __half *kh, __half *vh,
                                             const rk_attention_rotary &rot, int h, int key0,
-                                            int row0, int n, int hd, int lane)
+                                            int row0, int p0, int n, int hd, int lane)
 {
-    const int p0 = *rot.pos;
+    constexpr int E = (D + 31) / 32;
     for (int i = max(0, key0 - row0); i < n && row0 + i < key0 + KW; ++i) {
         const int t = row0 + i - key0;
         const __half *src = qkv_row(rot, i, h, hd);
         const float *rp = rot.rope + (size_t)(p0 + i) * rot.rot_dims;
-        for (int d = lane; d < hd; d += 32) {
-            const __half k = __float2half_rn(
-                rotated_rn(__half2float(src[hd + d]), src + hd, rp, d, rot.rot_dims));
-            const __half v = src[2 * hd + d];
-            ks[t * (D + kPad) + d] = k;
-            vs[t * (D + kPad) + d] = v;
-            kh[(size_t)(row0 + i) * hd + d] = k;
-            vh[(size_t)(row0 + i) * hd + d] = v;
+        __half k[E], v[E];
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+            const int d = lane + 32 * e;
+            if (d < hd) {
+                k[e] = __float2half_rn(
+                    rotated_rn(__half2float(src[hd + d]), src + hd, rp, d, rot.rot_dims));
+                v[e] = src[2 * hd + d];
+            }
+        }
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+            const int d = lane + 32 * e;
+            if (d < hd) {
+                ks[t * (D + kPad) + d] = k[e];
+                vs[t * (D + kPad) + d] = v[e];
+                kh[(size_t)(row0 + i) * hd + d] = k[e];
+                vh[(size_t)(row0 + i) * hd + d] = v[e];
+            }
         }
     }
 }
@@ -900,13 +914,15 @@ __global__ void __launch_bounds__(WARPS * 32)
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int h = blockIdx.y, r0 = blockIdx.z * kDecodeRows;
-    /* pos (the step's first cache row) is an input of the whole step, final
-     * before the graph runs, so it may be read before the wait below. */
-    const int pos0 = *pos;
-    const int kv_len = pos0 + n;
     /* Rotating its own rows, the kernel reads only rows before the step
      * from the cache; the step's come from the QKV product. */
     const bool rotates = BITS == 16 && rot.r.qkv;
+    /* pos (the step's first cache row) and, where it rotates, its first
+     * position are inputs of the whole step, final before the graph runs,
+     * so they are read before the wait below: read after it, each was one
+     * more trip to L2 in front of the rope rows on the step's path. */
+    const int pos0 = *pos, p0 = rotates ? *rot.r.pos : 0;
+    const int kv_len = pos0 + n;
     const int cached = rotates ? pos0 : kv_len;
     const int slice = blockIdx.x * WARPS + warp;
     const int key0 = slice * KW;
@@ -966,7 +982,7 @@ __global__ void __launch_bounds__(WARPS * 32)
         return;
 
     if (rotates)
-        rotate_queries<D>(qs, rot.r, h, r0, n, hd, blockIdx.x == 0);
+        rotate_queries<D>(qs, rot.r, h, r0, n, hd, p0, blockIdx.x == 0);
     else
         load_rows<D, kDecodeRows, WARPS * 32>(qs, q + (size_t)h * n * hd, r0, n, tid, hd);
     cp_async_commit();
@@ -976,7 +992,7 @@ __global__ void __launch_bounds__(WARPS * 32)
         return;
     if (rotates && key0 + KW > pos0) {
         append_rows<D, KW>(ks, vs, rot.k + (size_t)h * cap * hd, rot.v + (size_t)h * cap * hd,
-                           rot.r, h, key0, pos0, n, hd, lane);
+                           rot.r, h, key0, pos0, p0, n, hd, lane);
         __syncwarp();
     }
 
