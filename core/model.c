@@ -698,8 +698,8 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
         const void *row = step + 1 + l;
 
         /* Past its attention, which places every row's K/V, the last layer
-         * feeds only the logits, so it runs on the rows they read: at
-         * 1920-token prompts a twentieth of the prefill's GEMM work. */
+         * feeds only the logits, so it runs on the rows they read: 2.3 % of
+         * a long prompt's GEMM work at the 2.8B shape. */
         const int tail = l + 1 < L ? n : logits_rows(m, n), skip = n - tail;
 #define TAIL(p, width) ((char *)(p) + (size_t)skip * (width) * o->act_bytes)
 
