@@ -612,6 +612,12 @@ static rk_kv_layer_step policy_step(rk_model *m, const int32_t *step, int l, int
         .host_keep = m->host_keep, .budget = m->lim.kv.budget[l]};
 }
 
+/* Row ROW of the activation at P, WIDTH elements a row. */
+static void *act_row(const rk_model *m, const void *p, int row, int width)
+{
+    return (char *)p + (size_t)row * width * m->ops->act_bytes;
+}
+
 /* Rows of logits a forward of N tokens leaves. */
 static int logits_rows(const rk_model *m, int n)
 {
@@ -701,21 +707,23 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
          * feeds only the logits, so it runs on the rows they read: 2.3 % of
          * a long prompt's GEMM work at the 2.8B shape. */
         const int tail = l + 1 < L ? n : logits_rows(m, n), skip = n - tail;
-#define TAIL(p, width) ((char *)(p) + (size_t)skip * (width) * o->act_bytes)
+        void *const h2_t = act_row(m, h2, skip, D), *const att_t = act_row(m, att, skip, D);
+        void *const mlp_h_t = act_row(m, mlp_h, skip, c->ffn);
+        void *const mlp_out_t = act_row(m, mlp_out, skip, D);
+        void *const attn_out_t = act_row(m, attn_out, skip, D);
+        void *const resid_t = act_row(m, resid, skip, D);
 
         /* A parallel-residual MLP reads ln2(x), not the attention: its first
          * product goes with QKV's, and its last with the attention's output
          * projection, whose sum is all the residual stream takes. */
         const rk_product qkv_p = {.y = qkv, .x = h, .w = WT(m, w->qkv_w), .bias = WT(m, w->qkv_b),
                                   .in = D, .out = 3 * D};
-        const rk_product fc1_p = {.y = TAIL(mlp_h, c->ffn), .x = TAIL(h2, D),
-                                  .w = WT(m, w->fc1_w), .bias = WT(m, w->fc1_b), .in = D,
-                                  .out = c->ffn, .gelu = 1};
-        void *const mlp_y = TAIL(mlp_out, D);
-        const rk_product dense_p = {.y = par ? mlp_y : TAIL(attn_out, D), .x = TAIL(att, D),
+        const rk_product fc1_p = {.y = mlp_h_t, .x = h2_t, .w = WT(m, w->fc1_w),
+                                  .bias = WT(m, w->fc1_b), .in = D, .out = c->ffn, .gelu = 1};
+        const rk_product dense_p = {.y = par ? mlp_out_t : attn_out_t, .x = att_t,
                                     .w = WT(m, w->dense_w), .bias = WT(m, w->dense_b), .in = D,
                                     .out = D};
-        const rk_product fc2_p = {.y = mlp_y, .x = TAIL(mlp_h, c->ffn), .w = WT(m, w->fc2_w),
+        const rk_product fc2_p = {.y = mlp_out_t, .x = mlp_h_t, .w = WT(m, w->fc2_w),
                                   .bias = WT(m, w->fc2_b), .in = c->ffn, .out = D};
         if (par && tail == n) {
             o->linear_pair(ctx, &qkv_p, &fc1_p, n);
@@ -751,8 +759,8 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
             o->linear_sum(ctx, &dense_p, &fc2_p, tail);
         } else {
             o->linear(ctx, &dense_p, tail);
-            o->add_layernorm(ctx, TAIL(resid, D), TAIL(attn_out, D), NULL,
-                             NORM(TAIL(h2, D), w->ln2_w, w->ln2_b), none, tail, D, c->ln_eps);
+            o->add_layernorm(ctx, resid_t, attn_out_t, NULL, NORM(h2_t, w->ln2_w, w->ln2_b), none,
+                             tail, D, c->ln_eps);
             o->linear(ctx, &fc1_p, tail);
             o->linear(ctx, &fc2_p, tail);
         }
@@ -760,16 +768,15 @@ static void forward_ops(rk_model *m, int n, forward_call *call)
         /* x += mlp (+ attn, in mlp_out already where parallel), normalised
          * for the next layer or, after the last, by the final LayerNorm. */
         const rk_layer_weights *nx = l + 1 < L ? &m->w_layer[l + 1] : NULL;
-        o->add_layernorm(ctx, TAIL(resid, D), mlp_y, NULL,
+        o->add_layernorm(ctx, resid_t, mlp_out_t, NULL,
                          nx ? NORM(h, nx->ln1_w, nx->ln1_b)
-                            : NORM(TAIL(h, D), m->w_lnf_w, m->w_lnf_b),
+                            : NORM(act_row(m, h, skip, D), m->w_lnf_w, m->w_lnf_b),
                          nx && par ? NORM(h2, nx->ln2_w, nx->ln2_b) : none, tail, D, c->ln_eps);
-#undef TAIL
     }
 #undef NORM
 
     const int rows = logits_rows(m, n);
-    const void *last = (const char *)h + (size_t)(n - rows) * D * o->act_bytes;
+    const void *last = act_row(m, h, n - rows, D);
     o->linear_f32out(ctx, AT(m, m->a_logits), last, WT(m, m->w_unembed), rows, D, c->vocab);
 }
 

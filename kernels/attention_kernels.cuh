@@ -859,12 +859,12 @@ __device__ __forceinline__ void rotate_queries(__half *qs, const rk_attention_ro
 }
 
 /* The step's rows ROW0.. (positions P0..) that fall in the warp's slice
- * (keys KEY0..): k rotated, v as it is, into the slice's tiles KS, VS (where load_rows left
- * zeros) and to the cache's rows of head H (KH, VH). A lane's loads of a row
- * all go out before its first store: the cache may alias the QKV product's
- * rows as far as the compiler knows, so each element's loads waited behind
- * the element before's stores, three trips to L2 in a row at head_dim 80 on
- * the path of every decode step. */
+ * (keys KEY0..): k rotated, v as it is, into the slice's tiles KS, VS (where
+ * load_rows left zeros) and to the cache's rows of head H (KH, VH). A lane's
+ * loads of a row all go out before its first store: the cache may alias the
+ * QKV product's rows as far as the compiler knows, so each element's loads
+ * waited behind the element before's stores, three trips to L2 in a row at
+ * head_dim 80 on the path of every decode step. */
 template <int D, int KW>
 __device__ __forceinline__ void append_rows(__half *ks, __half *vs, __half *kh, __half *vh,
                                             const rk_attention_rotary &rot, int h, int key0,

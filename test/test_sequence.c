@@ -23,15 +23,22 @@ enum { PROMPT = 40, K = 6, NEW = 32 };
 
 static const rk_ops *ops;
 
-static rk_model *load_planned(const char *method, int budget, int chunk, int new_tokens)
+/* pythia-nano planned for a PROMPT-token prompt in chunks of CHUNK, NEW_TOKENS new tokens and
+ * ROWS rows of logits, under METHOD at BUDGET. */
+static rk_model *load_rows(const char *method, int budget, int chunk, int new_tokens, int rows)
 {
     rk_kv_options opt = {.method = method, .average = strcmp(method, "full") ? budget : 0};
     rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = new_tokens, .prefill_chunk = chunk,
-                     .logits_rows = K, .kv_format = ops->kv_format};
+                     .logits_rows = rows, .kv_format = ops->kv_format};
     rk_model *m = NULL;
     CHECKF(rk_kv_policy_make(&opt, 4, &lim.kv) == RK_OK, "%s", rk_last_error());
     CHECKF(rk_model_load(NANO, ops, &lim, &m) == RK_OK, "%s", rk_last_error());
     return m;
+}
+
+static rk_model *load_planned(const char *method, int budget, int chunk, int new_tokens)
+{
+    return load_rows(method, budget, chunk, new_tokens, K);
 }
 
 static rk_model *load(const char *method, int budget)
@@ -212,10 +219,7 @@ static void prompt_argmax_chunked(void)
  * row's, with one row (the one-row products on CUDA) and with K. */
 static void last_layer_tail(double tol)
 {
-    rk_limits lim = {.max_prompt = PROMPT, .max_new_tokens = NEW, .prefill_chunk = PROMPT,
-                     .logits_rows = PROMPT, .kv_format = ops->kv_format};
-    rk_model *all = NULL;
-    CHECKF(rk_model_load(NANO, ops, &lim, &all) == RK_OK, "%s", rk_last_error());
+    rk_model *all = load_rows("full", 0, PROMPT, NEW, PROMPT);
     if (!all)
         return;
     const int V = all->cfg.vocab;
@@ -227,9 +231,7 @@ static void last_layer_tail(double tol)
     CHECK(rk_model_prefill(all, &s, tokens, PROMPT) == RK_OK && all->n_logits == PROMPT);
     const int rows[] = {1, K};
     for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
-        lim.logits_rows = rows[r];
-        rk_model *m = NULL;
-        CHECKF(rk_model_load(NANO, ops, &lim, &m) == RK_OK, "%s", rk_last_error());
+        rk_model *m = load_rows("full", 0, PROMPT, NEW, rows[r]);
         if (!m)
             break;
         rk_seq_reset(&s);
