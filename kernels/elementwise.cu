@@ -269,12 +269,18 @@ __global__ void qkv_rotary_quant_kernel(__half *q, unsigned char *kc, unsigned c
 {
     __shared__ float xs[2][kKvMaxHeadDim];
     __shared__ float2 meta[2][kKvMaxHeadDim];
+    const int i = blockIdx.x, h = blockIdx.y, part = threadIdx.x / 32, lane = threadIdx.x % 32;
+    /* The step's positions and rows are inputs of the whole step, final
+     * before the graph runs: read before the wait, they are not one more
+     * trip to L2 in front of the rope rows. */
+    const int p = *pos + i, r = *row + i;
     rk_wait_previous();
     rk_allow_next();
-    const int i = blockIdx.x, h = blockIdx.y, part = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int p = *pos + i, r = *row + i;
     const __half *src = qkv + ((size_t)i * heads + h) * 3 * head_dim + (size_t)part * head_dim;
     const float *rp = rope + (size_t)p * rot;
+    /* Every element's loads before the first store: q's stores may alias
+     * the QKV rows as far as the compiler knows, which kept each element's
+     * loads one trip to L2 behind the element before's. */
     float x[kKvMaxHeadDim / 32] = {};
 #pragma unroll
     for (int k = 0; k < kKvMaxHeadDim / 32; ++k) {
@@ -282,6 +288,12 @@ __global__ void qkv_rotary_quant_kernel(__half *q, unsigned char *kc, unsigned c
         if (j >= head_dim)
             break;
         x[k] = rotated_rn(__half2float(src[j]), src, rp, j, part < 2 ? rot : 0);
+    }
+#pragma unroll
+    for (int k = 0; k < kKvMaxHeadDim / 32; ++k) {
+        const int j = lane + 32 * k;
+        if (j >= head_dim)
+            break;
         if (part == 0)
             q[((size_t)h * n + i) * head_dim + j] = __float2half_rn(x[k]);
         else
