@@ -543,14 +543,16 @@ static rk_status cuda_prepare(void *ctx, const rk_config *cfg, int chunk, int lo
             s.n = n;
             st = gemm_plan_make(c, s);
         }
-    /* The tail runs fc1 on the main stream, whose workspace it may take. */
+    /* The last layer's products past its attention, on exactly the logits'
+     * rows; fc1 then runs on the main stream, whose workspace it may take. */
     for (int i = 0; i < 4 && st == RK_OK && logits_rows >= 2 && logits_rows < chunk; i++) {
         gemm_shape s = layer[i];
         s.n = logits_rows;
         st = gemm_plan_make(c, s);
-        s.workspace = GEMM_WORKSPACE;
-        if (st == RK_OK)
+        if (st == RK_OK && s.workspace != GEMM_WORKSPACE) {
+            s.workspace = GEMM_WORKSPACE;
             st = gemm_plan_make(c, s);
+        }
     }
     for (int n = 2; n <= logits_rows && st == RK_OK;
          n = n == logits_rows ? n + 1 : gemm_bucket(n + 1, logits_rows))
